@@ -1,0 +1,13 @@
+# Sourced by the other scripts: where psgate's pinned tools live and how to find them.
+# Tools go in versioned folders so another checkout that needs other versions is not clobbered.
+if [ -z "${PSGATE_TOOLS:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then PSGATE_TOOLS=/opt/psgate-tools; else PSGATE_TOOLS="$HOME/.cache/psgate-tools"; fi
+fi
+export PSGATE_TOOLS
+TRUNK_VERSION=0.21.14
+WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate in Cargo.lock
+BINARYEN_VERSION=132
+PSRPCORE_VERSION=0.3.1
+export PATH="$PSGATE_TOOLS/trunk-$TRUNK_VERSION/bin:$PSGATE_TOOLS/wasm-bindgen-$WASM_BINDGEN_VERSION/bin:$PSGATE_TOOLS/binaryen-$BINARYEN_VERSION/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+PSGATE_VENV="$PSGATE_TOOLS/venv"
+export PSGATE_PYTHON="$PSGATE_VENV/bin/python"

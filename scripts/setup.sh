@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything psgate needs to build and test, idempotently: a second run skips what is present.
+#   scripts/setup.sh          build tools (wasm32 target, Trunk, wasm-bindgen, wasm-opt)
+#   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/env.sh"
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+mkdir -p "$PSGATE_TOOLS"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! command -v wasm-opt >/dev/null || [ "$(wasm-opt --version 2>/dev/null | grep -o 'version_[0-9]*')" != "version_$BINARYEN_VERSION" ]; then
+  log "installing wasm-opt (npm binaryen@$BINARYEN_VERSION)"
+  npm install --silent --no-audit --no-fund --prefix "$PSGATE_TOOLS/binaryen-$BINARYEN_VERSION" "binaryen@$BINARYEN_VERSION"
+fi
+
+if [ ! -x "$PSGATE_TOOLS/wasm-bindgen-$WASM_BINDGEN_VERSION/bin/wasm-bindgen" ]; then
+  log "building wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 6 minutes on 2 cores)"
+  # --locked fails: its lockfile pins a webpki-roots version the registry does not serve.
+  cargo install --quiet wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --root "$PSGATE_TOOLS/wasm-bindgen-$WASM_BINDGEN_VERSION"
+fi
+
+if [ ! -x "$PSGATE_TOOLS/trunk-$TRUNK_VERSION/bin/trunk" ]; then
+  log "building trunk $TRUNK_VERSION (about 11 minutes on 2 cores)"
+  cargo install --quiet --locked trunk --version "$TRUNK_VERSION" --root "$PSGATE_TOOLS/trunk-$TRUNK_VERSION"
+fi
+
+if [ "$want_test" = 1 ]; then
+  missing=()
+  for p in chromium chromium-driver; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if [ ! -x "$PSGATE_PYTHON" ]; then
+    log "creating the Python environment $PSGATE_VENV"
+    python3 -m venv "$PSGATE_VENV"
+  fi
+  if ! "$PSGATE_PYTHON" -c "import psrpcore, sys; sys.exit(psrpcore.__version__ != '$PSRPCORE_VERSION')" 2>/dev/null; then
+    log "installing psrpcore $PSRPCORE_VERSION"
+    "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "psrpcore==$PSRPCORE_VERSION"
+  fi
+fi
+log "tools ready in $PSGATE_TOOLS"

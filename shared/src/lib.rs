@@ -1,0 +1,8 @@
+//! psgate's protocol core.
+//!
+//! Architecture invariant: this crate does no IO (no sockets, files, clocks or randomness of its own)
+//! and builds for `wasm32-unknown-unknown`; the relay and the browser both use it.
+//!
+//! - [`clixml`]: PowerShell's object serialization (MS-PSRP 2.2.5), decode and encode.
+
+pub mod clixml;
