@@ -1,8 +1,9 @@
 //! The decoder: CLIXML text to [`Value`]s.
 //!
-//! A recursive descent over quick-xml's events. Recursion is bounded by [`Limits::max_depth`], so a deeply
-//! nested input is refused before it can exhaust the stack; every count and size has a limit too. Text is
-//! taken as the raw slice between the tags and unescaped once (XML references, then `_xHHHH_`).
+//! A loop over quick-xml's events with an explicit stack of open containers, so nesting costs heap,
+//! not call stack: a deeply nested input is refused by [`Limits::max_depth`] and can never overflow the
+//! stack, whatever the build. Every count and size has a limit too. Text is taken as the raw slice
+//! between the tags and unescaped once (XML references, then `_xHHHH_`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,11 +19,12 @@ use super::primitive as p;
 use super::value::*;
 
 /// Bounds on what the decoder accepts. The defaults are generous for real PowerShell output and small
-/// enough that hostile input cannot exhaust memory or the stack.
+/// enough that hostile input cannot exhaust memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Deepest nesting of elements that hold values (objects, containers, properties). PowerShell's
-    /// own serializer stops at depth 1 for remoting and allows at most 100 levels for Export-Clixml.
+    /// Deepest nesting of open containers (objects, property sets, lists, dictionary entries).
+    /// PowerShell's own serializer and deserializer stop 50 objects below the top level
+    /// (`MaxDepthBelowTopLevel`); an object nested in a property takes two levels here.
     pub max_depth: usize,
     /// Most values (elements) in one input.
     pub max_values: usize,
@@ -30,9 +32,13 @@ pub struct Limits {
     pub max_bytes: usize,
 }
 
+/// Deepest nesting the decoder accepts by default. Values this deep are also safe to encode, print
+/// and drop with the recursive code elsewhere (see the `deep_nesting` test).
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_depth: 200, max_values: 50_000_000, max_bytes: 1 << 30 }
+        Limits { max_depth: DEFAULT_MAX_DEPTH, max_values: 50_000_000, max_bytes: 1 << 30 }
     }
 }
 
@@ -46,7 +52,15 @@ pub fn decode_message(input: &[u8]) -> Result<Value, DecodeError> {
 pub fn decode_message_with(input: &[u8], limits: Limits) -> Result<Value, DecodeError> {
     let mut d = Decoder::new(input, limits)?;
     let value = match d.next_element("message")? {
-        Some((start, empty)) => d.value(&start, empty, 0)?,
+        Some((start, empty)) => {
+            d.frames.push(Frame::Message(None));
+            d.begin_value(&start, empty, None)?;
+            d.run()?;
+            match d.frames.pop() {
+                Some(Frame::Message(Some(v))) => v,
+                _ => return Err(d.error_at(d.pos(), K::Empty)),
+            }
+        }
         None => return Err(d.error_at(d.pos(), K::Empty)),
     };
     d.expect_end_of_input("message")?;
@@ -63,34 +77,61 @@ pub fn decode_document(input: &[u8]) -> Result<Document, DecodeError> {
 pub fn decode_document_with(input: &[u8], limits: Limits) -> Result<Document, DecodeError> {
     let mut d = Decoder::new(input, limits)?;
     let clixml_header = d.skip_clixml_header();
-    let mut doc = Document { clixml_header, items: Vec::new() };
     let Some((root, empty)) = d.next_element("document")? else {
         return Err(d.error_at(d.pos(), K::NotADocument));
     };
     if root.local_name().as_ref() != "Objs" {
         return Err(d.error_at(d.last, K::NotADocument));
     }
+    let mut items = Vec::new();
     if !empty {
-        loop {
-            let at = d.pos();
-            match d.read()? {
-                Event::Start(e) => doc.items.push(d.item(&e, false)?),
-                Event::Empty(e) => doc.items.push(d.item(&e, true)?),
-                Event::End(e) => {
-                    d.check_end("Objs", e.local_name().as_ref())?;
-                    break;
-                }
-                Event::Text(t) => d.whitespace_only(&t, "<Objs>")?,
-                Event::Eof => return Err(d.error_at(at, K::UnexpectedEof("Objs".into()))),
-                Event::GeneralRef(_) | Event::CData(_) => {
-                    return Err(d.error_at(at, K::UnexpectedText("<Objs>".into())));
-                }
-                _ => {}
-            }
-        }
+        d.frames.push(Frame::Objs(Vec::new()));
+        d.run()?;
+        items = d.document.take().unwrap_or_default();
     }
     d.expect_end_of_input("document")?;
-    Ok(doc)
+    Ok(Document { clixml_header, items })
+}
+
+/// An open container on the decoder's stack.
+enum Frame {
+    /// The top of a message; holds its value once read.
+    Message(Option<Value>),
+    /// The `<Objs>` root of a document.
+    Objs(Vec<Item>),
+    /// An `<Obj>` being read.
+    Obj(Box<OpenObject>),
+    /// `<MS>` (extended) or `<Props>` (adapted).
+    Props { extended: bool, props: Vec<Property> },
+    /// `<LST>`, `<IE>`, `<STK>`, `<QUE>`.
+    List(ListKind, Vec<Value>),
+    /// `<DCT>`
+    Dict(Vec<(Value, Value)>),
+    /// `<En>`: a dictionary entry.
+    En { key: Option<Value>, value: Option<Value> },
+}
+
+struct OpenObject {
+    obj: Object,
+    ref_id: Option<u32>,
+    has_content: bool,
+    /// What the parent needs with the finished value: its `N` (or, in a document, `S`) attribute.
+    slot: Option<Str>,
+}
+
+impl Frame {
+    fn tag(&self) -> &'static str {
+        match self {
+            Frame::Message(_) => "message",
+            Frame::Objs(_) => "Objs",
+            Frame::Obj(_) => "Obj",
+            Frame::Props { extended: true, .. } => "MS",
+            Frame::Props { extended: false, .. } => "Props",
+            Frame::List(kind, _) => kind.tag(),
+            Frame::Dict(_) => "DCT",
+            Frame::En { .. } => "En",
+        }
+    }
 }
 
 /// A slot of the `RefId` table: an object still being read (its depth among open objects) or done.
@@ -117,6 +158,10 @@ struct Decoder<'a> {
     open_objects: u32,
     /// Scratch for text that holds CDATA.
     scratch: Vec<u8>,
+    /// The open containers, innermost last.
+    frames: Vec<Frame>,
+    /// A document's items once `</Objs>` is read.
+    document: Option<Vec<Item>>,
 }
 
 /// Attributes a CLIXML element can carry.
@@ -155,6 +200,8 @@ impl<'a> Decoder<'a> {
             type_names_sparse: HashMap::new(),
             open_objects: 0,
             scratch: Vec::new(),
+            frames: Vec::new(),
+            document: None,
         })
     }
 
@@ -291,14 +338,6 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    fn item(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<Item, DecodeError> {
-        let stream = match self.attrs(e)?.s {
-            Some(raw) => Some(self.unescape_attr(&raw)?),
-            None => None,
-        };
-        Ok(Item { stream, value: self.value(e, empty, 0)? })
-    }
-
     /// Reads the raw text content of the element just opened, up to and including its end tag.
     fn text(&mut self, tag: &str, empty: bool) -> Result<Str, DecodeError> {
         if empty {
@@ -373,27 +412,282 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn invalid(&self, type_name: &'static str, text: &str) -> DecodeError {
+    fn invalid(&self, at: usize, type_name: &'static str, text: &str) -> DecodeError {
         let mut text = text.to_owned();
         if text.len() > 64 {
             let cut = (0..=64).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
             text.truncate(cut);
             text.push('…');
         }
-        self.error_at(self.last, K::InvalidValue { type_name, text })
+        self.error_at(at, K::InvalidValue { type_name, text })
     }
 
-    /// One value: the element `e` has just been read. `depth` counts the enclosing value levels.
-    fn value(&mut self, e: &BytesStart<'a>, empty: bool, depth: usize) -> Result<Value, DecodeError> {
+    /// Reads events until the frame that was on top when called is closed.
+    fn run(&mut self) -> Result<(), DecodeError> {
+        let floor = self.frames.len();
+        loop {
+            if self.frames.len() < floor || matches!(self.frames.last(), Some(Frame::Message(Some(_)))) {
+                return Ok(());
+            }
+            let at = self.pos();
+            match self.read()? {
+                Event::Start(e) => self.open_child(&e, false, at)?,
+                Event::Empty(e) => self.open_child(&e, true, at)?,
+                Event::End(e) => self.close(e.local_name().as_ref(), at)?,
+                Event::Text(t) => {
+                    if !t.bytes().all(|b| b.is_ascii_whitespace()) {
+                        return Err(self.error_at(at, K::UnexpectedText(self.context())));
+                    }
+                }
+                Event::GeneralRef(_) | Event::CData(_) => return Err(self.error_at(at, K::UnexpectedText(self.context()))),
+                Event::Eof => {
+                    let tag = self.frames.last().map_or("message", Frame::tag);
+                    return Err(self.error_at(at, K::UnexpectedEof(tag.into())));
+                }
+                Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+            }
+        }
+    }
+
+    fn context(&self) -> String {
+        format!("<{}>", self.frames.last().map_or("message", Frame::tag))
+    }
+
+    fn push(&mut self, frame: Frame) -> Result<(), DecodeError> {
+        if self.frames.len() > self.limits.max_depth {
+            return Err(self.error_at(self.last, K::TooDeep(self.limits.max_depth)));
+        }
+        self.frames.push(frame);
+        Ok(())
+    }
+
+    /// An element opened inside the innermost frame.
+    fn open_child(&mut self, e: &BytesStart<'a>, empty: bool, at: usize) -> Result<(), DecodeError> {
+        let name = e.local_name();
+        let tag = name.as_ref();
+        match self.frames.last_mut() {
+            Some(Frame::Obj(open)) => match tag {
+                "MS" | "Props" => {
+                    if !empty {
+                        self.push(Frame::Props { extended: tag == "MS", props: Vec::new() })?;
+                    }
+                }
+                "TN" => {
+                    let tn = self.type_names(e, empty)?;
+                    if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+                        open.obj.type_names = Some(tn);
+                    }
+                }
+                "TNRef" => {
+                    let attrs = self.attrs(e)?;
+                    let id = self.ref_id(e, attrs.ref_id.as_deref())?;
+                    self.empty_content("TNRef", empty)?;
+                    let tn = if id < SPARSE_LIMIT {
+                        self.type_names.get(id as usize).and_then(Option::as_ref)
+                    } else {
+                        self.type_names_sparse.get(&id)
+                    };
+                    let tn = tn.cloned().ok_or_else(|| self.error_at(at, K::UnknownRef { element: "TNRef", id }))?;
+                    if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+                        open.obj.type_names = Some(tn);
+                    }
+                }
+                "ToString" => {
+                    let text = self.text("ToString", empty)?;
+                    if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+                        open.obj.to_string = Some(text);
+                    }
+                }
+                "LST" | "IE" | "STK" | "QUE" | "DCT" => {
+                    if std::mem::replace(&mut open.has_content, true) {
+                        return Err(self.error_at(at, K::DuplicateContent));
+                    }
+                    self.count()?;
+                    let frame = match tag {
+                        "LST" => Frame::List(ListKind::List, Vec::new()),
+                        "IE" => Frame::List(ListKind::Enumerable, Vec::new()),
+                        "STK" => Frame::List(ListKind::Stack, Vec::new()),
+                        "QUE" => Frame::List(ListKind::Queue, Vec::new()),
+                        _ => Frame::Dict(Vec::new()),
+                    };
+                    if empty {
+                        self.end_frame(frame, at)?;
+                    } else {
+                        self.push(frame)?;
+                    }
+                }
+                // An extended primitive or an enum's value.
+                _ => {
+                    if open.has_content {
+                        return Err(self.error_at(at, K::DuplicateContent));
+                    }
+                    self.begin_value(e, empty, None)?;
+                }
+            },
+            Some(Frame::Props { .. }) => {
+                let name = match self.attrs(e)?.n {
+                    Some(raw) => self.unescape_attr(&raw)?,
+                    None => return Err(self.error_at(at, K::BadAttribute { element: name_of(e), attribute: "N" })),
+                };
+                self.begin_value(e, empty, Some(name))?;
+            }
+            Some(Frame::List(..)) => self.begin_value(e, empty, None)?,
+            Some(Frame::Dict(_)) => {
+                if tag != "En" {
+                    return Err(self.error_at(at, K::UnexpectedElement { element: name_of(e), context: "<DCT>".into() }));
+                }
+                let frame = Frame::En { key: None, value: None };
+                if empty {
+                    self.end_frame(frame, at)?;
+                } else {
+                    self.push(frame)?;
+                }
+            }
+            Some(Frame::En { .. }) => {
+                let n = self.attrs(e)?.n;
+                let slot = match n.as_deref() {
+                    Some("Key") => "Key",
+                    Some("Value") => "Value",
+                    _ => return Err(self.error_at(at, K::BadAttribute { element: name_of(e), attribute: "N" })),
+                };
+                self.begin_value(e, empty, Some(Str::const_new(slot)))?;
+            }
+            Some(Frame::Objs(_)) => {
+                let stream = match self.attrs(e)?.s {
+                    Some(raw) => Some(self.unescape_attr(&raw)?),
+                    None => None,
+                };
+                self.begin_value(e, empty, stream)?;
+            }
+            Some(Frame::Message(_)) | None => {
+                return Err(self.error_at(at, K::TrailingContent("message")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A value element: an `<Obj>` opens a frame; anything else is read whole and delivered.
+    fn begin_value(&mut self, e: &BytesStart<'a>, empty: bool, slot: Option<Str>) -> Result<(), DecodeError> {
+        if e.local_name().as_ref() != "Obj" {
+            let value = self.primitive(e, empty)?;
+            return self.deliver(value, slot);
+        }
+        self.count()?;
+        let attrs = self.attrs(e)?;
+        let ref_id = match attrs.ref_id {
+            Some(raw) => Some(self.ref_id(e, Some(&raw))?),
+            None => None,
+        };
+        let open = Box::new(OpenObject { obj: Object::default(), ref_id, has_content: false, slot });
+        if let Some(id) = ref_id {
+            self.set_ref(id, Slot::Open(self.open_objects));
+        }
+        self.open_objects += 1;
+        if empty {
+            self.end_frame(Frame::Obj(open), self.last)
+        } else {
+            self.push(Frame::Obj(open))
+        }
+    }
+
+    /// An end tag: closes the innermost frame.
+    fn close(&mut self, tag: &str, at: usize) -> Result<(), DecodeError> {
+        let expected = self.frames.last().map_or("message", Frame::tag);
+        if expected != tag {
+            return Err(self.error_at(at, K::MismatchedEnd { expected: expected.into(), found: tag.into() }));
+        }
+        match self.frames.pop() {
+            Some(Frame::Objs(items)) => {
+                // The document root is done: hand its items to the caller.
+                self.document = Some(items);
+                Ok(())
+            }
+            Some(frame) => self.end_frame(frame, at),
+            None => Ok(()),
+        }
+    }
+
+    /// A finished frame: its value goes to the frame below.
+    fn end_frame(&mut self, frame: Frame, at: usize) -> Result<(), DecodeError> {
+        match frame {
+            Frame::Obj(open) => {
+                let OpenObject { obj, ref_id, slot, .. } = *open;
+                self.open_objects -= 1;
+                let obj = Arc::new(obj);
+                if let Some(id) = ref_id {
+                    self.set_ref(id, Slot::Done(Arc::clone(&obj)));
+                }
+                self.deliver(Value::Object(obj), slot)
+            }
+            Frame::Props { extended, props } => {
+                if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+                    let target = if extended { &mut open.obj.extended } else { &mut open.obj.adapted };
+                    if target.is_empty() {
+                        *target = props;
+                    } else {
+                        target.extend(props);
+                    }
+                }
+                Ok(())
+            }
+            Frame::List(kind, items) => self.set_content(Content::List(kind, items)),
+            Frame::Dict(entries) => self.set_content(Content::Dict(entries)),
+            Frame::En { key, value } => match (key, value) {
+                (Some(k), Some(v)) => {
+                    if let Some(Frame::Dict(entries)) = self.frames.last_mut() {
+                        entries.push((k, v));
+                    }
+                    Ok(())
+                }
+                (None, _) => Err(self.error_at(at, K::BadDictEntry("a Key"))),
+                (_, None) => Err(self.error_at(at, K::BadDictEntry("a Value"))),
+            },
+            Frame::Message(_) | Frame::Objs(_) => Ok(()),
+        }
+    }
+
+    fn set_content(&mut self, content: Content) -> Result<(), DecodeError> {
+        if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+            open.obj.content = content;
+        }
+        Ok(())
+    }
+
+    /// A finished value goes to the innermost frame.
+    fn deliver(&mut self, value: Value, slot: Option<Str>) -> Result<(), DecodeError> {
+        match self.frames.last_mut() {
+            Some(Frame::Obj(open)) => {
+                open.has_content = true;
+                open.obj.content = Content::Primitive(value);
+            }
+            Some(Frame::Props { props, .. }) => props.push(Property { name: slot.unwrap_or_default(), value }),
+            Some(Frame::List(_, items)) => items.push(value),
+            Some(Frame::En { key, value: v }) => {
+                if slot.as_deref() == Some("Key") {
+                    *key = Some(value);
+                } else {
+                    *v = Some(value);
+                }
+            }
+            Some(Frame::Objs(items)) => items.push(Item { stream: slot, value }),
+            Some(Frame::Message(result)) => *result = Some(value),
+            Some(Frame::Dict(_)) | None => {}
+        }
+        Ok(())
+    }
+
+    /// A value that is not an `<Obj>`: the element `e` has just been read; reads through its end tag.
+    fn primitive(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<Value, DecodeError> {
         self.count()?;
         let name = e.local_name();
         let tag = name.as_ref();
         macro_rules! parsed {
             ($tname:literal, $parse:expr, $variant:expr) => {{
+                let at = self.pos();
                 let t = self.text(tag, empty)?;
                 match $parse(t.as_str()) {
                     Some(v) => $variant(v),
-                    None => return Err(self.invalid($tname, &t)),
+                    None => return Err(self.invalid(at, $tname, &t)),
                 }
             }};
         }
@@ -405,7 +699,6 @@ impl<'a> Decoder<'a> {
             "I32" => parsed!("I32", int::<i32>, Value::I32),
             "I64" => parsed!("I64", int::<i64>, Value::I64),
             "B" => parsed!("B", p::parse_bool, Value::Bool),
-            "Obj" => self.object(e, empty, depth)?,
             "Ref" => {
                 let attrs = self.attrs(e)?;
                 let id = self.ref_id(e, attrs.ref_id.as_deref())?;
@@ -463,97 +756,6 @@ impl<'a> Decoder<'a> {
             self.refs[i] = Some(slot);
         } else {
             self.refs_sparse.insert(id, slot);
-        }
-    }
-
-    fn object(&mut self, e: &BytesStart<'a>, empty: bool, depth: usize) -> Result<Value, DecodeError> {
-        if depth >= self.limits.max_depth {
-            return Err(self.error_at(self.last, K::TooDeep(self.limits.max_depth)));
-        }
-        let attrs = self.attrs(e)?;
-        let ref_id = match attrs.ref_id {
-            Some(raw) => Some(self.ref_id(e, Some(&raw))?),
-            None => None,
-        };
-        if let Some(id) = ref_id {
-            self.set_ref(id, Slot::Open(self.open_objects));
-        }
-        self.open_objects += 1;
-        let result = self.object_body(empty, depth);
-        self.open_objects -= 1;
-        let obj = Arc::new(result?);
-        if let Some(id) = ref_id {
-            self.set_ref(id, Slot::Done(Arc::clone(&obj)));
-        }
-        Ok(Value::Object(obj))
-    }
-
-    fn object_body(&mut self, empty: bool, depth: usize) -> Result<Object, DecodeError> {
-        let mut obj = Object::default();
-        if empty {
-            return Ok(obj);
-        }
-        let mut has_content = false;
-        loop {
-            let at = self.pos();
-            let (e, child_empty) = match self.read()? {
-                Event::Start(e) => (e, false),
-                Event::Empty(e) => (e, true),
-                Event::End(e) => {
-                    self.check_end("Obj", e.local_name().as_ref())?;
-                    return Ok(obj);
-                }
-                Event::Text(t) => {
-                    self.whitespace_only(&t, "<Obj>")?;
-                    continue;
-                }
-                Event::Eof => return Err(self.error_at(at, K::UnexpectedEof("Obj".into()))),
-                Event::GeneralRef(_) | Event::CData(_) => return Err(self.error_at(at, K::UnexpectedText("<Obj>".into()))),
-                _ => continue,
-            };
-            let name = e.local_name();
-            match name.as_ref() {
-                "MS" => self.properties("MS", child_empty, depth + 1, &mut obj.extended)?,
-                "Props" => self.properties("Props", child_empty, depth + 1, &mut obj.adapted)?,
-                "TN" => obj.type_names = Some(self.type_names(&e, child_empty)?),
-                "TNRef" => {
-                    let attrs = self.attrs(&e)?;
-                    let id = self.ref_id(&e, attrs.ref_id.as_deref())?;
-                    self.empty_content("TNRef", child_empty)?;
-                    let tn = if id < SPARSE_LIMIT {
-                        self.type_names.get(id as usize).and_then(Option::as_ref)
-                    } else {
-                        self.type_names_sparse.get(&id)
-                    };
-                    let tn = tn.ok_or_else(|| self.error_at(at, K::UnknownRef { element: "TNRef", id }))?;
-                    obj.type_names = Some(Arc::clone(tn));
-                }
-                "ToString" => obj.to_string = Some(self.text("ToString", child_empty)?),
-                tag @ ("LST" | "IE" | "STK" | "QUE" | "DCT") => {
-                    if std::mem::replace(&mut has_content, true) {
-                        return Err(self.error_at(at, K::DuplicateContent));
-                    }
-                    self.count()?;
-                    obj.content = if tag == "DCT" {
-                        Content::Dict(self.dict(child_empty, depth + 1)?)
-                    } else {
-                        let kind = match tag {
-                            "LST" => ListKind::List,
-                            "IE" => ListKind::Enumerable,
-                            "STK" => ListKind::Stack,
-                            _ => ListKind::Queue,
-                        };
-                        Content::List(kind, self.list(kind.tag(), child_empty, depth + 1)?)
-                    };
-                }
-                _ => {
-                    // An extended primitive or an enum's value.
-                    if std::mem::replace(&mut has_content, true) {
-                        return Err(self.error_at(at, K::DuplicateContent));
-                    }
-                    obj.content = Content::Primitive(self.value(&e, child_empty, depth + 1)?);
-                }
-            }
         }
     }
 
@@ -628,54 +830,6 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn properties(&mut self, tag: &'static str, empty: bool, depth: usize, out: &mut Vec<Property>) -> Result<(), DecodeError> {
-        self.children(tag, empty, |d, e, child_empty, _| {
-            let name = match d.attrs(&e)?.n {
-                Some(raw) => d.unescape_attr(&raw)?,
-                None => return Err(d.error_at(d.last, K::BadAttribute { element: name_of(&e), attribute: "N" })),
-            };
-            let value = d.value(&e, child_empty, depth)?;
-            out.push(Property { name, value });
-            Ok(())
-        })
-    }
-
-    fn list(&mut self, tag: &'static str, empty: bool, depth: usize) -> Result<Vec<Value>, DecodeError> {
-        let mut items = Vec::new();
-        self.children(tag, empty, |d, e, child_empty, _| {
-            items.push(d.value(&e, child_empty, depth)?);
-            Ok(())
-        })?;
-        Ok(items)
-    }
-
-    fn dict(&mut self, empty: bool, depth: usize) -> Result<Vec<(Value, Value)>, DecodeError> {
-        let mut entries = Vec::new();
-        self.children("DCT", empty, |d, e, en_empty, at| {
-            if e.local_name().as_ref() != "En" {
-                return Err(d.error_at(at, K::UnexpectedElement { element: name_of(&e), context: "<DCT>".into() }));
-            }
-            let (mut key, mut value) = (None, None);
-            d.children("En", en_empty, |d, e, child_empty, _| {
-                let n = d.attrs(&e)?.n.map(|n| n.into_owned());
-                let v = d.value(&e, child_empty, depth + 1)?;
-                match n.as_deref() {
-                    Some("Key") => key = Some(v),
-                    Some("Value") => value = Some(v),
-                    _ => return Err(d.error_at(d.last, K::BadAttribute { element: name_of(&e), attribute: "N" })),
-                }
-                Ok(())
-            })?;
-            match (key, value) {
-                (Some(k), Some(v)) => entries.push((k, v)),
-                (None, _) => return Err(d.error_at(at, K::BadDictEntry("a Key"))),
-                (_, None) => return Err(d.error_at(at, K::BadDictEntry("a Value"))),
-            }
-            Ok(())
-        })?;
-        Ok(entries)
-    }
-
     fn progress(&mut self, empty: bool) -> Result<ProgressRecord, DecodeError> {
         let mut pr = ProgressRecord {
             activity: Str::default(),
@@ -691,8 +845,9 @@ impl<'a> Decoder<'a> {
             let name = e.local_name();
             let tag = name.as_ref();
             let int = |d: &mut Self, tag: &'static str, name: &'static str| -> Result<i32, DecodeError> {
+                let at = d.pos();
                 let t = d.text(tag, child_empty)?;
-                p::trim(&t).parse().map_err(|_| d.invalid(name, &t))
+                p::trim(&t).parse().map_err(|_| d.invalid(at, name, &t))
             };
             match tag {
                 "AV" => pr.activity = d.text("AV", child_empty)?,
@@ -704,11 +859,12 @@ impl<'a> Decoder<'a> {
                 "Nil" => d.empty_content("Nil", child_empty)?,
                 "SD" => pr.status_description = Some(d.text("SD", child_empty)?),
                 "T" => {
+                    let at = d.pos();
                     let t = d.text("T", child_empty)?;
                     pr.record_type = match p::trim(&t) {
                         "Processing" => ProgressRecordType::Processing,
                         "Completed" => ProgressRecordType::Completed,
-                        _ => return Err(d.invalid("PR/T", &t)),
+                        _ => return Err(d.invalid(at, "PR/T", &t)),
                     };
                 }
                 _ => return Err(d.error_at(at, K::UnexpectedElement { element: name_of(&e), context: "<PR>".into() })),

@@ -18,7 +18,7 @@ use super::value::*;
 pub const OBJS_NAMESPACE: &str = "http://schemas.microsoft.com/powershell/2004/04";
 
 /// Default bound on nesting when encoding, matching the decoder's default.
-pub const MAX_ENCODE_DEPTH: usize = 200;
+pub const MAX_ENCODE_DEPTH: usize = super::decode::DEFAULT_MAX_DEPTH;
 
 /// Encodes one value as a PSRP message body (no root, no BOM).
 pub fn encode_message(value: &Value) -> Result<String, EncodeError> {

@@ -13,7 +13,7 @@ pub mod json;
 mod primitive;
 mod value;
 
-pub use decode::{Limits, decode_document, decode_document_with, decode_message, decode_message_with};
+pub use decode::{DEFAULT_MAX_DEPTH, Limits, decode_document, decode_document_with, decode_message, decode_message_with};
 pub use encode::{MAX_ENCODE_DEPTH, OBJS_NAMESPACE, encode_document, encode_message};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, Position};
 pub use escape::{escape, escape_into};

@@ -46,7 +46,7 @@ pub(crate) fn parse_f32(s: &str) -> Option<f32> {
 }
 
 /// Writes a double as .NET Core's shortest round-trip `R` form: fixed notation for decimal exponents
-/// -5..15, otherwise `d.dddE+XX`.
+/// -4..=14, otherwise `d.dddE+XX`.
 pub(crate) fn write_f64(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
@@ -84,7 +84,7 @@ fn write_shortest(out: &mut String, sci: &str, sci_from: i32) {
         out.push('0');
         return;
     }
-    if exp >= sci_from || exp < -5 {
+    if exp >= sci_from || exp < -4 {
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');
