@@ -4,5 +4,7 @@
 //! and builds for `wasm32-unknown-unknown`; the relay and the browser both use it.
 //!
 //! - [`clixml`]: PowerShell's object serialization (MS-PSRP 2.2.5), decode and encode.
+//! - [`psrp`]: the remoting protocol itself (fragments, messages).
 
 pub mod clixml;
+pub mod psrp;
