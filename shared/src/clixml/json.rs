@@ -12,7 +12,8 @@
 //! - an object is `{"Obj": {…}}` with the keys it has, in this order: `"RefId"` (only on an object that
 //!   is referenced again), `"TN"` (type names), `"ToString"`, one of `"value"` (extended primitive or
 //!   enum value), `"LST"`/`"IE"`/`"STK"`/`"QUE"` (arrays) or `"DCT"` (an array of `[key, value]` pairs),
-//!   then `"Props"` (adapted) and `"MS"` (extended properties) as JSON objects in document order;
+//!   then `"Props"` (adapted) and `"MS"` (extended properties) as JSON objects in document order (as
+//!   `[name, value]` pairs instead when a set repeats a name, which a JSON object cannot hold);
 //! - a repeated object is `{"Ref": n}`; a reference to an enclosing object is `{"Cycle": levels}`.
 //!
 //! A document is one line per object; an object written with a stream attribute is wrapped as
@@ -94,8 +95,8 @@ impl Writer {
             Value::I32(x) => tagged!("I32", write!(out, "{x}")),
             Value::U64(x) => tagged!("U64", write!(out, "{x}")),
             Value::I64(x) => tagged!("I64", write!(out, "{x}")),
-            Value::Single(x) => tagged!("Sg", float(out, f64::from(*x), x.is_finite(), &x.to_string())),
-            Value::Double(x) => tagged!("Db", float(out, *x, x.is_finite(), &x.to_string())),
+            Value::Single(x) => tagged!("Sg", float(out, x.is_finite(), |o| p::write_f32(o, *x))),
+            Value::Double(x) => tagged!("Db", float(out, x.is_finite(), |o| p::write_f64(o, *x))),
             Value::Decimal(d) => tagged!("D", json_string(out, d)),
             Value::Uri(s) => tagged!("URI", json_string(out, s)),
             Value::Xml(s) => tagged!("XD", json_string(out, s)),
@@ -216,30 +217,46 @@ impl Writer {
                 continue;
             }
             key(out, name);
-            out.push('{');
+            // A JSON object cannot hold one name twice; the rare set that does goes as pairs.
+            let pairs = has_duplicate_names(props);
+            out.push(if pairs { '[' } else { '{' });
             for (i, prop) in props.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
+                if pairs {
+                    out.push('[');
+                }
                 json_string(out, &prop.name);
-                out.push(':');
+                out.push(if pairs { ',' } else { ':' });
                 self.value(out, &prop.value);
+                if pairs {
+                    out.push(']');
+                }
             }
-            out.push('}');
+            out.push(if pairs { ']' } else { '}' });
         }
         out.push_str("}}");
     }
 }
 
-fn float(out: &mut String, v: f64, finite: bool, shortest: &str) {
+fn has_duplicate_names(props: &[Property]) -> bool {
+    if props.len() <= 16 {
+        return props.iter().enumerate().any(|(i, p)| props[..i].iter().any(|q| q.name == p.name));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(props.len());
+    !props.iter().all(|p| seen.insert(p.name.as_str()))
+}
+
+/// A finite float as a JSON number in CLIXML's own text (shortest round-trip digits, `E` exponent);
+/// the others as the strings CLIXML uses for them.
+fn float(out: &mut String, finite: bool, write: impl FnOnce(&mut String)) {
     if finite {
-        out.push_str(shortest);
-    } else if v.is_nan() {
-        out.push_str("\"NaN\"");
-    } else if v > 0.0 {
-        out.push_str("\"INF\"");
+        write(out);
     } else {
-        out.push_str("\"-INF\"");
+        out.push('"');
+        write(out);
+        out.push('"');
     }
 }
 
@@ -437,10 +454,28 @@ impl Reader {
                     };
                 }
                 "Props" | "MS" => {
-                    let props = v.as_object().ok_or_else(|| err(&here, "must be an object of properties"))?;
-                    let mut out = Vec::with_capacity(props.len());
-                    for (name, pv) in props {
-                        out.push(Property { name: name.as_str().into(), value: self.value(pv, &format!("{here}.{name}"), depth + 1)? });
+                    let mut out = Vec::new();
+                    match v {
+                        Json::Object(props) => {
+                            for (name, pv) in props {
+                                let value = self.value(pv, &format!("{here}.{name}"), depth + 1)?;
+                                out.push(Property { name: name.as_str().into(), value });
+                            }
+                        }
+                        // The pair form, for a property set that repeats a name.
+                        Json::Array(pairs) => {
+                            for (i, pair) in pairs.iter().enumerate() {
+                                let at = format!("{here}[{i}]");
+                                match pair.as_array().map(Vec::as_slice) {
+                                    Some([Json::String(name), pv]) => {
+                                        let value = self.value(pv, &at, depth + 1)?;
+                                        out.push(Property { name: name.as_str().into(), value });
+                                    }
+                                    _ => return Err(err(&at, "must be a [name, value] pair")),
+                                }
+                            }
+                        }
+                        _ => return Err(err(&here, "must be an object of properties")),
                     }
                     if k == "Props" {
                         obj.adapted = out;
