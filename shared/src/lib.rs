@@ -8,3 +8,6 @@
 
 pub mod clixml;
 pub mod psrp;
+
+#[doc(hidden)]
+pub mod fuzzing;

@@ -1,0 +1,37 @@
+//! The bodies of the fuzz targets, here so that `cargo test` replays their regression corpora
+//! (shared/test_data/fuzz) with exactly the checks the fuzzer runs.
+
+use crate::clixml::{decode_document, decode_message, encode_document, encode_message};
+use crate::psrp::fragment::Defragmenter;
+
+/// Decodes `data` as a message and as a document; what decodes must survive a round trip.
+///
+/// # Panics
+/// When the codec breaks an invariant: that is what the fuzzer looks for.
+pub fn clixml_decode(data: &[u8]) {
+    if let Ok(value) = decode_message(data) {
+        let xml = encode_message(&value).expect("a decoded value encodes");
+        let back = decode_message(xml.as_bytes()).expect("our encoding decodes");
+        assert!(back == value, "round trip changed the value: {xml}");
+    }
+    if let Ok(doc) = decode_document(data) {
+        let xml = encode_document(&doc).expect("a decoded document encodes");
+        let back = decode_document(xml.as_bytes()).expect("our encoding decodes");
+        assert!(back == doc, "round trip changed the document: {xml}");
+    }
+}
+
+/// Splits `data` into packets at its first byte's value and feeds them to a small defragmenter.
+///
+/// # Panics
+/// When reassembly breaks an invariant.
+pub fn psrp_fragment(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else { return };
+    let mut d = Defragmenter::new(4096);
+    for packet in rest.chunks(usize::from(split).max(1) * 8) {
+        match d.feed(packet) {
+            Ok(messages) => assert!(messages.iter().all(|m| m.len() <= 4096)),
+            Err(_) => d = Defragmenter::new(4096),
+        }
+    }
+}
