@@ -1,22 +1,22 @@
 //! The decoder: CLIXML text to [`Value`]s.
 //!
-//! A loop over quick-xml's events with an explicit stack of open containers, so nesting costs heap,
-//! not call stack: a deeply nested input is refused by [`Limits::max_depth`] and can never overflow the
-//! stack, whatever the build. Every count and size has a limit too. Text is taken as the raw slice
-//! between the tags and unescaped once (XML references, then `_xHHHH_`).
+//! One pass over the tokens of [`xml`](super::xml) with an explicit stack of open containers, so
+//! nesting costs heap, not call stack: a deeply nested input is refused by [`Limits::max_depth`] and can
+//! never overflow the stack, whatever the build. Every count and size has a limit too. Text is taken
+//! as the raw slice between the tags and unescaped once (XML references, then `_xHHHH_`). Property
+//! and item lists are gathered on shared stacks and moved out at their exact size.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use quick_xml::Reader;
-use quick_xml::events::{BytesStart, Event};
 use uuid::Uuid;
 
 use super::error::{DecodeError, DecodeErrorKind as K, Position};
-use super::escape::{Unescape, unescape};
+use super::escape::unescape;
 use super::primitive as p;
 use super::value::*;
+use super::xml::{Lexer, Start, SyntaxError, Token};
 
 /// Bounds on what the decoder accepts. The defaults are generous for real PowerShell output and small
 /// enough that hostile input cannot exhaust memory.
@@ -51,17 +51,14 @@ pub fn decode_message(input: &[u8]) -> Result<Value, DecodeError> {
 /// [`decode_message`] with explicit limits.
 pub fn decode_message_with(input: &[u8], limits: Limits) -> Result<Value, DecodeError> {
     let mut d = Decoder::new(input, limits)?;
-    let value = match d.next_element("message")? {
-        Some((start, empty)) => {
-            d.frames.push(Frame::Message(None));
-            d.begin_value(&start, empty, None)?;
-            d.run()?;
-            match d.frames.pop() {
-                Some(Frame::Message(Some(v))) => v,
-                _ => return Err(d.error_at(d.pos(), K::Empty)),
-            }
-        }
-        None => return Err(d.error_at(d.pos(), K::Empty)),
+    let Some(start) = d.next_element("message")? else {
+        return Err(d.error_at(d.lexer.pos(), K::Empty));
+    };
+    d.frames.push(Frame::Message(None));
+    d.begin_value(&start, None)?;
+    d.run()?;
+    let Some(Frame::Message(Some(value))) = d.frames.pop() else {
+        return Err(d.error_at(d.lexer.pos(), K::Empty));
     };
     d.expect_end_of_input("message")?;
     Ok(value)
@@ -77,14 +74,14 @@ pub fn decode_document(input: &[u8]) -> Result<Document, DecodeError> {
 pub fn decode_document_with(input: &[u8], limits: Limits) -> Result<Document, DecodeError> {
     let mut d = Decoder::new(input, limits)?;
     let clixml_header = d.skip_clixml_header();
-    let Some((root, empty)) = d.next_element("document")? else {
-        return Err(d.error_at(d.pos(), K::NotADocument));
+    let Some(root) = d.next_element("document")? else {
+        return Err(d.error_at(d.lexer.pos(), K::NotADocument));
     };
-    if root.local_name().as_ref() != "Objs" {
+    if root.name != "Objs" {
         return Err(d.error_at(d.last, K::NotADocument));
     }
     let mut items = Vec::new();
-    if !empty {
+    if !root.empty {
         d.frames.push(Frame::Objs(Vec::new()));
         d.run()?;
         items = d.document.take().unwrap_or_default();
@@ -100,13 +97,13 @@ enum Frame {
     /// The `<Objs>` root of a document.
     Objs(Vec<Item>),
     /// An `<Obj>` being read.
-    Obj(Box<OpenObject>),
-    /// `<MS>` (extended) or `<Props>` (adapted).
-    Props { extended: bool, props: Vec<Property> },
-    /// `<LST>`, `<IE>`, `<STK>`, `<QUE>`.
-    List(ListKind, Vec<Value>),
-    /// `<DCT>`
-    Dict(Vec<(Value, Value)>),
+    Obj(OpenObject),
+    /// `<MS>` (extended) or `<Props>` (adapted); its properties are on `Decoder::props` from `base`.
+    Props { extended: bool, base: usize },
+    /// `<LST>`, `<IE>`, `<STK>`, `<QUE>`; items on `Decoder::items` from `base`.
+    List { kind: ListKind, base: usize },
+    /// `<DCT>`; entries on `Decoder::entries` from `base`.
+    Dict { base: usize },
     /// `<En>`: a dictionary entry.
     En { key: Option<Value>, value: Option<Value> },
 }
@@ -127,8 +124,8 @@ impl Frame {
             Frame::Obj(_) => "Obj",
             Frame::Props { extended: true, .. } => "MS",
             Frame::Props { extended: false, .. } => "Props",
-            Frame::List(kind, _) => kind.tag(),
-            Frame::Dict(_) => "DCT",
+            Frame::List { kind, .. } => kind.tag(),
+            Frame::Dict { .. } => "DCT",
             Frame::En { .. } => "En",
         }
     }
@@ -140,39 +137,56 @@ enum Slot {
     Done(Arc<Object>),
 }
 
+/// RefIds are 0, 1, 2… in practice: a vector indexed by id, with a map for ids past this.
+const SPARSE_LIMIT: u32 = 1 << 16;
+
+/// A table indexed by RefId.
+struct RefTable<T> {
+    dense: Vec<Option<T>>,
+    sparse: HashMap<u32, T>,
+}
+
+impl<T> RefTable<T> {
+    fn new() -> Self {
+        RefTable { dense: Vec::new(), sparse: HashMap::new() }
+    }
+
+    fn get(&self, id: u32) -> Option<&T> {
+        if id < SPARSE_LIMIT { self.dense.get(id as usize).and_then(Option::as_ref) } else { self.sparse.get(&id) }
+    }
+
+    fn set(&mut self, id: u32, value: T) {
+        if id < SPARSE_LIMIT {
+            let i = id as usize;
+            if self.dense.len() <= i {
+                self.dense.resize_with(i + 1, || None);
+            }
+            self.dense[i] = Some(value);
+        } else {
+            self.sparse.insert(id, value);
+        }
+    }
+}
+
 struct Decoder<'a> {
     input: &'a str,
-    reader: Reader<&'a [u8]>,
-    /// Offset of `input` within what the reader reads (the reader starts after a stripped prefix).
-    base: usize,
-    /// Where the last event read began, for error positions.
+    lexer: Lexer<'a>,
+    /// Where the last token read began, for error positions.
     last: usize,
     limits: Limits,
     values: usize,
-    /// RefIds are 0, 1, 2… in practice: a vector indexed by id, with a map for the odd writer.
-    refs: Vec<Option<Slot>>,
-    refs_sparse: HashMap<u32, Slot>,
-    type_names: Vec<Option<TypeNames>>,
-    type_names_sparse: HashMap<u32, TypeNames>,
+    refs: RefTable<Slot>,
+    type_names: RefTable<TypeNames>,
     /// Number of `<Obj>` elements currently open.
     open_objects: u32,
-    /// Scratch for text that holds CDATA.
-    scratch: Vec<u8>,
     /// The open containers, innermost last.
     frames: Vec<Frame>,
+    props: Vec<Property>,
+    items: Vec<Value>,
+    entries: Vec<(Value, Value)>,
     /// A document's items once `</Objs>` is read.
     document: Option<Vec<Item>>,
 }
-
-/// Attributes a CLIXML element can carry.
-#[derive(Default)]
-struct Attrs<'e> {
-    n: Option<std::borrow::Cow<'e, str>>,
-    ref_id: Option<std::borrow::Cow<'e, str>>,
-    s: Option<std::borrow::Cow<'e, str>>,
-}
-
-const SPARSE_LIMIT: u32 = 1 << 16;
 
 impl<'a> Decoder<'a> {
     fn new(bytes: &'a [u8], limits: Limits) -> Result<Self, DecodeError> {
@@ -189,78 +203,57 @@ impl<'a> Decoder<'a> {
         let base = if input.starts_with('\u{FEFF}') { 3 } else { 0 };
         Ok(Decoder {
             input,
-            reader: Self::reader(&input[base..]),
-            base,
+            lexer: Lexer::new(input, base),
             last: base,
             limits,
             values: 0,
-            refs: Vec::new(),
-            refs_sparse: HashMap::new(),
-            type_names: Vec::new(),
-            type_names_sparse: HashMap::new(),
+            refs: RefTable::new(),
+            type_names: RefTable::new(),
             open_objects: 0,
-            scratch: Vec::new(),
             frames: Vec::new(),
+            props: Vec::new(),
+            items: Vec::new(),
+            entries: Vec::new(),
             document: None,
         })
     }
 
-    fn reader(text: &'a str) -> Reader<&'a [u8]> {
-        let mut r = Reader::from_str(text);
-        let c = r.config_mut();
-        c.trim_text_start = false;
-        c.trim_text_end = false;
-        c.expand_empty_elements = false;
-        // The descent checks every end tag against the element it opened.
-        c.check_end_names = false;
-        r
-    }
-
     /// Skips the `#< CLIXML` line; returns whether it was there.
     fn skip_clixml_header(&mut self) -> bool {
-        let rest = &self.input[self.base..];
-        let Some(after) = rest.strip_prefix("#< CLIXML") else { return false };
+        let at = self.lexer.pos();
+        let Some(after) = self.input[at..].strip_prefix("#< CLIXML") else { return false };
         let skip = after.bytes().take_while(|b| matches!(b, b'\r' | b'\n')).count();
-        self.base += 9 + skip;
-        self.reader = Self::reader(&self.input[self.base..]);
+        self.lexer = Lexer::new(self.input, at + 9 + skip);
         true
-    }
-
-    fn pos(&self) -> usize {
-        self.base + self.reader.buffer_position() as usize
     }
 
     fn error_at(&self, offset: usize, kind: K) -> DecodeError {
         DecodeError { kind, position: Position::locate(self.input.as_bytes(), offset) }
     }
 
-    fn read(&mut self) -> Result<Event<'a>, DecodeError> {
-        self.last = self.pos();
-        match self.reader.read_event() {
-            Ok(e) => Ok(e),
-            Err(e) => {
-                let at = self.base + self.reader.error_position() as usize;
-                Err(self.error_at(at, K::Xml(e.to_string())))
-            }
+    fn syntax(&self, e: SyntaxError) -> DecodeError {
+        if e.message.starts_with("the end of the input") {
+            return self.error_at(e.offset, K::UnexpectedEof(self.frames.last().map_or("message", Frame::tag).into()));
         }
+        self.error_at(e.offset, K::Xml(e.message.to_owned()))
+    }
+
+    fn read(&mut self) -> Result<Token<'a>, DecodeError> {
+        self.last = self.lexer.pos();
+        self.lexer.next().map_err(|e| self.syntax(e))
     }
 
     /// The next element at the top level (skipping the declaration, comments and whitespace).
-    fn next_element(&mut self, what: &'static str) -> Result<Option<(BytesStart<'a>, bool)>, DecodeError> {
+    fn next_element(&mut self, what: &'static str) -> Result<Option<Start<'a>>, DecodeError> {
         loop {
             match self.read()? {
-                Event::Start(e) => return Ok(Some((e, false))),
-                Event::Empty(e) => return Ok(Some((e, true))),
-                Event::Eof => return Ok(None),
-                Event::Text(t) => self.whitespace_only(&t, what)?,
-                Event::GeneralRef(_) | Event::CData(_) => {
-                    return Err(self.error_at(self.last, K::UnexpectedText(what.into())));
-                }
-                Event::End(e) => {
-                    let name = e.local_name().as_ref().to_owned();
+                Token::Start(s) => return Ok(Some(s)),
+                Token::Eof => return Ok(None),
+                Token::Text(t) => self.whitespace_only(t, what)?,
+                Token::CData(_) => return Err(self.error_at(self.last, K::UnexpectedText(what.into()))),
+                Token::End(name) => {
                     return Err(self.error_at(self.last, K::UnexpectedElement { element: format!("/{name}"), context: what.into() }));
                 }
-                Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
             }
         }
     }
@@ -268,9 +261,8 @@ impl<'a> Decoder<'a> {
     fn expect_end_of_input(&mut self, what: &'static str) -> Result<(), DecodeError> {
         loop {
             match self.read()? {
-                Event::Eof => return Ok(()),
-                Event::Text(t) if t.bytes().all(|b| b.is_ascii_whitespace()) => {}
-                Event::Comment(_) | Event::PI(_) => {}
+                Token::Eof => return Ok(()),
+                Token::Text(t) if t.bytes().all(|b| b.is_ascii_whitespace()) => {}
                 _ => return Err(self.error_at(self.last, K::TrailingContent(what))),
             }
         }
@@ -288,46 +280,21 @@ impl<'a> Decoder<'a> {
         if expected == found {
             Ok(())
         } else {
-            Err(self.error_at(
-                self.last,
-                K::MismatchedEnd {
-                    expected: expected.to_owned(),
-                    found: found.to_owned(),
-                },
-            ))
+            Err(self.error_at(self.last, K::MismatchedEnd { expected: expected.to_owned(), found: found.to_owned() }))
         }
     }
 
-    fn attrs<'e>(&self, e: &'e BytesStart<'a>) -> Result<Attrs<'e>, DecodeError> {
-        let mut out = Attrs::default();
-        for a in e.attributes().with_checks(false) {
-            let a = a.map_err(|err| self.error_at(self.last, K::Xml(err.to_string())))?;
-            match a.key.local_name().as_ref() {
-                "N" => out.n = Some(a.value),
-                "RefId" => out.ref_id = Some(a.value),
-                "S" => out.s = Some(a.value),
-                _ => {}
-            }
-        }
-        Ok(out)
+    fn unescape_at(&self, raw: &str, at: usize) -> Result<Str, DecodeError> {
+        unescape(raw).map_err(|e| {
+            let offset = (raw.as_ptr() as usize).wrapping_sub(self.input.as_ptr() as usize);
+            let offset = if offset <= self.input.len() { offset + e.offset } else { at };
+            self.error_at(offset, K::BadText("malformed character or entity reference"))
+        })
     }
 
-    fn text_error(&self, at: usize, e: Unescape) -> DecodeError {
-        match e {
-            Unescape::Utf8(_) => self.error_at(at, K::BadText("not valid UTF-8")),
-            Unescape::Entity(_) => self.error_at(at, K::BadText("malformed character or entity reference")),
-        }
-    }
-
-    fn unescape_attr(&self, raw: &str) -> Result<Str, DecodeError> {
-        unescape(raw.as_bytes()).map_err(|e| self.text_error(self.last, e))
-    }
-
-    fn ref_id(&self, element: &BytesStart<'_>, raw: Option<&str>) -> Result<u32, DecodeError> {
+    fn ref_id(&self, e: &Start<'_>, raw: Option<&str>) -> Result<u32, DecodeError> {
         raw.and_then(|s| p::trim(s).parse::<u32>().ok())
-            .ok_or_else(|| {
-                self.error_at(self.last, K::BadAttribute { element: name_of(element), attribute: "RefId" })
-            })
+            .ok_or_else(|| self.error_at(self.last, K::BadAttribute { element: e.qname.to_owned(), attribute: "RefId" }))
     }
 
     fn count(&mut self) -> Result<(), DecodeError> {
@@ -338,77 +305,53 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    /// Reads the raw text content of the element just opened, up to and including its end tag.
+    /// The text of the element `tag` just opened (unless `empty`), through its end tag, unescaped.
     fn text(&mut self, tag: &str, empty: bool) -> Result<Str, DecodeError> {
         if empty {
             return Ok(Str::default());
         }
-        let start = self.pos();
-        let mut cdata = false;
-        loop {
-            let at = self.pos();
-            match self.read()? {
-                Event::Text(_) | Event::GeneralRef(_) => {}
-                Event::CData(_) | Event::Comment(_) => cdata = true,
-                Event::End(e) => {
-                    self.check_end(tag, e.local_name().as_ref())?;
-                    return if cdata { self.text_slow(start, at) } else { self.unescape_span(start, at) };
-                }
-                Event::Eof => return Err(self.error_at(at, K::UnexpectedEof(tag.to_owned()))),
-                Event::Start(e) | Event::Empty(e) => {
-                    return Err(self.error_at(
-                        at,
-                        K::UnexpectedElement { element: name_of(&e), context: format!("<{}>", tag) },
-                    ));
-                }
-                Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
-            }
+        let start = self.lexer.pos();
+        match self.lexer.simple_text(tag) {
+            Some(raw) => self.unescape_at(raw, start),
+            None => self.text_slow(tag, start),
         }
     }
 
-    fn unescape_span(&self, start: usize, end: usize) -> Result<Str, DecodeError> {
-        unescape(self.input[start..end].as_bytes()).map_err(|e| self.text_error(start + offset_of(e), e))
-    }
-
-    /// Text with CDATA sections or comments: re-read the span event by event.
-    fn text_slow(&mut self, start: usize, end: usize) -> Result<Str, DecodeError> {
-        let mut r = Self::reader(&self.input[start..end]);
-        self.scratch.clear();
+    /// Text with CDATA sections, comments or a spaced end tag: token by token.
+    fn text_slow(&mut self, tag: &str, start: usize) -> Result<Str, DecodeError> {
+        let mut escaped = String::new();
         loop {
-            match r.read_event() {
-                Ok(Event::Text(t)) => self.scratch.extend_from_slice(t.as_bytes()),
-                Ok(Event::GeneralRef(g)) => {
-                    self.scratch.push(b'&');
-                    self.scratch.extend_from_slice(g.as_bytes());
-                    self.scratch.push(b';');
-                }
-                Ok(Event::CData(c)) => {
-                    for b in c.bytes() {
-                        match b {
-                            b'&' => self.scratch.extend_from_slice(b"&amp;"),
-                            b'<' => self.scratch.extend_from_slice(b"&lt;"),
-                            _ => self.scratch.push(b),
+            match self.read()? {
+                Token::Text(t) => escaped.push_str(t),
+                Token::CData(c) => {
+                    for ch in c.chars() {
+                        match ch {
+                            '&' => escaped.push_str("&amp;"),
+                            '<' => escaped.push_str("&lt;"),
+                            _ => escaped.push(ch),
                         }
                     }
                 }
-                Ok(Event::Eof) => break,
-                Ok(_) => {}
-                Err(e) => return Err(self.error_at(start, K::Xml(e.to_string()))),
+                Token::End(name) => {
+                    self.check_end(tag, name)?;
+                    return self.unescape_at(&escaped, start);
+                }
+                Token::Eof => return Err(self.error_at(self.last, K::UnexpectedEof(tag.to_owned()))),
+                Token::Start(e) => {
+                    return Err(self.error_at(self.last, K::UnexpectedElement { element: e.qname.to_owned(), context: format!("<{tag}>") }));
+                }
             }
         }
-        unescape(&self.scratch).map_err(|e| self.text_error(start, e))
     }
 
     /// Skips to the end of an element that must be empty (`<Nil>`, `<Ref>`, `<TNRef>`).
     fn empty_content(&mut self, tag: &str, empty: bool) -> Result<(), DecodeError> {
-        if empty {
-            return Ok(());
-        }
-        let text = self.text(tag, false)?;
+        let at = self.lexer.pos();
+        let text = self.text(tag, empty)?;
         if text.bytes().all(|b| b.is_ascii_whitespace()) {
             Ok(())
         } else {
-            Err(self.error_at(self.last, K::UnexpectedText(format!("<{}>", tag))))
+            Err(self.error_at(at, K::UnexpectedText(format!("<{tag}>"))))
         }
     }
 
@@ -422,29 +365,26 @@ impl<'a> Decoder<'a> {
         self.error_at(at, K::InvalidValue { type_name, text })
     }
 
-    /// Reads events until the frame that was on top when called is closed.
+    /// Reads tokens until the frame that was on top when called is closed.
     fn run(&mut self) -> Result<(), DecodeError> {
         let floor = self.frames.len();
         loop {
             if self.frames.len() < floor || matches!(self.frames.last(), Some(Frame::Message(Some(_)))) {
                 return Ok(());
             }
-            let at = self.pos();
             match self.read()? {
-                Event::Start(e) => self.open_child(&e, false, at)?,
-                Event::Empty(e) => self.open_child(&e, true, at)?,
-                Event::End(e) => self.close(e.local_name().as_ref(), at)?,
-                Event::Text(t) => {
+                Token::Start(s) => self.open_child(&s)?,
+                Token::End(name) => self.close(name)?,
+                Token::Text(t) => {
                     if !t.bytes().all(|b| b.is_ascii_whitespace()) {
-                        return Err(self.error_at(at, K::UnexpectedText(self.context())));
+                        return Err(self.error_at(self.last, K::UnexpectedText(self.context())));
                     }
                 }
-                Event::GeneralRef(_) | Event::CData(_) => return Err(self.error_at(at, K::UnexpectedText(self.context()))),
-                Event::Eof => {
+                Token::CData(_) => return Err(self.error_at(self.last, K::UnexpectedText(self.context()))),
+                Token::Eof => {
                     let tag = self.frames.last().map_or("message", Frame::tag);
-                    return Err(self.error_at(at, K::UnexpectedEof(tag.into())));
+                    return Err(self.error_at(self.last, K::UnexpectedEof(tag.into())));
                 }
-                Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
             }
         }
     }
@@ -461,40 +401,41 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    /// An element opened inside the innermost frame.
-    fn open_child(&mut self, e: &BytesStart<'a>, empty: bool, at: usize) -> Result<(), DecodeError> {
-        let name = e.local_name();
-        let tag = name.as_ref();
+    fn open_object(&mut self) -> Option<&mut OpenObject> {
         match self.frames.last_mut() {
-            Some(Frame::Obj(open)) => match tag {
+            Some(Frame::Obj(open)) => Some(open),
+            _ => None,
+        }
+    }
+
+    /// An element opened inside the innermost frame.
+    fn open_child(&mut self, e: &Start<'a>) -> Result<(), DecodeError> {
+        let at = self.last;
+        match self.frames.last_mut() {
+            Some(Frame::Obj(open)) => match e.name {
                 "MS" | "Props" => {
-                    if !empty {
-                        self.push(Frame::Props { extended: tag == "MS", props: Vec::new() })?;
+                    if !e.empty {
+                        let base = self.props.len();
+                        self.push(Frame::Props { extended: e.name == "MS", base })?;
                     }
                 }
                 "TN" => {
-                    let tn = self.type_names(e, empty)?;
-                    if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+                    let tn = self.type_name_list(e)?;
+                    if let Some(open) = self.open_object() {
                         open.obj.type_names = Some(tn);
                     }
                 }
                 "TNRef" => {
-                    let attrs = self.attrs(e)?;
-                    let id = self.ref_id(e, attrs.ref_id.as_deref())?;
-                    self.empty_content("TNRef", empty)?;
-                    let tn = if id < SPARSE_LIMIT {
-                        self.type_names.get(id as usize).and_then(Option::as_ref)
-                    } else {
-                        self.type_names_sparse.get(&id)
-                    };
-                    let tn = tn.cloned().ok_or_else(|| self.error_at(at, K::UnknownRef { element: "TNRef", id }))?;
-                    if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+                    let id = self.ref_id(e, e.ref_id)?;
+                    self.empty_content("TNRef", e.empty)?;
+                    let tn = self.type_names.get(id).cloned().ok_or_else(|| self.error_at(at, K::UnknownRef { element: "TNRef", id }))?;
+                    if let Some(open) = self.open_object() {
                         open.obj.type_names = Some(tn);
                     }
                 }
                 "ToString" => {
-                    let text = self.text("ToString", empty)?;
-                    if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+                    let text = self.text("ToString", e.empty)?;
+                    if let Some(open) = self.open_object() {
                         open.obj.to_string = Some(text);
                     }
                 }
@@ -503,15 +444,20 @@ impl<'a> Decoder<'a> {
                         return Err(self.error_at(at, K::DuplicateContent));
                     }
                     self.count()?;
-                    let frame = match tag {
-                        "LST" => Frame::List(ListKind::List, Vec::new()),
-                        "IE" => Frame::List(ListKind::Enumerable, Vec::new()),
-                        "STK" => Frame::List(ListKind::Stack, Vec::new()),
-                        "QUE" => Frame::List(ListKind::Queue, Vec::new()),
-                        _ => Frame::Dict(Vec::new()),
+                    let frame = match e.name {
+                        "DCT" => Frame::Dict { base: self.entries.len() },
+                        name => {
+                            let kind = match name {
+                                "LST" => ListKind::List,
+                                "IE" => ListKind::Enumerable,
+                                "STK" => ListKind::Stack,
+                                _ => ListKind::Queue,
+                            };
+                            Frame::List { kind, base: self.items.len() }
+                        }
                     };
-                    if empty {
-                        self.end_frame(frame, at)?;
+                    if e.empty {
+                        self.end_frame(frame)?;
                     } else {
                         self.push(frame)?;
                     }
@@ -521,106 +467,100 @@ impl<'a> Decoder<'a> {
                     if open.has_content {
                         return Err(self.error_at(at, K::DuplicateContent));
                     }
-                    self.begin_value(e, empty, None)?;
+                    self.begin_value(e, None)?;
                 }
             },
             Some(Frame::Props { .. }) => {
-                let name = match self.attrs(e)?.n {
-                    Some(raw) => self.unescape_attr(&raw)?,
-                    None => return Err(self.error_at(at, K::BadAttribute { element: name_of(e), attribute: "N" })),
+                let name = match e.n {
+                    Some(raw) => self.unescape_at(raw, at)?,
+                    None => return Err(self.error_at(at, K::BadAttribute { element: e.qname.to_owned(), attribute: "N" })),
                 };
-                self.begin_value(e, empty, Some(name))?;
+                self.begin_value(e, Some(name))?;
             }
-            Some(Frame::List(..)) => self.begin_value(e, empty, None)?,
-            Some(Frame::Dict(_)) => {
-                if tag != "En" {
-                    return Err(self.error_at(at, K::UnexpectedElement { element: name_of(e), context: "<DCT>".into() }));
+            Some(Frame::List { .. }) => self.begin_value(e, None)?,
+            Some(Frame::Dict { .. }) => {
+                if e.name != "En" {
+                    return Err(self.error_at(at, K::UnexpectedElement { element: e.qname.to_owned(), context: "<DCT>".into() }));
                 }
                 let frame = Frame::En { key: None, value: None };
-                if empty {
-                    self.end_frame(frame, at)?;
+                if e.empty {
+                    self.end_frame(frame)?;
                 } else {
                     self.push(frame)?;
                 }
             }
             Some(Frame::En { .. }) => {
-                let n = self.attrs(e)?.n;
-                let slot = match n.as_deref() {
+                let slot = match e.n {
                     Some("Key") => "Key",
                     Some("Value") => "Value",
-                    _ => return Err(self.error_at(at, K::BadAttribute { element: name_of(e), attribute: "N" })),
+                    _ => return Err(self.error_at(at, K::BadAttribute { element: e.qname.to_owned(), attribute: "N" })),
                 };
-                self.begin_value(e, empty, Some(Str::const_new(slot)))?;
+                self.begin_value(e, Some(Str::const_new(slot)))?;
             }
             Some(Frame::Objs(_)) => {
-                let stream = match self.attrs(e)?.s {
-                    Some(raw) => Some(self.unescape_attr(&raw)?),
+                let stream = match e.s {
+                    Some(raw) => Some(self.unescape_at(raw, at)?),
                     None => None,
                 };
-                self.begin_value(e, empty, stream)?;
+                self.begin_value(e, stream)?;
             }
-            Some(Frame::Message(_)) | None => {
-                return Err(self.error_at(at, K::TrailingContent("message")));
-            }
+            Some(Frame::Message(_)) | None => return Err(self.error_at(at, K::TrailingContent("message"))),
         }
         Ok(())
     }
 
     /// A value element: an `<Obj>` opens a frame; anything else is read whole and delivered.
-    fn begin_value(&mut self, e: &BytesStart<'a>, empty: bool, slot: Option<Str>) -> Result<(), DecodeError> {
-        if e.local_name().as_ref() != "Obj" {
-            let value = self.primitive(e, empty)?;
-            return self.deliver(value, slot);
+    fn begin_value(&mut self, e: &Start<'a>, slot: Option<Str>) -> Result<(), DecodeError> {
+        if e.name != "Obj" {
+            let value = self.primitive(e)?;
+            self.deliver(value, slot);
+            return Ok(());
         }
         self.count()?;
-        let attrs = self.attrs(e)?;
-        let ref_id = match attrs.ref_id {
-            Some(raw) => Some(self.ref_id(e, Some(&raw))?),
+        let ref_id = match e.ref_id {
+            Some(raw) => Some(self.ref_id(e, Some(raw))?),
             None => None,
         };
-        let open = Box::new(OpenObject { obj: Object::default(), ref_id, has_content: false, slot });
+        let open = OpenObject { obj: Object::default(), ref_id, has_content: false, slot };
         if let Some(id) = ref_id {
-            self.set_ref(id, Slot::Open(self.open_objects));
+            self.refs.set(id, Slot::Open(self.open_objects));
         }
         self.open_objects += 1;
-        if empty {
-            self.end_frame(Frame::Obj(open), self.last)
-        } else {
-            self.push(Frame::Obj(open))
-        }
+        if e.empty { self.end_frame(Frame::Obj(open)) } else { self.push(Frame::Obj(open)) }
     }
 
     /// An end tag: closes the innermost frame.
-    fn close(&mut self, tag: &str, at: usize) -> Result<(), DecodeError> {
+    fn close(&mut self, tag: &str) -> Result<(), DecodeError> {
         let expected = self.frames.last().map_or("message", Frame::tag);
         if expected != tag {
-            return Err(self.error_at(at, K::MismatchedEnd { expected: expected.into(), found: tag.into() }));
+            return Err(self.error_at(self.last, K::MismatchedEnd { expected: expected.into(), found: tag.into() }));
         }
         match self.frames.pop() {
+            // The document root is done: hand its items to the caller.
             Some(Frame::Objs(items)) => {
-                // The document root is done: hand its items to the caller.
                 self.document = Some(items);
                 Ok(())
             }
-            Some(frame) => self.end_frame(frame, at),
+            Some(frame) => self.end_frame(frame),
             None => Ok(()),
         }
     }
 
     /// A finished frame: its value goes to the frame below.
-    fn end_frame(&mut self, frame: Frame, at: usize) -> Result<(), DecodeError> {
+    fn end_frame(&mut self, frame: Frame) -> Result<(), DecodeError> {
         match frame {
             Frame::Obj(open) => {
-                let OpenObject { obj, ref_id, slot, .. } = *open;
+                let OpenObject { obj, ref_id, slot, .. } = open;
                 self.open_objects -= 1;
                 let obj = Arc::new(obj);
                 if let Some(id) = ref_id {
-                    self.set_ref(id, Slot::Done(Arc::clone(&obj)));
+                    self.refs.set(id, Slot::Done(Arc::clone(&obj)));
                 }
-                self.deliver(Value::Object(obj), slot)
+                self.deliver(Value::Object(obj), slot);
             }
-            Frame::Props { extended, props } => {
-                if let Some(Frame::Obj(open)) = self.frames.last_mut() {
+            Frame::Props { extended, base } => {
+                let props: Vec<Property> = self.props.drain(base..).collect();
+                if let Some(open) = self.open_object() {
                     let target = if extended { &mut open.obj.extended } else { &mut open.obj.adapted };
                     if target.is_empty() {
                         *target = props;
@@ -628,40 +568,40 @@ impl<'a> Decoder<'a> {
                         target.extend(props);
                     }
                 }
-                Ok(())
             }
-            Frame::List(kind, items) => self.set_content(Content::List(kind, items)),
-            Frame::Dict(entries) => self.set_content(Content::Dict(entries)),
+            Frame::List { kind, base } => {
+                let items = self.items.drain(base..).collect();
+                self.set_content(Content::List(kind, items));
+            }
+            Frame::Dict { base } => {
+                let entries = self.entries.drain(base..).collect();
+                self.set_content(Content::Dict(entries));
+            }
             Frame::En { key, value } => match (key, value) {
-                (Some(k), Some(v)) => {
-                    if let Some(Frame::Dict(entries)) = self.frames.last_mut() {
-                        entries.push((k, v));
-                    }
-                    Ok(())
-                }
-                (None, _) => Err(self.error_at(at, K::BadDictEntry("a Key"))),
-                (_, None) => Err(self.error_at(at, K::BadDictEntry("a Value"))),
+                (Some(k), Some(v)) => self.entries.push((k, v)),
+                (None, _) => return Err(self.error_at(self.last, K::BadDictEntry("a Key"))),
+                (_, None) => return Err(self.error_at(self.last, K::BadDictEntry("a Value"))),
             },
-            Frame::Message(_) | Frame::Objs(_) => Ok(()),
-        }
-    }
-
-    fn set_content(&mut self, content: Content) -> Result<(), DecodeError> {
-        if let Some(Frame::Obj(open)) = self.frames.last_mut() {
-            open.obj.content = content;
+            Frame::Message(_) | Frame::Objs(_) => {}
         }
         Ok(())
     }
 
+    fn set_content(&mut self, content: Content) {
+        if let Some(open) = self.open_object() {
+            open.obj.content = content;
+        }
+    }
+
     /// A finished value goes to the innermost frame.
-    fn deliver(&mut self, value: Value, slot: Option<Str>) -> Result<(), DecodeError> {
+    fn deliver(&mut self, value: Value, slot: Option<Str>) {
         match self.frames.last_mut() {
             Some(Frame::Obj(open)) => {
                 open.has_content = true;
                 open.obj.content = Content::Primitive(value);
             }
-            Some(Frame::Props { props, .. }) => props.push(Property { name: slot.unwrap_or_default(), value }),
-            Some(Frame::List(_, items)) => items.push(value),
+            Some(Frame::Props { .. }) => self.props.push(Property { name: slot.unwrap_or_default(), value }),
+            Some(Frame::List { .. }) => self.items.push(value),
             Some(Frame::En { key, value: v }) => {
                 if slot.as_deref() == Some("Key") {
                     *key = Some(value);
@@ -671,19 +611,17 @@ impl<'a> Decoder<'a> {
             }
             Some(Frame::Objs(items)) => items.push(Item { stream: slot, value }),
             Some(Frame::Message(result)) => *result = Some(value),
-            Some(Frame::Dict(_)) | None => {}
+            Some(Frame::Dict { .. }) | None => {}
         }
-        Ok(())
     }
 
-    /// A value that is not an `<Obj>`: the element `e` has just been read; reads through its end tag.
-    fn primitive(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<Value, DecodeError> {
+    /// A value that is not an `<Obj>`: its start tag has just been read; reads through its end tag.
+    fn primitive(&mut self, e: &Start<'a>) -> Result<Value, DecodeError> {
         self.count()?;
-        let name = e.local_name();
-        let tag = name.as_ref();
+        let (tag, empty) = (e.name, e.empty);
         macro_rules! parsed {
             ($tname:literal, $parse:expr, $variant:expr) => {{
-                let at = self.pos();
+                let at = self.lexer.pos();
                 let t = self.text(tag, empty)?;
                 match $parse(t.as_str()) {
                     Some(v) => $variant(v),
@@ -700,10 +638,10 @@ impl<'a> Decoder<'a> {
             "I64" => parsed!("I64", int::<i64>, Value::I64),
             "B" => parsed!("B", p::parse_bool, Value::Bool),
             "Ref" => {
-                let attrs = self.attrs(e)?;
-                let id = self.ref_id(e, attrs.ref_id.as_deref())?;
+                let id = self.ref_id(e, e.ref_id)?;
+                let at = self.last;
                 self.empty_content(tag, empty)?;
-                self.resolve_ref(id)?
+                self.resolve_ref(id, at)?
             }
             "Nil" => {
                 self.empty_content(tag, empty)?;
@@ -730,106 +668,63 @@ impl<'a> Decoder<'a> {
             "SBK" => Value::ScriptBlock(self.text(tag, empty)?),
             "PR" => Value::Progress(Box::new(self.progress(empty)?)),
             _ => {
-                return Err(self.error_at(
-                    self.last,
-                    K::UnexpectedElement { element: name_of(e), context: "a value position".into() },
-                ));
+                return Err(self.error_at(self.last, K::UnexpectedElement { element: e.qname.to_owned(), context: "a value position".into() }));
             }
         })
     }
 
-    fn resolve_ref(&self, id: u32) -> Result<Value, DecodeError> {
-        let slot = if id < SPARSE_LIMIT { self.refs.get(id as usize).and_then(Option::as_ref) } else { self.refs_sparse.get(&id) };
-        match slot {
+    fn resolve_ref(&self, id: u32, at: usize) -> Result<Value, DecodeError> {
+        match self.refs.get(id) {
             Some(Slot::Done(obj)) => Ok(Value::Object(Arc::clone(obj))),
             Some(Slot::Open(level)) => Ok(Value::Cycle(self.open_objects - 1 - level)),
-            None => Err(self.error_at(self.last, K::UnknownRef { element: "Ref", id })),
+            None => Err(self.error_at(at, K::UnknownRef { element: "Ref", id })),
         }
     }
 
-    fn set_ref(&mut self, id: u32, slot: Slot) {
-        if id < SPARSE_LIMIT {
-            let i = id as usize;
-            if self.refs.len() <= i {
-                self.refs.resize_with(i + 1, || None);
-            }
-            self.refs[i] = Some(slot);
-        } else {
-            self.refs_sparse.insert(id, slot);
-        }
-    }
-
-    fn type_names(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<TypeNames, DecodeError> {
-        let attrs = self.attrs(e)?;
-        let id = match attrs.ref_id {
-            Some(raw) => Some(self.ref_id(e, Some(&raw))?),
+    /// `<TN>`: the `<T>` names, registered under the list's RefId for later `<TNRef>`s.
+    fn type_name_list(&mut self, e: &Start<'a>) -> Result<TypeNames, DecodeError> {
+        let id = match e.ref_id {
+            Some(raw) => Some(self.ref_id(e, Some(raw))?),
             None => None,
         };
         let mut names = Vec::new();
-        if !empty {
-            loop {
-                let at = self.pos();
-                match self.read()? {
-                    Event::Start(t) if t.local_name().as_ref() == "T" => {
-                        self.count()?;
-                        names.push(self.text("T", false)?);
-                    }
-                    Event::Empty(t) if t.local_name().as_ref() == "T" => names.push(Str::default()),
-                    Event::End(end) => {
-                        self.check_end("TN", end.local_name().as_ref())?;
-                        break;
-                    }
-                    Event::Text(t) => self.whitespace_only(&t, "<TN>")?,
-                    Event::Start(t) | Event::Empty(t) => {
-                        return Err(self.error_at(at, K::UnexpectedElement { element: name_of(&t), context: "<TN>".into() }));
-                    }
-                    Event::Eof => return Err(self.error_at(at, K::UnexpectedEof("TN".into()))),
-                    Event::GeneralRef(_) | Event::CData(_) => return Err(self.error_at(at, K::UnexpectedText("<TN>".into()))),
-                    _ => {}
-                }
+        self.children("TN", e.empty, |d, t| {
+            if t.name != "T" {
+                return Err(d.error_at(d.last, K::UnexpectedElement { element: t.qname.to_owned(), context: "<TN>".into() }));
             }
-        }
+            d.count()?;
+            names.push(d.text("T", t.empty)?);
+            Ok(())
+        })?;
         let names: TypeNames = names.into();
         if let Some(id) = id {
-            if id < SPARSE_LIMIT {
-                let i = id as usize;
-                if self.type_names.len() <= i {
-                    self.type_names.resize_with(i + 1, || None);
-                }
-                self.type_names[i] = Some(Arc::clone(&names));
-            } else {
-                self.type_names_sparse.insert(id, Arc::clone(&names));
-            }
+            self.type_names.set(id, Arc::clone(&names));
         }
         Ok(names)
     }
 
-    /// The children of a container, each opened element passed to `each`.
+    /// The child elements of a text-only container (`<TN>`, `<PR>`), each passed to `each`.
     fn children(
         &mut self,
         tag: &'static str,
         empty: bool,
-        mut each: impl FnMut(&mut Self, BytesStart<'a>, bool, usize) -> Result<(), DecodeError>,
+        mut each: impl FnMut(&mut Self, Start<'a>) -> Result<(), DecodeError>,
     ) -> Result<(), DecodeError> {
         if empty {
             return Ok(());
         }
         loop {
-            let at = self.pos();
             match self.read()? {
-                Event::Start(e) => each(self, e, false, at)?,
-                Event::Empty(e) => each(self, e, true, at)?,
-                Event::End(e) => return self.check_end(tag, e.local_name().as_ref()),
-                Event::Text(t) => self.whitespace_only(&t, container_name(tag))?,
-                Event::Eof => return Err(self.error_at(at, K::UnexpectedEof(tag.to_owned()))),
-                Event::GeneralRef(_) | Event::CData(_) => {
-                    return Err(self.error_at(at, K::UnexpectedText(container_name(tag).into())));
-                }
-                _ => {}
+                Token::Start(e) => each(self, e)?,
+                Token::End(name) => return self.check_end(tag, name),
+                Token::Text(t) => self.whitespace_only(t, &format!("<{tag}>"))?,
+                Token::Eof => return Err(self.error_at(self.last, K::UnexpectedEof(tag.to_owned()))),
+                Token::CData(_) => return Err(self.error_at(self.last, K::UnexpectedText(format!("<{tag}>")))),
             }
         }
     }
 
+    /// `<PR>`: a progress record's fixed children.
     fn progress(&mut self, empty: bool) -> Result<ProgressRecord, DecodeError> {
         let mut pr = ProgressRecord {
             activity: Str::default(),
@@ -841,15 +736,14 @@ impl<'a> Decoder<'a> {
             seconds_remaining: -1,
             status_description: None,
         };
-        self.children("PR", empty, |d, e, child_empty, at| {
-            let name = e.local_name();
-            let tag = name.as_ref();
+        self.children("PR", empty, |d, e| {
+            let child_empty = e.empty;
             let int = |d: &mut Self, tag: &'static str, name: &'static str| -> Result<i32, DecodeError> {
-                let at = d.pos();
+                let at = d.lexer.pos();
                 let t = d.text(tag, child_empty)?;
                 p::trim(&t).parse().map_err(|_| d.invalid(at, name, &t))
             };
-            match tag {
+            match e.name {
                 "AV" => pr.activity = d.text("AV", child_empty)?,
                 "AI" => pr.activity_id = int(d, "AI", "PR/AI")?,
                 "PI" => pr.parent_activity_id = int(d, "PI", "PR/PI")?,
@@ -859,7 +753,7 @@ impl<'a> Decoder<'a> {
                 "Nil" => d.empty_content("Nil", child_empty)?,
                 "SD" => pr.status_description = Some(d.text("SD", child_empty)?),
                 "T" => {
-                    let at = d.pos();
+                    let at = d.lexer.pos();
                     let t = d.text("T", child_empty)?;
                     pr.record_type = match p::trim(&t) {
                         "Processing" => ProgressRecordType::Processing,
@@ -867,37 +761,11 @@ impl<'a> Decoder<'a> {
                         _ => return Err(d.invalid(at, "PR/T", &t)),
                     };
                 }
-                _ => return Err(d.error_at(at, K::UnexpectedElement { element: name_of(&e), context: "<PR>".into() })),
+                _ => return Err(d.error_at(d.last, K::UnexpectedElement { element: e.qname.to_owned(), context: "<PR>".into() })),
             }
             Ok(())
         })?;
         Ok(pr)
-    }
-}
-
-fn offset_of(e: Unescape) -> usize {
-    match e {
-        Unescape::Utf8(at) => at,
-        Unescape::Entity(b) => b.offset,
-    }
-}
-
-fn name_of(e: &BytesStart<'_>) -> String {
-    e.name().as_ref().to_owned()
-}
-
-fn container_name(tag: &str) -> &'static str {
-    match tag {
-        "MS" => "<MS>",
-        "Props" => "<Props>",
-        "LST" => "<LST>",
-        "IE" => "<IE>",
-        "STK" => "<STK>",
-        "QUE" => "<QUE>",
-        "DCT" => "<DCT>",
-        "En" => "<En>",
-        "PR" => "<PR>",
-        _ => "a container",
     }
 }
 

@@ -90,77 +90,56 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Decodes raw element text or an attribute value: XML references first, then the `_xHHHH_` escapes.
-pub(crate) fn unescape(raw: &[u8]) -> Result<Str, Unescape> {
-    let has_amp = memchr(b'&', raw);
-    let text: Cow<'_, [u8]> = if has_amp { Cow::Owned(xml_unescape(raw)?) } else { Cow::Borrowed(raw) };
-    let text = std::str::from_utf8(&text).map_err(|e| Unescape::Utf8(e.valid_up_to()))?;
+pub(crate) fn unescape(raw: &str) -> Result<Str, BadEntity> {
+    let text: Cow<'_, str> = if raw.as_bytes().contains(&b'&') { Cow::Owned(xml_unescape(raw)?) } else { Cow::Borrowed(raw) };
     if !text.as_bytes().contains(&b'_') {
-        return Ok(Str::from(text));
+        return Ok(match text {
+            Cow::Borrowed(s) => Str::from(s),
+            Cow::Owned(s) => Str::from(s),
+        });
     }
-    Ok(decode_underscores(text))
-}
-
-/// What went wrong while decoding text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Unescape {
-    /// Not UTF-8 from this byte on.
-    Utf8(usize),
-    /// A malformed `&…;` at this byte.
-    Entity(BadEntity),
-}
-
-impl From<BadEntity> for Unescape {
-    fn from(e: BadEntity) -> Self {
-        Unescape::Entity(e)
-    }
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> bool {
-    hay.contains(&needle)
+    Ok(decode_underscores(&text))
 }
 
 /// Resolves the five predefined entities and numeric character references.
-fn xml_unescape(raw: &[u8]) -> Result<Vec<u8>, BadEntity> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        if b != b'&' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        let bad = BadEntity { offset: i };
-        let end = raw[i..].iter().take(12).position(|&c| c == b';').ok_or(bad)? + i;
-        let name = &raw[i + 1..end];
+fn xml_unescape(raw: &str) -> Result<String, BadEntity> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    let mut offset = 0;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let bad = BadEntity { offset: offset + amp };
+        let semi = rest[amp..].bytes().take(12).position(|c| c == b';').ok_or(bad)? + amp;
+        let name = &rest[amp + 1..semi];
         match name {
-            b"lt" => out.push(b'<'),
-            b"gt" => out.push(b'>'),
-            b"amp" => out.push(b'&'),
-            b"quot" => out.push(b'"'),
-            b"apos" => out.push(b'\''),
-            [b'#', b'x' | b'X', hex @ ..] => push_char(&mut out, parse_num(hex, 16).ok_or(bad)?).ok_or(bad)?,
-            [b'#', dec @ ..] => push_char(&mut out, parse_num(dec, 10).ok_or(bad)?).ok_or(bad)?,
-            _ => return Err(bad),
+            "lt" => out.push('<'),
+            "gt" => out.push('>'),
+            "amp" => out.push('&'),
+            "quot" => out.push('"'),
+            "apos" => out.push('\''),
+            _ => {
+                let cp = if let Some(hex) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
+                    parse_num(hex, 16)
+                } else if let Some(dec) = name.strip_prefix('#') {
+                    parse_num(dec, 10)
+                } else {
+                    None
+                };
+                out.push(cp.and_then(char::from_u32).ok_or(bad)?);
+            }
         }
-        i = end + 1;
+        offset += semi + 1;
+        rest = &rest[semi + 1..];
     }
+    out.push_str(rest);
     Ok(out)
 }
 
-fn parse_num(digits: &[u8], radix: u32) -> Option<u32> {
-    if digits.is_empty() {
+fn parse_num(digits: &str, radix: u32) -> Option<u32> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let s = std::str::from_utf8(digits).ok()?;
-    u32::from_str_radix(s, radix).ok()
-}
-
-fn push_char(out: &mut Vec<u8>, cp: u32) -> Option<()> {
-    let c = char::from_u32(cp)?;
-    let mut buf = [0u8; 4];
-    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-    Some(())
+    u32::from_str_radix(digits, radix).ok()
 }
 
 fn hex4(b: &[u8]) -> Option<u16> {
@@ -226,7 +205,7 @@ mod tests {
     #[track_caller]
     fn check(plain: &str, wire: &str) {
         assert_eq!(escape(plain), wire, "escape {plain:?}");
-        assert_eq!(unescape(wire.as_bytes()).as_deref(), Ok(plain), "unescape {wire:?}");
+        assert_eq!(unescape(wire).as_deref(), Ok(plain), "unescape {wire:?}");
     }
 
     #[test]
@@ -246,23 +225,23 @@ mod tests {
 
     #[test]
     fn decodes_case_insensitive_hex_and_xml_references() {
-        assert_eq!(unescape(b"_x000a__x000D_").as_deref(), Ok("\n\r"));
-        assert_eq!(unescape(b"_xd83d__xde00_").as_deref(), Ok("😀"));
-        assert_eq!(unescape(b"&#95;x000A_").as_deref(), Ok("\n"));
-        assert_eq!(unescape(b"&#x41;&#66;&apos;").as_deref(), Ok("AB'"));
+        assert_eq!(unescape("_x000a__x000D_").as_deref(), Ok("\n\r"));
+        assert_eq!(unescape("_xd83d__xde00_").as_deref(), Ok("😀"));
+        assert_eq!(unescape("&#95;x000A_").as_deref(), Ok("\n"));
+        assert_eq!(unescape("&#x41;&#66;&apos;").as_deref(), Ok("AB'"));
         // Not escapes: left alone.
-        assert_eq!(unescape(b"_x12_ _xZZZZ_ _x1234").as_deref(), Ok("_x12_ _xZZZZ_ _x1234"));
+        assert_eq!(unescape("_x12_ _xZZZZ_ _x1234").as_deref(), Ok("_x12_ _xZZZZ_ _x1234"));
         // Lone surrogates cannot live in a Rust string.
-        assert_eq!(unescape(b"_xD800_x").as_deref(), Ok("\u{FFFD}x"));
-        assert_eq!(unescape(b"_xDC00_").as_deref(), Ok("\u{FFFD}"));
+        assert_eq!(unescape("_xD800_x").as_deref(), Ok("\u{FFFD}x"));
+        assert_eq!(unescape("_xDC00_").as_deref(), Ok("\u{FFFD}"));
     }
 
     #[test]
-    fn rejects_bad_references_and_bad_utf8() {
-        assert_eq!(unescape(b"a &bogus; b"), Err(Unescape::Entity(BadEntity { offset: 2 })));
-        assert_eq!(unescape(b"a & b"), Err(Unescape::Entity(BadEntity { offset: 2 })));
-        assert_eq!(unescape(b"&#xD800;"), Err(Unescape::Entity(BadEntity { offset: 0 })));
-        assert_eq!(unescape(b"ab\xFFcd"), Err(Unescape::Utf8(2)));
+    fn rejects_bad_references() {
+        assert_eq!(unescape("a &bogus; b"), Err(BadEntity { offset: 2 }));
+        assert_eq!(unescape("a & b"), Err(BadEntity { offset: 2 }));
+        assert_eq!(unescape("ok &amp; &#xD800;"), Err(BadEntity { offset: 9 }));
+        assert_eq!(unescape("&#12a;"), Err(BadEntity { offset: 0 }));
     }
 
     #[test]

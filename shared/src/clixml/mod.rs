@@ -12,6 +12,7 @@ mod escape;
 pub mod json;
 mod primitive;
 mod value;
+mod xml;
 
 pub use decode::{DEFAULT_MAX_DEPTH, Limits, decode_document, decode_document_with, decode_message, decode_message_with};
 pub use encode::{MAX_ENCODE_DEPTH, OBJS_NAMESPACE, encode_document, encode_message};

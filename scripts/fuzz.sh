@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs a fuzz target for a while, then keeps a minimised corpus of what it found as regression inputs
+# that `cargo test` replays. Needs cargo-fuzz (`cargo install cargo-fuzz --locked`).
+#   scripts/fuzz.sh [TARGET] [SECONDS]     TARGET: clixml_decode (default) or psrp_fragment
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${1:-clixml_decode}
+seconds=${2:-300}
+corpus=fuzz/corpus/$target
+keep=shared/test_data/fuzz/$target
+mkdir -p "$corpus" "$keep"
+cp -n "$keep"/* "$corpus"/ 2>/dev/null || true
+# libFuzzer needs nightly-only sanitizer flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
+export RUSTC_BOOTSTRAP=1
+cargo fuzz run --fuzz-dir fuzz "$target" "$corpus" -- -max_total_time="$seconds" -max_len=4096
+cargo fuzz cmin --fuzz-dir fuzz "$target" "$corpus"
+cp -n "$corpus"/* "$keep"/
+echo "corpus: $(ls "$corpus" | wc -l) inputs; kept in $keep"
