@@ -163,7 +163,8 @@ fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
 pub(crate) fn parse_datetime(s: &str) -> Option<DateTime> {
     let s = trim(s);
     let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    // Everything valid is ASCII; checking that first makes every byte index below a char boundary.
+    if !s.is_ascii() || b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
     let year: u16 = num(&s[0..4])?;
@@ -418,7 +419,7 @@ mod tests {
         }
         assert_eq!(parse_datetime("2024-05-01T10:00:00.1234567Z").map(|d| d.ticks), Some(1_234_567));
         assert_eq!(parse_datetime("2024-05-01T10:00:00.12Z").map(|d| d.ticks), Some(1_200_000));
-        for bad in ["2023-02-29T00:00:00", "2024-13-01T00:00:00", "2024-05-01 10:00:00", "2024-05-01T10:00:00.Z", "2024-05-01T10:00:00.12345678Z", "2024-05-01T24:00:00", "2024-05-01T10:00:00+5:00", "x"] {
+        for bad in ["2024-05-01T10:00:0∞Z", "2024-05-01T10:00:00+é:0", "2023-02-29T00:00:00", "2024-13-01T00:00:00", "2024-05-01 10:00:00", "2024-05-01T10:00:00.Z", "2024-05-01T10:00:00.12345678Z", "2024-05-01T24:00:00", "2024-05-01T10:00:00+5:00", "x"] {
             assert_eq!(parse_datetime(bad), None, "{bad}");
         }
     }
