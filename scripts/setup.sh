@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything psgate needs to build and test, idempotently: a second run skips what is present.
 #   scripts/setup.sh          build tools (wasm32 target, Trunk, wasm-bindgen, wasm-opt)
-#   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore)
+#   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore, pytest, PyYAML)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/env.sh"
@@ -49,6 +49,11 @@ if [ "$want_test" = 1 ]; then
   if ! "$PSGATE_PYTHON" -c "import psrpcore, sys; sys.exit(psrpcore.__version__ != '$PSRPCORE_VERSION')" 2>/dev/null; then
     log "installing psrpcore $PSRPCORE_VERSION"
     "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "psrpcore==$PSRPCORE_VERSION"
+  fi
+  # For tests/psrpcore (the CLIXML interop tests): the test runner and the YAML reader for the recorded traffic.
+  if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pytest') != '$PYTEST_VERSION' or m.version('PyYAML') != '$PYYAML_VERSION')" 2>/dev/null; then
+    log "installing pytest $PYTEST_VERSION and PyYAML $PYYAML_VERSION"
+    "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION" "PyYAML==$PYYAML_VERSION"
   fi
 fi
 log "tools ready in $PSGATE_TOOLS"

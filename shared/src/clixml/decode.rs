@@ -284,8 +284,8 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn unescape_at(&self, raw: &str, at: usize) -> Result<Str, DecodeError> {
-        unescape(raw).map_err(|e| {
+    fn unescape_at(&self, raw: &str, at: usize, attr: bool) -> Result<Str, DecodeError> {
+        unescape(raw, attr).map_err(|e| {
             let offset = (raw.as_ptr() as usize).wrapping_sub(self.input.as_ptr() as usize);
             let offset = if offset <= self.input.len() { offset + e.offset } else { at };
             self.error_at(offset, K::BadText("malformed character or entity reference"))
@@ -312,7 +312,7 @@ impl<'a> Decoder<'a> {
         }
         let start = self.lexer.pos();
         match self.lexer.simple_text(tag) {
-            Some(raw) => self.unescape_at(raw, start),
+            Some(raw) => self.unescape_at(raw, start, false),
             None => self.text_slow(tag, start),
         }
     }
@@ -334,7 +334,7 @@ impl<'a> Decoder<'a> {
                 }
                 Token::End(name) => {
                     self.check_end(tag, name)?;
-                    return self.unescape_at(&escaped, start);
+                    return self.unescape_at(&escaped, start, false);
                 }
                 Token::Eof => return Err(self.error_at(self.last, K::UnexpectedEof(tag.to_owned()))),
                 Token::Start(e) => {
@@ -472,7 +472,7 @@ impl<'a> Decoder<'a> {
             },
             Some(Frame::Props { .. }) => {
                 let name = match e.n {
-                    Some(raw) => self.unescape_at(raw, at)?,
+                    Some(raw) => self.unescape_at(raw, at, true)?,
                     None => return Err(self.error_at(at, K::BadAttribute { element: e.qname.to_owned(), attribute: "N" })),
                 };
                 self.begin_value(e, Some(name))?;
@@ -499,7 +499,7 @@ impl<'a> Decoder<'a> {
             }
             Some(Frame::Objs(_)) => {
                 let stream = match e.s {
-                    Some(raw) => Some(self.unescape_at(raw, at)?),
+                    Some(raw) => Some(self.unescape_at(raw, at, true)?),
                     None => None,
                 };
                 self.begin_value(e, stream)?;

@@ -89,16 +89,42 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Decodes raw element text or an attribute value: XML references first, then the `_xHHHH_` escapes.
-pub(crate) fn unescape(raw: &str) -> Result<Str, BadEntity> {
-    let text: Cow<'_, str> = if raw.as_bytes().contains(&b'&') { Cow::Owned(xml_unescape(raw)?) } else { Cow::Borrowed(raw) };
-    if !text.as_bytes().contains(&b'_') {
-        return Ok(match text {
-            Cow::Borrowed(s) => Str::from(s),
-            Cow::Owned(s) => Str::from(s),
-        });
+/// Decodes raw element text (`attr = false`) or an attribute value: XML line-end (and, in attributes,
+/// whitespace) normalisation (XML 1.0 §2.11, §3.3.3), then XML references, then `_xHHHH_` escapes.
+pub(crate) fn unescape(raw: &str, attr: bool) -> Result<Str, BadEntity> {
+    let b = raw.as_bytes();
+    let needs_space = b.contains(&b'\r') || (attr && (b.contains(&b'\n') || b.contains(&b'\t')));
+    let has_amp = b.contains(&b'&');
+    let has_underscore = b.contains(&b'_');
+    if !needs_space && !has_amp && !has_underscore {
+        return Ok(Str::from(raw));
+    }
+    let normalised: Cow<'_, str> = if needs_space { Cow::Owned(normalise_space(raw, attr)) } else { Cow::Borrowed(raw) };
+    // Entity offsets are reported into `raw`; normalisation only ever shortens, so they stay close.
+    let text: Cow<'_, str> = if has_amp { Cow::Owned(xml_unescape(&normalised)?) } else { normalised };
+    if !has_underscore {
+        return Ok(Str::from(text.as_ref()));
     }
     Ok(decode_underscores(&text))
+}
+
+/// `\r\n` and a lone `\r` become `\n`; in an attribute every `\t`, `\n`, `\r` becomes a space.
+fn normalise_space(raw: &str, attr: bool) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                '\n'
+            }
+            c => c,
+        };
+        out.push(if attr && matches!(c, '\n' | '\t') { ' ' } else { c });
+    }
+    out
 }
 
 /// Resolves the five predefined entities and numeric character references.
@@ -205,7 +231,7 @@ mod tests {
     #[track_caller]
     fn check(plain: &str, wire: &str) {
         assert_eq!(escape(plain), wire, "escape {plain:?}");
-        assert_eq!(unescape(wire).as_deref(), Ok(plain), "unescape {wire:?}");
+        assert_eq!(unescape(wire, false).as_deref(), Ok(plain), "unescape {wire:?}");
     }
 
     #[test]
@@ -225,23 +251,31 @@ mod tests {
 
     #[test]
     fn decodes_case_insensitive_hex_and_xml_references() {
-        assert_eq!(unescape("_x000a__x000D_").as_deref(), Ok("\n\r"));
-        assert_eq!(unescape("_xd83d__xde00_").as_deref(), Ok("😀"));
-        assert_eq!(unescape("&#95;x000A_").as_deref(), Ok("\n"));
-        assert_eq!(unescape("&#x41;&#66;&apos;").as_deref(), Ok("AB'"));
+        assert_eq!(unescape("_x000a__x000D_", false).as_deref(), Ok("\n\r"));
+        assert_eq!(unescape("_xd83d__xde00_", false).as_deref(), Ok("😀"));
+        assert_eq!(unescape("&#95;x000A_", false).as_deref(), Ok("\n"));
+        assert_eq!(unescape("&#x41;&#66;&apos;", false).as_deref(), Ok("AB'"));
         // Not escapes: left alone.
-        assert_eq!(unescape("_x12_ _xZZZZ_ _x1234").as_deref(), Ok("_x12_ _xZZZZ_ _x1234"));
+        assert_eq!(unescape("_x12_ _xZZZZ_ _x1234", false).as_deref(), Ok("_x12_ _xZZZZ_ _x1234"));
         // Lone surrogates cannot live in a Rust string.
-        assert_eq!(unescape("_xD800_x").as_deref(), Ok("\u{FFFD}x"));
-        assert_eq!(unescape("_xDC00_").as_deref(), Ok("\u{FFFD}"));
+        assert_eq!(unescape("_xD800_x", false).as_deref(), Ok("\u{FFFD}x"));
+        assert_eq!(unescape("_xDC00_", false).as_deref(), Ok("\u{FFFD}"));
     }
 
     #[test]
     fn rejects_bad_references() {
-        assert_eq!(unescape("a &bogus; b"), Err(BadEntity { offset: 2 }));
-        assert_eq!(unescape("a & b"), Err(BadEntity { offset: 2 }));
-        assert_eq!(unescape("ok &amp; &#xD800;"), Err(BadEntity { offset: 9 }));
-        assert_eq!(unescape("&#12a;"), Err(BadEntity { offset: 0 }));
+        assert_eq!(unescape("a &bogus; b", false), Err(BadEntity { offset: 2 }));
+        assert_eq!(unescape("a & b", false), Err(BadEntity { offset: 2 }));
+        assert_eq!(unescape("ok &amp; &#xD800;", false), Err(BadEntity { offset: 9 }));
+        assert_eq!(unescape("&#12a;", false), Err(BadEntity { offset: 0 }));
+    }
+
+    #[test]
+    fn normalises_raw_line_ends_but_not_references() {
+        assert_eq!(unescape("a\r\nb\rc\nd", false).as_deref(), Ok("a\nb\nc\nd"));
+        assert_eq!(unescape("a&#13;&#10;b_x000D_", false).as_deref(), Ok("a\r\nb\r"));
+        assert_eq!(unescape("a\tb\r\nc", true).as_deref(), Ok("a b c"));
+        assert_eq!(unescape("a&#9;b", true).as_deref(), Ok("a\tb"));
     }
 
     #[test]

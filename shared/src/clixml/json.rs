@@ -143,11 +143,11 @@ impl Writer {
 
     fn object(&mut self, out: &mut String, obj: &Arc<Object>) {
         let ptr = Arc::as_ptr(obj);
-        if !self.options.expand_refs {
-            if let Some(id) = self.ids.get(&ptr) {
-                let _ = write!(out, "{{\"Ref\":{id}}}");
-                return;
-            }
+        if !self.options.expand_refs
+            && let Some(id) = self.ids.get(&ptr)
+        {
+            let _ = write!(out, "{{\"Ref\":{id}}}");
+            return;
         }
         out.push_str("{\"Obj\":{");
         let mut first = true;
@@ -319,15 +319,17 @@ impl Reader {
 
     /// One line: an item, possibly wrapped with its stream.
     pub fn item(&mut self, json: &Json) -> Result<Item, JsonError> {
-        if let Json::Object(map) = json {
-            if map.len() == 2 && map.contains_key("stream") && map.contains_key("value") {
-                let stream = match &map["stream"] {
-                    Json::String(s) => Some(Str::from(s.as_str())),
-                    Json::Null => None,
-                    _ => return Err(err("$.stream", "must be a string")),
-                };
-                return Ok(Item { stream, value: self.value(&map["value"], "$.value", 0)? });
-            }
+        if let Json::Object(map) = json
+            && map.len() == 2
+            && map.contains_key("stream")
+            && map.contains_key("value")
+        {
+            let stream = match &map["stream"] {
+                Json::String(s) => Some(Str::from(s.as_str())),
+                Json::Null => None,
+                _ => return Err(err("$.stream", "must be a string")),
+            };
+            return Ok(Item { stream, value: self.value(&map["value"], "$.value", 0)? });
         }
         Ok(Item { stream: None, value: self.value(json, "$", 0)? })
     }

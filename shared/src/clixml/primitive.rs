@@ -21,28 +21,37 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// `<Db>`/`<Sg>`: the round-trip form, `INF`, `-INF`, `NaN`.
-pub(crate) fn parse_f64(s: &str) -> Option<f64> {
-    let s = trim(s);
-    match s {
-        "INF" | "Infinity" | "∞" => Some(f64::INFINITY),
-        "-INF" | "-Infinity" | "-∞" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ if s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')) => s.parse().ok(),
-        _ => None,
+/// A float's special names, matched as .NET Core's invariant culture does (any case), plus
+/// `XmlConvert`'s own `INF`/`-INF`.
+fn special_float(s: &str) -> Option<f64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let inf = body.eq_ignore_ascii_case("INF") || body.eq_ignore_ascii_case("Infinity") || body == "∞";
+    if inf {
+        Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY })
+    } else if body.eq_ignore_ascii_case("NaN") {
+        Some(f64::NAN)
+    } else {
+        None
     }
 }
 
-/// Like [`parse_f64`] for `Single`.
+fn float_syntax(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+}
+
+/// `<Db>`: the round-trip form, `INF`, `-INF`, `NaN`.
+pub(crate) fn parse_f64(s: &str) -> Option<f64> {
+    let s = trim(s);
+    special_float(s).or_else(|| if float_syntax(s) { s.parse().ok() } else { None })
+}
+
+/// `<Sg>`: like [`parse_f64`], rounded once, straight from the text.
 pub(crate) fn parse_f32(s: &str) -> Option<f32> {
-    let t = trim(s);
-    match t {
-        "INF" | "Infinity" | "∞" => Some(f32::INFINITY),
-        "-INF" | "-Infinity" | "-∞" => Some(f32::NEG_INFINITY),
-        "NaN" => Some(f32::NAN),
-        _ if t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')) => t.parse().ok(),
-        _ => None,
-    }
+    let s = trim(s);
+    special_float(s).map(|f| f as f32).or_else(|| if float_syntax(s) { s.parse().ok() } else { None })
 }
 
 /// Writes a double as .NET Core's shortest round-trip `R` form: fixed notation for decimal exponents
@@ -112,22 +121,22 @@ fn write_shortest(out: &mut String, sci: &str, sci_from: i32) {
     }
 }
 
-/// `<D>`: an invariant decimal, `[-+]digits[.digits]`, at most 29 significant digits and scale 28 as
-/// .NET's `decimal` allows. Returns the text with surrounding whitespace trimmed.
+/// `<D>`: an invariant decimal as `XmlConvert.ToDecimal` reads it: `[-+]digits[.digits]`, where either
+/// side of the point may be empty (`.5`, `5.`), at most 29 significant digits and scale 28 as .NET's
+/// `decimal` allows. Returns the text with surrounding whitespace trimmed, so the scale survives.
 pub(crate) fn parse_decimal(s: &str) -> Option<&str> {
     let t = trim(s);
     let body = t.strip_prefix(['-', '+']).unwrap_or(t);
     let (int, frac) = match body.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (body, None),
+        Some((i, f)) => (i, f),
+        None => (body, ""),
     };
-    let digits_ok = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
-    if !digits_ok(int) || frac.is_some_and(|f| !digits_ok(f)) {
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if int.len() + frac.len() == 0 || !digits(int) || !digits(frac) {
         return None;
     }
-    let frac_len = frac.map_or(0, str::len);
-    let significant = int.trim_start_matches('0').len() + frac_len;
-    (frac_len <= 28 && significant <= 29).then_some(t)
+    let significant = int.trim_start_matches('0').len() + frac.len();
+    (frac.len() <= 28 && significant <= 29).then_some(t)
 }
 
 /// `<Version>`: 2 to 4 non-negative 32-bit parts.
@@ -226,7 +235,7 @@ pub(crate) fn valid_datetime(dt: &DateTime) -> bool {
 fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
         4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
         2 => 28,
         _ => 31,
     }
@@ -399,9 +408,15 @@ mod tests {
             assert_eq!(f64_text(v), t);
             assert_eq!(parse_f64(t).map(f64::to_bits), Some(v.to_bits()), "{t}");
         }
-        assert!(parse_f64("NaN").is_some_and(f64::is_nan));
+        for nan in ["NaN", "NAN", "nan"] {
+            assert!(parse_f64(nan).is_some_and(f64::is_nan), "{nan}");
+            assert!(parse_f32(nan).is_some_and(f32::is_nan), "{nan}");
+        }
+        assert_eq!(parse_f64("-infinity"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f32("inf"), Some(f32::INFINITY));
         assert_eq!(parse_f64("1e3"), Some(1000.0));
-        assert_eq!(parse_f64("inf"), None);
+        assert_eq!(parse_f64("infinite"), None);
+        assert_eq!(parse_f64(""), None);
         assert_eq!(parse_f64("1,5"), None);
         let mut s = String::new();
         write_f32(&mut s, 1e7);
@@ -459,7 +474,9 @@ mod tests {
         }
         assert_eq!(parse_decimal(" 1.10 "), Some("1.10"));
         assert_eq!(parse_decimal("-79228162514264337593543950335"), Some("-79228162514264337593543950335"));
-        for bad in ["", "1.", ".5", "1e5", "--1", "792281625142643375935439503351"] {
+        assert_eq!(parse_decimal(".5"), Some(".5"));
+        assert_eq!(parse_decimal("+5."), Some("+5."));
+        for bad in ["", ".", "-", "1e5", "--1", "1.2.3", "792281625142643375935439503351"] {
             assert_eq!(parse_decimal(bad), None, "{bad}");
         }
         assert_eq!(parse_bool("True"), Some(true));
