@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs a fuzz target for a while, then keeps a minimised corpus of what it found as regression inputs
-# that `cargo test` replays. Needs cargo-fuzz (`cargo install cargo-fuzz --locked`).
+# Runs a fuzz target for a while (its working corpus stays in fuzz/corpus, not committed); any crash it
+# finds is copied into shared/test_data/fuzz/<target>/, which `cargo test` replays. Needs cargo-fuzz
+# (`cargo install cargo-fuzz --locked`).
 #   scripts/fuzz.sh [TARGET] [SECONDS]     TARGET: clixml_decode (default) or psrp_fragment
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,10 @@ mkdir -p "$corpus" "$keep"
 cp -n "$keep"/* "$corpus"/ 2>/dev/null || true
 # libFuzzer needs nightly-only sanitizer flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 export RUSTC_BOOTSTRAP=1
-cargo fuzz run --fuzz-dir fuzz "$target" "$corpus" -- -max_total_time="$seconds" -max_len=4096
-cargo fuzz cmin --fuzz-dir fuzz "$target" "$corpus"
-cp -n "$corpus"/* "$keep"/
-echo "corpus: $(ls "$corpus" | wc -l) inputs; kept in $keep"
+status=0
+cargo fuzz run --fuzz-dir fuzz "$target" "$corpus" -- -max_total_time="$seconds" -max_len=4096 || status=$?
+for crash in fuzz/artifacts/"$target"/crash-*; do
+  [ -e "$crash" ] && cp -n "$crash" "$keep"/
+done
+echo "corpus: $(ls "$corpus" | wc -l) inputs; crashes kept in $keep"
+exit $status

@@ -169,6 +169,25 @@ fn documents_keep_streams_and_the_clixml_line() {
 }
 
 #[test]
+fn documents_are_told_from_messages() {
+    use clixml::{Kind, kind_of};
+    for (text, kind) in [
+        (&b"#< CLIXML\r\n<Objs Version=\"1.1.0.1\">"[..], Kind::Document),
+        (b"\n  #< CLIXML\n<Objs/>", Kind::Document),
+        (b"\xEF\xBB\xBF<?xml version=\"1.0\"?>\n<!-- c --><Objs/>", Kind::Document),
+        (b"<Obj RefId=\"0\"><MS/></Obj>", Kind::Message),
+        (b"<ObjsX/>", Kind::Message),
+        (b"", Kind::Message),
+    ] {
+        assert_eq!(kind_of(text), kind, "{}", String::from_utf8_lossy(text));
+    }
+    let (kind, doc) = clixml::decode_auto(b"\n  #< CLIXML\n<Objs><S>a</S></Objs>").expect("whitespace before the line is fine");
+    assert_eq!((kind, doc.clixml_header, doc.items[0].value.as_str()), (Kind::Document, true, Some("a")));
+    let (kind, doc) = clixml::decode_auto(b"<I32>7</I32>").expect("a message");
+    assert_eq!((kind, doc.items.len()), (Kind::Message, 1));
+}
+
+#[test]
 fn message_bodies_may_start_with_a_bom() {
     // Windows writes every PSRP message with a UTF-8 BOM.
     assert_eq!(decode_message(b"\xEF\xBB\xBF<I32>1</I32>").expect("decodes"), Value::I32(1));

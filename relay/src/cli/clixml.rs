@@ -60,7 +60,7 @@ pub fn run(cmd: ClixmlCommand) -> anyhow::Result<ExitCode> {
         }
         ClixmlCommand::Roundtrip { file } => {
             let input = read_input(file.as_ref())?;
-            let xml = if is_document(&input) {
+            let xml = if clixml::kind_of(&input) == clixml::Kind::Document {
                 let doc = clixml::decode_document(&input).context("decoding the document")?;
                 clixml::encode_document(&doc)?
             } else {
@@ -86,45 +86,9 @@ fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A document starts (after a BOM, the `#< CLIXML` line, a declaration and comments) with `<Objs`.
-fn is_document(input: &[u8]) -> bool {
-    let s = String::from_utf8_lossy(&input[..input.len().min(4096)]);
-    let mut s = s.trim_start_matches('\u{FEFF}').trim_start();
-    if let Some(rest) = s.strip_prefix("#< CLIXML") {
-        return rest.starts_with(['\r', '\n']) || rest.is_empty();
-    }
-    loop {
-        s = s.trim_start();
-        if let Some(rest) = s.strip_prefix("<?") {
-            s = rest.split_once("?>").map_or("", |(_, r)| r);
-        } else if let Some(rest) = s.strip_prefix("<!--") {
-            s = rest.split_once("-->").map_or("", |(_, r)| r);
-        } else {
-            return s.starts_with("<Objs") && s[5..].starts_with([' ', '>', '/', '\t', '\r', '\n']);
-        }
-    }
-}
-
 /// A document, or a single message presented as a one-item document.
 fn decode_any(input: &[u8]) -> anyhow::Result<Document> {
-    if is_document(input) {
-        Ok(clixml::decode_document(input).context("decoding the document")?)
-    } else {
-        let value = clixml::decode_message(input).context("decoding the message")?;
-        Ok(Document { clixml_header: false, items: vec![clixml::Item { stream: None, value }] })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_document;
-
-    #[test]
-    fn tells_documents_from_messages() {
-        assert!(is_document(b"#< CLIXML\r\n<Objs Version=\"1.1.0.1\">"));
-        assert!(is_document(b"\xEF\xBB\xBF<?xml version=\"1.0\"?>\n<!-- c --><Objs/>"));
-        assert!(!is_document(b"<Obj RefId=\"0\"><MS/></Obj>"));
-        assert!(!is_document(b"<ObjsX/>"));
-        assert!(!is_document(b""));
-    }
+    let (kind, doc) = clixml::decode_auto(input).context("decoding")?;
+    tracing::debug!(?kind, items = doc.items.len(), "decoded");
+    Ok(doc)
 }

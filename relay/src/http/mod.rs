@@ -4,6 +4,12 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::handler::HandlerWithoutStateExt as _;
+use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use tower_http::services::{ServeDir, ServeFile};
 
 /// What the web server needs.
@@ -14,9 +20,64 @@ pub struct AppConfig {
 }
 
 /// The application's routes.
+///
+/// Files come from Trunk's `dist`. A path that names no file and has no extension is a page of the single-page
+/// app and gets `index.html`; a missing asset (`/old-hash.wasm`) is a 404, not `index.html` served as
+/// JavaScript or WebAssembly.
 pub fn app(config: &AppConfig) -> Router {
     let index = config.assets.join("index.html");
-    Router::new().fallback_service(ServeDir::new(&config.assets).fallback(ServeFile::new(index)))
+    let page = move |req: Request| {
+        let mut index = ServeFile::new(&index);
+        async move {
+            if has_extension(req.uri().path()) {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            match index.try_call(req).await {
+                Ok(response) => response.into_response(),
+                Err(error) => {
+                    tracing::error!(%error, "reading index.html");
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            }
+        }
+    };
+    Router::new()
+        .fallback_service(ServeDir::new(&config.assets).fallback(page.into_service()))
+        .layer(middleware::from_fn(cache_headers))
+}
+
+/// Trunk names every asset after a hash of its content, so those never change and can be cached for good;
+/// `index.html` (and anything else) must be revalidated, since it names the current assets.
+async fn cache_headers(req: Request, next: Next) -> Response {
+    let fingerprinted = is_fingerprinted(req.uri().path());
+    let mut response = next.run(req).await;
+    let policy = if fingerprinted && response.status().is_success() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(policy));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn has_extension(path: &str) -> bool {
+    file_name(path).contains('.')
+}
+
+/// `psgate-frontend-1a339fc504889b2a_bg.wasm`, `style-4b6eaa8ea15aebbd.css`: Trunk's 16 hex digits after a
+/// `-`, then `.` or `_`.
+fn is_fingerprinted(path: &str) -> bool {
+    file_name(path).split('-').skip(1).any(|part| {
+        part.len() > 16
+            && part.as_bytes()[..16].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            && matches!(part.as_bytes()[16], b'.' | b'_')
+    })
 }
 
 /// Serves until `shutdown` resolves.
@@ -30,4 +91,87 @@ pub async fn serve(
     }
     axum::serve(listener, app(&config)).with_graceful_shutdown(shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use axum::body::Body;
+    use axum::http::header::CONTENT_TYPE;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A `dist` folder like Trunk's, unique to the test.
+    fn dist(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("psgate-http-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let write = |name: &str, body: &[u8]| std::fs::write(dir.join(name), body).expect("write");
+        write("index.html", b"<!doctype html><title>psgate</title>");
+        write("psgate-frontend-1a339fc504889b2a_bg.wasm", b"\0asm\x01\0\0\0");
+        write("psgate-frontend-1a339fc504889b2a.js", b"export default 1;");
+        write("style-4b6eaa8ea15aebbd.css", b"body{}");
+        dir
+    }
+
+    async fn get(assets: &Path, path: &str) -> (StatusCode, String, String, String) {
+        let response = app(&AppConfig { assets: assets.to_owned() })
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default()
+        };
+        let (status, content_type, cache) = (response.status(), header(CONTENT_TYPE), header(CACHE_CONTROL));
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        (status, content_type, cache, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn hashed_assets_are_immutable_with_their_types() {
+        let d = dist("hashed");
+        let (status, content_type, cache, _) = get(&d, "/psgate-frontend-1a339fc504889b2a_bg.wasm").await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/wasm"));
+        assert_eq!(cache, "public, max-age=31536000, immutable");
+        let (_, content_type, _, _) = get(&d, "/psgate-frontend-1a339fc504889b2a.js").await;
+        assert_eq!(content_type, "text/javascript");
+        let (_, content_type, cache, _) = get(&d, "/style-4b6eaa8ea15aebbd.css").await;
+        assert_eq!((content_type.as_str(), cache.as_str()), ("text/css", "public, max-age=31536000, immutable"));
+    }
+
+    #[tokio::test]
+    async fn the_page_is_revalidated_and_serves_every_route() {
+        let d = dist("page");
+        for path in ["/", "/index.html", "/sessions/42"] {
+            let (status, content_type, cache, body) = get(&d, path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert!(content_type.starts_with("text/html"), "{path}: {content_type}");
+            assert_eq!(cache, "no-cache", "{path}");
+            assert!(body.contains("<title>psgate</title>"), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_asset_is_not_found_rather_than_the_page() {
+        let d = dist("missing");
+        let (status, _, cache, body) = get(&d, "/psgate-frontend-0000000000000000_bg.wasm").await;
+        assert_eq!((status, cache.as_str()), (StatusCode::NOT_FOUND, "no-cache"));
+        assert!(!body.contains("<title>"));
+    }
+
+    #[test]
+    fn fingerprints_are_trunks_sixteen_hex_digits() {
+        assert!(is_fingerprinted("/psgate-frontend-1a339fc504889b2a_bg.wasm"));
+        assert!(is_fingerprinted("/style-4b6eaa8ea15aebbd.css"));
+        assert!(!is_fingerprinted("/index.html"));
+        assert!(!is_fingerprinted("/my-style.css"));
+        assert!(!is_fingerprinted("/a-1a339fc504889b2g.js"));
+    }
 }

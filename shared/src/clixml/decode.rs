@@ -90,6 +90,49 @@ pub fn decode_document_with(input: &[u8], limits: Limits) -> Result<Document, De
     Ok(Document { clixml_header, items })
 }
 
+/// What a CLIXML text holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A stand-alone `<Objs>` document.
+    Document,
+    /// One PSRP message body.
+    Message,
+}
+
+/// Tells a document from a message: a document starts, after a byte-order mark, whitespace, the
+/// `#< CLIXML` line, an XML declaration and comments, with `<Objs`.
+pub fn kind_of(input: &[u8]) -> Kind {
+    let head = String::from_utf8_lossy(&input[..input.len().min(4096)]);
+    let mut s = head.trim_start_matches('\u{FEFF}').trim_start();
+    if let Some(rest) = s.strip_prefix("#< CLIXML")
+        && (rest.is_empty() || rest.starts_with(['\r', '\n']))
+    {
+        return Kind::Document;
+    }
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix("<?") {
+            s = rest.split_once("?>").map_or("", |(_, r)| r);
+        } else if let Some(rest) = s.strip_prefix("<!--") {
+            s = rest.split_once("-->").map_or("", |(_, r)| r);
+        } else {
+            let root = s.strip_prefix("<Objs").is_some_and(|r| r.is_empty() || r.starts_with([' ', '>', '/', '\t', '\r', '\n']));
+            return if root { Kind::Document } else { Kind::Message };
+        }
+    }
+}
+
+/// Decodes a document, or a single message as a one-item document; says which it was.
+pub fn decode_auto(input: &[u8]) -> Result<(Kind, Document), DecodeError> {
+    match kind_of(input) {
+        Kind::Document => Ok((Kind::Document, decode_document(input)?)),
+        Kind::Message => {
+            let value = decode_message(input)?;
+            Ok((Kind::Message, Document { clixml_header: false, items: vec![Item { stream: None, value }] }))
+        }
+    }
+}
+
 /// An open container on the decoder's stack.
 enum Frame {
     /// The top of a message; holds its value once read.
@@ -218,12 +261,14 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    /// Skips the `#< CLIXML` line; returns whether it was there.
+    /// Skips the `#< CLIXML` line (and any whitespace before it); returns whether it was there.
     fn skip_clixml_header(&mut self) -> bool {
         let at = self.lexer.pos();
-        let Some(after) = self.input[at..].strip_prefix("#< CLIXML") else { return false };
+        let rest = &self.input[at..];
+        let lead = rest.len() - rest.trim_start_matches([' ', '\t', '\r', '\n']).len();
+        let Some(after) = rest[lead..].strip_prefix("#< CLIXML") else { return false };
         let skip = after.bytes().take_while(|b| matches!(b, b'\r' | b'\n')).count();
-        self.lexer = Lexer::new(self.input, at + 9 + skip);
+        self.lexer = Lexer::new(self.input, at + lead + 9 + skip);
         true
     }
 

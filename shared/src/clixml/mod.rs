@@ -12,10 +12,11 @@ mod escape;
 pub mod json;
 mod primitive;
 mod value;
-mod xml;
+pub(crate) mod xml;
 
-pub use decode::{DEFAULT_MAX_DEPTH, Limits, decode_document, decode_document_with, decode_message, decode_message_with};
+pub use decode::{DEFAULT_MAX_DEPTH, Kind, Limits, decode_auto, kind_of, decode_document, decode_document_with, decode_message, decode_message_with};
 pub use encode::{MAX_ENCODE_DEPTH, OBJS_NAMESPACE, encode_document, encode_message};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, Position};
 pub use escape::{escape, escape_into};
+pub use primitive::{double_text, single_text};
 pub use value::*;

@@ -66,6 +66,20 @@ pub(crate) fn write_f64(out: &mut String, v: f64) {
     }
 }
 
+/// A double's CLIXML text (`1.5`, `1E+15`, `NaN`, `INF`).
+pub fn double_text(v: f64) -> String {
+    let mut s = String::new();
+    write_f64(&mut s, v);
+    s
+}
+
+/// A single's CLIXML text.
+pub fn single_text(v: f32) -> String {
+    let mut s = String::new();
+    write_f32(&mut s, v);
+    s
+}
+
 /// Writes a single as .NET Core's shortest round-trip form (scientific from exponent 7).
 pub(crate) fn write_f32(out: &mut String, v: f32) {
     if v.is_nan() {

@@ -352,9 +352,27 @@ pub enum DateTimeKind {
     Local(i16),
 }
 
+impl fmt::Display for DateTime {
+    /// The CLIXML (`XmlConvert` round-trip) form: `2024-05-01T10:00:00.5Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        super::primitive::write_datetime(&mut s, self);
+        f.write_str(&s)
+    }
+}
+
 /// A .NET `TimeSpan` in 100 ns ticks (MS-PSRP 2.2.5.1.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimeSpan(pub i64);
+
+impl fmt::Display for TimeSpan {
+    /// The CLIXML (xs:duration) form: `PT1M30S`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        super::primitive::write_timespan(&mut s, *self);
+        f.write_str(&s)
+    }
+}
 
 impl TimeSpan {
     /// Ticks per second.

@@ -37,6 +37,10 @@ pub(crate) struct Start<'a> {
     pub ref_id: Option<&'a str>,
     /// `S="…"`, raw.
     pub s: Option<&'a str>,
+    /// `PSGuid='…'` (out-of-process packets), raw.
+    pub ps_guid: Option<&'a str>,
+    /// `Stream='…'` (out-of-process packets), raw.
+    pub stream: Option<&'a str>,
 }
 
 /// A syntax error: where, and what.
@@ -153,7 +157,7 @@ impl<'a> Lexer<'a> {
             return self.err(start, "no element name after '<'");
         }
         let qname = &self.input[start + 1..name_end];
-        let mut tag = Start { name: local(qname), qname, empty: false, n: None, ref_id: None, s: None };
+        let mut tag = Start { name: local(qname), qname, empty: false, n: None, ref_id: None, s: None, ps_guid: None, stream: None };
         let mut i = name_end;
         loop {
             let before_space = i;
@@ -209,6 +213,8 @@ impl<'a> Lexer<'a> {
                 "N" => tag.n = Some(value),
                 "RefId" => tag.ref_id = Some(value),
                 "S" => tag.s = Some(value),
+                "PSGuid" => tag.ps_guid = Some(value),
+                "Stream" => tag.stream = Some(value),
                 _ => {}
             }
             i = value_start + len + 1;
@@ -248,7 +254,7 @@ mod tests {
     }
 
     fn start<'a>(name: &'a str, empty: bool, n: Option<&'a str>, ref_id: Option<&'a str>) -> Token<'a> {
-        Token::Start(Start { name, qname: name, empty, n, ref_id, s: None })
+        Token::Start(Start { name, qname: name, empty, n, ref_id, s: None, ps_guid: None, stream: None })
     }
 
     #[test]

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need (idempotent; fast the second time) and runs every test:
+# invariants, lint, native unit/integration/property tests, the decoder in headless Chromium,
+# psrpcore interop (both directions) and the browser end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+. scripts/env.sh
+step() { printf '\n==> %s\n' "$*"; }
+
+step "invariants"
+bash scripts/check-invariants.sh
+
+step "lint"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+
+step "native tests"
+cargo test --workspace
+
+step "the decoder as WebAssembly in headless Chromium"
+CHROMEDRIVER=/usr/bin/chromedriver cargo test -p psgate-shared --target wasm32-unknown-unknown --test wasm
+
+step "build the browser console"
+bash scripts/build-frontend.sh
+cargo build --quiet -p psgate-relay
+export PSGATE_BIN="$PWD/target/debug/psgate"
+
+step "psrpcore interop"
+"$PSGATE_PYTHON" -m pytest tests/psrpcore -q
+
+step "browser end-to-end"
+(cd tests/e2e && npm ci --silent --no-audit --no-fund && node --test)

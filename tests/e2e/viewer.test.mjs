@@ -1,0 +1,242 @@
+// The CLIXML viewer end to end: the real relay serving the real Trunk build, driven in Debian's headless Chromium.
+//
+//   scripts/build-frontend.sh && cargo build -p psgate-relay
+//   cd tests/e2e && npm ci && npm test
+//
+// PSGATE_BIN (default <repo>/target/debug/psgate) and PSGATE_DIST (default <repo>/dist) say what to test;
+// CHROMIUM (default /usr/bin/chromium) which browser. Screenshots go to tests/e2e/artifacts/.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const bin = process.env.PSGATE_BIN ?? path.join(repo, 'target/debug/psgate');
+const dist = process.env.PSGATE_DIST ?? path.join(repo, 'dist');
+const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const artifacts = path.join(here, 'artifacts');
+const fixture = (name) => readFileSync(path.join(repo, 'shared/test_data/clixml', name), 'utf8');
+
+// Headless, and off the network: no component updates, sync, QUIC probes or first-run pings.
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const TIMEOUT = 15_000;
+
+/** Starts `psgate demo` on a free port; resolves with the process and its URL once it says it listens. */
+function startServer() {
+  const server = spawn(bin, ['demo', '--port', '0', '--assets', dist], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  server.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`psgate did not start within ${TIMEOUT} ms:\n${stderr}`)), TIMEOUT);
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/psgate demo listening on (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ server, url: m[1] });
+      }
+    });
+    server.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    server.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`psgate exited with ${code} before listening:\n${stderr}`));
+    });
+  });
+}
+
+/** Stops the server the way Ctrl+C does (graceful shutdown), and kills it if it does not go. */
+function stopServer(server) {
+  if (server.exitCode !== null || server.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.kill('SIGKILL'), 5_000);
+    server.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.kill('SIGINT');
+  });
+}
+
+describe('CLIXML viewer', () => {
+  let server;
+  let context;
+  let page;
+  let profile;
+  const problems = [];
+
+  before(async () => {
+    for (const [what, p] of [['psgate binary (cargo build -p psgate-relay)', bin], ['Trunk build (scripts/build-frontend.sh)', path.join(dist, 'index.html')]]) {
+      assert.ok(existsSync(p), `no ${what} at ${p}`);
+    }
+    mkdirSync(artifacts, { recursive: true });
+    let url;
+    ({ server, url } = await startServer());
+    profile = mkdtempSync(path.join(tmpdir(), 'psgate-e2e-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: browserPath,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1400, height: 1000 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(TIMEOUT);
+    page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
+    page.on('response', (r) => r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+    await page.goto(url);
+    await page.locator('#load-sample').waitFor();
+  });
+
+  after(async () => {
+    await context?.close();
+    if (server) await stopServer(server);
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  test('the sample shows its processes as a table', async () => {
+    await page.click('#load-sample');
+    const table = page.locator('.console .format-table').first();
+    await table.waitFor();
+    const headers = await table.locator('th').allTextContents();
+    assert.deepEqual(headers.slice(0, 4), ['Id', 'ProcessName', 'CPU', 'WorkingSet64']);
+    const pwsh = table.locator('tbody tr', { hasText: 'pwsh' });
+    assert.deepEqual((await pwsh.locator('td').allTextContents()).slice(0, 6), [
+      '4242',
+      'pwsh',
+      '12.34375',
+      '104857600',
+      '2026-11-25 08:15:02',
+      'Normal',
+    ]);
+    assert.equal(await table.locator('tbody tr').count(), 3);
+    const align = await table.locator('th').first().evaluate((th) => getComputedStyle(th).textAlign);
+    assert.equal(align, 'right', 'numeric columns are right-aligned, as Format-Table does');
+    assert.match(await page.locator('#decode-summary').textContent(), /CLIXML document · 7 objects · with the #< CLIXML line/);
+    await page.screenshot({ path: path.join(artifacts, 'sample.png'), fullPage: true });
+  });
+
+  test('opening tree nodes shows nested properties', async () => {
+    const tree = page.locator('#object-tree');
+    const pwsh = tree.locator(':scope > li').nth(1);
+    await pwsh.locator(':scope > .node-head').click();
+    assert.equal(await pwsh.getAttribute('aria-expanded'), 'true');
+    assert.match(await pwsh.locator('.type-names').first().textContent(), /Selected\.System\.Diagnostics\.Process/);
+
+    const mainModule = pwsh.locator('li.node', { has: page.locator(':scope > .node-head .node-label', { hasText: /^MainModule$/ }) });
+    await mainModule.locator(':scope > .node-head').click();
+    const fileName = mainModule.locator('li.node', { has: page.locator(':scope > .node-head .node-label', { hasText: /^FileName$/ }) });
+    await fileName.waitFor();
+    assert.equal(await fileName.locator('.node-summary').textContent(), '"C:\\Program Files\\PowerShell\\7\\pwsh.exe"');
+    assert.equal(await fileName.locator('.badge.origin').textContent(), 'Props');
+    assert.equal(await fileName.locator('.tag').textContent(), 'S');
+
+    // The keyboard opens nodes too: an enum shows the number it wraps.
+    const priority = pwsh.locator('li.node', { has: page.locator(':scope > .node-head .node-label', { hasText: /^PriorityClass$/ }) });
+    await priority.locator(':scope > .node-head').press('Enter');
+    const wrapped = priority.locator('li.node', { has: page.locator(':scope > .node-head .node-label', { hasText: /^value$/ }) });
+    assert.equal(await wrapped.locator('.node-summary').textContent(), '32');
+
+    // pwsh's Parent is a <Ref> to the first object: marked as the same object, not copied.
+    const parent = pwsh.locator('li.node', { has: page.locator(':scope > .node-head .node-label', { hasText: /^Parent$/ }) });
+    assert.equal(await parent.locator(':scope > .node-head .badge.shared').textContent(), 'shared #1');
+    const explorer = tree.locator(':scope > li').first();
+    assert.equal(await explorer.locator(':scope > .node-head .badge.shared').textContent(), 'shared #1');
+    await page.locator('#object-tree').screenshot({ path: path.join(artifacts, 'tree.png') });
+  });
+
+  test('the other streams are styled like PowerShell', async () => {
+    const error = page.locator('.console pre.message.stream-error');
+    assert.match(await error.textContent(), /^Cannot find a process with the name "notepad"\./);
+    assert.match(await error.textContent(), /\+ FullyQualifiedErrorId : NoProcessFoundForGivenName/);
+    assert.equal(await error.evaluate((e) => getComputedStyle(e).color), 'rgb(231, 72, 86)');
+    const warning = page.locator('.console pre.message.stream-warning');
+    assert.equal(await warning.textContent(), 'WARNING: Access to 3 processes was denied; run the session elevated to see them all.');
+    assert.equal(await warning.evaluate((e) => getComputedStyle(e).color), 'rgb(249, 241, 165)');
+    assert.match(await page.locator('.console pre.message.stream-verbose').textContent(), /^VERBOSE: /);
+    const bar = page.locator('.console .progress-track');
+    assert.equal(await bar.getAttribute('aria-valuenow'), '60');
+    // In the tree too: the error item is red.
+    const errorItem = page.locator('#object-tree > li.stream-error');
+    assert.equal(await errorItem.locator('.node-label').first().textContent(), '#5');
+    assert.equal(await errorItem.locator('.node-label').first().evaluate((e) => getComputedStyle(e).color), 'rgb(207, 34, 46)');
+  });
+
+  test('a pasted PowerShell stderr document decodes', async () => {
+    await page.fill('#clixml-input', fixture('test_sanitise_clixml_with_error.xml'));
+    await page.locator('#decode-summary', { hasText: '10 objects' }).waitFor();
+    // Two records of one activity: one bar, updated, as the console shows it.
+    assert.equal(await page.locator('.console .progress.completed').count(), 1);
+    // Eight <S S="Error"> lines make one red block, as powershell.exe printed them.
+    const error = page.locator('.console pre.message.stream-error');
+    assert.equal(await error.count(), 1);
+    const text = await error.textContent();
+    assert.match(text, /^fake : The term 'fake' is not recognized as the name of a cmdlet/);
+    assert.match(text, /\n {4}\+ CategoryInfo {10}: ObjectNotFound: \(fake:String\) \[\], CommandNotFoundException\n/);
+    await page.screenshot({ path: path.join(artifacts, 'stderr-document.png'), fullPage: true });
+  });
+
+  test('a pasted PSRP message decodes as one object', async () => {
+    await page.fill('#clixml-input', fixture('psrp_error_record.xml'));
+    await page.locator('#decode-summary', { hasText: 'PSRP message · 1 object' }).waitFor();
+    const error = page.locator('.console pre.message.stream-error');
+    assert.match(await error.textContent(), /^error stream\n {4}\+ CategoryInfo {10}: NotSpecified: \(:\) \[Write-Error\], WriteErrorException/);
+  });
+
+  test('a self-referencing hashtable is a finite tree', async () => {
+    // $h = @{ Name = 'loop' }; $h.Self = $h; $h | Export-Clixml
+    await page.fill(
+      '#clixml-input',
+      '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04"><Obj RefId="0">' +
+        '<TN RefId="0"><T>System.Collections.Hashtable</T><T>System.Object</T></TN><DCT>' +
+        '<En><S N="Key">Name</S><S N="Value">loop</S></En><En><S N="Key">Self</S><Ref N="Value" RefId="0" /></En>' +
+        '</DCT></Obj></Objs>',
+    );
+    const table = page.locator('.console .format-table');
+    await table.waitFor();
+    assert.deepEqual(await table.locator('th').allTextContents(), ['Name', 'Value']);
+    assert.deepEqual(await table.locator('tbody tr').nth(1).locator('td').allTextContents(), ['Self', '(cycle)']);
+    const root = page.locator('#object-tree > li').first();
+    await root.locator(':scope > .node-head').click();
+    const self = root.locator('li.node.cycle');
+    assert.equal(await self.locator('.node-label').textContent(), 'Self');
+    assert.equal(await self.locator('.node-summary').textContent(), '↻ back to the enclosing System.Collections.Hashtable (1 level up)');
+    assert.equal(await self.getAttribute('aria-expanded'), null, 'a cycle is a leaf');
+  });
+
+  test('a malformed paste shows the error and its line', async () => {
+    const input = '#< CLIXML\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">\n  <I32>12x</I32>\n</Objs>';
+    await page.fill('#clixml-input', input);
+    const failure = page.locator('.decode-error');
+    await failure.waitFor();
+    assert.equal(await failure.getAttribute('role'), 'alert');
+    assert.equal(await failure.locator('.decode-error-message').textContent(), 'invalid I32 value "12x"');
+    assert.equal(await failure.locator('.decode-error-position').textContent(), 'line 3, column 8');
+    assert.equal(await failure.locator('.decode-error-excerpt').textContent(), '  <I32>12x</I32>\n       ^');
+    assert.equal(await page.locator('.console').count(), 0);
+    await page.screenshot({ path: path.join(artifacts, 'malformed.png'), fullPage: true });
+  });
+
+  test('the page raised no errors', () => {
+    assert.deepEqual(problems, []);
+  });
+});
