@@ -35,3 +35,25 @@ pub fn psrp_fragment(data: &[u8]) {
         }
     }
 }
+
+/// Feeds each line of `data` to an opened out-of-process client, as a hostile server could.
+///
+/// # Panics
+/// When parsing or the client breaks an invariant.
+pub fn outofproc_lines(data: &[u8]) {
+    use crate::psrp::outofproc::{OutOfProcClient, Packet};
+    use crate::psrp::pool::{PoolConfig, RunspacePool};
+
+    let text = String::from_utf8_lossy(data);
+    let id = uuid::Uuid::from_u128(0x7605_6a84_51dc_4f24_9262_ca2a_5546_4b2b);
+    let mut client = OutOfProcClient::new(RunspacePool::new(PoolConfig::new(id)));
+    client.open().expect("a new pool opens");
+    for line in text.split('\n') {
+        if let Ok(packet) = Packet::parse(line) {
+            assert_eq!(Packet::parse(&packet.to_line()).ok(), Some(packet), "a packet survives a round trip");
+        }
+        let _ = client.receive_line(line);
+        while client.poll_line().is_some() {}
+        while client.poll_event().is_some() {}
+    }
+}

@@ -27,3 +27,8 @@ fn clixml_decode_corpus() {
 fn psrp_fragment_corpus() {
     replay("psrp_fragment", psgate_shared::fuzzing::psrp_fragment);
 }
+
+#[test]
+fn outofproc_lines_corpus() {
+    replay("outofproc_lines", psgate_shared::fuzzing::outofproc_lines);
+}
