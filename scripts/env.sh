@@ -10,6 +10,12 @@ BINARYEN_VERSION=132
 PSRPCORE_VERSION=0.3.1
 PYTEST_VERSION=9.2.0
 PYYAML_VERSION=6.0.4
+# tests/peers: devious-pypsrp (pypsrp's unreleased `psrp` 1.0 client, with SSH over asyncssh) gets its own venv
+# because it installs a pypsrp that conflicts; psrpcore for /usr/bin/python3 (the sshd test user's interpreter).
+DEVIOUS_PYPSRP_VERSION=1.0.1
+ASYNCSSH_VERSION=2.24.1
+PSGATE_PYPSRP_VENV="$PSGATE_TOOLS/venv-pypsrp"
+PSGATE_PEER_SITE="$PSGATE_TOOLS/peer-site-psrpcore-$PSRPCORE_VERSION"
 export PATH="$PSGATE_TOOLS/trunk-$TRUNK_VERSION/bin:$PSGATE_TOOLS/wasm-bindgen-$WASM_BINDGEN_VERSION/bin:$PSGATE_TOOLS/binaryen-$BINARYEN_VERSION/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 PSGATE_VENV="$PSGATE_TOOLS/venv"
 export PSGATE_PYTHON="$PSGATE_VENV/bin/python"

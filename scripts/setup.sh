@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything psgate needs to build and test, idempotently: a second run skips what is present.
 #   scripts/setup.sh          build tools (wasm32 target, Trunk, wasm-bindgen, wasm-opt)
-#   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore, pytest, PyYAML)
+#   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore, pytest, PyYAML;
+#                             for tests/peers: openssh-server, psrpcore for /usr/bin/python3, devious-pypsrp's venv)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/env.sh"
@@ -33,7 +34,7 @@ fi
 
 if [ "$want_test" = 1 ]; then
   missing=()
-  for p in chromium chromium-driver; do
+  for p in chromium chromium-driver openssh-server; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -46,7 +47,7 @@ if [ "$want_test" = 1 ]; then
     log "creating the Python environment $PSGATE_VENV"
     python3 -m venv "$PSGATE_VENV"
   fi
-  if ! "$PSGATE_PYTHON" -c "import psrpcore, sys; sys.exit(psrpcore.__version__ != '$PSRPCORE_VERSION')" 2>/dev/null; then
+  if ! "$PSGATE_PYTHON" -c "import psrpcore, sys, importlib.metadata as m; sys.exit(m.version('psrpcore') != '$PSRPCORE_VERSION')" 2>/dev/null; then
     log "installing psrpcore $PSRPCORE_VERSION"
     "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "psrpcore==$PSRPCORE_VERSION"
   fi
@@ -54,6 +55,19 @@ if [ "$want_test" = 1 ]; then
   if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pytest') != '$PYTEST_VERSION' or m.version('PyYAML') != '$PYYAML_VERSION')" 2>/dev/null; then
     log "installing pytest $PYTEST_VERSION and PyYAML $PYYAML_VERSION"
     "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION" "PyYAML==$PYYAML_VERSION"
+  fi
+  # For tests/peers (the PSRP test host behind a real sshd): psrpcore for /usr/bin/python3 in a folder the sshd test
+  # user can read (a venv under /root is out of its reach), and devious-pypsrp with asyncssh in a venv of its own.
+  if ! PYTHONPATH="$PSGATE_PEER_SITE" PYTHONNOUSERSITE=1 /usr/bin/python3 -c "import psrpcore, sys, importlib.metadata as m; sys.exit(m.version('psrpcore') != '$PSRPCORE_VERSION')" 2>/dev/null; then
+    log "installing psrpcore $PSRPCORE_VERSION for /usr/bin/python3 in $PSGATE_PEER_SITE"
+    rm -rf "$PSGATE_PEER_SITE.tmp"
+    "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check --no-compile --target "$PSGATE_PEER_SITE.tmp" "psrpcore==$PSRPCORE_VERSION"
+    rm -rf "$PSGATE_PEER_SITE" && mv "$PSGATE_PEER_SITE.tmp" "$PSGATE_PEER_SITE" && chmod -R a+rX "$PSGATE_PEER_SITE"
+  fi
+  if ! "$PSGATE_PYPSRP_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('devious-pypsrp') != '$DEVIOUS_PYPSRP_VERSION' or m.version('asyncssh') != '$ASYNCSSH_VERSION')" 2>/dev/null; then
+    log "installing devious-pypsrp $DEVIOUS_PYPSRP_VERSION and asyncssh $ASYNCSSH_VERSION in $PSGATE_PYPSRP_VENV"
+    python3 -m venv "$PSGATE_PYPSRP_VENV"
+    "$PSGATE_PYPSRP_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "devious-pypsrp[ssh]==$DEVIOUS_PYPSRP_VERSION" "asyncssh==$ASYNCSSH_VERSION"
   fi
 fi
 log "tools ready in $PSGATE_TOOLS"

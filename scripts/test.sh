@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need (idempotent; fast the second time) and runs every test:
-# invariants, lint, native unit/integration/property tests, the decoder in headless Chromium,
-# psrpcore interop (both directions) and the browser end-to-end tests.
+# invariants, lint, native unit/integration/property tests (the PSRP engine against psrpcore's server
+# as a local process and behind a real OpenSSH sshd), the decoder in headless Chromium, psrpcore interop
+# (both directions), the test peers' fidelity (psrpcore's and pypsrp's clients) and the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -25,8 +26,8 @@ bash scripts/build-frontend.sh
 cargo build --quiet -p psgate-relay
 export PSGATE_BIN="$PWD/target/debug/psgate"
 
-step "psrpcore interop"
-"$PSGATE_PYTHON" -m pytest tests/psrpcore -q
+step "psrpcore interop (CLIXML both ways) and the fidelity of the PSRP test peers"
+"$PSGATE_PYTHON" -m pytest tests/psrpcore tests/peers -q
 
 step "browser end-to-end"
 (cd tests/e2e && npm ci --silent --no-audit --no-fund && node --test)

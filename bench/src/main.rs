@@ -1,4 +1,8 @@
 //! `cargo run --release -p psgate-bench -- clixml [--quick]`
+//! `cargo run --release -p psgate-bench -- psrp [--quick]`
+//!
+//! psrp: objects received from the test host's fast mode (tests/peers) over one `ssh -s` transport, by
+//! psgate and by psrpcore's client, in the same run; and the resident memory of idle open sessions.
 //!
 //! CLIXML decode and encode throughput on three generated documents, side by side in one run with
 //! (a) a bare quick-xml tokenisation of the same text (every event read, nothing built: the floor for
@@ -22,7 +26,8 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("clixml") => clixml(args.iter().any(|a| a == "--quick")),
-        _ => bail!("usage: psgate-bench clixml [--quick]"),
+        Some("psrp") => psrp::run(args.iter().any(|a| a == "--quick")),
+        _ => bail!("usage: psgate-bench clixml|psrp [--quick]"),
     }
 }
 
@@ -33,7 +38,9 @@ struct Dataset {
     bytes: usize,
 }
 
-fn repo() -> PathBuf {
+mod psrp;
+
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -150,8 +157,12 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn python() -> String {
-    std::env::var("PSGATE_PYTHON").unwrap_or_else(|_| "python3".into())
+/// The Python with psrpcore: `PSGATE_PYTHON` (scripts/env.sh), else the venv scripts/setup.sh makes.
+pub(crate) fn python() -> String {
+    std::env::var("PSGATE_PYTHON").unwrap_or_else(|_| {
+        let tools = std::env::var("PSGATE_TOOLS").unwrap_or_else(|_| "/opt/psgate-tools".into());
+        format!("{tools}/venv/bin/python")
+    })
 }
 
 /// psrpcore's seconds per file (one run each: it takes about a minute for the process objects).

@@ -1,6 +1,9 @@
-//! The psgate relay: serves the browser console and runs the command line.
+//! The psgate relay: holds PowerShell sessions, serves the browser console, runs the command line.
 //!
-//! Code map: [`cli`] (the `psgate` command line), [`http`] (the web server and its routes).
+//! Code map: [`cli`] (the `psgate` command line), [`http`] (the web server and its routes),
+//! [`session`] (a runspace pool on a transport, driven by a task), [`transport`] (SSH, local process).
 
 pub mod cli;
 pub mod http;
+pub mod session;
+pub mod transport;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod clixml;
+mod format;
+mod invoke;
 
 /// psgate: a browser-based PowerShell Remoting console and its relay.
 #[derive(Debug, Parser)]
@@ -21,6 +23,8 @@ enum Command {
     /// Decode, encode and round-trip CLIXML (PowerShell's object serialization).
     #[command(subcommand)]
     Clixml(clixml::ClixmlCommand),
+    /// Run one script on a remote PowerShell over SSH, or on a local one, and print what it returns.
+    Invoke(invoke::InvokeArgs),
     /// Run psgate on loopback in demo mode, serving the browser console.
     Demo {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -34,9 +38,11 @@ enum Command {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    init_tracing();
+    // A server logs its lifecycle; a one-shot command only what went wrong.
+    init_tracing(if matches!(cli.command, Command::Demo { .. }) { "info" } else { "warn" });
     let result = match cli.command {
         Command::Clixml(cmd) => clixml::run(cmd),
+        Command::Invoke(args) => invoke::run(args),
         Command::Demo { port, assets } => demo(SocketAddr::from(([127, 0, 0, 1], port)), assets),
     };
     match result {
@@ -48,8 +54,8 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PSGATE_LOG").unwrap_or_else(|_| "info".into());
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PSGATE_LOG").unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

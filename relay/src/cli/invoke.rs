@@ -1,0 +1,448 @@
+//! `psgate invoke`: run one script on a remote (SSH) or local PowerShell and print what comes back.
+//!
+//! Output objects go to standard output (as JSON lines with `--json`, else as text); every other stream
+//! goes to standard error the way PowerShell's console shows it. Host calls (Read-Host, Get-Credential,
+//! choices) are answered from the terminal. The exit status is 1 when the pipeline failed or was stopped.
+
+use std::ffi::OsString;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use psgate_shared::clixml::{Value, json};
+use psgate_shared::psrp::crypto::ExchangeKey;
+use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
+use psgate_shared::psrp::messages::{ErrorRecordView, PipelineSpec, PipelineState, PoolState};
+use psgate_shared::psrp::outofproc::{ClientEvent, OutOfProcClient};
+use psgate_shared::psrp::pool::{Event, PoolConfig, RecordKind, RunspacePool, needs_secure_string};
+use uuid::Uuid;
+
+use super::format;
+use crate::session::outofproc::Session;
+use crate::transport::{local, ssh};
+
+/// Where to run, and what.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// Connect over SSH to USER@HOST[:PORT] (the `powershell` subsystem).
+    #[arg(long, value_name = "USER@HOST[:PORT]", conflicts_with = "local", required_unless_present = "local")]
+    ssh: Option<String>,
+    /// Run a local PowerShell process instead (`pwsh -s`).
+    #[arg(long)]
+    local: bool,
+    /// The local command line (with --local), e.g. "pwsh -s -NoLogo -NoProfile".
+    #[arg(long, value_name = "CMD", requires = "local")]
+    command: Option<String>,
+    /// Private key file for SSH public-key authentication.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Read the SSH password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// The known_hosts file (default: ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Trust and remember a host key seen for the first time (a changed key is always refused).
+    #[arg(long)]
+    accept_new_host_key: bool,
+    /// The SSH subsystem.
+    #[arg(long, default_value = "powershell")]
+    subsystem: String,
+    /// The script to run.
+    #[arg(short = 'c', long = "script", value_name = "SCRIPT")]
+    script: String,
+    /// Print output objects as JSON lines (the shape of `psgate clixml decode`).
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for the connection and the session to open.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+/// Runs `psgate invoke`.
+pub fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(invoke(args))
+}
+
+fn parse_target(target: &str) -> anyhow::Result<(String, String, u16)> {
+    let (user, host) = target.split_once('@').context("--ssh needs USER@HOST[:PORT]")?;
+    let (host, port) = match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h.trim_matches(['[', ']']), p.parse().context("a port is a number")?),
+        _ => (host, 22),
+    };
+    if user.is_empty() || host.is_empty() {
+        bail!("--ssh needs USER@HOST[:PORT]");
+    }
+    Ok((user.to_owned(), host.to_owned(), port))
+}
+
+async fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let pool = RunspacePool::new(PoolConfig::new(Uuid::new_v4()));
+    let client = OutOfProcClient::new(pool);
+    let timeout = Duration::from_secs(args.timeout);
+    let session = if let Some(target) = &args.ssh {
+        let (user, host, port) = parse_target(target)?;
+        let auth = if args.password_stdin {
+            let mut password = String::new();
+            input.read_line(&mut password).context("reading the password from standard input")?;
+            ssh::SshAuth::Password(password.trim_end_matches(['\r', '\n']).to_owned().into())
+        } else if let Some(key) = &args.key {
+            ssh::SshAuth::Key { path: key.clone(), passphrase: None }
+        } else {
+            bail!("--ssh needs --key FILE or --password-stdin");
+        };
+        let mut opts = ssh::SshOptions::new(host, user, auth);
+        opts.port = port;
+        if let Some(file) = &args.known_hosts {
+            opts.known_hosts = file.clone();
+        }
+        if args.accept_new_host_key {
+            opts.host_key_policy = ssh::HostKeyPolicy::AcceptNew;
+        }
+        opts.subsystem = args.subsystem.clone();
+        opts.connect_timeout = timeout;
+        let stream = ssh::open_subsystem(&opts).await?;
+        Session::start(stream, client)
+    } else {
+        let argv: Vec<OsString> = match &args.command {
+            Some(cmd) => split_command(cmd)?,
+            None => local::DEFAULT_COMMAND.iter().map(OsString::from).collect(),
+        };
+        let process = local::spawn(&argv)?;
+        // The child lives as long as the session's stream (kill_on_drop).
+        let local::LocalProcess { child, stream } = process;
+        let session = Session::start(stream, client);
+        tokio::spawn(async move {
+            let mut child = child;
+            let _ = child.wait().await;
+        });
+        session
+    };
+    let mut run = Run { session, json: json::Writer::default(), json_mode: args.json, input, pending_secure: Vec::new(), exit: ExitCode::SUCCESS };
+    run.session.with(OutOfProcClient::open).await??;
+    tokio::time::timeout(timeout, run.until_opened()).await.context("the session did not open in time")??;
+    let pipeline = Uuid::new_v4();
+    let spec = PipelineSpec::script(args.script.clone());
+    run.session.with(move |c| c.create_pipeline(pipeline, &spec)).await??;
+    run.until_finished(pipeline).await?;
+    run.session.with(OutOfProcClient::close).await?;
+    // The server answers the close; give it a moment, then end regardless.
+    let _ = tokio::time::timeout(Duration::from_secs(5), run.until_closed()).await;
+    Ok(run.exit)
+}
+
+/// Splits a command line on whitespace, honouring double quotes.
+fn split_command(cmd: &str) -> anyhow::Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for ch in cmd.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    out.push(OsString::from(std::mem::take(&mut cur)));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        bail!("an unclosed quote in --command");
+    }
+    if any || !cur.is_empty() {
+        out.push(OsString::from(cur));
+    }
+    Ok(out)
+}
+
+struct Run<'a> {
+    session: Session,
+    json: json::Writer,
+    json_mode: bool,
+    input: std::io::StdinLock<'a>,
+    /// Host calls that wait for the key exchange.
+    pending_secure: Vec<(Option<Uuid>, HostCall)>,
+    exit: ExitCode,
+}
+
+impl Run<'_> {
+    async fn next(&mut self) -> anyhow::Result<ClientEvent> {
+        self.session.events.recv().await.context("the session ended unexpectedly")
+    }
+
+    async fn until_opened(&mut self) -> anyhow::Result<()> {
+        loop {
+            match self.next().await? {
+                ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. }) => return Ok(()),
+                ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error }) => {
+                    bail!("the session could not be opened: {}", error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_default())
+                }
+                ClientEvent::SessionClosed => bail!("the server closed the session"),
+                other => self.handle(other).await?,
+            }
+        }
+    }
+
+    async fn until_finished(&mut self, pipeline: Uuid) -> anyhow::Result<()> {
+        let mut interrupts = 0;
+        loop {
+            let event = tokio::select! {
+                e = self.next() => e?,
+                _ = tokio::signal::ctrl_c() => {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        bail!("interrupted");
+                    }
+                    eprintln!("^C: stopping the pipeline (again to quit)");
+                    self.session.with(move |c| c.stop(pipeline)).await?;
+                    continue;
+                }
+            };
+            match event {
+                ClientEvent::Psrp(Event::PipelineState { pipeline: p, state, error }) if p == pipeline && state.is_terminal() => {
+                    if let Some(e) = error {
+                        print_error(&ErrorRecordView::from_value(&e));
+                    }
+                    if state != PipelineState::Completed {
+                        self.exit = ExitCode::FAILURE;
+                    }
+                    self.session.with(move |c| c.close_pipeline(p)).await?;
+                    return Ok(());
+                }
+                ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error }) => {
+                    let why = error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_default();
+                    bail!("the session ended: {why}");
+                }
+                ClientEvent::SessionClosed => bail!("the server closed the session"),
+                other => self.handle(other).await?,
+            }
+        }
+    }
+
+    async fn until_closed(&mut self) {
+        while let Some(e) = self.session.events.recv().await {
+            if matches!(e, ClientEvent::SessionClosed) {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: ClientEvent) -> anyhow::Result<()> {
+        let ClientEvent::Psrp(event) = event else { return Ok(()) };
+        match event {
+            Event::Output { value, .. } => {
+                let mut out = std::io::stdout().lock();
+                if self.json_mode {
+                    writeln!(out, "{}", self.json.value_json(&value))?;
+                } else {
+                    writeln!(out, "{}", format::value_text(&value))?;
+                }
+            }
+            Event::Record { kind, value, .. } => print_record(kind, &value),
+            Event::HostCall { pipeline, call } => {
+                let ready = self.session.with(|c| c.pool().can_send_secure_strings()).await?;
+                if needs_secure_string(call.method) && !ready {
+                    self.pending_secure.push((pipeline, call));
+                    if self.pending_secure.len() == 1 {
+                        let key = tokio::task::spawn_blocking(|| ExchangeKey::generate(&mut rand::rngs::OsRng)).await??;
+                        self.session.with(move |c| c.pool_mut().start_key_exchange(key)).await??;
+                    }
+                } else {
+                    self.answer(pipeline, call).await?;
+                }
+            }
+            Event::KeyRequested => {
+                let key = tokio::task::spawn_blocking(|| ExchangeKey::generate(&mut rand::rngs::OsRng)).await??;
+                self.session.with(move |c| c.pool_mut().start_key_exchange(key)).await??;
+            }
+            Event::KeyExchanged => {
+                for (pipeline, call) in std::mem::take(&mut self.pending_secure) {
+                    self.answer(pipeline, call).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn answer(&mut self, pipeline: Option<Uuid>, call: HostCall) -> anyhow::Result<()> {
+        let result = self.host_result(&call).await?;
+        if let Some(result) = result {
+            self.session.with(move |c| c.pool_mut().host_response(pipeline, &call, result)).await??;
+        }
+        Ok(())
+    }
+
+    fn read_line(&mut self, prompt: &str) -> Option<String> {
+        if !prompt.is_empty() {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        match self.input.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_owned()),
+        }
+    }
+
+    /// The console host: answers from the terminal (`None` for void calls).
+    async fn host_result(&mut self, call: &HostCall) -> anyhow::Result<Option<HostResult>> {
+        let text = |i: usize| call.text_arg(i).unwrap_or_default().to_owned();
+        let no_input = || HostResult::Error("psgate invoke: no input is available to answer the host's question".into());
+        Ok(Some(match call.method {
+            HostMethod::Write1 | HostMethod::Write2 => {
+                print!("{}", text(if call.method == HostMethod::Write1 { 0 } else { 2 }));
+                return Ok(None);
+            }
+            HostMethod::WriteLine1 => {
+                println!();
+                return Ok(None);
+            }
+            HostMethod::WriteLine2 | HostMethod::WriteLine3 => {
+                println!("{}", text(if call.method == HostMethod::WriteLine2 { 0 } else { 2 }));
+                return Ok(None);
+            }
+            HostMethod::WriteErrorLine => {
+                eprintln!("{}", text(0));
+                return Ok(None);
+            }
+            HostMethod::WriteDebugLine | HostMethod::WriteVerboseLine | HostMethod::WriteWarningLine => {
+                let prefix = match call.method {
+                    HostMethod::WriteDebugLine => "DEBUG",
+                    HostMethod::WriteVerboseLine => "VERBOSE",
+                    _ => "WARNING",
+                };
+                eprintln!("{prefix}: {}", text(0));
+                return Ok(None);
+            }
+            HostMethod::WriteProgress => {
+                if let Some(v) = call.args.get(1) {
+                    print_record(RecordKind::Progress, v);
+                }
+                return Ok(None);
+            }
+            m if m.is_void() => return Ok(None),
+            HostMethod::GetName => HostResult::Value(Value::string("psgate")),
+            HostMethod::GetVersion => HostResult::Value(Value::Version(psgate_shared::clixml::Version::new(0, 1))),
+            HostMethod::GetInstanceId => HostResult::Value(Value::Guid(Uuid::new_v4())),
+            HostMethod::GetCurrentCulture | HostMethod::GetCurrentUICulture => HostResult::Value(Value::string("en-US")),
+            HostMethod::ReadLine => match self.read_line("") {
+                Some(line) => HostResult::Value(Value::string(line)),
+                None => no_input(),
+            },
+            HostMethod::ReadLineAsSecureString => match self.read_line("") {
+                Some(line) => HostResult::Value(Value::SecureString(self.secure(line).await?)),
+                None => no_input(),
+            },
+            HostMethod::PromptForCredential1 | HostMethod::PromptForCredential2 => {
+                eprintln!("{}\n{}", text(0), text(1));
+                let suggested = text(2);
+                let user = match self.read_line(&format!("User{}: ", if suggested.is_empty() { String::new() } else { format!(" [{suggested}]") })) {
+                    Some(u) if u.is_empty() => suggested,
+                    Some(u) => u,
+                    None => return Ok(Some(no_input())),
+                };
+                match self.read_line("Password: ") {
+                    Some(p) => HostResult::Value(psgate_shared::psrp::host::credential_result(&user, self.secure(p).await?)),
+                    None => no_input(),
+                }
+            }
+            HostMethod::PromptForChoice => {
+                let (choices, defaults) = call.choices();
+                eprintln!("{}\n{}", text(0), text(1));
+                for (i, c) in choices.iter().enumerate() {
+                    eprintln!("[{i}] {}{}", c.label.replace('&', ""), if defaults.contains(&(i as i32)) { " (default)" } else { "" });
+                }
+                match self.read_line("Choice: ") {
+                    Some(answer) => {
+                        let index = answer.trim().parse::<i32>().ok().or_else(|| if answer.trim().is_empty() { defaults.first().copied() } else { None });
+                        match index {
+                            Some(i) if i >= 0 && (i as usize) < choices.len() => HostResult::Value(Value::I32(i)),
+                            _ => HostResult::Error(format!("{answer:?} is not one of the choices")),
+                        }
+                    }
+                    None => no_input(),
+                }
+            }
+            HostMethod::Prompt => {
+                eprintln!("{}\n{}", text(0), text(1));
+                let mut answers = Vec::new();
+                for field in call.fields() {
+                    let Some(v) = self.read_line(&format!("{}: ", if field.label.is_empty() { &field.name } else { &field.label })) else {
+                        return Ok(Some(no_input()));
+                    };
+                    let value = if field.type_name == "System.Security.SecureString" { Value::SecureString(self.secure(v).await?) } else { Value::string(v) };
+                    answers.push((field.name, value));
+                }
+                HostResult::Value(psgate_shared::psrp::host::prompt_result(&answers))
+            }
+            _ => HostResult::Error(format!("psgate invoke's host does not implement {}", call.method.name())),
+        }))
+    }
+
+    async fn secure(&self, text: String) -> anyhow::Result<Vec<u8>> {
+        Ok(self.session.with(move |c| c.pool().secure_string(&text)).await??)
+    }
+}
+
+fn print_record(kind: RecordKind, value: &Value) {
+    let text = format::record_text(value);
+    match kind {
+        RecordKind::Error => print_error(&ErrorRecordView::from_value(value)),
+        RecordKind::Warning => eprintln!("WARNING: {text}"),
+        RecordKind::Verbose => eprintln!("VERBOSE: {text}"),
+        RecordKind::Debug => eprintln!("DEBUG: {text}"),
+        RecordKind::Information => eprintln!("{text}"),
+        RecordKind::Progress => {
+            if let Some(line) = format::progress_text(value) {
+                if std::io::stderr().is_terminal() {
+                    eprint!("\r\x1b[K{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// As PowerShell's console writes an error: the message, where, then the category and id lines.
+fn print_error(e: &ErrorRecordView) {
+    eprintln!("{}", e.message);
+    if !e.position.is_empty() {
+        eprintln!("{}", e.position.trim_end());
+    }
+    if !e.category.is_empty() {
+        eprintln!("    + CategoryInfo          : {}", e.category);
+    }
+    if !e.fully_qualified_error_id.is_empty() {
+        eprintln!("    + FullyQualifiedErrorId : {}", e.fully_qualified_error_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_command_lines() {
+        assert_eq!(parse_target("bob@srv01:2222").ok(), Some(("bob".into(), "srv01".into(), 2222)));
+        assert_eq!(parse_target("bob@srv01").ok(), Some(("bob".into(), "srv01".into(), 22)));
+        assert_eq!(parse_target("bob@[::1]:22022").ok(), Some(("bob".into(), "::1".into(), 22022)));
+        assert!(parse_target("srv01").is_err());
+        assert!(parse_target("@srv01").is_err());
+        assert_eq!(split_command(r#"python3 "/a b/host.py" -x"#).ok(), Some(vec!["python3".into(), "/a b/host.py".into(), "-x".into()]));
+        assert!(split_command("a \"b").is_err());
+    }
+}

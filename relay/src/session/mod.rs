@@ -1,0 +1,6 @@
+//! Sessions: a runspace pool on a transport, driven by a task of its own.
+//!
+//! - [`outofproc`]: the actor that runs the out-of-process protocol (SSH, local process) over any byte
+//!   stream; callers send it closures and read its events.
+
+pub mod outofproc;
