@@ -215,3 +215,27 @@ async fn command_metadata_for_implicit_remoting() -> anyhow::Result<()> {
     let _ = Content::None;
     c.close().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pool_operations_and_the_remote_version_table() -> anyhow::Result<()> {
+    let mut c = Client::local().await?;
+    let table = c.session.with(|s| s.pool().ps_version_table().cloned()).await?.expect("APPLICATION_PRIVATE_DATA carries $PSVersionTable");
+    let text = format!("{table:?}");
+    assert!(text.contains("PSVersion") && text.contains("PSEdition"), "{text}");
+
+    let max = c.session.with(|s| s.pool_mut().set_max_runspaces(4)).await??;
+    let min = c.session.with(|s| s.pool_mut().set_min_runspaces(2)).await??;
+    let available = c.session.with(|s| s.pool_mut().get_available_runspaces()).await??;
+    let reset = c.session.with(|s| s.pool_mut().reset_runspace_state()).await??;
+    let mut answers = std::collections::HashMap::new();
+    while answers.len() < 4 {
+        if let ClientEvent::Psrp(Event::Availability { call_id, value }) = c.next().await? {
+            answers.insert(call_id, value);
+        }
+    }
+    assert_eq!(answers[&max].as_bool(), Some(true));
+    assert_eq!(answers[&min].as_bool(), Some(true));
+    assert!(answers[&available].as_i64().is_some_and(|n| n >= 1), "{:?}", answers[&available]);
+    assert_eq!(answers[&reset].as_bool(), Some(true));
+    c.close().await
+}
