@@ -185,6 +185,29 @@ async fn idle_memory(sshd: &Sshd, n: usize) -> anyhow::Result<f64> {
     Ok(after.saturating_sub(before) as f64 / n as f64)
 }
 
+/// The same, over the local-process transport: psgate's own share (engine, actor, buffers) without SSH.
+async fn idle_memory_local(n: usize) -> anyhow::Result<f64> {
+    let argv: Vec<OsString> = vec![python().into(), repo().join("tests/peers/psrp_host.py").into()];
+    let spawn = || -> anyhow::Result<(tokio::process::Child, Session)> {
+        let local::LocalProcess { child, stream } = local::spawn(&argv)?;
+        let session = Session::start(stream, OutOfProcClient::new(RunspacePool::new(PoolConfig::new(uuid::Uuid::new_v4()))));
+        Ok((child, session))
+    };
+    let (_warm_child, mut warm) = spawn()?;
+    warm.with(OutOfProcClient::open).await??;
+    wait_opened(&mut warm).await?;
+    let before = rss_kib();
+    let mut all = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (child, mut s) = spawn()?;
+        s.with(OutOfProcClient::open).await??;
+        wait_opened(&mut s).await?;
+        all.push((child, s));
+    }
+    let after = rss_kib();
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}
+
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let sshd = start_sshd()?;
@@ -210,6 +233,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     }
     println!("\n(wall: from creating the pipeline to its end; CPU: the receiving process only, not ssh or the peer)");
     let per_session = rt.block_on(idle_memory(&sshd, 50))?;
-    println!("\nresident memory of an idle open session (SSH, averaged over 50): {per_session:.0} KiB");
+    println!("\nresident memory of an idle open session in this process, averaged over 50:");
+    println!("  over SSH (russh):           {per_session:.0} KiB");
+    let local = rt.block_on(idle_memory_local(50))?;
+    println!("  over a local process:       {local:.0} KiB (psgate's engine, session task and buffers alone)");
     Ok(())
 }
