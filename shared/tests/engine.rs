@@ -204,3 +204,47 @@ fn every_recording_replays_without_a_protocol_error() {
     }
     assert!(replayed >= 30, "only {replayed} recordings replayed");
 }
+
+/// A server message as Windows would send it: header, then the body.
+fn server_packet(rpid: Uuid, pid: Uuid, t: MessageType, body: &str, object_id: u64) -> Vec<u8> {
+    let mut raw = Vec::new();
+    Message { destination: Destination::Client, message_type: t, rpid, pid, data: body.as_bytes() }.write(&mut raw);
+    let mut packet = Vec::new();
+    fragment::write(&mut packet, object_id, &raw, fragment::DEFAULT_MAX_FRAGMENT);
+    packet
+}
+
+#[test]
+fn protocol_2_4_sends_secure_strings_plain_and_needs_no_key_exchange() {
+    let rpid = Uuid::from_u128(0x2d4f_0a3c_9b1e_4e5f_8a7b_6c5d_4e3f_2a1b);
+    let mut config = PoolConfig::new(rpid);
+    config.protocol = Version::new(2, 4);
+    let mut pool = RunspacePool::new(config);
+    pool.open().expect("opens");
+    while pool.poll_send().is_some() {}
+    let cap = |v: &str| format!(r#"<Obj RefId="0"><MS><Version N="protocolversion">{v}</Version><Version N="PSVersion">2.0</Version><Version N="SerializationVersion">1.1.0.1</Version></MS></Obj>"#);
+    pool.receive(&server_packet(Uuid::nil(), Uuid::nil(), MessageType::SessionCapability, &cap("2.4"), 1)).expect("capability");
+    pool.receive(&server_packet(rpid, Uuid::nil(), MessageType::RunspacePoolState, r#"<Obj RefId="0"><MS><I32 N="RunspaceState">2</I32></MS></Obj>"#, 2)).expect("state");
+    assert_eq!(pool.state(), PoolState::Opened);
+    assert!(pool.plain_secure_strings() && pool.can_send_secure_strings());
+    let ss = pool.secure_string("pässword").expect("plain");
+    assert_eq!(ss, "pässword".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>());
+    assert_eq!(pool.reveal(&ss).as_deref(), Ok("pässword"));
+
+    // The same client against a 2.3 server: encrypted, and only after the key exchange.
+    let mut config = PoolConfig::new(rpid);
+    config.protocol = Version::new(2, 4);
+    let mut pool = RunspacePool::new(config);
+    pool.open().expect("opens");
+    pool.receive(&server_packet(Uuid::nil(), Uuid::nil(), MessageType::SessionCapability, &cap("2.3"), 1)).expect("capability");
+    assert_eq!(pool.protocol(), Version::new(2, 3));
+    assert!(!pool.can_send_secure_strings());
+    assert!(pool.secure_string("x").is_err(), "no SecureString before the key exchange");
+
+    // A server with another major version is refused with a clear error.
+    let mut pool = RunspacePool::new(PoolConfig::new(rpid));
+    pool.open().expect("opens");
+    let err = pool.receive(&server_packet(Uuid::nil(), Uuid::nil(), MessageType::SessionCapability, &cap("3.0"), 1)).expect_err("refused");
+    assert!(err.to_string().contains("protocol 3.0"), "{err}");
+    assert_eq!(pool.state(), PoolState::Broken);
+}

@@ -100,6 +100,13 @@ async fn host_calls(c: &mut Client) -> anyhow::Result<()> {
     assert_eq!(call.choices().0.len(), 3);
     let prompt = c.script("Test-Prompt").await?;
     assert!(format!("{:?}", prompt.output).contains("value of"), "{:?}", prompt.output);
+    // And the other way: a SecureString from the server, decrypted with the exchanged session key.
+    let from_server = c.script("ConvertTo-SecureString -String 'server secret' -AsPlainText -Force").await?;
+    let Some(Value::SecureString(cipher)) = from_server.output.first().map(|v| v.as_object().and_then(|o| o.primitive()).unwrap_or(v).clone()) else {
+        panic!("a SecureString: {:?}", from_server.output);
+    };
+    let plain = c.session.with(move |s| s.pool().reveal(&cipher)).await??;
+    assert_eq!(plain, "server secret");
     Ok(())
 }
 
