@@ -4,6 +4,8 @@
 //! [`session`] (a runspace pool on a transport, driven by a task), [`transport`] (SSH, local process).
 
 pub mod cli;
+pub mod config;
 pub mod http;
 pub mod session;
+pub mod store;
 pub mod transport;

@@ -5,7 +5,9 @@
 //!
 //! - [`clixml`]: PowerShell's object serialization (MS-PSRP 2.2.5), decode and encode.
 //! - [`psrp`]: the remoting protocol itself (fragments, messages).
+//! - [`api`]: the browser↔relay WebSocket contract (the one module that derives `Serialize`).
 
+pub mod api;
 pub mod clixml;
 pub mod psrp;
 

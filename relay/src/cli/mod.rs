@@ -1,6 +1,5 @@
 //! The `psgate` command line.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,14 +8,31 @@ use clap::{Parser, Subcommand};
 mod clixml;
 mod format;
 mod invoke;
+pub mod serve;
 
 /// psgate: a browser-based PowerShell Remoting console and its relay.
 #[derive(Debug, Parser)]
-#[command(name = "psgate", version, about, long_about = None)]
+#[command(name = "psgate", version, about, long_about = None, after_help = CONFIG_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+const CONFIG_HELP: &str = "\
+Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOML; every key is optional:
+  listen = \"127.0.0.1:8080\"              # env PSGATE_LISTEN
+  database = \"psgate.db\"                 # env PSGATE_DATABASE (SQLite: users and argon2 hashes)
+  assets = \"dist\"                        # env PSGATE_ASSETS (the built browser console)
+  allowed_origins = [\"https://intranet.contoso.com\"]   # env PSGATE_ALLOWED_ORIGINS (comma-separated)
+  secure_cookies = false                 # true when browsers reach the relay over HTTPS
+  login_minutes = 480
+  local_command = [\"pwsh\", \"-s\", \"-NoLogo\", \"-NoProfile\"]   # absent: no local transport
+  known_hosts = \"/etc/psgate/known_hosts\"                   # SSH host keys
+  [[allow]]                              # the target allow-list (empty: nothing is allowed)
+  hosts = [\"srv*.contoso.com\", \"10.0.0.5\"]   # * and ? wildcards, case-insensitive
+  ports = [22]                           # absent: any port
+  transports = [\"ssh\"]                   # ssh, local; absent: any
+PSGATE_LOG sets the log filter (e.g. info, psgate_relay=debug).";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -25,7 +41,16 @@ enum Command {
     Clixml(clixml::ClixmlCommand),
     /// Run one script on a remote PowerShell over SSH, or on a local one, and print what it returns.
     Invoke(invoke::InvokeArgs),
-    /// Run psgate on loopback in demo mode, serving the browser console.
+    /// Run the relay: the browser console, its API and the sessions (the configuration keys: `psgate --help`).
+    Serve {
+        /// The TOML configuration file (absent: defaults and environment).
+        #[arg(long, value_name = "FILE", env = "PSGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Manage the relay's users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Run psgate on loopback in demo mode (a demo user, the built-in demo target), serving the browser console.
     Demo {
         /// Port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 8080, env = "PSGATE_PORT")]
@@ -36,14 +61,28 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user or set a user's password (read from standard input, or prompted for on a terminal).
+    Add {
+        /// The user name.
+        name: String,
+        /// The TOML configuration file that names the database.
+        #[arg(long, value_name = "FILE", env = "PSGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     // A server logs its lifecycle; a one-shot command only what went wrong.
-    init_tracing(if matches!(cli.command, Command::Demo { .. }) { "info" } else { "warn" });
+    init_tracing(if matches!(cli.command, Command::Demo { .. } | Command::Serve { .. }) { "info" } else { "warn" });
     let result = match cli.command {
         Command::Clixml(cmd) => clixml::run(cmd),
         Command::Invoke(args) => invoke::run(args),
-        Command::Demo { port, assets } => demo(SocketAddr::from(([127, 0, 0, 1], port)), assets),
+        Command::Serve { config } => serve::serve(config.as_deref()).map(|()| ExitCode::SUCCESS),
+        Command::User(UserCommand::Add { name, config }) => serve::add_user(config.as_deref(), &name).map(|()| ExitCode::SUCCESS),
+        Command::Demo { port, assets } => serve::demo(port, assets).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -57,17 +96,6 @@ pub fn run(cli: Cli) -> ExitCode {
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PSGATE_LOG").unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
-fn demo(addr: SocketAddr, assets: PathBuf) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        println!("psgate demo listening on http://{local}/");
-        crate::http::serve(listener, crate::http::AppConfig { assets }, shutdown_signal()).await
-    })?;
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

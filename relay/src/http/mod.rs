@@ -1,7 +1,9 @@
-//! The web server: the browser console's assets (and, later, the WebSocket API).
+//! The web server: the browser console's assets and, when configured, the API: [`auth`] (login, logout, me)
+//! and [`ws`] (the WebSocket of [`psgate_shared::api`]).
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
@@ -10,13 +12,32 @@ use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use tower_http::services::{ServeDir, ServeFile};
+
+use crate::session::manager::Manager;
+
+pub mod auth;
+pub mod ws;
+
+/// The API's state: logins, sessions, and the origins allowed besides the relay's own.
+#[derive(Clone, Debug)]
+pub struct Api {
+    /// Logins.
+    pub auth: Arc<auth::Auth>,
+    /// Sessions.
+    pub manager: Arc<Manager>,
+    /// `Origin`s besides the relay's own that may open the WebSocket.
+    pub allowed_origins: Arc<Vec<String>>,
+}
 
 /// What the web server needs.
 #[derive(Clone, Debug)]
 pub struct AppConfig {
     /// Trunk's output folder.
     pub assets: PathBuf,
+    /// The API under `/api/` (absent: assets only).
+    pub api: Option<Api>,
 }
 
 /// The application's routes.
@@ -41,7 +62,16 @@ pub fn app(config: &AppConfig) -> Router {
             }
         }
     };
-    Router::new()
+    let router = match &config.api {
+        Some(api) => Router::new()
+            .route("/api/login", post(auth::login))
+            .route("/api/logout", post(auth::logout))
+            .route("/api/me", get(auth::me))
+            .route("/api/ws", get(ws::upgrade))
+            .with_state(api.clone()),
+        None => Router::new(),
+    };
+    router
         .fallback_service(ServeDir::new(&config.assets).fallback(page.into_service()))
         .layer(middleware::from_fn(cache_headers))
 }
@@ -118,7 +148,7 @@ mod tests {
     }
 
     async fn get(assets: &Path, path: &str) -> (StatusCode, String, String, String) {
-        let response = app(&AppConfig { assets: assets.to_owned() })
+        let response = app(&AppConfig { assets: assets.to_owned(), api: None })
             .oneshot(Request::get(path).body(Body::empty()).expect("request"))
             .await
             .expect("infallible");

@@ -1,0 +1,108 @@
+//! `psgate serve`, `psgate demo` and `psgate user add`: the relay service.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rand::Rng as _;
+
+use crate::config::{AllowRule, Config};
+use crate::http::{Api, AppConfig, auth::Auth};
+use crate::session::manager::Manager;
+use crate::store::Store;
+
+/// The API's state for `config` and `store`.
+pub fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
+    Api {
+        auth: Arc::new(Auth::new(store, Duration::from_secs(config.login_minutes * 60), config.secure_cookies)),
+        manager: Manager::new(config.clone()),
+        allowed_origins: Arc::new(config.allowed_origins.clone()),
+    }
+}
+
+/// `psgate serve --config FILE`.
+pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
+    let config = Arc::new(Config::load(config_file)?);
+    let store = Arc::new(Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        println!("psgate listening on http://{}/", listener.local_addr()?);
+        let app = AppConfig { assets: config.assets.clone(), api: Some(api(config.clone(), store)) };
+        crate::http::serve(listener, app, super::shutdown_signal()).await
+    })
+}
+
+/// The built-in demo target's command line: `pwsh -s` where PowerShell is installed, else the repository's test
+/// host (`tests/peers/psrp_host.py` with `$PSGATE_PYTHON`).
+pub fn demo_command() -> Vec<String> {
+    let on_path = |name: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
+    if on_path("pwsh") {
+        return crate::transport::local::DEFAULT_COMMAND.iter().map(|s| (*s).to_owned()).collect();
+    }
+    let python = std::env::var("PSGATE_PYTHON").unwrap_or_else(|_| {
+        let tools = std::env::var("PSGATE_TOOLS").unwrap_or_else(|_| "/opt/psgate-tools".into());
+        format!("{tools}/venv/bin/python")
+    });
+    let host = [PathBuf::from("tests/peers/psrp_host.py"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/psrp_host.py")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("tests/peers/psrp_host.py"));
+    vec![python, host.to_string_lossy().into_owned()]
+}
+
+/// `psgate demo`: loopback only, an in-memory user database with one demo user, one allowed target (`localhost`
+/// over the local transport, [`demo_command`]).
+pub fn demo(port: u16, assets: PathBuf) -> anyhow::Result<()> {
+    let config = Arc::new(Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        assets: assets.clone(),
+        local_command: Some(demo_command()),
+        allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![psgate_shared::api::Transport::Local] }],
+        ..Config::default()
+    });
+    let store = Arc::new(Store::in_memory()?);
+    let password: String = rand::rngs::OsRng.sample_iter(rand::distributions::Alphanumeric).take(16).map(char::from).collect();
+    store.set_user("demo", &password)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let local = listener.local_addr()?;
+        // tests/e2e reads this first line.
+        println!("psgate demo listening on http://{local}/");
+        println!("log in as: demo / {password}");
+        println!("demo target: localhost (transport local: {})", config.local_command.as_deref().unwrap_or_default().join(" "));
+        let _ = std::io::stdout().flush();
+        let app = AppConfig { assets, api: Some(api(config.clone(), store)) };
+        crate::http::serve(listener, app, super::shutdown_signal()).await
+    })
+}
+
+/// `psgate user add NAME`: the password from standard input's first line, or a prompt (not echoed) on a terminal.
+pub fn add_user(config_file: Option<&Path>, name: &str) -> anyhow::Result<()> {
+    let config = Config::load(config_file)?;
+    let store = Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
+    let password = if std::io::stdin().is_terminal() {
+        eprint!("Password for {name}: ");
+        let _ = std::io::stderr().flush();
+        let echo_off = std::process::Command::new("stty").arg("-echo").status().is_ok_and(|s| s.success());
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line);
+        if echo_off {
+            let _ = std::process::Command::new("stty").arg("echo").status();
+            eprintln!();
+        }
+        read?;
+        line
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line
+    };
+    store.set_user(name, password.trim_end_matches(['\r', '\n']))?;
+    eprintln!("user {name} saved in {}", config.database.display());
+    Ok(())
+}

@@ -1,0 +1,672 @@
+//! The session manager: the relay's PowerShell sessions, owned by users, alive independently of browser
+//! connections.
+//!
+//! Each session is a task ([`drive`]) that owns an out-of-process [`Session`] over SSH or a local process. It
+//! takes [`Command`]s and writes every pipeline's events into that pipeline's [`Buffer`]: bounded, numbered from
+//! 1, so any number of WebSocket connections follow it from any point (`attach … after_seq`) without losing or
+//! repeating an event. Progress is coalesced: the latest record of each activity, flushed at most every
+//! [`PROGRESS_INTERVAL`], so a target that writes progress in a tight loop never floods a browser.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsString;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use psgate_shared::api::{
+    Availability, ErrorCode, HostAnswer, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
+};
+use psgate_shared::clixml::{self, Value};
+use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
+use psgate_shared::psrp::messages::{ErrorRecordView, PipelineSpec, PipelineState as PsrpPipelineState, PoolState};
+use psgate_shared::psrp::outofproc::{ClientEvent, OutOfProcClient};
+use psgate_shared::psrp::pool::{self, Event, PoolConfig, RunspacePool};
+use tokio::sync::{broadcast, mpsc, watch};
+use uuid::Uuid;
+
+use super::outofproc::Session;
+use crate::config::Config;
+use crate::transport::{local, ssh};
+
+/// Events kept per pipeline; older ones are dropped (an `attach` before them gets `output_dropped`).
+pub const BUFFER_EVENTS: usize = 10_000;
+/// Pipelines kept per session (finished ones beyond this are forgotten, oldest first).
+pub const PIPELINES_KEPT: usize = 32;
+/// How often coalesced progress is forwarded.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// How long connecting and opening a session may take.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An error the browser sees as `error {code, message}`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// For people.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into() }
+    }
+
+    /// As a message.
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::error(self.code, self.message.clone())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data stays consistent between statements; a panicked holder does not poison the relay.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One pipeline's events, numbered from 1, the last [`BUFFER_EVENTS`] of them kept.
+#[derive(Debug)]
+pub struct Buffer {
+    inner: Mutex<BufferInner>,
+    /// The last sequence number written (subscribers wait on it).
+    last: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct BufferInner {
+    events: VecDeque<ServerMessage>,
+    /// The sequence number of `events[0]`.
+    first: u64,
+    finished: bool,
+}
+
+/// What [`Buffer::read`] found.
+#[derive(Debug)]
+pub struct Batch {
+    /// Events after the cursor, in order.
+    pub events: Vec<ServerMessage>,
+    /// Events between the cursor and the first of `events` that were dropped (how many).
+    pub dropped: u64,
+    /// The pipeline has ended and nothing follows `events`.
+    pub finished: bool,
+}
+
+impl Buffer {
+    fn new() -> Buffer {
+        Buffer { inner: Mutex::new(BufferInner { first: 1, ..BufferInner::default() }), last: watch::Sender::new(0) }
+    }
+
+    /// Appends the event made from its sequence number.
+    fn push(&self, make: impl FnOnce(u64) -> ServerMessage) {
+        let seq = {
+            let mut b = lock(&self.inner);
+            let seq = b.first + b.events.len() as u64;
+            let event = make(seq);
+            if matches!(event, ServerMessage::PipelineState { state, .. } if state.is_terminal()) {
+                b.finished = true;
+            }
+            b.events.push_back(event);
+            if b.events.len() > BUFFER_EVENTS {
+                b.events.pop_front();
+                b.first += 1;
+            }
+            seq
+        };
+        self.last.send_replace(seq);
+    }
+
+    /// Up to `max` events after `after_seq`.
+    pub fn read(&self, after_seq: u64, max: usize) -> Batch {
+        let b = lock(&self.inner);
+        let start = (after_seq + 1).max(b.first);
+        let dropped = start - (after_seq + 1);
+        let skip = (start - b.first) as usize;
+        let events: Vec<ServerMessage> = b.events.iter().skip(skip).take(max).cloned().collect();
+        let finished = b.finished && skip + events.len() >= b.events.len();
+        Batch { events, dropped, finished }
+    }
+
+    /// Waits for events past the last sequence number seen.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.last.subscribe()
+    }
+}
+
+/// What a session's task is asked to do.
+#[derive(Debug)]
+enum Command {
+    Run { pipeline: PipelineId, script: String, buffer: Arc<Buffer> },
+    Stop(PipelineId),
+    Answer { pipeline: PipelineId, call_id: i64, result: HostResult },
+    Close,
+}
+
+#[derive(Debug)]
+struct Entry {
+    owner: String,
+    info: Mutex<SessionInfo>,
+    commands: mpsc::UnboundedSender<Command>,
+    pipelines: Mutex<BTreeMap<PipelineId, Arc<Buffer>>>,
+}
+
+/// A change to a user's session, for every connection of that user.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The owner.
+    pub owner: String,
+    /// The session as it is now.
+    pub session: SessionInfo,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_session: u64,
+    next_pipeline: u64,
+    sessions: BTreeMap<SessionId, Arc<Entry>>,
+}
+
+/// The relay's sessions.
+#[derive(Debug)]
+pub struct Manager {
+    config: Arc<Config>,
+    inner: Mutex<Inner>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Manager {
+    /// A manager that opens sessions the allow-list in `config` lets through.
+    pub fn new(config: Arc<Config>) -> Arc<Manager> {
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(256).0 })
+    }
+
+    /// Session changes of every user (filter by [`Change::owner`]).
+    pub fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Checks a target against the allow-list and its own completeness; nothing is connected.
+    pub fn check_target(&self, target: &Target) -> Result<(), ApiError> {
+        let host = target.computer_name.trim();
+        if host.is_empty() {
+            return Err(ApiError::new(ErrorCode::InvalidTarget, "a target needs a computer name"));
+        }
+        let port = target.port.unwrap_or(match target.transport {
+            Transport::Ssh => 22,
+            Transport::Local => 0,
+        });
+        if !self.config.allows(host, port, target.transport) {
+            let how = match target.transport {
+                Transport::Ssh => format!("{host}:{port} over ssh"),
+                Transport::Local => format!("{host} over the local transport"),
+            };
+            return Err(ApiError::new(ErrorCode::TargetNotAllowed, format!("{how} is not in this relay's allow-list")));
+        }
+        match target.transport {
+            Transport::Ssh if target.user.as_deref().unwrap_or_default().is_empty() => {
+                Err(ApiError::new(ErrorCode::InvalidTarget, format!("{host}: an ssh target needs a user")))
+            }
+            Transport::Ssh if target.password.is_none() && target.key_file.is_none() => {
+                Err(ApiError::new(ErrorCode::InvalidTarget, format!("{host}: an ssh target needs a password or a key file")))
+            }
+            Transport::Local if self.config.local_command.is_none() => {
+                Err(ApiError::new(ErrorCode::TargetNotAllowed, "the local transport is not configured on this relay"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// New-PSSession: starts a session for `owner` on an allowed target. It opens in the background; its
+    /// state changes arrive through [`Manager::changes`].
+    pub fn create(self: &Arc<Self>, owner: &str, target: Target) -> Result<SessionInfo, ApiError> {
+        self.check_target(&target)?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (id, info, entry) = {
+            let mut inner = lock(&self.inner);
+            inner.next_session += 1;
+            let id = SessionId(inner.next_session);
+            let info = SessionInfo {
+                id,
+                name: target.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| format!("Runspace{}", id.0)),
+                computer_name: target.computer_name.trim().to_owned(),
+                transport: target.transport,
+                state: SessionState::Opening,
+                availability: Availability::None,
+                reason: None,
+            };
+            let entry = Arc::new(Entry { owner: owner.to_owned(), info: Mutex::new(info.clone()), commands, pipelines: Mutex::default() });
+            inner.sessions.insert(id, entry.clone());
+            (id, info, entry)
+        };
+        tracing::info!(session = id.0, owner, computer = %info.computer_name, transport = ?info.transport, "new session");
+        tokio::spawn(drive(self.clone(), entry, target, rx));
+        Ok(info)
+    }
+
+    fn entry(&self, owner: &str, id: SessionId) -> Result<Arc<Entry>, ApiError> {
+        lock(&self.inner)
+            .sessions
+            .get(&id)
+            .filter(|e| e.owner == owner)
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownSession, format!("there is no session {}", id.0)))
+    }
+
+    /// Get-PSSession: `owner`'s sessions, optionally filtered (case-insensitive), by id.
+    pub fn list(&self, owner: &str, computer_name: Option<&str>, name: Option<&str>) -> Vec<SessionInfo> {
+        let entries: Vec<Arc<Entry>> = lock(&self.inner).sessions.values().filter(|e| e.owner == owner).cloned().collect();
+        entries
+            .iter()
+            .map(|e| lock(&e.info).clone())
+            .filter(|i| computer_name.is_none_or(|c| i.computer_name.eq_ignore_ascii_case(c)))
+            .filter(|i| name.is_none_or(|n| i.name.eq_ignore_ascii_case(n)))
+            .collect()
+    }
+
+    /// Remove-PSSession: closes and forgets these sessions of `owner` (`None`: all of them). Ids that are not
+    /// `owner`'s are an error and nothing is removed.
+    pub fn remove(&self, owner: &str, ids: Option<&[SessionId]>) -> Result<Vec<SessionId>, ApiError> {
+        let mut inner = lock(&self.inner);
+        let ids: Vec<SessionId> = match ids {
+            Some(ids) => {
+                if let Some(id) = ids.iter().find(|id| inner.sessions.get(id).is_none_or(|e| e.owner != owner)) {
+                    return Err(ApiError::new(ErrorCode::UnknownSession, format!("there is no session {}", id.0)));
+                }
+                ids.to_vec()
+            }
+            None => inner.sessions.iter().filter(|(_, e)| e.owner == owner).map(|(id, _)| *id).collect(),
+        };
+        for id in &ids {
+            if let Some(entry) = inner.sessions.remove(id) {
+                let _ = entry.commands.send(Command::Close);
+                tracing::info!(session = id.0, owner, "session removed");
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Runs a console command; the pipeline's events go to the returned buffer.
+    pub fn run(&self, owner: &str, id: SessionId, script: String) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        let entry = self.entry(owner, id)?;
+        {
+            let mut info = lock(&entry.info);
+            if info.state != SessionState::Opened || info.availability != Availability::Available {
+                return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} is {:?}, {:?}", id.0, info.state, info.availability).to_lowercase()));
+            }
+            info.availability = Availability::Busy;
+            let _ = self.changes.send(Change { owner: owner.to_owned(), session: info.clone() });
+        }
+        let pipeline = {
+            let mut inner = lock(&self.inner);
+            inner.next_pipeline += 1;
+            PipelineId(inner.next_pipeline)
+        };
+        let buffer = Arc::new(Buffer::new());
+        {
+            let mut pipelines = lock(&entry.pipelines);
+            pipelines.insert(pipeline, buffer.clone());
+            while pipelines.len() > PIPELINES_KEPT {
+                pipelines.pop_first();
+            }
+        }
+        entry
+            .commands
+            .send(Command::Run { pipeline, script, buffer: buffer.clone() })
+            .map_err(|_| ApiError::new(ErrorCode::SessionNotReady, "the session has ended"))?;
+        Ok((pipeline, buffer))
+    }
+
+    /// A pipeline's buffer, to follow it.
+    pub fn buffer(&self, owner: &str, id: SessionId, pipeline: PipelineId) -> Result<Arc<Buffer>, ApiError> {
+        let entry = self.entry(owner, id)?;
+        let buffer = lock(&entry.pipelines).get(&pipeline).cloned();
+        buffer.ok_or_else(|| ApiError::new(ErrorCode::UnknownPipeline, format!("session {} has no pipeline {}", id.0, pipeline.0)))
+    }
+
+    /// Ctrl+C.
+    pub fn stop(&self, owner: &str, id: SessionId, pipeline: PipelineId) -> Result<(), ApiError> {
+        self.buffer(owner, id, pipeline)?;
+        let _ = self.entry(owner, id)?.commands.send(Command::Stop(pipeline));
+        Ok(())
+    }
+
+    /// The browser's answer to a host call.
+    pub fn answer(&self, owner: &str, id: SessionId, pipeline: PipelineId, call_id: i64, answer: HostAnswer) -> Result<(), ApiError> {
+        self.buffer(owner, id, pipeline)?;
+        let result = match answer {
+            HostAnswer::Value { clixml } => HostResult::Value(
+                clixml::decode_message(clixml.as_bytes()).map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("the answer is not CLIXML: {e}")))?,
+            ),
+            HostAnswer::Error { message } => HostResult::Error(message),
+        };
+        let _ = self.entry(owner, id)?.commands.send(Command::Answer { pipeline, call_id, result });
+        Ok(())
+    }
+
+    fn update(&self, entry: &Entry, f: impl FnOnce(&mut SessionInfo)) {
+        let info = {
+            let mut info = lock(&entry.info);
+            f(&mut info);
+            info.clone()
+        };
+        let _ = self.changes.send(Change { owner: entry.owner.clone(), session: info });
+    }
+}
+
+fn split_argv(argv: &[String]) -> Vec<OsString> {
+    argv.iter().map(OsString::from).collect()
+}
+
+async fn connect(config: &Config, target: &Target) -> anyhow::Result<Session> {
+    let client = OutOfProcClient::new(RunspacePool::new(PoolConfig::new(Uuid::new_v4())));
+    match target.transport {
+        Transport::Local => {
+            let argv = config.local_command.as_deref().map(split_argv).unwrap_or_default();
+            let local::LocalProcess { child, stream } = local::spawn(&argv)?;
+            let session = Session::start(stream, client);
+            // The child lives as long as the session's stream (kill_on_drop); reap it when it exits.
+            tokio::spawn(async move {
+                let mut child = child;
+                let _ = child.wait().await;
+            });
+            Ok(session)
+        }
+        Transport::Ssh => {
+            let auth = match (&target.password, &target.key_file) {
+                (Some(p), _) => ssh::SshAuth::Password(p.clone().into()),
+                (None, Some(k)) => ssh::SshAuth::Key { path: k.into(), passphrase: None },
+                (None, None) => anyhow::bail!("no password or key"),
+            };
+            let mut opts = ssh::SshOptions::new(target.computer_name.trim().to_owned(), target.user.clone().unwrap_or_default(), auth);
+            opts.port = target.port.unwrap_or(22);
+            if let Some(k) = &config.known_hosts {
+                opts.known_hosts = k.clone();
+            }
+            opts.connect_timeout = OPEN_TIMEOUT;
+            Ok(Session::start(ssh::open_subsystem(&opts).await?, client))
+        }
+    }
+}
+
+/// Opens the pool and waits for it; events before that are handled (host calls of the pool get errors).
+async fn open(session: &mut Session) -> anyhow::Result<()> {
+    session.with(OutOfProcClient::open).await??;
+    loop {
+        match session.events.recv().await {
+            Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. })) => return Ok(()),
+            Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error })) => {
+                anyhow::bail!("{}", error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session could not be opened".into()))
+            }
+            Some(ClientEvent::SessionClosed) | None => anyhow::bail!("the target closed the connection"),
+            Some(_) => {}
+        }
+    }
+}
+
+struct Running {
+    id: PipelineId,
+    uuid: Uuid,
+    buffer: Arc<Buffer>,
+    calls: HashMap<i64, HostCall>,
+    /// The latest progress record of each activity, not yet forwarded.
+    progress: BTreeMap<i32, Value>,
+}
+
+/// A session's task.
+async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let id = lock(&entry.info).id;
+    let opened = tokio::select! {
+        r = tokio::time::timeout(OPEN_TIMEOUT, async {
+            let mut s = connect(&manager.config, &target).await?;
+            open(&mut s).await?;
+            anyhow::Ok(s)
+        }) => r.unwrap_or_else(|_| Err(anyhow::anyhow!("the session did not open within {} s", OPEN_TIMEOUT.as_secs()))),
+        // Removed while opening: dropping the half-open session ends it.
+        _ = wait_close(&mut commands) => return,
+    };
+    let mut session = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(session = id.0, error = %format!("{e:#}"), "the session could not be opened");
+            manager.update(&entry, |i| {
+                i.state = SessionState::Broken;
+                i.reason = Some(format!("{e:#}"));
+            });
+            let _ = wait_close(&mut commands).await;
+            return;
+        }
+    };
+    tracing::info!(session = id.0, "session opened");
+    manager.update(&entry, |i| {
+        i.state = SessionState::Opened;
+        i.availability = Availability::Available;
+    });
+    let mut running: Option<Running> = None;
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None | Some(Command::Close) => {
+                    let _ = session.with(OutOfProcClient::close).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(e) = session.events.recv().await { if matches!(e, ClientEvent::SessionClosed) { break } } }).await;
+                    return;
+                }
+                Some(Command::Run { pipeline, script, buffer }) => {
+                    let uuid = Uuid::new_v4();
+                    let spec = PipelineSpec::script(script);
+                    match session.with(move |c| c.create_pipeline(uuid, &spec)).await {
+                        Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), progress: BTreeMap::new() }),
+                        Ok(Err(e)) => {
+                            buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(e.to_string())).ok() });
+                            manager.update(&entry, |i| i.availability = Availability::Available);
+                        }
+                        Err(_) => break "the session's connection ended".to_owned(),
+                    }
+                }
+                Some(Command::Stop(p)) => if let Some(r) = running.as_ref().filter(|r| r.id == p) {
+                    let uuid = r.uuid;
+                    let _ = session.with(move |c| c.stop(uuid)).await;
+                },
+                Some(Command::Answer { pipeline, call_id, result }) => {
+                    let call = running.as_mut().filter(|r| r.id == pipeline).and_then(|r| r.calls.remove(&call_id).map(|c| (r.uuid, c)));
+                    if let Some((uuid, call)) = call {
+                        match session.with(move |c| c.pool_mut().host_response(Some(uuid), &call, result)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::warn!(session = id.0, error = %e, "a host answer was refused"),
+                            Err(_) => break "the session's connection ended".to_owned(),
+                        }
+                    }
+                }
+            },
+            event = session.events.recv() => match event {
+                None | Some(ClientEvent::SessionClosed) => break "the target closed the session".to_owned(),
+                Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error })) => {
+                    break error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session broke".into());
+                }
+                Some(ClientEvent::Psrp(event)) => {
+                    if handle(&manager, &entry, &mut session, &mut running, event).await.is_err() {
+                        break "the session's connection ended".to_owned();
+                    }
+                }
+                Some(_) => {}
+            },
+            _ = tick.tick(), if running.as_ref().is_some_and(|r| !r.progress.is_empty()) => {
+                if let Some(r) = running.as_mut() { flush_progress(id, r) }
+            }
+        }
+    };
+    tracing::warn!(session = id.0, %reason, "session broken");
+    if let Some(mut r) = running.take() {
+        flush_progress(id, &mut r);
+        r.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline: r.id, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(reason.clone())).ok() });
+    }
+    manager.update(&entry, |i| {
+        i.state = SessionState::Broken;
+        i.availability = Availability::None;
+        i.reason = Some(reason);
+    });
+    let _ = wait_close(&mut commands).await;
+}
+
+async fn wait_close(commands: &mut mpsc::UnboundedReceiver<Command>) {
+    while let Some(c) = commands.recv().await {
+        if matches!(c, Command::Close) {
+            return;
+        }
+    }
+}
+
+fn flush_progress(session: SessionId, r: &mut Running) {
+    for (_, value) in std::mem::take(&mut r.progress) {
+        if let Ok(text) = clixml::encode_message(&value) {
+            r.buffer.push(|seq| ServerMessage::Record { session, pipeline: r.id, seq, kind: RecordKind::Progress, clixml: text });
+        }
+    }
+}
+
+fn activity_of(value: &Value) -> i32 {
+    match value {
+        Value::Progress(p) => p.activity_id,
+        other => other.as_object().and_then(|o| o.property("ActivityId")).and_then(Value::as_i64).and_then(|v| i32::try_from(v).ok()).unwrap_or(0),
+    }
+}
+
+/// One event of the pool while a session is open.
+async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running: &mut Option<Running>, event: Event) -> Result<(), ()> {
+    let sid = lock(&entry.info).id;
+    let current = |p: Uuid, running: &mut Option<Running>| running.as_mut().filter(|r| r.uuid == p).is_some();
+    match event {
+        Event::Output { pipeline, value } if current(pipeline, running) => {
+            let Some(r) = running.as_mut() else { return Ok(()) };
+            match clixml::encode_message(&value) {
+                Ok(text) => r.buffer.push(|seq| ServerMessage::Output { session: sid, pipeline: r.id, seq, clixml: text }),
+                Err(e) => tracing::warn!(session = sid.0, error = %e, "an output object could not be encoded"),
+            }
+        }
+        Event::Record { pipeline, kind, value } if current(pipeline, running) => {
+            let Some(r) = running.as_mut() else { return Ok(()) };
+            let kind = match kind {
+                pool::RecordKind::Error => RecordKind::Error,
+                pool::RecordKind::Warning => RecordKind::Warning,
+                pool::RecordKind::Verbose => RecordKind::Verbose,
+                pool::RecordKind::Debug => RecordKind::Debug,
+                pool::RecordKind::Information => RecordKind::Information,
+                pool::RecordKind::Progress => {
+                    r.progress.insert(activity_of(&value), value);
+                    return Ok(());
+                }
+            };
+            if let Ok(text) = clixml::encode_message(&value) {
+                r.buffer.push(|seq| ServerMessage::Record { session: sid, pipeline: r.id, seq, kind, clixml: text });
+            }
+        }
+        Event::HostCall { pipeline, call } => {
+            let local = match call.method {
+                HostMethod::GetName => Some(Value::string("psgate")),
+                HostMethod::GetVersion => Some(Value::Version(clixml::Version::new(0, 1))),
+                HostMethod::GetInstanceId => Some(Value::Guid(Uuid::new_v4())),
+                HostMethod::GetCurrentCulture | HostMethod::GetCurrentUICulture => Some(Value::string("en-US")),
+                _ => None,
+            };
+            let target = running.as_mut().filter(|r| pipeline == Some(r.uuid));
+            match (local, target) {
+                (Some(v), _) => session.with(move |c| c.pool_mut().host_response(pipeline, &call, HostResult::Value(v))).await.map_err(drop)?.unwrap_or_else(|e| tracing::warn!(error = %e, "host answer")),
+                (None, Some(r)) if call.method == HostMethod::WriteProgress => {
+                    if let Some(v) = call.args.get(1) {
+                        r.progress.insert(activity_of(v), v.clone());
+                    }
+                }
+                (None, Some(r)) => {
+                    let args = call.args.iter().filter_map(|a| clixml::encode_message(a).ok()).collect();
+                    let (call_id, method) = (call.call_id, call.method.name().to_owned());
+                    if !call.method.is_void() {
+                        r.calls.insert(call.call_id, call);
+                    }
+                    r.buffer.push(|seq| ServerMessage::HostCall { session: sid, pipeline: r.id, seq, call_id, method, args });
+                }
+                (None, None) if !call.method.is_void() => {
+                    let result = HostResult::Error(format!("psgate's relay host does not answer {} outside a pipeline", call.method.name()));
+                    session.with(move |c| c.pool_mut().host_response(pipeline, &call, result)).await.map_err(drop)?.unwrap_or_else(|e| tracing::warn!(error = %e, "host answer"));
+                }
+                (None, None) => {}
+            }
+        }
+        Event::PipelineState { pipeline, state, error } if current(pipeline, running) => {
+            let state = match state {
+                PsrpPipelineState::Running => PipelineState::Running,
+                PsrpPipelineState::Stopping => PipelineState::Stopping,
+                PsrpPipelineState::Stopped => PipelineState::Stopped,
+                PsrpPipelineState::Completed => PipelineState::Completed,
+                PsrpPipelineState::Failed => PipelineState::Failed,
+                PsrpPipelineState::NotStarted | PsrpPipelineState::Disconnected => return Ok(()),
+            };
+            let Some(r) = running.as_mut() else { return Ok(()) };
+            flush_progress(sid, r);
+            let error = error.and_then(|e| clixml::encode_message(&e).ok());
+            r.buffer.push(|seq| ServerMessage::PipelineState { session: sid, pipeline: r.id, seq, state, error });
+            if state.is_terminal() {
+                let uuid = r.uuid;
+                *running = None;
+                session.with(move |c| c.close_pipeline(uuid)).await.map_err(drop)?;
+                manager.update(entry, |i| i.availability = Availability::Available);
+            }
+        }
+        Event::KeyRequested => {
+            let key = tokio::task::spawn_blocking(|| psgate_shared::psrp::crypto::ExchangeKey::generate(&mut rand::rngs::OsRng)).await.map_err(drop)?.map_err(drop)?;
+            session.with(move |c| c.pool_mut().start_key_exchange(key)).await.map_err(drop)?.unwrap_or_else(|e| tracing::warn!(error = %e, "key exchange"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(seq: u64) -> ServerMessage {
+        ServerMessage::Output { session: SessionId(1), pipeline: PipelineId(1), seq, clixml: format!("<I32>{seq}</I32>") }
+    }
+
+    #[test]
+    fn a_buffer_resumes_after_any_sequence_number() {
+        let b = Buffer::new();
+        for _ in 0..5 {
+            b.push(out);
+        }
+        let seqs = |after| b.read(after, 100).events.iter().filter_map(ServerMessage::seq).collect::<Vec<_>>();
+        assert_eq!(seqs(0), vec![1, 2, 3, 4, 5]);
+        assert_eq!(seqs(3), vec![4, 5]);
+        assert_eq!(seqs(5), Vec::<u64>::new());
+        assert_eq!(b.read(1, 2).events.len(), 2);
+        assert!(!b.read(0, 100).finished);
+        b.push(|seq| ServerMessage::PipelineState { session: SessionId(1), pipeline: PipelineId(1), seq, state: PipelineState::Completed, error: None });
+        assert!(b.read(0, 100).finished);
+        assert!(!b.read(0, 2).finished, "more follows the first two");
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_and_says_so() {
+        let b = Buffer::new();
+        for _ in 0..BUFFER_EVENTS + 10 {
+            b.push(out);
+        }
+        let batch = b.read(0, 1);
+        assert_eq!(batch.dropped, 10);
+        assert_eq!(batch.events[0].seq(), Some(11));
+        assert_eq!(b.read(20, 1).dropped, 0);
+    }
+
+    #[test]
+    fn the_allow_list_is_checked_before_anything() {
+        let config = Config::parse("local_command = [\"true\"]\n[[allow]]\nhosts = [\"localhost\"]\ntransports = [\"local\"]\n[[allow]]\nhosts = [\"srv*.contoso.com\"]\nports = [22]").expect("config");
+        let m = Manager::new(Arc::new(config));
+        let t = |host: &str, transport, port| Target { computer_name: host.into(), transport, port, user: Some("u".into()), password: Some("p".into()), key_file: None, name: None };
+        assert_eq!(m.check_target(&t("localhost", Transport::Local, None)), Ok(()));
+        assert_eq!(m.check_target(&t("srv1.contoso.com", Transport::Ssh, None)), Ok(()));
+        for bad in [t("evil.org", Transport::Ssh, None), t("srv1.contoso.com", Transport::Ssh, Some(2222)), t("localhost", Transport::Ssh, None)] {
+            assert_eq!(m.check_target(&bad).map_err(|e| e.code), Err(ErrorCode::TargetNotAllowed), "{bad:?}");
+        }
+        let mut no_user = t("srv1.contoso.com", Transport::Ssh, None);
+        no_user.user = None;
+        assert_eq!(m.check_target(&no_user).map_err(|e| e.code), Err(ErrorCode::InvalidTarget));
+    }
+}

@@ -1,0 +1,469 @@
+//! The browser↔relay WebSocket contract (documented in `docs/api.md`).
+//!
+//! API boundary: this module is the only place in the workspace that derives `Serialize`/`Deserialize` for the
+//! browser. Every message is one JSON text frame, an internally tagged object (`{"type": "run", …}`), snake_case.
+//! Objects travel as their CLIXML text (MS-PSRP 2.2.5), which the browser decodes with [`crate::clixml`]; the value
+//! model itself never crosses as JSON.
+//!
+//! Versioning: [`PROTOCOL_VERSION`] grows when a message changes meaning or a field is removed; new optional fields
+//! and new message types keep the version. Each side ignores fields it does not know.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of this contract. The relay refuses a `hello` with another one (`unsupported_version`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A relay session, numbered per relay from 1 like PowerShell's `Id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub u64);
+
+/// A pipeline (one console command) of a session, numbered per relay from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PipelineId(pub u64);
+
+/// How the relay reaches a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// The `powershell` subsystem of an SSH server.
+    Ssh,
+    /// A PowerShell process on the relay's machine (the configured command line).
+    Local,
+}
+
+/// One target of a `new_sessions` request (New-PSSession's parameters).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The host name or address (`localhost` for the local transport).
+    pub computer_name: String,
+    /// The transport.
+    pub transport: Transport,
+    /// The port (default: 22 for SSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The user to log in as (SSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The password (SSH); never logged, never sent back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// A private key file on the relay's machine (SSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// The session's name (default: `RunspaceN` as PowerShell names them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A session's state, as `Get-PSSession` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Connecting and opening the runspace pool.
+    Opening,
+    /// Ready for commands.
+    Opened,
+    /// The connection failed or was lost.
+    Broken,
+    /// Closed (it is about to disappear from the list).
+    Closed,
+}
+
+/// Whether a session can take a command now, as `Get-PSSession` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    /// Opened and idle.
+    Available,
+    /// A pipeline is running.
+    Busy,
+    /// Not opened (opening, broken or closed).
+    None,
+}
+
+/// One row of the sessions list (`Get-PSSession`'s columns).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// `Id`
+    pub id: SessionId,
+    /// `Name`
+    pub name: String,
+    /// `ComputerName`
+    pub computer_name: String,
+    /// `Transport`
+    pub transport: Transport,
+    /// `State`
+    pub state: SessionState,
+    /// `Availability`
+    pub availability: Availability,
+    /// Why it broke, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The browser's answer to a host call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HostAnswer {
+    /// The method's return value as CLIXML (`<S>text</S>`, `<I32>1</I32>`, …).
+    Value {
+        /// The CLIXML text.
+        clixml: String,
+    },
+    /// The host could not do it (the user cancelled): the message becomes the remote exception.
+    Error {
+        /// The message.
+        message: String,
+    },
+}
+
+/// A record stream (MS-PSRP 2.2.2.20-24, 2.2.2.27).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// A non-terminating error (ErrorRecord).
+    Error,
+    /// `WARNING:`
+    Warning,
+    /// `VERBOSE:`
+    Verbose,
+    /// `DEBUG:`
+    Debug,
+    /// InformationRecord (also Write-Host).
+    Information,
+    /// ProgressRecord: coalesced by the relay (the latest of each activity, at a bounded rate).
+    Progress,
+}
+
+/// A pipeline's state (MS-PSRP 2.2.3.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineState {
+    /// Running.
+    Running,
+    /// Stopping after a `stop`.
+    Stopping,
+    /// Stopped by `stop`.
+    Stopped,
+    /// Finished.
+    Completed,
+    /// Ended with a terminating error.
+    Failed,
+}
+
+impl PipelineState {
+    /// Whether nothing more follows.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, PipelineState::Stopped | PipelineState::Completed | PipelineState::Failed)
+    }
+}
+
+/// A stable error code; the message beside it is for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not a message of this protocol (not JSON, unknown type, missing or ill-typed field, binary).
+    BadMessage,
+    /// `hello` with another [`PROTOCOL_VERSION`].
+    UnsupportedVersion,
+    /// No such session for this user (another user's sessions are not named).
+    UnknownSession,
+    /// No such pipeline in that session.
+    UnknownPipeline,
+    /// The target is outside the relay's allow-list; nothing was attempted.
+    TargetNotAllowed,
+    /// The target is incomplete (an SSH target without a user, a password or key).
+    InvalidTarget,
+    /// The session is not opened (or is running another pipeline).
+    SessionNotReady,
+    /// The output asked for by `attach` has left the bounded buffer; what follows starts later.
+    OutputDropped,
+    /// The relay failed; the detail is in its log.
+    Internal,
+}
+
+/// Browser → relay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// The browser's protocol version (optional: the relay greets first).
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the browser.
+        protocol: u32,
+    },
+    /// New-PSSession on one or many targets.
+    NewSessions {
+        /// The targets.
+        targets: Vec<Target>,
+    },
+    /// Get-PSSession, optionally filtered.
+    GetSessions {
+        /// Only sessions on this computer (case-insensitive).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        computer_name: Option<String>,
+        /// Only sessions with this name (case-insensitive).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// Remove-PSSession: these ids, or all of the user's sessions.
+    RemoveSessions {
+        /// The sessions.
+        #[serde(default)]
+        ids: Vec<SessionId>,
+        /// Every session of the user.
+        #[serde(default)]
+        all: bool,
+    },
+    /// Runs one console command in a session (answered by `pipeline_started`, then its events).
+    Run {
+        /// The session.
+        session: SessionId,
+        /// The script, as typed at the prompt.
+        script: String,
+    },
+    /// Ctrl+C: stops the pipeline.
+    Stop {
+        /// The session.
+        session: SessionId,
+        /// The pipeline.
+        pipeline: PipelineId,
+    },
+    /// Answers a `host_call`.
+    HostResponse {
+        /// The session.
+        session: SessionId,
+        /// The pipeline.
+        pipeline: PipelineId,
+        /// The `call_id` of the host call.
+        call_id: i64,
+        /// The answer.
+        answer: HostAnswer,
+    },
+    /// Follows a pipeline's events after `after_seq` (0: from the start): a reconnect or a second tab.
+    Attach {
+        /// The session.
+        session: SessionId,
+        /// The pipeline.
+        pipeline: PipelineId,
+        /// The last sequence number seen.
+        #[serde(default)]
+        after_seq: u64,
+    },
+}
+
+/// Relay → browser.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Sent first on every connection.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the relay.
+        protocol: u32,
+        /// The relay's version.
+        server: String,
+        /// The logged-in user.
+        user: String,
+    },
+    /// The user's sessions (answer to `get_sessions`, `new_sessions` and `remove_sessions`).
+    Sessions {
+        /// The sessions, by id.
+        sessions: Vec<SessionInfo>,
+    },
+    /// A target of `new_sessions` that got no session (the others are in the `sessions` answer).
+    TargetRefused {
+        /// The target's computer name.
+        computer_name: String,
+        /// `target_not_allowed` or `invalid_target`.
+        code: ErrorCode,
+        /// Why.
+        message: String,
+    },
+    /// A session's state or availability changed.
+    SessionChanged {
+        /// The session as it is now.
+        session: SessionInfo,
+    },
+    /// A `run` was accepted; this connection follows the pipeline from its first event.
+    PipelineStarted {
+        /// The session.
+        session: SessionId,
+        /// The new pipeline.
+        pipeline: PipelineId,
+    },
+    /// An output object.
+    Output {
+        /// The session.
+        session: SessionId,
+        /// The pipeline.
+        pipeline: PipelineId,
+        /// Its place among the pipeline's events, from 1.
+        seq: u64,
+        /// The object as a CLIXML message (`<Obj …>`), for [`crate::clixml::decode_message`].
+        clixml: String,
+    },
+    /// A record of another stream.
+    Record {
+        /// The session.
+        session: SessionId,
+        /// The pipeline.
+        pipeline: PipelineId,
+        /// Its place among the pipeline's events.
+        seq: u64,
+        /// Which stream.
+        kind: RecordKind,
+        /// The record as CLIXML.
+        clixml: String,
+    },
+    /// The target's host wants something (Read-Host, a prompt, Write-Host). `call_id` < 0: nothing to answer.
+    HostCall {
+        /// The session.
+        session: SessionId,
+        /// The pipeline.
+        pipeline: PipelineId,
+        /// Its place among the pipeline's events.
+        seq: u64,
+        /// The id `host_response` must carry.
+        call_id: i64,
+        /// The method's name (MS-PSRP 2.2.3.17: `ReadLine`, `PromptForChoice`, `WriteLine2`, …).
+        method: String,
+        /// Its arguments, one CLIXML text each.
+        args: Vec<String>,
+    },
+    /// The pipeline's state; terminal states are the last event.
+    PipelineState {
+        /// The session.
+        session: SessionId,
+        /// The pipeline.
+        pipeline: PipelineId,
+        /// Its place among the pipeline's events.
+        seq: u64,
+        /// The state.
+        state: PipelineState,
+        /// The terminating error record as CLIXML (Failed, sometimes Stopped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Something the browser sent could not be done; the connection stays open.
+    Error {
+        /// The stable code.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// An `error` message.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+        ServerMessage::Error { code, message: message.into() }
+    }
+
+    /// The sequence number of a pipeline event.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            ServerMessage::Output { seq, .. }
+            | ServerMessage::Record { seq, .. }
+            | ServerMessage::HostCall { seq, .. }
+            | ServerMessage::PipelineState { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_client(json: &str, expect: ClientMessage) {
+        let parsed: ClientMessage = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(parsed, expect, "{json}");
+        let again: ClientMessage = serde_json::from_str(&serde_json::to_string(&parsed).expect("encode")).expect("decode");
+        assert_eq!(again, expect);
+    }
+
+    fn check_server(msg: ServerMessage, expect: &str) {
+        assert_eq!(serde_json::to_string(&msg).expect("encode"), expect);
+        assert_eq!(serde_json::from_str::<ServerMessage>(expect).expect("decode"), msg);
+    }
+
+    #[test]
+    fn client_messages() {
+        check_client(r#"{"type":"hello","protocol":1}"#, ClientMessage::Hello { protocol: 1 });
+        check_client(
+            r#"{"type":"new_sessions","targets":[{"computer_name":"srv01","transport":"ssh","port":2222,"user":"bob","password":"pw","name":"web"},{"computer_name":"localhost","transport":"local"}]}"#,
+            ClientMessage::NewSessions {
+                targets: vec![
+                    Target {
+                        computer_name: "srv01".into(),
+                        transport: Transport::Ssh,
+                        port: Some(2222),
+                        user: Some("bob".into()),
+                        password: Some("pw".into()),
+                        key_file: None,
+                        name: Some("web".into()),
+                    },
+                    Target { computer_name: "localhost".into(), transport: Transport::Local, port: None, user: None, password: None, key_file: None, name: None },
+                ],
+            },
+        );
+        check_client(r#"{"type":"get_sessions"}"#, ClientMessage::GetSessions { computer_name: None, name: None });
+        check_client(r#"{"type":"remove_sessions","all":true}"#, ClientMessage::RemoveSessions { ids: vec![], all: true });
+        check_client(r#"{"type":"remove_sessions","ids":[1,3]}"#, ClientMessage::RemoveSessions { ids: vec![SessionId(1), SessionId(3)], all: false });
+        check_client(r#"{"type":"run","session":1,"script":"Get-Process"}"#, ClientMessage::Run { session: SessionId(1), script: "Get-Process".into() });
+        check_client(r#"{"type":"stop","session":1,"pipeline":2}"#, ClientMessage::Stop { session: SessionId(1), pipeline: PipelineId(2) });
+        check_client(
+            r#"{"type":"host_response","session":1,"pipeline":2,"call_id":5,"answer":{"kind":"value","clixml":"<S>hi</S>"}}"#,
+            ClientMessage::HostResponse { session: SessionId(1), pipeline: PipelineId(2), call_id: 5, answer: HostAnswer::Value { clixml: "<S>hi</S>".into() } },
+        );
+        check_client(r#"{"type":"attach","session":1,"pipeline":2,"after_seq":7}"#, ClientMessage::Attach { session: SessionId(1), pipeline: PipelineId(2), after_seq: 7 });
+    }
+
+    #[test]
+    fn malformed_client_messages_are_errors() {
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"run","session":"one","script":"x"}"#,
+            r#"{"type":"run","session":1}"#,
+            r#"{"type":"new_sessions","targets":[{"computer_name":"a","transport":"telnet"}]}"#,
+            r#"{"type":"attach","session":-1,"pipeline":1}"#,
+        ] {
+            assert!(serde_json::from_str::<ClientMessage>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_messages() {
+        check_server(
+            ServerMessage::Output { session: SessionId(1), pipeline: PipelineId(2), seq: 3, clixml: "<I32>5</I32>".into() },
+            r#"{"type":"output","session":1,"pipeline":2,"seq":3,"clixml":"<I32>5</I32>"}"#,
+        );
+        check_server(
+            ServerMessage::Record { session: SessionId(1), pipeline: PipelineId(2), seq: 4, kind: RecordKind::Progress, clixml: "<Obj/>".into() },
+            r#"{"type":"record","session":1,"pipeline":2,"seq":4,"kind":"progress","clixml":"<Obj/>"}"#,
+        );
+        check_server(
+            ServerMessage::PipelineState { session: SessionId(1), pipeline: PipelineId(2), seq: 5, state: PipelineState::Completed, error: None },
+            r#"{"type":"pipeline_state","session":1,"pipeline":2,"seq":5,"state":"completed"}"#,
+        );
+        check_server(
+            ServerMessage::Sessions {
+                sessions: vec![SessionInfo {
+                    id: SessionId(1),
+                    name: "Runspace1".into(),
+                    computer_name: "localhost".into(),
+                    transport: Transport::Local,
+                    state: SessionState::Opened,
+                    availability: Availability::Available,
+                    reason: None,
+                }],
+            },
+            r#"{"type":"sessions","sessions":[{"id":1,"name":"Runspace1","computer_name":"localhost","transport":"local","state":"opened","availability":"available"}]}"#,
+        );
+        check_server(ServerMessage::error(ErrorCode::BadMessage, "x"), r#"{"type":"error","code":"bad_message","message":"x"}"#);
+    }
+}

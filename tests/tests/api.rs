@@ -1,0 +1,352 @@
+//! The relay's API as a browser uses it: login, the WebSocket, sessions on the real local test host, pipelines
+//! with resumable output, host calls; and its security: logins, origins, ownership, the allow-list, malformed
+//! messages. Every wait is bounded by an event (no sleeps).
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use psgate_relay::config::{AllowRule, Config};
+use psgate_relay::http::{AppConfig, serve};
+use psgate_relay::store::Store;
+use psgate_shared::api::{ErrorCode, HostAnswer, PipelineId, PipelineState, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport};
+use psgate_tests::{STEP, local_host_argv};
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+struct Relay {
+    addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A relay on an ephemeral port with users alice and bob, allowing only `localhost` over the local transport (the
+/// test host). `refused` records a connection attempt to the port of a forbidden target.
+async fn relay() -> Relay {
+    let config = Arc::new(Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        local_command: Some(local_host_argv().iter().map(|s| s.to_string_lossy().into_owned()).collect()),
+        allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![Transport::Local] }],
+        ..Config::default()
+    });
+    let store = Arc::new(Store::in_memory().expect("db"));
+    store.set_user("alice", "alice-pw").expect("user");
+    store.set_user("bob", "bob-pw").expect("user");
+    let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let api = psgate_relay::cli::serve::api(config, store);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, AppConfig { assets: "no-such-dist".into(), api: Some(api) }, async move {
+        let _ = stopped.await;
+    }));
+    Relay { addr, _stop: stop }
+}
+
+/// A minimal HTTP/1.1 POST; returns the status and the `Set-Cookie` value.
+async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Option<String>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.expect("read");
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let cookie = resp.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).map(str::to_owned);
+    (status, cookie)
+}
+
+async fn login(relay: &Relay, name: &str, password: &str) -> String {
+    let (status, cookie) = post(relay.addr, "/api/login", &json!({"name": name, "password": password}).to_string()).await;
+    assert_eq!(status, 200, "login {name}");
+    let cookie = cookie.expect("a cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    cookie.split(';').next().expect("pair").to_owned()
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn open_ws(relay: &Relay, cookie: Option<&str>, origin: Option<&str>) -> Result<Ws, WsError> {
+    let mut req = format!("ws://{}/api/ws", relay.addr).into_client_request()?;
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", HeaderValue::from_str(c).expect("header"));
+    }
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", HeaderValue::from_str(o).expect("header"));
+    }
+    Ok(tokio_tungstenite::connect_async(req).await?.0)
+}
+
+struct Client {
+    ws: Ws,
+}
+
+impl Client {
+    async fn connect(relay: &Relay, user: &str) -> Client {
+        let cookie = login(relay, user, &format!("{user}-pw")).await;
+        let ws = open_ws(relay, Some(&cookie), Some(&format!("http://{}", relay.addr))).await.expect("websocket");
+        let mut c = Client { ws };
+        match c.next().await {
+            ServerMessage::Hello { protocol, user: u, .. } => assert_eq!((protocol, u.as_str()), (psgate_shared::api::PROTOCOL_VERSION, user)),
+            other => panic!("expected hello, got {other:?}"),
+        }
+        c
+    }
+
+    async fn send(&mut self, v: serde_json::Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
+    }
+
+    async fn next(&mut self) -> ServerMessage {
+        loop {
+            let frame = tokio::time::timeout(STEP, self.ws.next()).await.expect("a message in time").expect("open").expect("frame");
+            if let Message::Text(t) = frame {
+                return serde_json::from_str(t.as_str()).unwrap_or_else(|e| panic!("{t}: {e}"));
+            }
+        }
+    }
+
+    /// The next message `pick` accepts (others, such as session_changed, are skipped).
+    async fn until<T>(&mut self, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+        loop {
+            let m = self.next().await;
+            if let Some(t) = pick(&m) {
+                return t;
+            }
+        }
+    }
+
+    async fn error(&mut self) -> (ErrorCode, String) {
+        self.until(|m| match m {
+            ServerMessage::Error { code, message } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// A new session on the test host, opened.
+    async fn new_session(&mut self) -> SessionId {
+        self.send(json!({"type": "new_sessions", "targets": [{"computer_name": "localhost", "transport": "local", "name": "demo"}]})).await;
+        let id = self.until(|m| match m {
+            ServerMessage::Sessions { sessions } => sessions.last().map(|s| s.id),
+            _ => None,
+        })
+        .await;
+        let info: SessionInfo = self
+            .until(|m| match m {
+                ServerMessage::SessionChanged { session } if session.id == id && session.state != SessionState::Opening => Some(session.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(info.state, SessionState::Opened, "{info:?}");
+        id
+    }
+
+    async fn run(&mut self, session: SessionId, script: &str) -> PipelineId {
+        self.send(json!({"type": "run", "session": session, "script": script})).await;
+        self.until(|m| match m {
+            ServerMessage::PipelineStarted { pipeline, .. } => Some(*pipeline),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Pipeline events until the terminal state.
+    async fn until_done(&mut self, pipeline: PipelineId) -> Vec<ServerMessage> {
+        let mut events = Vec::new();
+        loop {
+            let m = self.next().await;
+            let done = matches!(&m, ServerMessage::PipelineState { pipeline: p, state, .. } if *p == pipeline && state.is_terminal());
+            if m.seq().is_some() {
+                events.push(m);
+            }
+            if done {
+                return events;
+            }
+        }
+    }
+}
+
+fn outputs(events: &[ServerMessage]) -> Vec<psgate_shared::clixml::Value> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ServerMessage::Output { clixml, .. } => Some(psgate_shared::clixml::decode_message(clixml.as_bytes()).expect("CLIXML the browser decodes")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn get_process_streams_numbered_clixml_objects() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    let p = c.run(s, "Get-Process").await;
+    let events = c.until_done(p).await;
+    let seqs: Vec<u64> = events.iter().filter_map(ServerMessage::seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "numbered from 1 without gaps");
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{:?}", events.last());
+    let objects = outputs(&events);
+    assert!(!objects.is_empty());
+    for o in &objects {
+        let obj = o.as_object().expect("a process object");
+        assert!(obj.property("ProcessName").is_some() || obj.property("Name").is_some(), "{o:?}");
+    }
+}
+
+#[tokio::test]
+async fn read_host_is_answered_through_the_browser() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    let p = c.run(s, "Read-Host").await;
+    let (call_id, method) = c
+        .until(|m| match m {
+            ServerMessage::HostCall { call_id, method, .. } => Some((*call_id, method.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(method, "ReadLine");
+    // A malformed answer is refused and the call still waits for a good one.
+    c.send(json!({"type": "host_response", "session": s, "pipeline": p, "call_id": call_id, "answer": {"kind": "value", "clixml": "<S>unclosed"}})).await;
+    assert_eq!(c.error().await.0, ErrorCode::BadMessage);
+    let answer = HostAnswer::Value { clixml: "<S>typed in the browser</S>".into() };
+    c.send(json!({"type": "host_response", "session": s, "pipeline": p, "call_id": call_id, "answer": answer})).await;
+    let events = c.until_done(p).await;
+    let objects = outputs(&events);
+    assert_eq!(objects.first().and_then(|v| v.as_str()), Some("typed in the browser"), "{objects:?}");
+}
+
+#[tokio::test]
+async fn a_reconnect_resumes_after_the_last_sequence_number() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    let p = c.run(s, "Get-Objects -Count 50").await;
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let m = c.next().await;
+        if let Some(seq) = m.seq() {
+            seen.push(seq);
+        }
+    }
+    drop(c); // the tab closes mid-pipeline
+    let mut c = Client::connect(&relay, "alice").await;
+    c.send(json!({"type": "attach", "session": s, "pipeline": p, "after_seq": 5})).await;
+    let rest = c.until_done(p).await;
+    let mut all = seen.clone();
+    all.extend(rest.iter().filter_map(ServerMessage::seq));
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>(), "nothing lost, nothing repeated");
+    // A second tab from the start sees the same 50 objects.
+    let mut tab = Client::connect(&relay, "alice").await;
+    tab.send(json!({"type": "attach", "session": s, "pipeline": p, "after_seq": 0})).await;
+    let everything = tab.until_done(p).await;
+    assert_eq!(outputs(&everything).len(), 50);
+    assert_eq!(everything.len(), all.len());
+}
+
+#[tokio::test]
+async fn websockets_need_a_login_and_the_right_origin() {
+    let relay = relay().await;
+    let own = format!("http://{}", relay.addr);
+    let status = |r: Result<Ws, WsError>| match r {
+        Err(WsError::Http(resp)) => resp.status(),
+        Err(e) => panic!("{e}"),
+        Ok(_) => StatusCode::SWITCHING_PROTOCOLS,
+    };
+    assert_eq!(status(open_ws(&relay, None, Some(&own)).await), StatusCode::UNAUTHORIZED);
+    assert_eq!(status(open_ws(&relay, Some("psgate_session=forged"), Some(&own)).await), StatusCode::UNAUTHORIZED);
+    let cookie = login(&relay, "alice", "alice-pw").await;
+    assert_eq!(status(open_ws(&relay, Some(&cookie), Some("http://evil.example")).await), StatusCode::FORBIDDEN);
+    assert_eq!(status(open_ws(&relay, Some(&cookie), None).await), StatusCode::FORBIDDEN);
+    assert_eq!(status(open_ws(&relay, Some(&cookie), Some(&own)).await), StatusCode::SWITCHING_PROTOCOLS);
+    // Wrong passwords and unknown users get no cookie.
+    for (name, pw) in [("alice", "bob-pw"), ("mallory", "x")] {
+        let (code, cookie) = post(relay.addr, "/api/login", &json!({"name": name, "password": pw}).to_string()).await;
+        assert_eq!((code, cookie), (401, None), "{name}");
+    }
+    assert_eq!(post(relay.addr, "/api/login", "{not json").await.0, 400);
+    // After logout the cookie no longer opens a WebSocket.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = TcpStream::connect(relay.addr).await.expect("connect");
+    s.write_all(format!("POST /api/logout HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write");
+    s.read_to_end(&mut Vec::new()).await.expect("read");
+    assert_eq!(status(open_ws(&relay, Some(&cookie), Some(&own)).await), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn nobody_lists_attaches_to_or_removes_another_users_session() {
+    let relay = relay().await;
+    let mut alice = Client::connect(&relay, "alice").await;
+    let s = alice.new_session().await;
+    let p = alice.run(s, "Get-Date").await;
+    alice.until_done(p).await;
+    let mut bob = Client::connect(&relay, "bob").await;
+    bob.send(json!({"type": "get_sessions"})).await;
+    let listed = bob.until(|m| match m { ServerMessage::Sessions { sessions } => Some(sessions.clone()), _ => None }).await;
+    assert!(listed.is_empty(), "{listed:?}");
+    for attempt in [
+        json!({"type": "attach", "session": s, "pipeline": p, "after_seq": 0}),
+        json!({"type": "run", "session": s, "script": "Get-Date"}),
+        json!({"type": "stop", "session": s, "pipeline": p}),
+        json!({"type": "remove_sessions", "ids": [s]}),
+    ] {
+        bob.send(attempt.clone()).await;
+        assert_eq!(bob.error().await.0, ErrorCode::UnknownSession, "{attempt}");
+    }
+    bob.send(json!({"type": "remove_sessions", "all": true})).await;
+    bob.until(|m| matches!(m, ServerMessage::Sessions { .. }).then_some(())).await;
+    alice.send(json!({"type": "get_sessions"})).await;
+    let mine = alice.until(|m| match m { ServerMessage::Sessions { sessions } => Some(sessions.clone()), _ => None }).await;
+    assert_eq!(mine.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s], "alice's session is still there");
+    alice.send(json!({"type": "remove_sessions", "ids": [s]})).await;
+    let after = alice.until(|m| match m { ServerMessage::Sessions { sessions } => Some(sessions.clone()), _ => None }).await;
+    assert!(after.is_empty());
+}
+
+#[tokio::test]
+async fn a_target_outside_the_allow_list_is_refused_before_any_connection() {
+    let relay = relay().await;
+    // A listener standing in for the forbidden target: it must see no connection.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = trap.local_addr().expect("addr").port();
+    let mut c = Client::connect(&relay, "alice").await;
+    let target = Target { computer_name: "127.0.0.1".into(), transport: Transport::Ssh, port: Some(port), user: Some("u".into()), password: Some("p".into()), key_file: None, name: None };
+    c.send(json!({"type": "new_sessions", "targets": [target]})).await;
+    let (code, message) = c.until(|m| match m { ServerMessage::TargetRefused { code, message, .. } => Some((*code, message.clone())), _ => None }).await;
+    assert_eq!(code, ErrorCode::TargetNotAllowed);
+    assert!(message.contains("allow-list") && message.contains("127.0.0.1"), "{message}");
+    let sessions = c.until(|m| match m { ServerMessage::Sessions { sessions } => Some(sessions.clone()), _ => None }).await;
+    assert!(sessions.is_empty());
+    // The relay answers a later message, so the refusal is complete; the trap saw nothing.
+    c.send(json!({"type": "get_sessions"})).await;
+    c.until(|m| matches!(m, ServerMessage::Sessions { .. }).then_some(())).await;
+    assert!(tokio::time::timeout(std::time::Duration::ZERO, trap.accept()).await.is_err(), "a connection was attempted");
+}
+
+#[tokio::test]
+async fn every_malformed_message_gets_an_error_and_the_socket_stays_usable() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    for bad in ["", "not json", "{}", r#"{"type":"nope"}"#, r#"{"type":"run","session":"x","script":1}"#, r#"{"type":"attach"}"#, "[1,2]", r#"{"type":"hello","protocol":99}"#] {
+        c.ws.send(Message::Text(bad.into())).await.expect("send");
+        let (code, _) = c.error().await;
+        let expect = if bad.contains("99") { ErrorCode::UnsupportedVersion } else { ErrorCode::BadMessage };
+        assert_eq!(code, expect, "{bad}");
+    }
+    c.ws.send(Message::Binary(vec![0, 1, 2].into())).await.expect("send");
+    assert_eq!(c.error().await.0, ErrorCode::BadMessage);
+    for (msg, code) in [
+        (json!({"type": "run", "session": 999, "script": "Get-Date"}), ErrorCode::UnknownSession),
+        (json!({"type": "attach", "session": 999, "pipeline": 1}), ErrorCode::UnknownSession),
+    ] {
+        c.send(msg).await;
+        assert_eq!(c.error().await.0, code);
+    }
+    // Still usable: a real command works.
+    let s = c.new_session().await;
+    let p = c.run(s, "Get-Date").await;
+    assert_eq!(outputs(&c.until_done(p).await).len(), 1);
+}
