@@ -167,6 +167,10 @@ pub struct OutOfProcClient {
     /// Pipelines announced and acknowledged.
     commanded: HashSet<Uuid>,
     lines: VecDeque<String>,
+    /// Pipelines whose first data has been written.
+    data_sent: HashSet<Uuid>,
+    /// Signal/Close packets waiting for their pipeline's first data to be written.
+    deferred: Vec<(Uuid, Packet)>,
     events: VecDeque<ClientEvent>,
     closing: bool,
 }
@@ -181,6 +185,8 @@ impl OutOfProcClient {
             awaiting_command_ack: HashSet::new(),
             commanded: HashSet::new(),
             lines: VecDeque::new(),
+            data_sent: HashSet::new(),
+            deferred: Vec::new(),
             events: VecDeque::new(),
             closing: false,
         }
@@ -206,15 +212,30 @@ impl OutOfProcClient {
         self.pool.create_pipeline(id, spec)
     }
 
-    /// Asks the server to stop a pipeline (Ctrl+C).
+    /// Asks the server to stop a pipeline (Ctrl+C). Sent after the pipeline's creation has gone out: a
+    /// Signal for a pipeline the server does not know yet would be lost.
     pub fn stop(&mut self, id: Uuid) {
-        self.lines.push_back(Packet::Signal(id).to_line());
+        self.after_creation(id, Packet::Signal(id));
     }
 
-    /// Releases a finished pipeline on the server.
+    /// Releases a finished pipeline on the server (after its creation has gone out).
     pub fn close_pipeline(&mut self, id: Uuid) {
-        self.commanded.remove(&id);
-        self.lines.push_back(Packet::Close(id).to_line());
+        self.after_creation(id, Packet::Close(id));
+    }
+
+    /// Sends `packet` now if the pipeline's first data has been written (or the pipeline is not this
+    /// client's), else as soon as it is.
+    fn after_creation(&mut self, id: Uuid, packet: Packet) {
+        let pending = !self.data_sent.contains(&id) && self.pool.pipeline_state(id).is_some();
+        if pending {
+            self.deferred.push((id, packet));
+        } else {
+            if matches!(packet, Packet::Close(_)) {
+                self.commanded.remove(&id);
+                self.data_sent.remove(&id);
+            }
+            self.lines.push_back(packet.to_line());
+        }
     }
 
     /// Closes the session; [`ClientEvent::SessionClosed`] follows when the server has done so.
@@ -313,7 +334,20 @@ impl OutOfProcClient {
             }
             let Some(out) = self.held.get_mut(&guid).and_then(VecDeque::pop_front) else { continue };
             self.in_flight.insert(guid);
-            return Some(Packet::Data { stream: out.stream, guid, data: out.data }.to_line());
+            let line = Packet::Data { stream: out.stream, guid, data: out.data }.to_line();
+            if !guid.is_nil() && self.data_sent.insert(guid) {
+                // What waited for this pipeline to exist on the server follows its first data.
+                let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred).into_iter().partition(|(id, _)| *id == guid);
+                self.deferred = later;
+                for (id, packet) in now {
+                    if matches!(packet, Packet::Close(_)) {
+                        self.commanded.remove(&id);
+                        self.data_sent.remove(&id);
+                    }
+                    self.lines.push_back(packet.to_line());
+                }
+            }
+            return Some(line);
         }
         None
     }
@@ -329,4 +363,74 @@ pub enum OutOfProcError {
     /// A bad PSRP message.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::psrp::pool::PoolConfig;
+
+    fn opened_client() -> OutOfProcClient {
+        let id = Uuid::from_u128(1);
+        let mut c = OutOfProcClient::new(RunspacePool::new(PoolConfig::new(id)));
+        c.open().expect("opens");
+        while c.poll_line().is_some() {}
+        c.receive_line(&Packet::DataAck(Uuid::nil()).to_line()).expect("ack");
+        // Pretend the server opened the pool: a RUNSPACEPOOL_STATE(Opened) message.
+        let mut raw = Vec::new();
+        let body = br#"<Obj RefId="0"><MS><I32 N="RunspaceState">2</I32></MS></Obj>"#;
+        crate::psrp::message::Message {
+            destination: crate::psrp::message::Destination::Client,
+            message_type: crate::psrp::message::MessageType::RunspacePoolState,
+            rpid: id,
+            pid: Uuid::nil(),
+            data: body,
+        }
+        .write(&mut raw);
+        let mut packet = Vec::new();
+        crate::psrp::fragment::write(&mut packet, 1, &raw, 32768);
+        c.receive_line(&Packet::Data { stream: Stream::Default, guid: Uuid::nil(), data: packet }.to_line()).expect("opened");
+        c
+    }
+
+    fn tags(lines: &[String]) -> Vec<String> {
+        lines.iter().map(|l| l[1..].split([' ', '>']).next().unwrap_or_default().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_stop_right_after_creating_waits_for_the_pipeline_to_exist() {
+        let mut c = opened_client();
+        let p = Uuid::from_u128(2);
+        c.create_pipeline(p, &PipelineSpec::script("Test-Long")).expect("created");
+        c.stop(p);
+        let mut out: Vec<String> = std::iter::from_fn(|| c.poll_line()).collect();
+        assert_eq!(tags(&out), ["Command"], "nothing but the Command before its acknowledgement");
+        c.receive_line(&Packet::CommandAck(p).to_line()).expect("ack");
+        out.extend(std::iter::from_fn(|| c.poll_line()));
+        assert_eq!(tags(&out), ["Command", "Data", "Signal"], "the Signal follows the pipeline's creation");
+        c.close_pipeline(p);
+        assert_eq!(c.poll_line().map(|l| tags(&[l])), Some(vec!["Close".to_owned()]));
+    }
+
+    #[test]
+    fn packets_round_trip_and_bad_lines_are_refused() {
+        let g = Uuid::from_u128(0xabc);
+        for p in [
+            Packet::Data { stream: Stream::PromptResponse, guid: g, data: vec![1, 2, 3] },
+            Packet::DataAck(g),
+            Packet::Command(g),
+            Packet::CommandAck(g),
+            Packet::Signal(g),
+            Packet::SignalAck(g),
+            Packet::Close(Uuid::nil()),
+            Packet::CloseAck(g),
+        ] {
+            assert_eq!(Packet::parse(&p.to_line()).as_ref(), Ok(&p));
+        }
+        assert_eq!(Packet::DataAck(g).to_line(), "<DataAck PSGuid='00000000-0000-0000-0000-000000000abc' />");
+        assert_eq!(Packet::parse("__NamedPipeError__: access denied"), Err(PacketError::Server("access denied".into())));
+        for bad in ["<Data Stream='Other' PSGuid='00000000-0000-0000-0000-000000000abc'>AA==</Data>", "<DataAck />", "<Nope PSGuid='00000000-0000-0000-0000-000000000abc' />", "garbage", "<Data Stream='Default' PSGuid='00000000-0000-0000-0000-000000000abc'>!!</Data>"] {
+            assert!(matches!(Packet::parse(bad), Err(PacketError::Malformed { .. })), "{bad}");
+        }
+    }
 }
