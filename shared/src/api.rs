@@ -23,6 +23,14 @@ pub struct SessionId(pub u64);
 #[serde(transparent)]
 pub struct PipelineId(pub u64);
 
+/// An Invoke-Command run over many sessions, numbered per relay from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InvocationId(pub u64);
+
+/// Invoke-Command's default `-ThrottleLimit`: how many sessions run the script at once.
+pub const DEFAULT_THROTTLE_LIMIT: u32 = 32;
+
 /// How the relay reaches a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,6 +125,70 @@ pub enum HostAnswer {
         /// The message.
         message: String,
     },
+    /// A SecureString typed in the browser (`ReadLineAsSecureString`: Read-Host -AsSecureString). The browser has
+    /// no session key: the relay encrypts the text into a `<SS>` (exchanging the key with the target first when
+    /// needed). Never logged.
+    Secure {
+        /// The plain text.
+        text: String,
+    },
+    /// A credential (`PromptForCredential`: Get-Credential): the relay makes the PSCredential, the password a
+    /// SecureString encrypted with the session key.
+    Credential {
+        /// The user name.
+        user: String,
+        /// The password in plain text. Never logged.
+        password: String,
+    },
+    /// The fields of a `Prompt` call (Read-Host -Prompt, mandatory parameters), in plain text; a field marked
+    /// `secure` becomes a SecureString (for fields of type `System.Security.SecureString`).
+    Fields {
+        /// One answer per field.
+        fields: Vec<FieldAnswer>,
+    },
+}
+
+impl HostAnswer {
+    /// Whether the relay needs the session key to turn this answer into CLIXML.
+    pub fn needs_session_key(&self) -> bool {
+        match self {
+            HostAnswer::Value { .. } | HostAnswer::Error { .. } => false,
+            HostAnswer::Secure { .. } | HostAnswer::Credential { .. } => true,
+            HostAnswer::Fields { fields } => fields.iter().any(|f| f.secure),
+        }
+    }
+}
+
+/// One field of a [`HostAnswer::Fields`] answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldAnswer {
+    /// The field's name (from the `Prompt` call's field descriptions).
+    pub name: String,
+    /// The text typed.
+    pub text: String,
+    /// Send it as a SecureString.
+    #[serde(default)]
+    pub secure: bool,
+}
+
+/// One session's part of an Invoke-Command run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvokeHost {
+    /// The session.
+    pub session: SessionId,
+    /// Its `ComputerName` (the `PSComputerName` of its output).
+    pub computer_name: String,
+    /// The pipeline that ran the script there; absent when it could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineId>,
+    /// The final state (`failed` when the script could not start).
+    pub state: PipelineState,
+    /// The terminating error record as CLIXML, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why the script did not start there (the session is not opened, or busy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A record stream (MS-PSRP 2.2.2.20-24, 2.2.2.27).
@@ -251,6 +323,18 @@ pub enum ClientMessage {
         #[serde(default)]
         after_seq: u64,
     },
+    /// Invoke-Command: runs one script on many of the user's sessions, at most `throttle_limit` at once (answered
+    /// by `invoke_started`, then per session `invoke_host_started`, its pipeline's events, `invoke_host_finished`,
+    /// and last `invoke_finished`).
+    Invoke {
+        /// The sessions (each at most once; an id that is not the user's: `unknown_session`, nothing runs).
+        sessions: Vec<SessionId>,
+        /// The script.
+        script: String,
+        /// How many sessions run it at once (default [`DEFAULT_THROTTLE_LIMIT`]; 0 means the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        throttle_limit: Option<u32>,
+    },
 }
 
 /// Relay → browser.
@@ -345,6 +429,40 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// An `invoke` was accepted.
+    InvokeStarted {
+        /// The run.
+        invocation: InvocationId,
+        /// The sessions, in the order asked.
+        sessions: Vec<SessionId>,
+        /// The throttle limit in effect.
+        throttle_limit: u32,
+    },
+    /// The script started on one session: this pipeline's events follow (outputs carry `PSComputerName`).
+    InvokeHostStarted {
+        /// The run.
+        invocation: InvocationId,
+        /// The session.
+        session: SessionId,
+        /// Its `ComputerName`.
+        computer_name: String,
+        /// The pipeline (its events are ordinary `output`, `record`, `host_call`, `pipeline_state` messages).
+        pipeline: PipelineId,
+    },
+    /// The script ended on one session (after that pipeline's last event), or could not start there.
+    InvokeHostFinished {
+        /// The run.
+        invocation: InvocationId,
+        /// That session's outcome.
+        host: InvokeHost,
+    },
+    /// Every session has finished: the summary, in the order asked.
+    InvokeFinished {
+        /// The run.
+        invocation: InvocationId,
+        /// Each session's outcome.
+        hosts: Vec<InvokeHost>,
+    },
     /// Something the browser sent could not be done; the connection stays open.
     Error {
         /// The stable code.
@@ -417,6 +535,36 @@ mod tests {
             r#"{"type":"host_response","session":1,"pipeline":2,"call_id":5,"answer":{"kind":"value","clixml":"<S>hi</S>"}}"#,
             ClientMessage::HostResponse { session: SessionId(1), pipeline: PipelineId(2), call_id: 5, answer: HostAnswer::Value { clixml: "<S>hi</S>".into() } },
         );
+        check_client(
+            r#"{"type":"host_response","session":1,"pipeline":2,"call_id":6,"answer":{"kind":"secure","text":"s3cret"}}"#,
+            ClientMessage::HostResponse { session: SessionId(1), pipeline: PipelineId(2), call_id: 6, answer: HostAnswer::Secure { text: "s3cret".into() } },
+        );
+        check_client(
+            r#"{"type":"host_response","session":1,"pipeline":2,"call_id":7,"answer":{"kind":"credential","user":"bob","password":"pw"}}"#,
+            ClientMessage::HostResponse { session: SessionId(1), pipeline: PipelineId(2), call_id: 7, answer: HostAnswer::Credential { user: "bob".into(), password: "pw".into() } },
+        );
+        check_client(
+            r#"{"type":"host_response","session":1,"pipeline":2,"call_id":8,"answer":{"kind":"fields","fields":[{"name":"pin","text":"1234","secure":true},{"name":"who","text":"me"}]}}"#,
+            ClientMessage::HostResponse {
+                session: SessionId(1),
+                pipeline: PipelineId(2),
+                call_id: 8,
+                answer: HostAnswer::Fields {
+                    fields: vec![
+                        FieldAnswer { name: "pin".into(), text: "1234".into(), secure: true },
+                        FieldAnswer { name: "who".into(), text: "me".into(), secure: false },
+                    ],
+                },
+            },
+        );
+        check_client(
+            r#"{"type":"invoke","sessions":[1,2],"script":"Get-Date"}"#,
+            ClientMessage::Invoke { sessions: vec![SessionId(1), SessionId(2)], script: "Get-Date".into(), throttle_limit: None },
+        );
+        check_client(
+            r#"{"type":"invoke","sessions":[1],"script":"Get-Date","throttle_limit":4}"#,
+            ClientMessage::Invoke { sessions: vec![SessionId(1)], script: "Get-Date".into(), throttle_limit: Some(4) },
+        );
         check_client(r#"{"type":"attach","session":1,"pipeline":2,"after_seq":7}"#, ClientMessage::Attach { session: SessionId(1), pipeline: PipelineId(2), after_seq: 7 });
     }
 
@@ -463,6 +611,20 @@ mod tests {
                 }],
             },
             r#"{"type":"sessions","sessions":[{"id":1,"name":"Runspace1","computer_name":"localhost","transport":"local","state":"opened","availability":"available"}]}"#,
+        );
+        check_server(
+            ServerMessage::InvokeFinished {
+                invocation: InvocationId(3),
+                hosts: vec![InvokeHost {
+                    session: SessionId(1),
+                    computer_name: "srv01".into(),
+                    pipeline: Some(PipelineId(4)),
+                    state: PipelineState::Completed,
+                    error: None,
+                    message: None,
+                }],
+            },
+            r#"{"type":"invoke_finished","invocation":3,"hosts":[{"session":1,"computer_name":"srv01","pipeline":4,"state":"completed"}]}"#,
         );
         check_server(ServerMessage::error(ErrorCode::BadMessage, "x"), r#"{"type":"error","code":"bad_message","message":"x"}"#);
     }

@@ -8,8 +8,10 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use psgate_relay::config::{AllowRule, Config};
 use psgate_relay::http::{AppConfig, serve};
 use psgate_relay::store::Store;
-use psgate_shared::api::{ErrorCode, HostAnswer, PipelineId, PipelineState, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport};
-use psgate_tests::{STEP, local_host_argv};
+use psgate_shared::api::{
+    ErrorCode, HostAnswer, InvokeHost, PipelineId, PipelineState, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
+};
+use psgate_tests::{STEP, Sshd, local_host_argv};
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -23,14 +25,21 @@ struct Relay {
 }
 
 /// A relay on an ephemeral port with users alice and bob, allowing only `localhost` over the local transport (the
-/// test host). `refused` records a connection attempt to the port of a forbidden target.
+/// test host).
 async fn relay() -> Relay {
-    let config = Arc::new(Config {
+    relay_with(|_| {}).await
+}
+
+/// [`relay`] with its configuration changed by `change`.
+async fn relay_with(change: impl FnOnce(&mut Config)) -> Relay {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         local_command: Some(local_host_argv().iter().map(|s| s.to_string_lossy().into_owned()).collect()),
         allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![Transport::Local] }],
         ..Config::default()
-    });
+    };
+    change(&mut config);
+    let config = Arc::new(config);
     let store = Arc::new(Store::in_memory().expect("db"));
     store.set_user("alice", "alice-pw").expect("user");
     store.set_user("bob", "bob-pw").expect("user");
@@ -127,7 +136,12 @@ impl Client {
 
     /// A new session on the test host, opened.
     async fn new_session(&mut self) -> SessionId {
-        self.send(json!({"type": "new_sessions", "targets": [{"computer_name": "localhost", "transport": "local", "name": "demo"}]})).await;
+        self.new_session_on(json!({"computer_name": "localhost", "transport": "local", "name": "demo"})).await
+    }
+
+    /// A new session on `target`, opened.
+    async fn new_session_on(&mut self, target: serde_json::Value) -> SessionId {
+        self.send(json!({"type": "new_sessions", "targets": [target]})).await;
         let id = self.until(|m| match m {
             ServerMessage::Sessions { sessions } => sessions.last().map(|s| s.id),
             _ => None,
@@ -141,6 +155,15 @@ impl Client {
             .await;
         assert_eq!(info.state, SessionState::Opened, "{info:?}");
         id
+    }
+
+    /// The next host call: its `call_id` and method.
+    async fn host_call(&mut self) -> (i64, String) {
+        self.until(|m| match m {
+            ServerMessage::HostCall { call_id, method, .. } if *call_id >= 0 => Some((*call_id, method.clone())),
+            _ => None,
+        })
+        .await
     }
 
     async fn run(&mut self, session: SessionId, script: &str) -> PipelineId {
@@ -347,6 +370,196 @@ async fn every_malformed_message_gets_an_error_and_the_socket_stays_usable() {
     }
     // Still usable: a real command works.
     let s = c.new_session().await;
+    let p = c.run(s, "Get-Date").await;
+    assert_eq!(outputs(&c.until_done(p).await).len(), 1);
+}
+
+fn texts(events: &[ServerMessage]) -> Vec<String> {
+    outputs(events).iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn read_host_as_secure_string_is_answered_with_plain_text_the_relay_encrypts() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    let p = c.run(s, "Read-Host -AsSecureString").await;
+    let (call_id, method) = c.host_call().await;
+    assert_eq!(method, "ReadLineAsSecureString");
+    c.send(json!({"type": "host_response", "session": s, "pipeline": p, "call_id": call_id, "answer": {"kind": "secure", "text": "s3cret"}})).await;
+    let events = c.until_done(p).await;
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{events:?}");
+    assert_eq!(texts(&events), vec!["secure:s3cret".to_owned()]);
+    // A second one in the same session uses the key already exchanged.
+    let p = c.run(s, "Read-Host -AsSecureString").await;
+    let (call_id, _) = c.host_call().await;
+    c.send(json!({"type": "host_response", "session": s, "pipeline": p, "call_id": call_id, "answer": {"kind": "secure", "text": "again"}})).await;
+    assert_eq!(texts(&c.until_done(p).await), vec!["secure:again".to_owned()]);
+}
+
+#[tokio::test]
+async fn get_credential_is_answered_with_a_user_and_a_plain_password() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    let p = c.run(s, "Get-Credential -UserName bob").await;
+    let (call_id, method) = c.host_call().await;
+    assert!(method.starts_with("PromptForCredential"), "{method}");
+    c.send(json!({"type": "host_response", "session": s, "pipeline": p, "call_id": call_id, "answer": {"kind": "credential", "user": "contoso\\bob", "password": "pa55 word"}})).await;
+    let events = c.until_done(p).await;
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{events:?}");
+    assert_eq!(texts(&events), vec!["contoso\\bob".to_owned(), "password:pa55 word".to_owned()]);
+}
+
+#[tokio::test]
+async fn read_host_prompt_fields_can_be_secure() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    let p = c.run(s, "Read-Host -Prompt Pin -AsSecureString").await;
+    let (call_id, method) = c.host_call().await;
+    assert_eq!(method, "Prompt");
+    c.send(json!({"type": "host_response", "session": s, "pipeline": p, "call_id": call_id, "answer": {"kind": "fields", "fields": [{"name": "Pin", "text": "1234", "secure": true}]}})).await;
+    assert_eq!(texts(&c.until_done(p).await), vec!["secure:1234".to_owned()]);
+}
+
+/// What an `invoke` delivered: each pipeline's events, the per-host finishes and the summary.
+struct Invocation {
+    started: Vec<(SessionId, String, PipelineId)>,
+    events: Vec<ServerMessage>,
+    finished: Vec<InvokeHost>,
+    summary: Vec<InvokeHost>,
+}
+
+impl Client {
+    /// Sends `invoke` and collects everything until `invoke_finished`; `on_host_call` answers host calls.
+    async fn invoke(&mut self, sessions: &[SessionId], script: &str, mut on_host_call: impl FnMut(SessionId, PipelineId, i64) -> Option<serde_json::Value>) -> Invocation {
+        self.send(json!({"type": "invoke", "sessions": sessions, "script": script})).await;
+        let (invocation, limit) = self.until(|m| match m {
+            ServerMessage::InvokeStarted { invocation, throttle_limit, .. } => Some((*invocation, *throttle_limit)),
+            _ => None,
+        })
+        .await;
+        assert_eq!(limit, 32, "the default throttle limit");
+        let mut run = Invocation { started: Vec::new(), events: Vec::new(), finished: Vec::new(), summary: Vec::new() };
+        loop {
+            match self.next().await {
+                ServerMessage::InvokeHostStarted { invocation: i, session, computer_name, pipeline } if i == invocation => run.started.push((session, computer_name, pipeline)),
+                ServerMessage::InvokeHostFinished { invocation: i, host } if i == invocation => run.finished.push(host),
+                ServerMessage::InvokeFinished { invocation: i, hosts } if i == invocation => {
+                    run.summary = hosts;
+                    return run;
+                }
+                ServerMessage::HostCall { session, pipeline, call_id, .. } if call_id >= 0 => {
+                    if let Some(answer) = on_host_call(session, pipeline, call_id) {
+                        self.send(json!({"type": "host_response", "session": session, "pipeline": pipeline, "call_id": call_id, "answer": answer})).await;
+                    }
+                }
+                m if m.seq().is_some() => run.events.push(m),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn events_of(events: &[ServerMessage], pipeline: PipelineId) -> Vec<ServerMessage> {
+    events
+        .iter()
+        .filter(|e| matches!(e, ServerMessage::Output { pipeline: p, .. } | ServerMessage::Record { pipeline: p, .. } | ServerMessage::HostCall { pipeline: p, .. } | ServerMessage::PipelineState { pipeline: p, .. } if *p == pipeline))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn invoke_runs_one_script_on_many_sessions_with_output_tagged_by_computer() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let (a, b) = (c.new_session().await, c.new_session().await);
+    let run = c.invoke(&[a, b], "Get-Process -Name svchost", |_, _, _| None).await;
+    assert_eq!(run.started.len(), 2);
+    assert_eq!(run.summary.iter().map(|h| (h.session, h.state)).collect::<Vec<_>>(), vec![(a, PipelineState::Completed), (b, PipelineState::Completed)]);
+    assert_eq!(run.finished.len(), 2);
+    for (session, computer, pipeline) in &run.started {
+        assert_eq!(computer, "localhost");
+        let events = events_of(&run.events, *pipeline);
+        assert!(events.iter().all(|e| matches!(e, ServerMessage::Output { session: s, .. } | ServerMessage::PipelineState { session: s, .. } if s == session)), "{events:?}");
+        assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{events:?}");
+        let objects = outputs(&events);
+        assert_eq!(objects.len(), 3, "three svchost processes on {session:?}");
+        for o in &objects {
+            let obj = o.as_object().expect("an object");
+            assert_eq!(obj.property("PSComputerName").and_then(|v| v.as_str()), Some("localhost"), "{o:?}");
+            assert_eq!(obj.property("ProcessName").or_else(|| obj.property("Name")).and_then(|v| v.as_str()), Some("svchost"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn invoke_reports_each_hosts_failure_separately() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let (a, b) = (c.new_session().await, c.new_session().await);
+    // Read-Host on both: the user cancels on `a` (its script fails), answers on `b`.
+    let run = c
+        .invoke(&[a, b], "Read-Host", |session, _, _| {
+            Some(if session == a { json!({"kind": "error", "message": "cancelled by the user"}) } else { json!({"kind": "value", "clixml": "<S>fine</S>"}) })
+        })
+        .await;
+    let by = |s: SessionId| run.summary.iter().find(|h| h.session == s).cloned().expect("in the summary");
+    assert_eq!(by(a).state, PipelineState::Failed, "{:?}", by(a));
+    assert!(by(a).error.is_some(), "the failure's error record: {:?}", by(a));
+    assert_eq!(by(b).state, PipelineState::Completed);
+    let b_pipeline = by(b).pipeline.expect("b ran");
+    let texts: Vec<String> = outputs(&events_of(&run.events, b_pipeline)).iter().filter_map(|o| o.as_str().map(str::to_owned)).collect();
+    assert_eq!(texts, vec!["fine".to_owned()]);
+    // A session that cannot take the script (busy) is reported without stopping the others.
+    let busy = c.run(a, "Test-Long -Seconds 60").await;
+    let run = c.invoke(&[a, b], "Get-Date", |_, _, _| None).await;
+    let by = |s: SessionId| run.summary.iter().find(|h| h.session == s).cloned().expect("in the summary");
+    assert_eq!((by(a).state, by(a).pipeline), (PipelineState::Failed, None));
+    assert!(by(a).message.as_deref().is_some_and(|m| m.contains("busy")), "{:?}", by(a));
+    assert_eq!(by(b).state, PipelineState::Completed);
+    c.send(json!({"type": "stop", "session": a, "pipeline": busy})).await;
+    c.until_done(busy).await;
+}
+
+#[tokio::test]
+async fn stop_ends_a_long_pipeline_promptly() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    let p = c.run(s, "Test-Long -Seconds 60").await;
+    let asked = std::time::Instant::now();
+    c.send(json!({"type": "stop", "session": s, "pipeline": p})).await;
+    let events = c.until_done(p).await;
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Stopped, .. })), "{:?}", events.last());
+    assert!(asked.elapsed() < std::time::Duration::from_secs(10), "stopped after {:?}", asked.elapsed());
+    // The session takes the next command.
+    let p = c.run(s, "Get-Date").await;
+    assert_eq!(outputs(&c.until_done(p).await).len(), 1);
+}
+
+#[tokio::test]
+async fn a_session_over_ssh_runs_commands() {
+    let sshd = Sshd::start(true).expect("sshd");
+    let host = sshd.get("host");
+    let known_hosts = sshd.get("known_hosts");
+    let port = sshd.port();
+    let relay = relay_with(|c| {
+        c.known_hosts = Some(known_hosts.into());
+        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh] });
+    })
+    .await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c
+        .new_session_on(json!({"computer_name": host, "transport": "ssh", "port": port, "user": sshd.get("user"), "key_file": sshd.get("key_ed25519")}))
+        .await;
+    let p = c.run(s, "Get-Date").await;
+    let events = c.until_done(p).await;
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{events:?}");
+    assert_eq!(outputs(&events).len(), 1);
+    // Password login too.
+    let s = c.new_session_on(json!({"computer_name": host, "transport": "ssh", "port": port, "user": sshd.get("user"), "password": sshd.password()})).await;
     let p = c.run(s, "Get-Date").await;
     assert_eq!(outputs(&c.until_done(p).await).len(), 1);
 }

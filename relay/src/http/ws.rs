@@ -13,7 +13,9 @@ use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt as _, StreamExt as _};
-use psgate_shared::api::{ClientMessage, ErrorCode, PROTOCOL_VERSION, PipelineId, ServerMessage, SessionId};
+use psgate_shared::api::{
+    ClientMessage, DEFAULT_THROTTLE_LIMIT, ErrorCode, InvocationId, InvokeHost, PROTOCOL_VERSION, PipelineId, PipelineState, ServerMessage, SessionId,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -74,7 +76,7 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String) {
             }
         })
     };
-    let mut conn = Connection { manager, user, out, followers: HashMap::new() };
+    let mut conn = Connection { manager, user, out, followers: HashMap::new(), invocations: Vec::new() };
     while let Some(Ok(frame)) = stream.next().await {
         let text = match frame {
             Message::Text(t) => t,
@@ -93,6 +95,9 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String) {
     for (_, f) in conn.followers.drain() {
         f.abort();
     }
+    for i in conn.invocations.drain(..) {
+        i.abort();
+    }
     changes.abort();
     drop(conn);
     let _ = writer.await;
@@ -104,6 +109,63 @@ struct Connection {
     out: mpsc::Sender<ServerMessage>,
     /// The pipelines this connection follows.
     followers: HashMap<(SessionId, PipelineId), JoinHandle<()>>,
+    /// The Invoke-Command runs this connection reports (their pipelines go on without it; `attach` follows them).
+    invocations: Vec<JoinHandle<()>>,
+}
+
+/// Sends a pipeline's events after `after_seq` to `out` until its last one; `Err`: the connection is gone.
+async fn pump(out: &mpsc::Sender<ServerMessage>, pipeline: PipelineId, buffer: &Buffer, after_seq: u64) -> Result<(), ()> {
+    let mut changed = buffer.subscribe();
+    let mut cursor = after_seq;
+    loop {
+        let batch = buffer.read(cursor, BATCH);
+        if batch.dropped > 0 {
+            let message = format!("{} events of pipeline {} are no longer kept; resuming after them", batch.dropped, pipeline.0);
+            out.send(ServerMessage::error(ErrorCode::OutputDropped, message)).await.map_err(drop)?;
+        }
+        let empty = batch.events.is_empty();
+        for event in batch.events {
+            cursor = event.seq().unwrap_or(cursor);
+            out.send(event).await.map_err(drop)?;
+        }
+        if batch.finished {
+            return Ok(());
+        }
+        if empty {
+            changed.changed().await.map_err(drop)?;
+        }
+    }
+}
+
+/// Invoke-Command: the script on each session, at most `throttle` at once, each pipeline's events followed in
+/// turn by its `invoke_host_finished`; `invoke_finished` last.
+async fn invoke(manager: Arc<Manager>, user: String, out: mpsc::Sender<ServerMessage>, invocation: InvocationId, sessions: Vec<(SessionId, String)>, script: String, throttle: usize) {
+    use futures_util::stream::{self, StreamExt as _};
+    let one = |(session, computer_name): (SessionId, String)| {
+        let (manager, user, out, script) = (manager.clone(), user.clone(), out.clone(), script.clone());
+        async move {
+            let mut host = InvokeHost { session, computer_name: computer_name.clone(), pipeline: None, state: PipelineState::Failed, error: None, message: None };
+            match manager.run_tagged(&user, session, script) {
+                Ok((pipeline, buffer)) => {
+                    host.pipeline = Some(pipeline);
+                    let _ = out.send(ServerMessage::InvokeHostStarted { invocation, session, computer_name, pipeline }).await;
+                    if pump(&out, pipeline, &buffer, 0).await.is_err() {
+                        return host; // the connection is gone; the pipeline goes on (attach follows it)
+                    }
+                    if let Some((state, error)) = buffer.outcome() {
+                        (host.state, host.error) = (state, error);
+                    }
+                }
+                Err(e) => host.message = Some(e.message),
+            }
+            let _ = out.send(ServerMessage::InvokeHostFinished { invocation, host: host.clone() }).await;
+            host
+        }
+    };
+    let order: HashMap<SessionId, usize> = sessions.iter().enumerate().map(|(i, (s, _))| (*s, i)).collect();
+    let mut hosts: Vec<InvokeHost> = stream::iter(sessions).map(one).buffer_unordered(throttle).collect().await;
+    hosts.sort_by_key(|h| order.get(&h.session).copied().unwrap_or(usize::MAX));
+    let _ = out.send(ServerMessage::InvokeFinished { invocation, hosts }).await;
 }
 
 impl Connection {
@@ -114,30 +176,7 @@ impl Connection {
     fn follow(&mut self, session: SessionId, pipeline: PipelineId, buffer: Arc<Buffer>, after_seq: u64) {
         let out = self.out.clone();
         let task = tokio::spawn(async move {
-            let mut changed = buffer.subscribe();
-            let mut cursor = after_seq;
-            loop {
-                let batch = buffer.read(cursor, BATCH);
-                if batch.dropped > 0 {
-                    let message = format!("{} events of pipeline {} are no longer kept; resuming after them", batch.dropped, pipeline.0);
-                    if out.send(ServerMessage::error(ErrorCode::OutputDropped, message)).await.is_err() {
-                        return;
-                    }
-                }
-                let empty = batch.events.is_empty();
-                for event in batch.events {
-                    cursor = event.seq().unwrap_or(cursor);
-                    if out.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                if batch.finished {
-                    return;
-                }
-                if empty && changed.changed().await.is_err() {
-                    return;
-                }
-            }
+            let _ = pump(&out, pipeline, &buffer, after_seq).await;
         });
         if let Some(old) = self.followers.insert((session, pipeline), task) {
             old.abort();
@@ -188,6 +227,34 @@ impl Connection {
             ClientMessage::Stop { session, pipeline } => m.stop(&user, session, pipeline).map_err(|e| e.to_message()),
             ClientMessage::HostResponse { session, pipeline, call_id, answer } => {
                 m.answer(&user, session, pipeline, call_id, answer).map_err(|e| e.to_message())
+            }
+            ClientMessage::Invoke { sessions, script, throttle_limit } => {
+                let mut hosts: Vec<(SessionId, String)> = Vec::new();
+                let mut refused = None;
+                for session in sessions {
+                    if hosts.iter().any(|(s, _)| *s == session) {
+                        continue;
+                    }
+                    match m.computer_name(&user, session) {
+                        Ok(computer_name) => hosts.push((session, computer_name)),
+                        Err(e) => {
+                            refused = Some(e.to_message());
+                            break;
+                        }
+                    }
+                }
+                match refused {
+                    Some(message) => Err(message),
+                    None => {
+                        let throttle = throttle_limit.filter(|t| *t > 0).unwrap_or(DEFAULT_THROTTLE_LIMIT);
+                        let invocation = m.next_invocation();
+                        tracing::info!(invocation = invocation.0, %user, sessions = hosts.len(), throttle, "invoke");
+                        self.send(ServerMessage::InvokeStarted { invocation, sessions: hosts.iter().map(|(s, _)| *s).collect(), throttle_limit: throttle }).await;
+                        self.invocations.retain(|t| !t.is_finished());
+                        self.invocations.push(tokio::spawn(invoke(m, user, self.out.clone(), invocation, hosts, script, throttle as usize)));
+                        Ok(())
+                    }
+                }
             }
             ClientMessage::Attach { session, pipeline, after_seq } => match m.buffer(&user, session, pipeline) {
                 Ok(buffer) => {

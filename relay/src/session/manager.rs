@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use psgate_shared::api::{
-    Availability, ErrorCode, HostAnswer, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
+    Availability, ErrorCode, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
 };
-use psgate_shared::clixml::{self, Value};
+use psgate_shared::clixml::{self, Content, Object, Property, Value};
 use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
 use psgate_shared::psrp::messages::{ErrorRecordView, PipelineSpec, PipelineState as PsrpPipelineState, PoolState};
 use psgate_shared::psrp::outofproc::{ClientEvent, OutOfProcClient};
@@ -33,6 +33,8 @@ pub const BUFFER_EVENTS: usize = 10_000;
 pub const PIPELINES_KEPT: usize = 32;
 /// How often coalesced progress is forwarded.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a stop waits for a pipeline that has sent nothing yet before signalling anyway.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long connecting and opening a session may take.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -124,6 +126,15 @@ impl Buffer {
         Batch { events, dropped, finished }
     }
 
+    /// The pipeline's final state and terminating error (CLIXML), once it has ended.
+    pub fn outcome(&self) -> Option<(PipelineState, Option<String>)> {
+        let b = lock(&self.inner);
+        match b.events.back() {
+            Some(ServerMessage::PipelineState { state, error, .. }) if b.finished => Some((*state, error.clone())),
+            _ => None,
+        }
+    }
+
     /// Waits for events past the last sequence number seen.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.last.subscribe()
@@ -133,9 +144,10 @@ impl Buffer {
 /// What a session's task is asked to do.
 #[derive(Debug)]
 enum Command {
-    Run { pipeline: PipelineId, script: String, buffer: Arc<Buffer> },
+    /// `tag`: the `PSComputerName` to add to each output (Invoke-Command).
+    Run { pipeline: PipelineId, script: String, buffer: Arc<Buffer>, tag: Option<String> },
     Stop(PipelineId),
-    Answer { pipeline: PipelineId, call_id: i64, result: HostResult },
+    Answer { pipeline: PipelineId, call_id: i64, answer: Answer },
     Close,
 }
 
@@ -145,6 +157,69 @@ struct Entry {
     info: Mutex<SessionInfo>,
     commands: mpsc::UnboundedSender<Command>,
     pipelines: Mutex<BTreeMap<PipelineId, Arc<Buffer>>>,
+}
+
+/// A host answer on its way to the session's task. The plain-text forms become SecureStrings there, with the
+/// session key (exchanged first when needed). Its `Debug` never shows the text.
+enum Answer {
+    Ready(HostResult),
+    Secure(String),
+    Credential { user: String, password: String },
+    Fields(Vec<FieldAnswer>),
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Answer::Ready(_) => "Ready",
+            Answer::Secure(_) => "Secure",
+            Answer::Credential { .. } => "Credential",
+            Answer::Fields(_) => "Fields",
+        })
+    }
+}
+
+impl Answer {
+    fn needs_key(&self) -> bool {
+        match self {
+            Answer::Ready(_) => false,
+            Answer::Secure(_) | Answer::Credential { .. } => true,
+            Answer::Fields(fields) => fields.iter().any(|f| f.secure),
+        }
+    }
+
+    /// The host result, made inside the session (the pool holds the key).
+    fn into_result(self, pool: &RunspacePool) -> HostResult {
+        let secure = |text: &str| pool.secure_string(text).map(Value::SecureString).map_err(|e| HostResult::Error(format!("the relay could not encrypt the SecureString: {e}")));
+        let made = match self {
+            Answer::Ready(r) => return r,
+            Answer::Secure(text) => secure(&text),
+            Answer::Credential { user, password } => secure(&password).map(|ss| match ss {
+                Value::SecureString(bytes) => psgate_shared::psrp::host::credential_result(&user, bytes),
+                other => other,
+            }),
+            Answer::Fields(fields) => fields
+                .iter()
+                .map(|f| Ok((f.name.clone(), if f.secure { secure(&f.text)? } else { Value::string(f.text.as_str()) })))
+                .collect::<Result<Vec<_>, HostResult>>()
+                .map(|answers| psgate_shared::psrp::host::prompt_result(&answers)),
+        };
+        made.map(HostResult::Value).unwrap_or_else(|e| e)
+    }
+}
+
+/// `value` with Invoke-Command's note properties (`PSComputerName`, `PSShowComputerName`); a primitive is
+/// wrapped in an object first, as PowerShell does.
+pub fn with_computer_name(value: Value, computer_name: &str) -> Value {
+    let mut object = match value {
+        Value::Object(o) => Arc::unwrap_or_clone(o),
+        Value::Nil | Value::Cycle(_) => return value,
+        primitive => Object { to_string: primitive.as_str().map(Into::into), content: Content::Primitive(primitive), ..Object::default() },
+    };
+    object.extended.retain(|p| !p.name.eq_ignore_ascii_case("PSComputerName") && !p.name.eq_ignore_ascii_case("PSShowComputerName"));
+    object.extended.push(Property::new("PSComputerName", Value::string(computer_name)));
+    object.extended.push(Property::new("PSShowComputerName", Value::Bool(true)));
+    Value::object(object)
 }
 
 /// A change to a user's session, for every connection of that user.
@@ -160,6 +235,7 @@ pub struct Change {
 struct Inner {
     next_session: u64,
     next_pipeline: u64,
+    next_invocation: u64,
     sessions: BTreeMap<SessionId, Arc<Entry>>,
 }
 
@@ -284,15 +360,38 @@ impl Manager {
 
     /// Runs a console command; the pipeline's events go to the returned buffer.
     pub fn run(&self, owner: &str, id: SessionId, script: String) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        self.start(owner, id, script, false)
+    }
+
+    /// A new Invoke-Command run's id.
+    pub fn next_invocation(&self) -> InvocationId {
+        let mut inner = lock(&self.inner);
+        inner.next_invocation += 1;
+        InvocationId(inner.next_invocation)
+    }
+
+    /// A session's `ComputerName`.
+    pub fn computer_name(&self, owner: &str, id: SessionId) -> Result<String, ApiError> {
+        Ok(lock(&self.entry(owner, id)?.info).computer_name.clone())
+    }
+
+    /// Runs Invoke-Command's script on one session: like [`Manager::run`], each output object carries the
+    /// session's `PSComputerName` note property.
+    pub fn run_tagged(&self, owner: &str, id: SessionId, script: String) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        self.start(owner, id, script, true)
+    }
+
+    fn start(&self, owner: &str, id: SessionId, script: String, tagged: bool) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
         let entry = self.entry(owner, id)?;
-        {
+        let tag = {
             let mut info = lock(&entry.info);
             if info.state != SessionState::Opened || info.availability != Availability::Available {
                 return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} is {:?}, {:?}", id.0, info.state, info.availability).to_lowercase()));
             }
             info.availability = Availability::Busy;
             let _ = self.changes.send(Change { owner: owner.to_owned(), session: info.clone() });
-        }
+            tagged.then(|| info.computer_name.clone())
+        };
         let pipeline = {
             let mut inner = lock(&self.inner);
             inner.next_pipeline += 1;
@@ -308,7 +407,7 @@ impl Manager {
         }
         entry
             .commands
-            .send(Command::Run { pipeline, script, buffer: buffer.clone() })
+            .send(Command::Run { pipeline, script, buffer: buffer.clone(), tag })
             .map_err(|_| ApiError::new(ErrorCode::SessionNotReady, "the session has ended"))?;
         Ok((pipeline, buffer))
     }
@@ -330,13 +429,16 @@ impl Manager {
     /// The browser's answer to a host call.
     pub fn answer(&self, owner: &str, id: SessionId, pipeline: PipelineId, call_id: i64, answer: HostAnswer) -> Result<(), ApiError> {
         self.buffer(owner, id, pipeline)?;
-        let result = match answer {
-            HostAnswer::Value { clixml } => HostResult::Value(
+        let answer = match answer {
+            HostAnswer::Value { clixml } => Answer::Ready(HostResult::Value(
                 clixml::decode_message(clixml.as_bytes()).map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("the answer is not CLIXML: {e}")))?,
-            ),
-            HostAnswer::Error { message } => HostResult::Error(message),
+            )),
+            HostAnswer::Error { message } => Answer::Ready(HostResult::Error(message)),
+            HostAnswer::Secure { text } => Answer::Secure(text),
+            HostAnswer::Credential { user, password } => Answer::Credential { user, password },
+            HostAnswer::Fields { fields } => Answer::Fields(fields),
         };
-        let _ = self.entry(owner, id)?.commands.send(Command::Answer { pipeline, call_id, result });
+        let _ = self.entry(owner, id)?.commands.send(Command::Answer { pipeline, call_id, answer });
         Ok(())
     }
 
@@ -405,6 +507,17 @@ struct Running {
     uuid: Uuid,
     buffer: Arc<Buffer>,
     calls: HashMap<i64, HostCall>,
+    /// Invoke-Command's `PSComputerName` for each output.
+    tag: Option<String>,
+    /// The target has sent something for this pipeline (so it has started there).
+    started: bool,
+    /// When Ctrl+C was asked for. The signal is sent on the next tick once the pipeline has started (or
+    /// [`STOP_GRACE`] later for a silent one) and repeated every [`PROGRESS_INTERVAL`] until the pipeline ends: the
+    /// engine writes a signal ahead of the pipeline's own data, and a target that sees it before the pipeline
+    /// started drops it (the test host then never reports a state).
+    stop_requested: Option<std::time::Instant>,
+    /// Answers that need the session key, waiting for the key exchange (started by the first of them).
+    waiting_for_key: Vec<(HostCall, Answer)>,
     /// The latest progress record of each activity, not yet forwarded.
     progress: BTreeMap<i32, Value>,
 }
@@ -449,11 +562,11 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                     let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(e) = session.events.recv().await { if matches!(e, ClientEvent::SessionClosed) { break } } }).await;
                     return;
                 }
-                Some(Command::Run { pipeline, script, buffer }) => {
+                Some(Command::Run { pipeline, script, buffer, tag }) => {
                     let uuid = Uuid::new_v4();
                     let spec = PipelineSpec::script(script);
                     match session.with(move |c| c.create_pipeline(uuid, &spec)).await {
-                        Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), progress: BTreeMap::new() }),
+                        Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag, started: false, stop_requested: None, waiting_for_key: Vec::new(), progress: BTreeMap::new() }),
                         Ok(Err(e)) => {
                             buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(e.to_string())).ok() });
                             manager.update(&entry, |i| i.availability = Availability::Available);
@@ -461,18 +574,29 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                         Err(_) => break "the session's connection ended".to_owned(),
                     }
                 }
-                Some(Command::Stop(p)) => if let Some(r) = running.as_ref().filter(|r| r.id == p) {
-                    let uuid = r.uuid;
-                    let _ = session.with(move |c| c.stop(uuid)).await;
+                Some(Command::Stop(p)) => if let Some(r) = running.as_mut().filter(|r| r.id == p) {
+                    r.stop_requested.get_or_insert_with(std::time::Instant::now);
+                    if r.started {
+                        let uuid = r.uuid;
+                        let _ = session.with(move |c| c.stop(uuid)).await;
+                    }
                 },
-                Some(Command::Answer { pipeline, call_id, result }) => {
-                    let call = running.as_mut().filter(|r| r.id == pipeline).and_then(|r| r.calls.remove(&call_id).map(|c| (r.uuid, c)));
-                    if let Some((uuid, call)) = call {
-                        match session.with(move |c| c.pool_mut().host_response(Some(uuid), &call, result)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => tracing::warn!(session = id.0, error = %e, "a host answer was refused"),
-                            Err(_) => break "the session's connection ended".to_owned(),
+                Some(Command::Answer { pipeline, call_id, answer }) => {
+                    let Some(r) = running.as_mut().filter(|r| r.id == pipeline) else { continue };
+                    let Some(call) = r.calls.remove(&call_id) else { continue };
+                    let uuid = r.uuid;
+                    if answer.needs_key() {
+                        let Ok(ready) = session.with(|c| c.pool().can_send_secure_strings()).await else { break "the session's connection ended".to_owned() };
+                        if !ready {
+                            r.waiting_for_key.push((call, answer));
+                            if r.waiting_for_key.len() == 1 && start_key_exchange(&mut session, id).await.is_err() {
+                                break "the session's connection ended".to_owned();
+                            }
+                            continue;
                         }
+                    }
+                    if send_answer(&mut session, id, uuid, call, answer).await.is_err() {
+                        break "the session's connection ended".to_owned();
                     }
                 }
             },
@@ -488,8 +612,16 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                 }
                 Some(_) => {}
             },
-            _ = tick.tick(), if running.as_ref().is_some_and(|r| !r.progress.is_empty()) => {
-                if let Some(r) = running.as_mut() { flush_progress(id, r) }
+            _ = tick.tick(), if running.as_ref().is_some_and(|r| !r.progress.is_empty() || r.stop_requested.is_some()) => {
+                if let Some(r) = running.as_mut() {
+                    flush_progress(id, r);
+                    if r.stop_requested.is_some_and(|at| r.started || at.elapsed() >= STOP_GRACE) {
+                        let uuid = r.uuid;
+                        if session.with(move |c| c.stop(uuid)).await.is_err() {
+                            break "the session's connection ended".to_owned();
+                        }
+                    }
+                }
             }
         }
     };
@@ -504,6 +636,34 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
         i.reason = Some(reason);
     });
     let _ = wait_close(&mut commands).await;
+}
+
+/// Starts the PSRP key exchange (the RSA key is made off the runtime); `Err`: the connection is gone.
+async fn start_key_exchange(session: &mut Session, id: SessionId) -> Result<(), ()> {
+    let key = match tokio::task::spawn_blocking(|| psgate_shared::psrp::crypto::ExchangeKey::generate(&mut rand::rngs::OsRng)).await {
+        Ok(Ok(key)) => key,
+        other => {
+            tracing::warn!(session = id.0, error = ?other.err(), "no exchange key");
+            return Ok(());
+        }
+    };
+    session.with(move |c| c.pool_mut().start_key_exchange(key)).await.map_err(drop)?.unwrap_or_else(|e| tracing::warn!(session = id.0, error = %e, "key exchange"));
+    Ok(())
+}
+
+/// Sends a host answer (its SecureStrings made with the session key); `Err`: the connection is gone.
+async fn send_answer(session: &mut Session, id: SessionId, pipeline: Uuid, call: HostCall, answer: Answer) -> Result<(), ()> {
+    let sent = session
+        .with(move |c| {
+            let result = answer.into_result(c.pool());
+            c.pool_mut().host_response(Some(pipeline), &call, result)
+        })
+        .await
+        .map_err(drop)?;
+    if let Err(e) = sent {
+        tracing::warn!(session = id.0, error = %e, "a host answer was refused");
+    }
+    Ok(())
 }
 
 async fn wait_close(commands: &mut mpsc::UnboundedReceiver<Command>) {
@@ -532,10 +692,22 @@ fn activity_of(value: &Value) -> i32 {
 /// One event of the pool while a session is open.
 async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running: &mut Option<Running>, event: Event) -> Result<(), ()> {
     let sid = lock(&entry.info).id;
+    let of_pipeline = match &event {
+        Event::Output { pipeline, .. } | Event::Record { pipeline, .. } | Event::PipelineState { pipeline, .. } => Some(*pipeline),
+        Event::HostCall { pipeline, .. } => *pipeline,
+        _ => None,
+    };
+    if let Some(r) = running.as_mut().filter(|r| of_pipeline == Some(r.uuid)) {
+        r.started = true;
+    }
     let current = |p: Uuid, running: &mut Option<Running>| running.as_mut().filter(|r| r.uuid == p).is_some();
     match event {
         Event::Output { pipeline, value } if current(pipeline, running) => {
             let Some(r) = running.as_mut() else { return Ok(()) };
+            let value = match &r.tag {
+                Some(computer_name) => with_computer_name(value, computer_name),
+                None => value,
+            };
             match clixml::encode_message(&value) {
                 Ok(text) => r.buffer.push(|seq| ServerMessage::Output { session: sid, pipeline: r.id, seq, clixml: text }),
                 Err(e) => tracing::warn!(session = sid.0, error = %e, "an output object could not be encoded"),
@@ -609,9 +781,13 @@ async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running
                 manager.update(entry, |i| i.availability = Availability::Available);
             }
         }
-        Event::KeyRequested => {
-            let key = tokio::task::spawn_blocking(|| psgate_shared::psrp::crypto::ExchangeKey::generate(&mut rand::rngs::OsRng)).await.map_err(drop)?.map_err(drop)?;
-            session.with(move |c| c.pool_mut().start_key_exchange(key)).await.map_err(drop)?.unwrap_or_else(|e| tracing::warn!(error = %e, "key exchange"));
+        Event::KeyRequested => start_key_exchange(session, sid).await?,
+        Event::KeyExchanged => {
+            if let Some(r) = running.as_mut() {
+                for (call, answer) in std::mem::take(&mut r.waiting_for_key) {
+                    send_answer(session, sid, r.uuid, call, answer).await?;
+                }
+            }
         }
         _ => {}
     }
@@ -653,6 +829,34 @@ mod tests {
         assert_eq!(batch.dropped, 10);
         assert_eq!(batch.events[0].seq(), Some(11));
         assert_eq!(b.read(20, 1).dropped, 0);
+    }
+
+    #[test]
+    fn invoke_outputs_carry_ps_computer_name_like_invoke_command() {
+        for value in [Value::string("hello"), Value::I32(5), psgate_shared::psrp::host::prompt_result(&[("a".into(), Value::string("b"))])] {
+            let tagged = with_computer_name(value.clone(), "srv01");
+            let decoded = clixml::decode_message(clixml::encode_message(&tagged).expect("encode").as_bytes()).expect("decode");
+            let obj = decoded.as_object().expect("an object");
+            assert_eq!(obj.property("PSComputerName").and_then(Value::as_str), Some("srv01"));
+            assert_eq!(obj.property("PSShowComputerName").and_then(Value::as_bool), Some(true));
+            if let Some(text) = value.as_str() {
+                assert_eq!(decoded.as_str(), Some(text), "the primitive is still inside");
+            }
+            if let Some(n) = value.as_i64() {
+                assert_eq!(decoded.as_i64(), Some(n));
+            }
+            let again = with_computer_name(decoded, "srv02");
+            let names: Vec<_> = again.as_object().expect("object").extended.iter().filter(|p| p.name == "PSComputerName").map(|p| p.value.as_str()).collect();
+            assert_eq!(names, vec![Some("srv02")], "tagged once");
+        }
+        assert_eq!(with_computer_name(Value::Nil, "srv01"), Value::Nil);
+    }
+
+    #[test]
+    fn answers_never_show_their_text() {
+        let a = Answer::Credential { user: "bob".into(), password: "hunter2".into() };
+        assert!(!format!("{a:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Answer::Secure("s3cret".into())).contains("s3cret"));
     }
 
     #[test]
