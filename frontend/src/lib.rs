@@ -1,17 +1,21 @@
-//! psgate's browser console. At this stage: a CLIXML viewer that decodes in the browser.
+//! psgate's browser console (login, sessions, an Enter-PSSession-like console) and, at `/viewer`, a CLIXML viewer.
 //!
 //! Code map:
+//! - [`api`]: the only code that talks to the relay (HTTP login, the one reconnecting WebSocket, re-attach).
+//! - [`app`]: the console page's state as a reducer with an [`app::Action`] enum.
 //! - [`input`]: what the user pasted: document or single PSRP message, decoded with `psgate_shared::clixml`;
 //!   a failure located for display.
 //! - [`render`]: pure rendering logic (display strings, stream styles, Format-Table-like grouping, the tree
 //!   model, shared-object bookkeeping). No Yew, no DOM: unit-tested natively.
-//! - [`state`]: the page state as a `Reducible` reducer with an [`state::Action`] enum.
+//! - [`state`]: the viewer's state as a `Reducible` reducer with an [`state::Action`] enum.
 //! - [`components`]: dumb Yew components that draw the state; only the tree nodes keep local state (open or
 //!   closed).
 //!
 //! Architecture invariant: everything outside `components` is plain Rust that builds and is tested natively;
 //! decoding is the `psgate_shared` codec, never a second parser.
 
+pub mod api;
+pub mod app;
 pub mod components;
 pub mod input;
 pub mod render;

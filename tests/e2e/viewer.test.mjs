@@ -103,7 +103,7 @@ describe('CLIXML viewer', () => {
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
     page.on('response', (r) => r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.url()}`));
-    await page.goto(url);
+    await page.goto(new URL('viewer', url).href);
     await page.locator('#load-sample').waitFor();
   });
 

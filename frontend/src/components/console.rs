@@ -21,7 +21,8 @@ pub fn Console(props: &DecodedProps) -> Html {
     }
 }
 
-fn block(b: &Block) -> Html {
+/// One block, drawn as the console shows it (also used by the session consoles).
+pub(crate) fn block(b: &Block) -> Html {
     match b {
         Block::Table(t) => table(t),
         Block::Text(t) => text(t),

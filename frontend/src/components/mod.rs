@@ -3,6 +3,7 @@
 
 mod console;
 mod editor;
+mod shell;
 mod tree;
 
 use std::rc::Rc;
@@ -13,12 +14,13 @@ use crate::input::Failure;
 use crate::state::{Decoded, Outcome, State};
 
 pub use console::Console;
+pub use shell::App;
 pub use editor::Editor;
 pub use tree::{ObjectTree, TreeNode};
 
-/// The page.
+/// The CLIXML viewer (`/viewer`): paste a document, see it decoded.
 #[component]
-pub fn App() -> Html {
+pub fn Viewer() -> Html {
     let state = use_reducer(State::default);
     let on_action = state.dispatcher().to_callback();
     let results = match &state.outcome {
@@ -43,6 +45,7 @@ pub fn App() -> Html {
             <header class="topbar">
                 <span class="brand">{ "psgate" }</span>
                 <span class="topbar-title">{ "CLIXML viewer" }</span>
+                <a class="topbar-link" href="/">{ "Console" }</a>
             </header>
             <main class="layout">
                 <Editor input={state.input.clone()} {on_action} />

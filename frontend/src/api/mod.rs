@@ -1,0 +1,306 @@
+//! The relay's API, the only code that talks to it: `POST /api/login`, `GET /api/me`, `POST /api/logout`, and
+//! the one WebSocket (`/api/ws`, same origin) carrying [`psgate_shared::api`] messages.
+//!
+//! The socket reconnects by itself after a drop, with a growing delay ([`backoff_ms`]), and re-attaches every
+//! pipeline that was still running with `after_seq` = the last sequence number seen ([`Resume`]), so nothing is
+//! lost or shown twice. [`Resume`] and [`backoff_ms`] are plain Rust, tested natively; [`Socket`] is the thin
+//! web-sys edge.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use psgate_shared::api::{ClientMessage, PipelineId, ServerMessage, SessionId};
+use wasm_bindgen::JsCast as _;
+use wasm_bindgen::closure::Closure;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+use yew::Callback;
+
+/// What the socket tells the page.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Connected (again): the page may ask for the sessions.
+    Open,
+    /// The connection dropped; the next attempt is in `retry_ms`.
+    Closed {
+        /// Milliseconds until the next attempt.
+        retry_ms: u32,
+    },
+    /// A message from the relay (duplicates after a re-attach already removed).
+    Message(ServerMessage),
+    /// A frame that is not a message of this protocol version.
+    Garbled(String),
+}
+
+/// Delay before reconnect attempt `attempt` (0-based): 250 ms doubling up to 8 s.
+pub fn backoff_ms(attempt: u32) -> u32 {
+    250u32.saturating_mul(1 << attempt.min(5)).min(8_000)
+}
+
+/// The last sequence number seen of each running pipeline: what to re-attach after a reconnect, and which
+/// events are repeats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    running: BTreeMap<(SessionId, PipelineId), u64>,
+}
+
+impl Resume {
+    /// Notes a message; `false` when it is a pipeline event already seen (drop it).
+    pub fn note(&mut self, message: &ServerMessage) -> bool {
+        match message {
+            ServerMessage::PipelineStarted { session, pipeline } => {
+                self.running.entry((*session, *pipeline)).or_insert(0);
+                true
+            }
+            ServerMessage::Output { session, pipeline, seq, .. }
+            | ServerMessage::Record { session, pipeline, seq, .. }
+            | ServerMessage::HostCall { session, pipeline, seq, .. }
+            | ServerMessage::PipelineState { session, pipeline, seq, .. } => {
+                let key = (*session, *pipeline);
+                let last = self.running.get(&key).copied();
+                if last.is_some_and(|last| *seq <= last) {
+                    return false;
+                }
+                if matches!(message, ServerMessage::PipelineState { state, .. } if state.is_terminal()) {
+                    self.running.remove(&key);
+                } else {
+                    self.running.insert(key, *seq);
+                }
+                true
+            }
+            ServerMessage::Sessions { sessions } => {
+                self.running.retain(|(s, _), _| sessions.iter().any(|i| i.id == *s));
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// The `attach` messages that resume every running pipeline.
+    pub fn attachments(&self) -> Vec<ClientMessage> {
+        self.running
+            .iter()
+            .map(|(&(session, pipeline), &after_seq)| ClientMessage::Attach { session, pipeline, after_seq })
+            .collect()
+    }
+}
+
+/// The WebSocket, reconnecting by itself. Cloning shares the one connection.
+#[derive(Clone)]
+pub struct Socket {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").field("connected", &self.inner.borrow().ws.is_some()).finish()
+    }
+}
+
+impl PartialEq for Socket {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+struct Inner {
+    ws: Option<WebSocket>,
+    on_event: Callback<Event>,
+    resume: Resume,
+    attempt: u32,
+    closed_by_page: bool,
+    // Kept alive as long as the socket they are attached to.
+    handlers: Vec<Box<dyn std::any::Any>>,
+}
+
+impl Socket {
+    /// Connects to `/api/ws` on the page's origin; every event goes to `on_event`.
+    pub fn connect(on_event: Callback<Event>) -> Socket {
+        let inner = Inner { ws: None, on_event, resume: Resume::default(), attempt: 0, closed_by_page: false, handlers: Vec::new() };
+        let socket = Socket { inner: Rc::new(RefCell::new(inner)) };
+        socket.open();
+        socket
+    }
+
+    /// Sends a message (dropped while disconnected: the page shows that state and disables its forms).
+    pub fn send(&self, message: &ClientMessage) {
+        let inner = self.inner.borrow();
+        if let (Some(ws), Ok(text)) = (&inner.ws, serde_json::to_string(message))
+            && ws.ready_state() == WebSocket::OPEN
+        {
+            let _ = ws.send_with_str(&text);
+        }
+    }
+
+    /// Closes for good (log out).
+    pub fn close(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.closed_by_page = true;
+        if let Some(ws) = inner.ws.take() {
+            let _ = ws.close();
+        }
+    }
+
+    fn url() -> Option<String> {
+        let location = web_sys::window()?.location();
+        let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
+        Some(format!("{scheme}://{}/api/ws", location.host().ok()?))
+    }
+
+    fn open(&self) {
+        let Some(ws) = Self::url().and_then(|url| WebSocket::new(&url).ok()) else {
+            self.retry();
+            return;
+        };
+        let weak = Rc::downgrade(&self.inner);
+        let onopen = Closure::<dyn FnMut()>::new({
+            let weak = weak.clone();
+            move || {
+                let Some(inner) = weak.upgrade() else { return };
+                let socket = Socket { inner };
+                let (attach, on_event) = {
+                    let mut i = socket.inner.borrow_mut();
+                    i.attempt = 0;
+                    (i.resume.attachments(), i.on_event.clone())
+                };
+                for message in &attach {
+                    socket.send(message);
+                }
+                on_event.emit(Event::Open);
+            }
+        });
+        let onmessage = Closure::<dyn FnMut(MessageEvent)>::new({
+            let weak = weak.clone();
+            move |e: MessageEvent| {
+                let Some(inner) = weak.upgrade() else { return };
+                let text = e.data().as_string().unwrap_or_default();
+                let event = match serde_json::from_str::<ServerMessage>(&text) {
+                    Ok(message) => {
+                        if !inner.borrow_mut().resume.note(&message) {
+                            return;
+                        }
+                        Event::Message(message)
+                    }
+                    Err(e) => Event::Garbled(e.to_string()),
+                };
+                let on_event = inner.borrow().on_event.clone();
+                on_event.emit(event);
+            }
+        });
+        let onclose = Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| {
+            let Some(inner) = weak.upgrade() else { return };
+            let socket = Socket { inner };
+            if socket.inner.borrow().closed_by_page {
+                return;
+            }
+            socket.inner.borrow_mut().ws = None;
+            socket.retry();
+        });
+        ws.set_onopen(Some(onopen.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(onclose.as_ref().unchecked_ref()));
+        let mut inner = self.inner.borrow_mut();
+        inner.handlers = vec![Box::new(onopen), Box::new(onmessage), Box::new(onclose)];
+        inner.ws = Some(ws);
+    }
+
+    fn retry(&self) {
+        let (retry_ms, on_event) = {
+            let mut inner = self.inner.borrow_mut();
+            let ms = backoff_ms(inner.attempt);
+            inner.attempt += 1;
+            (ms, inner.on_event.clone())
+        };
+        on_event.emit(Event::Closed { retry_ms });
+        let socket = self.clone();
+        yew::platform::spawn_local(async move {
+            yew::platform::time::sleep(std::time::Duration::from_millis(retry_ms.into())).await;
+            if !socket.inner.borrow().closed_by_page {
+                socket.open();
+            }
+        });
+    }
+}
+
+/// `POST /api/login`: `Ok(user)`, or the message to show.
+pub async fn login(name: &str, password: &str) -> Result<String, String> {
+    let body = serde_json::json!({ "name": name, "password": password });
+    let request = gloo_net::http::Request::post("/api/login").json(&body).map_err(|e| e.to_string())?;
+    let response = request.send().await.map_err(|e| format!("the relay cannot be reached: {e}"))?;
+    match response.status() {
+        200 => Ok(user_of(&response.text().await.unwrap_or_default()).unwrap_or_else(|| name.to_owned())),
+        401 => Err("wrong user name or password".into()),
+        status => Err(format!("login failed (HTTP {status})")),
+    }
+}
+
+/// `GET /api/me`: the logged-in user, if any.
+pub async fn me() -> Option<String> {
+    let response = gloo_net::http::Request::get("/api/me").send().await.ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    user_of(&response.text().await.ok()?)
+}
+
+/// `POST /api/logout`.
+pub async fn logout() {
+    let _ = gloo_net::http::Request::post("/api/logout").send().await;
+}
+
+/// The `name` of a `{"name": …}` answer.
+fn user_of(json: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(json).ok()?.get("name")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use psgate_shared::api::{PipelineState, RecordKind};
+
+    use super::*;
+
+    fn output(pipeline: u64, seq: u64) -> ServerMessage {
+        ServerMessage::Output { session: SessionId(1), pipeline: PipelineId(pipeline), seq, clixml: "<I32>1</I32>".into() }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!((0..8).map(backoff_ms).collect::<Vec<_>>(), [250, 500, 1000, 2000, 4000, 8000, 8000, 8000]);
+        assert_eq!(backoff_ms(u32::MAX), 8000);
+    }
+
+    #[test]
+    fn running_pipelines_are_reattached_after_the_last_seq() {
+        let mut r = Resume::default();
+        assert!(r.note(&ServerMessage::PipelineStarted { session: SessionId(1), pipeline: PipelineId(2) }));
+        assert_eq!(r.attachments(), [ClientMessage::Attach { session: SessionId(1), pipeline: PipelineId(2), after_seq: 0 }]);
+        assert!(r.note(&output(2, 1)));
+        assert!(r.note(&ServerMessage::Record { session: SessionId(1), pipeline: PipelineId(2), seq: 2, kind: RecordKind::Warning, clixml: String::new() }));
+        assert_eq!(r.attachments(), [ClientMessage::Attach { session: SessionId(1), pipeline: PipelineId(2), after_seq: 2 }]);
+    }
+
+    #[test]
+    fn repeats_are_dropped_and_finished_pipelines_forgotten() {
+        let mut r = Resume::default();
+        r.note(&ServerMessage::PipelineStarted { session: SessionId(1), pipeline: PipelineId(2) });
+        assert!(r.note(&output(2, 1)));
+        assert!(!r.note(&output(2, 1)), "a repeat after a re-attach");
+        let done = ServerMessage::PipelineState { session: SessionId(1), pipeline: PipelineId(2), seq: 2, state: PipelineState::Completed, error: None };
+        assert!(r.note(&done));
+        assert!(r.attachments().is_empty());
+    }
+
+    #[test]
+    fn removed_sessions_are_not_reattached() {
+        let mut r = Resume::default();
+        r.note(&ServerMessage::PipelineStarted { session: SessionId(1), pipeline: PipelineId(2) });
+        r.note(&ServerMessage::Sessions { sessions: vec![] });
+        assert!(r.attachments().is_empty());
+    }
+
+    #[test]
+    fn the_user_is_read_from_the_answer() {
+        assert_eq!(user_of(r#"{"name":"demo"}"#).as_deref(), Some("demo"));
+        assert_eq!(user_of("nope"), None);
+    }
+}

@@ -1,0 +1,485 @@
+//! The console page: login, the sessions panel, one Enter-PSSession-like console per session, host prompts as
+//! dialogs. State is [`crate::app::State`]; the one WebSocket is [`crate::api::Socket`]. `/viewer` is the
+//! CLIXML viewer.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use psgate_shared::api::{ClientMessage, HostAnswer, SessionId, SessionInfo, Target, Transport};
+use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
+use yew::prelude::*;
+
+use super::Viewer;
+use super::console::block;
+use crate::api::{self, Event, Socket};
+use crate::app::{Action, Auth, Console, HostPrompt, Link, PromptKind, State, fields_answer, history_step, prompt_of, string_answer};
+
+/// The page: `/viewer` is the CLIXML viewer, anything else the console.
+#[component]
+pub fn App() -> Html {
+    let viewer = web_sys::window().and_then(|w| w.location().pathname().ok()).is_some_and(|p| p.trim_end_matches('/') == "/viewer");
+    if viewer { html! { <Viewer /> } } else { html! { <ConsolePage /> } }
+}
+
+#[component]
+fn ConsolePage() -> Html {
+    let state = use_reducer(State::default);
+    let socket: Rc<RefCell<Option<Socket>>> = use_mut_ref(|| None);
+    {
+        let dispatch = state.dispatcher();
+        use_effect_with((), move |_| {
+            yew::platform::spawn_local(async move {
+                dispatch.dispatch(match api::me().await {
+                    Some(user) => Action::LoggedIn(user),
+                    None => Action::LoggedOut(None),
+                });
+            });
+        });
+    }
+    let logged_in = matches!(state.auth, Auth::LoggedIn(_));
+    {
+        let (dispatch, socket) = (state.dispatcher(), Rc::clone(&socket));
+        use_effect_with(logged_in, move |&logged_in| {
+            if logged_in {
+                let on_event = {
+                    let socket = Rc::clone(&socket);
+                    Callback::from(move |event: Event| {
+                        if event == Event::Open
+                            && let Some(s) = socket.borrow().as_ref()
+                        {
+                            s.send(&ClientMessage::GetSessions { computer_name: None, name: None });
+                        }
+                        dispatch.dispatch(Action::Socket(event));
+                    })
+                };
+                *socket.borrow_mut() = Some(Socket::connect(on_event));
+            }
+            move || {
+                if let Some(s) = socket.borrow_mut().take() {
+                    s.close();
+                }
+            }
+        });
+    }
+    let send = {
+        let socket = Rc::clone(&socket);
+        Callback::from(move |m: ClientMessage| {
+            if let Some(s) = socket.borrow().as_ref() {
+                s.send(&m);
+            }
+        })
+    };
+    let on_action = state.dispatcher().to_callback();
+    let user = match &state.auth {
+        Auth::Checking => return html! { <p class="hint">{ "Loading…" }</p> },
+        Auth::LoggedOut(error) => return html! { <Login error={error.clone()} {on_action} /> },
+        Auth::LoggedIn(user) => user.clone(),
+    };
+    let logout = on_action.reform(|_: MouseEvent| {
+        yew::platform::spawn_local(api::logout());
+        Action::LoggedOut(None)
+    });
+    let link = match state.link {
+        Link::Connecting => html! { <span class="link connecting">{ "connecting…" }</span> },
+        Link::Open => html! { <span class="link open">{ "connected" }</span> },
+        Link::Retrying(ms) => html! { <span class="link retrying">{ format!("disconnected: retrying in {:.1} s", f64::from(ms) / 1000.0) }</span> },
+    };
+    let active = state.active.and_then(|id| state.session(id).cloned());
+    html! {
+        <>
+            <header class="topbar">
+                <span class="brand">{ "psgate" }</span>
+                <span class="topbar-title">{ "Console" }</span>
+                <a class="topbar-link" href="/viewer">{ "Viewer" }</a>
+                <span class="topbar-spacer"></span>
+                { link }
+                <span class="topbar-user" id="user">{ user }</span>
+                <button type="button" class="secondary" id="logout" onclick={logout}>{ "Log out" }</button>
+            </header>
+            <main class="app-layout">
+                <Sessions sessions={state.sessions.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open} />
+                if !state.notices.is_empty() {
+                    <div class="notices" role="alert">
+                        { for state.notices.iter().map(|n| html! { <div class="notice">{ n }</div> }) }
+                        <button type="button" class="secondary" onclick={on_action.reform(|_: MouseEvent| Action::DismissNotices)}>{ "Dismiss" }</button>
+                    </div>
+                }
+                if let Some(info) = active {
+                    <SessionConsole
+                        key={info.id.0}
+                        console={state.consoles.get(&info.id).cloned().unwrap_or_default()}
+                        info={info.clone()}
+                        {send}
+                        {on_action}
+                    />
+                }
+            </main>
+        </>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct LoginProps {
+    error: Option<String>,
+    on_action: Callback<Action>,
+}
+
+#[component]
+fn Login(props: &LoginProps) -> Html {
+    let name = use_node_ref();
+    let password = use_node_ref();
+    let busy = use_state(|| false);
+    let onsubmit = {
+        let (name, password, busy, on_action) = (name.clone(), password.clone(), busy.clone(), props.on_action.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let value = |r: &NodeRef| r.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default();
+            let (n, p) = (value(&name), value(&password));
+            let (busy, on_action) = (busy.clone(), on_action.clone());
+            busy.set(true);
+            yew::platform::spawn_local(async move {
+                let result = api::login(&n, &p).await;
+                busy.set(false);
+                on_action.emit(match result {
+                    Ok(user) => Action::LoggedIn(user),
+                    Err(e) => Action::LoggedOut(Some(e)),
+                });
+            });
+        })
+    };
+    html! {
+        <main class="login-page">
+            <form class="login" {onsubmit}>
+                <h1><span class="brand">{ "psgate" }</span>{ " sign in" }</h1>
+                <label for="login-name">{ "User name" }</label>
+                <input id="login-name" ref={name} autocomplete="username" required=true />
+                <label for="login-password">{ "Password" }</label>
+                <input id="login-password" ref={password} type="password" autocomplete="current-password" required=true />
+                if let Some(e) = &props.error { <p class="login-error" role="alert">{ e }</p> }
+                <button type="submit" id="login-submit" disabled={*busy}>{ "Log in" }</button>
+                <p class="hint"><a href="/viewer">{ "CLIXML viewer" }</a>{ " (no login needed)" }</p>
+            </form>
+        </main>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct SessionsProps {
+    sessions: Vec<SessionInfo>,
+    active: Option<SessionId>,
+    send: Callback<ClientMessage>,
+    on_action: Callback<Action>,
+    online: bool,
+}
+
+/// Reads the New-PSSession form: one target per comma-separated computer name.
+fn targets(computers: &str, transport: &str, port: &str, user: &str, password: &str, name: &str) -> Result<Vec<Target>, String> {
+    let transport = if transport == "ssh" { Transport::Ssh } else { Transport::Local };
+    let port = match port.trim() {
+        "" => None,
+        p => Some(p.parse::<u16>().map_err(|_| format!("{p:?} is not a port"))?),
+    };
+    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let names: Vec<&str> = computers.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+    if names.is_empty() {
+        return Err("name at least one computer".into());
+    }
+    let many = names.len() > 1;
+    Ok(names
+        .iter()
+        .map(|c| Target {
+            computer_name: (*c).to_owned(),
+            transport,
+            port,
+            user: opt(user),
+            password: Some(password.to_owned()).filter(|p| !p.is_empty()),
+            key_file: None,
+            // One name for several sessions would be ambiguous: number them.
+            name: opt(name).map(|n| if many { format!("{n}-{c}") } else { n }),
+        })
+        .collect())
+}
+
+#[component]
+fn Sessions(props: &SessionsProps) -> Html {
+    let refs: [NodeRef; 5] = Default::default();
+    let transport = use_node_ref();
+    let error = use_state(|| None::<String>);
+    let onsubmit = {
+        let (refs, transport, error, send) = (refs.clone(), transport.clone(), error.clone(), props.send.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let v: Vec<String> = refs.iter().map(|r| r.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default()).collect();
+            let t = transport.cast::<HtmlSelectElement>().map(|s| s.value()).unwrap_or_default();
+            match targets(&v[0], &t, &v[1], &v[2], &v[3], &v[4]) {
+                Ok(targets) => {
+                    error.set(None);
+                    send.emit(ClientMessage::NewSessions { targets });
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        })
+    };
+    let remove_all = props.send.reform(|_: MouseEvent| ClientMessage::RemoveSessions { ids: vec![], all: true });
+    html! {
+        <section class="panel sessions">
+            <h2>{ "Sessions" }</h2>
+            <form class="new-session" {onsubmit}>
+                <label>{ "ComputerName" }<input id="new-computers" ref={refs[0].clone()} placeholder="localhost, srv01, srv02" value="localhost" /></label>
+                <label>{ "Transport" }
+                    <select id="new-transport" ref={transport}>
+                        <option value="local" selected=true>{ "local" }</option>
+                        <option value="ssh">{ "ssh" }</option>
+                    </select>
+                </label>
+                <label>{ "Port" }<input id="new-port" ref={refs[1].clone()} inputmode="numeric" size="5" /></label>
+                <label>{ "User" }<input id="new-user" ref={refs[2].clone()} autocomplete="off" /></label>
+                <label>{ "Password" }<input id="new-password" ref={refs[3].clone()} type="password" autocomplete="off" /></label>
+                <label>{ "Name" }<input id="new-name" ref={refs[4].clone()} /></label>
+                <button type="submit" id="new-session" disabled={!props.online}>{ "New-PSSession" }</button>
+            </form>
+            if let Some(e) = &*error { <p class="form-error" role="alert">{ e }</p> }
+            <table class="sessions-table" id="sessions">
+                <thead><tr>
+                    <th class="num">{ "Id" }</th><th>{ "Name" }</th><th>{ "ComputerName" }</th><th>{ "Transport" }</th>
+                    <th>{ "State" }</th><th>{ "Availability" }</th><th></th>
+                </tr></thead>
+                <tbody>
+                    { for props.sessions.iter().map(|s| {
+                        let id = s.id;
+                        let select = props.on_action.reform(move |_: MouseEvent| Action::Select(id));
+                        let remove = props.send.reform(move |e: MouseEvent| {
+                            e.stop_propagation();
+                            ClientMessage::RemoveSessions { ids: vec![id], all: false }
+                        });
+                        let class = classes!("session-row", (props.active == Some(id)).then_some("active"));
+                        html! {
+                            <tr {class} data-id={id.0.to_string()} onclick={select} title={s.reason.clone()}>
+                                <td class="num">{ id.0 }</td>
+                                <td>{ &s.name }</td>
+                                <td>{ &s.computer_name }</td>
+                                <td>{ format!("{:?}", s.transport) }</td>
+                                <td class={classes!("state", format!("state-{:?}", s.state).to_lowercase())}>{ format!("{:?}", s.state) }</td>
+                                <td>{ format!("{:?}", s.availability) }</td>
+                                <td><button type="button" class="secondary remove-session" onclick={remove}>{ "Remove" }</button></td>
+                            </tr>
+                        }
+                    }) }
+                </tbody>
+            </table>
+            if props.sessions.is_empty() { <p class="hint">{ "No sessions: create one above." }</p> }
+            else { <button type="button" class="secondary" id="remove-all" onclick={remove_all}>{ "Remove all" }</button> }
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct ConsoleProps {
+    info: SessionInfo,
+    console: Console,
+    send: Callback<ClientMessage>,
+    on_action: Callback<Action>,
+}
+
+#[component]
+fn SessionConsole(props: &ConsoleProps) -> Html {
+    let input = use_node_ref();
+    let history_pos = use_mut_ref(|| usize::MAX);
+    let id = props.info.id;
+    let busy = props.console.running.is_some() || props.console.starting;
+    let onkeydown = {
+        let (input, send, on_action, history_pos) = (input.clone(), props.send.clone(), props.on_action.clone(), Rc::clone(&history_pos));
+        let (history, running) = (props.console.history.clone(), props.console.running);
+        Callback::from(move |e: KeyboardEvent| {
+            let Some(area) = input.cast::<HtmlTextAreaElement>() else { return };
+            match e.key().as_str() {
+                "Enter" if !e.shift_key() => {
+                    e.prevent_default();
+                    if busy {
+                        return;
+                    }
+                    let script = area.value();
+                    area.set_value("");
+                    *history_pos.borrow_mut() = usize::MAX;
+                    on_action.emit(Action::Ran(id, script.clone()));
+                    send.emit(ClientMessage::Run { session: id, script });
+                }
+                key @ ("ArrowUp" | "ArrowDown") if !area.value().contains('\n') => {
+                    let pos = (*history_pos.borrow()).min(history.len());
+                    if let Some((next, text)) = history_step(&history, pos, key == "ArrowUp") {
+                        e.prevent_default();
+                        *history_pos.borrow_mut() = next;
+                        area.set_value(&text);
+                    }
+                }
+                "c" if e.ctrl_key() => {
+                    let selected = web_sys::window().and_then(|w| w.get_selection().ok().flatten()).is_some_and(|s| !s.is_collapsed());
+                    if let (Some(pipeline), false) = (running, selected) {
+                        e.prevent_default();
+                        send.emit(ClientMessage::Stop { session: id, pipeline });
+                    }
+                }
+                _ => {}
+            }
+        })
+    };
+    {
+        // Keep the newest output in view.
+        let input = input.clone();
+        let n = props.console.entries.iter().map(|e| e.items.len() + 1).sum::<usize>();
+        use_effect_with(n, move |_| {
+            if let Some(el) = input.cast::<web_sys::Element>() {
+                el.scroll_into_view_with_bool(false);
+            }
+        });
+    }
+    let stop = {
+        let (send, running) = (props.send.clone(), props.console.running);
+        Callback::from(move |_: MouseEvent| {
+            if let Some(pipeline) = running {
+                send.emit(ClientMessage::Stop { session: id, pipeline });
+            }
+        })
+    };
+    let prompt = prompt_of(Some(&props.info));
+    html! {
+        <section class="panel session-console">
+            <h2>{ format!("{} · {}", props.info.name, props.info.computer_name) }</h2>
+            <div class="console" id="session-console">
+                { for props.console.entries.iter().map(|e| html! {
+                    <div class="console-entry" data-pipeline={e.pipeline.map(|p| p.0.to_string())}>
+                        <pre class="console-command"><span class="console-prompt">{ &e.prompt }</span>{ " " }{ &e.script }</pre>
+                        { for e.blocks.iter().map(block) }
+                        if let Some(state) = e.state.filter(|s| !matches!(s, psgate_shared::api::PipelineState::Running | psgate_shared::api::PipelineState::Completed)) {
+                            <div class="pipeline-end">{ format!("({state:?})").to_lowercase() }</div>
+                        }
+                    </div>
+                }) }
+                <div class="console-input-line">
+                    <label class="console-prompt" for="console-input">{ prompt }</label>
+                    <textarea id="console-input" ref={input} rows="1" spellcheck="false" autocomplete="off" {onkeydown}
+                        placeholder={if busy { "running… (Ctrl+C stops it)" } else { "" }} />
+                </div>
+            </div>
+            if props.console.running.is_some() {
+                <button type="button" class="secondary" id="stop" onclick={stop}>{ "Stop (Ctrl+C)" }</button>
+            }
+            if let Some(p) = &props.console.prompt {
+                <HostDialog session={id} prompt={p.clone()} send={props.send.clone()} on_action={props.on_action.clone()} />
+            }
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct HostDialogProps {
+    session: SessionId,
+    prompt: HostPrompt,
+    send: Callback<ClientMessage>,
+    on_action: Callback<Action>,
+}
+
+#[component]
+fn HostDialog(props: &HostDialogProps) -> Html {
+    let inputs: Rc<Vec<NodeRef>> = use_memo(props.prompt.call_id, |_| (0..8).map(|_| NodeRef::default()).collect());
+    let answer = {
+        let (send, on_action, session) = (props.send.clone(), props.on_action.clone(), props.session);
+        let (pipeline, call_id) = (props.prompt.pipeline, props.prompt.call_id);
+        Callback::from(move |answer: HostAnswer| {
+            on_action.emit(Action::Answered(session));
+            send.emit(ClientMessage::HostResponse { session, pipeline, call_id, answer });
+        })
+    };
+    let cancel = answer.reform(|_: MouseEvent| HostAnswer::Error { message: "cancelled by the user".into() });
+    let value = |r: &NodeRef| r.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default();
+    {
+        let first = inputs[0].clone();
+        use_effect_with(props.prompt.call_id, move |_| {
+            if let Some(i) = first.cast::<HtmlInputElement>() {
+                let _ = i.focus();
+            }
+        });
+    }
+    let (title, body) = match &props.prompt.kind {
+        PromptKind::Line => {
+            let (first, answer) = (inputs[0].clone(), answer.clone());
+            let onsubmit = Callback::from(move |e: SubmitEvent| {
+                e.prevent_default();
+                answer.emit(HostAnswer::Value { clixml: string_answer(&value(&first)) });
+            });
+            ("Read-Host".to_owned(), html! {
+                <form {onsubmit}>
+                    <input id="host-input" ref={inputs[0].clone()} autocomplete="off" />
+                    <div class="buttons">
+                        <button type="submit" id="host-submit">{ "OK" }</button>
+                        <button type="button" class="secondary" onclick={cancel.clone()}>{ "Cancel" }</button>
+                    </div>
+                </form>
+            })
+        }
+        PromptKind::Choice { caption, message, choices, default } => (caption.clone(), html! {
+            <>
+                <p>{ message }</p>
+                <div class="buttons">
+                    { for choices.iter().enumerate().map(|(i, label)| {
+                        let pick = answer.reform(move |_: MouseEvent| HostAnswer::Value { clixml: format!("<I32>{i}</I32>") });
+                        let class = classes!("host-choice", (*default != Some(i)).then_some("secondary"));
+                        html! { <button type="button" {class} onclick={pick}>{ label }</button> }
+                    }) }
+                    <button type="button" class="secondary" onclick={cancel.clone()}>{ "Cancel" }</button>
+                </div>
+            </>
+        }),
+        PromptKind::Fields { caption, message, fields } => {
+            let (inputs2, answer, names) = (Rc::clone(&inputs), answer.clone(), fields.clone());
+            let onsubmit = Callback::from(move |e: SubmitEvent| {
+                e.prevent_default();
+                let pairs: Vec<(String, String)> = names.iter().zip(inputs2.iter()).map(|(n, r)| (n.clone(), value(r))).collect();
+                answer.emit(HostAnswer::Value { clixml: fields_answer(&pairs) });
+            });
+            (if caption.is_empty() { "Prompt".to_owned() } else { caption.clone() }, html! {
+                <form {onsubmit}>
+                    if !message.is_empty() { <p>{ message }</p> }
+                    { for fields.iter().zip(inputs.iter()).map(|(f, r)| html! {
+                        <label class="host-field">{ f }<input ref={r.clone()} data-field={f.clone()} autocomplete="off" /></label>
+                    }) }
+                    <div class="buttons">
+                        <button type="submit" id="host-submit">{ "OK" }</button>
+                        <button type="button" class="secondary" onclick={cancel.clone()}>{ "Cancel" }</button>
+                    </div>
+                </form>
+            })
+        }
+        PromptKind::Unsupported(method) => (method.clone(), html! {
+            <>
+                <p>{ format!("This console cannot answer {method} yet.") }</p>
+                <div class="buttons"><button type="button" onclick={cancel.clone()}>{ "Cancel" }</button></div>
+            </>
+        }),
+    };
+    html! {
+        <div class="host-backdrop">
+            <div class="host-dialog" role="dialog" aria-modal="true" aria-label={title.clone()}>
+                <h3>{ title }</h3>
+                { body }
+            </div>
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_computers_make_several_targets() {
+        let t = targets("srv1, srv2,", "ssh", "2222", "bob", "pw", "web").expect("valid");
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[1].computer_name.as_str(), t[1].port, t[1].user.as_deref(), t[1].name.as_deref()), ("srv2", Some(2222), Some("bob"), Some("web-srv2")));
+        assert_eq!(t[0].transport, Transport::Ssh);
+        let t = targets("localhost", "local", "", "", "", "").expect("valid");
+        assert_eq!((t[0].transport, t[0].port, t[0].user.clone(), t[0].password.clone(), t[0].name.clone()), (Transport::Local, None, None, None, None));
+        assert!(targets(" , ", "local", "", "", "", "").is_err());
+        assert!(targets("a", "local", "99999", "", "", "").is_err());
+    }
+}
