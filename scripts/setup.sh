@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything psgate needs to build and test, idempotently: a second run skips what is present.
-#   scripts/setup.sh          build tools (wasm32 target, Trunk, wasm-bindgen, wasm-opt)
+#   scripts/setup.sh          build tools (wasm32 target, Trunk, wasm-bindgen, wasm-opt) and the demo target's
+#                             Python environment (psrpcore's server role)
 #   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore, pytest, PyYAML;
 #                             for tests/peers: openssh-server, psrpcore for /usr/bin/python3, devious-pypsrp's venv)
 set -euo pipefail
@@ -32,6 +33,16 @@ if [ ! -x "$PSGATE_TOOLS/trunk-$TRUNK_VERSION/bin/trunk" ]; then
   cargo install --quiet --locked trunk --version "$TRUNK_VERSION" --root "$PSGATE_TOOLS/trunk-$TRUNK_VERSION"
 fi
 
+# psrpcore's server role is `psgate demo`'s built-in target where PowerShell is not installed (tests/peers).
+if [ ! -x "$PSGATE_PYTHON" ]; then
+  log "creating the Python environment $PSGATE_VENV"
+  python3 -m venv "$PSGATE_VENV"
+fi
+if ! "$PSGATE_PYTHON" -c "import psrpcore, sys, importlib.metadata as m; sys.exit(m.version('psrpcore') != '$PSRPCORE_VERSION')" 2>/dev/null; then
+  log "installing psrpcore $PSRPCORE_VERSION"
+  "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "psrpcore==$PSRPCORE_VERSION"
+fi
+
 if [ "$want_test" = 1 ]; then
   missing=()
   for p in chromium chromium-driver openssh-server; do
@@ -42,14 +53,6 @@ if [ "$want_test" = 1 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-  if [ ! -x "$PSGATE_PYTHON" ]; then
-    log "creating the Python environment $PSGATE_VENV"
-    python3 -m venv "$PSGATE_VENV"
-  fi
-  if ! "$PSGATE_PYTHON" -c "import psrpcore, sys, importlib.metadata as m; sys.exit(m.version('psrpcore') != '$PSRPCORE_VERSION')" 2>/dev/null; then
-    log "installing psrpcore $PSRPCORE_VERSION"
-    "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "psrpcore==$PSRPCORE_VERSION"
   fi
   # For tests/psrpcore (the CLIXML interop tests): the test runner and the YAML reader for the recorded traffic.
   if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pytest') != '$PYTEST_VERSION' or m.version('PyYAML') != '$PYYAML_VERSION')" 2>/dev/null; then
