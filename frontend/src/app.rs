@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use psgate_shared::api::{ErrorCode, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState};
+use psgate_shared::api::{ErrorCode, InvocationId, InvokeHost, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState};
 use psgate_shared::clixml::{self, Content, Document, Item, Value};
 use yew::Reducible;
 
@@ -51,6 +51,10 @@ pub enum Action {
     Ran(SessionId, String),
     /// The user answered (or cancelled) the session's host prompt.
     Answered(SessionId),
+    /// The user ran Invoke-Command on these sessions (the `invoke` message was sent).
+    Invoked(Vec<SessionId>, String),
+    /// The user answered (or cancelled) a host prompt of an Invoke-Command pipeline.
+    AnsweredInvoke(SessionId, PipelineId),
     /// Dismiss the notices.
     DismissNotices,
 }
@@ -70,6 +74,87 @@ pub struct State {
     pub consoles: BTreeMap<SessionId, Console>,
     /// Refused targets and relay errors, newest last.
     pub notices: Vec<String>,
+    /// Invoke-Command runs, oldest first.
+    pub invocations: Vec<Invocation>,
+}
+
+/// One Invoke-Command run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Invocation {
+    /// The relay's id, once `invoke_started` came.
+    pub id: Option<InvocationId>,
+    /// The script.
+    pub script: String,
+    /// The throttle limit in effect.
+    pub throttle_limit: Option<u32>,
+    /// Each session's part, in the order asked.
+    pub hosts: Vec<InvokeTarget>,
+    /// The relay refused the run (nothing ran).
+    pub refused: Option<String>,
+    /// `invoke_finished` came.
+    pub finished: bool,
+}
+
+impl Invocation {
+    fn host(&mut self, session: SessionId) -> &mut InvokeTarget {
+        if let Some(i) = self.hosts.iter().position(|h| h.session == session) {
+            return &mut self.hosts[i];
+        }
+        self.hosts.push(InvokeTarget::new(session, String::new()));
+        self.hosts.last_mut().expect("just pushed")
+    }
+
+    fn finish_host(&mut self, host: InvokeHost) {
+        let h = self.host(host.session);
+        h.computer_name = host.computer_name;
+        h.pipeline = host.pipeline.or(h.pipeline);
+        h.state = Some(host.state);
+        h.prompt = None;
+        h.message = host.message.or_else(|| host.error.as_deref().map(error_message)).or(h.message.take());
+    }
+
+    /// How many hosts ended in each way: (completed, failed, stopped).
+    pub fn summary(&self) -> (usize, usize, usize) {
+        let count = |s: PipelineState| self.hosts.iter().filter(|h| h.state == Some(s)).count();
+        (count(PipelineState::Completed), count(PipelineState::Failed), count(PipelineState::Stopped))
+    }
+}
+
+/// One session's part of an Invoke-Command run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvokeTarget {
+    /// The session.
+    pub session: SessionId,
+    /// Its `ComputerName`.
+    pub computer_name: String,
+    /// The pipeline, once started.
+    pub pipeline: Option<PipelineId>,
+    /// `None`: waiting for its turn (throttle limit); then running, then the final state.
+    pub state: Option<PipelineState>,
+    /// Why it failed (could not start, or the terminating error's message).
+    pub message: Option<String>,
+    /// What it wrote.
+    pub output: Entry,
+    /// Its host call waiting for an answer.
+    pub prompt: Option<HostPrompt>,
+}
+
+impl InvokeTarget {
+    fn new(session: SessionId, computer_name: String) -> InvokeTarget {
+        InvokeTarget { session, computer_name, pipeline: None, state: None, message: None, output: Entry::default(), prompt: None }
+    }
+}
+
+/// The message of a terminating error record (CLIXML), for a status line.
+pub fn error_message(clixml: &str) -> String {
+    let Ok(v) = clixml::decode_message(clixml.as_bytes()) else { return "failed".into() };
+    let Some(o) = v.as_object() else { return v.as_str().unwrap_or("failed").to_owned() };
+    let exception = o.property("Exception").and_then(Value::as_object);
+    exception
+        .and_then(|e| e.property("Message").and_then(Value::as_str).map(str::to_owned).or_else(|| e.to_string.as_ref().map(|s| s.to_string())))
+        .or_else(|| o.to_string.as_ref().map(|s| s.to_string()))
+        .or_else(|| o.property("Message").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "failed".into())
 }
 
 /// One session's console.
@@ -135,6 +220,17 @@ pub struct HostPrompt {
 pub enum PromptKind {
     /// `ReadLine`: one line of text.
     Line,
+    /// `ReadLineAsSecureString`: one masked line, answered as `secure`.
+    SecureLine,
+    /// `PromptForCredential1`/`2`: user name and masked password, answered as `credential`.
+    Credential {
+        /// The caption.
+        caption: String,
+        /// The message.
+        message: String,
+        /// The suggested user name (pre-filled).
+        user: String,
+    },
     /// `PromptForChoice`: buttons; answered with the index.
     Choice {
         /// Caption and message.
@@ -152,11 +248,22 @@ pub enum PromptKind {
         caption: String,
         /// The message.
         message: String,
-        /// The field names.
-        fields: Vec<String>,
+        /// The fields.
+        fields: Vec<Field>,
     },
     /// A call this console cannot answer yet (Cancel only).
     Unsupported(String),
+}
+
+/// One field of a `Prompt` call (a FieldDescription).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// Its name (the answer's key).
+    pub name: String,
+    /// Its label, when it has one.
+    pub label: String,
+    /// A `System.Security.SecureString` field: masked, answered as a secure field.
+    pub secure: bool,
 }
 
 impl HostPrompt {
@@ -173,13 +280,26 @@ impl HostPrompt {
         };
         let kind = match method {
             "ReadLine" => PromptKind::Line,
+            "ReadLineAsSecureString" => PromptKind::SecureLine,
+            "PromptForCredential1" | "PromptForCredential2" => PromptKind::Credential { caption: text(0), message: text(1), user: text(2) },
             "PromptForChoice" => PromptKind::Choice {
                 caption: text(0),
                 message: text(1),
                 choices: list(2).iter().map(|c| prop(c, &["Label"]).replace('&', "")).collect(),
                 default: args.get(3).and_then(Value::as_i64).and_then(|d| usize::try_from(d).ok()),
             },
-            "Prompt" => PromptKind::Fields { caption: text(0), message: text(1), fields: list(2).iter().map(|f| prop(f, &["Name", "Label"])).collect() },
+            "Prompt" => PromptKind::Fields {
+                caption: text(0),
+                message: text(1),
+                fields: list(2)
+                    .iter()
+                    .map(|f| Field {
+                        name: prop(f, &["Name", "Label"]),
+                        label: prop(f, &["Label"]).replace('&', ""),
+                        secure: prop(f, &["ParameterTypeFullName"]) == "System.Security.SecureString" || prop(f, &["ParameterTypeName"]) == "SecureString",
+                    })
+                    .collect(),
+            },
             other => PromptKind::Unsupported(other.to_owned()),
         };
         HostPrompt { pipeline, call_id, kind }
@@ -221,6 +341,14 @@ fn stream_of(kind: RecordKind) -> &'static str {
 impl State {
     fn entry(&mut self, session: SessionId, pipeline: PipelineId) -> Option<&mut Entry> {
         self.consoles.get_mut(&session)?.entries.iter_mut().rev().find(|e| e.pipeline == Some(pipeline))
+    }
+
+    fn invoke_host(&mut self, session: SessionId, pipeline: PipelineId) -> Option<&mut InvokeTarget> {
+        self.invocations.iter_mut().rev().flat_map(|i| i.hosts.iter_mut()).find(|h| h.session == session && h.pipeline == Some(pipeline))
+    }
+
+    fn invocation(&mut self, id: InvocationId) -> Option<&mut Invocation> {
+        self.invocations.iter_mut().rev().find(|i| i.id == Some(id))
     }
 
     /// The session's row.
@@ -266,30 +394,48 @@ impl State {
                 console.starting = false;
             }
             ServerMessage::Output { session, pipeline, clixml, .. } => {
-                if let Some(e) = self.entry(session, pipeline) {
+                if let Some(h) = self.invoke_host(session, pipeline) {
+                    h.output.push_clixml(None, &clixml);
+                } else if let Some(e) = self.entry(session, pipeline) {
                     e.push_clixml(None, &clixml);
                 }
             }
             ServerMessage::Record { session, pipeline, kind, clixml, .. } => {
-                if let Some(e) = self.entry(session, pipeline) {
+                if let Some(h) = self.invoke_host(session, pipeline) {
+                    h.output.push_clixml(Some(stream_of(kind)), &clixml);
+                } else if let Some(e) = self.entry(session, pipeline) {
                     e.push_clixml(Some(stream_of(kind)), &clixml);
                 }
             }
             ServerMessage::HostCall { session, pipeline, call_id, method, args, .. } => {
                 if call_id < 0 {
                     // Write-Host and friends: the text is the last argument.
-                    if method.starts_with("Write")
-                        && let Some(e) = self.entry(session, pipeline)
-                    {
+                    if method.starts_with("Write") {
                         let text = args.last().and_then(|a| clixml::decode_message(a.as_bytes()).ok());
-                        e.push(Some("Information"), text.filter(|t| t.as_str().is_some()).unwrap_or_else(|| Value::string("")));
+                        let text = text.filter(|t| t.as_str().is_some()).unwrap_or_else(|| Value::string(""));
+                        if let Some(h) = self.invoke_host(session, pipeline) {
+                            h.output.push(Some("Information"), text);
+                        } else if let Some(e) = self.entry(session, pipeline) {
+                            e.push(Some("Information"), text);
+                        }
                     }
+                } else if let Some(h) = self.invoke_host(session, pipeline) {
+                    h.prompt = Some(HostPrompt::new(pipeline, call_id, &method, &args));
                 } else if let Some(console) = self.consoles.get_mut(&session) {
                     console.prompt = Some(HostPrompt::new(pipeline, call_id, &method, &args));
                 }
             }
             ServerMessage::PipelineState { session, pipeline, state, error, .. } => {
-                if let Some(e) = self.entry(session, pipeline) {
+                if let Some(h) = self.invoke_host(session, pipeline) {
+                    h.state = Some(state);
+                    if let Some(error) = error {
+                        h.message = Some(error_message(&error));
+                        h.output.push_clixml(Some("Error"), &error);
+                    }
+                    if state.is_terminal() {
+                        h.prompt = None;
+                    }
+                } else if let Some(e) = self.entry(session, pipeline) {
                     e.state = Some(state);
                     if let Some(error) = error {
                         e.push_clixml(Some("Error"), &error);
@@ -307,19 +453,63 @@ impl State {
                 // A refused `run`: the command the user typed fails in its console.
                 let refused_run = matches!(code, ErrorCode::SessionNotReady | ErrorCode::UnknownSession);
                 let starting = self.consoles.values_mut().find(|c| c.starting);
-                match starting {
-                    Some(console) if refused_run => {
+                // A refused `invoke` (an unknown session): nothing ran.
+                let pending = self.invocations.iter_mut().rev().find(|i| i.id.is_none() && i.refused.is_none());
+                match (starting, pending) {
+                    (Some(console), _) if refused_run => {
                         console.starting = false;
                         if let Some(e) = console.entries.last_mut() {
                             e.push(Some("Error"), Value::string(message));
                             e.state = Some(PipelineState::Failed);
                         }
                     }
+                    (None, Some(invocation)) if matches!(code, ErrorCode::UnknownSession | ErrorCode::BadMessage) => invocation.refused = Some(message),
                     _ => self.notices.push(message),
                 }
             }
-            // Invoke-Command's messages: not shown by this console yet.
-            _ => {}
+            ServerMessage::InvokeStarted { invocation, sessions, throttle_limit } => {
+                let names: Vec<(SessionId, String)> = sessions.iter().map(|&id| (id, self.session(id).map(|i| i.computer_name.clone()).unwrap_or_default())).collect();
+                let run = match self.invocations.iter_mut().find(|i| i.id.is_none() && i.refused.is_none()) {
+                    Some(run) => run,
+                    None => {
+                        self.invocations.push(Invocation::default());
+                        self.invocations.last_mut().expect("just pushed")
+                    }
+                };
+                run.id = Some(invocation);
+                run.throttle_limit = Some(throttle_limit);
+                // The relay's order (each session once) replaces the one asked.
+                let old = std::mem::take(&mut run.hosts);
+                for (session, computer_name) in names {
+                    let mut h = old.iter().find(|h| h.session == session).cloned().unwrap_or_else(|| InvokeTarget::new(session, String::new()));
+                    if h.computer_name.is_empty() {
+                        h.computer_name = computer_name;
+                    }
+                    run.hosts.push(h);
+                }
+            }
+            ServerMessage::InvokeHostStarted { invocation, session, computer_name, pipeline } => {
+                if let Some(run) = self.invocation(invocation) {
+                    let h = run.host(session);
+                    h.computer_name = computer_name;
+                    h.pipeline = Some(pipeline);
+                    h.state = Some(PipelineState::Running);
+                    h.output.pipeline = Some(pipeline);
+                }
+            }
+            ServerMessage::InvokeHostFinished { invocation, host } => {
+                if let Some(run) = self.invocation(invocation) {
+                    run.finish_host(host);
+                }
+            }
+            ServerMessage::InvokeFinished { invocation, hosts } => {
+                if let Some(run) = self.invocation(invocation) {
+                    for host in hosts {
+                        run.finish_host(host);
+                    }
+                    run.finished = true;
+                }
+            }
         }
     }
 }
@@ -359,6 +549,18 @@ impl Reducible for State {
             Action::Answered(session) => {
                 if let Some(c) = s.consoles.get_mut(&session) {
                     c.prompt = None;
+                }
+            }
+            Action::Invoked(sessions, script) => {
+                let hosts = sessions
+                    .iter()
+                    .map(|&session| InvokeTarget::new(session, s.session(session).map(|i| i.computer_name.clone()).unwrap_or_default()))
+                    .collect();
+                s.invocations.push(Invocation { script, hosts, ..Invocation::default() });
+            }
+            Action::AnsweredInvoke(session, pipeline) => {
+                if let Some(h) = s.invoke_host(session, pipeline) {
+                    h.prompt = None;
                 }
             }
             Action::DismissNotices => s.notices.clear(),
@@ -462,8 +664,27 @@ mod tests {
         assert_eq!(p.kind, PromptKind::Choice { caption: "Confirm".into(), message: "Pick one".into(), choices: vec!["Yes".into(), "No".into()], default: Some(1) });
         let fields = r#"<Obj><LST><Obj><MS><S N="Name">Name</S></MS></Obj></LST></Obj>"#.to_owned();
         let p = HostPrompt::new(P, 2, "Prompt", &["<S />".into(), "<S />".into(), fields]);
-        assert_eq!(p.kind, PromptKind::Fields { caption: String::new(), message: String::new(), fields: vec!["Name".into()] });
-        assert_eq!(HostPrompt::new(P, 3, "PromptForCredential1", &[]).kind, PromptKind::Unsupported("PromptForCredential1".into()));
+        assert_eq!(p.kind, PromptKind::Fields { caption: String::new(), message: String::new(), fields: vec![Field { name: "Name".into(), label: String::new(), secure: false }] });
+        assert_eq!(HostPrompt::new(P, 3, "PromptForCredential3", &[]).kind, PromptKind::Unsupported("PromptForCredential3".into()));
+    }
+
+    #[test]
+    fn secure_strings_credentials_and_secure_fields_are_masked_prompts() {
+        assert_eq!(HostPrompt::new(P, 1, "ReadLineAsSecureString", &[]).kind, PromptKind::SecureLine);
+        let args = ["<S>Creds</S>".into(), "<S>Enter them</S>".into(), "<S>bob</S>".into(), "<S></S>".into()];
+        for method in ["PromptForCredential1", "PromptForCredential2"] {
+            assert_eq!(HostPrompt::new(P, 2, method, &args).kind, PromptKind::Credential { caption: "Creds".into(), message: "Enter them".into(), user: "bob".into() });
+        }
+        assert_eq!(HostPrompt::new(P, 2, "PromptForCredential1", &["<S>c</S>".into(), "<S>m</S>".into(), "<Nil />".into()]).kind, PromptKind::Credential {
+            caption: "c".into(),
+            message: "m".into(),
+            user: String::new()
+        });
+        let field = |name: &str, full: &str| format!(r#"<Obj><MS><S N="name">{name}</S><S N="label"></S><S N="parameterTypeFullName">{full}</S></MS></Obj>"#);
+        let fields = format!("<Obj><LST>{}{}</LST></Obj>", field("pin", "System.Security.SecureString"), field("who", "System.String"));
+        let p = HostPrompt::new(P, 3, "Prompt", &["<S />".into(), "<S />".into(), fields]);
+        let PromptKind::Fields { fields, .. } = p.kind else { panic!("{p:?}") };
+        assert_eq!(fields.iter().map(|f| (f.name.as_str(), f.secure)).collect::<Vec<_>>(), [("pin", true), ("who", false)]);
     }
 
     #[test]
@@ -527,6 +748,90 @@ mod tests {
         assert_eq!(s.consoles[&S].entries[0].state, Some(PipelineState::Failed));
         let s = s.reduce(Action::LoggedOut(None));
         assert_eq!(*s, State { auth: Auth::LoggedOut(None), ..State::default() });
+    }
+
+    fn host(session: u64, pipeline: u64, state: PipelineState, message: Option<&str>) -> InvokeHost {
+        InvokeHost {
+            session: SessionId(session),
+            computer_name: "localhost".into(),
+            pipeline: (pipeline > 0).then_some(PipelineId(pipeline)),
+            state,
+            error: None,
+            message: message.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn invoke_groups_output_by_host_and_keeps_consoles_apart() {
+        let inv = InvocationId(1);
+        let (s2, p2, p3) = (SessionId(2), PipelineId(20), PipelineId(30));
+        let obj = r#"<Obj RefId="0"><MS><S N="ProcessName">svchost</S><S N="PSComputerName">localhost</S></MS></Obj>"#;
+        let s = run([
+            msg(ServerMessage::Sessions { sessions: vec![info(1, SessionState::Opened), info(2, SessionState::Opened), info(3, SessionState::Opened)] }),
+            Action::Invoked(vec![S, s2, SessionId(3)], "Get-Process".into()),
+            msg(ServerMessage::InvokeStarted { invocation: inv, sessions: vec![S, s2, SessionId(3)], throttle_limit: 32 }),
+            msg(ServerMessage::InvokeHostStarted { invocation: inv, session: S, computer_name: "localhost".into(), pipeline: P }),
+            msg(ServerMessage::InvokeHostStarted { invocation: inv, session: s2, computer_name: "localhost".into(), pipeline: p2 }),
+            msg(ServerMessage::Output { session: S, pipeline: P, seq: 1, clixml: obj.into() }),
+            msg(ServerMessage::HostCall { session: s2, pipeline: p2, seq: 1, call_id: 4, method: "ReadLineAsSecureString".into(), args: vec![] }),
+        ]);
+        let run0 = &s.invocations[0];
+        assert_eq!(run0.id, Some(inv));
+        assert_eq!(run0.hosts.iter().map(|h| h.state).collect::<Vec<_>>(), [Some(PipelineState::Running), Some(PipelineState::Running), None]);
+        assert_eq!(run0.hosts[0].output.items.len(), 1);
+        assert_eq!(run0.hosts[1].prompt.as_ref().map(|p| &p.kind), Some(&PromptKind::SecureLine));
+        assert!(s.consoles.values().all(|c| c.entries.is_empty() && c.prompt.is_none()), "invoke output stays out of the consoles");
+        let s = s.reduce(Action::AnsweredInvoke(s2, p2));
+        assert_eq!(s.invocations[0].hosts[1].prompt, None);
+        let failed = ServerMessage::PipelineState {
+            session: s2,
+            pipeline: p2,
+            seq: 2,
+            state: PipelineState::Failed,
+            error: Some(r#"<Obj><ToString>boom</ToString><MS><S N="Message">x</S></MS></Obj>"#.into()),
+        };
+        let s = [
+            msg(failed),
+            msg(ServerMessage::PipelineState { session: S, pipeline: P, seq: 2, state: PipelineState::Completed, error: None }),
+            msg(ServerMessage::InvokeHostFinished { invocation: inv, host: host(1, 7, PipelineState::Completed, None) }),
+            msg(ServerMessage::InvokeHostStarted { invocation: inv, session: SessionId(3), computer_name: "localhost".into(), pipeline: p3 }),
+            msg(ServerMessage::InvokeFinished {
+                invocation: inv,
+                hosts: vec![host(1, 7, PipelineState::Completed, None), host(2, 20, PipelineState::Failed, None), host(3, 0, PipelineState::Failed, Some("the session is busy"))],
+            }),
+        ]
+        .into_iter()
+        .fold(Rc::new(State { invocations: s_before_finish(), ..State::default() }), Reducible::reduce);
+        let run0 = &s.invocations[0];
+        assert!(run0.finished);
+        assert_eq!(run0.summary(), (1, 2, 0));
+        assert_eq!(run0.hosts[1].message.as_deref(), Some("boom"));
+        assert_eq!(run0.hosts[2].message.as_deref(), Some("the session is busy"));
+    }
+
+    fn s_before_finish() -> Vec<Invocation> {
+        let (s2, p2) = (SessionId(2), PipelineId(20));
+        let inv = InvocationId(1);
+        run([
+            msg(ServerMessage::Sessions { sessions: vec![info(1, SessionState::Opened), info(2, SessionState::Opened), info(3, SessionState::Opened)] }),
+            Action::Invoked(vec![S, s2, SessionId(3)], "Get-Process".into()),
+            msg(ServerMessage::InvokeStarted { invocation: inv, sessions: vec![S, s2, SessionId(3)], throttle_limit: 32 }),
+            msg(ServerMessage::InvokeHostStarted { invocation: inv, session: S, computer_name: "localhost".into(), pipeline: P }),
+            msg(ServerMessage::InvokeHostStarted { invocation: inv, session: s2, computer_name: "localhost".into(), pipeline: p2 }),
+        ])
+        .invocations
+        .clone()
+    }
+
+    #[test]
+    fn a_refused_invoke_says_why() {
+        let s = run([
+            msg(ServerMessage::Sessions { sessions: vec![info(1, SessionState::Opened)] }),
+            Action::Invoked(vec![SessionId(9)], "x".into()),
+            msg(ServerMessage::error(ErrorCode::UnknownSession, "no session 9")),
+        ]);
+        assert_eq!(s.invocations[0].refused.as_deref(), Some("no session 9"));
+        assert!(s.notices.is_empty());
     }
 
     #[test]

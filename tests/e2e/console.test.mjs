@@ -180,10 +180,77 @@ describe('console', () => {
     await shot('console-after-read-host.png');
   });
 
+  test('Read-Host -AsSecureString asks in a masked dialog and the relay makes the SecureString', async () => {
+    const entry = await run('Read-Host -AsSecureString', '.host-dialog #host-input');
+    const input = page.locator('#host-input');
+    assert.equal(await input.getAttribute('type'), 'password');
+    await input.fill('s3cret');
+    await shot('console-secure-read-host.png');
+    await page.click('#host-submit');
+    await entry.locator('pre.message', { hasText: 'secure:s3cret' }).waitFor();
+    await page.locator('#console-input[placeholder=""]').waitFor();
+    assert.equal(await page.locator('.host-dialog').count(), 0);
+    // The text went only into the answer: nothing on the page holds it but the host's echo.
+    assert.equal(await page.locator('input[type=password]').count(), 1, 'only the New-PSSession password field is left');
+  });
+
+  test('Get-Credential asks for user and masked password, the user pre-filled', async () => {
+    const entry = await run('Get-Credential -UserName bob', '.host-dialog #host-password');
+    assert.equal(await page.locator('#host-user').inputValue(), 'bob');
+    assert.equal(await page.locator('#host-password').getAttribute('type'), 'password');
+    await page.locator('#host-password').fill('pw123');
+    await shot('console-get-credential.png');
+    await page.click('#host-submit');
+    await entry.locator('pre.message', { hasText: 'password:pw123' }).waitFor();
+    await page.locator('#console-input[placeholder=""]').waitFor();
+  });
+
+  test('Read-Host -Prompt -AsSecureString masks the Prompt field', async () => {
+    const entry = await run('Read-Host -Prompt pin -AsSecureString', '.host-dialog input[data-field="pin"]');
+    const field = page.locator('.host-dialog input[data-field="pin"]');
+    assert.equal(await field.getAttribute('type'), 'password');
+    await field.fill('1234');
+    await page.click('#host-submit');
+    await entry.locator('pre.message', { hasText: 'secure:1234' }).waitFor();
+    await page.locator('#console-input[placeholder=""]').waitFor();
+  });
+
+  test('Invoke-Command runs on two sessions and groups the results by computer', async () => {
+    await page.locator('#new-computers').fill('localhost');
+    await page.click('#new-session');
+    await page.locator('#sessions tr.session-row').nth(1).locator('td.state-opened').waitFor();
+    const boxes = page.locator('#invoke .invoke-session input[type=checkbox]');
+    assert.equal(await boxes.count(), 2);
+    await boxes.nth(0).check();
+    await boxes.nth(1).check();
+    await page.locator('#invoke-script').fill('Get-Process -Name svchost');
+    await page.click('#invoke-run');
+    const run = page.locator('#invoke .invocation.finished').first();
+    await run.waitFor();
+    const hosts = run.locator('.invoke-host');
+    assert.equal(await hosts.count(), 2);
+    for (let i = 0; i < 2; i++) {
+      const host = hosts.nth(i);
+      assert.equal(await host.getAttribute('data-state'), 'completed');
+      assert.equal(await host.locator('.invoke-computer').textContent(), 'localhost');
+      assert.equal(await host.locator('.invoke-status').textContent(), 'completed');
+      const rows = host.locator('.format-table tbody tr', { hasText: 'svchost' });
+      await rows.first().waitFor();
+      assert.ok((await rows.count()) >= 1);
+    }
+    assert.deepEqual(
+      (await hosts.evaluateAll((hs) => hs.map((h) => h.getAttribute('data-session')))).sort(),
+      (await page.locator('#sessions tr.session-row').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-id')))).sort(),
+    );
+    assert.equal(await run.locator('.invoke-summary').textContent(), '2 host(s): 2 completed');
+    await run.scrollIntoViewIfNeeded();
+    await shot('console-invoke.png');
+  });
+
   test('history: Up brings back the last command', async () => {
     await page.locator('#console-input').fill('');
     await page.locator('#console-input').press('ArrowUp');
-    assert.equal(await page.locator('#console-input').inputValue(), 'Read-Host');
+    assert.equal(await page.locator('#console-input').inputValue(), 'Read-Host -Prompt pin -AsSecureString');
     await page.locator('#console-input').fill('');
   });
 

@@ -5,14 +5,14 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use psgate_shared::api::{ClientMessage, HostAnswer, SessionId, SessionInfo, Target, Transport};
+use psgate_shared::api::{ClientMessage, FieldAnswer, HostAnswer, PipelineId, PipelineState, SessionId, SessionInfo, Target, Transport};
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
 use super::Viewer;
 use super::console::block;
 use crate::api::{self, Event, Socket};
-use crate::app::{Action, Auth, Console, HostPrompt, Link, PromptKind, State, fields_answer, history_step, prompt_of, string_answer};
+use crate::app::{Action, Auth, Console, HostPrompt, Invocation, Link, PromptKind, State, fields_answer, history_step, prompt_of, string_answer};
 
 /// The page: `/viewer` is the CLIXML viewer, anything else the console.
 #[component]
@@ -109,10 +109,12 @@ fn ConsolePage() -> Html {
                         key={info.id.0}
                         console={state.consoles.get(&info.id).cloned().unwrap_or_default()}
                         info={info.clone()}
-                        {send}
-                        {on_action}
+                        send={send.clone()}
+                        on_action={on_action.clone()}
                     />
                 }
+                <InvokePanel sessions={state.sessions.clone()} invocations={state.invocations.clone()} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open} />
+
             </main>
         </>
     }
@@ -274,6 +276,132 @@ fn Sessions(props: &SessionsProps) -> Html {
 }
 
 #[derive(Properties, PartialEq)]
+struct InvokeProps {
+    sessions: Vec<SessionInfo>,
+    invocations: Vec<Invocation>,
+    send: Callback<ClientMessage>,
+    on_action: Callback<Action>,
+    online: bool,
+}
+
+/// Invoke-Command: one script on the sessions ticked, the results grouped by computer.
+#[component]
+fn InvokePanel(props: &InvokeProps) -> Html {
+    let picked = use_state(Vec::<SessionId>::new);
+    let script = use_node_ref();
+    let error = use_state(|| None::<String>);
+    // Only sessions that still exist count.
+    let chosen: Vec<SessionId> = props.sessions.iter().map(|s| s.id).filter(|id| picked.contains(id)).collect();
+    let onsubmit = {
+        let (script, error, send, on_action, chosen) = (script.clone(), error.clone(), props.send.clone(), props.on_action.clone(), chosen.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let text = script.cast::<HtmlTextAreaElement>().map(|t| t.value()).unwrap_or_default();
+            if chosen.is_empty() {
+                error.set(Some("tick at least one session".into()));
+            } else if text.trim().is_empty() {
+                error.set(Some("type a script".into()));
+            } else {
+                error.set(None);
+                on_action.emit(Action::Invoked(chosen.clone(), text.clone()));
+                send.emit(ClientMessage::Invoke { sessions: chosen.clone(), script: text, throttle_limit: None });
+            }
+        })
+    };
+    if props.sessions.is_empty() && props.invocations.is_empty() {
+        return html! {};
+    }
+    html! {
+        <section class="panel invoke" id="invoke">
+            <h2>{ "Invoke-Command" }</h2>
+            <form class="invoke-form" {onsubmit}>
+                <fieldset class="invoke-sessions">
+                    <legend>{ "Sessions" }</legend>
+                    { for props.sessions.iter().map(|s| {
+                        let (id, picked) = (s.id, picked.clone());
+                        let onchange = Callback::from(move |e: web_sys::Event| {
+                            let on = e.target_dyn_into::<HtmlInputElement>().is_some_and(|i| i.checked());
+                            let mut v: Vec<SessionId> = (*picked).iter().copied().filter(|&p| p != id).collect();
+                            if on {
+                                v.push(id);
+                            }
+                            picked.set(v);
+                        });
+                        html! {
+                            <label class="invoke-session">
+                                <input type="checkbox" data-id={id.0.to_string()} checked={chosen.contains(&id)} {onchange} />
+                                { format!("{} · {} ({})", s.id.0, s.name, s.computer_name) }
+                            </label>
+                        }
+                    }) }
+                </fieldset>
+                <label class="invoke-script-label" for="invoke-script">{ "ScriptBlock" }</label>
+                <textarea id="invoke-script" ref={script} rows="2" spellcheck="false" autocomplete="off" placeholder="Get-Process -Name svchost" />
+                <button type="submit" id="invoke-run" disabled={!props.online}>{ "Invoke-Command" }</button>
+            </form>
+            if let Some(e) = &*error { <p class="form-error" role="alert">{ e }</p> }
+            { for props.invocations.iter().enumerate().rev().map(|(i, run)| invocation_view(i, run, &props.send, &props.on_action)) }
+        </section>
+    }
+}
+
+/// One Invoke-Command run: its summary, then each computer's status and output.
+fn invocation_view(index: usize, run: &Invocation, send: &Callback<ClientMessage>, on_action: &Callback<Action>) -> Html {
+    let (completed, failed, stopped) = run.summary();
+    let summary = if let Some(why) = &run.refused {
+        format!("refused: {why}")
+    } else if run.finished {
+        let mut s = format!("{} host(s): {completed} completed", run.hosts.len());
+        if failed > 0 {
+            s.push_str(&format!(", {failed} failed"));
+        }
+        if stopped > 0 {
+            s.push_str(&format!(", {stopped} stopped"));
+        }
+        s
+    } else if run.id.is_none() {
+        "starting…".to_owned()
+    } else {
+        let done = run.hosts.iter().filter(|h| h.state.is_some_and(PipelineState::is_terminal)).count();
+        format!("running: {done} of {} host(s) finished", run.hosts.len())
+    };
+    let class = classes!("invocation", run.finished.then_some("finished"), run.refused.is_some().then_some("refused"));
+    html! {
+        <div {class} data-index={index.to_string()} data-invocation={run.id.map(|i| i.0.to_string())}>
+            <pre class="console-command"><span class="console-prompt">{ "PS> Invoke-Command -ScriptBlock" }</span>{ format!(" {{ {} }}", run.script) }</pre>
+            <p class="invoke-summary">{ summary }</p>
+            { for run.hosts.iter().map(|h| {
+                let (label, state_class) = match h.state {
+                    None => ("waiting".to_owned(), "waiting".to_owned()),
+                    Some(PipelineState::Failed) => (format!("failed: {}", h.message.as_deref().unwrap_or("failed")), "failed".to_owned()),
+                    Some(s) => (format!("{s:?}").to_lowercase(), format!("{s:?}").to_lowercase()),
+                };
+                let (session, pipeline) = (h.session, h.pipeline);
+                html! {
+                    <div class={classes!("invoke-host", format!("invoke-{state_class}"))} data-session={session.0.to_string()} data-state={state_class.clone()}>
+                        <h3>
+                            <span class="invoke-computer">{ &h.computer_name }</span>
+                            <span class="invoke-session-id">{ format!(" (session {})", session.0) }</span>
+                            <span class={classes!("invoke-status", format!("state-{state_class}"))}>{ label }</span>
+                            if let (Some(PipelineState::Running), Some(pipeline)) = (h.state, pipeline) {
+                                <button type="button" class="secondary invoke-stop" onclick={send.reform(move |_: MouseEvent| ClientMessage::Stop { session, pipeline })}>{ "Stop" }</button>
+                            }
+                        </h3>
+                        <div class="console invoke-output">{ for h.output.blocks.iter().map(block) }</div>
+                        if let Some(p) = &h.prompt {
+                            <HostDialog prompt={p.clone()} on_answer={{
+                                let prompt_pipeline = p.pipeline;
+                                answer_for(session, prompt_pipeline, p.call_id, send, on_action.reform(move |()| Action::AnsweredInvoke(session, prompt_pipeline)))
+                            }} />
+                        }
+                    </div>
+                }
+            }) }
+        </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
 struct ConsoleProps {
     info: SessionInfo,
     console: Console,
@@ -365,35 +493,38 @@ fn SessionConsole(props: &ConsoleProps) -> Html {
                 <button type="button" class="secondary" id="stop" onclick={stop}>{ "Stop (Ctrl+C)" }</button>
             }
             if let Some(p) = &props.console.prompt {
-                <HostDialog session={id} prompt={p.clone()} send={props.send.clone()} on_action={props.on_action.clone()} />
+                <HostDialog prompt={p.clone()} on_answer={answer_for(id, p.pipeline, p.call_id, &props.send, props.on_action.reform(move |()| Action::Answered(id)))} />
             }
         </section>
     }
 }
 
+/// The callback that answers a host call: closes its dialog (`closed`), then sends the `host_response`.
+fn answer_for(session: SessionId, pipeline: PipelineId, call_id: i64, send: &Callback<ClientMessage>, closed: Callback<()>) -> Callback<HostAnswer> {
+    let send = send.clone();
+    Callback::from(move |answer: HostAnswer| {
+        closed.emit(());
+        send.emit(ClientMessage::HostResponse { session, pipeline, call_id, answer });
+    })
+}
+
 #[derive(Properties, PartialEq)]
 struct HostDialogProps {
-    session: SessionId,
     prompt: HostPrompt,
-    send: Callback<ClientMessage>,
-    on_action: Callback<Action>,
+    /// Sends the answer (and closes the dialog).
+    on_answer: Callback<HostAnswer>,
 }
 
 #[component]
 fn HostDialog(props: &HostDialogProps) -> Html {
     let inputs: Rc<Vec<NodeRef>> = use_memo(props.prompt.call_id, |_| (0..8).map(|_| NodeRef::default()).collect());
-    let answer = {
-        let (send, on_action, session) = (props.send.clone(), props.on_action.clone(), props.session);
-        let (pipeline, call_id) = (props.prompt.pipeline, props.prompt.call_id);
-        Callback::from(move |answer: HostAnswer| {
-            on_action.emit(Action::Answered(session));
-            send.emit(ClientMessage::HostResponse { session, pipeline, call_id, answer });
-        })
-    };
+    let answer = props.on_answer.clone();
     let cancel = answer.reform(|_: MouseEvent| HostAnswer::Error { message: "cancelled by the user".into() });
     let value = |r: &NodeRef| r.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default();
     {
-        let first = inputs[0].clone();
+        // The first input, or the password when the user name is filled in.
+        let skip_user = matches!(&props.prompt.kind, PromptKind::Credential { user, .. } if !user.is_empty());
+        let first = inputs[usize::from(skip_user)].clone();
         use_effect_with(props.prompt.call_id, move |_| {
             if let Some(i) = first.cast::<HtmlInputElement>() {
                 let _ = i.focus();
@@ -410,6 +541,40 @@ fn HostDialog(props: &HostDialogProps) -> Html {
             ("Read-Host".to_owned(), html! {
                 <form {onsubmit}>
                     <input id="host-input" ref={inputs[0].clone()} autocomplete="off" />
+                    <div class="buttons">
+                        <button type="submit" id="host-submit">{ "OK" }</button>
+                        <button type="button" class="secondary" onclick={cancel.clone()}>{ "Cancel" }</button>
+                    </div>
+                </form>
+            })
+        }
+        PromptKind::SecureLine => {
+            let (first, answer) = (inputs[0].clone(), answer.clone());
+            let onsubmit = Callback::from(move |e: SubmitEvent| {
+                e.prevent_default();
+                answer.emit(HostAnswer::Secure { text: value(&first) });
+            });
+            ("Read-Host -AsSecureString".to_owned(), html! {
+                <form {onsubmit}>
+                    <input id="host-input" class="host-secure" ref={inputs[0].clone()} type="password" autocomplete="off" aria-label="Secure string" />
+                    <div class="buttons">
+                        <button type="submit" id="host-submit">{ "OK" }</button>
+                        <button type="button" class="secondary" onclick={cancel.clone()}>{ "Cancel" }</button>
+                    </div>
+                </form>
+            })
+        }
+        PromptKind::Credential { caption, message, user } => {
+            let (user_ref, password_ref, answer) = (inputs[0].clone(), inputs[1].clone(), answer.clone());
+            let onsubmit = Callback::from(move |e: SubmitEvent| {
+                e.prevent_default();
+                answer.emit(HostAnswer::Credential { user: value(&user_ref), password: value(&password_ref) });
+            });
+            (if caption.is_empty() { "Get-Credential".to_owned() } else { caption.clone() }, html! {
+                <form {onsubmit}>
+                    if !message.is_empty() { <p>{ message }</p> }
+                    <label class="host-field">{ "User" }<input id="host-user" ref={inputs[0].clone()} value={user.clone()} autocomplete="off" /></label>
+                    <label class="host-field">{ "Password" }<input id="host-password" ref={inputs[1].clone()} type="password" autocomplete="off" /></label>
                     <div class="buttons">
                         <button type="submit" id="host-submit">{ "OK" }</button>
                         <button type="button" class="secondary" onclick={cancel.clone()}>{ "Cancel" }</button>
@@ -434,14 +599,21 @@ fn HostDialog(props: &HostDialogProps) -> Html {
             let (inputs2, answer, names) = (Rc::clone(&inputs), answer.clone(), fields.clone());
             let onsubmit = Callback::from(move |e: SubmitEvent| {
                 e.prevent_default();
-                let pairs: Vec<(String, String)> = names.iter().zip(inputs2.iter()).map(|(n, r)| (n.clone(), value(r))).collect();
-                answer.emit(HostAnswer::Value { clixml: fields_answer(&pairs) });
+                answer.emit(if names.iter().any(|f| f.secure) {
+                    // A SecureString field: the relay makes the `<SS>` with the session key.
+                    HostAnswer::Fields { fields: names.iter().zip(inputs2.iter()).map(|(f, r)| FieldAnswer { name: f.name.clone(), text: value(r), secure: f.secure }).collect() }
+                } else {
+                    let pairs: Vec<(String, String)> = names.iter().zip(inputs2.iter()).map(|(f, r)| (f.name.clone(), value(r))).collect();
+                    HostAnswer::Value { clixml: fields_answer(&pairs) }
+                });
             });
             (if caption.is_empty() { "Prompt".to_owned() } else { caption.clone() }, html! {
                 <form {onsubmit}>
                     if !message.is_empty() { <p>{ message }</p> }
                     { for fields.iter().zip(inputs.iter()).map(|(f, r)| html! {
-                        <label class="host-field">{ f }<input ref={r.clone()} data-field={f.clone()} autocomplete="off" /></label>
+                        <label class="host-field">{ if f.label.is_empty() { &f.name } else { &f.label } }
+                            <input ref={r.clone()} data-field={f.name.clone()} type={if f.secure { "password" } else { "text" }} autocomplete="off" />
+                        </label>
                     }) }
                     <div class="buttons">
                         <button type="submit" id="host-submit">{ "OK" }</button>
