@@ -80,8 +80,6 @@ fn ssh_login_host_keys_and_subsystem_errors_are_clear() {
 
     // A changed key is refused even with --accept-new-host-key.
     let other = Sshd::start(true).expect("a second sshd with another host key");
-    let changed_target = format!("{}@{}:{}", other.get("user"), other.get("host"), sshd.port());
-    let _ = changed_target;
     let line = format!("[{}]:{} {}\n", other.get("host"), other.port(), sshd.get("host_key_line"));
     let lying = dir.join("known_hosts_changed");
     std::fs::write(&lying, line).expect("write");

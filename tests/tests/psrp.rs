@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use psgate_shared::clixml::{Content, Value};
+use psgate_shared::clixml::Value;
 use psgate_shared::psrp::host::{HostMethod, HostResult, credential_result, prompt_result};
 use psgate_shared::psrp::messages::{Command, ErrorRecordView, PipelineSpec, PipelineState, PoolState};
 use psgate_shared::psrp::outofproc::ClientEvent;
@@ -219,7 +219,6 @@ async fn command_metadata_for_implicit_remoting() -> anyhow::Result<()> {
     assert_eq!(names, ["Get-ADUser", "New-ADUser", "Set-ADUser"]);
     let params = values[2].as_object().and_then(|o| o.property("Parameters")).map(|p| format!("{p:?}")).unwrap_or_default();
     assert!(params.contains("SamAccountName"), "New-ADUser's parameters: {params}");
-    let _ = Content::None;
     c.close().await
 }
 
