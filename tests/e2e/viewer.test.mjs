@@ -7,74 +7,16 @@
 // CHROMIUM (default /usr/bin/chromium) which browser. Screenshots go to tests/e2e/artifacts/.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const bin = process.env.PSGATE_BIN ?? path.join(repo, 'target/debug/psgate');
-const dist = process.env.PSGATE_DIST ?? path.join(repo, 'dist');
-const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const artifacts = path.join(here, 'artifacts');
+import { artifacts, bin, browserPath, CHROMIUM_ARGS, dist, repo, startServer, stopServer, TIMEOUT } from './harness.mjs';
+
 const fixture = (name) => readFileSync(path.join(repo, 'shared/test_data/clixml', name), 'utf8');
-
-// Headless, and off the network: no component updates, sync, QUIC probes or first-run pings.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const TIMEOUT = 15_000;
-
-/** Starts `psgate demo` on a free port; resolves with the process and its URL once it says it listens. */
-function startServer() {
-  const server = spawn(bin, ['demo', '--port', '0', '--assets', dist], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  server.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`psgate did not start within ${TIMEOUT} ms:\n${stderr}`)), TIMEOUT);
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/psgate demo listening on (http:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ server, url: m[1] });
-      }
-    });
-    server.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    server.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`psgate exited with ${code} before listening:\n${stderr}`));
-    });
-  });
-}
-
-/** Stops the server the way Ctrl+C does (graceful shutdown), and kills it if it does not go. */
-function stopServer(server) {
-  if (server.exitCode !== null || server.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => server.kill('SIGKILL'), 5_000);
-    server.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    server.kill('SIGINT');
-  });
-}
 
 describe('CLIXML viewer', () => {
   let server;
