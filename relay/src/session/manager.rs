@@ -33,8 +33,6 @@ pub const BUFFER_EVENTS: usize = 10_000;
 pub const PIPELINES_KEPT: usize = 32;
 /// How often coalesced progress is forwarded.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-/// How long a stop waits for a pipeline that has sent nothing yet before signalling anyway.
-pub const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long connecting and opening a session may take.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -509,13 +507,6 @@ struct Running {
     calls: HashMap<i64, HostCall>,
     /// Invoke-Command's `PSComputerName` for each output.
     tag: Option<String>,
-    /// The target has sent something for this pipeline (so it has started there).
-    started: bool,
-    /// When Ctrl+C was asked for. The signal is sent on the next tick once the pipeline has started (or
-    /// [`STOP_GRACE`] later for a silent one) and repeated every [`PROGRESS_INTERVAL`] until the pipeline ends: the
-    /// engine writes a signal ahead of the pipeline's own data, and a target that sees it before the pipeline
-    /// started drops it (the test host then never reports a state).
-    stop_requested: Option<std::time::Instant>,
     /// Answers that need the session key, waiting for the key exchange (started by the first of them).
     waiting_for_key: Vec<(HostCall, Answer)>,
     /// The latest progress record of each activity, not yet forwarded.
@@ -566,7 +557,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                     let uuid = Uuid::new_v4();
                     let spec = PipelineSpec::script(script);
                     match session.with(move |c| c.create_pipeline(uuid, &spec)).await {
-                        Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag, started: false, stop_requested: None, waiting_for_key: Vec::new(), progress: BTreeMap::new() }),
+                        Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag, waiting_for_key: Vec::new(), progress: BTreeMap::new() }),
                         Ok(Err(e)) => {
                             buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(e.to_string())).ok() });
                             manager.update(&entry, |i| i.availability = Availability::Available);
@@ -574,13 +565,15 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                         Err(_) => break "the session's connection ended".to_owned(),
                     }
                 }
-                Some(Command::Stop(p)) => if let Some(r) = running.as_mut().filter(|r| r.id == p) {
-                    r.stop_requested.get_or_insert_with(std::time::Instant::now);
-                    if r.started {
-                        let uuid = r.uuid;
-                        let _ = session.with(move |c| c.stop(uuid)).await;
+                // The engine sends the signal once the pipeline's creation has gone out.
+                Some(Command::Stop(p)) => {
+                    let uuid = running.as_ref().filter(|r| r.id == p).map(|r| r.uuid);
+                    if let Some(uuid) = uuid
+                        && session.with(move |c| c.stop(uuid)).await.is_err()
+                    {
+                        break "the session's connection ended".to_owned();
                     }
-                },
+                }
                 Some(Command::Answer { pipeline, call_id, answer }) => {
                     let Some(r) = running.as_mut().filter(|r| r.id == pipeline) else { continue };
                     let Some(call) = r.calls.remove(&call_id) else { continue };
@@ -612,15 +605,9 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                 }
                 Some(_) => {}
             },
-            _ = tick.tick(), if running.as_ref().is_some_and(|r| !r.progress.is_empty() || r.stop_requested.is_some()) => {
+            _ = tick.tick(), if running.as_ref().is_some_and(|r| !r.progress.is_empty()) => {
                 if let Some(r) = running.as_mut() {
                     flush_progress(id, r);
-                    if r.stop_requested.is_some_and(|at| r.started || at.elapsed() >= STOP_GRACE) {
-                        let uuid = r.uuid;
-                        if session.with(move |c| c.stop(uuid)).await.is_err() {
-                            break "the session's connection ended".to_owned();
-                        }
-                    }
                 }
             }
         }
@@ -692,14 +679,6 @@ fn activity_of(value: &Value) -> i32 {
 /// One event of the pool while a session is open.
 async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running: &mut Option<Running>, event: Event) -> Result<(), ()> {
     let sid = lock(&entry.info).id;
-    let of_pipeline = match &event {
-        Event::Output { pipeline, .. } | Event::Record { pipeline, .. } | Event::PipelineState { pipeline, .. } => Some(*pipeline),
-        Event::HostCall { pipeline, .. } => *pipeline,
-        _ => None,
-    };
-    if let Some(r) = running.as_mut().filter(|r| of_pipeline == Some(r.uuid)) {
-        r.started = true;
-    }
     let current = |p: Uuid, running: &mut Option<Running>| running.as_mut().filter(|r| r.uuid == p).is_some();
     match event {
         Event::Output { pipeline, value } if current(pipeline, running) => {
