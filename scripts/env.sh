@@ -14,6 +14,11 @@ PYYAML_VERSION=6.0.4
 # because it installs a pypsrp that conflicts; psrpcore for /usr/bin/python3 (the sshd test user's interpreter).
 DEVIOUS_PYPSRP_VERSION=1.0.1
 ASYNCSSH_VERSION=2.24.1
+# tests/peers/test_winrm_peer.py: pypsrp's WinRM client drives the WS-Management test peer (winrm_host.py, whose NTLM
+# acceptor is pyspnego's). Both go in $PSGATE_VENV: pypsrp 0.9.1 (package `pypsrp`) does not clash with psrpcore
+# (package `psrpcore`); devious-pypsrp's own `pypsrp` stays in its venv.
+PYPSRP_VERSION=0.9.1
+PYSPNEGO_VERSION=0.12.4
 PSGATE_PYPSRP_VENV="$PSGATE_TOOLS/venv-pypsrp"
 PSGATE_PEER_SITE="$PSGATE_TOOLS/peer-site-psrpcore-$PSRPCORE_VERSION"
 export PATH="$PSGATE_TOOLS/trunk-$TRUNK_VERSION/bin:$PSGATE_TOOLS/wasm-bindgen-$WASM_BINDGEN_VERSION/bin:$PSGATE_TOOLS/binaryen-$BINARYEN_VERSION/node_modules/.bin:$HOME/.cargo/bin:$PATH"

@@ -3,7 +3,8 @@
 #   scripts/setup.sh          build tools (wasm32 target, Trunk, wasm-bindgen, wasm-opt) and the demo target's
 #                             Python environment (psrpcore's server role)
 #   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore, pytest, PyYAML;
-#                             for tests/peers: openssh-server, psrpcore for /usr/bin/python3, devious-pypsrp's venv)
+#                             for tests/peers: openssh-server, psrpcore for /usr/bin/python3, devious-pypsrp's venv,
+#                             pypsrp and pyspnego in the main venv for the WinRM peer)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/env.sh"
@@ -58,6 +59,13 @@ if [ "$want_test" = 1 ]; then
   if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pytest') != '$PYTEST_VERSION' or m.version('PyYAML') != '$PYYAML_VERSION')" 2>/dev/null; then
     log "installing pytest $PYTEST_VERSION and PyYAML $PYYAML_VERSION"
     "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION" "PyYAML==$PYYAML_VERSION"
+  fi
+  # For tests/peers/test_winrm_peer.py: pypsrp's WinRM client, and pyspnego (the WS-Management peer's NTLM acceptor and
+  # message encryption). Same venv as psrpcore: they do not conflict (checked with pip check).
+  if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pypsrp') != '$PYPSRP_VERSION' or m.version('pyspnego') != '$PYSPNEGO_VERSION')" 2>/dev/null; then
+    log "installing pypsrp $PYPSRP_VERSION and pyspnego $PYSPNEGO_VERSION"
+    "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "pypsrp==$PYPSRP_VERSION" "pyspnego==$PYSPNEGO_VERSION"
+    "$PSGATE_PYTHON" -m pip check --disable-pip-version-check >/dev/null
   fi
   # For tests/peers (the PSRP test host behind a real sshd): psrpcore for /usr/bin/python3 in a folder the sshd test
   # user can read (a venv under /root is out of its reach), and devious-pypsrp with asyncssh in a venv of its own.

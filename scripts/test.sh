@@ -2,7 +2,7 @@
 # Sets up everything the tests need (idempotent; fast the second time) and runs every test:
 # invariants, lint, native unit/integration/property tests (the PSRP engine against psrpcore's server
 # as a local process and behind a real OpenSSH sshd), the decoder in headless Chromium, psrpcore interop
-# (both directions), the test peers' fidelity (psrpcore's and pypsrp's clients) and the browser tests.
+# (both directions), the test peers' fidelity (psrpcore's and pypsrp's clients over SSH and WinRM) and the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test

@@ -42,7 +42,7 @@ SSHD = "/usr/sbin/sshd"
 SYSTEM_PYTHON = "/usr/bin/python3"
 USER = "psgate-test"
 PASSWORD = "Psgate-Peer-Pass-1"  # a test account on loopback only; constant so concurrent servers agree
-HOST_FILES = ("psrp_host.py", "clixml_out.py")
+HOST_FILES = ("psrp_host.py", "host_core.py", "clixml_out.py")
 
 
 def _run(argv: typing.Sequence[str], **kw: typing.Any) -> subprocess.CompletedProcess:

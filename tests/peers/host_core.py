@@ -1,0 +1,1731 @@
+"""The transport-independent part of psgate's PSRP test peers: what both test hosts share.
+
+`psrp_host.py` (the out-of-process transport: `pwsh -s`, the SSH `powershell` subsystem) and `winrm_host.py`
+(WS-Management over HTTP/HTTPS) are the same PowerShell server behind different transports. Everything that is not
+the transport lives here:
+
+- `HostPool`: psrpcore 0.3.1's `ServerRunspacePool` with Windows' wire habits (a UTF-8 BOM before every message body,
+  SESSION_CAPABILITY with protocolversion first, objects laid out as PowerShell's serializer does via clixml_out.py)
+  and PowerShell's reading of a client's call id spelled "CI" (pypsrp's SET_MAX_RUNSPACES);
+- the object shapes PowerShell 7.4 sends (processes, error records, informational and progress records, command
+  metadata, `$PSVersionTable`);
+- the emulated commands (`COMMANDS`) with their tiny command-line parser, run one pipeline per thread (`Run`);
+- `PsrpSession`: one runspace pool and its pipelines, fed with the client's PSRP bytes; it answers pool requests,
+  stops, fails and closes pipelines as pwsh does. A transport subclasses it and says how queued messages leave
+  (`flush`) and how bulk output is sent fast (`send_bulk`).
+
+Nothing here reads or writes a socket, a pipe or stdout; psrp_host.py must keep working under the system Python of
+the sshd test user, so this module imports only psrpcore and the standard library.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import logging
+import os
+import re
+import struct
+import threading
+import time
+import typing
+import uuid
+from xml.etree import ElementTree
+
+import psrpcore
+from psrpcore import (
+    CreatePipelineEvent,
+    EndOfPipelineInputEvent,
+    GetAvailableRunspacesEvent,
+    GetCommandMetadataEvent,
+    PipelineHostResponseEvent,
+    PipelineInputEvent,
+    PSRPPayload,
+    ResetRunspaceStateEvent,
+    ServerHostRequestor,
+    ServerPipeline,
+    ServerRunspacePool,
+    SetMaxRunspacesEvent,
+    SetMinRunspacesEvent,
+    StreamType,
+)
+from psrpcore._payload import PSRPMessage, create_message
+from psrpcore.types import (
+    ApplicationPrivateData,
+    ChoiceDescription,
+    EndOfPipelineInput,
+    FieldDescription,
+    PSInvocationState,
+    PSRPMessageType,
+    PSSecureString,
+    PSVersion,
+    RunspacePoolState,
+    SessionCapability,
+    serialize,
+)
+
+from clixml_out import I64, U32, Dbl, Enum, Obj, SS, TS, Ver, to_clixml
+
+log = logging.getLogger("psrp_host")
+
+NULL_GUID = uuid.UUID(int=0)
+FRAGMENT_SIZE = 32768  # PowerShell's default, 21-byte header included (protocol.md §1.4)
+BOM = b"\xef\xbb\xbf"
+PS_VERSION = "7.4.6"
+CORELIB = "System.Private.CoreLib, Version=8.0.0.0, Culture=neutral, PublicKeyToken=7cec85d7bea7798e"
+SMA = "System.Management.Automation, Version=7.4.6.500, Culture=neutral, PublicKeyToken=31bf3856ad364e35"
+COMPUTER = "PSGATE-TEST"
+USER = "PSGATE-TEST\\psgate-test"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Messages
+
+
+class Raw:
+    """A message body written by clixml_out (already in PowerShell's layout)."""
+
+    __slots__ = ("message_type", "body")
+
+    def __init__(self, message_type: PSRPMessageType, value: typing.Any) -> None:
+        self.message_type = message_type
+        self.body = to_clixml(value)
+
+
+def _ps_layout(element: ElementTree.Element) -> None:
+    """Reorders psrpcore's elements and attributes into PowerShell's layout (see clixml_out)."""
+    for obj in element.iter("Obj"):
+        rank = {"TN": 0, "TNRef": 0, "ToString": 1, "Props": 3, "MS": 4}
+        children = sorted(list(obj), key=lambda c: rank.get(c.tag, 2))
+        for c in list(obj):
+            obj.remove(c)
+        obj.extend(children)
+    for e in element.iter():
+        if "N" in e.attrib and "RefId" in e.attrib:
+            n, ref = e.attrib["N"], e.attrib["RefId"]
+            e.attrib.clear()
+            e.attrib["N"] = n
+            e.attrib["RefId"] = ref
+
+
+_EMPTY_S = re.compile(rb'<S( N="[^"]*")? />')
+
+
+class HostPool(ServerRunspacePool):
+    """psrpcore's server pool with Windows' wire habits (module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(application_private_data={"PSVersionTable": {}})
+
+    # PowerShell reads property names case-insensitively, psrpcore does not: pypsrp 0.9.1 names the call id of
+    # SET_MAX/MIN_RUNSPACES "CI" (test_psrp_set_runspaces.yml), which Windows accepts and psrpcore cannot read.
+    _CI_MESSAGES = (PSRPMessageType.SetMaxRunspaces, PSRPMessageType.SetMinRunspaces,
+                    PSRPMessageType.GetAvailableRunspaces, PSRPMessageType.ResetRunspaceState)
+
+    def _process_message(self, message: PSRPMessage) -> typing.Any:
+        if message.message_type in self._CI_MESSAGES and b'N="CI"' in message.data:
+            message = PSRPMessage(message.message_type, bytearray(message.data.replace(b'N="CI"', b'N="ci"')),
+                                  message.runspace_pool_id, message.pipeline_id, message.object_id, message.stream_type)
+        return super()._process_message(message)
+
+    def prepare_message(  # type: ignore[override]
+        self,
+        message: typing.Any,
+        message_type: typing.Optional[PSRPMessageType] = None,
+        pipeline_id: typing.Optional[uuid.UUID] = None,
+        stream_type: StreamType = StreamType.default,
+    ) -> None:
+        if isinstance(message, Raw):
+            message_type, body = message.message_type, message.body
+        elif isinstance(message, SessionCapability):
+            message_type = PSRPMessageType.SessionCapability
+            body = to_clixml(
+                Obj(
+                    ms=[
+                        ("protocolversion", Ver(str(message.protocolversion))),
+                        ("PSVersion", Ver(str(message.PSVersion))),
+                        ("SerializationVersion", Ver(str(message.SerializationVersion))),
+                    ]
+                )
+            )
+        elif isinstance(message, ApplicationPrivateData):
+            message_type = PSRPMessageType.ApplicationPrivateData
+            body = to_clixml(application_private_data())
+        elif message is None:
+            message_type = message_type or PSRPMessageType.PipelineOutput
+            body = b"<Nil />"
+        elif isinstance(message, EndOfPipelineInput):
+            message_type, body = PSRPMessageType.EndOfPipelineInput, b""
+        else:
+            element = serialize(
+                message, self._cipher, our_capability=self.our_capability, their_capability=self.their_capability
+            )
+            _ps_layout(element)
+            body = _EMPTY_S.sub(rb"<S\1></S>", ElementTree.tostring(element, encoding="utf-8", method="xml"))
+            if message_type is None:
+                message_type = PSRPMessageType.get_message_id(type(message))
+        data = BOM + body if body else body
+        raw = create_message(False, message_type, data, self.runspace_pool_id, pipeline_id)
+        object_id = self._fragment_counter
+        log.debug("queue %s pid=%s oid=%d %s", message_type.name, pipeline_id, object_id, body[:300])
+        self._send_buffer.append(
+            PSRPMessage(message_type, bytearray(raw), self.runspace_pool_id, pipeline_id, object_id, stream_type)
+        )
+
+
+
+def fragments(data: bytes) -> typing.Iterator[bytes]:
+    """The PSRP fragments (21-byte header + blob) in a payload from `data_to_send`."""
+    pos = 0
+    while pos < len(data):
+        length = struct.unpack_from(">I", data, pos + 17)[0]
+        yield data[pos : pos + 21 + length]
+        pos += 21 + length
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Object shapes (PowerShell 7.4 on the wire)
+
+
+def type_list(*names: str) -> typing.List[str]:
+    return list(names)
+
+
+def version_table_entries() -> typing.List[typing.Tuple[str, typing.Any]]:
+    compatible = ["1.0", "2.0", "3.0", "4.0", "5.0", "5.1.10032.0", "6.0.0", "7.0.0"]
+    return [
+        ("PSVersion", Ver(PS_VERSION)),
+        ("PSEdition", "Core"),
+        ("GitCommitId", PS_VERSION),
+        ("OS", "Microsoft Windows 10.0.20348"),
+        ("Platform", "Win32NT"),
+        (
+            "PSCompatibleVersions",
+            Obj(type_list("System.Version[]", "System.Array", "System.Object"), value=("LST", [Ver(v) for v in compatible])),
+        ),
+        ("PSRemotingProtocolVersion", Ver("2.3")),
+        ("SerializationVersion", Ver("1.1.0.1")),
+        ("WSManStackVersion", Ver("3.0")),
+    ]
+
+
+def application_private_data() -> Obj:
+    prim = type_list(
+        "System.Management.Automation.PSPrimitiveDictionary", "System.Collections.Hashtable", "System.Object"
+    )
+    table = Obj(prim, value=("DCT", version_table_entries()))
+    return Obj(ms=[("ApplicationPrivateData", Obj(prim, value=("DCT", [("PSVersionTable", table)])))])
+
+
+def ps_version_table() -> Obj:
+    semver = Obj(
+        type_list("System.Management.Automation.SemanticVersion", "System.Object"),
+        PS_VERSION,
+        props=[("Major", 7), ("Minor", 4), ("Patch", 6), ("PreReleaseLabel", None), ("BuildLabel", None)],
+    )
+    entries = version_table_entries()
+    entries[0] = ("PSVersion", semver)
+    return Obj(
+        type_list("System.Management.Automation.PSVersionHashTable", "System.Collections.Hashtable", "System.Object"),
+        value=("DCT", entries),
+    )
+
+
+def get_date(now: typing.Optional[datetime.datetime] = None) -> Obj:
+    now = now or datetime.datetime.now().astimezone()
+    hint = Enum("Microsoft.PowerShell.Commands.DisplayHintType", "DateTime", 2)
+    return Obj(value=now, ms=[("DisplayHint", hint)])
+
+
+_BOOT = datetime.datetime(2026, 11, 24, 6, 0, 0, tzinfo=datetime.timezone.utc)
+PROCESSES = [
+    # name, id, cpu seconds, working set, path
+    ("Idle", 0, None, 8192, None),
+    ("System", 4, 1234.5, 155648, None),
+    ("svchost", 812, 45.25, 23461888, "C:\\Windows\\system32\\svchost.exe"),
+    ("svchost", 1020, 12.0625, 11923456, "C:\\Windows\\system32\\svchost.exe"),
+    ("svchost", 1544, 3.5, 9064448, "C:\\Windows\\System32\\svchost.exe"),
+    ("explorer", 4312, 98.75, 152694784, "C:\\Windows\\explorer.exe"),
+    ("pwsh", 6020, 2.890625, 98123776, "C:\\Program Files\\PowerShell\\7\\pwsh.exe"),
+    ("sshd", 2904, 0.40625, 7340032, "C:\\Windows\\System32\\OpenSSH\\sshd.exe"),
+]
+
+
+def process_object(name: str, pid: int, cpu: typing.Optional[float], ws: int, path: typing.Optional[str]) -> Obj:
+    start = _BOOT + datetime.timedelta(seconds=pid)
+    module: typing.Any = None
+    if path:
+        module_name = path.rsplit("\\", 1)[-1]
+        module = Obj(
+            type_list("System.Diagnostics.ProcessModule", "System.ComponentModel.Component", "System.MarshalByRefObject", "System.Object"),
+            f"System.Diagnostics.ProcessModule ({module_name})",
+            props=[
+                ("ModuleName", module_name),
+                ("FileName", path),
+                ("BaseAddress", I64(140695537549312 + pid * 65536)),
+                ("ModuleMemorySize", 57344 + pid),
+                ("EntryPointAddress", I64(140695537560000 + pid * 65536)),
+                ("FileVersionInfo", f"File:             {path}"),
+                ("Site", None),
+                ("Container", None),
+            ],
+            ms=[("Size", 56 + pid % 7), ("Company", "Microsoft Corporation"), ("FileVersion", "10.0.20348.1"), ("ProductVersion", "10.0.20348.1"), ("Description", module_name), ("Product", "Microsoft® Windows® Operating System")],
+        )
+    props = [
+        ("Name", name),
+        ("Id", pid),
+        ("PriorityClass", None if pid == 0 else Enum("System.Diagnostics.ProcessPriorityClass", "Normal", 32)),
+        ("FileVersion", None if not path else "10.0.20348.1"),
+        ("HandleCount", 100 + pid % 900),
+        ("WorkingSet", ws),
+        ("PagedMemorySize", ws // 2),
+        ("PrivateMemorySize", ws // 2),
+        ("VirtualMemorySize", 4096 * 1024),
+        ("TotalProcessorTime", None if cpu is None else TS(f"PT{cpu}S")),
+        ("SI", 0 if pid < 1000 else 1),
+        ("Handles", 100 + pid % 900),
+        ("VM", I64(2203318222848 + pid)),
+        ("WS", I64(ws)),
+        ("PM", I64(ws // 2)),
+        ("NPM", I64(12345 + pid)),
+        ("Path", path),
+        ("CommandLine", path),
+        ("Parent", None),
+        ("Company", None if not path else "Microsoft Corporation"),
+        ("CPU", None if cpu is None else Dbl(cpu)),
+        ("ProductVersion", None if not path else "10.0.20348.1"),
+        ("Description", None if not path else name),
+        ("Product", None if not path else "Microsoft® Windows® Operating System"),
+        ("__NounName", "Process"),
+        ("SafeHandle", "Microsoft.Win32.SafeHandles.SafeProcessHandle"),
+        ("Handle", I64(2000 + pid)),
+        ("BasePriority", 8),
+        ("ExitCode", None),
+        ("HasExited", False),
+        ("StartTime", None if pid == 0 else start),
+        ("ExitTime", None),
+        ("MachineName", "."),
+        ("MaxWorkingSet", I64(1413120)),
+        ("MinWorkingSet", I64(204800)),
+        ("MainModule", module),
+        ("Modules", "System.Diagnostics.ProcessModuleCollection"),
+        ("NonpagedSystemMemorySize64", I64(12345 + pid)),
+        ("PagedMemorySize64", I64(ws // 2)),
+        ("PeakWorkingSet64", I64(ws + 4096)),
+        ("PrivateMemorySize64", I64(ws // 2)),
+        ("ProcessName", name),
+        ("ProcessorAffinity", I64(3)),
+        ("Responding", True),
+        ("SessionId", 0 if pid < 1000 else 1),
+        ("StartInfo", "System.Diagnostics.ProcessStartInfo"),
+        ("Threads", "System.Diagnostics.ProcessThreadCollection"),
+        ("UserProcessorTime", None if cpu is None else TS(f"PT{cpu / 2}S")),
+        ("VirtualMemorySize64", I64(2203318222848 + pid)),
+        ("EnableRaisingEvents", False),
+        ("WorkingSet64", I64(ws)),
+        ("Site", None),
+        ("Container", None),
+    ]
+    # Name … __NounName are ETS members (aliases and script properties): <MS>; the rest is the .NET object: <Props>.
+    ets_names = {"Name", "SI", "Handles", "VM", "WS", "PM", "NPM", "Path", "CommandLine", "Parent", "Company", "CPU",
+                 "FileVersion", "ProductVersion", "Description", "Product", "__NounName"}
+    ms = [(k, v) for k, v in props if k in ets_names]
+    real = [(k, v) for k, v in props if k not in ets_names]
+    return Obj(
+        type_list("System.Diagnostics.Process", "System.ComponentModel.Component", "System.MarshalByRefObject", "System.Object"),
+        f"System.Diagnostics.Process ({name})",
+        props=real,
+        ms=ms,
+    )
+
+
+def exception_obj(types: typing.List[str], message: str, extra: typing.Sequence[typing.Tuple[str, typing.Any]] = (),
+                  thrown: bool = False) -> Obj:
+    data = Obj(type_list("System.Collections.ListDictionaryInternal", "System.Object"), value=("DCT", []))
+    props = [
+        ("ErrorRecord", message),
+        ("WasThrownFromThrowStatement", thrown),
+        ("TargetSite", None),
+        ("Message", message),
+        ("Data", data),
+        ("InnerException", None),
+        ("HelpLink", None),
+        ("Source", None),
+        ("HResult", -2146233087),
+        ("StackTrace", None),
+    ]
+    if "System.Management.Automation.RuntimeException" not in types:
+        props = props[2:]
+    props.extend(extra)
+    return Obj(types + ["System.SystemException", "System.Exception", "System.Object"], f"{types[0]}: {message}", props=props)
+
+
+def invocation_info(command: str, line: str, position: int = 1) -> Obj:
+    bound = Obj(
+        type_list(f"System.Collections.Generic.Dictionary`2[[System.String, {CORELIB}],[System.Object, {CORELIB}]]", "System.Object"),
+        value=("DCT", []),
+    )
+    unbound = Obj(type_list(f"System.Collections.Generic.List`1[[System.Object, {CORELIB}]]", "System.Object"), value=("LST", []))
+    return Obj(
+        type_list("System.Management.Automation.InvocationInfo", "System.Object"),
+        "System.Management.Automation.InvocationInfo",
+        props=[
+            ("MyCommand", command or None),
+            ("BoundParameters", bound),
+            ("UnboundArguments", unbound),
+            ("ScriptLineNumber", 1),
+            ("OffsetInLine", position),
+            ("HistoryId", I64(1)),
+            ("ScriptName", ""),
+            ("Line", line),
+            ("Statement", line),
+            ("PositionMessage", f"At line:1 char:{position}\n+ {line}\n+ {'~' * max(1, len(line))}"),
+            ("PSScriptRoot", ""),
+            ("PSCommandPath", None),
+            ("InvocationName", command),
+            ("PipelineLength", 0),
+            ("PipelinePosition", 0),
+            ("ExpectingInput", False),
+            ("CommandOrigin", "Internal"),
+            ("DisplayScriptPosition", None),
+        ],
+    )
+
+
+CATEGORIES = {
+    "NotSpecified": 0, "InvalidArgument": 5, "InvalidOperation": 7, "ObjectNotFound": 13, "OperationStopped": 14,
+    "InvalidData": 6, "PermissionDenied": 18, "ResourceUnavailable": 21, "WriteError": 23,
+}
+
+
+def error_record(
+    message: str,
+    exception_types: typing.List[str],
+    error_id: str,
+    category: str,
+    *,
+    activity: str = "",
+    reason: typing.Optional[str] = None,
+    target: typing.Any = None,
+    command: str = "",
+    line: str = "",
+    write_error_stream: bool = False,
+    exception_extra: typing.Sequence[typing.Tuple[str, typing.Any]] = (),
+    thrown: bool = False,
+) -> Obj:
+    """An ErrorRecord as PowerShell serializes it (ErrorRecord.ToPSObjectForRemoting; compare the recordings)."""
+    reason = reason or exception_types[0].rsplit(".", 1)[-1]
+    target_name = "" if target is None else str(target)
+    target_type = "" if target is None else "String" if isinstance(target, str) else type(target).__name__
+    category_message = f"{category}: ({target_name}:{target_type}) [{activity}], {reason}"
+    ms: typing.List[typing.Tuple[str, typing.Any]] = []
+    if write_error_stream:
+        ms.append(("writeErrorStream", True))
+    ms += [
+        ("Exception", exception_obj(exception_types, message, exception_extra, thrown)),
+        ("TargetObject", target),
+        ("FullyQualifiedErrorId", error_id),
+        ("InvocationInfo", invocation_info(command, line) if line else None),
+        ("ErrorCategory_Category", CATEGORIES.get(category, 0)),
+        ("ErrorCategory_Activity", activity),
+        ("ErrorCategory_Reason", reason),
+        ("ErrorCategory_TargetName", target_name),
+        ("ErrorCategory_TargetType", target_type),
+        ("ErrorCategory_Message", category_message),
+        ("SerializeExtendedInfo", False),
+        ("ErrorDetails_ScriptStackTrace", "at <ScriptBlock>, <No file>: line 1"),
+    ]
+    return Obj(type_list("System.Management.Automation.ErrorRecord", "System.Object"), message, ms=ms)
+
+
+def informational(kind: str, message: str) -> Obj:
+    return Obj(
+        type_list(f"System.Management.Automation.{kind}Record", "System.Management.Automation.InformationalRecord", "System.Object"),
+        message,
+        ms=[("InformationalRecord_Message", message), ("InformationalRecord_SerializeInvocationInfo", False)],
+    )
+
+
+def information_record(message_data: typing.Any, source: str, tags: typing.Sequence[str]) -> Obj:
+    tag_list = Obj(type_list(f"System.Collections.Generic.List`1[[System.String, {CORELIB}]]", "System.Object"), value=("LST", list(tags)))
+    return Obj(
+        ms=[
+            ("MessageData", message_data),
+            ("Source", source),
+            ("TimeGenerated", datetime.datetime.now().astimezone()),
+            ("Tags", tag_list),
+            ("User", USER),
+            ("Computer", COMPUTER),
+            ("ProcessId", U32(os.getpid())),
+            ("NativeThreadId", U32(threading.get_native_id())),
+            ("ManagedThreadId", U32(16)),
+        ]
+    )
+
+
+CONSOLE_COLORS = ["Black", "DarkBlue", "DarkGreen", "DarkCyan", "DarkRed", "DarkMagenta", "DarkYellow", "Gray",
+                  "DarkGray", "Blue", "Green", "Cyan", "Red", "Magenta", "Yellow", "White"]
+
+
+def host_information_message(text: str, no_newline: bool, fg: typing.Optional[str], bg: typing.Optional[str]) -> Obj:
+    def color(c: typing.Optional[str]) -> typing.Any:
+        if c is None:
+            return None
+        for i, n in enumerate(CONSOLE_COLORS):
+            if n.lower() == str(c).lower():
+                return Enum("System.ConsoleColor", n, i)
+        raise CommandError(parameter_error("Write-Host", "ForegroundColor", f"Cannot convert value \"{c}\" to type \"System.ConsoleColor\"."))
+
+    return Obj(
+        type_list("System.Management.Automation.HostInformationMessage", "System.Object"),
+        text,
+        props=[("Message", text), ("NoNewLine", no_newline), ("ForegroundColor", color(fg)), ("BackgroundColor", color(bg))],
+    )
+
+
+def progress_record(activity: str, activity_id: int, status: str, current: typing.Optional[str], parent: int,
+                    percent: int, completed: bool, seconds: int) -> Obj:
+    kind = Enum("System.Management.Automation.ProgressRecordType", "Completed" if completed else "Processing", 1 if completed else 0)
+    return Obj(
+        ms=[
+            ("Activity", activity),
+            ("ActivityId", activity_id),
+            ("StatusDescription", status),
+            ("CurrentOperation", current),
+            ("ParentActivityId", parent),
+            ("PercentComplete", percent),
+            ("Type", kind),
+            ("SecondsRemaining", seconds),
+        ]
+    )
+
+
+def stopped_error() -> Obj:
+    # What pwsh sends with PIPELINE_STATE(Stopped): PipelineStoppedException's ErrorRecord.
+    return error_record(
+        "The pipeline has been stopped.",
+        ["System.Management.Automation.PipelineStoppedException", "System.Management.Automation.RuntimeException"],
+        "PipelineStopped",
+        "OperationStopped",
+    )
+
+
+def not_recognized(name: str, line: str) -> Obj:
+    message = (
+        f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, or operable program. "
+        "Check the spelling of the name, or if a path was included, verify that the path is correct and try again."
+    )
+    return error_record(
+        message,
+        ["System.Management.Automation.CommandNotFoundException", "System.Management.Automation.RuntimeException"],
+        "CommandNotFoundException",
+        "ObjectNotFound",
+        target=name,
+        line=line,
+        exception_extra=[("CommandName", name)],
+    )
+
+
+def parameter_error(command: str, parameter: str, message: typing.Optional[str] = None) -> Obj:
+    message = message or f"A parameter cannot be found that matches parameter name '{parameter}'."
+    cmd_class = command.replace("-", "")
+    return error_record(
+        message,
+        ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
+        f"NamedParameterNotFound,Microsoft.PowerShell.Commands.{cmd_class}Command",
+        "InvalidArgument",
+        activity=command,
+        command=command,
+        line=command,
+        exception_extra=[("ParameterName", parameter), ("CommandInvocation", None)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command metadata (GET_COMMAND_METADATA), shaped after test_psrp_get_command_metadata.yml
+
+
+def _param(name: str, type_name: str, aliases: typing.Sequence[str] = (), switch: bool = False) -> typing.Tuple[str, typing.Any]:
+    alias_list = Obj(type_list(f"System.Collections.ObjectModel.Collection`1[[System.String, {CORELIB}]]", "System.Object"), value=("LST", list(aliases)))
+    return (
+        name,
+        Obj(
+            type_list("System.Management.Automation.ParameterMetadata", "System.Object"),
+            "System.Management.Automation.ParameterMetadata",
+            props=[("Name", name), ("ParameterType", type_name), ("Aliases", alias_list), ("IsDynamic", False), ("SwitchParameter", switch)],
+        ),
+    )
+
+
+COMMON_PARAMETERS = [
+    ("Verbose", "System.Management.Automation.SwitchParameter", ["vb"], True),
+    ("Debug", "System.Management.Automation.SwitchParameter", ["db"], True),
+    ("ErrorAction", "System.Management.Automation.ActionPreference", ["ea"], False),
+    ("WarningAction", "System.Management.Automation.ActionPreference", ["wa"], False),
+    ("InformationAction", "System.Management.Automation.ActionPreference", ["infa"], False),
+    ("ProgressAction", "System.Management.Automation.ActionPreference", ["proga"], False),
+    ("ErrorVariable", "System.String", ["ev"], False),
+    ("WarningVariable", "System.String", ["wv"], False),
+    ("InformationVariable", "System.String", ["iv"], False),
+    ("OutVariable", "System.String", ["ov"], False),
+    ("OutBuffer", "System.Int32", ["ob"], False),
+    ("PipelineVariable", "System.String", ["pv"], False),
+]
+
+AD_USER = "Microsoft.ActiveDirectory.Management.ADUser"
+AD_COMMANDS = {
+    "Get-ADUser": (
+        "https://go.microsoft.com/fwlink/?LinkId=301397",
+        [AD_USER],
+        [
+            ("Filter", "System.String", [], False),
+            ("Identity", AD_USER, [], False),
+            ("LDAPFilter", "System.String", [], False),
+            ("Properties", "System.String[]", ["Property"], False),
+            ("ResultPageSize", "System.Int32", [], False),
+            ("ResultSetSize", "System.Nullable`1[System.Int32]", [], False),
+            ("SearchBase", "System.String", [], False),
+            ("SearchScope", "Microsoft.ActiveDirectory.Management.ADSearchScope", [], False),
+            ("Server", "System.String", [], False),
+            ("Credential", "System.Management.Automation.PSCredential", [], False),
+            ("AuthType", "Microsoft.ActiveDirectory.Management.ADAuthType", [], False),
+            ("Partition", "System.String", [], False),
+        ],
+    ),
+    "New-ADUser": (
+        "https://go.microsoft.com/fwlink/?LinkId=301409",
+        [AD_USER],
+        [
+            ("Name", "System.String", [], False),
+            ("SamAccountName", "System.String", [], False),
+            ("UserPrincipalName", "System.String", [], False),
+            ("GivenName", "System.String", [], False),
+            ("Surname", "System.String", [], False),
+            ("DisplayName", "System.String", [], False),
+            ("Path", "System.String", [], False),
+            ("AccountPassword", "System.Security.SecureString", [], False),
+            ("Enabled", "System.Nullable`1[System.Boolean]", [], False),
+            ("ChangePasswordAtLogon", "System.Nullable`1[System.Boolean]", [], False),
+            ("OtherAttributes", "System.Collections.Hashtable", [], False),
+            ("PassThru", "System.Management.Automation.SwitchParameter", [], True),
+            ("Server", "System.String", [], False),
+            ("Credential", "System.Management.Automation.PSCredential", [], False),
+            ("WhatIf", "System.Management.Automation.SwitchParameter", ["wi"], True),
+            ("Confirm", "System.Management.Automation.SwitchParameter", ["cf"], True),
+        ],
+    ),
+    "Set-ADUser": (
+        "https://go.microsoft.com/fwlink/?LinkId=291077",
+        [AD_USER],
+        [
+            ("Identity", AD_USER, [], False),
+            ("Add", "System.Collections.Hashtable", [], False),
+            ("Remove", "System.Collections.Hashtable", [], False),
+            ("Replace", "System.Collections.Hashtable", [], False),
+            ("Clear", "System.String[]", [], False),
+            ("Enabled", "System.Nullable`1[System.Boolean]", [], False),
+            ("Description", "System.String", [], False),
+            ("DisplayName", "System.String", [], False),
+            ("SamAccountName", "System.String", [], False),
+            ("PassThru", "System.Management.Automation.SwitchParameter", [], True),
+            ("Server", "System.String", [], False),
+            ("Credential", "System.Management.Automation.PSCredential", [], False),
+            ("WhatIf", "System.Management.Automation.SwitchParameter", ["wi"], True),
+            ("Confirm", "System.Management.Automation.SwitchParameter", ["cf"], True),
+        ],
+    ),
+}
+
+
+def command_metadata(name: str) -> Obj:
+    help_uri, outputs, params = AD_COMMANDS[name]
+    dict_type = (
+        f"System.Collections.Generic.Dictionary`2[[System.String, {CORELIB}],"
+        f"[System.Management.Automation.ParameterMetadata, {SMA}]]"
+    )
+    entries = [_param(n, t, a, s) for n, t, a, s in params + COMMON_PARAMETERS]
+    return Obj(
+        type_list("Selected.System.Management.Automation.CmdletInfo", "System.Management.Automation.PSCustomObject", "System.Object"),
+        ms=[
+            ("Name", name),
+            ("Namespace", "ActiveDirectory"),
+            ("HelpUri", help_uri),
+            ("CommandType", Enum("System.Management.Automation.CommandTypes", "Cmdlet", 8)),
+            ("ResolvedCommandName", None),
+            (
+                "OutputType",
+                Obj(
+                    type_list(f"System.Collections.ObjectModel.ReadOnlyCollection`1[[System.Management.Automation.PSTypeName, {SMA}]]", "System.Object"),
+                    value=("LST", outputs),
+                ),
+            ),
+            ("Parameters", Obj(type_list(dict_type, "System.Object"), value=("DCT", entries))),
+        ],
+    )
+
+
+def metadata_count(n: int) -> Obj:
+    return Obj(
+        type_list("Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo", "System.Management.Automation.PSCustomObject", "System.Object"),
+        ms=[("Count", n)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tiny command-line parser: `Name -Param value 'quoted' "quoted" 42 | Next; Other`
+
+
+class Param(str):
+    """A `-Name` token; .value holds `-Name:value`'s value."""
+
+    value: typing.Any = None
+    has_value = False
+
+
+class Variable(str):
+    pass
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<comment>\#[^\n]*)
+    | (?P<op>[|;\n])
+    | '(?P<sq>(?:[^']|'')*)'
+    | "(?P<dq>(?:[^"`]|`.)*)"
+    | (?P<param>-[A-Za-z_][\w-]*)(?::(?P<pval>[^\s|;]+))?
+    | (?P<num>-?\d+(?:\.\d+)?)(?=[\s|;]|$)
+    | (?P<var>\$[\w:]+)
+    | (?P<word>[^\s|;'"]+)
+    )""",
+    re.X,
+)
+
+
+def _literal(token: str) -> typing.Any:
+    low = token.lower()
+    if low == "$true":
+        return True
+    if low == "$false":
+        return False
+    if low == "$null":
+        return None
+    return Variable(token)
+
+
+def parse_script(text: str) -> typing.List[typing.List[typing.Tuple[str, typing.List[typing.Any]]]]:
+    """Statements → pipelines → (command name, tokens)."""
+    statements: typing.List[typing.List[typing.Tuple[str, typing.List[typing.Any]]]] = [[]]
+    current: typing.Optional[typing.List[typing.Any]] = None
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            if text[pos:].strip() == "":
+                break
+            raise SyntaxError(f"unexpected text at {pos}: {text[pos:pos + 20]!r}")
+        pos = m.end()
+        kind = m.lastgroup
+        if kind == "comment":
+            continue
+        if kind == "op":
+            if current is not None:
+                statements[-1].append((current[0], current[1:]))
+                current = None
+            if m.group("op") in ";\n" and statements[-1]:
+                statements.append([])
+            continue
+        if kind == "sq":
+            value: typing.Any = m.group("sq").replace("''", "'")
+        elif kind == "dq":
+            value = re.sub(r"`(.)", lambda g: {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(g.group(1), g.group(1)), m.group("dq"))
+        elif kind == "param":
+            value = Param(m.group("param")[1:])
+            if m.group("pval") is not None:
+                pv = m.group("pval")
+                value.value = _literal(pv) if pv.startswith("$") else int(pv) if re.fullmatch(r"-?\d+", pv) else pv
+                value.has_value = True
+        elif kind == "num":
+            num = m.group("num")
+            value = float(num) if "." in num else int(num)
+        elif kind == "var":
+            value = _literal(m.group("var"))
+        else:
+            value = m.group("word")
+        if current is None and kind in ("sq", "dq", "num"):
+            current = ["Write-Output", value]  # a bare value is output, as in PowerShell
+        elif current is None:
+            current = [str(value) if not isinstance(value, Param) else "-" + value]
+        else:
+            current.append(value)
+    if current is not None:
+        statements[-1].append((current[0], current[1:]))
+    return [s for s in statements if s]
+
+
+class Spec:
+    """Command parameters: names in positional order, switches, and their conversions."""
+
+    def __init__(self, params: typing.Sequence[str] = (), switches: typing.Sequence[str] = (), remaining: bool = False):
+        self.params = list(params)
+        self.switches = list(switches)
+        self.remaining = remaining  # extra positionals bind to the first parameter as a list (Write-Output a b c)
+
+    def bind(self, command: str, args: typing.List[typing.Tuple[typing.Optional[str], typing.Any]]) -> typing.Dict[str, typing.Any]:
+        names = self.params + self.switches
+        bound: typing.Dict[str, typing.Any] = {}
+        positional: typing.List[typing.Any] = []
+        for name, value in args:
+            if name is None:
+                positional.append(value)
+                continue
+            matches = [n for n in names if n.lower() == name.lower()] or [n for n in names if n.lower().startswith(name.lower())]
+            if len(matches) != 1:
+                raise CommandError(parameter_error(command, name))
+            bound[matches[0]] = value
+        free = [p for p in self.params if p not in bound]
+        if self.remaining and positional and free and free[0] == self.params[0]:
+            bound[self.params[0]] = positional if len(positional) > 1 else positional[0]
+            positional = []
+        for value in positional:
+            if not free:
+                raise CommandError(
+                    error_record(
+                        f"A positional parameter cannot be found that accepts argument '{value}'.",
+                        ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
+                        f"PositionalParameterNotFound,Microsoft.PowerShell.Commands.{command.replace('-', '')}Command",
+                        "InvalidArgument",
+                        activity=command,
+                        command=command,
+                        line=command,
+                    )
+                )
+            bound[free.pop(0)] = value
+        return bound
+
+
+def tokens_to_args(tokens: typing.List[typing.Any], switches: typing.Sequence[str]) -> typing.List[typing.Tuple[typing.Optional[str], typing.Any]]:
+    args: typing.List[typing.Tuple[typing.Optional[str], typing.Any]] = []
+    i = 0
+    lows = {s.lower() for s in switches}
+    while i < len(tokens):
+        t = tokens[i]
+        if isinstance(t, Param):
+            if t.has_value:
+                args.append((str(t), t.value))
+            elif any(s.startswith(str(t).lower()) for s in lows) or i + 1 >= len(tokens) or isinstance(tokens[i + 1], Param):
+                args.append((str(t), True))
+            else:
+                args.append((str(t), tokens[i + 1]))
+                i += 1
+        else:
+            args.append((None, t))
+        i += 1
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pipelines
+
+
+class CommandError(Exception):
+    """A terminating error: the pipeline fails with this ErrorRecord."""
+
+    def __init__(self, record: Obj) -> None:
+        super().__init__("terminating error")
+        self.record = record
+
+
+class Stopped(Exception):
+    pass
+
+
+class Run:
+    """One pipeline: its psrpcore ServerPipeline, its worker thread and what the client sends it."""
+
+    def __init__(self, session: "PsrpSession", pipeline: ServerPipeline) -> None:
+        self.session = session
+        self.pipeline = pipeline
+        self.pid = pipeline.pipeline_id
+        self.cond = threading.Condition(session.lock)
+        self.responses: typing.Dict[int, PipelineHostResponseEvent] = {}
+        self.inputs: typing.List[typing.Any] = []
+        self.input_done = False
+        self.stopped = False
+        self.finished = False
+        self.thread: typing.Optional[threading.Thread] = None
+        self.requestor = ServerHostRequestor(pipeline)
+        self.fast = session.fast
+
+    # -- called by commands (worker thread) --
+    def check(self) -> None:
+        if self.stopped:
+            raise Stopped()
+
+    def send(self, message_type: PSRPMessageType, value: typing.Any) -> None:
+        with self.session.lock:
+            self.check()
+            self.session.pool.prepare_message(Raw(message_type, value), pipeline_id=self.pid)
+            self.session.flush()
+            self.session.wait_for_room(self)
+
+    def output(self, value: typing.Any) -> None:
+        self.send(PSRPMessageType.PipelineOutput, value)
+
+    def host_call(self, call: typing.Callable[[], int]) -> typing.Any:
+        with self.session.lock:
+            self.check()
+            ci = call()
+            self.session.flush()
+            while ci not in self.responses:
+                self.check()
+                self.cond.wait(1.0)
+            event = self.responses.pop(ci)
+        if event.error is not None:
+            raise CommandError(
+                error_record(
+                    str(getattr(event.error, "Exception", None) and event.error.Exception.Message or "host error"),
+                    ["System.Management.Automation.Remoting.RemoteException"],
+                    "RemoteHostExecutionException",
+                    "NotSpecified",
+                )
+            )
+        return event.result
+
+    def next_input(self) -> typing.Tuple[bool, typing.Any]:
+        with self.session.lock:
+            while not self.inputs and not self.input_done:
+                self.check()
+                self.cond.wait(1.0)
+            self.check()
+            if self.inputs:
+                return True, self.inputs.pop(0)
+            return False, None
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        with self.session.lock:
+            while True:
+                self.check()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.cond.wait(left)
+
+    # -- the worker --
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._main, name=f"pipeline-{self.pid}", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        error: typing.Optional[Obj] = None
+        try:
+            metadata = self.pipeline.metadata
+            if isinstance(metadata, psrpcore.GetMetadata):
+                self._metadata(metadata)
+            else:
+                self._invoke(metadata)
+        except Stopped:
+            return
+        except CommandError as e:
+            error = e.record
+        except Exception as e:  # a bug here must still end the pipeline like PowerShell would
+            log.exception("pipeline %s crashed", self.pid)
+            error = error_record(
+                f"psrp_host internal error: {e}",
+                ["System.Management.Automation.RuntimeException"],
+                "PsrpHostInternalError",
+                "NotSpecified",
+            )
+        with self.session.lock:
+            if self.stopped or self.pipeline.state != PSInvocationState.Running:
+                return
+            if error is None:
+                self.pipeline.complete()
+            else:
+                self.session.pool.prepare_message(
+                    Raw(PSRPMessageType.PipelineState, Obj(ms=[("PipelineState", 5), ("ExceptionAsErrorRecord", error)])),
+                    pipeline_id=self.pid,
+                )
+                self.pipeline._change_state(PSInvocationState.Failed, emit=False)
+            self.finished = True
+            self.session.flush()
+
+    def _metadata(self, request: psrpcore.GetMetadata) -> None:
+        patterns = [str(n) for n in (request.name or ["*"])]
+        namespaces = [str(n) for n in (request.namespace or [])]
+        names = [
+            n
+            for n in AD_COMMANDS
+            if any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)
+            and (not namespaces or any(fnmatch.fnmatchcase("activedirectory", ns.lower()) for ns in namespaces))
+        ]
+        self.output(metadata_count(len(names)))
+        for n in names:
+            self.output(command_metadata(n))
+
+    def _invoke(self, ps: psrpcore.PowerShell) -> None:
+        # Statements of commands; a command that is a script is parsed into statements of its own.
+        statements: typing.List[typing.List[typing.Tuple[str, typing.List[typing.Tuple[typing.Optional[str], typing.Any]], str]]] = [[]]
+        for cmd in ps.commands:
+            if cmd.is_script:
+                text = str(cmd.command_text)
+                try:
+                    parsed = parse_script(text)
+                except SyntaxError as e:
+                    raise CommandError(
+                        error_record(
+                            f"psrp_host cannot parse this script: {e}",
+                            ["System.Management.Automation.ParseException", "System.Management.Automation.RuntimeException"],
+                            "ParseException",
+                            "ParserError",
+                            line=text,
+                        )
+                    ) from None
+                for i, stmt in enumerate(parsed):
+                    if i > 0:
+                        statements.append([])
+                    for name, tokens in stmt:
+                        spec = COMMANDS.get(name.lower(), (None, Spec()))[1]
+                        statements[-1].append((name, tokens_to_args(tokens, spec.switches), text))
+            else:
+                args = [(None if n is None else str(n), plain(v)) for n, v in cmd.parameters]
+                statements[-1].append((str(cmd.command_text), args, str(cmd.command_text)))
+            if cmd.end_of_statement:
+                statements.append([])
+        first = True
+        for statement in [s for s in statements if s]:
+            upstream: typing.Optional[typing.List[typing.Any]] = None
+            for index, (name, args, line) in enumerate(statement):
+                last = index == len(statement) - 1
+                entry = COMMANDS.get(name.lower())
+                if entry is None:
+                    raise CommandError(not_recognized(name, line))
+                func, spec = entry
+                bound = spec.bind(entry_name(name), args)
+                if upstream is not None:
+                    source: typing.Iterator[typing.Any] = iter(upstream)
+                elif first and not ps.no_input:
+                    source = self._client_input()
+                else:
+                    source = iter(())
+                collected: typing.List[typing.Any] = []
+                ctx = Context(self, None if last else collected, line)
+                func(ctx, bound, source)
+                upstream = collected
+            first = False
+
+    def _client_input(self) -> typing.Iterator[typing.Any]:
+        while True:
+            more, value = self.next_input()
+            if not more:
+                return
+            yield value
+
+
+def entry_name(name: str) -> str:
+    for key in COMMAND_NAMES:
+        if key.lower() == name.lower():
+            return key
+    return name
+
+
+def plain(value: typing.Any) -> typing.Any:
+    """psrpcore's deserialized values → the plain Python values commands use (and clixml_out writes back)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, PSSecureString):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, datetime.datetime):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    return value
+
+
+class Context:
+    """What a command sees: streams, host calls and its input."""
+
+    def __init__(self, run: Run, collect: typing.Optional[typing.List[typing.Any]], line: str) -> None:
+        self.run = run
+        self.collect = collect
+        self.line = line
+
+    def output(self, value: typing.Any) -> None:
+        if self.collect is not None:
+            self.run.check()
+            self.collect.append(value)
+        else:
+            self.run.output(echo_value(value))
+
+    def error(self, record: Obj) -> None:
+        self.run.send(PSRPMessageType.ErrorRecord, record)
+
+    def warning(self, text: str) -> None:
+        self.run.send(PSRPMessageType.WarningRecord, informational("Warning", text))
+
+    def verbose(self, text: str) -> None:
+        self.run.send(PSRPMessageType.VerboseRecord, informational("Verbose", text))
+
+    def debug(self, text: str) -> None:
+        self.run.send(PSRPMessageType.DebugRecord, informational("Debug", text))
+
+    def information(self, data: typing.Any, source: str, tags: typing.Sequence[str]) -> None:
+        self.run.send(PSRPMessageType.InformationRecord, information_record(data, source, tags))
+
+    def progress(self, **kw: typing.Any) -> None:
+        self.run.send(PSRPMessageType.ProgressRecord, progress_record(**kw))
+
+
+def echo_value(value: typing.Any) -> typing.Any:
+    """A value that came from the client, ready for clixml_out (psrpcore objects are written back as CLIXML text)."""
+    if value is None or isinstance(value, (bool, int, float, str, datetime.datetime, Obj)):
+        return value
+    if isinstance(value, PSSecureString):
+        return SS(value._value if hasattr(value, "_value") else "")
+    if isinstance(value, (list, tuple)):
+        return Obj(type_list("Deserialized.System.Object[]", "Deserialized.System.Array", "Deserialized.System.Object"), value=("LST", [echo_value(v) for v in value]))
+    if isinstance(value, dict):
+        return Obj(type_list("Deserialized.System.Collections.Hashtable", "Deserialized.System.Object"), value=("DCT", [(echo_value(k), echo_value(v)) for k, v in value.items()]))
+    names = list(getattr(getattr(value, "PSObject", None), "type_names", []) or [])
+    props = []
+    ps = getattr(value, "PSObject", None)
+    if ps is not None:
+        for p in list(ps.adapted_properties) + list(ps.extended_properties):
+            try:
+                props.append((p.name, echo_value(plain(p.get_value(value)))))
+            except Exception:
+                props.append((p.name, None))
+    deser = [n if n.startswith("Deserialized.") else "Deserialized." + n for n in names]
+    return Obj(deser, str(value), ms=props)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Emulated commands
+
+
+def cmd_get_date(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    ctx.output(get_date())
+
+
+def cmd_version_table(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    ctx.output(ps_version_table())
+
+
+def cmd_get_process(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    names = p.get("Name")
+    ids = p.get("Id")
+    if names is None and ids is None:
+        for row in PROCESSES:
+            ctx.output(process_object(*row))
+        return
+    for name in ([names] if isinstance(names, str) else names or []):
+        rows = [r for r in PROCESSES if fnmatch.fnmatchcase(r[0].lower(), str(name).lower())]
+        if not rows and not any(c in str(name) for c in "*?["):
+            ctx.error(
+                error_record(
+                    f'Cannot find a process with the name "{name}". Verify the process name and call the cmdlet again.',
+                    ["Microsoft.PowerShell.Commands.ProcessCommandException"],
+                    "NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.GetProcessCommand",
+                    "ObjectNotFound",
+                    activity="Get-Process",
+                    target=str(name),
+                    command="Get-Process",
+                    line=ctx.line,
+                    write_error_stream=True,
+                    exception_extra=[("ProcessName", str(name))],
+                )
+            )
+        for row in rows:
+            ctx.output(process_object(*row))
+    for pid in ([ids] if isinstance(ids, int) else ids or []):
+        for row in [r for r in PROCESSES if r[1] == int(pid)]:
+            ctx.output(process_object(*row))
+
+
+def cmd_write_output(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    value = p.get("InputObject")
+    for item in value if isinstance(value, list) else [value]:
+        ctx.output(item)
+    for item in _input:
+        ctx.output(item)
+
+
+def cmd_write_error(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    message = str(p.get("Message", ""))
+    ctx.error(
+        error_record(
+            message,
+            ["Microsoft.PowerShell.Commands.WriteErrorException"],
+            "Microsoft.PowerShell.Commands.WriteErrorException",
+            str(p.get("Category", "NotSpecified")),
+            activity="Write-Error",
+            command="Write-Error",
+            line=ctx.line,
+            write_error_stream=True,
+        )
+    )
+
+
+def cmd_write_warning(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    ctx.warning(str(p.get("Message", "")))
+
+
+def cmd_write_verbose(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    ctx.verbose(str(p.get("Message", "")))
+
+
+def cmd_write_debug(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    ctx.debug(str(p.get("Message", "")))
+
+
+def cmd_write_information(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    tags = p.get("Tags") or []
+    ctx.information(p.get("MessageData"), "Write-Information", [str(t) for t in (tags if isinstance(tags, list) else [tags])])
+
+
+def cmd_write_host(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    obj = p.get("Object", "")
+    text = " ".join(str(o) for o in obj) if isinstance(obj, list) else "" if obj is None else str(obj)
+    message = host_information_message(text, bool(p.get("NoNewline")), p.get("ForegroundColor"), p.get("BackgroundColor"))
+    ctx.information(message, "Write-Host", ["PSHOST"])
+
+
+def cmd_write_progress(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    if "Activity" not in p:
+        raise CommandError(parameter_error("Write-Progress", "Activity", "Cannot process command because of one or more missing mandatory parameters: Activity."))
+    ctx.progress(
+        activity=str(p["Activity"]),
+        activity_id=int(p.get("Id", 0)),
+        status=str(p.get("Status", "Processing")),
+        current=None if p.get("CurrentOperation") is None else str(p["CurrentOperation"]),
+        parent=int(p.get("ParentId", -1)),
+        percent=int(p.get("PercentComplete", -1)),
+        completed=bool(p.get("Completed")),
+        seconds=int(p.get("SecondsRemaining", -1)),
+    )
+
+
+def cmd_test_progress(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    count = int(p.get("Count", 5))
+    for i in range(count):
+        ctx.progress(activity="Test-Progress", activity_id=1, status=f"Step {i + 1} of {count}", current=None,
+                     parent=-1, percent=(i + 1) * 100 // max(count, 1), completed=False, seconds=-1)
+    ctx.progress(activity="Test-Progress", activity_id=1, status="Done", current=None, parent=-1, percent=100,
+                 completed=True, seconds=-1)
+    ctx.output(f"progress done: {count}")
+
+
+def cmd_throw(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    message = str(p.get("Message") if p.get("Message") is not None else "ScriptHalted")
+    raise CommandError(
+        error_record(
+            message,
+            ["System.Management.Automation.RuntimeException"],
+            message,
+            "OperationStopped",
+            target=message,
+            line=ctx.line,
+            thrown=True,
+        )
+    )
+
+
+def cmd_read_host(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    secure = bool(p.get("AsSecureString"))
+    prompt = p.get("Prompt")
+    if prompt is not None:
+        # Like ReadHostCommand: with -Prompt, pwsh asks the host's Prompt() for one field named after the prompt.
+        field = FieldDescription(
+            Name=str(prompt),
+            ParameterTypeName="SecureString" if secure else "String",
+            ParameterTypeFullName="System.Security.SecureString" if secure else "System.String",
+            ParameterAssemblyFullName=CORELIB if not secure else "System.Security.SecureString, " + CORELIB,
+        )
+        result = ctx.run.host_call(lambda: ctx.run.requestor.prompt("", "", [field]))
+        value = None
+        if isinstance(result, dict):
+            value = next(iter(result.values()), None)
+    elif secure:
+        value = ctx.run.host_call(ctx.run.requestor.read_line_as_secure_string)
+    else:
+        value = ctx.run.host_call(ctx.run.requestor.read_line)
+    if isinstance(value, PSSecureString):
+        ctx.output("secure:" + str(value.decrypt()))
+    elif secure and value is not None:
+        ctx.output("secure:" + str(value))
+    else:
+        ctx.output(None if value is None else str(value))
+
+
+def cmd_get_credential(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    user = p.get("UserName") or p.get("Credential")
+    result = ctx.run.host_call(
+        lambda: ctx.run.requestor.prompt_for_credential(
+            caption=str(p.get("Title", "PowerShell credential request")),
+            message=str(p.get("Message", "Enter your credentials.")),
+            username=None if user is None else str(user),
+            target_name="",
+        )
+    )
+    if result is None:
+        return
+    password = getattr(result, "Password", None)
+    ctx.output(str(getattr(result, "UserName", "")))
+    ctx.output("password:" + (str(password.decrypt()) if isinstance(password, PSSecureString) else str(password)))
+
+
+def cmd_test_choice(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    choices = [
+        ChoiceDescription(Label="&Yes", HelpMessage="Do it."),
+        ChoiceDescription(Label="&No", HelpMessage="Do not do it."),
+        ChoiceDescription(Label="&Maybe", HelpMessage="Ask again later."),
+    ]
+    result = ctx.run.host_call(lambda: ctx.run.requestor.prompt_for_choice("Confirm", "Pick one", choices, 1))
+    ctx.output(int(result))
+
+
+def cmd_test_prompt(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    fields = [
+        FieldDescription(Name="Name", Label="&Name", HelpMessage="Your name", ParameterTypeName="String",
+                         ParameterTypeFullName="System.String", ParameterAssemblyFullName=CORELIB),
+        FieldDescription(Name="Age", Label="&Age", HelpMessage="Your age", ParameterTypeName="Int32",
+                         ParameterTypeFullName="System.Int32", ParameterAssemblyFullName=CORELIB),
+    ]
+    result = ctx.run.host_call(lambda: ctx.run.requestor.prompt("Details", "Tell me about you", fields))
+    entries = [(str(k), echo_value(plain(v))) for k, v in (result or {}).items()]
+    dict_type = f"System.Collections.Generic.Dictionary`2[[System.String, {CORELIB}],[System.Management.Automation.PSObject, {SMA}]]"
+    ctx.output(Obj(type_list(dict_type, "System.Object"), value=("DCT", entries)))
+
+
+def cmd_convertto_securestring(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    """A SecureString from the server to the client: needs the session key, requested if the client has not sent one."""
+    text = str(p.get("String", ""))
+    run = ctx.run
+    session = run.session
+    with session.lock:
+        their = getattr(session.pool.their_capability, "protocolversion", None)
+        if not session.key_exchanged and their is not None and their < PSVersion("2.2"):
+            # PowerShell's server (PSRemotingCryptoHelperServer.EncryptSecureString) asks a client older than 2.2 for
+            # its key with PUBLIC_KEY_REQUEST; a newer client is never asked: the server encrypts with its own session
+            # key and a client that skipped the key exchange cannot decrypt the result.
+            session.pool.request_key()
+            session.flush()
+            deadline = time.monotonic() + 30
+            while not session.key_exchanged:
+                run.check()
+                if time.monotonic() > deadline:
+                    raise CommandError(error_record(
+                        "The client did not answer PUBLIC_KEY_REQUEST with its public key.",
+                        ["System.Management.Automation.Remoting.PSRemotingDataStructureException"],
+                        "ServerKeyExchangeFailed", "NotSpecified"))
+                run.cond.wait(0.5)
+        encrypted = session.pool._cipher.encrypt(text)
+    ctx.output(SS(encrypted))
+
+
+def cmd_measure_input(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    count = 0
+    for item in source:
+        count += 1
+        ctx.output(echo_value(plain(item)))
+    ctx.output(count)
+
+
+def cmd_start_sleep(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    seconds = float(p.get("Seconds", 0) or 0) + float(p.get("Milliseconds", 0) or 0) / 1000
+    ctx.run.sleep(seconds)
+
+
+def cmd_test_long(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    seconds = float(p.get("Seconds", 3600))
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        n += 1
+        ctx.output(f"tick {n}")
+        ctx.run.sleep(0.1)
+
+
+def cmd_get_objects(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    count = int(p.get("Count", 10))
+    size = str(p.get("Size", "small")).lower()
+    fast = bool(p.get("Fast")) or ctx.run.fast
+    if ctx.collect is not None:  # piped into another command: the slow path is fine
+        for i in range(count):
+            ctx.output(sample_object(i, size))
+        return
+    ctx.run.session.send_bulk(ctx.run, count, size, fast)
+
+
+LARGE_PAYLOAD = "".join(chr(0x41 + (i % 26)) for i in range(10000))
+
+
+def sample_object(i: int, size: str) -> Obj:
+    ms: typing.List[typing.Tuple[str, typing.Any]] = [("Index", i), ("Name", f"object {i}"), ("Even", i % 2 == 0)]
+    if size == "large":
+        ms.append(("Data", LARGE_PAYLOAD))
+    elif size == "huge":  # ~100 KiB: one message in several 32 KiB fragments
+        ms.append(("Data", LARGE_PAYLOAD * 10))
+    return Obj(type_list("System.Management.Automation.PSCustomObject", "System.Object"), ms=ms)
+
+
+COMMANDS: typing.Dict[str, typing.Tuple[typing.Callable, Spec]] = {}
+COMMAND_NAMES: typing.List[str] = []
+
+
+def _register(name: str, func: typing.Callable, spec: Spec) -> None:
+    COMMANDS[name.lower()] = (func, spec)
+    COMMAND_NAMES.append(name)
+
+
+_register("Get-Date", cmd_get_date, Spec())
+_register("$PSVersionTable", cmd_version_table, Spec())
+_register("Get-Process", cmd_get_process, Spec(["Name", "Id"]))
+_register("Write-Output", cmd_write_output, Spec(["InputObject"], ["NoEnumerate"], remaining=True))
+_register("Write-Error", cmd_write_error, Spec(["Message", "Category"]))
+_register("Write-Warning", cmd_write_warning, Spec(["Message"]))
+_register("Write-Verbose", cmd_write_verbose, Spec(["Message"]))
+_register("Write-Debug", cmd_write_debug, Spec(["Message"]))
+_register("Write-Information", cmd_write_information, Spec(["MessageData", "Tags"]))
+_register("Write-Host", cmd_write_host, Spec(["Object", "ForegroundColor", "BackgroundColor"], ["NoNewline"], remaining=True))
+_register("Write-Progress", cmd_write_progress, Spec(["Activity", "Status", "Id", "PercentComplete", "SecondsRemaining", "CurrentOperation", "ParentId"], ["Completed"]))
+_register("Test-Progress", cmd_test_progress, Spec(["Count"]))
+_register("throw", cmd_throw, Spec(["Message"]))
+_register("Test-Terminating", cmd_throw, Spec(["Message"]))
+_register("Read-Host", cmd_read_host, Spec(["Prompt"], ["AsSecureString"]))
+_register("Get-Credential", cmd_get_credential, Spec(["UserName", "Message", "Title", "Credential"]))
+_register("Test-Choice", cmd_test_choice, Spec())
+_register("Test-Prompt", cmd_test_prompt, Spec())
+_register("Measure-Input", cmd_measure_input, Spec())
+_register("ConvertTo-SecureString", cmd_convertto_securestring, Spec(["String"], ["AsPlainText", "Force"]))
+_register("Start-Sleep", cmd_start_sleep, Spec(["Seconds", "Milliseconds"]))
+_register("Test-Long", cmd_test_long, Spec(["Seconds"]))
+_register("Get-Objects", cmd_get_objects, Spec(["Count", "Size"], ["Fast"]))
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The console's own commands: the location, `prompt` and `TabExpansion2`, as Enter-PSSession uses them. The file
+# system is a small fixed Windows-like tree (the host emulates a Windows server whatever machine it runs on).
+
+DIRECTORIES = [
+    "C:\\", "C:\\Program Files", "C:\\Program Files\\PowerShell", "C:\\Users", "C:\\Users\\Public", "C:\\Users\\psgate",
+    "C:\\Users\\psgate\\Documents", "C:\\Users\\psgate\\Downloads", "C:\\Windows", "C:\\Windows\\System32",
+    "C:\\Windows\\Temp",
+]
+HOME = "C:\\Users\\psgate"
+
+
+def location_of(ctx: Context) -> str:
+    return getattr(ctx.run.session, "location", HOME)
+
+
+def resolve_path(current: str, path: str) -> str:
+    """An absolute path for `path` typed at `current` (`..`, `.`, `\\`, `~`, drive-relative), not checked."""
+    path = path.strip().strip("'\"").replace("/", "\\")
+    if path in ("", "~"):
+        return HOME
+    if path.startswith("~\\"):
+        path = HOME + path[1:]
+    if re.match(r"^[A-Za-z]:", path):
+        parts, rest = [path[0].upper() + ":"], path[2:]
+    elif path.startswith("\\"):
+        parts, rest = [current[:2]], path
+    else:
+        parts, rest = current.rstrip("\\").split("\\"), path
+    for part in rest.split("\\"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if len(parts) > 1:
+                parts.pop()
+            continue
+        parts.append(part)
+    return parts[0] + "\\" if len(parts) == 1 else "\\".join(parts)
+
+
+def existing_directory(path: str) -> typing.Optional[str]:
+    """The directory's name as stored (Windows paths are case-insensitive), or None."""
+    return next((d for d in DIRECTORIES if d.lower() == path.lower()), None)
+
+
+def path_info(path: str) -> Obj:
+    return Obj(
+        type_list("System.Management.Automation.PathInfo", "System.Object"),
+        path,
+        props=[("Drive", path[0]), ("Provider", "Microsoft.PowerShell.Core\\FileSystem"), ("ProviderPath", path), ("Path", path)],
+    )
+
+
+def cmd_get_location(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    ctx.output(path_info(location_of(ctx)))
+
+
+def cmd_set_location(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    target = resolve_path(location_of(ctx), str(p.get("Path", "~")))
+    found = existing_directory(target)
+    if found is None:
+        ctx.error(
+            error_record(
+                f"Cannot find path '{target}' because it does not exist.",
+                ["System.Management.Automation.ItemNotFoundException"],
+                "PathNotFound,Microsoft.PowerShell.Commands.SetLocationCommand",
+                "ObjectNotFound",
+                activity="Set-Location",
+                target=target,
+                command="Set-Location",
+                line=ctx.line,
+            )
+        )
+        return
+    ctx.run.session.location = found
+
+
+def cmd_prompt(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    # PowerShell's default prompt function: "PS $($executionContext.SessionState.Path.CurrentLocation)> ".
+    ctx.output(f"PS {location_of(ctx)}> ")
+
+
+RESULT_TYPES = {"Command": 2, "ProviderContainer": 4, "ParameterName": 7}
+
+
+def completion_result(text: str, list_text: str, result_type: str, tooltip: str) -> Obj:
+    return Obj(
+        type_list("System.Management.Automation.CompletionResult", "System.Object"),
+        text,
+        props=[
+            ("CompletionText", text),
+            ("ListItemText", list_text),
+            ("ResultType", Enum("System.Management.Automation.CompletionResultType", result_type, RESULT_TYPES[result_type])),
+            ("ToolTip", tooltip),
+        ],
+    )
+
+
+def complete(line: str, cursor: int, location: str) -> typing.Tuple[int, int, typing.List[Obj]]:
+    """What TabExpansion2 completes at `cursor` with the session at `location`: a command name first on a line, a
+    parameter after `-`, else a directory. Returns (ReplacementIndex, ReplacementLength, matches)."""
+    cursor = max(0, min(cursor, len(line)))
+    start = cursor
+    while start > 0 and not line[start - 1].isspace() and line[start - 1] not in "|;({":
+        start -= 1
+    word = line[start:cursor]
+    before = line[:start].rstrip()
+    first = before == "" or before[-1] in "|;({"
+    if word.startswith("-") and not first:
+        command = re.split(r"[|;({]", before)[-1].split()
+        entry = COMMANDS.get(command[0].lower()) if command else None
+        names = (entry[1].params + entry[1].switches) if entry else []
+        found = [n for n in names if n.lower().startswith(word[1:].lower())]
+        return start, len(word), [completion_result("-" + n, n, "ParameterName", f"[{n}]") for n in found]
+    if first:
+        found = sorted({n for n in COMMAND_NAMES if n[0].isalpha() and n.lower().startswith(word.lower())}, key=str.lower)
+        return start, len(word), [completion_result(n, n, "Command", n) for n in found]
+    # A path: the directory typed so far, then the children whose name starts with the rest.
+    typed = word.strip("'\"")
+    head, _, partial = typed.rpartition("\\")
+    base = resolve_path(location, head + "\\" if head else ".")
+    results = []
+    for d in DIRECTORIES:
+        parent, _, name = d.rstrip("\\").rpartition("\\")
+        if name and parent.lower() == base.rstrip("\\").lower() and name.lower().startswith(partial.lower()):
+            shown = (head + "\\" + name) if head else (".\\" + name)
+            text = f"'{shown}'" if " " in shown else shown
+            results.append(completion_result(text, name, "ProviderContainer", d))
+    return start, len(word), results
+
+
+
+def cmd_tab_expansion2(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    line = str(p.get("inputScript", ""))
+    cursor = int(p.get("cursorColumn", len(line)))
+    index, length, matches = complete(line, cursor, location_of(ctx))
+    ctx.output(
+        Obj(
+            type_list("System.Management.Automation.CommandCompletion", "System.Object"),
+            "System.Management.Automation.CommandCompletion",
+            props=[
+                ("CurrentMatchIndex", -1),
+                ("ReplacementIndex", index),
+                ("ReplacementLength", length),
+                ("CompletionMatches", Obj(
+                    type_list("System.Collections.ObjectModel.Collection`1[[System.Management.Automation.CompletionResult, System.Management.Automation, Version=3.0.0.0, Culture=neutral, PublicKeyToken=31bf3856ad364e35]]", "System.Object"),
+                    value=("LST", matches),
+                )),
+            ],
+        )
+    )
+
+
+_register("Get-Location", cmd_get_location, Spec())
+_register("Set-Location", cmd_set_location, Spec(["Path"]))
+COMMANDS["cd"] = COMMANDS["sl"] = COMMANDS["set-location"]
+COMMANDS["pwd"] = COMMANDS["gl"] = COMMANDS["get-location"]
+_register("prompt", cmd_prompt, Spec())
+_register("TabExpansion2", cmd_tab_expansion2, Spec(["inputScript", "cursorColumn", "options"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The session: one runspace pool, its pipelines and what pwsh does with the client's messages
+
+
+class PsrpSession:
+    """One runspace pool and its pipelines, whatever the transport.
+
+    A transport feeds the client's PSRP bytes to `feed()` (under `lock`), starts the pipelines that became ready with
+    `start_ready_runs()`, and implements `flush()` (move every message psrpcore queued to the client) and `send_bulk()`
+    (Get-Objects' fast path). `wait_for_room()` lets a transport hold a producing pipeline back (flow control).
+    """
+
+    def __init__(self, fast: bool = False) -> None:
+        self.lock = threading.RLock()
+        self.pool = HostPool()
+        self.runs: typing.Dict[uuid.UUID, Run] = {}
+        self.key_exchanged = False
+        self.fast = fast  # Get-Objects repeats one serialized object (benchmarks)
+
+    # -- what a transport provides --
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def send_bulk(self, run: Run, count: int, size: str, fast: bool) -> None:
+        raise NotImplementedError
+
+    def wait_for_room(self, run: Run) -> None:
+        """Called by a pipeline after each message it queued; a transport may block it here. Default: never."""
+
+    # -- input --
+    def feed(self, guid: uuid.UUID, stream_type: StreamType, data: bytes) -> None:
+        """The client's PSRP fragments for the pool (NULL_GUID) or a pipeline; events are answered as pwsh does."""
+        with self.lock:
+            try:
+                self.pool.receive_data(PSRPPayload(data, stream_type, None if guid == NULL_GUID else guid))
+                while True:
+                    event = self.pool.next_event()
+                    if event is None:
+                        break
+                    self.on_event(event)
+            except Exception as e:
+                log.exception("bad data for %s", guid)
+                self.pool._receive_buffer = bytearray()
+                self.pool._incoming_fragments.clear()
+                self.fail(guid, e)
+
+    def new_run(self, pid: uuid.UUID) -> Run:
+        """A pipeline announced by the transport (Command), before its CREATE_PIPELINE arrives."""
+        with self.lock:
+            run = Run(self, ServerPipeline(self.pool, pid))
+            self.runs[pid] = run
+            return run
+
+    def start_ready_runs(self) -> None:
+        with self.lock:
+            for run in list(self.runs.values()):
+                if run.thread is None and run.pipeline.metadata is not None and run.pipeline.state == PSInvocationState.Running:
+                    run.start()
+
+    def on_event(self, event: psrpcore.PSRPEvent) -> None:
+        log.debug("event %s", type(event).__name__)
+        pool = self.pool
+        if isinstance(event, psrpcore.PublicKeyEvent):  # psrpcore has queued ENCRYPTED_SESSION_KEY
+            self.key_exchanged = True
+            for run in self.runs.values():
+                run.cond.notify_all()
+        elif isinstance(event, SetMaxRunspacesEvent):
+            pool.runspace_availability_response(event.ci, event.count >= max(1, pool.min_runspaces))
+        elif isinstance(event, SetMinRunspacesEvent):
+            pool.runspace_availability_response(event.ci, 1 <= event.count <= max(1, pool.max_runspaces))
+        elif isinstance(event, ResetRunspaceStateEvent):
+            pool.runspace_availability_response(event.ci, True)
+        elif isinstance(event, GetAvailableRunspacesEvent):
+            busy = sum(1 for r in self.runs.values() if r.pipeline.state == PSInvocationState.Running)
+            pool.runspace_availability_response(event.ci, max(0, pool.max_runspaces - busy))
+        elif isinstance(event, (CreatePipelineEvent, GetCommandMetadataEvent)):
+            run = self.runs[event.pipeline_id]
+            # pwsh sends no PIPELINE_STATE(Running) (none in any recording): change state silently.
+            run.pipeline._change_state(PSInvocationState.Running, emit=False)
+        elif isinstance(event, PipelineInputEvent):
+            run = self.runs.get(event.pipeline_id)
+            if run is not None:
+                run.inputs.append(event.data)
+                run.cond.notify_all()
+        elif isinstance(event, EndOfPipelineInputEvent):
+            run = self.runs.get(event.pipeline_id)
+            if run is not None:
+                run.input_done = True
+                run.cond.notify_all()
+        elif isinstance(event, PipelineHostResponseEvent):
+            run = self.runs.get(event.pipeline_id)
+            if run is not None:
+                run.responses[event.ci] = event
+                run.cond.notify_all()
+
+    # -- failures, stops, closes --
+    def fail(self, guid: uuid.UUID, exc: Exception) -> None:
+        """Undecodable data: the pipeline it was for fails, or the pool breaks, with PSRemotingDataStructureException."""
+        record = error_record(
+            f"psrp_host could not process the data it received: {exc}",
+            ["System.Management.Automation.Remoting.PSRemotingDataStructureException", "System.Management.Automation.RuntimeException"],
+            "PSRemotingDataStructureException",
+            "InvalidData",
+        )
+        run = self.runs.get(guid)
+        if run is not None and run.pipeline.state in (PSInvocationState.NotStarted, PSInvocationState.Running):
+            run.stopped = True
+            run.cond.notify_all()
+            self.pool.prepare_message(
+                Raw(PSRPMessageType.PipelineState, Obj(ms=[("PipelineState", 5), ("ExceptionAsErrorRecord", record)])),
+                pipeline_id=guid,
+            )
+            run.pipeline._change_state(PSInvocationState.Failed, emit=False)
+        elif guid == NULL_GUID and self.pool.state in (RunspacePoolState.Opened, RunspacePoolState.Opening):
+            self.pool.prepare_message(
+                Raw(PSRPMessageType.RunspacePoolState, Obj(ms=[("RunspaceState", 5), ("ExceptionAsErrorRecord", record)]))
+            )
+            self.pool._change_state(RunspacePoolState.Broken, emit=False)
+
+    def stop_run(self, run: Run) -> None:
+        """PowerShell.Stop(): PIPELINE_STATE(Stopped) with PipelineStoppedException's ErrorRecord, if still running."""
+        if run.pipeline.state in (PSInvocationState.Running, PSInvocationState.Stopping) and not run.stopped:
+            run.stopped = True
+            self.pool.prepare_message(
+                Raw(PSRPMessageType.PipelineState, Obj(ms=[("PipelineState", 3), ("ExceptionAsErrorRecord", stopped_error())])),
+                pipeline_id=run.pid,
+            )
+            run.pipeline._change_state(PSInvocationState.Stopped, emit=False)
+        run.stopped = True
+        run.cond.notify_all()
+
+    def close_pipeline(self, pid: uuid.UUID) -> typing.Optional[Run]:
+        """The client is done with a pipeline: stop it if it runs, and forget it."""
+        with self.lock:
+            run = self.runs.pop(pid, None)
+            if run is not None:
+                self.stop_run(run)
+                self.flush()
+                try:
+                    run.pipeline.close()
+                except Exception:
+                    self.pool.pipeline_table.pop(pid, None)
+            return run
+
+    def close_session(self) -> None:
+        """Close of the whole pool: every pipeline stopped, then RUNSPACEPOOL_STATE(Closed) (before any CloseAck)."""
+        with self.lock:
+            for run in list(self.runs.values()):
+                self.stop_run(run)
+                run.pipeline.close()
+            self.runs.clear()
+            self.flush()
+            if self.pool.state in (RunspacePoolState.Opened, RunspacePoolState.Closing):
+                self.pool.close()  # queues RUNSPACEPOOL_STATE(Closed)
+            elif self.pool.state != RunspacePoolState.Closed:
+                self.pool._change_state(RunspacePoolState.Closed, emit=False)
+            self.flush()

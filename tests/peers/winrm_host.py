@@ -1,0 +1,1437 @@
+#!/usr/bin/env python3
+"""psgate's WS-Management test peer: PowerShell Remoting over WinRM's HTTP(S) transport, without Windows.
+
+An HTTP/1.1 server that answers WS-Management (MS-WSMV) the way a Windows WinRM service with the PowerShell plugin
+does, shaped after the recorded responses in shared/fixtures/winrm-recorded: Create (creationXml), Command, Send,
+Receive (OperationTimeout → the w:TimedOut fault), Signal (powershell/signal/crtl_c and ctrl_c stop a pipeline,
+anything else — …/signal/terminate — releases the command), Delete, Disconnect (IdleTimeOut, BufferMode Block/Drop),
+Reconnect, Connect (connectXml → connectResponseXml, and per command), Enumerate (+ Pull) of shells and commands,
+WS-Transfer Get of the configuration (cfg:Config with MaxEnvelopeSizekb …) and of a shell. The PowerShell side is
+the same as the out-of-process test host's: psrpcore 0.3.1's server role with the emulated commands of host_core.py
+(Get-Date, Get-Process, every stream, host calls, pipeline input, Test-Long, Get-Objects with a fast mode, …).
+
+Authentication: NTLM through pyspnego 0.12.4's acceptor (offered as `WWW-Authenticate: Negotiate`; the users are an
+NTLM_USER_FILE), with MS-WSMV message encryption (multipart/encrypted, spnego wrap_winrm/unwrap_winrm) over plain
+HTTP; Basic; HTTPS with a self-signed certificate made at start, where NTLM's channel binding is checked (Windows'
+default CbtHardeningLevel=Relaxed: a missing or all-zero binding passes, a wrong one is refused). Authentication
+belongs to the TCP connection, so connections are kept alive. A wrong password is answered 401.
+
+Run it with $PSGATE_PYTHON (psrpcore, pyspnego; `source scripts/env.sh`). It prints one ready line,
+`winrm_host listening on http://127.0.0.1:PORT/wsman`, once it accepts connections:
+
+    $PSGATE_PYTHON tests/peers/winrm_host.py --port 0 --user 'PSGATE\\ada:Secret-1' --auth ntlm,basic [--tls] [--log FILE]
+
+`--help` lists the rest: quotas (--max-shells-per-user, --max-concurrent-users,
+--max-concurrent-operations-per-user), --idle-timeout, --buffer-bytes, --max-envelope-kb, --fast, --configuration.
+
+Where this peer differs from Windows (each a deliberate simplification or a guess where nothing recorded says more):
+- Only the PowerShell plugin: a resource URI outside http://schemas.microsoft.com/powershell/ (the cmd shell, WMI)
+  is refused like an unknown configuration; Kerberos, CredSSP and certificate authentication are not offered.
+- The unknown-configuration fault carries Windows' code (2150858811) and message; its SOAP subcode
+  (wsa:DestinationUnreachable with faultDetail/InvalidResourceURI, the DMTF fault for an unknown resource URI) is
+  inferred, not recorded. The quota faults carry the SDK codes and Windows' texts, with subcode w:QuotaLimit
+  (MS-WSMV 3.1.4.5.2.1); MaxConcurrentUsers' text is inferred from WinRM's event-log message.
+- Faults for a disconnected shell (ERROR_WINRS_SHELL_DISCONNECTED), a Reconnect from another wsmv:SessionId
+  (…CLIENTSESSIONID_MISMATCH) and a Connect to a shell another client holds (…CONNECTED_TO_DIFFERENT_CLIENT) use the
+  SDK codes with texts of our own. An unencrypted request over HTTP with AllowUnencrypted=false is answered 401.
+- Enumerate of commands answers `<rsp:Command><rsp:CommandId>…` items (what pypsrp reads); Windows' full item shape is
+  not in the recordings. Shell properties are constant where Windows measures (MemoryUsed 46MB, ChildProcesses 0,
+  ProcessId = this process).
+- Quotas are counted simply: MaxShellsPerUser and MaxConcurrentUsers over the shells that exist (connected or not),
+  MaxConcurrentOperationsPerUser over the user's shells plus their running pipelines; MaxConnections is not enforced.
+- Output buffering: each command's (and the pool's) undelivered output is capped at --buffer-bytes. A connected
+  client's pipeline, and a disconnected one in Block mode, waits for room; a disconnected one in Drop mode discards
+  its oldest output messages (never the PIPELINE_STATE or a host call). Windows' own buffer sizes are not emulated.
+- A connected shell is deleted after IdleTimeOut without any request for it and no Receive waiting; a disconnected
+  one after IdleTimeOut from the Disconnect, as Windows does; the reaper runs every 0.2 s.
+- A Receive answers at once with whatever is queued: whole PSRP messages, one fragment (32 KiB at most,
+  PowerShell's default) per <rsp:Stream>, as many as fit the request's MaxEnvelopeSize. Windows' timing differs:
+  it answered the pool's first Receive with SESSION_CAPABILITY and APPLICATION_PRIVATE_DATA and the next with
+  RUNSPACEPOOL_STATE(Opened), where this peer sends the three together. CommandState Pending is reported when a host
+  call is in the answer (as in the recordings), Done with ExitCode 0 once the pipeline's last message is out.
+- After Connect from a new client the next pool Receive yields APPLICATION_PRIVATE_DATA (PowerShell's
+  ServerRemoteSession.HandlePostConnect), not the RUNSPACEPOOL_STATE(Opened) that pypsrp's
+  test_psrp_disconnect_runspaces.yml shows there (that response repeats an earlier response's MessageID and object id:
+  it looks edited). Object ids continue across a Connect, as in that recording's connectResponseXml.
+- A shell of another user is answered as not found; Windows may answer access denied.
+- Requests larger than MaxEnvelopeSizekb are not refused; wsman:Locale, DataLocale and OptionSets other than
+  WINRS_NOPROFILE are accepted and ignored; protocolversion is not negotiated at the WS-Management layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import datetime
+import hashlib
+import http.server
+import logging
+import os
+import re
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+import time
+import typing
+import uuid
+from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import spnego  # noqa: E402
+import spnego.channel_bindings  # noqa: E402
+from psrpcore import StreamType  # noqa: E402
+from psrpcore.types import (  # noqa: E402
+    ApplicationPrivateData,
+    PSInvocationState,
+    PSRPMessageType,
+    RunspacePoolInitData,
+    RunspacePoolState,
+)
+
+from clixml_out import to_clixml  # noqa: E402
+from host_core import (  # noqa: E402
+    BOM,
+    FRAGMENT_SIZE,
+    NULL_GUID,
+    HostPool,
+    PsrpSession,
+    Run,
+    fragments,
+    sample_object,
+)
+
+log = logging.getLogger("winrm_host")
+
+# ---------------------------------------------------------------------------------------------------------------------
+# WS-Management names
+
+NS = {
+    "s": "http://www.w3.org/2003/05/soap-envelope",
+    "wsa": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
+    "wsman": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
+    "wsmv": "http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd",
+    "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
+    "wsen": "http://schemas.xmlsoap.org/ws/2004/09/enumeration",
+    "wst": "http://schemas.xmlsoap.org/ws/2004/09/transfer",
+    "cfg": "http://schemas.microsoft.com/wbem/wsman/1/config",
+    "pwsh": "http://schemas.microsoft.com/powershell",
+}
+ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+TRANSFER = "http://schemas.xmlsoap.org/ws/2004/09/transfer/"
+ENUMERATION = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/"
+SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
+PS_URI_PREFIX = "http://schemas.microsoft.com/powershell/"
+CONFIG_URI = "http://schemas.microsoft.com/wbem/wsman/1/config"
+COMMAND_STATE = SHELL + "/CommandState/"
+FAULT_ACTION = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault"
+FAULT_DETAIL = "http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/"
+STOP_SIGNALS = {"powershell/signal/crtl_c", "powershell/signal/ctrl_c"}  # PS's spelling, and MS-WSMV's / pypsrp's
+SPNEGO_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+BOUNDARY = "Encrypted Boundary"
+
+# The response envelope's namespace declarations, per kind of answer, as Windows writes them (see the recordings).
+_XS = 'xmlns:s="http://www.w3.org/2003/05/soap-envelope"'
+_XA = 'xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing"'
+_XX = 'xmlns:x="http://schemas.xmlsoap.org/ws/2004/09/transfer"'
+_XE = 'xmlns:e="http://schemas.xmlsoap.org/ws/2004/08/eventing"'
+_XN = 'xmlns:n="http://schemas.xmlsoap.org/ws/2004/09/enumeration"'
+_XW = 'xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"'
+_XR = 'xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell"'
+_XP = 'xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd"'
+DECLS = {
+    "shell": " ".join([_XS, _XA, _XX, _XW, _XR, _XP]),  # Create, Command, Send, Signal, Connect
+    "receive": " ".join([_XS, _XA, _XW, _XR, _XP]),
+    "empty": " ".join([_XS, _XA, _XW, _XP]),  # Delete, Disconnect, Reconnect
+    "enumerate": " ".join([_XS, _XA, _XN, _XW, _XP]),
+    "get": " ".join([_XS, _XA, _XX, _XW, _XP]),
+    "fault": " ".join([_XS, _XA, _XX, _XE, _XN, _XW, _XP]),
+}
+
+# Fault codes (MS-WSMV / winerror.h names in the comments)
+TIMED_OUT = 2150858793  # ERROR_WSMAN_OPERATION_TIMEDOUT 0x80338029
+UNEXPECTED_SELECTORS = 2150858843  # ERROR_WSMAN_UNEXPECTED_SELECTORS 0x8033805B
+INVALID_HEADER = 2150858767  # ERROR_WSMAN_INVALID_MESSAGE_INFORMATION_HEADER 0x8033800F
+INVALID_RESOURCE_URI = 2150858811  # ERROR_WSMAN_INVALID_RESOURCE_URI 0x8033803B
+ALREADY_EXISTS = 2150858803  # ERROR_WSMAN_ALREADY_EXISTS 0x80338033
+ACTION_NOT_SUPPORTED = 2150858771  # ERROR_WSMAN_ACTION_NOT_SUPPORTED 0x80338013
+QUOTA_MAX_SHELLS = 2150859173  # ERROR_WSMAN_QUOTA_MAX_SHELLS 0x803381A5 (MaxShellsPerUser)
+QUOTA_MAX_OPERATIONS = 2150859174  # ERROR_WSMAN_QUOTA_MAX_OPERATIONS 0x803381A6 (MaxConcurrentOperationsPerUser)
+QUOTA_MAX_SHELLUSERS = 2150859179  # ERROR_WSMAN_QUOTA_MAX_SHELLUSERS 0x803381AB (MaxConcurrentUsers)
+SHELL_DISCONNECTED = 2150859204  # ERROR_WINRS_SHELL_DISCONNECTED 0x803381C4
+SESSIONID_MISMATCH = 2150859206  # ERROR_WINRS_SHELL_CLIENTSESSIONID_MISMATCH 0x803381C6
+CONNECTED_ELSEWHERE = 2150859213  # ERROR_WINRS_SHELL_CONNECTED_TO_DIFFERENT_CLIENT 0x803381CD
+ACCESS_DENIED = 5
+
+# Message types whose loss Drop mode allows (output and the other streams); state messages and host calls are kept.
+DROPPABLE = {0x00041004, 0x00041005, 0x00041007, 0x00041008, 0x00041009, 0x00041010, 0x00041011}
+HOST_CALL = 0x00041100
+TERMINAL = (PSInvocationState.Completed, PSInvocationState.Failed, PSInvocationState.Stopped)
+
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def parse_duration(text: str) -> float:
+    """xs:duration as WinRM uses it (PT20S, PT7200.000S, P0DT0H0M2S) → seconds; ValueError otherwise."""
+    m = _DURATION.match(text.strip())
+    if not m or text.strip() in ("P", "PT"):
+        raise ValueError(text)
+    days, hours, minutes, seconds = m.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
+
+
+def run_time(seconds: float) -> str:
+    """ShellRunTime / ShellInactivity: P0DT0H0M2S."""
+    s = int(seconds)
+    return f"P{s // 86400}DT{s % 86400 // 3600}H{s % 3600 // 60}M{s % 60}S"
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Faults
+
+
+class WSManFault(Exception):
+    """A SOAP fault as Windows lays it out: s:Code/s:Subcode, s:Reason, s:Detail/f:WSManFault(Code, Machine)."""
+
+    def __init__(self, code: int, subcode: str, reason: str, message: typing.Optional[str] = None, *,
+                 sender: bool = True, detail: typing.Optional[str] = None, provider: typing.Optional[str] = None) -> None:
+        super().__init__(message or reason)
+        self.code = code
+        self.subcode = subcode
+        self.reason = reason
+        self.message = message if message is not None else reason
+        self.sender = sender
+        self.detail = detail
+        self.provider = provider  # Windows' nesting under <f:ProviderFault provider="Shell provider" …>
+
+    def body(self, machine: str) -> str:
+        value = "s:Sender" if self.sender else "s:Receiver"
+        detail = f"<w:FaultDetail>{FAULT_DETAIL}{self.detail}</w:FaultDetail>" if self.detail else ""
+        f = 'xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"'
+        message = escape(self.message)
+        if self.provider:
+            message = (f'<f:ProviderFault provider="{self.provider}" path="%systemroot%\\system32\\WsmSvc.dll">'
+                       f'<f:WSManFault {f} Code="{self.code}" Machine="{machine}"><f:Message>{message}</f:Message>'
+                       f"</f:WSManFault></f:ProviderFault>")
+        return (f"<s:Fault><s:Code><s:Value>{value}</s:Value><s:Subcode><s:Value>{self.subcode}</s:Value></s:Subcode>"
+                f'</s:Code><s:Reason><s:Text xml:lang="en-US">{escape(self.reason)}</s:Text></s:Reason><s:Detail>{detail}'
+                f'<f:WSManFault {f} Code="{self.code}" Machine="{machine}"><f:Message>{message}</f:Message>'
+                f"</f:WSManFault></s:Detail></s:Fault>")
+
+
+def timed_out() -> WSManFault:
+    text = "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.  "
+    return WSManFault(TIMED_OUT, "w:TimedOut", text, sender=False)
+
+
+INVALID_SELECTORS = "The WS-Management service cannot process the request because the request contained invalid selectors for the resource. "
+
+
+def shell_not_found(shell_id: str) -> WSManFault:
+    return WSManFault(
+        UNEXPECTED_SELECTORS, "w:InvalidSelectors", INVALID_SELECTORS,
+        f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the shell was not found on "
+        "the server. Possible causes are: the specified ShellId is incorrect or the shell no longer exists on the "
+        "server. Provide the correct ShellId or create a new shell and retry the operation. ",
+        detail="UnexpectedSelectors")
+
+
+def get_not_found() -> WSManFault:
+    """What a WS-Transfer Get of a shell that is gone answers (test_psrp_is_alive_invalid_selectors.yml)."""
+    return WSManFault(UNEXPECTED_SELECTORS, "w:InvalidSelectors", INVALID_SELECTORS, detail="UnexpectedSelectors",
+                      provider="Shell provider")
+
+
+def command_not_found() -> WSManFault:
+    return WSManFault(
+        UNEXPECTED_SELECTORS, "w:InvalidSelectors", INVALID_SELECTORS,
+        "The Windows Remote Shell received a request to perform an operation on a command identifier that does not "
+        "exist. Either the command has completed execution or the client specified an invalid command identifier. ",
+        detail="UnexpectedSelectors")
+
+
+def unknown_resource(uri: str) -> WSManFault:
+    text = (f"The WS-Management service cannot process the request. The resource URI ({uri}) was not found in the "
+            "WS-Management catalog. The catalog contains the metadata that describes resources, or logical endpoints. ")
+    return WSManFault(INVALID_RESOURCE_URI, "a:DestinationUnreachable", text, detail="InvalidResourceURI")
+
+
+def shell_disconnected(shell_id: str) -> WSManFault:
+    return WSManFault(SHELL_DISCONNECTED, "w:InvalidSelectors",
+                      f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the shell is "
+                      "disconnected. Reconnect to the shell and retry the operation. ", sender=False)
+
+
+def quota_fault(code: int, generic: str, specific: str) -> WSManFault:
+    return WSManFault(code, "w:QuotaLimit", "The WS-Management service cannot process the request. " + generic,
+                      "The WS-Management service cannot process the request. " + specific, sender=False)
+
+
+def max_shells(n: int) -> WSManFault:
+    return quota_fault(
+        QUOTA_MAX_SHELLS,
+        "The maximum number of concurrent shells for this user has been exceeded. Close existing shells or raise the "
+        "quota for this user. ",
+        f"This user is allowed a maximum number of {n} concurrent shells, which has been exceeded. Close existing "
+        "shells or raise the quota for this user. ")
+
+
+def max_operations(n: int) -> WSManFault:
+    return quota_fault(
+        QUOTA_MAX_OPERATIONS,
+        "The maximum number of concurrent operations for this user has been exceeded. Close existing operations for "
+        "this user, or raise the quota for this user. ",
+        f"This user is allowed a maximum number of {n} concurrent operations, which has been exceeded. Close existing "
+        "operations for this user, or raise the quota for this user. ")
+
+
+def max_users(n: int) -> WSManFault:
+    return quota_fault(
+        QUOTA_MAX_SHELLUSERS,
+        "The server exceeded the maximum number of users concurrently performing remote operations on the same "
+        "system. Retry later. ",
+        f"The maximum number of users ({n}) executing shell operations has been exceeded. Retry later or raise the "
+        "quota. ")
+
+
+def bad_timeout(text: str) -> WSManFault:
+    return WSManFault(
+        INVALID_HEADER, "a:InvalidMessageInformationHeader",
+        "The WS-Management service cannot process the request. The request contains one or more invalid SOAP headers. ",
+        f"The WS-Management service cannot process the request. The XML contains an invalid timeout field in the SOAP "
+        f"header: {text}. ")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Configuration
+
+
+class Config:
+    """What the command line sets (defaults: Windows Server's, see test_wsman_update_envelope_size_*.yml)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.auth = {a.strip().lower() for a in args.auth.split(",") if a.strip()}
+        self.tls = args.tls
+        self.allow_unencrypted = args.allow_unencrypted
+        self.cbt_hardening = args.cbt_hardening
+        self.configurations = {c.lower(): c for c in (args.configuration or ["Microsoft.PowerShell", "PowerShell.7"])}
+        self.idle_timeout = float(args.idle_timeout)
+        self.max_envelope_kb = int(args.max_envelope_kb)
+        self.max_timeout_ms = int(args.max_timeout_ms)
+        self.buffer_bytes = int(args.buffer_bytes)
+        self.max_shells_per_user = args.max_shells_per_user
+        self.max_concurrent_users = args.max_concurrent_users
+        self.max_operations_per_user = args.max_concurrent_operations_per_user
+        self.fast = args.fast or os.environ.get("WINRM_HOST_FAST") == "1"
+
+
+def config_xml(c: Config) -> str:
+    """The WS-Transfer Get answer for http://schemas.microsoft.com/wbem/wsman/1/config (recorded layout)."""
+    def b(v: bool) -> str:
+        return "true" if v else "false"
+
+    def quota(v: typing.Optional[int], default: int) -> str:
+        return str(default if v is None else v)
+
+    return (
+        '<cfg:Config xmlns:cfg="http://schemas.microsoft.com/wbem/wsman/1/config">'
+        f"<cfg:MaxEnvelopeSizekb>{c.max_envelope_kb}</cfg:MaxEnvelopeSizekb><cfg:MaxTimeoutms>{c.max_timeout_ms}</cfg:MaxTimeoutms>"
+        "<cfg:MaxBatchItems>32000</cfg:MaxBatchItems><cfg:MaxProviderRequests>4294967295</cfg:MaxProviderRequests>"
+        "<cfg:Client><cfg:NetworkDelayms>5000</cfg:NetworkDelayms><cfg:URLPrefix>wsman</cfg:URLPrefix>"
+        "<cfg:AllowUnencrypted>false</cfg:AllowUnencrypted><cfg:Auth><cfg:Basic>true</cfg:Basic><cfg:Digest>true</cfg:Digest>"
+        "<cfg:Kerberos>true</cfg:Kerberos><cfg:Negotiate>true</cfg:Negotiate><cfg:Certificate>true</cfg:Certificate>"
+        "<cfg:CredSSP>false</cfg:CredSSP></cfg:Auth><cfg:DefaultPorts><cfg:HTTP>5985</cfg:HTTP><cfg:HTTPS>5986</cfg:HTTPS>"
+        "</cfg:DefaultPorts><cfg:TrustedHosts></cfg:TrustedHosts></cfg:Client>"
+        "<cfg:Service><cfg:RootSDDL>O:NSG:BAD:P(A;;GA;;;BA)(A;;GR;;;IU)S:P(AU;FA;GA;;;WD)(AU;SA;GXGW;;;WD)</cfg:RootSDDL>"
+        "<cfg:MaxConcurrentOperations>4294967295</cfg:MaxConcurrentOperations>"
+        f"<cfg:MaxConcurrentOperationsPerUser>{quota(c.max_operations_per_user, 1500)}</cfg:MaxConcurrentOperationsPerUser>"
+        "<cfg:EnumerationTimeoutms>240000</cfg:EnumerationTimeoutms><cfg:MaxConnections>300</cfg:MaxConnections>"
+        "<cfg:MaxPacketRetrievalTimeSeconds>120</cfg:MaxPacketRetrievalTimeSeconds>"
+        f"<cfg:AllowUnencrypted>{b(c.allow_unencrypted)}</cfg:AllowUnencrypted><cfg:Auth><cfg:Basic>{b('basic' in c.auth)}</cfg:Basic>"
+        f"<cfg:Kerberos>false</cfg:Kerberos><cfg:Negotiate>{b('ntlm' in c.auth)}</cfg:Negotiate><cfg:Certificate>false</cfg:Certificate>"
+        f"<cfg:CredSSP>false</cfg:CredSSP><cfg:CbtHardeningLevel>{c.cbt_hardening}</cfg:CbtHardeningLevel></cfg:Auth>"
+        "<cfg:DefaultPorts><cfg:HTTP>5985</cfg:HTTP><cfg:HTTPS>5986</cfg:HTTPS></cfg:DefaultPorts><cfg:IPv4Filter>*</cfg:IPv4Filter>"
+        "<cfg:IPv6Filter>*</cfg:IPv6Filter><cfg:EnableCompatibilityHttpListener>false</cfg:EnableCompatibilityHttpListener>"
+        "<cfg:EnableCompatibilityHttpsListener>false</cfg:EnableCompatibilityHttpsListener><cfg:CertificateThumbprint>"
+        "</cfg:CertificateThumbprint><cfg:AllowRemoteAccess>true</cfg:AllowRemoteAccess></cfg:Service>"
+        "<cfg:Winrs><cfg:AllowRemoteShellAccess>true</cfg:AllowRemoteShellAccess>"
+        f"<cfg:IdleTimeout>{int(c.idle_timeout * 1000)}</cfg:IdleTimeout>"
+        f"<cfg:MaxConcurrentUsers>{quota(c.max_concurrent_users, 2147483647)}</cfg:MaxConcurrentUsers>"
+        "<cfg:MaxShellRunTime>2147483647</cfg:MaxShellRunTime><cfg:MaxProcessesPerShell>2147483647</cfg:MaxProcessesPerShell>"
+        "<cfg:MaxMemoryPerShellMB>2147483647</cfg:MaxMemoryPerShellMB>"
+        f"<cfg:MaxShellsPerUser>{quota(c.max_shells_per_user, 2147483647)}</cfg:MaxShellsPerUser></cfg:Winrs></cfg:Config>"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Shells: a runspace pool with per-destination output queues
+
+
+class Unit:
+    """One PSRP fragment on its way to the client, already in base64."""
+
+    __slots__ = ("b64", "size", "oid", "start", "end", "mtype")
+
+    def __init__(self, b64: str, size: int, oid: int, start: bool, end: bool, mtype: int) -> None:
+        self.b64 = b64
+        self.size = size
+        self.oid = oid
+        self.start = start
+        self.end = end
+        self.mtype = mtype
+
+
+class WinRMPool(HostPool):
+    """After Connect from a new client PowerShell answers RUNSPACEPOOL_INIT_DATA in connectResponseXml and sends
+    APPLICATION_PRIVATE_DATA on the next Receive; it sends no RUNSPACEPOOL_STATE(Opened) (psrpcore does)."""
+
+    def _process_ConnectRunspacePool(self, event: typing.Any) -> None:  # noqa: N802 - psrpcore's naming
+        self._max_runspaces = event.max_runspaces or self.max_runspaces
+        self._min_runspaces = event.min_runspaces or self.min_runspaces
+        self.prepare_message(RunspacePoolInitData(MinRunspaces=self.min_runspaces, MaxRunspaces=self.max_runspaces))
+        self._change_state(RunspacePoolState.Opened, emit=False)
+
+
+class Command:
+    """A WS-Management command: a pipeline and what is still to be received from it."""
+
+    def __init__(self, command_id: str, run: Run) -> None:
+        self.id = command_id
+        self.run = run
+        self.done_sent = False
+
+
+class Shell(PsrpSession):
+    """A WS-Management shell of the PowerShell plugin: one runspace pool (psrpcore's server role) and its commands."""
+
+    def __init__(self, server: "WinRMServer", shell_id: str, resource_uri: str, owner: str, client_ip: str,
+                 session_id: str, idle_timeout: float, profile: bool) -> None:
+        super().__init__(fast=server.config.fast)
+        self.pool = WinRMPool()
+        self.server = server
+        self.id = shell_id
+        self.resource_uri = resource_uri
+        self.owner = owner
+        self.client_ip = client_ip
+        self.session_id = session_id
+        self.idle_timeout = idle_timeout
+        self.profile = profile
+        self.buffer_mode = "Block"
+        self.state = "Connected"
+        self.created = time.monotonic()
+        self.last_activity = self.created
+        self.disconnected_at = 0.0
+        self.waiting = 0  # Receives in progress
+        self.deleted = False
+        self.changed = threading.Condition(self.lock)
+        self.queues: typing.Dict[typing.Optional[uuid.UUID], typing.Deque[Unit]] = {None: collections.deque()}
+        self.queued: typing.Dict[typing.Optional[uuid.UUID], int] = {None: 0}
+        self.commands: typing.Dict[uuid.UUID, Command] = {}
+        self._types: typing.Dict[int, int] = {}  # object id → message type, for continuation fragments
+
+    # -- output (PsrpSession) --
+    def flush(self) -> None:
+        """Moves every message psrpcore queued into the pool's or the command's queue, one Unit per fragment."""
+        with self.lock:
+            moved = False
+            while True:
+                payload = self.pool.data_to_send(FRAGMENT_SIZE)
+                if payload is None:
+                    break
+                dest = payload.pipeline_id
+                for frag in fragments(payload.data):
+                    oid, _fid, flags, length = struct.unpack_from(">QQBI", frag)
+                    if flags & 1:
+                        self._types[oid] = struct.unpack_from("<I", frag, 25)[0]
+                        if self._types[oid] == PSRPMessageType.PipelineState.value and dest in self.commands:
+                            log.info("command %s finished", self.commands[dest].id)
+                    mtype = self._types.get(oid, 0)
+                    if flags & 2:
+                        self._types.pop(oid, None)
+                    self._queue(dest, Unit(base64.b64encode(frag).decode(), len(frag), oid, bool(flags & 1), bool(flags & 2), mtype))
+                    moved = True
+            if moved:
+                self.changed.notify_all()
+
+    def _queue(self, dest: typing.Optional[uuid.UUID], unit: Unit) -> None:
+        if dest is not None and dest not in self.commands:
+            log.debug("output for released command %s dropped", dest)
+            return
+        self.queues.setdefault(dest, collections.deque()).append(unit)
+        self.queued[dest] = self.queued.get(dest, 0) + unit.size
+
+    def wait_for_room(self, run: Run) -> None:
+        """Flow control: Block waits for the client to receive; Drop (disconnected only) discards the oldest output."""
+        limit = self.server.config.buffer_bytes
+        with self.lock:
+            while self.queued.get(run.pid, 0) > limit and not self.deleted:
+                if self.state == "Disconnected" and self.buffer_mode == "Drop" and self._drop_oldest(run.pid):
+                    continue
+                run.check()
+                run.cond.wait(0.5)
+
+    def _drop_oldest(self, dest: uuid.UUID) -> bool:
+        queue = self.queues.get(dest)
+        if not queue:
+            return False
+        for unit in queue:
+            if unit.start and unit.mtype in DROPPABLE:
+                victims = [u for u in queue if u.oid == unit.oid]
+                if not victims[-1].end:
+                    return False
+                for u in victims:
+                    queue.remove(u)
+                    self.queued[dest] -= u.size
+                log.debug("dropped message %d of %s", unit.oid, dest)
+                return True
+        return False
+
+    def send_bulk(self, run: Run, count: int, size: str, fast: bool) -> None:
+        """Get-Objects: outputs straight into the command's queue in batches, one serialized object reused if fast."""
+        head = struct.pack("<II", 1, PSRPMessageType.PipelineOutput.value) + self.pool.runspace_pool_id.bytes_le + run.pid.bytes_le
+        fixed_b64 = None
+        fixed_len = 0
+        if fast:
+            message = head + BOM + to_clixml(sample_object(0, size))
+            if len(message) <= FRAGMENT_SIZE - 21:
+                fixed_b64 = base64.b64encode(message).decode()
+                fixed_len = len(message)
+        batch = 64 if size == "large" else 512
+        done = 0
+        while done < count:
+            n = min(batch, count - done)
+            with self.lock:
+                run.check()
+                first_oid = self.pool._fragment_count
+                self.pool._fragment_count += n
+                for k in range(n):
+                    oid = first_oid + k
+                    if fixed_b64 is not None:
+                        # 21 bytes = 7 base64 quanta, so base64(header + message) = base64(header) + base64(message).
+                        hdr = struct.pack(">QQBI", oid, 0, 3, fixed_len)
+                        self._queue(run.pid, Unit(base64.b64encode(hdr).decode() + fixed_b64, 21 + fixed_len, oid, True, True, 0x00041004))
+                        continue
+                    message = head + BOM + to_clixml(sample_object(done + k, size))
+                    room = FRAGMENT_SIZE - 21
+                    chunks = [message[i : i + room] for i in range(0, len(message), room)]
+                    for fid, chunk in enumerate(chunks):
+                        flags = (1 if fid == 0 else 0) | (2 if fid == len(chunks) - 1 else 0)
+                        frag = struct.pack(">QQBI", oid, fid, flags, len(chunk)) + chunk
+                        self._queue(run.pid, Unit(base64.b64encode(frag).decode(), len(frag), oid, fid == 0, flags & 2 == 2, 0x00041004))
+                self.changed.notify_all()
+                self.wait_for_room(run)
+            done += n
+
+    # -- what the client asks --
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def check_usable(self) -> None:
+        if self.deleted:
+            raise shell_not_found(self.id)
+        if self.state != "Connected":
+            raise shell_disconnected(self.id)
+
+    def command(self, command_id: typing.Optional[str]) -> Command:
+        try:
+            pid = uuid.UUID(command_id or "")
+        except ValueError:
+            raise command_not_found() from None
+        cmd = self.commands.get(pid)
+        if cmd is None:
+            raise command_not_found()
+        return cmd
+
+    def receive(self, command_id: typing.Optional[str], timeout: float, budget: int) -> typing.Tuple[typing.List[Unit], typing.Optional[str]]:
+        """Waits for output (whole messages, as many as fit `budget` bytes of fragments) or the operation timeout.
+
+        Returns the units and the command state to report (None, "Pending" or "Done")."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            self.waiting += 1
+            try:
+                while True:
+                    self.check_usable()
+                    cmd = self.command(command_id) if command_id is not None else None
+                    dest = cmd.run.pid if cmd else None
+                    queue = self.queues.setdefault(dest, collections.deque())
+                    finished = cmd is not None and cmd.run.pipeline.state in TERMINAL and not cmd.done_sent
+                    if queue or finished:
+                        units = self._take(dest, queue, budget)
+                        if cmd is not None:
+                            cmd.run.cond.notify_all()  # room for a blocked producer
+                        state = None
+                        if cmd is not None and not queue and cmd.run.pipeline.state in TERMINAL:
+                            cmd.done_sent = True
+                            state = "Done"
+                        elif cmd is not None and any(u.mtype == HOST_CALL for u in units):
+                            state = "Pending"
+                        return units, state
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise timed_out()
+                    self.changed.wait(min(left, 1.0))
+            finally:
+                self.waiting -= 1
+                self.touch()
+
+    def _take(self, dest: typing.Optional[uuid.UUID], queue: typing.Deque[Unit], budget: int) -> typing.List[Unit]:
+        units: typing.List[Unit] = []
+        used = 0
+        while queue:
+            # the whole next message, or as much of it as fits when it alone is larger than the budget
+            message = []
+            size = 0
+            for u in queue:
+                if u.oid != queue[0].oid:
+                    break
+                message.append(u)
+                size += len(u.b64) + 64
+                if u.end:
+                    break
+            if used + size > budget:
+                if units:
+                    break
+                fitting = []
+                for u in message:
+                    if used + len(u.b64) + 64 > budget and fitting:
+                        break
+                    fitting.append(u)
+                    used += len(u.b64) + 64
+                message = fitting
+            else:
+                used += size
+            for u in message:
+                queue.popleft()
+                self.queued[dest] -= u.size
+            units.extend(message)
+            if used >= budget:
+                break
+        return units
+
+    def shell_xml(self, full: bool) -> str:
+        now = time.monotonic()
+        inactive = now - (self.disconnected_at if self.state == "Disconnected" else self.last_activity)
+        extra = "<rsp:MemoryUsed>46MB</rsp:MemoryUsed><rsp:ChildProcesses>0</rsp:ChildProcesses>" if full else ""
+        return (
+            f'<rsp:Shell xmlns:rsp="{SHELL}"><rsp:ShellId>{self.id}</rsp:ShellId><rsp:ResourceUri>{escape(self.resource_uri)}</rsp:ResourceUri>'
+            f"<rsp:Owner>{escape(self.owner)}</rsp:Owner><rsp:ClientIP>{self.client_ip}</rsp:ClientIP><rsp:ProcessId>{os.getpid()}</rsp:ProcessId>"
+            f"<rsp:IdleTimeOut>PT{self.idle_timeout:.3f}S</rsp:IdleTimeOut><rsp:InputStreams>stdin pr</rsp:InputStreams>"
+            "<rsp:OutputStreams>stdout</rsp:OutputStreams><rsp:MaxIdleTimeOut>PT2147483.647S</rsp:MaxIdleTimeOut>"
+            "<rsp:Locale>en-US</rsp:Locale><rsp:DataLocale>en-US</rsp:DataLocale><rsp:CompressionMode>NoCompression</rsp:CompressionMode>"
+            f"<rsp:ProfileLoaded>{'Yes' if self.profile else 'No'}</rsp:ProfileLoaded><rsp:Encoding>UTF8</rsp:Encoding>"
+            f"<rsp:BufferMode>{self.buffer_mode}</rsp:BufferMode><rsp:State>{self.state}</rsp:State>"
+            f"<rsp:ShellRunTime>{run_time(now - self.created)}</rsp:ShellRunTime><rsp:ShellInactivity>{run_time(inactive)}</rsp:ShellInactivity>"
+            f"{extra}</rsp:Shell>"
+        )
+
+    def delete(self) -> None:
+        """Delete, idle timeout or server stop: every pipeline stopped, the pool closed, waiting Receives told."""
+        with self.lock:
+            if self.deleted:
+                return
+            self.deleted = True
+            try:
+                self.close_session()
+            except Exception:
+                log.exception("closing shell %s", self.id)
+            for run in list(self.runs.values()):
+                run.stopped = True
+                run.cond.notify_all()
+            for cmd in self.commands.values():
+                cmd.run.stopped = True
+                cmd.run.cond.notify_all()
+            self.changed.notify_all()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The WS-Management operations
+
+
+class Request:
+    """The parts of a WS-Management request the operations use."""
+
+    def __init__(self, xml: bytes, user: str, client_ip: str, machine: str) -> None:
+        self.root = ET.fromstring(xml)
+        header = self.root.find("s:Header", NS)
+        self.body = self.root.find("s:Body", NS)
+        if header is None or self.body is None:
+            raise WSManFault(2150858791, "w:InvalidBody", "The WS-Management service cannot process the request because the request packet does not have a valid SOAP body. ")
+        self.user = user
+        self.client_ip = client_ip
+        self.machine = machine
+        self.action = (header.findtext("wsa:Action", "", NS) or "").strip()
+        self.message_id = (header.findtext("wsa:MessageID", "", NS) or "").strip()
+        self.to = (header.findtext("wsa:To", "", NS) or "").strip()
+        self.resource_uri = (header.findtext("wsman:ResourceURI", "", NS) or "").strip()
+        self.session_id = (header.findtext("wsmv:SessionId", "", NS) or "").strip().lower()
+        self.max_envelope = int((header.findtext("wsman:MaxEnvelopeSize", "", NS) or "153600").strip() or 153600)
+        timeout = header.findtext("wsman:OperationTimeout", None, NS)
+        self.timeout = 60.0
+        if timeout is not None:
+            try:
+                self.timeout = parse_duration(timeout)
+            except ValueError:
+                raise bad_timeout(timeout.strip()) from None
+            if self.timeout <= 0:
+                raise bad_timeout(timeout.strip())
+        self.selectors = {s.get("Name", ""): (s.text or "").strip() for s in header.findall("wsman:SelectorSet/wsman:Selector", NS)}
+        self.options = {o.get("Name", ""): (o.text or "").strip() for o in header.findall("wsman:OptionSet/wsman:Option", NS)}
+
+
+def _child(parent: typing.Optional[ET.Element], local: str) -> typing.Optional[ET.Element]:
+    """A child by local name, any namespace, any case (the casing of Disconnect's items is unverified)."""
+    if parent is None:
+        return None
+    for c in parent:
+        if c.tag.rsplit("}", 1)[-1].lower() == local.lower():
+            return c
+    return None
+
+
+class WinRMServer:
+    """The shells of every user and the WS-Management operations on them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.shells: typing.Dict[str, Shell] = {}
+        self.enumerations: typing.Dict[str, typing.List[str]] = {}
+        self.stopping = threading.Event()
+        self.reaper = threading.Thread(target=self._reap, name="idle-reaper", daemon=True)
+        self.reaper.start()
+
+    # -- bookkeeping --
+    def _reap(self) -> None:
+        while not self.stopping.wait(0.2):
+            now = time.monotonic()
+            with self.lock:
+                shells = list(self.shells.values())
+            for shell in shells:
+                with shell.lock:
+                    if shell.state == "Disconnected":
+                        expired = now - shell.disconnected_at > shell.idle_timeout
+                    else:
+                        expired = shell.waiting == 0 and now - shell.last_activity > shell.idle_timeout
+                if expired:
+                    log.info("shell %s idle for %.1f s: deleted", shell.id, shell.idle_timeout)
+                    self._remove(shell)
+
+    def _remove(self, shell: Shell) -> None:
+        with self.lock:
+            self.shells.pop(shell.id, None)
+        shell.delete()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            shells = list(self.shells.values())
+        for shell in shells:
+            self._remove(shell)
+
+    def shell(self, req: Request, allow_disconnected: bool = False) -> Shell:
+        shell_id = req.selectors.get("ShellId", "")
+        with self.lock:
+            shell = self.shells.get(shell_id.upper())
+        if shell is None or shell.deleted or shell.owner.lower() != req.user.lower():
+            raise shell_not_found(shell_id)
+        if not allow_disconnected:
+            shell.check_usable()
+        shell.touch()
+        return shell
+
+    def check_configuration(self, uri: str) -> str:
+        if not uri.lower().startswith(PS_URI_PREFIX.lower()) or uri[len(PS_URI_PREFIX):].lower() not in self.config.configurations:
+            raise unknown_resource(uri)
+        return uri
+
+    def operations(self, user: str) -> int:
+        with self.lock:
+            mine = [s for s in self.shells.values() if s.owner.lower() == user.lower()]
+        running = sum(1 for s in mine for r in list(s.runs.values()) if r.pipeline.state == PSInvocationState.Running)
+        return len(mine) + running
+
+    # -- dispatch --
+    def handle(self, req: Request) -> typing.Tuple[str, str, str]:
+        """(response action, namespace declarations, body) for a request; raises WSManFault."""
+        action = req.action
+        if action == TRANSFER + "Create":
+            return action + "Response", "shell", self.create(req)
+        if action == SHELL + "/Command":
+            return action + "Response", "shell", self.command(req)
+        if action == SHELL + "/Send":
+            return action + "Response", "shell", self.send(req)
+        if action == SHELL + "/Receive":
+            return action + "Response", "receive", self.receive(req)
+        if action == SHELL + "/Signal":
+            return action + "Response", "shell", self.signal(req)
+        if action == TRANSFER + "Delete":
+            return action + "Response", "empty", self.delete(req)
+        if action == SHELL + "/Disconnect":
+            return action + "Response", "empty", self.disconnect(req)
+        if action == SHELL + "/Reconnect":
+            return action + "Response", "empty", self.reconnect(req)
+        if action == SHELL + "/Connect":
+            return action + "Response", "shell", self.connect(req)
+        if action == ENUMERATION + "Enumerate":
+            return action + "Response", "enumerate", self.enumerate(req)
+        if action == ENUMERATION + "Pull":
+            return action + "Response", "enumerate", self.pull(req)
+        if action == TRANSFER + "Get":
+            return action + "Response", "get", self.get(req)
+        raise WSManFault(ACTION_NOT_SUPPORTED, "a:ActionNotSupported",
+                         "The WS-Management service does not support the specified action. ")
+
+    # -- operations --
+    def create(self, req: Request) -> str:
+        uri = self.check_configuration(req.resource_uri)
+        shell_el = req.body.find("rsp:Shell", NS)
+        if shell_el is None:
+            raise WSManFault(2150858773, "w:InvalidRepresentation", "The WS-Management service cannot identify the format of the object passed to a Put or Create method. ")
+        c = self.config
+        with self.lock:
+            mine = [s for s in self.shells.values() if s.owner.lower() == req.user.lower()]
+            others = {s.owner.lower() for s in self.shells.values()} - {req.user.lower()}
+            if c.max_concurrent_users is not None and not mine and len(others) >= c.max_concurrent_users:
+                raise max_users(c.max_concurrent_users)
+            if c.max_shells_per_user is not None and len(mine) >= c.max_shells_per_user:
+                raise max_shells(c.max_shells_per_user)
+        if c.max_operations_per_user is not None and self.operations(req.user) >= c.max_operations_per_user:
+            raise max_operations(c.max_operations_per_user)
+        shell_id = (shell_el.get("ShellId") or new_uuid()).upper()
+        idle = c.idle_timeout
+        idle_el = _child(shell_el, "IdleTimeOut")
+        if idle_el is not None and (idle_el.text or "").strip():
+            try:
+                idle = parse_duration(idle_el.text or "")
+            except ValueError:
+                raise bad_timeout((idle_el.text or "").strip()) from None
+        creation = shell_el.find("pwsh:creationXml", NS)
+        profile = req.options.get("WINRS_NOPROFILE", "").upper() != "TRUE"
+        shell = Shell(self, shell_id, uri, req.user, req.client_ip, req.session_id, idle, profile)
+        mode = _child(shell_el, "BufferMode")
+        if mode is not None and (mode.text or "").strip().lower() in ("block", "drop"):
+            shell.buffer_mode = (mode.text or "").strip().capitalize()
+        with self.lock:
+            if shell_id in self.shells:
+                raise WSManFault(ALREADY_EXISTS, "w:AlreadyExists", "The WS-Management service cannot create the resource because it already exists. ")
+            self.shells[shell_id] = shell
+        if creation is not None and (creation.text or "").strip():
+            with shell.lock:
+                shell.feed(NULL_GUID, StreamType.default, base64.b64decode(creation.text or ""))
+                shell.flush()
+        log.info("shell %s created for %s (%s)", shell_id, req.user, uri)
+        address = escape(req.to or "")
+        return (f"<x:ResourceCreated><a:Address>{address}</a:Address><a:ReferenceParameters><w:ResourceURI>{escape(uri)}</w:ResourceURI>"
+                f'<w:SelectorSet><w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
+                f"</x:ResourceCreated>{shell.shell_xml(full=False)}")
+
+    def command(self, req: Request) -> str:
+        shell = self.shell(req)
+        line = req.body.find("rsp:CommandLine", NS)
+        if line is None:
+            raise WSManFault(2150858810, "w:InvalidParameter", "The WS-Management service cannot process the request because a parameter for the operation is not valid. ")
+        c = self.config
+        if c.max_operations_per_user is not None and self.operations(req.user) >= c.max_operations_per_user:
+            raise max_operations(c.max_operations_per_user)
+        command_id = (line.get("CommandId") or new_uuid()).upper()
+        pid = uuid.UUID(command_id)
+        with shell.lock:
+            if pid in shell.commands:
+                raise WSManFault(ALREADY_EXISTS, "w:AlreadyExists", "The WS-Management service cannot create the resource because it already exists. ")
+            run = shell.new_run(pid)
+            shell.commands[pid] = Command(command_id, run)
+            shell.queues[pid] = collections.deque()
+            shell.queued[pid] = 0
+            for arg in line.findall("rsp:Arguments", NS):
+                if (arg.text or "").strip():
+                    shell.feed(pid, StreamType.default, base64.b64decode(arg.text or ""))
+            shell.flush()
+            shell.start_ready_runs()
+        return f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
+
+    def send(self, req: Request) -> str:
+        shell = self.shell(req)
+        with shell.lock:
+            for stream in req.body.findall("rsp:Send/rsp:Stream", NS):
+                command_id = stream.get("CommandId")
+                guid = shell.command(command_id).run.pid if command_id else NULL_GUID
+                kind = StreamType.prompt_response if stream.get("Name", "stdin") == "pr" else StreamType.default
+                if (stream.text or "").strip():
+                    shell.feed(guid, kind, base64.b64decode(stream.text or ""))
+            shell.flush()
+            shell.start_ready_runs()
+        return "<rsp:SendResponse/>"
+
+    def receive(self, req: Request) -> str:
+        shell = self.shell(req)
+        desired = req.body.find("rsp:Receive/rsp:DesiredStream", NS)
+        command_id = desired.get("CommandId") if desired is not None else None
+        timeout = min(req.timeout, self.config.max_timeout_ms / 1000)
+        budget = min(req.max_envelope, self.config.max_envelope_kb * 1024) - 2048  # base64 characters, envelope aside
+        units, state = shell.receive(command_id, timeout, max(budget, 4096))
+        attr = f' CommandId="{command_id}"' if command_id else ""
+        out = ["<rsp:ReceiveResponse>"]
+        out.extend(f'<rsp:Stream Name="stdout"{attr}>{u.b64}</rsp:Stream>' for u in units)
+        if state == "Done":
+            out.append(f'<rsp:CommandState{attr} State="{COMMAND_STATE}Done"><rsp:ExitCode>0</rsp:ExitCode></rsp:CommandState>')
+        elif state is not None:
+            out.append(f'<rsp:CommandState{attr} State="{COMMAND_STATE}{state}"/>')
+        out.append("</rsp:ReceiveResponse>")
+        return "".join(out)
+
+    def signal(self, req: Request) -> str:
+        shell = self.shell(req)
+        sig = req.body.find("rsp:Signal", NS)
+        command_id = sig.get("CommandId") if sig is not None else None
+        code = (sig.findtext("rsp:Code", "", NS) if sig is not None else "").strip()
+        if command_id:
+            with shell.lock:
+                cmd = shell.command(command_id)
+                if code.lower() in STOP_SIGNALS:
+                    # pwsh stops the pipeline (PowerShell.Stop()) before the Signal is answered.
+                    shell.stop_run(cmd.run)
+                    shell.flush()
+                else:
+                    # …/signal/terminate, and any other code sent to a command, releases it (the PS plugin's rule).
+                    shell.close_pipeline(cmd.run.pid)
+                    shell.commands.pop(cmd.run.pid, None)
+                    shell.queues.pop(cmd.run.pid, None)
+                    shell.queued.pop(cmd.run.pid, None)
+                    shell.changed.notify_all()
+        return "<rsp:SignalResponse/>"
+
+    def delete(self, req: Request) -> str:
+        shell = self.shell(req, allow_disconnected=True)
+        log.info("shell %s deleted", shell.id)
+        self._remove(shell)
+        return ""
+
+    def disconnect(self, req: Request) -> str:
+        shell = self.shell(req)
+        item = req.body.find("rsp:Disconnect", NS)
+        with shell.lock:
+            idle = _child(item, "IdleTimeOut")
+            if idle is not None and (idle.text or "").strip():
+                try:
+                    shell.idle_timeout = parse_duration(idle.text or "")
+                except ValueError:
+                    raise bad_timeout((idle.text or "").strip()) from None
+            self._buffer_mode(shell, item)
+            shell.state = "Disconnected"
+            shell.disconnected_at = time.monotonic()
+            shell.changed.notify_all()
+            for cmd in shell.commands.values():
+                cmd.run.cond.notify_all()
+        log.info("shell %s disconnected (idle timeout %.1f s, %s)", shell.id, shell.idle_timeout, shell.buffer_mode)
+        return ""
+
+    @staticmethod
+    def _buffer_mode(shell: Shell, item: typing.Optional[ET.Element]) -> None:
+        mode = _child(item, "BufferMode")
+        if mode is not None and (mode.text or "").strip().lower() in ("block", "drop"):
+            shell.buffer_mode = (mode.text or "").strip().capitalize()
+
+    def reconnect(self, req: Request) -> str:
+        shell = self.shell(req, allow_disconnected=True)
+        with shell.lock:
+            if shell.state != "Disconnected":
+                return ""  # already connected (a per-command Reconnect, or a repeat)
+            if shell.session_id != req.session_id:
+                raise WSManFault(SESSIONID_MISMATCH, "w:InvalidSelectors",
+                                 "The shell was disconnected by a different client session (wsmv:SessionId); use Connect. ")
+            self._buffer_mode(shell, req.body.find("rsp:Reconnect", NS))
+            shell.state = "Connected"
+            shell.touch()
+            for cmd in shell.commands.values():
+                cmd.run.cond.notify_all()
+        log.info("shell %s reconnected", shell.id)
+        return ""
+
+    def connect(self, req: Request) -> str:
+        shell = self.shell(req, allow_disconnected=True)
+        item = req.body.find("rsp:Connect", NS)
+        command_id = item.get("CommandId") if item is not None else None
+        with shell.lock:
+            if command_id:
+                shell.check_usable()
+                shell.command(command_id)
+                return "<rsp:ConnectResponse/>"
+            if shell.state != "Disconnected":
+                raise WSManFault(CONNECTED_ELSEWHERE, "w:InvalidSelectors",
+                                 f"The shell {shell.id} is connected to a different client. Disconnect it first. ")
+            data = base64.b64decode((item.findtext("pwsh:connectXml", "", NS) if item is not None else "") or "")
+            pool = shell.pool
+            shell.flush()  # whatever the pool had queued stays for the pool's Receive
+            counters = (pool._fragment_count, pool._ci_count)
+            pool._change_state(RunspacePoolState.Disconnected, emit=False)
+            pool.connect()  # psrpcore: Connecting; it restarts the object ids at 1, Windows continues them
+            pool._fragment_count, pool._ci_count = counters
+            pool._incoming_fragments.clear()
+            pool._receive_buffer = bytearray()
+            pool.prepare_message(pool.our_capability)  # psrpcore does not queue it for a connecting client
+            shell.feed(NULL_GUID, StreamType.default, data)
+            answer = bytearray()
+            while True:
+                payload = pool.data_to_send(FRAGMENT_SIZE)
+                if payload is None:
+                    break
+                answer += payload.data
+            # PowerShell's HandlePostConnect: the application private data follows on the pool's next Receive.
+            pool.prepare_message(ApplicationPrivateData(ApplicationPrivateData={}))  # HostPool writes the real one
+            shell.flush()
+            shell.state = "Connected"
+            shell.session_id = req.session_id
+            shell.client_ip = req.client_ip
+            shell.touch()
+            for cmd in shell.commands.values():
+                cmd.run.cond.notify_all()
+        log.info("shell %s connected by a new client", shell.id)
+        return ("<rsp:ConnectResponse><rsp:InputStreams>stdin pr</rsp:InputStreams><rsp:OutputStreams>stdout</rsp:OutputStreams>"
+                f'<connectResponseXml xmlns="{NS["pwsh"]}">{base64.b64encode(bytes(answer)).decode()}</connectResponseXml></rsp:ConnectResponse>')
+
+    def _items(self, req: Request) -> typing.List[str]:
+        enum = req.body.find("wsen:Enumerate", NS)
+        if req.resource_uri == SHELL:
+            with self.lock:
+                shells = [s for s in self.shells.values() if s.owner.lower() == req.user.lower() and not s.deleted]
+            return [s.shell_xml(full=True) for s in shells]
+        if req.resource_uri == SHELL + "/Command":
+            wanted = {(s.text or "").strip().upper() for s in enum.findall("wsman:Filter/wsman:SelectorSet/wsman:Selector", NS)} if enum is not None else set()
+            items = []
+            with self.lock:
+                shells = [s for s in self.shells.values() if s.owner.lower() == req.user.lower() and (not wanted or s.id in wanted)]
+            for s in shells:
+                with s.lock:
+                    items += [f'<rsp:Command xmlns:rsp="{SHELL}"><rsp:ShellId>{s.id}</rsp:ShellId><rsp:CommandId>{c.id}</rsp:CommandId></rsp:Command>'
+                              for c in s.commands.values()]
+            return items
+        raise unknown_resource(req.resource_uri)
+
+    def enumerate(self, req: Request) -> str:
+        items = self._items(req)
+        enum = req.body.find("wsen:Enumerate", NS)
+        if enum is not None and enum.find("wsman:OptimizeEnumeration", NS) is not None:
+            inner = f"<w:Items>{''.join(items)}</w:Items>" if items else ""
+            return f"<n:EnumerateResponse><n:EnumerationContext></n:EnumerationContext>{inner}<w:EndOfSequence/></n:EnumerateResponse>"
+        context = "uuid:" + new_uuid()
+        with self.lock:
+            self.enumerations[context] = items
+        return f"<n:EnumerateResponse><n:EnumerationContext>{context}</n:EnumerationContext></n:EnumerateResponse>"
+
+    def pull(self, req: Request) -> str:
+        context = (req.body.findtext("wsen:Pull/wsen:EnumerationContext", "", NS) or "").strip()
+        with self.lock:
+            items = self.enumerations.pop(context, None)
+        if items is None:
+            raise WSManFault(2150858779, "n:InvalidEnumerationContext",
+                             "The WS-Enumeration context in the enumeration is not valid. ", sender=False)
+        inner = f"<n:Items>{''.join(items)}</n:Items>" if items else ""
+        return f"<n:PullResponse>{inner}<n:EndOfSequence/></n:PullResponse>"
+
+    def get(self, req: Request) -> str:
+        if req.resource_uri.rstrip("/") == CONFIG_URI:
+            return config_xml(self.config)
+        if req.resource_uri == SHELL:
+            with self.lock:
+                shell = self.shells.get(req.selectors.get("ShellId", "").upper())
+            if shell is None or shell.deleted or shell.owner.lower() != req.user.lower():
+                raise get_not_found()
+            return shell.shell_xml(full=True)
+        raise unknown_resource(req.resource_uri)
+
+
+def envelope(action: str, decls: str, relates_to: str, body: str, activity_id: bool = True) -> bytes:
+    """A response envelope laid out as Windows writes it; no ActivityId for Get and Signal (as recorded)."""
+    activity = f"<p:ActivityId>{new_uuid()}</p:ActivityId>" if activity_id else ""
+    return (
+        f'<s:Envelope xml:lang="en-US" {DECLS[decls]}><s:Header><a:Action>{action}</a:Action>'
+        f"<a:MessageID>uuid:{new_uuid()}</a:MessageID>{activity}<a:To>{ANONYMOUS}</a:To>"
+        f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo></s:Header><s:Body>{body}</s:Body></s:Envelope>"
+    ).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# HTTP: authentication (NTLM, Basic), MS-WSMV message encryption, keep-alive
+
+
+def load_users(path: str) -> typing.List[typing.Tuple[str, str, str]]:
+    """(domain, user, password) from an NTLM_USER_FILE in the `DOMAIN:USER:PASSWORD` form."""
+    users = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\r\n").split(":", 2)
+            if len(parts) == 3:
+                users.append((parts[0], parts[1], parts[2]))
+    return users
+
+
+def _split_user(name: str) -> typing.Tuple[str, str]:
+    if "\\" in name:
+        domain, user = name.split("\\", 1)
+        return domain, user
+    if "@" in name:
+        user, domain = name.split("@", 1)
+        return domain, user
+    return "", name
+
+
+def ntlm_has_bindings(token: bytes) -> bool:
+    """Whether an NTLM AUTHENTICATE message carries MsvAvChannelBindings (Relaxed hardening accepts it absent)."""
+    from spnego._ntlm_raw.messages import Authenticate, AvId, NTClientChallengeV2
+
+    try:
+        auth = Authenticate.unpack(token)
+        nt = auth.nt_challenge_response or b""
+        if len(nt) <= 24:
+            return False
+        return AvId.channel_bindings in NTClientChallengeV2.unpack(nt[16:]).av_pairs
+    except Exception:
+        return True  # let the acceptor judge it
+
+
+def wrap(ctx: typing.Any, data: bytes) -> bytes:
+    """MS-WSMV 2.2.9.1: one multipart/encrypted part, as pypsrp and Windows write it."""
+    header, sealed, padding = ctx.wrap_winrm(data)
+    return (f"--{BOUNDARY}\r\n\tContent-Type: {SPNEGO_PROTOCOL}\r\n\tOriginalContent: type=application/soap+xml;"
+            f"charset=UTF-8;Length={len(data) + padding}\r\n--{BOUNDARY}\r\n\tContent-Type: application/octet-stream\r\n"
+            ).encode() + struct.pack("<i", len(header)) + header + sealed + f"--{BOUNDARY}--\r\n".encode()
+
+
+def unwrap(ctx: typing.Any, body: bytes, boundary: str) -> bytes:
+    parts = [p for p in re.split(rb"--\s*" + re.escape(boundary.encode()) + rb"(?:--)?\r\n", body) if p]
+    out = b""
+    for i in range(0, len(parts) - 1, 2):
+        length = int(re.search(rb"Length=(\d+)", parts[i]).group(1))  # type: ignore[union-attr]
+        blob = parts[i + 1].replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+        hlen = struct.unpack("<i", blob[:4])[0]
+        plain = ctx.unwrap_winrm(blob[4 : 4 + hlen], blob[4 + hlen :])
+        if len(plain) != length:
+            raise ValueError(f"decrypted {len(plain)} bytes, the part says {length}")
+        out += plain
+    return out
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """One TCP connection: its authentication (NTLM belongs to the connection) and its requests."""
+
+    protocol_version = "HTTP/1.1"
+    server: "HTTPServer"
+    server_version = "Microsoft-HTTPAPI/2.0"
+    sys_version = ""
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)
+            self.request.do_handshake()  # here, in the connection's thread, not in the accept loop
+            self.request.settimeout(None)
+        super().setup()
+        self.ntlm: typing.Any = None  # an NTLM acceptor in progress or complete
+        self.user: typing.Optional[str] = None  # who authenticated this connection (NTLM)
+
+    def log_message(self, fmt: str, *args: typing.Any) -> None:
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    # -- replies --
+    def reply(self, status: int, body: bytes = b"", headers: typing.Sequence[typing.Tuple[str, str]] = (),
+              content_type: typing.Optional[str] = None) -> None:
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def unauthorized(self) -> None:
+        cfg = self.server.winrm.config
+        headers = []
+        if "ntlm" in cfg.auth:
+            headers.append(("WWW-Authenticate", "Negotiate"))
+        if "basic" in cfg.auth:
+            headers.append(("WWW-Authenticate", 'Basic realm="WSMAN"'))
+        self.ntlm = None
+        self.user = None
+        self.reply(401, headers=headers)
+
+    # -- authentication --
+    def authenticate(self) -> typing.Optional[str]:
+        """The user of this request, or None after a 401 (or an NTLM challenge) was sent."""
+        cfg = self.server.winrm.config
+        header = self.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic" and "basic" in cfg.auth:
+            try:
+                name, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+            except Exception:
+                self.drain()
+                self.unauthorized()
+                return None
+            domain, user = _split_user(name)
+            for d, u, p in self.server.users:
+                if u.lower() == user.lower() and (not domain or d.lower() == domain.lower()) and p == password:
+                    return f"{d}\\{u}" if d else u
+            log.info("Basic authentication failed for %r", name)
+            self.drain()
+            self.unauthorized()
+            return None
+        if scheme in ("negotiate", "ntlm") and "ntlm" in cfg.auth and value.strip():
+            token = base64.b64decode(value.strip())
+            if token[8:12] == b"\x01\x00\x00\x00":  # NEGOTIATE: a new handshake on this connection
+                self.ntlm = spnego.server(protocol="ntlm")
+                self.user = None
+                challenge = self.ntlm.step(token)
+                self.drain()
+                self.reply(401, headers=[("WWW-Authenticate", f"Negotiate {base64.b64encode(challenge).decode()}")])
+                return None
+            if self.ntlm is None or self.ntlm.complete:
+                self.unauthorized()
+                return None
+            bindings = None
+            if self.server.cbt is not None and cfg.cbt_hardening != "None":
+                if cfg.cbt_hardening == "Strict" or ntlm_has_bindings(token):
+                    bindings = spnego.channel_bindings.GssChannelBindings(application_data=self.server.cbt)
+            try:
+                self.ntlm.step(token, channel_bindings=bindings)
+            except Exception as e:
+                log.info("NTLM authentication failed: %s", e)
+                self.drain()
+                self.unauthorized()
+                return None
+            self.user = self.ntlm.client_principal or "?"
+            log.info("NTLM: %s authenticated", self.user)
+            return self.user
+        if self.user is not None and self.ntlm is not None and self.ntlm.complete:
+            return self.user  # this connection is authenticated
+        self.drain()
+        self.unauthorized()
+        return None
+
+    def drain(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+
+    # -- requests --
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.split("?", 1)[0].rstrip("/").lower() != "/wsman":
+            self.drain()
+            self.reply(404)
+            return
+        user = self.authenticate()
+        if user is None:
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        content_type = self.headers.get("Content-Type", "")
+        encrypted = content_type.lower().startswith("multipart/encrypted")
+        if encrypted:
+            m = re.search(r'boundary="?([^";]+)"?', content_type)
+            if self.ntlm is None or not self.ntlm.complete or m is None:
+                self.unauthorized()
+                return
+            try:
+                body = unwrap(self.ntlm, body, m.group(1))
+            except Exception as e:
+                log.warning("cannot decrypt a request: %s", e)
+                self.reply(400)
+                return
+        elif not body:
+            self.reply(200)  # the empty POST that sets up the context before encrypted messages
+            return
+        elif not self.server.tls and not self.server.winrm.config.allow_unencrypted:
+            log.info("unencrypted request over HTTP refused (AllowUnencrypted=false)")
+            self.unauthorized()
+            return
+        status, answer = self.process(body, user)
+        if encrypted:
+            self.reply(status, wrap(self.ntlm, answer),
+                       content_type=f'multipart/encrypted;protocol="{SPNEGO_PROTOCOL}";boundary="{BOUNDARY}"')
+        else:
+            self.reply(status, answer, content_type="application/soap+xml;charset=UTF-8")
+
+    def process(self, xml: bytes, user: str) -> typing.Tuple[int, bytes]:
+        machine = (self.headers.get("Host") or "localhost").rsplit(":", 1)[0].strip("[]")
+        relates = ""
+        quiet = False
+        try:
+            try:
+                root_id = re.search(rb"<(?:\w+:)?MessageID[^>]*>([^<]*)<", xml)
+                relates = root_id.group(1).decode().strip() if root_id else ""
+                req = Request(xml, user, self.client_address[0], machine)
+            except ET.ParseError as e:
+                log.warning("malformed request: %s", e)
+                return 400, b""
+            log.debug("<- %s %s %s", req.action.rsplit("/", 1)[-1], req.selectors, xml[:2000])
+            quiet = req.action in (TRANSFER + "Get", SHELL + "/Signal")  # recorded without ActivityId
+            action, decls, body = self.server.winrm.handle(req)
+            answer = envelope(action, decls, req.message_id, body, not quiet)
+            log.debug("-> %s %s", action.rsplit("/", 1)[-1], answer[:2000])
+            return 200, answer
+        except WSManFault as fault:
+            log.info("fault %d: %s", fault.code, fault.message)
+            return 500, envelope(FAULT_ACTION, "fault", relates, fault.body(machine), not quiet)
+        except Exception:
+            log.exception("internal error")
+            fault = WSManFault(1359, "w:InternalError", "The WS-Management service cannot process the request. An internal error occurred. ", sender=False)
+            return 500, envelope(FAULT_ACTION, "fault", relates, fault.body(machine))
+
+
+class HTTPServer(http.server.ThreadingHTTPServer):
+    """Threads per connection; TLS handshakes happen in the connection's thread, not the accept loop."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: typing.Tuple[str, int], winrm: WinRMServer, users: typing.List[typing.Tuple[str, str, str]],
+                 tls: typing.Optional[ssl.SSLContext], cbt: typing.Optional[bytes]) -> None:
+        super().__init__(address, Handler)
+        self.winrm = winrm
+        self.users = users
+        self.tls = tls
+        self.cbt = cbt  # tls-server-end-point channel binding data
+
+    def get_request(self) -> typing.Tuple[socket.socket, typing.Any]:
+        sock, addr = super().get_request()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request: typing.Any, client_address: typing.Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+def self_signed(directory: str, host: str) -> typing.Tuple[str, str, bytes]:
+    """A certificate for `host` made now: (cert path, key path, channel binding application data)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path = os.path.join(directory, "winrm_host.crt")
+    key_path = os.path.join(directory, "winrm_host.key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    return cert_path, key_path, cbt_data(cert.public_bytes(serialization.Encoding.DER))
+
+
+def cbt_data(der: bytes) -> bytes:
+    """RFC 5929 tls-server-end-point: the certificate's hash (SHA-256 for MD5/SHA-1 signatures)."""
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    algorithm = cert.signature_hash_algorithm
+    name = algorithm.name if algorithm is not None and algorithm.name not in ("md5", "sha1") else "sha256"
+    return b"tls-server-end-point:" + hashlib.new(name, der).digest()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: typing.Optional[typing.Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="psgate's WS-Management (WinRM) PowerShell Remoting test peer")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5985, help="port (0: any free one; the ready line says which)")
+    p.add_argument("--tls", action="store_true", help="HTTPS with a self-signed certificate made at start")
+    p.add_argument("--cert", help="PEM certificate instead of a self-signed one (with --key)")
+    p.add_argument("--key", help="PEM private key for --cert")
+    p.add_argument("--auth", default="ntlm", help="comma-separated: ntlm (offered as Negotiate), basic (default ntlm)")
+    p.add_argument("--user", action="append", default=[], help="DOMAIN\\USER:PASSWORD (repeatable)")
+    p.add_argument("--user-file", default=os.environ.get("NTLM_USER_FILE"),
+                   help="NTLM_USER_FILE with DOMAIN:USER:PASSWORD lines (default $NTLM_USER_FILE)")
+    p.add_argument("--allow-unencrypted", action="store_true", help="accept plain SOAP over HTTP (AllowUnencrypted)")
+    p.add_argument("--cbt-hardening", choices=["None", "Relaxed", "Strict"], default="Relaxed",
+                   help="NTLM channel binding over HTTPS (default Relaxed, as Windows)")
+    p.add_argument("--configuration", action="append", help="session configuration names (default Microsoft.PowerShell, PowerShell.7)")
+    p.add_argument("--idle-timeout", type=float, default=7200.0, help="default shell IdleTimeout in seconds (7200)")
+    p.add_argument("--max-envelope-kb", type=int, default=500, help="MaxEnvelopeSizekb (500)")
+    p.add_argument("--max-timeout-ms", type=int, default=60000, help="MaxTimeoutms (60000)")
+    p.add_argument("--buffer-bytes", type=int, default=4 * 1024 * 1024, help="undelivered output per command before Block/Drop applies")
+    p.add_argument("--max-shells-per-user", type=int, help="MaxShellsPerUser quota (default unlimited)")
+    p.add_argument("--max-concurrent-users", type=int, help="MaxConcurrentUsers quota (default unlimited)")
+    p.add_argument("--max-concurrent-operations-per-user", type=int, help="MaxConcurrentOperationsPerUser quota")
+    p.add_argument("--fast", action="store_true", help="Get-Objects repeats one serialized object (benchmarks; also WINRM_HOST_FAST=1)")
+    p.add_argument("--log", default=os.environ.get("WINRM_HOST_LOG"), help="log file (default none)")
+    p.add_argument("--debug", action="store_true", help="log every request and response")
+    return p.parse_args(argv)
+
+
+def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.DEBUG if args.debug else logging.INFO,
+                            format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())
+    config = Config(args)
+    workdir = tempfile.mkdtemp(prefix="winrm_host-")
+    users: typing.List[typing.Tuple[str, str, str]] = []
+    if args.user_file:
+        users += load_users(args.user_file)
+    for entry in args.user:
+        name, _, password = entry.partition(":")
+        domain, user = _split_user(name)
+        users.append((domain, user, password))
+    if not users:
+        sys.stderr.write("winrm_host: no users (--user DOMAIN\\USER:PASSWORD or --user-file)\n")
+        return 2
+    user_file = os.path.join(workdir, "ntlm_users")
+    with open(user_file, "w", encoding="utf-8") as f:
+        f.write("".join(f"{d}:{u}:{p}\n" for d, u, p in users))
+    os.environ["NTLM_USER_FILE"] = user_file  # pyspnego's NTLM acceptor reads its users from here
+    tls = None
+    cbt = None
+    if args.tls:
+        if args.cert:
+            cert_path, key_path = args.cert, args.key or args.cert
+            with open(cert_path, "rb") as f:
+                der = ssl.PEM_cert_to_DER_cert(f.read().decode())
+            cbt = cbt_data(der)
+        else:
+            cert_path, key_path, cbt = self_signed(workdir, args.host)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert_path, key_path)
+    winrm = WinRMServer(config)
+    httpd = HTTPServer((args.host, args.port), winrm, users, tls, cbt)
+    port = httpd.server_address[1]
+    scheme = "https" if tls else "http"
+    log.info("winrm_host listening on %s://%s:%d/wsman (auth %s)", scheme, args.host, port, ",".join(sorted(config.auth)))
+    print(f"winrm_host listening on {scheme}://{args.host}:{port}/wsman", flush=True)
+    try:
+        httpd.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        winrm.stop()
+        httpd.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
