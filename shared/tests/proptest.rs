@@ -103,9 +103,23 @@ fn primitive() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A member set (a nested `<MS N="…">`) of `members`, themselves values or member sets, nested a few deep.
+fn member_set(member: impl Strategy<Value = Value> + Clone + 'static) -> impl Strategy<Value = Value> {
+    let leaf = prop::collection::vec((text(), member.clone()).prop_map(|(n, v)| Property::new(n, v)), 0..3).prop_map(Value::member_set);
+    leaf.prop_recursive(3, 12, 3, move |set| {
+        let entry = prop_oneof![3 => member.clone(), 1 => set];
+        prop::collection::vec((text(), entry).prop_map(|(n, v)| Property::new(n, v)), 0..3).prop_map(Value::member_set)
+    })
+}
+
 fn value() -> impl Strategy<Value = Value> {
     primitive().prop_recursive(5, 64, 6, |inner| {
         let props = || prop::collection::vec((text(), inner.clone()).prop_map(|(n, v)| Property::new(n, v)), 0..4);
+        // Extended members may be member sets too.
+        let members = || {
+            let member = prop_oneof![4 => inner.clone(), 1 => member_set(inner.clone())];
+            prop::collection::vec((text(), member).prop_map(|(n, v)| Property::new(n, v)), 0..4)
+        };
         let content = prop_oneof![
             Just(Content::None),
             inner.clone().prop_map(Content::Primitive),
@@ -116,9 +130,9 @@ fn value() -> impl Strategy<Value = Value> {
             prop::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(Content::Dict),
         ];
         let type_names = prop::option::of(prop::collection::vec(text(), 0..3).prop_map(Arc::from));
-        (type_names, prop::option::of(text()), content, props(), props(), any::<bool>()).prop_map(
+        (type_names, prop::option::of(text()), content, props(), members(), any::<bool>()).prop_map(
             |(type_names, to_string, content, adapted, extended, share)| {
-                let obj = Value::Object(Arc::new(Object { type_names, to_string, content, adapted, extended }));
+                let obj = Value::Object(Arc::new(Object { type_names, to_string, content, adapted, extended, member_set: false }));
                 if share {
                     // The same object twice: written once, then as a <Ref>.
                     let list = Object { content: Content::List(ListKind::List, vec![obj.clone(), obj]), ..Object::default() };

@@ -216,3 +216,43 @@ def test_recorded_traffic(psgate: Path, tmp_path: Path, capsys: pytest.CaptureFi
     report(capsys, f"{len(messages)} recorded PSRP messages ({empty} empty bodies skipped) and {len(documents)} documents checked")
     assert not failures, f"{len(failures)} of {len(items)} recorded inputs failed:\n\n" + "\n\n".join(failures[:20])
     assert len(messages) >= 500, f"only {len(messages)} PSRP messages found in the recorded traffic"
+
+
+# --- (d) member sets: a nested <MS N="…"> -----------------------------------------------------------------------
+
+# A [pscustomobject] with a PSStandardMembers member set, as PowerShell's serializer writes it (WriteMemberSet): the
+# set's note members as properties, its PSPropertySet (DefaultDisplayPropertySet) not at all, a nested set as <MS N>.
+MEMBER_SET_DOCUMENT = (
+    '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+    '<Obj RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T><T>System.Object</T></TN><MS>'
+    '<S N="Name">svc1</S><I32 N="Id">42</I32>'
+    '<MS N="PSStandardMembers"><S N="DefaultDisplayProperty">Name</S><MS N="Inner" /></MS>'
+    "</MS></Obj></Objs>"
+)
+
+
+def test_member_sets(psgate: Path, tmp_path: Path) -> None:
+    """psgate reads a member set and writes it back byte for byte; psrpcore 0.3.1 cannot read one (its deserializer
+    knows no <MS> among an <MS>'s members), so it is compared on the same object without the set."""
+    path = tmp_path / "member-set.xml"
+    path.write_text(MEMBER_SET_DOCUMENT, encoding="utf-8")
+    rt = run(psgate, "roundtrip", path=path)
+    assert rt.returncode == 0, rt.stderr.decode(errors="replace")
+    assert rt.stdout.decode("utf-8").rstrip("\n") == MEMBER_SET_DOCUMENT
+    dec = run(psgate, "decode", path=path)
+    assert dec.returncode == 0, dec.stderr.decode(errors="replace")
+    [line] = read_lines(dec.stdout.decode("utf-8"))
+    members = line["Obj"]["MS"]
+    assert members["PSStandardMembers"] == {"MS": {"DefaultDisplayProperty": "Name", "Inner": {"MS": {}}}}
+    # Our JSON shape encodes back to the same document.
+    json_path = tmp_path / "member-set.json"
+    json_path.write_text(dec.stdout.decode("utf-8"), encoding="utf-8")
+    enc = run(psgate, "encode", path=json_path)
+    assert enc.returncode == 0, enc.stderr.decode(errors="replace")
+    assert enc.stdout.decode("utf-8").rstrip("\n") == MEMBER_SET_DOCUMENT
+
+    with pytest.raises(ValueError, match="Unknown element found: MS"):
+        canon.canon_document(MEMBER_SET_DOCUMENT)
+    without = MEMBER_SET_DOCUMENT.replace('<MS N="PSStandardMembers"><S N="DefaultDisplayProperty">Name</S><MS N="Inner" /></MS>', "")
+    del members["PSStandardMembers"]
+    assert_same("the object beside its member set", canon.normalise_line(line), canon.normalise_line(canon.canon_document(without)[0]))

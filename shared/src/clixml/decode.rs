@@ -22,7 +22,8 @@ use super::xml::{Lexer, Start, SyntaxError, Token};
 /// enough that hostile input cannot exhaust memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Deepest nesting of open containers (objects, property sets, lists, dictionary entries).
+    /// Deepest nesting of open containers (objects, property sets, member sets, lists, dictionary
+    /// entries).
     /// PowerShell's own serializer and deserializer stop 50 objects below the top level
     /// (`MaxDepthBelowTopLevel`); an object nested in a property takes two levels here.
     pub max_depth: usize,
@@ -143,6 +144,8 @@ enum Frame {
     Obj(OpenObject),
     /// `<MS>` (extended) or `<Props>` (adapted); its properties are on `Decoder::props` from `base`.
     Props { extended: bool, base: usize },
+    /// A member set, `<MS N="name">` inside an `<MS>`; its members are on `Decoder::props` from `base`.
+    MemberSet { name: Str, base: usize },
     /// `<LST>`, `<IE>`, `<STK>`, `<QUE>`; items on `Decoder::items` from `base`.
     List { kind: ListKind, base: usize },
     /// `<DCT>`; entries on `Decoder::entries` from `base`.
@@ -167,6 +170,7 @@ impl Frame {
             Frame::Obj(_) => "Obj",
             Frame::Props { extended: true, .. } => "MS",
             Frame::Props { extended: false, .. } => "Props",
+            Frame::MemberSet { .. } => "MS",
             Frame::List { kind, .. } => kind.tag(),
             Frame::Dict { .. } => "DCT",
             Frame::En { .. } => "En",
@@ -515,12 +519,27 @@ impl<'a> Decoder<'a> {
                     self.begin_value(e, None)?;
                 }
             },
-            Some(Frame::Props { .. }) => {
+            Some(frame @ (Frame::Props { .. } | Frame::MemberSet { .. })) => {
+                // A member set lives among extended members only: PowerShell's `<Props>` holds values.
+                let extended = !matches!(frame, Frame::Props { extended: false, .. });
+                if e.name == "MS" && !extended {
+                    return Err(self.error_at(at, K::UnexpectedElement { element: e.qname.to_owned(), context: "<Props>".into() }));
+                }
                 let name = match e.n {
                     Some(raw) => self.unescape_at(raw, at, true)?,
                     None => return Err(self.error_at(at, K::BadAttribute { element: e.qname.to_owned(), attribute: "N" })),
                 };
-                self.begin_value(e, Some(name))?;
+                if e.name == "MS" {
+                    self.count()?;
+                    let frame = Frame::MemberSet { name, base: self.props.len() };
+                    if e.empty {
+                        self.end_frame(frame)?;
+                    } else {
+                        self.push(frame)?;
+                    }
+                } else {
+                    self.begin_value(e, Some(name))?;
+                }
             }
             Some(Frame::List { .. }) => self.begin_value(e, None)?,
             Some(Frame::Dict { .. }) => {
@@ -614,6 +633,10 @@ impl<'a> Decoder<'a> {
                     }
                 }
             }
+            Frame::MemberSet { name, base } => {
+                let members = self.props.drain(base..).collect();
+                self.deliver(Value::member_set(members), Some(name));
+            }
             Frame::List { kind, base } => {
                 let items = self.items.drain(base..).collect();
                 self.set_content(Content::List(kind, items));
@@ -645,7 +668,7 @@ impl<'a> Decoder<'a> {
                 open.has_content = true;
                 open.obj.content = Content::Primitive(value);
             }
-            Some(Frame::Props { .. }) => self.props.push(Property { name: slot.unwrap_or_default(), value }),
+            Some(Frame::Props { .. } | Frame::MemberSet { .. }) => self.props.push(Property { name: slot.unwrap_or_default(), value }),
             Some(Frame::List { .. }) => self.items.push(value),
             Some(Frame::En { key, value: v }) => {
                 if slot.as_deref() == Some("Key") {

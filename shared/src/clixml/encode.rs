@@ -1,7 +1,9 @@
 //! The encoder: [`Value`]s to CLIXML text, laid out as PowerShell's serializer writes it.
 //!
 //! Objects get `RefId`s 0, 1, 2… in document order; an object reached again through the same [`Arc`]
-//! is written as `<Ref>`. Type-name lists are written once per document and then as `<TNRef>`.
+//! is written as `<Ref>`. Type-name lists are written once per document and then as `<TNRef>`. A member
+//! set ([`Object::member_set`]) is written where PowerShell's serializer puts it, as `<MS N="…">` among the
+//! extended members, without a `RefId` (self-closing when empty, as `XmlWriter` closes an empty element).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -188,6 +190,9 @@ impl Encoder {
         if depth >= MAX_ENCODE_DEPTH {
             return Err(EncodeError::TooDeep(MAX_ENCODE_DEPTH));
         }
+        if obj.member_set {
+            return Err(EncodeError::MisplacedMemberSet);
+        }
         let ptr = Arc::as_ptr(obj);
         if let Some(id) = self.written.get(&ptr) {
             let id = *id;
@@ -263,10 +268,43 @@ impl Encoder {
             self.out.push_str(tag);
             self.out.push('>');
             for prop in props {
-                self.value(&prop.value, Some(&prop.name), None, depth + 1)?;
+                if tag == "MS" {
+                    self.member(prop, depth + 1)?;
+                } else {
+                    self.value(&prop.value, Some(&prop.name), None, depth + 1)?;
+                }
             }
             self.close(tag);
         }
+        Ok(())
+    }
+
+    /// A member of an `<MS>`: an extended property, or a member set.
+    fn member(&mut self, prop: &Property, depth: usize) -> Result<(), EncodeError> {
+        match &prop.value {
+            Value::Object(set) if set.member_set => self.member_set(set, &prop.name, depth),
+            value => self.value(value, Some(&prop.name), None, depth),
+        }
+    }
+
+    /// A member set, `<MS N="name">` with its members: note properties and member sets.
+    fn member_set(&mut self, set: &Object, name: &str, depth: usize) -> Result<(), EncodeError> {
+        if depth >= MAX_ENCODE_DEPTH {
+            return Err(EncodeError::TooDeep(MAX_ENCODE_DEPTH));
+        }
+        if set.type_names.is_some() || set.to_string.is_some() || !matches!(set.content, Content::None) || !set.adapted.is_empty() {
+            return Err(EncodeError::InvalidMemberSet(name.to_owned()));
+        }
+        self.start("MS", Some(name), None);
+        if set.extended.is_empty() {
+            self.out.push_str(" />");
+            return Ok(());
+        }
+        self.out.push('>');
+        for member in &set.extended {
+            self.member(member, depth + 1)?;
+        }
+        self.close("MS");
         Ok(())
     }
 }

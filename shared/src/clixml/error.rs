@@ -143,6 +143,14 @@ pub enum EncodeError {
     /// Nested deeper than the limit.
     #[error("nested deeper than the limit of {0}")]
     TooDeep(usize),
+    /// A member set ([`Object::member_set`](super::Object::member_set)) anywhere but among an `<MS>`'s
+    /// members: CLIXML has no other place for one.
+    #[error("a member set can only be a member of an <MS>")]
+    MisplacedMemberSet,
+    /// A member set with type names, a `ToString`, a value or adapted properties, which `<MS N="…">`
+    /// cannot hold.
+    #[error("member set {0:?} holds more than members")]
+    InvalidMemberSet(String),
     /// A value that has no CLIXML form (an invalid date or decimal built in code).
     #[error("invalid {type_name} value {text:?}")]
     InvalidValue {

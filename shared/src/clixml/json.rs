@@ -14,6 +14,9 @@
 //!   enum value), `"LST"`/`"IE"`/`"STK"`/`"QUE"` (arrays) or `"DCT"` (an array of `[key, value]` pairs),
 //!   then `"Props"` (adapted) and `"MS"` (extended properties) as JSON objects in document order (as
 //!   `[name, value]` pairs instead when a set repeats a name, which a JSON object cannot hold);
+//! - a member set (a nested `<MS N="name">`, [`Object::member_set`]) is the member `"name": {"MS": {…}}`
+//!   of an `"MS"`, its members written like an `"MS"`'s (pairs if a name repeats); it never has a
+//!   `"RefId"`, and the reader accepts `{"MS": …}` nowhere else;
 //! - a repeated object is `{"Ref": n}`; a reference to an enclosing object is `{"Cycle": levels}`.
 //!
 //! A document is one line per object; an object written with a stream attribute is wrapped as
@@ -142,6 +145,12 @@ impl Writer {
     }
 
     fn object(&mut self, out: &mut String, obj: &Arc<Object>) {
+        if obj.member_set {
+            out.push_str("{\"MS\":");
+            self.members(out, &obj.extended);
+            out.push('}');
+            return;
+        }
         let ptr = Arc::as_ptr(obj);
         if !self.options.expand_refs
             && let Some(id) = self.ids.get(&ptr)
@@ -217,26 +226,31 @@ impl Writer {
                 continue;
             }
             key(out, name);
-            // A JSON object cannot hold one name twice; the rare set that does goes as pairs.
-            let pairs = has_duplicate_names(props);
-            out.push(if pairs { '[' } else { '{' });
-            for (i, prop) in props.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                if pairs {
-                    out.push('[');
-                }
-                json_string(out, &prop.name);
-                out.push(if pairs { ',' } else { ':' });
-                self.value(out, &prop.value);
-                if pairs {
-                    out.push(']');
-                }
-            }
-            out.push(if pairs { ']' } else { '}' });
+            self.members(out, props);
         }
         out.push_str("}}");
+    }
+
+    /// A property set as a JSON object, or as `[name, value]` pairs if it repeats a name.
+    fn members(&mut self, out: &mut String, props: &[Property]) {
+        // A JSON object cannot hold one name twice; the rare set that does goes as pairs.
+        let pairs = has_duplicate_names(props);
+        out.push(if pairs { '[' } else { '{' });
+        for (i, prop) in props.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if pairs {
+                out.push('[');
+            }
+            json_string(out, &prop.name);
+            out.push(if pairs { ',' } else { ':' });
+            self.value(out, &prop.value);
+            if pairs {
+                out.push(']');
+            }
+        }
+        out.push(if pairs { ']' } else { '}' });
     }
 }
 
@@ -398,6 +412,7 @@ impl Reader {
                 Value::Object(Arc::clone(obj))
             }
             "Obj" => self.object(body, &here, depth)?,
+            "MS" => return Err(err(&here, "a member set can only be a member of an \"MS\"")),
             other => return Err(err(path, &format!("unknown CLIXML tag {other:?}"))),
         })
     }
@@ -456,29 +471,7 @@ impl Reader {
                     };
                 }
                 "Props" | "MS" => {
-                    let mut out = Vec::new();
-                    match v {
-                        Json::Object(props) => {
-                            for (name, pv) in props {
-                                let value = self.value(pv, &format!("{here}.{name}"), depth + 1)?;
-                                out.push(Property { name: name.as_str().into(), value });
-                            }
-                        }
-                        // The pair form, for a property set that repeats a name.
-                        Json::Array(pairs) => {
-                            for (i, pair) in pairs.iter().enumerate() {
-                                let at = format!("{here}[{i}]");
-                                match pair.as_array().map(Vec::as_slice) {
-                                    Some([Json::String(name), pv]) => {
-                                        let value = self.value(pv, &at, depth + 1)?;
-                                        out.push(Property { name: name.as_str().into(), value });
-                                    }
-                                    _ => return Err(err(&at, "must be a [name, value] pair")),
-                                }
-                            }
-                        }
-                        _ => return Err(err(&here, "must be an object of properties")),
-                    }
+                    let out = self.members(v, &here, depth, k == "MS")?;
                     if k == "Props" {
                         obj.adapted = out;
                     } else {
@@ -493,6 +486,43 @@ impl Reader {
             self.refs.insert(id, Arc::clone(&obj));
         }
         Ok(Value::Object(obj))
+    }
+
+    /// A property set (`"Props"`, `"MS"`, or a member set's members) as an object or as pairs; among
+    /// extended members (`extended`), `{"MS": …}` is a member set.
+    fn members(&mut self, v: &Json, here: &str, depth: usize, extended: bool) -> Result<Vec<Property>, JsonError> {
+        if depth > MAX_JSON_DEPTH {
+            return Err(err(here, "nested too deeply"));
+        }
+        let member = |this: &mut Self, name: &str, pv: &Json, at: &str| -> Result<Property, JsonError> {
+            let value = match pv {
+                Json::Object(map) if extended && map.len() == 1 && map.contains_key("MS") => {
+                    Value::member_set(this.members(&map["MS"], &format!("{at}.MS"), depth + 1, true)?)
+                }
+                _ => this.value(pv, at, depth + 1)?,
+            };
+            Ok(Property { name: name.into(), value })
+        };
+        let mut out = Vec::new();
+        match v {
+            Json::Object(props) => {
+                for (name, pv) in props {
+                    out.push(member(self, name, pv, &format!("{here}.{name}"))?);
+                }
+            }
+            // The pair form, for a property set that repeats a name.
+            Json::Array(pairs) => {
+                for (i, pair) in pairs.iter().enumerate() {
+                    let at = format!("{here}[{i}]");
+                    match pair.as_array().map(Vec::as_slice) {
+                        Some([Json::String(name), pv]) => out.push(member(self, name, pv, &at)?),
+                        _ => return Err(err(&at, "must be a [name, value] pair")),
+                    }
+                }
+            }
+            _ => return Err(err(here, "must be an object of properties")),
+        }
+        Ok(out)
     }
 }
 

@@ -5,6 +5,20 @@
 //! `<Ref>` again for every repeated pointer. A `<Ref>` to an object that is still open (an ancestor, as
 //! PowerShell writes for a self-referencing hashtable) cannot be an `Arc` without a cycle, so it is kept
 //! as [`Value::Cycle`], counted in object levels upwards.
+//!
+//! ## Member sets
+//!
+//! An object's instance member sets (a `PSMemberSet`, such as a `PSStandardMembers` added with
+//! `Add-Member -MemberType MemberSet`) are written by PowerShell as a nested `<MS N="name">…</MS>` inside
+//! the object's `<MS>`, among its extended properties and in their order; a member set can hold note
+//! properties and further member sets, never adapted properties, type names or a value, and has no
+//! `RefId` (MS-PSRP 2.2.5.2.9). A member set is kept here as the extended [`Property`] it stands in
+//! for, named by its `N`, whose value is an [`Object`] with [`Object::member_set`] set and its members
+//! in [`Object::extended`] (build one with [`Value::member_set`]). So `obj.property("PSStandardMembers")`
+//! finds it and `.property("DefaultDisplayProperty")` its member, as `$o.PSStandardMembers.…` does in
+//! PowerShell. Such an object is only valid as a member of an `<MS>` (an object's or another set's):
+//! the encoder refuses it anywhere else, and writes it back as `<MS N="…">`, never as an `<Obj>`.
+//! Cycle levels ([`Value::Cycle`]) count `<Obj>` elements only: a member set is not a level.
 
 use std::fmt;
 use std::sync::Arc;
@@ -166,6 +180,16 @@ impl Value {
     pub fn string(s: impl Into<Str>) -> Value {
         Value::String(s.into())
     }
+
+    /// A member set (a nested `<MS N="…">`) holding `members`: the value of the property that names it.
+    pub fn member_set(members: Vec<Property>) -> Value {
+        Value::object(Object { member_set: true, extended: members, ..Object::default() })
+    }
+
+    /// Whether this is a member set (see [`Object::member_set`]).
+    pub fn is_member_set(&self) -> bool {
+        matches!(self, Value::Object(o) if o.member_set)
+    }
 }
 
 /// Equality by meaning: floats compare by bit pattern (so `NaN == NaN`, as a round trip needs), shared
@@ -216,8 +240,15 @@ pub struct Object {
     pub content: Content,
     /// `<Props>`: adapted properties (the .NET object's own, through its adapter).
     pub adapted: Vec<Property>,
-    /// `<MS>`: extended properties (note properties, ETS members; every PSRP message field).
+    /// `<MS>`: extended properties (note properties, ETS members; every PSRP message field), and the
+    /// object's member sets among them (properties whose value is a member set).
     pub extended: Vec<Property>,
+    /// `true` when this is not an `<Obj>` but a member set, a nested `<MS N="…">` (a `PSMemberSet` such
+    /// as `PSStandardMembers`), held as the value of the extended property that names it. Then only
+    /// [`extended`](Object::extended), its members (note properties and nested member sets), has
+    /// meaning; it is valid only as a member of an `<MS>`, has no `RefId`, and is not a level for
+    /// [`Value::Cycle`].
+    pub member_set: bool,
 }
 
 /// What an [`Object`] wraps besides its properties.
@@ -312,7 +343,8 @@ impl Object {
             .map(|p| &p.value)
     }
 
-    /// All properties, adapted then extended, as PowerShell's formatter lists them.
+    /// All properties, adapted then extended, as PowerShell's formatter lists them (member sets
+    /// included: they are extended members; [`Value::is_member_set`] tells them apart).
     pub fn properties(&self) -> impl Iterator<Item = &Property> {
         self.adapted.iter().chain(self.extended.iter())
     }
