@@ -6,7 +6,7 @@ use psgate_shared::clixml::Document;
 use yew::{AttrValue, Reducible};
 
 use crate::input::{self, Failure, InputKind};
-use crate::render::blocks::{Block, blocks};
+use crate::render::blocks::Layout;
 use crate::render::shared::SharedRefs;
 
 /// What the user can do.
@@ -54,7 +54,7 @@ pub struct Decoded {
     /// The objects.
     pub document: Document,
     /// The console-like layout.
-    pub blocks: Vec<Block>,
+    pub blocks: Layout,
     /// The objects held more than once.
     pub shared: Rc<SharedRefs>,
 }
@@ -69,7 +69,7 @@ impl PartialEq for Decoded {
 impl Decoded {
     /// Lays out a decoded document.
     pub fn new(kind: InputKind, document: Document) -> Decoded {
-        Decoded { kind, blocks: blocks(&document), shared: Rc::new(SharedRefs::of(&document)), document }
+        Decoded { kind, blocks: Layout::of(&document), shared: Rc::new(SharedRefs::of(&document)), document }
     }
 }
 

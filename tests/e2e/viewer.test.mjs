@@ -55,14 +55,31 @@ describe('CLIXML viewer', () => {
     if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
-  test('the sample shows its processes as a table', async () => {
+  test('the sample shows its processes as a list, and as a table on demand', async () => {
     await page.click('#load-sample');
-    const table = page.locator('.console .format-table').first();
-    await table.waitFor();
+    const objects = page.locator('.console .objects').first();
+    const list = objects.locator('.format-list');
+    await list.waitFor();
+    // Eight properties and no view for Selected.System.Diagnostics.Process: Format-List, names padded to the longest.
+    assert.equal(await list.locator('.list-record').count(), 3);
+    const pwsh = list.locator('.list-record', { hasText: 'pwsh' });
+    assert.deepEqual((await pwsh.locator('.list-name').allTextContents()).slice(0, 2), ['Id           ', 'ProcessName  ']);
+    assert.deepEqual((await pwsh.locator('.list-value').allTextContents()).slice(0, 6), [
+      '4242',
+      'pwsh',
+      '12.34375',
+      '104857600',
+      '2026-11-25 08:15:02',
+      'Normal',
+    ]);
+    assert.equal(await pwsh.locator('.list-line').first().textContent(), 'Id            : 4242');
+
+    await objects.locator('button.view-table').click();
+    const table = objects.locator('.format-table');
     const headers = await table.locator('th').allTextContents();
     assert.deepEqual(headers.slice(0, 4), ['Id', 'ProcessName', 'CPU', 'WorkingSet64']);
-    const pwsh = table.locator('tbody tr', { hasText: 'pwsh' });
-    assert.deepEqual((await pwsh.locator('td').allTextContents()).slice(0, 6), [
+    const row = table.locator('tbody tr', { hasText: 'pwsh' });
+    assert.deepEqual((await row.locator('td').allTextContents()).slice(0, 6), [
       '4242',
       'pwsh',
       '12.34375',

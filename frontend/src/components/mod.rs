@@ -1,8 +1,11 @@
 //! The Yew components: they draw [`crate::state::State`] and what [`crate::render`] computed, and turn
-//! clicks and edits into [`crate::state::Action`]s. Only tree nodes keep local state (open or closed).
+//! clicks and edits into [`crate::state::Action`]s. Only view state is local: tree nodes (open or closed) and
+//! output blocks ([`output`]: table, list, members or tree; which rows are scrolled into view).
 
 mod console;
 mod editor;
+mod embed;
+pub mod output;
 mod shell;
 mod tree;
 
