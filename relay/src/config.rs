@@ -17,12 +17,24 @@
 //! hosts = ["srv*.contoso.com", "10.0.0.5"]
 //! ports = [22]                       # empty or absent: any port
 //! transports = ["ssh"]               # empty or absent: any transport
+//!
+//! [auth]
+//! idle_timeout_secs = 28800          # a browser login ends after this long without activity (kiosk: 900)
+//!
+//! [embed]                            # the /embed page, for iframes
+//! frame_ancestors = ["https://portal.contoso.com"]   # who may frame /embed (default: nobody, 'none')
+//! cookie_same_site = "strict"        # strict | lax | none (none: a portal on another site; needs secure_cookies)
+//! target = { computer = "srv01.contoso.com", transport = "ssh", port = 22, user = "ops" }   # wins over the URL's
+//!
+//! [kiosk]                            # only these targets, from a pick list
+//! enabled = true
+//! targets = [{ computer = "localhost", transport = "local", name = "Local shell" }]
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use psgate_shared::api::Transport;
+use psgate_shared::api::{Target, Transport};
 use serde::Deserialize;
 
 /// Why the configuration cannot be used.
@@ -80,6 +92,137 @@ impl AllowRule {
     }
 }
 
+/// A target named in the configuration (`[kiosk] targets`, `[embed] target`): New-PSSession's parameters
+/// without credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetPreset {
+    /// The host name or address (`localhost` for the local transport).
+    pub computer: String,
+    /// The transport.
+    pub transport: Transport,
+    /// The port (absent: 22 for SSH).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The SSH user (absent: the browser asks for it).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The session's name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl TargetPreset {
+    /// As a `new_sessions` target (no password, no key file).
+    pub fn to_target(&self) -> Target {
+        Target {
+            computer_name: self.computer.clone(),
+            transport: self.transport,
+            port: self.port,
+            user: self.user.clone(),
+            password: None,
+            key_file: None,
+            name: self.name.clone(),
+        }
+    }
+
+    /// Whether a browser's target is this one: same computer (case-insensitive), transport and port, and the same
+    /// user when this one names a user. The name and the credentials do not matter.
+    pub fn matches(&self, target: &Target) -> bool {
+        self.computer.eq_ignore_ascii_case(target.computer_name.trim())
+            && self.transport == target.transport
+            && default_port(self.transport, self.port) == default_port(target.transport, target.port)
+            && self.user.as_deref().is_none_or(|u| Some(u) == target.user.as_deref())
+    }
+
+    fn check(&self, what: &str) -> Result<(), ConfigError> {
+        if self.computer.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!("{what}: computer is empty")));
+        }
+        if self.port == Some(0) {
+            return Err(ConfigError::Invalid(format!("{what}: port 0 is not a port")));
+        }
+        Ok(())
+    }
+}
+
+/// A target's port: the given one, else 22 for SSH (0 for the local transport, which has none).
+pub fn default_port(transport: Transport, port: Option<u16>) -> u16 {
+    port.unwrap_or(match transport {
+        Transport::Ssh => 22,
+        Transport::Local => 0,
+    })
+}
+
+/// The login cookie's `SameSite`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    /// Sent only from the relay's own site (a portal on the same site, `*.contoso.com`, may frame it).
+    #[default]
+    Strict,
+    /// Also on top-level navigations from other sites.
+    Lax,
+    /// Also inside an iframe of another site: `SameSite=None; Secure; Partitioned` (HTTPS only).
+    None,
+}
+
+impl SameSite {
+    /// The attribute's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// `[auth]`: browser logins.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Seconds without activity (API calls, WebSocket messages) after which a login ends; absent: 8 hours, 15
+    /// minutes in kiosk mode.
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// `[embed]`: the `/embed` page for iframes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedConfig {
+    /// CSP `frame-ancestors` sources allowed to frame `/embed` (`https://portal.contoso.com`,
+    /// `https://*.contoso.com`, `'self'`, `*`); empty: `'none'`. The page's `postMessage` events go only to these.
+    pub frame_ancestors: Vec<String>,
+    /// The login cookie's `SameSite` (`none` lets a portal on another site embed the console; needs
+    /// `secure_cookies`).
+    pub cookie_same_site: SameSite,
+    /// The target `/embed` opens; set, it wins over the URL's `?computer=…`.
+    pub target: Option<TargetPreset>,
+}
+
+impl EmbedConfig {
+    /// The `frame-ancestors` directive's sources for `/embed`.
+    pub fn frame_ancestors_directive(&self) -> String {
+        if self.frame_ancestors.is_empty() { "'none'".to_owned() } else { self.frame_ancestors.join(" ") }
+    }
+}
+
+/// `[kiosk]`: a console limited to a pick list of targets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KioskConfig {
+    /// Kiosk mode on: the sessions panel offers only `targets`, and the relay refuses any other.
+    pub enabled: bool,
+    /// The targets offered (each must also pass the allow-list).
+    pub targets: Vec<TargetPreset>,
+}
+
+/// The default idle timeout of a login.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 8 * 60 * 60;
+/// The default idle timeout of a login in kiosk mode.
+pub const KIOSK_IDLE_TIMEOUT_SECS: u64 = 15 * 60;
+
 /// The relay's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -102,6 +245,12 @@ pub struct Config {
     pub known_hosts: Option<PathBuf>,
     /// The target allow-list; empty: no target is allowed.
     pub allow: Vec<AllowRule>,
+    /// `[auth]`: browser logins.
+    pub auth: AuthConfig,
+    /// `[embed]`: the `/embed` page.
+    pub embed: EmbedConfig,
+    /// `[kiosk]`: kiosk mode.
+    pub kiosk: KioskConfig,
 }
 
 impl Default for Config {
@@ -116,6 +265,9 @@ impl Default for Config {
             local_command: None,
             known_hosts: None,
             allow: Vec::new(),
+            auth: AuthConfig::default(),
+            embed: EmbedConfig::default(),
+            kiosk: KioskConfig::default(),
         }
     }
 }
@@ -158,7 +310,8 @@ impl Config {
         Ok(self)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the values that parse but cannot be used (also for a configuration built in code).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
                 return Err(ConfigError::Invalid(format!("allowed origin {origin:?} is not like https://host[:port]")));
@@ -175,13 +328,96 @@ impl Config {
                 return Err(ConfigError::Invalid("an [[allow]] rule needs hosts, none empty".into()));
             }
         }
+        if self.auth.idle_timeout_secs == Some(0) {
+            return Err(ConfigError::Invalid("[auth] idle_timeout_secs must be at least 1".into()));
+        }
+        if self.auth.idle_timeout_secs.is_some_and(|s| s > 366 * 24 * 3600) {
+            return Err(ConfigError::Invalid("[auth] idle_timeout_secs is more than a year".into()));
+        }
+        if self.login_minutes > 366 * 24 * 60 {
+            return Err(ConfigError::Invalid("login_minutes is more than a year".into()));
+        }
+        for source in &self.embed.frame_ancestors {
+            check_frame_ancestor(source, self.embed.frame_ancestors.len())?;
+        }
+        if self.embed.cookie_same_site == SameSite::None && !self.secure_cookies {
+            return Err(ConfigError::Invalid(
+                "[embed] cookie_same_site = \"none\" needs secure_cookies = true: browsers drop a SameSite=None cookie without Secure, \
+                 so the relay must be reached over HTTPS (directly or behind a TLS proxy)"
+                    .into(),
+            ));
+        }
+        let usable = |what: &str, preset: &TargetPreset| -> Result<(), ConfigError> {
+            preset.check(what)?;
+            let port = default_port(preset.transport, preset.port);
+            if !self.allows(preset.computer.trim(), port, preset.transport) {
+                return Err(ConfigError::Invalid(format!("{what} {:?} is not in the allow-list: add an [[allow]] rule for it", preset.computer)));
+            }
+            if preset.transport == Transport::Local && self.local_command.is_none() {
+                return Err(ConfigError::Invalid(format!("{what} {:?} uses the local transport, but local_command is not set", preset.computer)));
+            }
+            Ok(())
+        };
+        if let Some(target) = &self.embed.target {
+            usable("[embed] target", target)?;
+        }
+        if self.kiosk.enabled && self.kiosk.targets.is_empty() {
+            return Err(ConfigError::Invalid("[kiosk] is enabled without targets: list them in [kiosk] targets".into()));
+        }
+        for target in &self.kiosk.targets {
+            usable("[kiosk] target", target)?;
+        }
         Ok(())
+    }
+
+    /// How long a browser login may stay idle.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        let default = if self.kiosk.enabled { KIOSK_IDLE_TIMEOUT_SECS } else { DEFAULT_IDLE_TIMEOUT_SECS };
+        std::time::Duration::from_secs(self.auth.idle_timeout_secs.unwrap_or(default))
+    }
+
+    /// Kiosk mode: `Ok` with nothing to do when it is off or the target is one of the kiosk's; else why not.
+    pub fn kiosk_allows(&self, target: &Target) -> Result<(), String> {
+        if !self.kiosk.enabled || self.kiosk.targets.iter().any(|k| k.matches(target)) {
+            return Ok(());
+        }
+        Err(format!("{} is not one of this kiosk's targets", target.computer_name.trim()))
     }
 
     /// Whether the allow-list lets the target through.
     pub fn allows(&self, host: &str, port: u16, transport: Transport) -> bool {
         self.allow.iter().any(|r| r.allows(host, port, transport))
     }
+}
+
+/// One source of `[embed] frame_ancestors`: `'self'`, `'none'` (alone), `*`, or `http(s)://host[:port]` where the
+/// host may start with `*.` and the port may be `*`. Nothing else, so the CSP header cannot be broken out of.
+fn check_frame_ancestor(source: &str, count: usize) -> Result<(), ConfigError> {
+    let bad = |why: &str| Err(ConfigError::Invalid(format!("[embed] frame_ancestors: {source:?} {why}")));
+    match source {
+        "'self'" | "*" => return Ok(()),
+        "'none'" if count == 1 => return Ok(()),
+        "'none'" => return bad("cannot be combined with other sources"),
+        _ => {}
+    }
+    let Some(rest) = source.strip_prefix("https://").or_else(|| source.strip_prefix("http://")) else {
+        return bad("is not like https://portal.contoso.com[:port] (or 'self', *)");
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+        return bad("has a bad host (no path, no trailing /)");
+    }
+    if let Some(port) = port
+        && port != "*"
+        && port.parse::<u16>().is_err()
+    {
+        return bad("has a bad port");
+    }
+    Ok(())
 }
 
 /// `*` matches any run of characters, `?` one character; ASCII case-insensitive. Iterative (no backtracking blowup).
@@ -276,5 +512,67 @@ mod tests {
         }
         let env = |name: &str| (name == "PSGATE_LISTEN").then(|| "x".to_owned());
         assert!(Config::default().with_env(env).expect_err("bad").to_string().contains("PSGATE_LISTEN"));
+    }
+
+    const LOCAL: &str = "local_command = [\"pwsh\"]\n[[allow]]\nhosts = [\"localhost\", \"srv*\"]\n";
+
+    #[test]
+    fn embed_kiosk_and_idle() {
+        let c = Config::parse("").expect("empty");
+        assert_eq!(c.idle_timeout().as_secs(), DEFAULT_IDLE_TIMEOUT_SECS);
+        assert_eq!(c.embed.frame_ancestors_directive(), "'none'");
+        assert_eq!(c.embed.cookie_same_site, SameSite::Strict);
+        let c = Config::parse(&format!(
+            "{LOCAL}[embed]\nframe_ancestors = [\"https://portal.example\", \"https://*.contoso.com:8443\", \"'self'\"]\n\
+             target = {{ computer = \"srv01\", transport = \"ssh\", user = \"ops\" }}\n\
+             [kiosk]\nenabled = true\ntargets = [{{ computer = \"localhost\", transport = \"local\", name = \"Shell\" }}, {{ computer = \"srv02\", transport = \"ssh\", port = 2222 }}]\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.embed.frame_ancestors_directive(), "https://portal.example https://*.contoso.com:8443 'self'");
+        assert_eq!(c.idle_timeout().as_secs(), KIOSK_IDLE_TIMEOUT_SECS, "kiosk mode logs out sooner");
+        let target = |computer: &str, transport, port, user: Option<&str>| Target {
+            computer_name: computer.into(),
+            transport,
+            port,
+            user: user.map(Into::into),
+            password: None,
+            key_file: None,
+            name: None,
+        };
+        assert!(c.kiosk_allows(&target("LOCALHOST", Transport::Local, None, None)).is_ok());
+        assert!(c.kiosk_allows(&target("srv02", Transport::Ssh, Some(2222), Some("anyone"))).is_ok());
+        assert!(c.kiosk_allows(&target("srv02", Transport::Ssh, None, Some("anyone"))).is_err(), "another port");
+        assert!(c.kiosk_allows(&target("srv03", Transport::Ssh, Some(2222), Some("x"))).is_err(), "allowed, but not a kiosk target");
+        let preset = c.embed.target.as_ref().expect("target");
+        assert!(preset.matches(&target("srv01", Transport::Ssh, Some(22), Some("ops"))));
+        assert!(!preset.matches(&target("srv01", Transport::Ssh, Some(22), Some("root"))), "the preset's user");
+        let c = Config::parse(&format!("{LOCAL}[auth]\nidle_timeout_secs = 60\n[kiosk]\nenabled = true\ntargets = [{{ computer = \"localhost\", transport = \"local\" }}]")).expect("valid");
+        assert_eq!(c.idle_timeout().as_secs(), 60, "the configured one wins");
+        let c = Config::parse("secure_cookies = true\n[embed]\ncookie_same_site = \"none\"\nframe_ancestors = [\"*\"]").expect("valid");
+        assert_eq!(c.embed.cookie_same_site, SameSite::None);
+    }
+
+    #[test]
+    fn bad_embed_and_kiosk_configs_are_clear_errors() {
+        for (text, needle) in [
+            ("[auth]\nidle_timeout_secs = 0", "idle_timeout_secs"),
+            ("[auth]\nidle_secs = 5", "idle_secs"),
+            ("[embed]\nframe_ancestors = [\"portal.example\"]", "portal.example"),
+            ("[embed]\nframe_ancestors = [\"https://portal.example/\"]", "no path"),
+            ("[embed]\nframe_ancestors = [\"https://a.example; script-src *\"]", "script-src"),
+            ("[embed]\nframe_ancestors = [\"https://a.example:99999\"]", "port"),
+            ("[embed]\nframe_ancestors = [\"'none'\", \"https://a.example\"]", "combined"),
+            ("[embed]\ncookie_same_site = \"none\"", "secure_cookies"),
+            ("[embed]\ncookie_same_site = \"loose\"", "loose"),
+            ("[embed]\ntarget = { computer = \"srv01\", transport = \"ssh\" }", "allow-list"),
+            ("[embed]\ntarget = { computer = \"\", transport = \"ssh\" }", "empty"),
+            ("[kiosk]\nenabled = true", "without targets"),
+            ("[kiosk]\nenabled = true\ntargets = [{ computer = \"elsewhere\", transport = \"ssh\" }]", "allow-list"),
+            ("[[allow]]\nhosts = [\"localhost\"]\n[kiosk]\nenabled = true\ntargets = [{ computer = \"localhost\", transport = \"local\" }]", "local_command"),
+            ("[kiosk]\nenabled = true\ntargets = [{ computer = \"a\", transport = \"ssh\", password = \"x\" }]", "password"),
+        ] {
+            let e = Config::parse(text).expect_err(text);
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! The relay's users: an embedded SQLite database with argon2id password hashes (PHC strings).
+//! The relay's users and browser logins: an embedded SQLite database. Passwords are argon2id hashes (PHC
+//! strings); a login is kept as the SHA-256 of its cookie's token (never the token), with its last activity and
+//! its expiry, so logins survive a restart of the relay and a stolen database holds no usable cookie.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -39,7 +41,14 @@ impl Store {
     }
 
     fn init(db: Connection) -> Result<Store, StoreError> {
-        db.execute_batch("CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY NOT NULL, password_hash TEXT NOT NULL, created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")?;
+        // Another process (`psgate user add`, a second relay on the same file) may hold the lock for a moment.
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY NOT NULL, password_hash TEXT NOT NULL, created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             CREATE TABLE IF NOT EXISTS logins (token_hash TEXT PRIMARY KEY NOT NULL, user TEXT NOT NULL, created INTEGER NOT NULL,
+                 last_seen INTEGER NOT NULL, expires INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS logins_user ON logins (user);",
+        )?;
         Ok(Store { db: Mutex::new(db) })
     }
 
@@ -58,10 +67,13 @@ impl Store {
         }
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         let hash = Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| StoreError::Hash(e.to_string()))?.to_string();
-        self.db().execute(
+        let db = self.db();
+        db.execute(
             "INSERT INTO users (name, password_hash) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash",
-            (name, hash),
+            (name, &hash),
         )?;
+        // A new password ends the user's logins.
+        db.execute("DELETE FROM logins WHERE user = ?1", [name])?;
         Ok(())
     }
 
@@ -76,6 +88,54 @@ impl Store {
         };
         let hash = PasswordHash::new(&stored).map_err(|e| StoreError::Hash(e.to_string()))?;
         Ok(Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    }
+}
+
+/// A stored login (times in milliseconds since the Unix epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginRow {
+    /// Whose.
+    pub user: String,
+    /// The last activity.
+    pub last_seen: i64,
+    /// When it ends whatever the activity.
+    pub expires: i64,
+}
+
+impl Store {
+    /// Records a login under the hash of its token.
+    pub fn add_login(&self, token_hash: &str, user: &str, now: i64, expires: i64) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT OR REPLACE INTO logins (token_hash, user, created, last_seen, expires) VALUES (?1, ?2, ?3, ?3, ?4)",
+            (token_hash, user, now, expires),
+        )?;
+        Ok(())
+    }
+
+    /// The login stored under `token_hash`.
+    pub fn login(&self, token_hash: &str) -> Result<Option<LoginRow>, StoreError> {
+        Ok(self
+            .db()
+            .query_row("SELECT user, last_seen, expires FROM logins WHERE token_hash = ?1", [token_hash], |r| {
+                Ok(LoginRow { user: r.get(0)?, last_seen: r.get(1)?, expires: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    /// Notes activity on a login (never moves `last_seen` back).
+    pub fn touch_login(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
+        self.db().execute("UPDATE logins SET last_seen = ?2 WHERE token_hash = ?1 AND last_seen < ?2", (token_hash, now))?;
+        Ok(())
+    }
+
+    /// Forgets a login; whether there was one.
+    pub fn remove_login(&self, token_hash: &str) -> Result<bool, StoreError> {
+        Ok(self.db().execute("DELETE FROM logins WHERE token_hash = ?1", [token_hash])? > 0)
+    }
+
+    /// Forgets the logins that have expired or been idle since `idle_since`; how many.
+    pub fn purge_logins(&self, now: i64, idle_since: i64) -> Result<usize, StoreError> {
+        Ok(self.db().execute("DELETE FROM logins WHERE expires <= ?1 OR last_seen <= ?2", (now, idle_since))?)
     }
 }
 
@@ -97,5 +157,26 @@ mod tests {
         assert!(store.set_user("carol", "").is_err());
         let stored: String = store.db().query_row("SELECT password_hash FROM users", [], |r| r.get(0)).expect("row");
         assert!(stored.starts_with("$argon2id$"), "{stored}");
+    }
+
+    #[test]
+    fn logins_are_kept_touched_and_purged() {
+        let store = Store::in_memory().expect("db");
+        store.set_user("alice", "pw").expect("add");
+        store.add_login("h1", "alice", 1_000, 100_000).expect("login");
+        store.add_login("h2", "alice", 1_000, 100_000).expect("login");
+        assert_eq!(store.login("h1").expect("read"), Some(LoginRow { user: "alice".into(), last_seen: 1_000, expires: 100_000 }));
+        store.touch_login("h1", 5_000).expect("touch");
+        store.touch_login("h1", 4_000).expect("an older touch is ignored");
+        assert_eq!(store.login("h1").expect("read").map(|l| l.last_seen), Some(5_000));
+        assert_eq!(store.purge_logins(6_000, 2_000).expect("purge"), 1, "h2 idle since 1000");
+        assert!(store.login("h2").expect("read").is_none());
+        assert_eq!(store.purge_logins(100_000, 0).expect("purge"), 1, "h1 expired");
+        store.add_login("h3", "alice", 1_000, 100_000).expect("login");
+        assert!(store.remove_login("h3").expect("remove"));
+        assert!(!store.remove_login("h3").expect("remove"));
+        store.add_login("h4", "alice", 1_000, 100_000).expect("login");
+        store.set_user("alice", "new").expect("change");
+        assert!(store.login("h4").expect("read").is_none(), "a new password ends the logins");
     }
 }

@@ -24,9 +24,10 @@ export const CHROMIUM_ARGS = [
 ];
 export const TIMEOUT = 15_000;
 
-/** Starts `psgate demo` on a free port; resolves with the process, its URL and the demo login once printed. */
-export function startServer() {
-  const server = spawn(bin, ['demo', '--port', '0', '--assets', dist], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `psgate demo` on a free port (with `args` after the others, e.g. `['--kiosk']`); resolves with the
+ * process, its URL and the demo login once printed. */
+export function startServer(args = []) {
+  const server = spawn(bin, ['demo', '--port', '0', '--assets', dist, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   server.stderr.on('data', (d) => (stderr += d));
   return new Promise((resolve, reject) => {

@@ -21,17 +21,31 @@ pub struct Cli {
 const CONFIG_HELP: &str = "\
 Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOML; every key is optional:
   listen = \"127.0.0.1:8080\"              # env PSGATE_LISTEN
-  database = \"psgate.db\"                 # env PSGATE_DATABASE (SQLite: users and argon2 hashes)
+  database = \"psgate.db\"                 # env PSGATE_DATABASE (SQLite: users, argon2 hashes, logins)
   assets = \"dist\"                        # env PSGATE_ASSETS (the built browser console)
   allowed_origins = [\"https://intranet.contoso.com\"]   # env PSGATE_ALLOWED_ORIGINS (comma-separated)
   secure_cookies = false                 # true when browsers reach the relay over HTTPS
-  login_minutes = 480
+  login_minutes = 480                    # a login ends this long after it was made, whatever the activity
   local_command = [\"pwsh\", \"-s\", \"-NoLogo\", \"-NoProfile\"]   # absent: no local transport
   known_hosts = \"/etc/psgate/known_hosts\"                   # SSH host keys
   [[allow]]                              # the target allow-list (empty: nothing is allowed)
   hosts = [\"srv*.contoso.com\", \"10.0.0.5\"]   # * and ? wildcards, case-insensitive
   ports = [22]                           # absent: any port
   transports = [\"ssh\"]                   # ssh, local; absent: any
+  [auth]
+  idle_timeout_secs = 28800              # a browser login ends after this long without activity (API calls,
+                                         # WebSocket messages); default 8 h, 900 (15 min) in kiosk mode.
+                                         # Logins are kept in the database (token hashes): a restart keeps them.
+  [embed]                                # the /embed page (the console of one session, for an iframe)
+  frame_ancestors = [\"https://portal.contoso.com\"]   # who may frame /embed and get its postMessage events
+                                         # ('self', *, https://*.contoso.com too); default: nobody ('none')
+  cookie_same_site = \"strict\"            # strict | lax | none: none (SameSite=None; Secure; Partitioned) lets a
+                                         # portal on another site embed the console; needs secure_cookies = true
+  target = { computer = \"srv01\", transport = \"ssh\", port = 22, user = \"ops\", name = \"web\" }
+                                         # the session /embed opens; wins over /embed?computer=&transport=&port=&user=&name=
+  [kiosk]                                # only a pick list of targets; the relay refuses any other
+  enabled = true
+  targets = [{ computer = \"localhost\", transport = \"local\", name = \"Shell\" }]   # each must pass [[allow]] too
 PSGATE_LOG sets the log filter (e.g. info, psgate_relay=debug).";
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +72,15 @@ enum Command {
         /// Folder with the built browser console (Trunk's `dist`).
         #[arg(long, env = "PSGATE_ASSETS", default_value = "dist")]
         assets: PathBuf,
+        /// Kiosk mode: the sessions panel offers only a pick list (two names for the demo target).
+        #[arg(long)]
+        kiosk: bool,
+        /// Origins that may frame /embed (`[embed] frame_ancestors`), comma-separated or repeated.
+        #[arg(long, value_name = "ORIGIN", value_delimiter = ',')]
+        frame_ancestors: Vec<String>,
+        /// Log a browser login out after this many seconds without activity (`[auth] idle_timeout_secs`).
+        #[arg(long, value_name = "SECS")]
+        idle_timeout: Option<u64>,
     },
 }
 
@@ -82,7 +105,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Invoke(args) => invoke::run(args),
         Command::Serve { config } => serve::serve(config.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::User(UserCommand::Add { name, config }) => serve::add_user(config.as_deref(), &name).map(|()| ExitCode::SUCCESS),
-        Command::Demo { port, assets } => serve::demo(port, assets).map(|()| ExitCode::SUCCESS),
+        Command::Demo { port, assets, kiosk, frame_ancestors, idle_timeout } => {
+            serve::demo(port, assets, serve::DemoOptions { kiosk, frame_ancestors, idle_timeout_secs: idle_timeout }).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

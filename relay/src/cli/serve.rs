@@ -4,12 +4,11 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use rand::Rng as _;
 
-use crate::config::{AllowRule, Config};
+use crate::config::{AllowRule, AuthConfig, Config, EmbedConfig, KioskConfig, TargetPreset};
 use crate::http::{Api, AppConfig, auth::Auth};
 use crate::session::manager::Manager;
 use crate::store::Store;
@@ -17,9 +16,10 @@ use crate::store::Store;
 /// The API's state for `config` and `store`.
 pub fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
     Api {
-        auth: Arc::new(Auth::new(store, Duration::from_secs(config.login_minutes * 60), config.secure_cookies)),
+        auth: Arc::new(Auth::new(store, &config)),
         manager: Manager::new(config.clone()),
         allowed_origins: Arc::new(config.allowed_origins.clone()),
+        config,
     }
 }
 
@@ -54,16 +54,34 @@ pub fn demo_command() -> Vec<String> {
     vec![python, host.to_string_lossy().into_owned()]
 }
 
+/// `psgate demo`'s modes (for trying and testing kiosk mode and the embed page).
+#[derive(Clone, Debug, Default)]
+pub struct DemoOptions {
+    /// Kiosk mode with two picks of the demo target.
+    pub kiosk: bool,
+    /// `[embed] frame_ancestors`.
+    pub frame_ancestors: Vec<String>,
+    /// `[auth] idle_timeout_secs`.
+    pub idle_timeout_secs: Option<u64>,
+}
+
 /// `psgate demo`: loopback only, an in-memory user database with one demo user, one allowed target (`localhost`
 /// over the local transport, [`demo_command`]).
-pub fn demo(port: u16, assets: PathBuf) -> anyhow::Result<()> {
-    let config = Arc::new(Config {
+pub fn demo(port: u16, assets: PathBuf, options: DemoOptions) -> anyhow::Result<()> {
+    let local = psgate_shared::api::Transport::Local;
+    let pick = |name: &str| TargetPreset { computer: "localhost".into(), transport: local, port: None, user: None, name: Some(name.into()) };
+    let config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         assets: assets.clone(),
         local_command: Some(demo_command()),
-        allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![psgate_shared::api::Transport::Local] }],
+        allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![local] }],
+        auth: AuthConfig { idle_timeout_secs: options.idle_timeout_secs },
+        embed: EmbedConfig { frame_ancestors: options.frame_ancestors, ..EmbedConfig::default() },
+        kiosk: KioskConfig { enabled: options.kiosk, targets: if options.kiosk { vec![pick("Demo shell"), pick("Scratch shell")] } else { Vec::new() } },
         ..Config::default()
-    });
+    };
+    config.validate()?;
+    let config = Arc::new(config);
     let store = Arc::new(Store::in_memory()?);
     let password: String = rand::rngs::OsRng.sample_iter(rand::distributions::Alphanumeric).take(16).map(char::from).collect();
     store.set_user("demo", &password)?;
@@ -75,6 +93,12 @@ pub fn demo(port: u16, assets: PathBuf) -> anyhow::Result<()> {
         println!("psgate demo listening on http://{local}/");
         println!("log in as: demo / {password}");
         println!("demo target: localhost (transport local: {})", config.local_command.as_deref().unwrap_or_default().join(" "));
+        if config.kiosk.enabled {
+            println!("kiosk mode: {} targets, idle logout after {} s", config.kiosk.targets.len(), config.idle_timeout().as_secs());
+        }
+        if !config.embed.frame_ancestors.is_empty() {
+            println!("embed page: http://{local}/embed, may be framed by {}", config.embed.frame_ancestors.join(" "));
+        }
         let _ = std::io::stdout().flush();
         let app = AppConfig { assets, api: Some(api(config.clone(), store)) };
         crate::http::serve(listener, app, super::shutdown_signal()).await

@@ -1,5 +1,6 @@
-//! The web server: the browser console's assets and, when configured, the API: [`auth`] (login, logout, me)
-//! and [`ws`] (the WebSocket of [`psgate_shared::api`]).
+//! The web server: the browser console's assets and, when configured, the API: [`auth`] (login, logout, me),
+//! [`embed`] (`/api/config`, the frame headers of `/embed` and every other page) and [`ws`] (the WebSocket of
+//! [`psgate_shared::api`]).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,9 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::config::Config;
 use crate::session::manager::Manager;
 
 pub mod auth;
+pub mod embed;
 pub mod ws;
 
 /// The API's state: logins, sessions, and the origins allowed besides the relay's own.
@@ -29,6 +32,8 @@ pub struct Api {
     pub manager: Arc<Manager>,
     /// `Origin`s besides the relay's own that may open the WebSocket.
     pub allowed_origins: Arc<Vec<String>>,
+    /// The configuration (kiosk mode, the embed page).
+    pub config: Arc<Config>,
 }
 
 /// What the web server needs.
@@ -67,6 +72,7 @@ pub fn app(config: &AppConfig) -> Router {
             .route("/api/login", post(auth::login))
             .route("/api/logout", post(auth::logout))
             .route("/api/me", get(auth::me))
+            .route("/api/config", get(embed::config))
             .route("/api/ws", get(ws::upgrade))
             .with_state(api.clone()),
         None => Router::new(),
@@ -74,6 +80,7 @@ pub fn app(config: &AppConfig) -> Router {
     router
         .fallback_service(ServeDir::new(&config.assets).fallback(page.into_service()))
         .layer(middleware::from_fn(cache_headers))
+        .layer(middleware::from_fn_with_state(embed::FramePolicy::new(config.api.as_ref().map(|a| &*a.config)), embed::frame_headers))
 }
 
 /// Trunk names every asset after a hash of its content, so those never change and can be cached for good;
