@@ -24,7 +24,7 @@ CHROMEDRIVER=/usr/bin/chromedriver cargo test -p psgate-shared --target wasm32-u
 step "build the browser console"
 bash scripts/build-frontend.sh
 cargo build --quiet -p psgate-relay
-export PSGATE_BIN="$PWD/target/debug/psgate"
+export PSGATE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/psgate"
 
 step "psrpcore interop (CLIXML both ways) and the fidelity of the PSRP test peers"
 "$PSGATE_PYTHON" -m pytest tests/psrpcore tests/peers -q

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use psgate_shared::api::{ErrorCode, InvocationId, InvokeHost, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState};
-use psgate_shared::clixml::{self, Content, Document, Item, Value};
+use psgate_shared::api::{Completion, ErrorCode, InvocationRecord, PipelineRecord, InvocationId, InvokeHost, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState};
+use psgate_shared::clixml::{self, Content, Item, Object, Property, Value};
 use yew::Reducible;
 
 use crate::api::Event;
-use crate::render::blocks::{Block, blocks};
+use crate::render::blocks::Layout;
+use crate::render::log::Log;
 
 /// Who is logged in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -170,6 +171,39 @@ pub struct Console {
     pub starting: bool,
     /// The host call waiting for an answer.
     pub prompt: Option<HostPrompt>,
+    /// The last answer to a Tab (the console applies it if the input has not changed since).
+    pub completions: Option<Rc<Completions>>,
+}
+
+/// What the target's `TabExpansion2` offered for an input (MS-PSRP carries PowerShell's `CommandCompletion`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completions {
+    /// The input completed.
+    pub input: String,
+    /// The cursor, in UTF-16 code units.
+    pub cursor: u32,
+    /// Where the replaced text starts, in UTF-16 code units.
+    pub replacement_index: u32,
+    /// How long the replaced text is, in UTF-16 code units.
+    pub replacement_length: u32,
+    /// The matches, in the target's order.
+    pub matches: Vec<Completion>,
+}
+
+impl Completions {
+    /// The input with match `index` in place, and the cursor after it (UTF-16 code units, as the textarea's).
+    pub fn apply(&self, index: usize) -> Option<(String, u32)> {
+        let m = self.matches.get(index)?;
+        let units: Vec<u16> = self.input.encode_utf16().collect();
+        let start = (self.replacement_index as usize).min(units.len());
+        let end = start.saturating_add(self.replacement_length as usize).min(units.len());
+        let mut out: Vec<u16> = units[..start].to_vec();
+        out.extend(m.text.encode_utf16());
+        let cursor = u32::try_from(out.len()).ok()?;
+        out.extend_from_slice(&units[end..]);
+        // Offsets inside a surrogate pair would split a character: refuse rather than corrupt the line.
+        String::from_utf16(&out).ok().map(|s| (s, cursor))
+    }
 }
 
 /// A command and its output.
@@ -181,19 +215,21 @@ pub struct Entry {
     pub script: String,
     /// Its pipeline, once started.
     pub pipeline: Option<PipelineId>,
-    /// Everything it wrote, as a document whose items carry their stream.
-    pub items: Vec<Item>,
-    /// `items` laid out like a console.
-    pub blocks: Rc<Vec<Block>>,
+    /// Everything it wrote, as a document whose items carry their stream (cheap to clone: a [`Log`]).
+    pub items: Log<Item>,
+    /// `items` laid out like a console, one item at a time as they arrive.
+    pub blocks: Layout,
     /// The last state.
     pub state: Option<PipelineState>,
 }
 
 impl Entry {
+    /// Adds what the pipeline wrote and lays out just that (appended to the last block when it fits): O(1) per
+    /// item, however long the output already is.
     fn push(&mut self, stream: Option<&str>, value: Value) {
-        self.items.push(Item { stream: stream.map(Into::into), value });
-        let doc = Document { clixml_header: false, items: self.items.clone() };
-        self.blocks = Rc::new(blocks(&doc));
+        let item = Item { stream: stream.map(Into::into), value };
+        self.blocks.push(self.items.len(), &item);
+        self.items.push(item);
     }
 
     fn push_clixml(&mut self, stream: Option<&str>, text: &str) {
@@ -321,9 +357,51 @@ pub fn string_answer(text: &str) -> String {
     format!("<S>{}</S>", clixml::escape(text))
 }
 
-/// The prompt shown before a command, like Enter-PSSession's.
+/// A host `Write*` call (MS-PSRP 2.2.3.17: `Write1`/`Write2` without a newline, `WriteLine1..3`, colours in
+/// `Write2`/`WriteLine3`, and the stream lines) as the stream and item the console shows: Write-Host's text
+/// becomes a `HostInformationMessage`, as PowerShell 5+ sends it in an InformationRecord, so it is drawn the same.
+pub fn host_write(method: &str, args: &[String]) -> Option<(&'static str, Value)> {
+    let arg = |i: usize| args.get(i).and_then(|a| clixml::decode_message(a.as_bytes()).ok());
+    let text = |v: Option<Value>| v.as_ref().and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_object().and_then(|o| o.to_string.as_deref().map(str::to_owned)))).unwrap_or_default();
+    let (stream, no_newline, colors) = match method {
+        "Write1" => ("Information", true, false),
+        "Write2" => ("Information", true, true),
+        "WriteLine1" | "WriteLine2" => ("Information", false, false),
+        "WriteLine3" => ("Information", false, true),
+        "WriteErrorLine" => return Some(("Error", Value::string(text(arg(0))))),
+        "WriteDebugLine" => return Some(("Debug", Value::string(text(arg(0))))),
+        "WriteVerboseLine" => return Some(("Verbose", Value::string(text(arg(0))))),
+        "WriteWarningLine" => return Some(("Warning", Value::string(text(arg(0))))),
+        _ => return None,
+    };
+    let message = if method == "WriteLine1" { String::new() } else { text(arg(if colors { 2 } else { 0 })) };
+    let color = |i: usize| if colors { arg(i).unwrap_or(Value::Nil) } else { Value::Nil };
+    let data = Object {
+        type_names: Some(vec!["System.Management.Automation.HostInformationMessage".into(), "System.Object".into()].into()),
+        to_string: Some(message.as_str().into()),
+        adapted: vec![
+            Property::new("Message", Value::string(message)),
+            Property::new("NoNewLine", Value::Bool(no_newline)),
+            Property::new("ForegroundColor", color(0)),
+            Property::new("BackgroundColor", color(1)),
+        ],
+        ..Object::default()
+    };
+    let record = Object {
+        type_names: Some(vec!["System.Management.Automation.InformationRecord".into(), "System.Object".into()].into()),
+        extended: vec![Property::new("MessageData", Value::object(data)), Property::new("Source", Value::string("Write-Host"))],
+        ..Object::default()
+    };
+    Some((stream, Value::object(record)))
+}
+
+/// The prompt shown before a command, like Enter-PSSession's: `[COMPUTER]: ` and the remote `prompt`
+/// function's text (`PS>` until it is known).
 pub fn prompt_of(info: Option<&SessionInfo>) -> String {
-    info.map_or_else(|| "PS>".to_owned(), |i| format!("[{}]: PS>", i.computer_name))
+    info.map_or_else(
+        || "PS>".to_owned(),
+        |i| format!("[{}]: {}", i.computer_name, i.prompt.as_deref().map(str::trim_end).filter(|p| !p.is_empty()).unwrap_or("PS>")),
+    )
 }
 
 /// The stream name a record kind is written under (as the viewer's `S` attributes).
@@ -356,6 +434,52 @@ impl State {
         self.sessions.iter().find(|s| s.id == id)
     }
 
+    /// `history`: Invoke-Command runs are brought up to date; on a page that has shown nothing yet, the consoles
+    /// are rebuilt from the kept pipelines (their events follow, replayed by the relay).
+    fn restore(&mut self, pipelines: Vec<PipelineRecord>, invocations: Vec<InvocationRecord>) {
+        let fresh = self.invocations.is_empty() && self.consoles.values().all(|c| c.entries.is_empty());
+        for record in invocations {
+            let i = match self.invocations.iter().position(|i| i.id == Some(record.invocation)) {
+                Some(i) => i,
+                None if fresh => {
+                    let hosts = record.sessions.iter().map(|(s, name)| InvokeTarget::new(*s, name.clone())).collect();
+                    self.invocations.push(Invocation { id: Some(record.invocation), script: record.script.clone(), throttle_limit: Some(record.throttle_limit), hosts, ..Invocation::default() });
+                    self.invocations.len() - 1
+                }
+                None => continue,
+            };
+            let run = &mut self.invocations[i];
+            for host in record.hosts {
+                run.finish_host(host);
+            }
+            run.finished |= record.finished;
+        }
+        if !fresh {
+            return;
+        }
+        for p in pipelines {
+            if let Some(invocation) = p.invocation {
+                if let Some(run) = self.invocation(invocation) {
+                    let h = run.host(p.session);
+                    h.pipeline = Some(p.pipeline);
+                    h.output.pipeline = Some(p.pipeline);
+                    if h.state.is_none() {
+                        h.state = Some(PipelineState::Running);
+                    }
+                }
+                continue;
+            }
+            let Some(computer) = self.session(p.session).map(|i| i.computer_name.clone()) else { continue };
+            let console = self.consoles.entry(p.session).or_default();
+            let at = console.entries.partition_point(|e| e.pipeline.is_some_and(|q| q < p.pipeline));
+            console.entries.insert(at, Entry { prompt: format!("[{computer}]: {}", p.prompt), script: p.script.clone(), pipeline: Some(p.pipeline), ..Entry::default() });
+            console.history.push(p.script);
+            if !p.finished {
+                console.running = Some(p.pipeline);
+            }
+        }
+    }
+
     fn keep_consistent(&mut self) {
         let ids: Vec<SessionId> = self.sessions.iter().map(|s| s.id).collect();
         self.consoles.retain(|id, _| ids.contains(id));
@@ -365,6 +489,22 @@ impl State {
     }
 
     fn message(&mut self, message: ServerMessage) {
+        // A pipeline waiting for a host call's answer writes nothing else: any later event of that pipeline means
+        // the call was answered (from another tab, or long ago in a replayed history), so its dialog goes.
+        if let ServerMessage::Output { session, pipeline, .. }
+        | ServerMessage::Record { session, pipeline, .. }
+        | ServerMessage::HostCall { session, pipeline, .. }
+        | ServerMessage::PipelineState { session, pipeline, .. } = &message
+        {
+            let (session, pipeline) = (*session, *pipeline);
+            if let Some(h) = self.invoke_host(session, pipeline) {
+                h.prompt = None;
+            } else if let Some(console) = self.consoles.get_mut(&session)
+                && console.prompt.as_ref().is_some_and(|p| p.pipeline == pipeline)
+            {
+                console.prompt = None;
+            }
+        }
         match message {
             ServerMessage::Hello { .. } => {}
             ServerMessage::Sessions { sessions } => {
@@ -381,6 +521,12 @@ impl State {
                     self.sessions.sort_by_key(|s| s.id);
                 }
                 self.keep_consistent();
+            }
+            ServerMessage::History { pipelines, invocations } => self.restore(pipelines, invocations),
+            ServerMessage::Completions { session, input, cursor, replacement_index, replacement_length, matches } => {
+                if let Some(console) = self.consoles.get_mut(&session) {
+                    console.completions = Some(Rc::new(Completions { input, cursor, replacement_index, replacement_length, matches }));
+                }
             }
             ServerMessage::TargetRefused { computer_name, message, .. } => self.notices.push(format!("{computer_name}: {message}")),
             ServerMessage::PipelineStarted { session, pipeline } => {
@@ -409,14 +555,12 @@ impl State {
             }
             ServerMessage::HostCall { session, pipeline, call_id, method, args, .. } => {
                 if call_id < 0 {
-                    // Write-Host and friends: the text is the last argument.
-                    if method.starts_with("Write") {
-                        let text = args.last().and_then(|a| clixml::decode_message(a.as_bytes()).ok());
-                        let text = text.filter(|t| t.as_str().is_some()).unwrap_or_else(|| Value::string(""));
+                    // Write-Host and friends, as the host shows them.
+                    if let Some((stream, value)) = host_write(&method, &args) {
                         if let Some(h) = self.invoke_host(session, pipeline) {
-                            h.output.push(Some("Information"), text);
+                            h.output.push(Some(stream), value);
                         } else if let Some(e) = self.entry(session, pipeline) {
-                            e.push(Some("Information"), text);
+                            e.push(Some(stream), value);
                         }
                     }
                 } else if let Some(h) = self.invoke_host(session, pipeline) {
@@ -467,12 +611,17 @@ impl State {
                     _ => self.notices.push(message),
                 }
             }
-            ServerMessage::InvokeStarted { invocation, sessions, throttle_limit } => {
+            ServerMessage::InvokeStarted { invocation, sessions, throttle_limit, script } => {
+                if self.invocations.iter().any(|i| i.id == Some(invocation)) {
+                    return; // already known from `history`
+                }
                 let names: Vec<(SessionId, String)> = sessions.iter().map(|&id| (id, self.session(id).map(|i| i.computer_name.clone()).unwrap_or_default())).collect();
-                let run = match self.invocations.iter_mut().find(|i| i.id.is_none() && i.refused.is_none()) {
-                    Some(run) => run,
+                // This page's own run, else one started elsewhere (another tab of the user).
+                let mine = self.invocations.iter().position(|i| i.id.is_none() && i.refused.is_none() && (script.is_empty() || i.script == script));
+                let run = match mine {
+                    Some(i) => &mut self.invocations[i],
                     None => {
-                        self.invocations.push(Invocation::default());
+                        self.invocations.push(Invocation { script, ..Invocation::default() });
                         self.invocations.last_mut().expect("just pushed")
                     }
                 };
@@ -536,6 +685,8 @@ impl Reducible for State {
             }
             Action::Socket(Event::Message(m)) => s.message(m),
             Action::Socket(Event::Garbled(e)) => s.notices.push(format!("the relay sent a message this page does not understand: {e}")),
+            // The relay ended the login (idle, expired, logged out elsewhere): the login page, with the reason.
+            Action::Socket(Event::LoggedOut(reason)) => s = State { auth: Auth::LoggedOut(Some(reason)), ..State::default() },
             Action::Select(id) => s.active = Some(id),
             Action::Ran(session, script) => {
                 let prompt = prompt_of(s.session(session));
@@ -582,6 +733,7 @@ mod tests {
     use psgate_shared::api::{Availability, Transport};
 
     use super::*;
+    use crate::render::blocks::Block;
 
     const S: SessionId = SessionId(1);
     const P: PipelineId = PipelineId(7);
@@ -595,6 +747,7 @@ mod tests {
             state,
             availability: Availability::Available,
             reason: None,
+            prompt: None,
         }
     }
 
@@ -637,11 +790,11 @@ mod tests {
         actions.push(msg(ServerMessage::PipelineState { session: S, pipeline: P, seq: 4, state: PipelineState::Completed, error: None }));
         let s = run(actions);
         let e = &s.consoles[&S].entries[0];
-        let Block::Table(t) = &e.blocks[0] else { panic!("a table: {:?}", e.blocks) };
+        let Block::Objects(t) = &e.blocks[0] else { panic!("a table: {:?}", e.blocks) };
         assert_eq!(t.rows.len(), 2);
-        assert_eq!(t.rows[0].cells, ["svchost", "4"]);
+        assert_eq!(t.row_cells(0), ["svchost", "4"]);
         let Block::Text(w) = &e.blocks[1] else { panic!("a warning: {:?}", e.blocks) };
-        assert_eq!(w.text, "WARNING: careful");
+        assert_eq!(w.text(), "WARNING: careful");
         assert_eq!(s.consoles[&S].running, None);
         assert_eq!(e.state, Some(PipelineState::Completed));
     }
@@ -701,7 +854,48 @@ mod tests {
         actions.push(msg(ServerMessage::HostCall { session: S, pipeline: P, seq: 1, call_id: -100, method: "WriteLine2".into(), args: vec!["<S>hello</S>".into()] }));
         let s = run(actions);
         let Block::Text(t) = &s.consoles[&S].entries[0].blocks[0] else { panic!() };
-        assert_eq!(t.text, "hello");
+        assert_eq!(t.text(), "hello");
+    }
+
+    #[test]
+    fn write_host_colours_and_no_newline_from_host_calls_are_kept() {
+        let red = r#"<Obj><TN><T>System.ConsoleColor</T><T>System.Enum</T></TN><ToString>Red</ToString><I32>12</I32></Obj>"#;
+        let blue = r#"<Obj><TN><T>System.ConsoleColor</T><T>System.Enum</T></TN><ToString>DarkBlue</ToString><I32>1</I32></Obj>"#;
+        let mut actions = started();
+        for (seq, method, args) in [
+            (1, "Write2", vec![red.to_owned(), blue.to_owned(), "<S>alert: </S>".to_owned()]),
+            (2, "WriteLine3", vec![red.to_owned(), blue.to_owned(), "<S>disk full</S>".to_owned()]),
+            (3, "WriteWarningLine", vec!["<S>careful</S>".to_owned()]),
+            (4, "SetShouldExit", vec!["<I32>1</I32>".to_owned()]),
+        ] {
+            actions.push(msg(ServerMessage::HostCall { session: S, pipeline: P, seq, call_id: -100 - seq as i64, method: method.into(), args }));
+        }
+        let s = run(actions);
+        let blocks = &s.consoles[&S].entries[0].blocks;
+        let Block::Text(t) = &blocks[0] else { panic!("{blocks:?}") };
+        assert_eq!(t.text(), "alert: disk full", "Write2 leaves the line open for the next write");
+        let line = &t.slice(0..1)[0];
+        assert!(line.spans.iter().all(|s| s.style.fg.is_some() && s.style.bg.is_some()), "{line:?}");
+        assert_eq!(host_write("WriteWarningLine", &["<S>careful</S>".into()]).map(|(s, v)| (s, v.as_str().map(str::to_owned))), Some(("Warning", Some("careful".into()))));
+        assert!(host_write("SetShouldExit", &[]).is_none(), "not a write");
+    }
+
+    #[test]
+    fn a_hundred_thousand_rows_are_laid_out_in_linear_time() {
+        // As the reducer does: every message clones the state and pushes onto the clone while the old state lives.
+        let value = clixml::decode_message(br#"<Obj RefId="0"><MS><I32 N="Index">1</I32><S N="Name">object 1</S><B N="Even">false</B></MS></Obj>"#).expect("decodes");
+        let n = 100_000;
+        let mut entry = Entry::default();
+        for _ in 0..n {
+            let old = entry.clone();
+            entry.push(None, value.clone());
+            drop(old);
+        }
+        let Block::Objects(t) = &entry.blocks[0] else { panic!("a table") };
+        assert_eq!((entry.items.len(), entry.blocks.len(), t.rows.len()), (n, 1, n));
+        assert_eq!(t.row_cells(n - 1), ["1", "object 1", "False"]);
+        let per_item = entry.blocks.work() as f64 / n as f64;
+        assert!(per_item < 4.0, "{per_item} units of layout work per item: not linear");
     }
 
     #[test]
@@ -769,7 +963,7 @@ mod tests {
         let s = run([
             msg(ServerMessage::Sessions { sessions: vec![info(1, SessionState::Opened), info(2, SessionState::Opened), info(3, SessionState::Opened)] }),
             Action::Invoked(vec![S, s2, SessionId(3)], "Get-Process".into()),
-            msg(ServerMessage::InvokeStarted { invocation: inv, sessions: vec![S, s2, SessionId(3)], throttle_limit: 32 }),
+            msg(ServerMessage::InvokeStarted { invocation: inv, sessions: vec![S, s2, SessionId(3)], throttle_limit: 32, script: "Get-Process".into() }),
             msg(ServerMessage::InvokeHostStarted { invocation: inv, session: S, computer_name: "localhost".into(), pipeline: P }),
             msg(ServerMessage::InvokeHostStarted { invocation: inv, session: s2, computer_name: "localhost".into(), pipeline: p2 }),
             msg(ServerMessage::Output { session: S, pipeline: P, seq: 1, clixml: obj.into() }),
@@ -815,7 +1009,7 @@ mod tests {
         run([
             msg(ServerMessage::Sessions { sessions: vec![info(1, SessionState::Opened), info(2, SessionState::Opened), info(3, SessionState::Opened)] }),
             Action::Invoked(vec![S, s2, SessionId(3)], "Get-Process".into()),
-            msg(ServerMessage::InvokeStarted { invocation: inv, sessions: vec![S, s2, SessionId(3)], throttle_limit: 32 }),
+            msg(ServerMessage::InvokeStarted { invocation: inv, sessions: vec![S, s2, SessionId(3)], throttle_limit: 32, script: "Get-Process".into() }),
             msg(ServerMessage::InvokeHostStarted { invocation: inv, session: S, computer_name: "localhost".into(), pipeline: P }),
             msg(ServerMessage::InvokeHostStarted { invocation: inv, session: s2, computer_name: "localhost".into(), pipeline: p2 }),
         ])
@@ -832,6 +1026,67 @@ mod tests {
         ]);
         assert_eq!(s.invocations[0].refused.as_deref(), Some("no session 9"));
         assert!(s.notices.is_empty());
+    }
+
+    #[test]
+    fn the_prompt_is_the_remote_prompt_functions_text() {
+        let mut i = info(1, SessionState::Opened);
+        assert_eq!(prompt_of(Some(&i)), "[localhost]: PS>", "until the target answered");
+        i.prompt = Some("PS C:\\Users\\me> ".into());
+        assert_eq!(prompt_of(Some(&i)), "[localhost]: PS C:\\Users\\me>");
+        let s = run(started().into_iter().chain([msg(ServerMessage::SessionChanged { session: i.clone() })]));
+        assert_eq!(prompt_of(s.session(SessionId(1))), "[localhost]: PS C:\\Users\\me>");
+    }
+
+    fn completions(input: &str, cursor: u32, index: u32, length: u32, texts: &[&str]) -> ServerMessage {
+        let matches = texts.iter().map(|t| Completion { text: (*t).into(), list_text: (*t).into(), result_type: "Command".into(), tooltip: String::new() }).collect();
+        ServerMessage::Completions { session: SessionId(1), input: input.into(), cursor, replacement_index: index, replacement_length: length, matches }
+    }
+
+    #[test]
+    fn completions_replace_the_range_they_name() {
+        let s = run(started().into_iter().chain([msg(completions("Get-Pro | Sort", 7, 0, 7, &["Get-Process", "Get-ProcessMitigation"]))]));
+        let c = s.consoles[&SessionId(1)].completions.clone().expect("kept for the console");
+        assert_eq!(c.apply(0), Some(("Get-Process | Sort".into(), 11)));
+        assert_eq!(c.apply(1), Some(("Get-ProcessMitigation | Sort".into(), 21)));
+        assert_eq!(c.apply(2), None);
+        // Offsets count UTF-16 code units, as PowerShell and the textarea do: "é" is one, "😀" two.
+        let c = Completions { input: "😀é cd Do".into(), cursor: 9, replacement_index: 7, replacement_length: 2, matches: vec![Completion { text: ".\\Documents".into(), list_text: "Documents".into(), result_type: "ProviderContainer".into(), tooltip: String::new() }] };
+        assert_eq!(c.apply(0), Some(("😀é cd .\\Documents".into(), 18)));
+        // A range past the end is clamped, never a panic.
+        let c = Completions { replacement_index: 99, replacement_length: 5, ..c };
+        assert_eq!(c.apply(0).map(|(s, _)| s), Some("😀é cd Do.\\Documents".into()));
+    }
+
+    #[test]
+    fn a_replayed_history_rebuilds_the_console_without_old_dialogs() {
+        let restored = run([
+            Action::LoggedIn("demo".into()),
+            msg(ServerMessage::Sessions { sessions: vec![info(1, SessionState::Opened)] }),
+            msg(ServerMessage::History {
+                pipelines: vec![
+                    PipelineRecord { session: S, pipeline: PipelineId(4), script: "Read-Host".into(), prompt: "PS C:\\>".into(), invocation: None, finished: true },
+                    PipelineRecord { session: S, pipeline: PipelineId(7), script: "Test-Long".into(), prompt: "PS C:\\>".into(), invocation: None, finished: false },
+                ],
+                invocations: vec![],
+            }),
+            // The replay: a Read-Host answered long ago, then its echo and end.
+            msg(ServerMessage::HostCall { session: S, pipeline: PipelineId(4), seq: 1, call_id: 1, method: "ReadLine".into(), args: vec![] }),
+            msg(ServerMessage::Output { session: S, pipeline: PipelineId(4), seq: 2, clixml: "<S>typed</S>".into() }),
+            msg(ServerMessage::PipelineState { session: S, pipeline: PipelineId(4), seq: 3, state: PipelineState::Completed, error: None }),
+        ]);
+        let console = &restored.consoles[&S];
+        assert_eq!(console.entries.iter().map(|e| (e.prompt.as_str(), e.script.as_str())).collect::<Vec<_>>(), [("[localhost]: PS C:\\>", "Read-Host"), ("[localhost]: PS C:\\>", "Test-Long")]);
+        assert_eq!(console.entries[0].items.len(), 1, "the echo is back");
+        assert!(console.prompt.is_none(), "an answered call shows no dialog");
+        assert_eq!(console.running, Some(PipelineId(7)), "Ctrl+C can stop the running one");
+        assert_eq!(console.history, ["Read-Host", "Test-Long"]);
+        // A later history (a reconnect) does not add entries twice.
+        let again = restored.reduce(msg(ServerMessage::History {
+            pipelines: vec![PipelineRecord { session: S, pipeline: PipelineId(4), script: "Read-Host".into(), prompt: String::new(), invocation: None, finished: true }],
+            invocations: vec![],
+        }));
+        assert_eq!(again.consoles[&S].entries.len(), 2);
     }
 
     #[test]

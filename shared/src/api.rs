@@ -109,6 +109,10 @@ pub struct SessionInfo {
     /// Why it broke, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the session's remote `prompt` function returned last (`PS C:\Users\me> `), as Enter-PSSession
+    /// shows it after `[ComputerName]: `; absent until the first answer, or when the target has no prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// The browser's answer to a host call.
@@ -335,12 +339,102 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         throttle_limit: Option<u32>,
     },
+    /// What the relay keeps of the user's pipelines and Invoke-Command runs (answered by `history`): a page
+    /// opened anew, or after a reconnect, rebuilds its consoles from it. With `replay`, every kept pipeline's
+    /// events follow from its first kept one (as `attach` with `after_seq` 0 would).
+    GetHistory {
+        /// Follow every kept pipeline from the start.
+        #[serde(default)]
+        replay: bool,
+    },
+    /// Tab completion: runs the remote `TabExpansion2` on `input` with the cursor at `cursor` (in UTF-16 code
+    /// units, as PowerShell counts) while the session is idle; answered by `completions`.
+    Complete {
+        /// The session.
+        session: SessionId,
+        /// The whole input line(s).
+        input: String,
+        /// The cursor's offset in `input`, in UTF-16 code units.
+        cursor: u32,
+    },
 }
 
-/// Relay → browser.
+/// A pipeline the relay still keeps (`history`): a console command or one session's part of an Invoke-Command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerMessage {
+pub struct PipelineRecord {
+    /// The session.
+    pub session: SessionId,
+    /// The pipeline.
+    pub pipeline: PipelineId,
+    /// The script.
+    pub script: String,
+    /// The prompt it was typed at (`PS C:\>`; empty for Invoke-Command).
+    #[serde(default)]
+    pub prompt: String,
+    /// The Invoke-Command run it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<InvocationId>,
+    /// It has ended.
+    pub finished: bool,
+}
+
+/// An Invoke-Command run the relay still keeps (`history`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// The run.
+    pub invocation: InvocationId,
+    /// The script.
+    pub script: String,
+    /// The throttle limit in effect.
+    pub throttle_limit: u32,
+    /// The sessions, in the order asked, with their computer names.
+    pub sessions: Vec<(SessionId, String)>,
+    /// Each session's outcome so far: those that finished, in the order they did.
+    pub hosts: Vec<InvokeHost>,
+    /// Every session has finished (`invoke_finished` was sent).
+    pub finished: bool,
+}
+
+/// One of `TabExpansion2`'s `CompletionMatches` (a `CompletionResult`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// `CompletionText`: what replaces the range.
+    pub text: String,
+    /// `ListItemText`: what a list of choices shows.
+    pub list_text: String,
+    /// `ResultType` (`Command`, `ParameterName`, `ProviderItem`, …).
+    pub result_type: String,
+    /// `ToolTip`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tooltip: String,
+}
+
+/// Defines [`ServerMessage`] once, for both directions: serialized internally tagged (`{"type": "output", …}`),
+/// and deserialized by [`ServerMessage`]'s own `Deserialize`, which reads `type` (it must come first, as the
+/// relay writes it) and hands the rest of the object to the externally tagged derive of `ServerMessageDef` (a
+/// serde `remote` of the same variants). Serde's internally tagged derive would buffer every message into an
+/// intermediate tree first; this path does not, and its code is a fraction of the size, which matters in the
+/// browser's WebAssembly (about 14 KiB of the gzip budget).
+macro_rules! server_message {
+    ($($variants:tt)*) => {
+        /// Relay → browser.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum ServerMessage {
+            $($variants)*
+        }
+
+        /// [`ServerMessage`] as serde's externally tagged form reads it (see [`server_message`]).
+        #[derive(Deserialize)]
+        #[serde(remote = "ServerMessage", rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum ServerMessageDef {
+            $($variants)*
+        }
+    };
+}
+
+server_message! {
     /// Sent first on every connection.
     Hello {
         /// [`PROTOCOL_VERSION`] of the relay.
@@ -437,6 +531,9 @@ pub enum ServerMessage {
         sessions: Vec<SessionId>,
         /// The throttle limit in effect.
         throttle_limit: u32,
+        /// The script (every connection of the user hears of the run, not only the one that asked).
+        #[serde(default)]
+        script: String,
     },
     /// The script started on one session: this pipeline's events follow (outputs carry `PSComputerName`).
     InvokeHostStarted {
@@ -463,6 +560,29 @@ pub enum ServerMessage {
         /// Each session's outcome.
         hosts: Vec<InvokeHost>,
     },
+    /// The answer to `get_history`, oldest first.
+    History {
+        /// The pipelines kept (the last 32 per session).
+        pipelines: Vec<PipelineRecord>,
+        /// The Invoke-Command runs kept (the last 32 of the user).
+        invocations: Vec<InvocationRecord>,
+    },
+    /// The answer to `complete`: replace `replacement_length` UTF-16 code units of `input` from
+    /// `replacement_index` with one of `matches` (none: nothing completes, or the session was busy).
+    Completions {
+        /// The session.
+        session: SessionId,
+        /// The `input` asked about (an answer for older input can be ignored).
+        input: String,
+        /// The `cursor` asked about.
+        cursor: u32,
+        /// `ReplacementIndex`.
+        replacement_index: u32,
+        /// `ReplacementLength`.
+        replacement_length: u32,
+        /// `CompletionMatches`, in the target's order.
+        matches: Vec<Completion>,
+    },
     /// Something the browser sent could not be done; the connection stays open.
     Error {
         /// The stable code.
@@ -487,6 +607,143 @@ impl ServerMessage {
             | ServerMessage::PipelineState { seq, .. } => Some(*seq),
             _ => None,
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(tag_first::MessageVisitor)
+    }
+}
+
+/// Reading an internally tagged message whose tag comes first without buffering it (see [`server_message`]).
+mod tag_first {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, VariantAccess, Visitor};
+
+    use super::{ServerMessage, ServerMessageDef};
+
+    pub(super) struct MessageVisitor;
+
+    impl<'de> Visitor<'de> for MessageVisitor {
+        type Value = ServerMessage;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a message object whose first field is `type`")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServerMessage, A::Error> {
+            match map.next_key::<std::borrow::Cow<'de, str>>()? {
+                Some(key) if key == "type" => {}
+                Some(_) => return Err(de::Error::custom("a message's `type` must be its first field")),
+                None => return Err(de::Error::missing_field("type")),
+            }
+            let tag: std::borrow::Cow<'de, str> = map.next_value()?;
+            ServerMessageDef::deserialize(Rest { tag, map })
+        }
+    }
+
+    /// The variant named by the tag, with the rest of the object as its fields.
+    struct Rest<'de, A> {
+        tag: std::borrow::Cow<'de, str>,
+        map: A,
+    }
+
+    impl<'de, A: MapAccess<'de>> Deserializer<'de> for Rest<'de, A> {
+        type Error = A::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+            visitor.visit_enum(self)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, A::Error> {
+            visitor.visit_enum(self)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map struct identifier ignored_any
+        }
+    }
+
+    impl<'de, A: MapAccess<'de>> EnumAccess<'de> for Rest<'de, A> {
+        type Error = A::Error;
+        type Variant = Fields<A>;
+
+        fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Fields<A>), A::Error> {
+            let tag: de::value::CowStrDeserializer<'de, A::Error> = self.tag.into_deserializer();
+            Ok((seed.deserialize(tag)?, Fields(self.map)))
+        }
+    }
+
+    /// The fields after the tag.
+    struct Fields<A>(A);
+
+    impl<'de, A: MapAccess<'de>> VariantAccess<'de> for Fields<A> {
+        type Error = A::Error;
+
+        fn unit_variant(mut self) -> Result<(), A::Error> {
+            // Nothing else may follow the tag.
+            match self.0.next_key::<de::IgnoredAny>()? {
+                None => Ok(()),
+                Some(_) => Err(de::Error::custom("unexpected fields")),
+            }
+        }
+
+        fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _seed: T) -> Result<T::Value, A::Error> {
+            Err(de::Error::custom("no message is a newtype variant"))
+        }
+
+        fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, A::Error> {
+            Err(de::Error::custom("no message is a tuple variant"))
+        }
+
+        fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, A::Error> {
+            visitor.visit_map(self.0)
+        }
+    }
+}
+
+/// `GET /api/config` (HTTP JSON, not a WebSocket message): how the relay wants the page to behave. Answered
+/// without a login too, then without the targets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageConfig {
+    /// Kiosk mode: the sessions panel offers only `kiosk_targets`, and the relay refuses any other target.
+    #[serde(default)]
+    pub kiosk: bool,
+    /// The kiosk's targets (only with a login).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kiosk_targets: Vec<Target>,
+    /// The target `/embed` opens, when the relay sets one (only with a login); it wins over the page's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed_target: Option<Target>,
+    /// The `frame-ancestors` sources of `/embed`, the only origins its `postMessage` events go to (empty:
+    /// none).
+    #[serde(default)]
+    pub frame_ancestors: Vec<String>,
+    /// A login ends after this many seconds without activity.
+    #[serde(default)]
+    pub idle_timeout_secs: u64,
+}
+
+#[cfg(test)]
+mod page_config_tests {
+    use super::*;
+
+    #[test]
+    fn page_config_json() {
+        let c = PageConfig {
+            kiosk: true,
+            kiosk_targets: vec![Target { computer_name: "localhost".into(), transport: Transport::Local, port: None, user: None, password: None, key_file: None, name: Some("Shell".into()) }],
+            embed_target: None,
+            frame_ancestors: vec!["https://portal.example".into()],
+            idle_timeout_secs: 900,
+        };
+        let json = r#"{"kiosk":true,"kiosk_targets":[{"computer_name":"localhost","transport":"local","name":"Shell"}],"frame_ancestors":["https://portal.example"],"idle_timeout_secs":900}"#;
+        assert_eq!(serde_json::to_string(&c).expect("encode"), json);
+        assert_eq!(serde_json::from_str::<PageConfig>(json).expect("decode"), c);
+        assert_eq!(serde_json::from_str::<PageConfig>(r#"{"later":1}"#).expect("unknown fields are ignored"), PageConfig::default());
     }
 }
 
@@ -585,6 +842,62 @@ mod tests {
     }
 
     #[test]
+    fn every_server_message_reads_back_and_the_type_must_come_first() {
+        let info = SessionInfo {
+            id: SessionId(1),
+            name: "a".into(),
+            computer_name: "srv".into(),
+            transport: Transport::Ssh,
+            state: SessionState::Opened,
+            availability: Availability::Available,
+            reason: None,
+            prompt: Some("PS C:\\> ".into()),
+        };
+        let host = InvokeHost { session: SessionId(1), computer_name: "srv".into(), pipeline: Some(PipelineId(2)), state: PipelineState::Failed, error: None, message: Some("busy".into()) };
+        let all = [
+            ServerMessage::Hello { protocol: 1, server: "0.1".into(), user: "u".into() },
+            ServerMessage::Sessions { sessions: vec![info.clone()] },
+            ServerMessage::TargetRefused { computer_name: "x".into(), code: ErrorCode::TargetNotAllowed, message: "no".into() },
+            ServerMessage::SessionChanged { session: info },
+            ServerMessage::PipelineStarted { session: SessionId(1), pipeline: PipelineId(2) },
+            ServerMessage::HostCall { session: SessionId(1), pipeline: PipelineId(2), seq: 1, call_id: 3, method: "ReadLine".into(), args: vec!["<S>a</S>".into()] },
+            ServerMessage::InvokeStarted { invocation: InvocationId(1), sessions: vec![SessionId(1)], throttle_limit: 32, script: "gps".into() },
+            ServerMessage::InvokeHostStarted { invocation: InvocationId(1), session: SessionId(1), computer_name: "srv".into(), pipeline: PipelineId(2) },
+            ServerMessage::InvokeHostFinished { invocation: InvocationId(1), host: host.clone() },
+            ServerMessage::InvokeFinished { invocation: InvocationId(1), hosts: vec![host.clone()] },
+            ServerMessage::History {
+                pipelines: vec![PipelineRecord { session: SessionId(1), pipeline: PipelineId(2), script: "gps".into(), prompt: "PS>".into(), invocation: None, finished: true }],
+                invocations: vec![InvocationRecord { invocation: InvocationId(1), script: "gps".into(), throttle_limit: 2, sessions: vec![(SessionId(1), "srv".into())], hosts: vec![host], finished: true }],
+            },
+            ServerMessage::Completions {
+                session: SessionId(1),
+                input: "Get-Pr".into(),
+                cursor: 6,
+                replacement_index: 0,
+                replacement_length: 6,
+                matches: vec![Completion { text: "Get-Process".into(), list_text: "Get-Process".into(), result_type: "Command".into(), tooltip: String::new() }],
+            },
+            ServerMessage::error(ErrorCode::Internal, "oops"),
+        ];
+        for m in all {
+            let text = serde_json::to_string(&m).expect("encode");
+            assert!(text.starts_with(r#"{"type":""#), "{text}");
+            assert_eq!(serde_json::from_str::<ServerMessage>(&text).expect("decode"), m, "{text}");
+        }
+        for bad in [
+            r#"{"session":1,"pipeline":2,"type":"pipeline_started"}"#, // the tag must come first
+            r#"{"type":"nope"}"#,
+            r#"{"type":"output","session":1}"#,
+            r#"{"type":"output","session":"x","pipeline":1,"seq":1,"clixml":""}"#,
+            r#"{"type":7}"#,
+            r#"{}"#,
+            r#"[1]"#,
+        ] {
+            assert!(serde_json::from_str::<ServerMessage>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn server_messages() {
         check_server(
             ServerMessage::Output { session: SessionId(1), pipeline: PipelineId(2), seq: 3, clixml: "<I32>5</I32>".into() },
@@ -608,6 +921,7 @@ mod tests {
                     state: SessionState::Opened,
                     availability: Availability::Available,
                     reason: None,
+                    prompt: None,
                 }],
             },
             r#"{"type":"sessions","sessions":[{"id":1,"name":"Runspace1","computer_name":"localhost","transport":"local","state":"opened","availability":"available"}]}"#,

@@ -563,3 +563,124 @@ async fn a_session_over_ssh_runs_commands() {
     let p = c.run(s, "Get-Date").await;
     assert_eq!(outputs(&c.until_done(p).await).len(), 1);
 }
+
+/// The session's prompt as its `session_changed` messages carry it, waiting for `want`.
+async fn prompt_becomes(c: &mut Client, session: SessionId, want: &str) {
+    c.until(|m| match m {
+        ServerMessage::SessionChanged { session: info } if info.id == session && info.prompt.as_deref() == Some(want) => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_prompt_follows_the_remote_location_like_enter_pssession() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    prompt_becomes(&mut c, s, "PS C:\\Users\\psgate> ").await;
+    let p = c.run(s, "Set-Location C:\\Windows").await;
+    assert!(matches!(c.until_done(p).await.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })));
+    prompt_becomes(&mut c, s, "PS C:\\Windows> ").await;
+    // The prompt's own pipeline is not the user's: a command typed right away runs, and shows nothing of it.
+    let p = c.run(s, "Get-Location").await;
+    let events = c.until_done(p).await;
+    let paths: Vec<Option<String>> = outputs(&events).iter().map(|v| v.as_object().and_then(|o| o.to_string.as_deref().map(str::to_owned))).collect();
+    assert_eq!(paths, vec![Some("C:\\Windows".to_owned())]);
+    // A failed cd leaves the location (and the prompt) as they were; the error is the command's.
+    let p = c.run(s, "cd C:\\Nowhere").await;
+    let events = c.until_done(p).await;
+    assert!(events.iter().any(|e| matches!(e, ServerMessage::Record { kind: psgate_shared::api::RecordKind::Error, clixml, .. } if clixml.contains("Cannot find path"))), "{events:?}");
+    c.send(json!({"type": "get_sessions"})).await;
+    let prompt = c.until(|m| match m {
+        ServerMessage::Sessions { sessions } => Some(sessions[0].prompt.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(prompt.as_deref(), Some("PS C:\\Windows> "));
+}
+
+/// Asks for completions and waits for them.
+async fn complete(c: &mut Client, session: SessionId, input: &str, cursor: u32) -> (u32, u32, Vec<String>) {
+    c.send(json!({"type": "complete", "session": session, "input": input, "cursor": cursor})).await;
+    c.until(|m| match m {
+        ServerMessage::Completions { input: i, replacement_index, replacement_length, matches, .. } if i == input => {
+            Some((*replacement_index, *replacement_length, matches.iter().map(|m| format!("{}:{}", m.result_type, m.text)).collect()))
+        }
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tab_completion_runs_the_remote_tabexpansion2() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    assert_eq!(complete(&mut c, s, "Get-Pro", 7).await, (0, 7, vec!["Command:Get-Process".to_owned()]));
+    assert_eq!(complete(&mut c, s, "Get-Process -N | Sort", 14).await, (12, 2, vec!["ParameterName:-Name".to_owned()]));
+    assert_eq!(complete(&mut c, s, "cd C:\\Pro", 9).await, (3, 6, vec!["ProviderContainer:'C:\\Program Files'".to_owned()]));
+    // Nothing matches: an empty answer, not an error.
+    assert_eq!(complete(&mut c, s, "Zzz-", 4).await.2, Vec::<String>::new());
+    // While a command runs there is no completion (as in PowerShell's console), and the command is not disturbed.
+    let p = c.run(s, "Test-Long -Seconds 1").await;
+    assert_eq!(complete(&mut c, s, "Get-Pro", 7).await.2, Vec::<String>::new());
+    assert!(matches!(c.until_done(p).await.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })));
+    // Someone else's session: unknown.
+    let mut bob = Client::connect(&relay, "bob").await;
+    bob.send(json!({"type": "complete", "session": s, "input": "Get-Pro", "cursor": 7})).await;
+    assert_eq!(bob.error().await.0, ErrorCode::UnknownSession);
+}
+
+#[tokio::test]
+async fn a_new_page_gets_the_kept_pipelines_and_invoke_runs_back() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let (a, b) = (c.new_session().await, c.new_session().await);
+    let typed = c.run(a, "Write-Output 'kept for later'").await;
+    c.until_done(typed).await;
+    // An Invoke-Command whose page goes away while it runs: the run goes on, and a new page learns how it ended.
+    c.send(json!({"type": "invoke", "sessions": [a, b], "script": "Test-Long -Seconds 1", "throttle_limit": 1})).await;
+    let invocation = c
+        .until(|m| match m {
+            ServerMessage::InvokeStarted { invocation, script, .. } if script == "Test-Long -Seconds 1" => Some(*invocation),
+            _ => None,
+        })
+        .await;
+    drop(c);
+    let mut again = Client::connect(&relay, "alice").await;
+    // Every connection of the user hears of the run, so this one sees it finish although another one started it.
+    let hosts = again
+        .until(|m| match m {
+            ServerMessage::InvokeFinished { invocation: i, hosts } if *i == invocation => Some(hosts.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(hosts.iter().map(|h| (h.session, h.state)).collect::<Vec<_>>(), vec![(a, PipelineState::Completed), (b, PipelineState::Completed)], "throttle 1: one after the other, both ran");
+    again.send(json!({"type": "get_history", "replay": true})).await;
+    let (pipelines, invocations) = again
+        .until(|m| match m {
+            ServerMessage::History { pipelines, invocations } => Some((pipelines.clone(), invocations.clone())),
+            _ => None,
+        })
+        .await;
+    let console: Vec<_> = pipelines.iter().filter(|p| p.invocation.is_none()).map(|p| (p.session, p.pipeline, p.script.as_str(), p.finished)).collect();
+    assert_eq!(console, vec![(a, typed, "Write-Output 'kept for later'", true)]);
+    assert_eq!(pipelines.iter().filter(|p| p.invocation == Some(invocation)).count(), 2);
+    assert_eq!(invocations.len(), 1);
+    assert!(invocations[0].finished && invocations[0].hosts.len() == 2, "{:?}", invocations[0]);
+    // The replay: the typed command's output, from its first event.
+    let events = again.until_done(typed).await;
+    assert_eq!(outputs(&events).iter().map(|v| v.as_str().map(str::to_owned)).collect::<Vec<_>>(), vec![Some("kept for later".to_owned())]);
+    assert_eq!(events.first().and_then(ServerMessage::seq), Some(1));
+    // Nobody else's history.
+    let mut bob = Client::connect(&relay, "bob").await;
+    bob.send(json!({"type": "get_history"})).await;
+    let (p, i) = bob
+        .until(|m| match m {
+            ServerMessage::History { pipelines, invocations } => Some((pipelines.len(), invocations.len())),
+            _ => None,
+        })
+        .await;
+    assert_eq!((p, i), (0, 0));
+}

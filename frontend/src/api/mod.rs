@@ -30,7 +30,13 @@ pub enum Event {
     Message(ServerMessage),
     /// A frame that is not a message of this protocol version.
     Garbled(String),
+    /// The login has ended (idle, expired, logged out elsewhere): the relay closed the connection with this reason,
+    /// or refuses the login on reconnecting. The socket does not reconnect.
+    LoggedOut(String),
 }
+
+/// The relay's WebSocket close code when the connection's login has ended (the reason says why).
+pub const CLOSE_LOGIN_ENDED: u16 = 4001;
 
 /// Delay before reconnect attempt `attempt` (0-based): 250 ms doubling up to 8 s.
 pub fn backoff_ms(attempt: u32) -> u32 {
@@ -137,6 +143,10 @@ impl Socket {
         let mut inner = self.inner.borrow_mut();
         inner.closed_by_page = true;
         if let Some(ws) = inner.ws.take() {
+            // The handlers go with this socket: the browser must not call them once they are dropped.
+            ws.set_onopen(None);
+            ws.set_onmessage(None);
+            ws.set_onclose(None);
             let _ = ws.close();
         }
     }
@@ -187,13 +197,17 @@ impl Socket {
                 on_event.emit(event);
             }
         });
-        let onclose = Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| {
+        let onclose = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
             let Some(inner) = weak.upgrade() else { return };
             let socket = Socket { inner };
             if socket.inner.borrow().closed_by_page {
                 return;
             }
             socket.inner.borrow_mut().ws = None;
+            if e.code() == CLOSE_LOGIN_ENDED {
+                socket.logged_out(Some(e.reason()).filter(|r| !r.is_empty()).unwrap_or_else(|| "logged out".into()));
+                return;
+            }
             socket.retry();
         });
         ws.set_onopen(Some(onopen.as_ref().unchecked_ref()));
@@ -202,6 +216,17 @@ impl Socket {
         let mut inner = self.inner.borrow_mut();
         inner.handlers = vec![Box::new(onopen), Box::new(onmessage), Box::new(onclose)];
         inner.ws = Some(ws);
+    }
+
+    /// The login has ended: no more attempts; the page shows the login (after the running handler has returned:
+    /// the page then drops this socket and its handlers).
+    fn logged_out(&self, reason: String) {
+        let on_event = {
+            let mut inner = self.inner.borrow_mut();
+            inner.closed_by_page = true;
+            inner.on_event.clone()
+        };
+        yew::platform::spawn_local(async move { on_event.emit(Event::LoggedOut(reason)) });
     }
 
     fn retry(&self) {
@@ -215,6 +240,12 @@ impl Socket {
         let socket = self.clone();
         yew::platform::spawn_local(async move {
             yew::platform::time::sleep(std::time::Duration::from_millis(retry_ms.into())).await;
+            // A refused upgrade looks like any drop: ask whether the login is still current (the relay may have
+            // ended it while the connection was down).
+            if login_state().await == Some(false) && !socket.inner.borrow().closed_by_page {
+                socket.logged_out("your login has ended: log in again".into());
+                return;
+            }
             if !socket.inner.borrow().closed_by_page {
                 socket.open();
             }
@@ -241,6 +272,26 @@ pub async fn me() -> Option<String> {
         return None;
     }
     user_of(&response.text().await.ok()?)
+}
+
+/// Whether the login is current: `Some(false)` when the relay says it is not (401), `None` when the relay cannot
+/// be reached.
+pub async fn login_state() -> Option<bool> {
+    let response = gloo_net::http::Request::get("/api/me").send().await.ok()?;
+    match response.status() {
+        200 => Some(true),
+        401 => Some(false),
+        _ => None,
+    }
+}
+
+/// `GET /api/config`: kiosk mode, the embed page's settings (the targets only once logged in).
+pub async fn page_config() -> Option<psgate_shared::api::PageConfig> {
+    let response = gloo_net::http::Request::get("/api/config").send().await.ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    serde_json::from_str(&response.text().await.ok()?).ok()
 }
 
 /// `POST /api/logout`.

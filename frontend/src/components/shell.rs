@@ -5,30 +5,39 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use psgate_shared::api::{ClientMessage, FieldAnswer, HostAnswer, PipelineId, PipelineState, SessionId, SessionInfo, Target, Transport};
+use psgate_shared::api::{ClientMessage, DEFAULT_THROTTLE_LIMIT, FieldAnswer, HostAnswer, PipelineId, PipelineState, SessionId, SessionInfo, Target, Transport};
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
 use super::Viewer;
 use super::console::block;
 use crate::api::{self, Event, Socket};
-use crate::app::{Action, Auth, Console, HostPrompt, Invocation, Link, PromptKind, State, fields_answer, history_step, prompt_of, string_answer};
+use crate::app::{Action, Auth, Completions, Console, HostPrompt, Invocation, Link, PromptKind, State, fields_answer, history_step, prompt_of, string_answer};
 
 /// The page: `/viewer` is the CLIXML viewer, anything else the console.
 #[component]
 pub fn App() -> Html {
-    let viewer = web_sys::window().and_then(|w| w.location().pathname().ok()).is_some_and(|p| p.trim_end_matches('/') == "/viewer");
-    if viewer { html! { <Viewer /> } } else { html! { <ConsolePage /> } }
+    let path = web_sys::window().and_then(|w| w.location().pathname().ok()).unwrap_or_default();
+    if path.trim_end_matches('/') == "/viewer" {
+        html! { <Viewer /> }
+    } else if crate::embed::is_embed_path(&path) {
+        html! { <super::embed::EmbedPage /> }
+    } else {
+        html! { <ConsolePage /> }
+    }
 }
 
 #[component]
 fn ConsolePage() -> Html {
     let state = use_reducer(State::default);
     let socket: Rc<RefCell<Option<Socket>>> = use_mut_ref(|| None);
+    // Kiosk mode (known before the login) and its targets (named once logged in).
+    let page = use_state(|| None::<psgate_shared::api::PageConfig>);
     {
-        let dispatch = state.dispatcher();
+        let (dispatch, page) = (state.dispatcher(), page.clone());
         use_effect_with((), move |_| {
             yew::platform::spawn_local(async move {
+                page.set(Some(api::page_config().await.unwrap_or_default()));
                 dispatch.dispatch(match api::me().await {
                     Some(user) => Action::LoggedIn(user),
                     None => Action::LoggedOut(None),
@@ -38,16 +47,32 @@ fn ConsolePage() -> Html {
     }
     let logged_in = matches!(state.auth, Auth::LoggedIn(_));
     {
+        let page = page.clone();
+        use_effect_with(logged_in, move |&logged_in| {
+            if logged_in {
+                yew::platform::spawn_local(async move {
+                    if let Some(c) = api::page_config().await {
+                        page.set(Some(c));
+                    }
+                });
+            }
+        });
+    }
+    {
         let (dispatch, socket) = (state.dispatcher(), Rc::clone(&socket));
         use_effect_with(logged_in, move |&logged_in| {
             if logged_in {
                 let on_event = {
                     let socket = Rc::clone(&socket);
+                    // The first connection of this page replays what the relay kept (a tab closed and opened
+                    // again shows its consoles); a reconnect only catches up (running pipelines re-attach).
+                    let first = Rc::new(std::cell::Cell::new(true));
                     Callback::from(move |event: Event| {
                         if event == Event::Open
                             && let Some(s) = socket.borrow().as_ref()
                         {
                             s.send(&ClientMessage::GetSessions { computer_name: None, name: None });
+                            s.send(&ClientMessage::GetHistory { replay: first.replace(false) });
                         }
                         dispatch.dispatch(Action::Socket(event));
                     })
@@ -97,7 +122,8 @@ fn ConsolePage() -> Html {
                 <button type="button" class="secondary" id="logout" onclick={logout}>{ "Log out" }</button>
             </header>
             <main class="app-layout">
-                <Sessions sessions={state.sessions.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open} />
+                <Sessions sessions={state.sessions.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open}
+                    kiosk={page.as_ref().filter(|c| c.kiosk).map(|c| c.kiosk_targets.clone())} />
                 if !state.notices.is_empty() {
                     <div class="notices" role="alert">
                         { for state.notices.iter().map(|n| html! { <div class="notice">{ n }</div> }) }
@@ -121,13 +147,16 @@ fn ConsolePage() -> Html {
 }
 
 #[derive(Properties, PartialEq)]
-struct LoginProps {
-    error: Option<String>,
-    on_action: Callback<Action>,
+pub(crate) struct LoginProps {
+    pub(crate) error: Option<String>,
+    pub(crate) on_action: Callback<Action>,
+    /// The link to the viewer (not inside an iframe: the viewer cannot be framed).
+    #[prop_or(true)]
+    pub(crate) viewer_link: bool,
 }
 
 #[component]
-fn Login(props: &LoginProps) -> Html {
+pub(crate) fn Login(props: &LoginProps) -> Html {
     let name = use_node_ref();
     let password = use_node_ref();
     let busy = use_state(|| false);
@@ -159,7 +188,7 @@ fn Login(props: &LoginProps) -> Html {
                 <input id="login-password" ref={password} type="password" autocomplete="current-password" required=true />
                 if let Some(e) = &props.error { <p class="login-error" role="alert">{ e }</p> }
                 <button type="submit" id="login-submit" disabled={*busy}>{ "Log in" }</button>
-                <p class="hint"><a href="/viewer">{ "CLIXML viewer" }</a>{ " (no login needed)" }</p>
+                if props.viewer_link { <p class="hint"><a href="/viewer">{ "CLIXML viewer" }</a>{ " (no login needed)" }</p> }
             </form>
         </main>
     }
@@ -172,6 +201,8 @@ struct SessionsProps {
     send: Callback<ClientMessage>,
     on_action: Callback<Action>,
     online: bool,
+    /// Kiosk mode: its targets (a pick list instead of the form).
+    kiosk: Option<Vec<Target>>,
 }
 
 /// Reads the New-PSSession form: one target per comma-separated computer name.
@@ -226,6 +257,9 @@ fn Sessions(props: &SessionsProps) -> Html {
     html! {
         <section class="panel sessions">
             <h2>{ "Sessions" }</h2>
+            if let Some(targets) = props.kiosk.clone() {
+                <super::embed::KioskPicker {targets} send={props.send.clone()} online={props.online} />
+            } else {
             <form class="new-session" {onsubmit}>
                 <label>{ "ComputerName" }<input id="new-computers" ref={refs[0].clone()} placeholder="localhost, srv01, srv02" value="localhost" /></label>
                 <label>{ "Transport" }
@@ -240,6 +274,7 @@ fn Sessions(props: &SessionsProps) -> Html {
                 <label>{ "Name" }<input id="new-name" ref={refs[4].clone()} /></label>
                 <button type="submit" id="new-session" disabled={!props.online}>{ "New-PSSession" }</button>
             </form>
+            }
             if let Some(e) = &*error { <p class="form-error" role="alert">{ e }</p> }
             <table class="sessions-table" id="sessions">
                 <thead><tr>
@@ -289,14 +324,20 @@ struct InvokeProps {
 fn InvokePanel(props: &InvokeProps) -> Html {
     let picked = use_state(Vec::<SessionId>::new);
     let script = use_node_ref();
+    let throttle = use_node_ref();
     let error = use_state(|| None::<String>);
     // Only sessions that still exist count.
     let chosen: Vec<SessionId> = props.sessions.iter().map(|s| s.id).filter(|id| picked.contains(id)).collect();
     let onsubmit = {
-        let (script, error, send, on_action, chosen) = (script.clone(), error.clone(), props.send.clone(), props.on_action.clone(), chosen.clone());
+        let (script, throttle, error, send, on_action, chosen) = (script.clone(), throttle.clone(), error.clone(), props.send.clone(), props.on_action.clone(), chosen.clone());
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             let text = script.cast::<HtmlTextAreaElement>().map(|t| t.value()).unwrap_or_default();
+            let limit = throttle.cast::<HtmlInputElement>().map(|t| t.value()).unwrap_or_default();
+            let throttle_limit = match parse_throttle(&limit) {
+                Ok(t) => t,
+                Err(e) => return error.set(Some(e)),
+            };
             if chosen.is_empty() {
                 error.set(Some("tick at least one session".into()));
             } else if text.trim().is_empty() {
@@ -304,7 +345,7 @@ fn InvokePanel(props: &InvokeProps) -> Html {
             } else {
                 error.set(None);
                 on_action.emit(Action::Invoked(chosen.clone(), text.clone()));
-                send.emit(ClientMessage::Invoke { sessions: chosen.clone(), script: text, throttle_limit: None });
+                send.emit(ClientMessage::Invoke { sessions: chosen.clone(), script: text, throttle_limit });
             }
         })
     };
@@ -337,11 +378,27 @@ fn InvokePanel(props: &InvokeProps) -> Html {
                 </fieldset>
                 <label class="invoke-script-label" for="invoke-script">{ "ScriptBlock" }</label>
                 <textarea id="invoke-script" ref={script} rows="2" spellcheck="false" autocomplete="off" placeholder="Get-Process -Name svchost" />
+                <label class="invoke-throttle">
+                    { "ThrottleLimit " }
+                    <input id="invoke-throttle" ref={throttle} type="number" min="1" max="10000" inputmode="numeric" placeholder={DEFAULT_THROTTLE_LIMIT.to_string()} />
+                </label>
                 <button type="submit" id="invoke-run" disabled={!props.online}>{ "Invoke-Command" }</button>
             </form>
             if let Some(e) = &*error { <p class="form-error" role="alert">{ e }</p> }
             { for props.invocations.iter().enumerate().rev().map(|(i, run)| invocation_view(i, run, &props.send, &props.on_action)) }
         </section>
+    }
+}
+
+/// The ThrottleLimit field: empty is the default (as `Invoke-Command` without `-ThrottleLimit`).
+fn parse_throttle(text: &str) -> Result<Option<u32>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(format!("ThrottleLimit must be a whole number of at least 1, not \"{text}\"")),
     }
 }
 
@@ -402,25 +459,60 @@ fn invocation_view(index: usize, run: &Invocation, send: &Callback<ClientMessage
 }
 
 #[derive(Properties, PartialEq)]
-struct ConsoleProps {
-    info: SessionInfo,
-    console: Console,
-    send: Callback<ClientMessage>,
-    on_action: Callback<Action>,
+pub(crate) struct ConsoleProps {
+    pub(crate) info: SessionInfo,
+    pub(crate) console: Console,
+    pub(crate) send: Callback<ClientMessage>,
+    pub(crate) on_action: Callback<Action>,
 }
 
 #[component]
-fn SessionConsole(props: &ConsoleProps) -> Html {
+pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
     let input = use_node_ref();
     let history_pos = use_mut_ref(|| usize::MAX);
     let id = props.info.id;
     let busy = props.console.running.is_some() || props.console.starting;
+    // Tab completion being cycled through: the target's answer and the match in the input.
+    let cycle = use_state(|| None::<(Rc<Completions>, usize)>);
+    {
+        // A new answer to Tab: put its first match in, if the input is still what was completed.
+        let (input, cycle) = (input.clone(), cycle.clone());
+        use_effect_with(props.console.completions.clone(), move |answer| {
+            if let (Some(c), Some(area)) = (answer, input.cast::<HtmlTextAreaElement>())
+                && area.value() == c.input
+                && area.selection_start().ok().flatten() == Some(c.cursor)
+                && put_completion(&area, c, 0)
+            {
+                cycle.set(Some((c.clone(), 0)));
+            }
+        });
+    }
     let onkeydown = {
         let (input, send, on_action, history_pos) = (input.clone(), props.send.clone(), props.on_action.clone(), Rc::clone(&history_pos));
         let (history, running) = (props.console.history.clone(), props.console.running);
+        let cycle = cycle.clone();
         Callback::from(move |e: KeyboardEvent| {
             let Some(area) = input.cast::<HtmlTextAreaElement>() else { return };
             match e.key().as_str() {
+                "Tab" if !busy => {
+                    e.prevent_default();
+                    // Tab again on an untouched completion: the next match (Shift+Tab: the previous), no round trip.
+                    if let Some((c, i)) = (*cycle).clone()
+                        && c.matches.len() > 1
+                        && c.apply(i).is_some_and(|(text, _)| text == area.value())
+                    {
+                        let n = c.matches.len();
+                        let next = if e.shift_key() { (i + n - 1) % n } else { (i + 1) % n };
+                        put_completion(&area, &c, next);
+                        cycle.set(Some((c, next)));
+                    } else {
+                        let value = area.value();
+                        let end = u32::try_from(value.encode_utf16().count()).unwrap_or(u32::MAX);
+                        let cursor = area.selection_start().ok().flatten().unwrap_or(end);
+                        send.emit(ClientMessage::Complete { session: id, input: value, cursor });
+                    }
+                }
+                "Escape" => cycle.set(None),
                 "Enter" if !e.shift_key() => {
                     e.prevent_default();
                     if busy {
@@ -469,6 +561,10 @@ fn SessionConsole(props: &ConsoleProps) -> Html {
             }
         })
     };
+    let oninput = {
+        let cycle = cycle.clone();
+        Callback::from(move |_: InputEvent| cycle.set(None))
+    };
     let prompt = prompt_of(Some(&props.info));
     html! {
         <section class="panel session-console">
@@ -477,7 +573,7 @@ fn SessionConsole(props: &ConsoleProps) -> Html {
                 { for props.console.entries.iter().map(|e| html! {
                     <div class="console-entry" data-pipeline={e.pipeline.map(|p| p.0.to_string())}>
                         <pre class="console-command"><span class="console-prompt">{ &e.prompt }</span>{ " " }{ &e.script }</pre>
-                        { for e.blocks.iter().map(block) }
+                        <super::output::Output blocks={e.blocks.clone()} />
                         if let Some(state) = e.state.filter(|s| !matches!(s, psgate_shared::api::PipelineState::Running | psgate_shared::api::PipelineState::Completed)) {
                             <div class="pipeline-end">{ format!("({state:?})").to_lowercase() }</div>
                         }
@@ -485,9 +581,29 @@ fn SessionConsole(props: &ConsoleProps) -> Html {
                 }) }
                 <div class="console-input-line">
                     <label class="console-prompt" for="console-input">{ prompt }</label>
-                    <textarea id="console-input" ref={input} rows="1" spellcheck="false" autocomplete="off" {onkeydown}
+                    <textarea id="console-input" ref={input.clone()} rows="1" spellcheck="false" autocomplete="off" {onkeydown} {oninput}
                         placeholder={if busy { "running… (Ctrl+C stops it)" } else { "" }} />
                 </div>
+                if let Some((c, current)) = (*cycle).clone().filter(|(c, _)| c.matches.len() > 1) {
+                    <ul class="completion-list" id="completion-list" role="listbox" aria-label="Completions">
+                        { for c.matches.iter().enumerate().map(|(i, m)| {
+                            let pick = {
+                                let (input, cycle, c) = (input.clone(), cycle.clone(), c.clone());
+                                Callback::from(move |_: MouseEvent| {
+                                    if let Some(area) = input.cast::<HtmlTextAreaElement>() {
+                                        put_completion(&area, &c, i);
+                                        let _ = area.focus();
+                                    }
+                                    cycle.set(None);
+                                })
+                            };
+                            html! {
+                                <li role="option" aria-selected={(i == current).to_string()} class={classes!((i == current).then_some("current"))}
+                                    title={m.tooltip.clone()} data-type={m.result_type.clone()} onclick={pick}>{ &m.list_text }</li>
+                            }
+                        }) }
+                    </ul>
+                }
             </div>
             if props.console.running.is_some() {
                 <button type="button" class="secondary" id="stop" onclick={stop}>{ "Stop (Ctrl+C)" }</button>
@@ -497,6 +613,14 @@ fn SessionConsole(props: &ConsoleProps) -> Html {
             }
         </section>
     }
+}
+
+/// Puts match `index` of a completion in the input with the cursor after it; false if there is none.
+fn put_completion(area: &HtmlTextAreaElement, c: &Completions, index: usize) -> bool {
+    let Some((text, cursor)) = c.apply(index) else { return false };
+    area.set_value(&text);
+    let _ = area.set_selection_range(cursor, cursor);
+    true
 }
 
 /// The callback that answers a host call: closes its dialog (`closed`), then sends the `host_response`.
@@ -642,6 +766,15 @@ fn HostDialog(props: &HostDialogProps) -> Html {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_throttle_limit_is_a_positive_number_or_the_default() {
+        assert_eq!(parse_throttle(""), Ok(None));
+        assert_eq!(parse_throttle(" 8 "), Ok(Some(8)));
+        for bad in ["0", "-1", "many", "1.5"] {
+            assert!(parse_throttle(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn several_computers_make_several_targets() {

@@ -7,19 +7,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt as _, StreamExt as _};
 use psgate_shared::api::{
-    ClientMessage, DEFAULT_THROTTLE_LIMIT, ErrorCode, InvocationId, InvokeHost, PROTOCOL_VERSION, PipelineId, PipelineState, ServerMessage, SessionId,
+    ClientMessage, ErrorCode, PROTOCOL_VERSION, PipelineId, ServerMessage, SessionId,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Api;
+use super::auth::{Auth, CLOSE_LOGIN_ENDED};
 use crate::session::manager::{Buffer, Manager};
 
 /// Messages queued for one connection before its readers wait.
@@ -36,51 +37,67 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 
 /// The upgrade.
 pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let Some(user) = api.auth.user(&headers) else {
+    let Some(login) = api.auth.login(&headers) else {
         return (StatusCode::UNAUTHORIZED, "log in first").into_response();
     };
+    let user = login.user.clone();
     if !origin_allowed(&headers, &api.allowed_origins) {
         tracing::warn!(%user, origin = ?headers.get(ORIGIN), "websocket from a foreign origin refused");
         return (StatusCode::FORBIDDEN, "this origin may not use the relay").into_response();
     }
-    let manager = api.manager.clone();
-    ws.on_upgrade(move |socket| connection(socket, manager, user))
+    let (manager, auth) = (api.manager.clone(), api.auth.clone());
+    ws.on_upgrade(move |socket| connection(socket, manager, user, auth, login.key))
 }
 
-async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String) {
+/// One connection. `auth` and `key` name its login: a message from the browser is activity on it, and when it
+/// ends (idle, expired, logged out) the connection is closed with [`CLOSE_LOGIN_ENDED`] and the reason.
+async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth: Arc<Auth>, key: String) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<ServerMessage>(OUTBOX);
+    let (close, mut closing) = tokio::sync::oneshot::channel::<String>();
     let writer = tokio::spawn(async move {
-        while let Some(message) = outbox.recv().await {
-            let Ok(text) = serde_json::to_string(&message) else { continue };
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                return;
+        let mut may_close = true;
+        loop {
+            tokio::select! {
+                // The login's end first: what is still queued no longer matters.
+                biased;
+                reason = &mut closing, if may_close => match reason {
+                    Ok(reason) => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_LOGIN_ENDED, reason: reason.into() }))).await;
+                        return;
+                    }
+                    Err(_) => may_close = false,
+                },
+                message = outbox.recv() => {
+                    let Some(message) = message else { return };
+                    let Ok(text) = serde_json::to_string(&message) else { continue };
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     });
     let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone() };
     let _ = out.send(hello).await;
-    let changes = {
-        let (out, user, mut changes) = (out.clone(), user.clone(), manager.changes());
-        tokio::spawn(async move {
-            loop {
-                match changes.recv().await {
-                    Ok(change) if change.owner == user => {
-                        if out.send(ServerMessage::SessionChanged { session: change.session }).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return,
-                }
-            }
-        })
-    };
-    let mut conn = Connection { manager, user, out, followers: HashMap::new(), invocations: Vec::new() };
-    while let Some(Ok(frame)) = stream.next().await {
+    let changes = tokio::spawn(changes(manager.clone(), user.clone(), out.clone()));
+    let mut conn = Connection { manager, user, out, followers: HashMap::new() };
+    let login_ended = auth.ended(&key);
+    tokio::pin!(login_ended);
+    let ended = loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            why = &mut login_ended => break Some(why),
+        };
+        let Some(Ok(frame)) = frame else { break None };
+        if matches!(frame, Message::Text(_) | Message::Binary(_))
+            && let Err(why) = auth.touch(&key)
+        {
+            break Some(why);
+        }
         let text = match frame {
             Message::Text(t) => t,
-            Message::Close(_) => break,
+            Message::Close(_) => break None,
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Binary(_) => {
                 conn.send(ServerMessage::error(ErrorCode::BadMessage, "binary frames are not messages; send JSON text")).await;
@@ -91,12 +108,13 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String) {
             Ok(message) => conn.handle(message).await,
             Err(e) => conn.send(ServerMessage::error(ErrorCode::BadMessage, format!("not a message: {e}"))).await,
         }
+    };
+    if let Some(why) = ended {
+        tracing::info!(user = %conn.user, reason = ?why, "login ended: closing its websocket");
+        let _ = close.send(auth.reason(why));
     }
     for (_, f) in conn.followers.drain() {
         f.abort();
-    }
-    for i in conn.invocations.drain(..) {
-        i.abort();
     }
     changes.abort();
     drop(conn);
@@ -109,8 +127,15 @@ struct Connection {
     out: mpsc::Sender<ServerMessage>,
     /// The pipelines this connection follows.
     followers: HashMap<(SessionId, PipelineId), JoinHandle<()>>,
-    /// The Invoke-Command runs this connection reports (their pipelines go on without it; `attach` follows them).
-    invocations: Vec<JoinHandle<()>>,
+}
+
+/// A task that ends with its owner.
+struct Pump(JoinHandle<()>);
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Sends a pipeline's events after `after_seq` to `out` until its last one; `Err`: the connection is gone.
@@ -137,35 +162,52 @@ async fn pump(out: &mpsc::Sender<ServerMessage>, pipeline: PipelineId, buffer: &
     }
 }
 
-/// Invoke-Command: the script on each session, at most `throttle` at once, each pipeline's events followed in
-/// turn by its `invoke_host_finished`; `invoke_finished` last.
-async fn invoke(manager: Arc<Manager>, user: String, out: mpsc::Sender<ServerMessage>, invocation: InvocationId, sessions: Vec<(SessionId, String)>, script: String, throttle: usize) {
-    use futures_util::stream::{self, StreamExt as _};
-    let one = |(session, computer_name): (SessionId, String)| {
-        let (manager, user, out, script) = (manager.clone(), user.clone(), out.clone(), script.clone());
-        async move {
-            let mut host = InvokeHost { session, computer_name: computer_name.clone(), pipeline: None, state: PipelineState::Failed, error: None, message: None };
-            match manager.run_tagged(&user, session, script) {
-                Ok((pipeline, buffer)) => {
-                    host.pipeline = Some(pipeline);
-                    let _ = out.send(ServerMessage::InvokeHostStarted { invocation, session, computer_name, pipeline }).await;
-                    if pump(&out, pipeline, &buffer, 0).await.is_err() {
-                        return host; // the connection is gone; the pipeline goes on (attach follows it)
-                    }
-                    if let Some((state, error)) = buffer.outcome() {
-                        (host.state, host.error) = (state, error);
-                    }
+/// Forwards the user's changes: sessions' changes, and Invoke-Command runs (whichever connection started them):
+/// each session's pipeline is followed from `invoke_host_started`, and its `invoke_host_finished` comes after
+/// its last event.
+async fn changes(manager: Arc<Manager>, user: String, out: mpsc::Sender<ServerMessage>) {
+    let mut changes = manager.changes();
+    let mut pumps: HashMap<PipelineId, Pump> = HashMap::new();
+    loop {
+        let message = match changes.recv().await {
+            Ok(change) if change.owner == user => change.message,
+            Ok(_) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(%user, missed = n, "a connection fell behind the session changes");
+                let message = format!("{n} session changes were missed; refresh to see the current state");
+                if out.send(ServerMessage::error(ErrorCode::OutputDropped, message)).await.is_err() {
+                    break;
                 }
-                Err(e) => host.message = Some(e.message),
+                continue;
             }
-            let _ = out.send(ServerMessage::InvokeHostFinished { invocation, host: host.clone() }).await;
-            host
+            Err(_) => break,
+        };
+        match &message {
+            ServerMessage::InvokeHostStarted { session, pipeline, .. } => {
+                let (session, pipeline) = (*session, *pipeline);
+                if out.send(message).await.is_err() {
+                    break;
+                }
+                if let Ok(buffer) = manager.buffer(&user, session, pipeline) {
+                    let out = out.clone();
+                    let task = tokio::spawn(async move {
+                        let _ = pump(&out, pipeline, &buffer, 0).await;
+                    });
+                    pumps.insert(pipeline, Pump(task));
+                }
+                continue;
+            }
+            ServerMessage::InvokeHostFinished { host, .. } => {
+                if let Some(mut p) = host.pipeline.and_then(|p| pumps.remove(&p)) {
+                    let _ = (&mut p.0).await;
+                }
+            }
+            _ => {}
         }
-    };
-    let order: HashMap<SessionId, usize> = sessions.iter().enumerate().map(|(i, (s, _))| (*s, i)).collect();
-    let mut hosts: Vec<InvokeHost> = stream::iter(sessions).map(one).buffer_unordered(throttle).collect().await;
-    hosts.sort_by_key(|h| order.get(&h.session).copied().unwrap_or(usize::MAX));
-    let _ = out.send(ServerMessage::InvokeFinished { invocation, hosts }).await;
+        if out.send(message).await.is_err() {
+            break;
+        }
+    }
 }
 
 impl Connection {
@@ -228,34 +270,32 @@ impl Connection {
             ClientMessage::HostResponse { session, pipeline, call_id, answer } => {
                 m.answer(&user, session, pipeline, call_id, answer).map_err(|e| e.to_message())
             }
-            ClientMessage::Invoke { sessions, script, throttle_limit } => {
-                let mut hosts: Vec<(SessionId, String)> = Vec::new();
-                let mut refused = None;
-                for session in sessions {
-                    if hosts.iter().any(|(s, _)| *s == session) {
-                        continue;
-                    }
-                    match m.computer_name(&user, session) {
-                        Ok(computer_name) => hosts.push((session, computer_name)),
-                        Err(e) => {
-                            refused = Some(e.to_message());
-                            break;
-                        }
+            // Its progress reaches every connection of the user (`changes`), this one included.
+            ClientMessage::Invoke { sessions, script, throttle_limit } => m.invoke(&user, &sessions, script, throttle_limit).map(drop).map_err(|e| e.to_message()),
+            ClientMessage::GetHistory { replay } => {
+                let (pipelines, invocations) = m.history(&user);
+                let records = pipelines.iter().map(|(r, _)| r.clone()).collect();
+                self.send(ServerMessage::History { pipelines: records, invocations }).await;
+                if replay {
+                    for (r, buffer) in pipelines {
+                        self.follow(r.session, r.pipeline, buffer, 0);
                     }
                 }
-                match refused {
-                    Some(message) => Err(message),
-                    None => {
-                        let throttle = throttle_limit.filter(|t| *t > 0).unwrap_or(DEFAULT_THROTTLE_LIMIT);
-                        let invocation = m.next_invocation();
-                        tracing::info!(invocation = invocation.0, %user, sessions = hosts.len(), throttle, "invoke");
-                        self.send(ServerMessage::InvokeStarted { invocation, sessions: hosts.iter().map(|(s, _)| *s).collect(), throttle_limit: throttle }).await;
-                        self.invocations.retain(|t| !t.is_finished());
-                        self.invocations.push(tokio::spawn(invoke(m, user, self.out.clone(), invocation, hosts, script, throttle as usize)));
-                        Ok(())
-                    }
-                }
+                Ok(())
             }
+            ClientMessage::Complete { session, input, cursor } => match m.complete(&user, session, input, cursor) {
+                Ok(answer) => {
+                    // The answer comes when the target has given it; the connection goes on meanwhile.
+                    let out = self.out.clone();
+                    tokio::spawn(async move {
+                        if let Ok(message) = answer.await {
+                            let _ = out.send(message).await;
+                        }
+                    });
+                    Ok(())
+                }
+                Err(e) => Err(e.to_message()),
+            },
             ClientMessage::Attach { session, pipeline, after_seq } => match m.buffer(&user, session, pipeline) {
                 Ok(buffer) => {
                     self.follow(session, pipeline, buffer, after_seq);

@@ -13,14 +13,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use psgate_shared::api::{
-    Availability, ErrorCode, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
+    Availability, Completion, DEFAULT_THROTTLE_LIMIT, ErrorCode, InvocationRecord, InvokeHost, PipelineRecord, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
 };
 use psgate_shared::clixml::{self, Content, Object, Property, Value};
 use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
-use psgate_shared::psrp::messages::{ErrorRecordView, PipelineSpec, PipelineState as PsrpPipelineState, PoolState};
+use psgate_shared::psrp::messages::{self, ErrorRecordView, PipelineSpec, PipelineState as PsrpPipelineState, PoolState};
 use psgate_shared::psrp::outofproc::{ClientEvent, OutOfProcClient};
 use psgate_shared::psrp::pool::{self, Event, PoolConfig, RunspacePool};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::outofproc::Session;
@@ -35,6 +35,11 @@ pub const PIPELINES_KEPT: usize = 32;
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// How long connecting and opening a session may take.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Changes queued for each listener before a slow one lags: room for an Invoke-Command over hundreds of
+/// sessions (two messages each).
+pub const CHANGES_KEPT: usize = 8192;
+/// How long the relay's own pipelines (the prompt, tab completion) may run before they are stopped.
+pub const INTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An error the browser sees as `error {code, message}`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -146,6 +151,8 @@ enum Command {
     Run { pipeline: PipelineId, script: String, buffer: Arc<Buffer>, tag: Option<String> },
     Stop(PipelineId),
     Answer { pipeline: PipelineId, call_id: i64, answer: Answer },
+    /// Tab completion (answered with `completions`, empty when the session is busy).
+    Complete { input: String, cursor: u32, reply: oneshot::Sender<ServerMessage> },
     Close,
 }
 
@@ -154,7 +161,16 @@ struct Entry {
     owner: String,
     info: Mutex<SessionInfo>,
     commands: mpsc::UnboundedSender<Command>,
-    pipelines: Mutex<BTreeMap<PipelineId, Arc<Buffer>>>,
+    pipelines: Mutex<BTreeMap<PipelineId, Kept>>,
+}
+
+/// A pipeline the session keeps: its events, and what `history` says of it.
+#[derive(Debug, Clone)]
+struct Kept {
+    buffer: Arc<Buffer>,
+    script: String,
+    prompt: String,
+    invocation: Option<InvocationId>,
 }
 
 /// A host answer on its way to the session's task. The plain-text forms become SecureStrings there, with the
@@ -220,13 +236,14 @@ pub fn with_computer_name(value: Value, computer_name: &str) -> Value {
     Value::object(object)
 }
 
-/// A change to a user's session, for every connection of that user.
+/// Something every connection of a user hears: a session's change (`session_changed`) or an Invoke-Command
+/// run's progress (`invoke_started`, `invoke_host_started`, `invoke_host_finished`, `invoke_finished`).
 #[derive(Clone, Debug)]
 pub struct Change {
     /// The owner.
     pub owner: String,
-    /// The session as it is now.
-    pub session: SessionInfo,
+    /// The message.
+    pub message: ServerMessage,
 }
 
 #[derive(Debug, Default)]
@@ -235,6 +252,8 @@ struct Inner {
     next_pipeline: u64,
     next_invocation: u64,
     sessions: BTreeMap<SessionId, Arc<Entry>>,
+    /// Invoke-Command runs, oldest first, the last [`PIPELINES_KEPT`] of each user.
+    invocations: VecDeque<(String, Arc<Mutex<InvocationRecord>>)>,
 }
 
 /// The relay's sessions.
@@ -248,12 +267,16 @@ pub struct Manager {
 impl Manager {
     /// A manager that opens sessions the allow-list in `config` lets through.
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(256).0 })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0 })
     }
 
-    /// Session changes of every user (filter by [`Change::owner`]).
+    /// Changes of every user (filter by [`Change::owner`]).
     pub fn changes(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    fn publish(&self, owner: &str, message: ServerMessage) {
+        let _ = self.changes.send(Change { owner: owner.to_owned(), message });
     }
 
     /// Checks a target against the allow-list and its own completeness; nothing is connected.
@@ -290,6 +313,8 @@ impl Manager {
     /// New-PSSession: starts a session for `owner` on an allowed target. It opens in the background; its
     /// state changes arrive through [`Manager::changes`].
     pub fn create(self: &Arc<Self>, owner: &str, target: Target) -> Result<SessionInfo, ApiError> {
+        // Kiosk mode: only the kiosk's targets, whatever the allow-list would let through.
+        self.config.kiosk_allows(&target).map_err(|m| ApiError::new(ErrorCode::TargetNotAllowed, m))?;
         self.check_target(&target)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (id, info, entry) = {
@@ -304,6 +329,7 @@ impl Manager {
                 state: SessionState::Opening,
                 availability: Availability::None,
                 reason: None,
+                prompt: None,
             };
             let entry = Arc::new(Entry { owner: owner.to_owned(), info: Mutex::new(info.clone()), commands, pipelines: Mutex::default() });
             inner.sessions.insert(id, entry.clone());
@@ -358,7 +384,7 @@ impl Manager {
 
     /// Runs a console command; the pipeline's events go to the returned buffer.
     pub fn run(&self, owner: &str, id: SessionId, script: String) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        self.start(owner, id, script, false)
+        self.start(owner, id, script, None)
     }
 
     /// A new Invoke-Command run's id.
@@ -375,20 +401,22 @@ impl Manager {
 
     /// Runs Invoke-Command's script on one session: like [`Manager::run`], each output object carries the
     /// session's `PSComputerName` note property.
-    pub fn run_tagged(&self, owner: &str, id: SessionId, script: String) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        self.start(owner, id, script, true)
+    fn run_tagged(&self, owner: &str, id: SessionId, script: String, invocation: InvocationId) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        self.start(owner, id, script, Some(invocation))
     }
 
-    fn start(&self, owner: &str, id: SessionId, script: String, tagged: bool) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+    fn start(&self, owner: &str, id: SessionId, script: String, invocation: Option<InvocationId>) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        let tagged = invocation.is_some();
         let entry = self.entry(owner, id)?;
-        let tag = {
+        let (tag, prompt) = {
             let mut info = lock(&entry.info);
             if info.state != SessionState::Opened || info.availability != Availability::Available {
                 return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} is {:?}, {:?}", id.0, info.state, info.availability).to_lowercase()));
             }
             info.availability = Availability::Busy;
-            let _ = self.changes.send(Change { owner: owner.to_owned(), session: info.clone() });
-            tagged.then(|| info.computer_name.clone())
+            self.publish(owner, ServerMessage::SessionChanged { session: info.clone() });
+            let prompt = if tagged { String::new() } else { shown_prompt(&info) };
+            (tagged.then(|| info.computer_name.clone()), prompt)
         };
         let pipeline = {
             let mut inner = lock(&self.inner);
@@ -398,7 +426,7 @@ impl Manager {
         let buffer = Arc::new(Buffer::new());
         {
             let mut pipelines = lock(&entry.pipelines);
-            pipelines.insert(pipeline, buffer.clone());
+            pipelines.insert(pipeline, Kept { buffer: buffer.clone(), script: script.clone(), prompt, invocation });
             while pipelines.len() > PIPELINES_KEPT {
                 pipelines.pop_first();
             }
@@ -410,10 +438,80 @@ impl Manager {
         Ok((pipeline, buffer))
     }
 
+    /// Invoke-Command: runs `script` on `sessions` (each once, in the order given), at most `throttle_limit` at
+    /// once. The run goes on whatever happens to the connection that asked; every connection of `owner` hears of
+    /// it through [`Manager::changes`] and `history` keeps it.
+    pub fn invoke(self: &Arc<Self>, owner: &str, sessions: &[SessionId], script: String, throttle_limit: Option<u32>) -> Result<InvocationId, ApiError> {
+        let mut hosts: Vec<(SessionId, String)> = Vec::new();
+        for &session in sessions {
+            if !hosts.iter().any(|(s, _)| *s == session) {
+                hosts.push((session, self.computer_name(owner, session)?));
+            }
+        }
+        let throttle = throttle_limit.filter(|t| *t > 0).unwrap_or(DEFAULT_THROTTLE_LIMIT);
+        let invocation = self.next_invocation();
+        let record = Arc::new(Mutex::new(InvocationRecord { invocation, script: script.clone(), throttle_limit: throttle, sessions: hosts.clone(), hosts: Vec::new(), finished: false }));
+        {
+            let mut inner = lock(&self.inner);
+            inner.invocations.push_back((owner.to_owned(), record.clone()));
+            while inner.invocations.iter().filter(|(o, _)| o == owner).count() > PIPELINES_KEPT {
+                if let Some(i) = inner.invocations.iter().position(|(o, _)| o == owner) {
+                    inner.invocations.remove(i);
+                }
+            }
+        }
+        tracing::info!(invocation = invocation.0, owner, sessions = hosts.len(), throttle, "invoke");
+        self.publish(owner, ServerMessage::InvokeStarted { invocation, sessions: hosts.iter().map(|(s, _)| *s).collect(), throttle_limit: throttle, script: script.clone() });
+        tokio::spawn(invoke(self.clone(), owner.to_owned(), record, hosts, script, throttle as usize));
+        Ok(invocation)
+    }
+
+    /// What `owner`'s sessions keep of their pipelines, oldest first, with each one's buffer to follow it; and
+    /// `owner`'s Invoke-Command runs.
+    pub fn history(&self, owner: &str) -> (Vec<(PipelineRecord, Arc<Buffer>)>, Vec<InvocationRecord>) {
+        let (entries, invocations): (Vec<Arc<Entry>>, Vec<InvocationRecord>) = {
+            let inner = lock(&self.inner);
+            (
+                inner.sessions.values().filter(|e| e.owner == owner).cloned().collect(),
+                inner.invocations.iter().filter(|(o, _)| o == owner).map(|(_, r)| lock(r).clone()).collect(),
+            )
+        };
+        let mut pipelines: Vec<(PipelineRecord, Arc<Buffer>)> = entries
+            .iter()
+            .flat_map(|e| {
+                let session = lock(&e.info).id;
+                lock(&e.pipelines)
+                    .iter()
+                    .map(|(&pipeline, k)| {
+                        let record = PipelineRecord { session, pipeline, script: k.script.clone(), prompt: k.prompt.clone(), invocation: k.invocation, finished: k.buffer.outcome().is_some() };
+                        (record, k.buffer.clone())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        pipelines.sort_by_key(|(r, _)| r.pipeline);
+        (pipelines, invocations)
+    }
+
+    /// Tab completion through the remote `TabExpansion2`; the answer comes once the target has answered
+    /// (empty when the session is running a command, as PowerShell's console cannot complete then either).
+    pub fn complete(&self, owner: &str, id: SessionId, input: String, cursor: u32) -> Result<oneshot::Receiver<ServerMessage>, ApiError> {
+        let entry = self.entry(owner, id)?;
+        if lock(&entry.info).state != SessionState::Opened {
+            return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} is not open", id.0)));
+        }
+        let (reply, answer) = oneshot::channel();
+        entry
+            .commands
+            .send(Command::Complete { input, cursor, reply })
+            .map_err(|_| ApiError::new(ErrorCode::SessionNotReady, "the session has ended"))?;
+        Ok(answer)
+    }
+
     /// A pipeline's buffer, to follow it.
     pub fn buffer(&self, owner: &str, id: SessionId, pipeline: PipelineId) -> Result<Arc<Buffer>, ApiError> {
         let entry = self.entry(owner, id)?;
-        let buffer = lock(&entry.pipelines).get(&pipeline).cloned();
+        let buffer = lock(&entry.pipelines).get(&pipeline).map(|k| k.buffer.clone());
         buffer.ok_or_else(|| ApiError::new(ErrorCode::UnknownPipeline, format!("session {} has no pipeline {}", id.0, pipeline.0)))
     }
 
@@ -446,8 +544,56 @@ impl Manager {
             f(&mut info);
             info.clone()
         };
-        let _ = self.changes.send(Change { owner: entry.owner.clone(), session: info });
+        self.publish(&entry.owner, ServerMessage::SessionChanged { session: info });
     }
+}
+
+/// The prompt a console shows for a session: its remote prompt's text, `PS>` until it is known.
+pub fn shown_prompt(info: &SessionInfo) -> String {
+    info.prompt.as_deref().map(str::trim_end).filter(|p| !p.is_empty()).unwrap_or("PS>").to_owned()
+}
+
+/// Waits until a pipeline has ended (`None`: its buffer is gone).
+async fn finished(buffer: &Buffer) -> Option<(PipelineState, Option<String>)> {
+    let mut changed = buffer.subscribe();
+    loop {
+        if let Some(outcome) = buffer.outcome() {
+            return Some(outcome);
+        }
+        changed.changed().await.ok()?;
+    }
+}
+
+/// Invoke-Command's run: the script on each session, at most `throttle` at once; each session's start and end,
+/// then the whole run's end, are published to the owner's connections and kept in `record`.
+async fn invoke(manager: Arc<Manager>, owner: String, record: Arc<Mutex<InvocationRecord>>, sessions: Vec<(SessionId, String)>, script: String, throttle: usize) {
+    use futures_util::stream::{self, StreamExt as _};
+    let invocation = lock(&record).invocation;
+    let one = |(session, computer_name): (SessionId, String)| {
+        let (manager, owner, script, record) = (manager.clone(), owner.clone(), script.clone(), record.clone());
+        async move {
+            let mut host = InvokeHost { session, computer_name: computer_name.clone(), pipeline: None, state: PipelineState::Failed, error: None, message: None };
+            match manager.run_tagged(&owner, session, script, invocation) {
+                Ok((pipeline, buffer)) => {
+                    host.pipeline = Some(pipeline);
+                    manager.publish(&owner, ServerMessage::InvokeHostStarted { invocation, session, computer_name, pipeline });
+                    match finished(&buffer).await {
+                        Some((state, error)) => (host.state, host.error) = (state, error),
+                        None => host.message = Some("the session ended".into()),
+                    }
+                }
+                Err(e) => host.message = Some(e.message),
+            }
+            lock(&record).hosts.push(host.clone());
+            manager.publish(&owner, ServerMessage::InvokeHostFinished { invocation, host: host.clone() });
+            host
+        }
+    };
+    let order: HashMap<SessionId, usize> = sessions.iter().enumerate().map(|(i, (s, _))| (*s, i)).collect();
+    let mut hosts: Vec<InvokeHost> = stream::iter(sessions).map(one).buffer_unordered(throttle.max(1)).collect().await;
+    hosts.sort_by_key(|h| order.get(&h.session).copied().unwrap_or(usize::MAX));
+    lock(&record).finished = true;
+    manager.publish(&owner, ServerMessage::InvokeFinished { invocation, hosts });
 }
 
 fn split_argv(argv: &[String]) -> Vec<OsString> {
@@ -513,6 +659,142 @@ struct Running {
     progress: BTreeMap<i32, Value>,
 }
 
+/// What the relay runs a pipeline of its own for.
+#[derive(Debug)]
+enum Purpose {
+    /// The remote `prompt` function, after the session opens and after each console command.
+    Prompt,
+    /// `TabExpansion2` for the browser.
+    Complete { input: String, cursor: u32, reply: oneshot::Sender<ServerMessage> },
+}
+
+impl Purpose {
+    fn name(&self) -> &'static str {
+        match self {
+            Purpose::Prompt => "prompt",
+            Purpose::Complete { .. } => "completion",
+        }
+    }
+
+    fn spec(&self) -> PipelineSpec {
+        let command = match self {
+            Purpose::Prompt => messages::Command::named("prompt"),
+            // As PowerShell's CommandCompletion.CompleteInput calls it on a remote runspace: positional input,
+            // cursor index and (no) options.
+            Purpose::Complete { input, cursor, .. } => {
+                messages::Command::named("TabExpansion2").arg(Value::string(input.as_str())).arg(Value::I32(i32::try_from(*cursor).unwrap_or(i32::MAX))).arg(Value::Nil)
+            }
+        };
+        PipelineSpec { commands: vec![command], no_input: true, add_to_history: false, is_nested: false }
+    }
+}
+
+/// A pipeline the relay runs for itself: its output is collected, never shown as a command's.
+#[derive(Debug)]
+struct Internal {
+    uuid: Uuid,
+    purpose: Purpose,
+    outputs: Vec<Value>,
+    deadline: tokio::time::Instant,
+}
+
+impl Internal {
+    /// Delivers what the pipeline produced (nothing, when it failed or timed out).
+    fn finish(self, manager: &Manager, entry: &Entry) {
+        match self.purpose {
+            Purpose::Prompt => {
+                let prompt = self.outputs.first().and_then(prompt_text);
+                if lock(&entry.info).prompt != prompt {
+                    manager.update(entry, |i| i.prompt = prompt);
+                }
+            }
+            Purpose::Complete { input, cursor, reply } => {
+                let sid = lock(&entry.info).id;
+                let message = match self.outputs.first() {
+                    Some(completion) => completions_of(sid, input, cursor, completion),
+                    None => no_completions(sid, input, cursor),
+                };
+                let _ = reply.send(message);
+            }
+        }
+    }
+}
+
+/// Starts one of the relay's own pipelines; `Err`: the connection is gone.
+async fn start_internal(session: &mut Session, id: SessionId, internal: &mut Option<Internal>, purpose: Purpose) -> Result<(), ()> {
+    let uuid = Uuid::new_v4();
+    let spec = purpose.spec();
+    match session.with(move |c| c.create_pipeline(uuid, &spec)).await.map_err(drop)? {
+        Ok(()) => *internal = Some(Internal { uuid, purpose, outputs: Vec::new(), deadline: tokio::time::Instant::now() + INTERNAL_TIMEOUT }),
+        Err(e) => {
+            tracing::warn!(error = %e, purpose = purpose.name(), "the relay's pipeline could not start");
+            if let Purpose::Complete { input, cursor, reply } = purpose {
+                let _ = reply.send(no_completions(id, input, cursor));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The text of a `prompt` function's output (PowerShell shows its string form).
+fn prompt_text(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::Object(o) => o.to_string.as_deref().map(str::to_owned).or_else(|| value.as_str().map(str::to_owned)),
+        other => other.as_str().map(str::to_owned).or_else(|| other.as_i64().map(|n| n.to_string())),
+    }?;
+    // One line, bounded: a prompt is a prompt.
+    let line: String = text.lines().last().unwrap_or_default().chars().take(200).collect();
+    (!line.trim().is_empty()).then_some(line)
+}
+
+fn no_completions(session: SessionId, input: String, cursor: u32) -> ServerMessage {
+    ServerMessage::Completions { session, input, cursor, replacement_index: cursor, replacement_length: 0, matches: Vec::new() }
+}
+
+/// `completions` from a (deserialized) `CommandCompletion`.
+fn completions_of(session: SessionId, input: String, cursor: u32, value: &Value) -> ServerMessage {
+    let Some(o) = value.as_object() else { return no_completions(session, input, cursor) };
+    let number = |name: &str| o.property(name).and_then(Value::as_i64).and_then(|n| u32::try_from(n).ok());
+    let text = |v: Option<&Value>| -> String {
+        match v {
+            Some(Value::Object(o)) => o.to_string.as_deref().map(str::to_owned).or_else(|| o.primitive().and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
+            Some(v) => v.as_str().map(str::to_owned).unwrap_or_default(),
+            None => String::new(),
+        }
+    };
+    let items: &[Value] = match o.property("CompletionMatches").and_then(Value::as_object).map(|l| &l.content) {
+        Some(Content::List(_, items)) => items,
+        _ => &[],
+    };
+    let matches = items
+        .iter()
+        .filter_map(|item| {
+            let Some(m) = item.as_object().filter(|m| m.property("CompletionText").is_some()) else {
+                // A match serialized as its string: the text alone.
+                let t = item.as_str()?.to_owned();
+                return Some(Completion { list_text: t.clone(), text: t, result_type: "Text".into(), tooltip: String::new() });
+            };
+            let completion = text(m.property("CompletionText"));
+            let list = text(m.property("ListItemText"));
+            Some(Completion {
+                list_text: if list.is_empty() { completion.clone() } else { list },
+                text: completion,
+                result_type: text(m.property("ResultType")),
+                tooltip: text(m.property("ToolTip")),
+            })
+        })
+        .filter(|c| !c.text.is_empty())
+        .collect();
+    ServerMessage::Completions {
+        session,
+        input,
+        cursor,
+        replacement_index: number("ReplacementIndex").unwrap_or(cursor),
+        replacement_length: number("ReplacementLength").unwrap_or(0),
+        matches,
+    }
+}
+
 /// A session's task.
 async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut commands: mpsc::UnboundedReceiver<Command>) {
     let id = lock(&entry.info).id;
@@ -523,7 +805,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
             anyhow::Ok(s)
         }) => r.unwrap_or_else(|_| Err(anyhow::anyhow!("the session did not open within {} s", OPEN_TIMEOUT.as_secs()))),
         // Removed while opening: dropping the half-open session ends it.
-        _ = wait_close(&mut commands) => return,
+        _ = wait_close(&mut commands, id) => return,
     };
     let mut session = match opened {
         Ok(s) => s,
@@ -533,7 +815,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                 i.state = SessionState::Broken;
                 i.reason = Some(format!("{e:#}"));
             });
-            let _ = wait_close(&mut commands).await;
+            let _ = wait_close(&mut commands, id).await;
             return;
         }
     };
@@ -543,75 +825,156 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
         i.availability = Availability::Available;
     });
     let mut running: Option<Running> = None;
+    // The relay's own pipeline (the prompt, tab completion), and the commands that wait for it to end.
+    let mut internal: Option<Internal> = None;
+    let mut queued: VecDeque<Command> = VecDeque::new();
+    if start_internal(&mut session, id, &mut internal, Purpose::Prompt).await.is_err() {
+        manager.update(&entry, |i| {
+            i.state = SessionState::Broken;
+            i.availability = Availability::None;
+            i.reason = Some("the session's connection ended".into());
+        });
+        let _ = wait_close(&mut commands, id).await;
+        return;
+    }
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prompt_stale = false;
     let reason = loop {
-        tokio::select! {
-            command = commands.recv() => match command {
-                None | Some(Command::Close) => {
-                    let _ = session.with(OutOfProcClient::close).await;
-                    let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(e) = session.events.recv().await { if matches!(e, ClientEvent::SessionClosed) { break } } }).await;
-                    return;
-                }
-                Some(Command::Run { pipeline, script, buffer, tag }) => {
-                    let uuid = Uuid::new_v4();
-                    let spec = PipelineSpec::script(script);
-                    match session.with(move |c| c.create_pipeline(uuid, &spec)).await {
-                        Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag, waiting_for_key: Vec::new(), progress: BTreeMap::new() }),
-                        Ok(Err(e)) => {
-                            buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(e.to_string())).ok() });
-                            manager.update(&entry, |i| i.availability = Availability::Available);
+        // A console command ended: ask for the prompt again (its location may have changed), as the console does.
+        if prompt_stale && running.is_none() && internal.is_none() {
+            prompt_stale = false;
+            if start_internal(&mut session, id, &mut internal, Purpose::Prompt).await.is_err() {
+                break "the session's connection ended".to_owned();
+            }
+        }
+        let command = if internal.is_none()
+            && let Some(command) = queued.pop_front()
+        {
+            Some(command)
+        } else {
+            let deadline = internal.as_ref().map_or_else(tokio::time::Instant::now, |i| i.deadline);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    // A command or completion waits for the relay's own pipeline to end.
+                    Some(c @ (Command::Run { .. } | Command::Complete { .. })) if internal.is_some() => {
+                        queued.push_back(c);
+                        continue;
+                    }
+                    None => Some(Command::Close),
+                    some => some,
+                },
+                event = session.events.recv() => match event {
+                    None | Some(ClientEvent::SessionClosed) => break "the target closed the session".to_owned(),
+                    Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error })) => {
+                        break error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session broke".into());
+                    }
+                    Some(ClientEvent::Psrp(event)) => {
+                        if handle(&manager, &entry, &mut session, &mut running, &mut internal, &mut prompt_stale, event).await.is_err() {
+                            break "the session's connection ended".to_owned();
                         }
-                        Err(_) => break "the session's connection ended".to_owned(),
+                        None
                     }
-                }
-                // The engine sends the signal once the pipeline's creation has gone out.
-                Some(Command::Stop(p)) => {
-                    let uuid = running.as_ref().filter(|r| r.id == p).map(|r| r.uuid);
-                    if let Some(uuid) = uuid
-                        && session.with(move |c| c.stop(uuid)).await.is_err()
-                    {
-                        break "the session's connection ended".to_owned();
+                    Some(_) => None,
+                },
+                _ = tick.tick(), if running.as_ref().is_some_and(|r| !r.progress.is_empty()) => {
+                    if let Some(r) = running.as_mut() {
+                        flush_progress(id, r);
                     }
+                    None
                 }
-                Some(Command::Answer { pipeline, call_id, answer }) => {
-                    let Some(r) = running.as_mut().filter(|r| r.id == pipeline) else { continue };
-                    let Some(call) = r.calls.remove(&call_id) else { continue };
-                    let uuid = r.uuid;
-                    if answer.needs_key() {
-                        let Ok(ready) = session.with(|c| c.pool().can_send_secure_strings()).await else { break "the session's connection ended".to_owned() };
-                        if !ready {
-                            r.waiting_for_key.push((call, answer));
-                            if r.waiting_for_key.len() == 1 && start_key_exchange(&mut session, id).await.is_err() {
-                                break "the session's connection ended".to_owned();
-                            }
-                            continue;
+                // The target did not answer the relay's own pipeline in time: stop it and go on without it.
+                _ = tokio::time::sleep_until(deadline), if internal.is_some() => {
+                    if let Some(i) = internal.take() {
+                        tracing::warn!(session = id.0, purpose = i.purpose.name(), "the target did not answer in time");
+                        let uuid = i.uuid;
+                        i.finish(&manager, &entry);
+                        if session.with(move |c| c.stop(uuid)).await.is_err() {
+                            break "the session's connection ended".to_owned();
                         }
                     }
-                    if send_answer(&mut session, id, uuid, call, answer).await.is_err() {
-                        break "the session's connection ended".to_owned();
+                    None
+                }
+            }
+        };
+        let Some(command) = command else { continue };
+        match command {
+            Command::Close => {
+                // Whoever follows the pipelines (an Invoke-Command run, a browser) learns they ended.
+                let removed = || clixml::encode_message(&Value::string("the session was removed")).ok();
+                if let Some(mut r) = running.take() {
+                    flush_progress(id, &mut r);
+                    r.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline: r.id, seq, state: PipelineState::Stopped, error: removed() });
+                }
+                for c in queued.drain(..) {
+                    if let Command::Run { pipeline, buffer, .. } = c {
+                        buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Stopped, error: removed() });
                     }
                 }
-            },
-            event = session.events.recv() => match event {
-                None | Some(ClientEvent::SessionClosed) => break "the target closed the session".to_owned(),
-                Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error })) => {
-                    break error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session broke".into());
+                let _ = session.with(OutOfProcClient::close).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(e) = session.events.recv().await { if matches!(e, ClientEvent::SessionClosed) { break } } }).await;
+                return;
+            }
+            Command::Run { pipeline, script, buffer, tag } => {
+                let uuid = Uuid::new_v4();
+                let mut spec = PipelineSpec::script(script);
+                // Typed at the console: in the remote history (Get-History), as Enter-PSSession does.
+                spec.add_to_history = tag.is_none();
+                match session.with(move |c| c.create_pipeline(uuid, &spec)).await {
+                    Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag, waiting_for_key: Vec::new(), progress: BTreeMap::new() }),
+                    Ok(Err(e)) => {
+                        buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(e.to_string())).ok() });
+                        manager.update(&entry, |i| i.availability = Availability::Available);
+                    }
+                    Err(_) => break "the session's connection ended".to_owned(),
                 }
-                Some(ClientEvent::Psrp(event)) => {
-                    if handle(&manager, &entry, &mut session, &mut running, event).await.is_err() {
-                        break "the session's connection ended".to_owned();
+            }
+            Command::Complete { input, cursor, reply } => {
+                if running.is_some() {
+                    let _ = reply.send(no_completions(id, input, cursor));
+                } else if start_internal(&mut session, id, &mut internal, Purpose::Complete { input, cursor, reply }).await.is_err() {
+                    break "the session's connection ended".to_owned();
+                }
+            }
+            // The engine sends the signal once the pipeline's creation has gone out.
+            Command::Stop(p) => {
+                let uuid = running.as_ref().filter(|r| r.id == p).map(|r| r.uuid);
+                if let Some(uuid) = uuid
+                    && session.with(move |c| c.stop(uuid)).await.is_err()
+                {
+                    break "the session's connection ended".to_owned();
+                }
+                // Stopped before it started (it waited for the relay's own pipeline): it never runs.
+                if let Some(i) = queued.iter().position(|c| matches!(c, Command::Run { pipeline, .. } if *pipeline == p))
+                    && let Some(Command::Run { buffer, .. }) = queued.remove(i)
+                {
+                    buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline: p, seq, state: PipelineState::Stopped, error: None });
+                    manager.update(&entry, |i| i.availability = Availability::Available);
+                }
+            }
+            Command::Answer { pipeline, call_id, answer } => {
+                let Some(r) = running.as_mut().filter(|r| r.id == pipeline) else { continue };
+                let Some(call) = r.calls.remove(&call_id) else { continue };
+                let uuid = r.uuid;
+                if answer.needs_key() {
+                    let Ok(ready) = session.with(|c| c.pool().can_send_secure_strings()).await else { break "the session's connection ended".to_owned() };
+                    if !ready {
+                        r.waiting_for_key.push((call, answer));
+                        if r.waiting_for_key.len() == 1 && start_key_exchange(&mut session, id).await.is_err() {
+                            break "the session's connection ended".to_owned();
+                        }
+                        continue;
                     }
                 }
-                Some(_) => {}
-            },
-            _ = tick.tick(), if running.as_ref().is_some_and(|r| !r.progress.is_empty()) => {
-                if let Some(r) = running.as_mut() {
-                    flush_progress(id, r);
+                if send_answer(&mut session, id, uuid, call, answer).await.is_err() {
+                    break "the session's connection ended".to_owned();
                 }
             }
         }
     };
+    for c in queued {
+        refuse(c, id, &reason);
+    }
     tracing::warn!(session = id.0, %reason, "session broken");
     if let Some(mut r) = running.take() {
         flush_progress(id, &mut r);
@@ -622,7 +985,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
         i.availability = Availability::None;
         i.reason = Some(reason);
     });
-    let _ = wait_close(&mut commands).await;
+    let _ = wait_close(&mut commands, id).await;
 }
 
 /// Starts the PSRP key exchange (the RSA key is made off the runtime); `Err`: the connection is gone.
@@ -653,11 +1016,26 @@ async fn send_answer(session: &mut Session, id: SessionId, pipeline: Uuid, call:
     Ok(())
 }
 
-async fn wait_close(commands: &mut mpsc::UnboundedReceiver<Command>) {
+/// Waits for `Close`; what else comes meanwhile is refused (the session is not open).
+async fn wait_close(commands: &mut mpsc::UnboundedReceiver<Command>, session: SessionId) {
     while let Some(c) = commands.recv().await {
-        if matches!(c, Command::Close) {
-            return;
+        match c {
+            Command::Close => return,
+            c => refuse(c, session, "the session is not open"),
         }
+    }
+}
+
+/// Ends a command that will never run: its pipeline fails, a completion gets nothing.
+fn refuse(command: Command, session: SessionId, why: &str) {
+    match command {
+        Command::Run { pipeline, buffer, .. } => {
+            buffer.push(|seq| ServerMessage::PipelineState { session, pipeline, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(why)).ok() });
+        }
+        Command::Complete { input, cursor, reply } => {
+            let _ = reply.send(no_completions(session, input, cursor));
+        }
+        Command::Stop(_) | Command::Answer { .. } | Command::Close => {}
     }
 }
 
@@ -677,10 +1055,29 @@ fn activity_of(value: &Value) -> i32 {
 }
 
 /// One event of the pool while a session is open.
-async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running: &mut Option<Running>, event: Event) -> Result<(), ()> {
+async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running: &mut Option<Running>, internal: &mut Option<Internal>, prompt_stale: &mut bool, event: Event) -> Result<(), ()> {
     let sid = lock(&entry.info).id;
+    let ours = |p: Uuid, internal: &Option<Internal>| internal.as_ref().is_some_and(|i| i.uuid == p);
     let current = |p: Uuid, running: &mut Option<Running>| running.as_mut().filter(|r| r.uuid == p).is_some();
     match event {
+        Event::Output { pipeline, value } if ours(pipeline, internal) => {
+            if let Some(i) = internal.as_mut()
+                && i.outputs.len() < 16
+            {
+                i.outputs.push(value);
+            }
+        }
+        Event::PipelineState { pipeline, state, .. } if ours(pipeline, internal) => {
+            if state.is_terminal()
+                && let Some(i) = internal.take()
+            {
+                if state != PsrpPipelineState::Completed {
+                    tracing::debug!(session = sid.0, purpose = i.purpose.name(), ?state, "the relay's pipeline did not complete");
+                }
+                i.finish(manager, entry);
+                session.with(move |c| c.close_pipeline(pipeline)).await.map_err(drop)?;
+            }
+        }
         Event::Output { pipeline, value } if current(pipeline, running) => {
             let Some(r) = running.as_mut() else { return Ok(()) };
             let value = match &r.tag {
@@ -755,6 +1152,7 @@ async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running
             r.buffer.push(|seq| ServerMessage::PipelineState { session: sid, pipeline: r.id, seq, state, error });
             if state.is_terminal() {
                 let uuid = r.uuid;
+                *prompt_stale |= r.tag.is_none();
                 *running = None;
                 session.with(move |c| c.close_pipeline(uuid)).await.map_err(drop)?;
                 manager.update(entry, |i| i.availability = Availability::Available);
