@@ -13,4 +13,9 @@ if cargo tree -p psgate-shared -e normal --prefix none --target wasm32-unknown-u
   echo "invariant broken: shared depends on an IO or OS-randomness crate" >&2
   exit 1
 fi
-echo "invariants hold: shared builds for wasm32 and does no IO"
+# The WS-Management message layer is pure too: the WinRM transport (relay/src/transport/winrm) does its IO.
+if grep -rnE 'std::(fs|net|process|thread|env)\b|Instant::now|SystemTime|tokio|rand::' relay/src/wsman; then
+  echo "invariant broken: relay/src/wsman must not do IO, read clocks or draw randomness (see ARCHITECTURE.md)" >&2
+  exit 1
+fi
+echo "invariants hold: shared builds for wasm32 and does no IO; relay/src/wsman does no IO"

@@ -9,3 +9,4 @@ pub mod http;
 pub mod session;
 pub mod store;
 pub mod transport;
+pub mod wsman;

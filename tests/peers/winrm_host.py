@@ -11,7 +11,8 @@ the same as the out-of-process test host's: psrpcore 0.3.1's server role with th
 (Get-Date, Get-Process, every stream, host calls, pipeline input, Test-Long, Get-Objects with a fast mode, …).
 
 Authentication: NTLM through pyspnego 0.12.4's acceptor (offered as `WWW-Authenticate: Negotiate`; the users are an
-NTLM_USER_FILE), with MS-WSMV message encryption (multipart/encrypted, spnego wrap_winrm/unwrap_winrm) over plain
+NTLM_USER_FILE; raw NTLM tokens, or NTLM inside SPNEGO, whose final token comes back in the 200's WWW-Authenticate as
+HTTP Negotiate's mutual authentication does), with MS-WSMV message encryption (multipart/encrypted, spnego wrap_winrm/unwrap_winrm) over plain
 HTTP; Basic; HTTPS with a self-signed certificate made at start, where NTLM's channel binding is checked (Windows'
 default CbtHardeningLevel=Relaxed: a missing or all-zero binding passes, a wrong one is refused). Authentication
 belongs to the TCP connection, so connections are kept alive. A wrong password is answered 401.
@@ -20,6 +21,8 @@ Run it with $PSGATE_PYTHON (psrpcore, pyspnego; `source scripts/env.sh`). It pri
 `winrm_host listening on http://127.0.0.1:PORT/wsman`, once it accepts connections:
 
     $PSGATE_PYTHON tests/peers/winrm_host.py --port 0 --user 'PSGATE\\ada:Secret-1' --auth ntlm,basic [--tls] [--log FILE]
+
+`--tls --cert-out FILE` writes the self-signed certificate to FILE, for a client that should trust it.
 
 `--help` lists the rest: quotas (--max-shells-per-user, --max-concurrent-users,
 --max-concurrent-operations-per-user), --idle-timeout, --buffer-bytes, --max-envelope-kb, --fast, --configuration.
@@ -69,6 +72,7 @@ import http.server
 import logging
 import os
 import re
+import shutil
 import socket
 import ssl
 import struct
@@ -1135,8 +1139,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.request.do_handshake()  # here, in the connection's thread, not in the accept loop
             self.request.settimeout(None)
         super().setup()
-        self.ntlm: typing.Any = None  # an NTLM acceptor in progress or complete
+        self.ntlm: typing.Any = None  # an NTLM (or SPNEGO) acceptor in progress or complete
         self.user: typing.Optional[str] = None  # who authenticated this connection (NTLM)
+        self.final_token: typing.Optional[bytes] = None  # SPNEGO's last token, for the next reply
 
     def log_message(self, fmt: str, *args: typing.Any) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
@@ -1147,6 +1152,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
+        if self.final_token is not None:
+            self.send_header("WWW-Authenticate", f"Negotiate {base64.b64encode(self.final_token).decode()}")
+            self.final_token = None
         if content_type:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -1188,12 +1196,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return None
         if scheme in ("negotiate", "ntlm") and "ntlm" in cfg.auth and value.strip():
             token = base64.b64decode(value.strip())
-            if token[8:12] == b"\x01\x00\x00\x00":  # NEGOTIATE: a new handshake on this connection
-                self.ntlm = spnego.server(protocol="ntlm")
+            # A new handshake on this connection: a raw NTLM NEGOTIATE, or SPNEGO's NegTokenInit (GSS-API tag 0x60)
+            # carrying one, which pyspnego's SPNEGO acceptor answers with NTLM inside (mechListMIC included).
+            raw_ntlm = token[:8] == b"NTLMSSP\x00" and token[8:12] == b"\x01\x00\x00\x00"
+            if raw_ntlm or token[:1] == b"\x60":
+                self.ntlm = spnego.server(protocol="ntlm" if raw_ntlm else "negotiate")
                 self.user = None
-                challenge = self.ntlm.step(token)
+                try:
+                    challenge = self.ntlm.step(token)
+                except Exception as e:
+                    log.info("%s handshake refused: %s", "NTLM" if raw_ntlm else "SPNEGO", e)
+                    self.drain()
+                    self.unauthorized()
+                    return None
                 self.drain()
-                self.reply(401, headers=[("WWW-Authenticate", f"Negotiate {base64.b64encode(challenge).decode()}")])
+                self.reply(401, headers=[("WWW-Authenticate", f"Negotiate {base64.b64encode(challenge or b'').decode()}")])
                 return None
             if self.ntlm is None or self.ntlm.complete:
                 self.unauthorized()
@@ -1203,12 +1220,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if cfg.cbt_hardening == "Strict" or ntlm_has_bindings(token):
                     bindings = spnego.channel_bindings.GssChannelBindings(application_data=self.server.cbt)
             try:
-                self.ntlm.step(token, channel_bindings=bindings)
+                final = self.ntlm.step(token, channel_bindings=bindings)
             except Exception as e:
                 log.info("NTLM authentication failed: %s", e)
                 self.drain()
                 self.unauthorized()
                 return None
+            if final:  # SPNEGO's last token (accept-completed, mechListMIC) goes back with this request's answer
+                self.final_token = final
             self.user = self.ntlm.client_principal or "?"
             log.info("NTLM: %s authenticated", self.user)
             return self.user
@@ -1361,6 +1380,7 @@ def parse_args(argv: typing.Optional[typing.Sequence[str]] = None) -> argparse.N
     p.add_argument("--tls", action="store_true", help="HTTPS with a self-signed certificate made at start")
     p.add_argument("--cert", help="PEM certificate instead of a self-signed one (with --key)")
     p.add_argument("--key", help="PEM private key for --cert")
+    p.add_argument("--cert-out", help="with --tls: also write the certificate served (PEM) to this file")
     p.add_argument("--auth", default="ntlm", help="comma-separated: ntlm (offered as Negotiate), basic (default ntlm)")
     p.add_argument("--user", action="append", default=[], help="DOMAIN\\USER:PASSWORD (repeatable)")
     p.add_argument("--user-file", default=os.environ.get("NTLM_USER_FILE"),
@@ -1415,6 +1435,8 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
             cbt = cbt_data(der)
         else:
             cert_path, key_path, cbt = self_signed(workdir, args.host)
+        if args.cert_out:
+            shutil.copyfile(cert_path, args.cert_out)
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(cert_path, key_path)
     winrm = WinRMServer(config)

@@ -1,4 +1,7 @@
 //! Reading the recorded Windows traffic in `../shared/fixtures` (beside the repository).
+//!
+//! Shared by the test binaries of two crates: shared's (`mod common;`) and the relay's WS-Management replay
+//! (`relay/tests/wsman_replay.rs`, through `#[path]`), so that both read the recordings the same way.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -64,21 +67,46 @@ pub struct Recorded {
     pub raw: Vec<u8>,
 }
 
+/// One request and its response, as a recording holds them.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub request: String,
+    /// Empty when the recording has none (`http_error`).
+    pub response: String,
+    /// `transport_error: {protocol: http, code: N}`: the response came with this HTTP status.
+    pub http_status: Option<i64>,
+    /// `http_error: yes`: the request failed at the HTTP level, without a response.
+    pub http_error: bool,
+}
+
+/// The exchanges of one recording (its `messages:`), in the order they happened.
+pub fn exchanges(path: &Path) -> Vec<Exchange> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let messages = docs[0]["messages"].as_vec().cloned().unwrap_or_default();
+    messages
+        .iter()
+        .map(|m| Exchange {
+            request: m["request"].as_str().unwrap_or_default().to_owned(),
+            response: m["response"].as_str().unwrap_or_default().to_owned(),
+            http_status: m["transport_error"]["code"].as_i64(),
+            http_error: m["http_error"].as_bool().unwrap_or(false),
+        })
+        .collect()
+}
+
 /// Every PSRP message of one recording, in the order they travelled.
 pub fn recorded_messages(path: &Path) -> Vec<Recorded> {
-    let text = std::fs::read_to_string(path).expect("readable");
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("YAML");
-    let exchanges = docs[0]["messages"].as_vec().cloned().unwrap_or_default();
     let mut to_server = Defragmenter::default();
     let mut to_client = Defragmenter::default();
     let mut out = Vec::new();
-    for exchange in exchanges {
-        let request = exchange["request"].as_str().unwrap_or_default();
+    for exchange in exchanges(path) {
+        let request = exchange.request.as_str();
         // WinRS (cmd.exe) shells carry plain console output, not PSRP.
         if !request.contains("http://schemas.microsoft.com/powershell/") {
             continue;
         }
-        let response = exchange["response"].as_str().unwrap_or_default();
+        let response = exchange.response.as_str();
         for (soap, defrag) in [(request, &mut to_server), (response, &mut to_client)] {
             for packet in payloads(soap) {
                 let messages = defrag.feed(&packet).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
