@@ -1,5 +1,10 @@
 //! `cargo run --release -p psgate-bench -- clixml [--quick]`
 //! `cargo run --release -p psgate-bench -- psrp [--quick]`
+//! `cargo run --release -p psgate-bench -- relay [--quick] [--runs N] [--sessions N] [--objects N]`
+//!
+//! relay: `psgate serve` as its own process driven over its WebSocket API, beside the engine used directly
+//! (bench/src/relay.rs): a trivial command's latency, Invoke-Command over many sessions vs one, objects/s
+//! delivered to a WebSocket client, and the relay's memory per idle session.
 //!
 //! psrp: objects received from the test host's fast mode (tests/peers) over one `ssh -s` transport, by
 //! psgate and by psrpcore's client, in the same run; and the resident memory of idle open sessions.
@@ -27,7 +32,8 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("clixml") => clixml(args.iter().any(|a| a == "--quick")),
         Some("psrp") => psrp::run(args.iter().any(|a| a == "--quick")),
-        _ => bail!("usage: psgate-bench clixml|psrp [--quick]"),
+        Some("relay") => relay::run(&args[1..]),
+        _ => bail!("usage: psgate-bench clixml|psrp|relay [--quick]  (relay also: --runs N --sessions N --objects N)"),
     }
 }
 
@@ -39,6 +45,7 @@ struct Dataset {
 }
 
 mod psrp;
+mod relay;
 
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -324,6 +331,7 @@ fn processes(n: usize) -> Document {
                     prop("RunspaceId", Value::Guid(runspace)),
                     prop("PSShowComputerName", Value::Bool(true)),
                 ],
+                ..Object::default()
             };
             Item { stream: None, value: Value::object(obj) }
         })

@@ -74,7 +74,7 @@ impl Sshd {
     }
 }
 
-async fn open_session<S>(stream: S) -> anyhow::Result<Session>
+pub(crate) async fn open_session<S>(stream: S) -> anyhow::Result<Session>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
@@ -83,7 +83,7 @@ where
     Ok(session)
 }
 
-async fn wait_opened(session: &mut Session) -> anyhow::Result<()> {
+pub(crate) async fn wait_opened(session: &mut Session) -> anyhow::Result<()> {
     while let Some(e) = session.events.recv().await {
         match e {
             ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. }) => return Ok(()),
