@@ -126,6 +126,14 @@ pub async fn serve(
     if !config.assets.join("index.html").is_file() {
         tracing::warn!(assets = %config.assets.display(), "no built browser console here; run `trunk build --release` first");
     }
+    // Small frames (a prompt, one output) go out at once: without TCP_NODELAY, Nagle's algorithm holds each one
+    // until the browser's delayed ACK, 40 ms later, on every command.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(&config)).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

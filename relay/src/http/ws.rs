@@ -70,8 +70,22 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
                 },
                 message = outbox.recv() => {
                     let Some(message) = message else { return };
-                    let Ok(text) = serde_json::to_string(&message) else { continue };
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    // Everything already queued goes out in one flush (with TCP_NODELAY, a flush per message
+                    // would be a TCP segment per message).
+                    let mut next = Some(message);
+                    let mut fed = 0;
+                    while let Some(message) = next.take() {
+                        if let Ok(text) = serde_json::to_string(&message) {
+                            if sink.feed(Message::Text(text.into())).await.is_err() {
+                                return;
+                            }
+                            fed += 1;
+                        }
+                        if fed < OUTBOX {
+                            next = outbox.try_recv().ok();
+                        }
+                    }
+                    if sink.flush().await.is_err() {
                         return;
                     }
                 }
