@@ -253,6 +253,18 @@ fn Sessions(props: &SessionsProps) -> Html {
             }
         })
     };
+    {
+        // The demo target, typed in once: a `value` attribute would be put back on every render, wiping what the
+        // user typed whenever a message re-renders the panel.
+        let computers = refs[0].clone();
+        use_effect_with((), move |_| {
+            if let Some(input) = computers.cast::<HtmlInputElement>()
+                && input.value().is_empty()
+            {
+                input.set_value("localhost");
+            }
+        });
+    }
     let remove_all = props.send.reform(|_: MouseEvent| ClientMessage::RemoveSessions { ids: vec![], all: true });
     html! {
         <section class="panel sessions">
@@ -261,7 +273,7 @@ fn Sessions(props: &SessionsProps) -> Html {
                 <super::embed::KioskPicker {targets} send={props.send.clone()} online={props.online} />
             } else {
             <form class="new-session" {onsubmit}>
-                <label>{ "ComputerName" }<input id="new-computers" ref={refs[0].clone()} placeholder="localhost, srv01, srv02" value="localhost" /></label>
+                <label>{ "ComputerName" }<input id="new-computers" ref={refs[0].clone()} placeholder="localhost, srv01, srv02" /></label>
                 <label>{ "Transport" }
                     <select id="new-transport" ref={transport}>
                         <option value="local" selected=true>{ "local" }</option>
