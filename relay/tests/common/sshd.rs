@@ -65,12 +65,9 @@ impl Sshd {
     pub fn start(options: SshdOptions) -> Self {
         check_prerequisites();
         ensure_test_user();
-        // Under the target folder, not /tmp: StrictModes refuses files under a world-writable folder, and the test
-        // user must be able to read authorized_keys (sshd reads it as that user).
-        let dir = tempfile::Builder::new()
-            .prefix("sshd-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir for sshd");
+        // sshd reads authorized_keys as the test user, so every folder above it must be open to that user: not the
+        // checkout (a clone may sit in a 0700 folder of root's), but the tools folder tests/peers/sshd.py uses too.
+        let dir = tempfile::Builder::new().prefix("sshd-").tempdir_in(files_base()).expect("temp dir for sshd");
         chmod(dir.path(), 0o755);
 
         let host_key_path = dir.path().join("ssh_host_ed25519_key");
@@ -299,6 +296,18 @@ pub fn keygen(path: &Path, kind: &str, passphrase: Option<&str>) {
 pub fn public_key_of(private: &Path) -> String {
     let text = std::fs::read_to_string(format!("{}.pub", private.display())).expect("read the public key");
     text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// `$PSGATE_TOOLS/sshd-rs` (default `/opt/psgate-tools`, as scripts/env.sh sets it), made with mode 0755 down
+/// from the first folder that exists.
+fn files_base() -> PathBuf {
+    let tools = std::env::var_os("PSGATE_TOOLS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/opt/psgate-tools"));
+    let base = tools.join("sshd-rs");
+    std::fs::create_dir_all(&base).expect("create the sshd files folder");
+    for p in [tools.as_path(), base.as_path()] {
+        chmod(p, 0o755);
+    }
+    base
 }
 
 fn chmod(path: &Path, mode: u32) {
