@@ -123,6 +123,7 @@ impl TargetPreset {
             password: None,
             key_file: None,
             name: self.name.clone(),
+            ..Target::new(self.computer.clone(), self.transport)
         }
     }
 
@@ -151,7 +152,28 @@ pub fn default_port(transport: Transport, port: Option<u16>) -> u16 {
     port.unwrap_or(match transport {
         Transport::Ssh => 22,
         Transport::Local => 0,
+        Transport::Winrm => 5985,
     })
+}
+
+/// `[winrm]`: how the relay reaches WinRM targets.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WinrmConfig {
+    /// A PEM file of CA certificates trusted for HTTPS targets, besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Lab only: accept any HTTPS certificate (no protection against a man in the middle).
+    pub danger_accept_invalid_certificates: bool,
+    /// Allow Basic authentication over plain HTTP (the password and every message cross the network in clear).
+    pub allow_basic_over_http: bool,
+    /// `wsman:OperationTimeout` of Receives, in seconds (below the target's MaxTimeoutms, 60 s by default).
+    pub operation_timeout_secs: u64,
+}
+
+impl Default for WinrmConfig {
+    fn default() -> WinrmConfig {
+        WinrmConfig { ca_file: None, danger_accept_invalid_certificates: false, allow_basic_over_http: false, operation_timeout_secs: 20 }
+    }
 }
 
 /// The login cookie's `SameSite`.
@@ -251,6 +273,8 @@ pub struct Config {
     pub embed: EmbedConfig,
     /// `[kiosk]`: kiosk mode.
     pub kiosk: KioskConfig,
+    /// `[winrm]`: WinRM targets.
+    pub winrm: WinrmConfig,
 }
 
 impl Default for Config {
@@ -268,6 +292,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             embed: EmbedConfig::default(),
             kiosk: KioskConfig::default(),
+            winrm: WinrmConfig::default(),
         }
     }
 }
@@ -327,6 +352,9 @@ impl Config {
             if rule.hosts.is_empty() || rule.hosts.iter().any(|h| h.trim().is_empty()) {
                 return Err(ConfigError::Invalid("an [[allow]] rule needs hosts, none empty".into()));
             }
+        }
+        if !(1..=3600).contains(&self.winrm.operation_timeout_secs) {
+            return Err(ConfigError::Invalid("[winrm] operation_timeout_secs must be between 1 and 3600".into()));
         }
         if self.auth.idle_timeout_secs == Some(0) {
             return Err(ConfigError::Invalid("[auth] idle_timeout_secs must be at least 1".into()));
@@ -530,15 +558,7 @@ mod tests {
         .expect("valid");
         assert_eq!(c.embed.frame_ancestors_directive(), "https://portal.example https://*.contoso.com:8443 'self'");
         assert_eq!(c.idle_timeout().as_secs(), KIOSK_IDLE_TIMEOUT_SECS, "kiosk mode logs out sooner");
-        let target = |computer: &str, transport, port, user: Option<&str>| Target {
-            computer_name: computer.into(),
-            transport,
-            port,
-            user: user.map(Into::into),
-            password: None,
-            key_file: None,
-            name: None,
-        };
+        let target = |computer: &str, transport, port, user: Option<&str>| Target { port, user: user.map(Into::into), ..Target::new(computer, transport) };
         assert!(c.kiosk_allows(&target("LOCALHOST", Transport::Local, None, None)).is_ok());
         assert!(c.kiosk_allows(&target("srv02", Transport::Ssh, Some(2222), Some("anyone"))).is_ok());
         assert!(c.kiosk_allows(&target("srv02", Transport::Ssh, None, Some("anyone"))).is_err(), "another port");

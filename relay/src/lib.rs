@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod session;
+pub mod seal;
 pub mod store;
 pub mod transport;
 pub mod wsman;

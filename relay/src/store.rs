@@ -23,16 +23,45 @@ pub enum StoreError {
     Invalid(&'static str),
 }
 
+/// A WinRM session kept for a later Connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WinrmSessionRow {
+    /// The ShellId, upper case.
+    pub key: String,
+    /// The relay user.
+    pub owner: String,
+    /// The target (JSON of `api::Target`, its password removed).
+    pub target: String,
+    /// The shell (JSON of `session::winrm::ShellRecord`).
+    pub shell: String,
+    /// The target password, sealed.
+    pub sealed_password: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for WinrmSessionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WinrmSessionRow").field("key", &self.key).field("owner", &self.owner).field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
 /// The users table.
 #[derive(Debug)]
 pub struct Store {
     db: Mutex<Connection>,
+    path: Option<std::path::PathBuf>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::init(Connection::open(path)?)
+        let mut store = Store::init(Connection::open(path)?)?;
+        store.path = Some(path.to_owned());
+        Ok(store)
+    }
+
+    /// The database file (none: in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// A database in memory (tests, demo).
@@ -47,14 +76,44 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY NOT NULL, password_hash TEXT NOT NULL, created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
              CREATE TABLE IF NOT EXISTS logins (token_hash TEXT PRIMARY KEY NOT NULL, user TEXT NOT NULL, created INTEGER NOT NULL,
                  last_seen INTEGER NOT NULL, expires INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS logins_user ON logins (user);",
+             CREATE INDEX IF NOT EXISTS logins_user ON logins (user);
+             CREATE TABLE IF NOT EXISTS winrm_sessions (key TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, target TEXT NOT NULL,
+                 shell TEXT NOT NULL, sealed_password BLOB, updated INTEGER NOT NULL);",
         )?;
-        Ok(Store { db: Mutex::new(db) })
+        Ok(Store { db: Mutex::new(db), path: None })
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (each statement is atomic).
         self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps (or updates) what a later Connect to a WinRM session needs: `target` and `shell` are JSON without any
+    /// secret; the password only sealed (see `crate::seal`).
+    pub fn put_winrm_session(&self, row: &WinrmSessionRow) -> Result<(), StoreError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        self.db().execute(
+            "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(key) DO UPDATE SET owner = ?2, target = ?3, shell = ?4, sealed_password = ?5, updated = ?6",
+            rusqlite::params![row.key, row.owner, row.target, row.shell, row.sealed_password, now],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a WinRM session.
+    pub fn remove_winrm_session(&self, key: &str) -> Result<(), StoreError> {
+        self.db().execute("DELETE FROM winrm_sessions WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    /// Every kept WinRM session, oldest first.
+    pub fn winrm_sessions(&self) -> Result<Vec<WinrmSessionRow>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT key, owner, target, shell, sealed_password FROM winrm_sessions ORDER BY updated, key")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Adds `name` or sets its password. Slow (argon2): call from a blocking context.

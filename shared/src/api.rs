@@ -39,6 +39,34 @@ pub enum Transport {
     Ssh,
     /// A PowerShell process on the relay's machine (the configured command line).
     Local,
+    /// WS-Management (WinRM) over HTTP (5985) or HTTPS (5986).
+    Winrm,
+}
+
+/// New-PSSession's `-Authentication` for WinRM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WinrmAuth {
+    /// SPNEGO: Kerberos when the relay knows a KDC for the realm, else NTLM (PowerShell's `Default`).
+    #[default]
+    Negotiate,
+    /// NTLM only.
+    Ntlm,
+    /// Kerberos only.
+    Kerberos,
+    /// Basic (HTTPS only, unless the relay's configuration allows it over HTTP).
+    Basic,
+}
+
+/// Disconnect-PSSession's `-OutputBufferingMode`: what the target does when a disconnected pipeline's output
+/// buffer is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputBufferingMode {
+    /// The pipeline waits until somebody connects and reads.
+    Block,
+    /// The oldest output is discarded; the pipeline goes on.
+    Drop,
 }
 
 /// One target of a `new_sessions` request (New-PSSession's parameters).
@@ -63,6 +91,38 @@ pub struct Target {
     /// The session's name (default: `RunspaceN` as PowerShell names them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `-UseSSL` (WinRM): HTTPS, default port 5986 instead of HTTP on 5985.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_ssl: bool,
+    /// `-Authentication` (WinRM; default Negotiate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<WinrmAuth>,
+    /// `-ConfigurationName` (WinRM: the endpoint, e.g. a JEA one; default `Microsoft.PowerShell`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration_name: Option<String>,
+    /// Connect-PSSession to this shell (`InstanceId`, as `remote_shells` lists it) that the target keeps
+    /// disconnected, instead of creating a new one (WinRM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell_id: Option<String>,
+}
+
+impl Target {
+    /// A target with nothing but its computer and transport (defaults for everything else).
+    pub fn new(computer_name: impl Into<String>, transport: Transport) -> Target {
+        Target {
+            computer_name: computer_name.into(),
+            transport,
+            port: None,
+            user: None,
+            password: None,
+            key_file: None,
+            name: None,
+            use_ssl: false,
+            authentication: None,
+            configuration_name: None,
+            shell_id: None,
+        }
+    }
 }
 
 /// A session's state, as `Get-PSSession` shows it.
@@ -73,6 +133,8 @@ pub enum SessionState {
     Opening,
     /// Ready for commands.
     Opened,
+    /// Disconnect-PSSession: the remote shell runs on, nobody reads its output (WinRM). Connect picks it up.
+    Disconnected,
     /// The connection failed or was lost.
     Broken,
     /// Closed (it is about to disappear from the list).
@@ -113,6 +175,42 @@ pub struct SessionInfo {
     /// shows it after `[ComputerName]: `; absent until the first answer, or when the target has no prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// `ConfigurationName` (WinRM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration_name: Option<String>,
+    /// `InstanceId`: the remote shell's id (WinRM), once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// It can be disconnected and connected again (WinRM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub can_disconnect: bool,
+}
+
+/// A shell a WinRM target holds for the user (`Get-PSSession -ComputerName`), connected or not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteShell {
+    /// `InstanceId` (the ShellId).
+    pub shell_id: String,
+    /// The shell's name.
+    pub name: String,
+    /// `Connected` or `Disconnected`, as the target says.
+    pub state: String,
+    /// The owner, as the target names it.
+    pub owner: String,
+    /// The configuration (endpoint) name, from the shell's resource URI.
+    pub configuration_name: String,
+    /// The address of the client that holds or last held it.
+    #[serde(default)]
+    pub client_ip: String,
+    /// How long it lives disconnected, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Its commands (pipelines) still on the target.
+    #[serde(default)]
+    pub commands: u32,
+    /// A session of this relay user is attached to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionId>,
 }
 
 /// The browser's answer to a host call.
@@ -256,6 +354,15 @@ pub enum ErrorCode {
     SessionNotReady,
     /// The output asked for by `attach` has left the bounded buffer; what follows starts later.
     OutputDropped,
+    /// The target refused the credentials.
+    AuthenticationFailed,
+    /// The target refused because one of its quotas (MaxShellsPerUser, MaxConcurrentUsers, …) is reached; the
+    /// message names it.
+    QuotaExceeded,
+    /// The target could not be reached or answered with an error; the message is the target's.
+    TargetFailed,
+    /// The session's transport cannot do it (Disconnect over SSH).
+    NotSupported,
     /// The relay failed; the detail is in its log.
     Internal,
 }
@@ -346,6 +453,30 @@ pub enum ClientMessage {
         /// Follow every kept pipeline from the start.
         #[serde(default)]
         replay: bool,
+    },
+    /// Disconnect-PSSession (WinRM sessions): the remote shell and its running commands go on without anybody
+    /// reading; answered by `session_changed` (state `disconnected`) per session.
+    DisconnectSessions {
+        /// The sessions.
+        ids: Vec<SessionId>,
+        /// `-IdleTimeoutSec`: how long the target keeps the disconnected shell (default: the target's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_timeout_secs: Option<u32>,
+        /// `-OutputBufferingMode` (default: the target's, Block).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_buffering_mode: Option<OutputBufferingMode>,
+    },
+    /// Connect-PSSession: reconnects disconnected sessions (also those the relay kept over a restart); their
+    /// pipelines' output produced meanwhile follows. Answered by `session_changed` per session.
+    ConnectSessions {
+        /// The sessions.
+        ids: Vec<SessionId>,
+    },
+    /// `Get-PSSession -ComputerName`: the shells a WinRM target holds for the credentials given (answered by
+    /// `remote_shells`). Connect to one with `new_sessions` and the target's `shell_id`.
+    GetRemoteShells {
+        /// The target and credentials (`transport` must be `winrm`).
+        target: Target,
     },
     /// Tab completion: runs the remote `TabExpansion2` on `input` with the cursor at `cursor` (in UTF-16 code
     /// units, as PowerShell counts) while the session is idle; answered by `completions`.
@@ -567,6 +698,13 @@ server_message! {
         /// The Invoke-Command runs kept (the last 32 of the user).
         invocations: Vec<InvocationRecord>,
     },
+    /// The answer to `get_remote_shells`.
+    RemoteShells {
+        /// The target asked.
+        computer_name: String,
+        /// Its shells for the user.
+        shells: Vec<RemoteShell>,
+    },
     /// The answer to `complete`: replace `replacement_length` UTF-16 code units of `input` from
     /// `replacement_index` with one of `matches` (none: nothing completes, or the session was busy).
     Completions {
@@ -735,7 +873,7 @@ mod page_config_tests {
     fn page_config_json() {
         let c = PageConfig {
             kiosk: true,
-            kiosk_targets: vec![Target { computer_name: "localhost".into(), transport: Transport::Local, port: None, user: None, password: None, key_file: None, name: Some("Shell".into()) }],
+            kiosk_targets: vec![Target { name: Some("Shell".into()), ..Target::new("localhost", Transport::Local) }],
             embed_target: None,
             frame_ancestors: vec!["https://portal.example".into()],
             idle_timeout_secs: 900,
@@ -770,19 +908,30 @@ mod tests {
             r#"{"type":"new_sessions","targets":[{"computer_name":"srv01","transport":"ssh","port":2222,"user":"bob","password":"pw","name":"web"},{"computer_name":"localhost","transport":"local"}]}"#,
             ClientMessage::NewSessions {
                 targets: vec![
-                    Target {
-                        computer_name: "srv01".into(),
-                        transport: Transport::Ssh,
-                        port: Some(2222),
-                        user: Some("bob".into()),
-                        password: Some("pw".into()),
-                        key_file: None,
-                        name: Some("web".into()),
-                    },
-                    Target { computer_name: "localhost".into(), transport: Transport::Local, port: None, user: None, password: None, key_file: None, name: None },
+                    Target { port: Some(2222), user: Some("bob".into()), password: Some("pw".into()), name: Some("web".into()), ..Target::new("srv01", Transport::Ssh) },
+                    Target::new("localhost", Transport::Local),
                 ],
             },
         );
+        check_client(
+            r#"{"type":"new_sessions","targets":[{"computer_name":"srv02","transport":"winrm","user":"CONTOSO\\ada","password":"pw","use_ssl":true,"authentication":"kerberos","configuration_name":"JEA.Helpdesk","shell_id":"0A1B"}]}"#,
+            ClientMessage::NewSessions {
+                targets: vec![Target {
+                    user: Some("CONTOSO\\ada".into()),
+                    password: Some("pw".into()),
+                    use_ssl: true,
+                    authentication: Some(WinrmAuth::Kerberos),
+                    configuration_name: Some("JEA.Helpdesk".into()),
+                    shell_id: Some("0A1B".into()),
+                    ..Target::new("srv02", Transport::Winrm)
+                }],
+            },
+        );
+        check_client(
+            r#"{"type":"disconnect_sessions","ids":[1,2],"idle_timeout_secs":3600,"output_buffering_mode":"drop"}"#,
+            ClientMessage::DisconnectSessions { ids: vec![SessionId(1), SessionId(2)], idle_timeout_secs: Some(3600), output_buffering_mode: Some(OutputBufferingMode::Drop) },
+        );
+        check_client(r#"{"type":"connect_sessions","ids":[3]}"#, ClientMessage::ConnectSessions { ids: vec![SessionId(3)] });
         check_client(r#"{"type":"get_sessions"}"#, ClientMessage::GetSessions { computer_name: None, name: None });
         check_client(r#"{"type":"remove_sessions","all":true}"#, ClientMessage::RemoveSessions { ids: vec![], all: true });
         check_client(r#"{"type":"remove_sessions","ids":[1,3]}"#, ClientMessage::RemoveSessions { ids: vec![SessionId(1), SessionId(3)], all: false });
@@ -852,6 +1001,9 @@ mod tests {
             availability: Availability::Available,
             reason: None,
             prompt: Some("PS C:\\> ".into()),
+            configuration_name: None,
+            instance_id: None,
+            can_disconnect: false,
         };
         let host = InvokeHost { session: SessionId(1), computer_name: "srv".into(), pipeline: Some(PipelineId(2)), state: PipelineState::Failed, error: None, message: Some("busy".into()) };
         let all = [
@@ -860,6 +1012,20 @@ mod tests {
             ServerMessage::TargetRefused { computer_name: "x".into(), code: ErrorCode::TargetNotAllowed, message: "no".into() },
             ServerMessage::SessionChanged { session: info },
             ServerMessage::PipelineStarted { session: SessionId(1), pipeline: PipelineId(2) },
+            ServerMessage::RemoteShells {
+                computer_name: "srv".into(),
+                shells: vec![RemoteShell {
+                    shell_id: "0A1B".into(),
+                    name: "Runspace1".into(),
+                    state: "Disconnected".into(),
+                    owner: "CONTOSO\\ada".into(),
+                    configuration_name: "Microsoft.PowerShell".into(),
+                    client_ip: "10.0.0.5".into(),
+                    idle_timeout_secs: Some(7200),
+                    commands: 1,
+                    session: None,
+                }],
+            },
             ServerMessage::HostCall { session: SessionId(1), pipeline: PipelineId(2), seq: 1, call_id: 3, method: "ReadLine".into(), args: vec!["<S>a</S>".into()] },
             ServerMessage::InvokeStarted { invocation: InvocationId(1), sessions: vec![SessionId(1)], throttle_limit: 32, script: "gps".into() },
             ServerMessage::InvokeHostStarted { invocation: InvocationId(1), session: SessionId(1), computer_name: "srv".into(), pipeline: PipelineId(2) },
@@ -922,9 +1088,30 @@ mod tests {
                     availability: Availability::Available,
                     reason: None,
                     prompt: None,
+                    configuration_name: None,
+                    instance_id: None,
+                    can_disconnect: false,
                 }],
             },
             r#"{"type":"sessions","sessions":[{"id":1,"name":"Runspace1","computer_name":"localhost","transport":"local","state":"opened","availability":"available"}]}"#,
+        );
+        check_server(
+            ServerMessage::SessionChanged {
+                session: SessionInfo {
+                    id: SessionId(2),
+                    name: "Runspace2".into(),
+                    computer_name: "srv02".into(),
+                    transport: Transport::Winrm,
+                    state: SessionState::Disconnected,
+                    availability: Availability::None,
+                    reason: None,
+                    prompt: None,
+                    configuration_name: Some("Microsoft.PowerShell".into()),
+                    instance_id: Some("0A1B".into()),
+                    can_disconnect: true,
+                },
+            },
+            r#"{"type":"session_changed","session":{"id":2,"name":"Runspace2","computer_name":"srv02","transport":"winrm","state":"disconnected","availability":"none","configuration_name":"Microsoft.PowerShell","instance_id":"0A1B","can_disconnect":true}}"#,
         );
         check_server(
             ServerMessage::InvokeFinished {

@@ -336,7 +336,7 @@ async fn a_target_outside_the_allow_list_is_refused_before_any_connection() {
     let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = trap.local_addr().expect("addr").port();
     let mut c = Client::connect(&relay, "alice").await;
-    let target = Target { computer_name: "127.0.0.1".into(), transport: Transport::Ssh, port: Some(port), user: Some("u".into()), password: Some("p".into()), key_file: None, name: None };
+    let target = Target { port: Some(port), user: Some("u".into()), password: Some("p".into()), ..Target::new("127.0.0.1", Transport::Ssh) };
     c.send(json!({"type": "new_sessions", "targets": [target]})).await;
     let (code, message) = c.until(|m| match m { ServerMessage::TargetRefused { code, message, .. } => Some((*code, message.clone())), _ => None }).await;
     assert_eq!(code, ErrorCode::TargetNotAllowed);

@@ -1,4 +1,4 @@
-//! `psgate invoke`: run one script on a remote (SSH) or local PowerShell and print what comes back.
+//! `psgate invoke`: run one script on a remote (SSH or WinRM) or local PowerShell and print what comes back.
 //!
 //! Output objects go to standard output (as JSON lines with `--json`, else as text); every other stream
 //! goes to standard error the way PowerShell's console shows it. Host calls (Read-Host, Get-Credential,
@@ -22,14 +22,37 @@ use uuid::Uuid;
 
 use super::format;
 use crate::session::outofproc::Session;
+use crate::session::winrm::{self, WinrmTarget};
+use crate::transport::winrm::{AuthMethod, Endpoint, TlsVerification, WinrmOptions};
 use crate::transport::{local, ssh};
 
 /// Where to run, and what.
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
     /// Connect over SSH to USER@HOST[:PORT] (the `powershell` subsystem).
-    #[arg(long, value_name = "USER@HOST[:PORT]", conflicts_with = "local", required_unless_present = "local")]
+    #[arg(long, value_name = "USER@HOST[:PORT]", conflicts_with_all = ["local", "winrm"], required_unless_present_any = ["local", "winrm"])]
     ssh: Option<String>,
+    /// Connect over WinRM (WS-Management) to this endpoint: http[s]://HOST[:PORT][/wsman] (ports 5985/5986 by default).
+    #[arg(long, value_name = "URL", conflicts_with = "local")]
+    winrm: Option<String>,
+    /// The WinRM user (DOMAIN\user or user@REALM).
+    #[arg(long, value_name = "USER", requires = "winrm")]
+    user: Option<String>,
+    /// WinRM authentication: negotiate (Kerberos, else NTLM), ntlm, kerberos, basic.
+    #[arg(long, value_name = "METHOD", default_value = "negotiate", requires = "winrm")]
+    auth: String,
+    /// The WinRM session configuration (endpoint), e.g. a JEA one (default Microsoft.PowerShell).
+    #[arg(long, value_name = "NAME", requires = "winrm")]
+    configuration_name: Option<String>,
+    /// A PEM file of CA certificates to trust for HTTPS, besides the system's.
+    #[arg(long, value_name = "FILE", requires = "winrm")]
+    ca_file: Option<PathBuf>,
+    /// Lab only: accept any HTTPS certificate (no protection against a man in the middle).
+    #[arg(long, requires = "winrm")]
+    danger_accept_invalid_certificates: bool,
+    /// Allow Basic authentication over plain HTTP (the password and every message in clear).
+    #[arg(long, requires = "winrm")]
+    allow_unencrypted: bool,
     /// Run a local PowerShell process instead (`pwsh -s`).
     #[arg(long)]
     local: bool,
@@ -39,7 +62,7 @@ pub struct InvokeArgs {
     /// Private key file for SSH public-key authentication.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// Read the SSH password from the first line of standard input.
+    /// Read the password (SSH or WinRM) from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
     /// The known_hosts file (default: ~/.ssh/known_hosts).
@@ -86,7 +109,36 @@ async fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let pool = RunspacePool::new(PoolConfig::new(Uuid::new_v4()));
     let client = OutOfProcClient::new(pool);
     let timeout = Duration::from_secs(args.timeout);
-    let session = if let Some(target) = &args.ssh {
+    let session = if let Some(url) = &args.winrm {
+        let user = args.user.clone().context("--winrm needs --user")?;
+        let method = match args.auth.to_ascii_lowercase().as_str() {
+            "negotiate" | "default" => AuthMethod::Negotiate,
+            "ntlm" => AuthMethod::Ntlm,
+            "kerberos" => AuthMethod::Kerberos,
+            "basic" => AuthMethod::Basic,
+            other => bail!("--auth {other}: use negotiate, ntlm, kerberos or basic"),
+        };
+        let password = if args.password_stdin {
+            let mut password = String::new();
+            input.read_line(&mut password).context("reading the password from standard input")?;
+            password.trim_end_matches(['\r', '\n']).to_owned()
+        } else if method == AuthMethod::Kerberos || method == AuthMethod::Negotiate {
+            // No password: Kerberos with the ticket cache.
+            String::new()
+        } else {
+            bail!("--auth {} needs --password-stdin", args.auth);
+        };
+        let mut options = WinrmOptions::new(Endpoint::parse(url)?, user, password.into(), method);
+        options.ca_file = args.ca_file.clone();
+        if args.danger_accept_invalid_certificates {
+            options.tls_verification = TlsVerification::DangerAcceptInvalidCertificates;
+        }
+        options.allow_unencrypted_http = args.allow_unencrypted;
+        options.connect_timeout = timeout;
+        let mut target = WinrmTarget::new(options);
+        target.configuration_name = args.configuration_name.clone();
+        tokio::time::timeout(timeout, winrm::connect(target, None)).await.context("the target did not answer in time")??
+    } else if let Some(target) = &args.ssh {
         let (user, host, port) = parse_target(target)?;
         let auth = if args.password_stdin {
             let mut password = String::new();
@@ -125,13 +177,13 @@ async fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         session
     };
     let mut run = Run { session, json: json::Writer::default(), json_mode: args.json, input, pending_secure: Vec::new(), exit: ExitCode::SUCCESS };
-    run.session.with(OutOfProcClient::open).await??;
+    run.session.with(|c| c.open()).await??;
     tokio::time::timeout(timeout, run.until_opened()).await.context("the session did not open in time")??;
     let pipeline = Uuid::new_v4();
     let spec = PipelineSpec::script(args.script.clone());
     run.session.with(move |c| c.create_pipeline(pipeline, &spec)).await??;
     run.until_finished(pipeline).await?;
-    run.session.with(OutOfProcClient::close).await?;
+    run.session.with(|c| c.close()).await?;
     // The server answers the close; give it a moment, then end regardless.
     let _ = tokio::time::timeout(Duration::from_secs(5), run.until_closed()).await;
     Ok(run.exit)

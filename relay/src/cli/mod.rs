@@ -54,7 +54,7 @@ enum Command {
     #[command(subcommand)]
     Clixml(clixml::ClixmlCommand),
     /// Run one script on a remote PowerShell over SSH, or on a local one, and print what it returns.
-    Invoke(invoke::InvokeArgs),
+    Invoke(Box<invoke::InvokeArgs>),
     /// Run the relay: the browser console, its API and the sessions (the configuration keys: `psgate --help`).
     Serve {
         /// The TOML configuration file (absent: defaults and environment).
@@ -102,7 +102,7 @@ pub fn run(cli: Cli) -> ExitCode {
     init_tracing(if matches!(cli.command, Command::Demo { .. } | Command::Serve { .. }) { "info" } else { "warn" });
     let result = match cli.command {
         Command::Clixml(cmd) => clixml::run(cmd),
-        Command::Invoke(args) => invoke::run(args),
+        Command::Invoke(args) => invoke::run(*args),
         Command::Serve { config } => serve::serve(config.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::User(UserCommand::Add { name, config }) => serve::add_user(config.as_deref(), &name).map(|()| ExitCode::SUCCESS),
         Command::Demo { port, assets, kiosk, frame_ancestors, idle_timeout } => {

@@ -10,14 +10,32 @@ use rand::Rng as _;
 
 use crate::config::{AllowRule, AuthConfig, Config, EmbedConfig, KioskConfig, TargetPreset};
 use crate::http::{Api, AppConfig, auth::Auth};
+use crate::seal::Sealer;
 use crate::session::manager::Manager;
 use crate::store::Store;
 
 /// The API's state for `config` and `store`.
 pub fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
+    // The key that seals kept WinRM passwords lives beside a database file; an in-memory database gets one that
+    // dies with the process.
+    let sealer = match store.path() {
+        Some(db) => {
+            let mut key = db.as_os_str().to_owned();
+            key.push(".key");
+            Sealer::load_or_create(Path::new(&key))
+        }
+        None => Sealer::ephemeral(),
+    };
+    let manager = match sealer {
+        Ok(sealer) => Manager::with_store(config.clone(), store.clone(), sealer),
+        Err(e) => {
+            tracing::error!(error = %e, "no key to seal passwords: WinRM sessions are not kept over a restart");
+            Manager::new(config.clone())
+        }
+    };
     Api {
         auth: Arc::new(Auth::new(store, &config)),
-        manager: Manager::new(config.clone()),
+        manager,
         allowed_origins: Arc::new(config.allowed_origins.clone()),
         config,
     }

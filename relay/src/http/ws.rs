@@ -211,6 +211,22 @@ async fn changes(manager: Arc<Manager>, user: String, out: mpsc::Sender<ServerMe
                 }
                 continue;
             }
+            // A pipeline re-attached by a Connect: followed from its first event.
+            ServerMessage::PipelineStarted { session, pipeline } => {
+                let (session, pipeline) = (*session, *pipeline);
+                if out.send(message).await.is_err() {
+                    break;
+                }
+                pumps.retain(|_, p| !p.0.is_finished());
+                if let Ok(buffer) = manager.buffer(&user, session, pipeline) {
+                    let out = out.clone();
+                    let task = tokio::spawn(async move {
+                        let _ = pump(&out, pipeline, &buffer, 0).await;
+                    });
+                    pumps.insert(pipeline, Pump(task));
+                }
+                continue;
+            }
             ServerMessage::InvokeHostFinished { host, .. } => {
                 if let Some(mut p) = host.pipeline.and_then(|p| pumps.remove(&p)) {
                     let _ = (&mut p.0).await;
@@ -310,6 +326,23 @@ impl Connection {
                 }
                 Err(e) => Err(e.to_message()),
             },
+            ClientMessage::DisconnectSessions { ids, idle_timeout_secs, output_buffering_mode } => {
+                m.disconnect(&user, &ids, idle_timeout_secs.map(|s| std::time::Duration::from_secs(u64::from(s))), output_buffering_mode).map_err(|e| e.to_message())
+            }
+            ClientMessage::ConnectSessions { ids } => m.connect(&user, &ids).map_err(|e| e.to_message()),
+            ClientMessage::GetRemoteShells { target } => {
+                // Enumerating takes round trips to the target: the connection goes on meanwhile.
+                let out = self.out.clone();
+                tokio::spawn(async move {
+                    let computer_name = target.computer_name.trim().to_owned();
+                    let message = match m.remote_shells(&user, &target).await {
+                        Ok(shells) => ServerMessage::RemoteShells { computer_name, shells },
+                        Err(e) => ServerMessage::TargetRefused { computer_name, code: e.code, message: e.message },
+                    };
+                    let _ = out.send(message).await;
+                });
+                Ok(())
+            }
             ClientMessage::Attach { session, pipeline, after_seq } => match m.buffer(&user, session, pipeline) {
                 Ok(buffer) => {
                     self.follow(session, pipeline, buffer, after_seq);

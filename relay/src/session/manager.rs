@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use psgate_shared::api::{
-    Availability, Completion, DEFAULT_THROTTLE_LIMIT, ErrorCode, InvocationRecord, InvokeHost, PipelineRecord, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
+    Availability, Completion, DEFAULT_THROTTLE_LIMIT, OutputBufferingMode, RemoteShell, WinrmAuth, ErrorCode, InvocationRecord, InvokeHost, PipelineRecord, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
 };
 use psgate_shared::clixml::{self, Content, Object, Property, Value};
 use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
@@ -24,8 +24,13 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::outofproc::Session;
+use super::winrm::{self as winrm_session, ShellRecord, WinrmTarget};
 use crate::config::Config;
+use crate::seal::Sealer;
+use crate::store::{Store, WinrmSessionRow};
+use crate::transport::winrm::{AuthMethod, Endpoint, TlsVerification, WinrmError, WinrmOptions};
 use crate::transport::{local, ssh};
+use crate::wsman::{FaultKind, configuration_uri};
 
 /// Events kept per pipeline; older ones are dropped (an `attach` before them gets `output_dropped`).
 pub const BUFFER_EVENTS: usize = 10_000;
@@ -153,7 +158,20 @@ enum Command {
     Answer { pipeline: PipelineId, call_id: i64, answer: Answer },
     /// Tab completion (answered with `completions`, empty when the session is busy).
     Complete { input: String, cursor: u32, reply: oneshot::Sender<ServerMessage> },
+    /// Disconnect-PSSession (WinRM).
+    Disconnect { idle_timeout: Option<Duration>, buffer_mode: Option<OutputBufferingMode> },
+    /// Connect-PSSession (WinRM): reconnect, or connect a session kept over a relay restart.
+    Connect,
     Close,
+}
+
+/// How a session's task starts.
+#[derive(Debug)]
+enum Start {
+    /// New-PSSession: a new runspace pool (over WinRM, a new shell, or a connect to `target.shell_id`).
+    New,
+    /// A WinRM session kept over a relay restart: disconnected until Connect.
+    Restored(ShellRecord),
 }
 
 #[derive(Debug)]
@@ -262,12 +280,79 @@ pub struct Manager {
     config: Arc<Config>,
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Change>,
+    /// Where WinRM sessions are kept for a Connect after a restart (none: they are not).
+    store: Option<(Arc<Store>, Sealer)>,
 }
 
 impl Manager {
     /// A manager that opens sessions the allow-list in `config` lets through.
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0 })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None })
+    }
+
+    /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
+    /// previous relay process kept: they show as Disconnected until Connect. Call inside the runtime.
+    pub fn with_store(config: Arc<Config>, store: Arc<Store>, sealer: Sealer) -> Arc<Manager> {
+        let rows = store.winrm_sessions().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the kept WinRM sessions");
+            Vec::new()
+        });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)) });
+        for row in rows {
+            if let Err(e) = manager.restore(&row) {
+                tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
+                manager.forget(&row.key);
+            }
+        }
+        manager
+    }
+
+    fn restore(self: &Arc<Self>, row: &WinrmSessionRow) -> anyhow::Result<()> {
+        let mut target: Target = serde_json::from_str(&row.target)?;
+        let record: ShellRecord = serde_json::from_str(&row.shell)?;
+        if let (Some(sealed), Some((_, sealer))) = (&row.sealed_password, &self.store) {
+            target.password = Some(sealer.open(sealed, &row.key)?);
+        }
+        self.check_target(&target).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let (id, entry, rx) = self.add_entry(&row.owner, &target, SessionState::Disconnected);
+        self.update(&entry, |i| i.instance_id = Some(row.key.clone()));
+        tracing::info!(session = id.0, owner = %row.owner, shell = %row.key, "WinRM session kept over the restart: disconnected");
+        tokio::spawn(drive(self.clone(), entry, target, Start::Restored(record), rx));
+        Ok(())
+    }
+
+    /// Keeps what a later Connect needs (the password sealed).
+    fn keep(&self, owner: &str, target: &Target, record: &ShellRecord) {
+        let Some((store, sealer)) = &self.store else { return };
+        let key = record.shell_id.hyphenated().to_string().to_uppercase();
+        let sealed = match target.password.as_deref().map(|p| sealer.seal(p, &key)).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "sealing a password; the session is not kept");
+                return;
+            }
+        };
+        let mut public = target.clone();
+        public.password = None;
+        public.shell_id = None;
+        let row = WinrmSessionRow {
+            key,
+            owner: owner.to_owned(),
+            target: serde_json::to_string(&public).unwrap_or_default(),
+            shell: serde_json::to_string(record).unwrap_or_default(),
+            sealed_password: sealed,
+        };
+        if let Err(e) = store.put_winrm_session(&row) {
+            tracing::error!(error = %e, "keeping a WinRM session");
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        if let Some((store, _)) = &self.store
+            && let Err(e) = store.remove_winrm_session(key)
+        {
+            tracing::error!(error = %e, "forgetting a WinRM session");
+        }
     }
 
     /// Changes of every user (filter by [`Change::owner`]).
@@ -288,11 +373,14 @@ impl Manager {
         let port = target.port.unwrap_or(match target.transport {
             Transport::Ssh => 22,
             Transport::Local => 0,
+            Transport::Winrm if target.use_ssl => 5986,
+            Transport::Winrm => 5985,
         });
         if !self.config.allows(host, port, target.transport) {
             let how = match target.transport {
                 Transport::Ssh => format!("{host}:{port} over ssh"),
                 Transport::Local => format!("{host} over the local transport"),
+                Transport::Winrm => format!("{host}:{port} over WinRM"),
             };
             return Err(ApiError::new(ErrorCode::TargetNotAllowed, format!("{how} is not in this relay's allow-list")));
         }
@@ -306,6 +394,16 @@ impl Manager {
             Transport::Local if self.config.local_command.is_none() => {
                 Err(ApiError::new(ErrorCode::TargetNotAllowed, "the local transport is not configured on this relay"))
             }
+            Transport::Winrm if target.user.as_deref().unwrap_or_default().trim().is_empty() || target.password.is_none() => {
+                // Never the relay's own Kerberos tickets: a browser user brings their own credentials.
+                Err(ApiError::new(ErrorCode::InvalidTarget, format!("{host}: a WinRM target needs a user and a password")))
+            }
+            Transport::Winrm if target.authentication == Some(WinrmAuth::Basic) && !target.use_ssl && !self.config.winrm.allow_basic_over_http => {
+                Err(ApiError::new(
+                    ErrorCode::InvalidTarget,
+                    format!("{host}: Basic authentication over plain HTTP would send the password in clear; use HTTPS (UseSSL) or Negotiate"),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -316,28 +414,124 @@ impl Manager {
         // Kiosk mode: only the kiosk's targets, whatever the allow-list would let through.
         self.config.kiosk_allows(&target).map_err(|m| ApiError::new(ErrorCode::TargetNotAllowed, m))?;
         self.check_target(&target)?;
-        let (commands, rx) = mpsc::unbounded_channel();
-        let (id, info, entry) = {
-            let mut inner = lock(&self.inner);
-            inner.next_session += 1;
-            let id = SessionId(inner.next_session);
-            let info = SessionInfo {
-                id,
-                name: target.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| format!("Runspace{}", id.0)),
-                computer_name: target.computer_name.trim().to_owned(),
-                transport: target.transport,
-                state: SessionState::Opening,
-                availability: Availability::None,
-                reason: None,
-                prompt: None,
-            };
-            let entry = Arc::new(Entry { owner: owner.to_owned(), info: Mutex::new(info.clone()), commands, pipelines: Mutex::default() });
-            inner.sessions.insert(id, entry.clone());
-            (id, info, entry)
-        };
+        if let Some(shell) = target.shell_id.as_deref() {
+            if target.transport != Transport::Winrm {
+                return Err(ApiError::new(ErrorCode::NotSupported, "only WinRM sessions can connect to an existing shell"));
+            }
+            if Uuid::parse_str(shell).is_err() {
+                return Err(ApiError::new(ErrorCode::InvalidTarget, format!("{shell:?} is not a shell id")));
+            }
+            let attached = lock(&self.inner).sessions.values().any(|e| lock(&e.info).instance_id.as_deref().is_some_and(|i| i.eq_ignore_ascii_case(shell)));
+            if attached {
+                return Err(ApiError::new(ErrorCode::InvalidTarget, format!("a session of this relay is attached to shell {shell} already")));
+            }
+        }
+        let (id, entry, rx) = self.add_entry(owner, &target, SessionState::Opening);
+        let info = lock(&entry.info).clone();
         tracing::info!(session = id.0, owner, computer = %info.computer_name, transport = ?info.transport, "new session");
-        tokio::spawn(drive(self.clone(), entry, target, rx));
+        tokio::spawn(drive(self.clone(), entry, target, Start::New, rx));
         Ok(info)
+    }
+
+    fn add_entry(&self, owner: &str, target: &Target, state: SessionState) -> (SessionId, Arc<Entry>, mpsc::UnboundedReceiver<Command>) {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let mut inner = lock(&self.inner);
+        inner.next_session += 1;
+        let id = SessionId(inner.next_session);
+        let winrm = target.transport == Transport::Winrm;
+        let info = SessionInfo {
+            id,
+            name: target.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| format!("Runspace{}", id.0)),
+            computer_name: target.computer_name.trim().to_owned(),
+            transport: target.transport,
+            state,
+            availability: Availability::None,
+            reason: None,
+            prompt: None,
+            configuration_name: winrm.then(|| target.configuration_name.clone().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| "Microsoft.PowerShell".into())),
+            instance_id: target.shell_id.as_ref().map(|s| s.to_uppercase()),
+            can_disconnect: winrm,
+        };
+        let entry = Arc::new(Entry { owner: owner.to_owned(), info: Mutex::new(info), commands, pipelines: Mutex::default() });
+        inner.sessions.insert(id, entry.clone());
+        (id, entry, rx)
+    }
+
+    /// Disconnect-PSSession on `owner`'s sessions (all checked before any is disconnected).
+    pub fn disconnect(&self, owner: &str, ids: &[SessionId], idle_timeout: Option<Duration>, buffer_mode: Option<OutputBufferingMode>) -> Result<(), ApiError> {
+        let entries = self.entries(owner, ids)?;
+        for e in &entries {
+            let info = lock(&e.info);
+            if !info.can_disconnect {
+                return Err(ApiError::new(ErrorCode::NotSupported, format!("session {} ({:?}) cannot be disconnected: only WinRM sessions can", info.id.0, info.transport)));
+            }
+            if info.state != SessionState::Opened {
+                return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} is {:?}, not opened", info.id.0, info.state).to_lowercase()));
+            }
+        }
+        for e in entries {
+            let _ = e.commands.send(Command::Disconnect { idle_timeout, buffer_mode });
+        }
+        Ok(())
+    }
+
+    /// Connect-PSSession on `owner`'s disconnected sessions.
+    pub fn connect(&self, owner: &str, ids: &[SessionId]) -> Result<(), ApiError> {
+        let entries = self.entries(owner, ids)?;
+        for e in &entries {
+            let info = lock(&e.info);
+            if info.state != SessionState::Disconnected {
+                return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} is {:?}, not disconnected", info.id.0, info.state).to_lowercase()));
+            }
+        }
+        for e in entries {
+            let _ = e.commands.send(Command::Connect);
+        }
+        Ok(())
+    }
+
+    fn entries(&self, owner: &str, ids: &[SessionId]) -> Result<Vec<Arc<Entry>>, ApiError> {
+        ids.iter().map(|id| self.entry(owner, *id)).collect()
+    }
+
+    /// `Get-PSSession -ComputerName`: the shells a WinRM target holds for the credentials in `target`.
+    pub async fn remote_shells(&self, owner: &str, target: &Target) -> Result<Vec<RemoteShell>, ApiError> {
+        if target.transport != Transport::Winrm {
+            return Err(ApiError::new(ErrorCode::NotSupported, "only WinRM targets list their shells"));
+        }
+        self.config.kiosk_allows(target).map_err(|m| ApiError::new(ErrorCode::TargetNotAllowed, m))?;
+        self.check_target(target)?;
+        let winrm = winrm_target(&self.config, target).map_err(|e| target_error(&e))?;
+        let shells = winrm_session::enumerate(&winrm).await.map_err(|e| target_error(&anyhow::Error::new(e)))?;
+        let attached: Vec<(String, SessionId)> = {
+            let inner = lock(&self.inner);
+            inner.sessions.values().filter(|e| e.owner == owner).filter_map(|e| {
+                let info = lock(&e.info);
+                info.instance_id.clone().map(|i| (i, info.id))
+            }).collect()
+        };
+        Ok(shells
+            .into_iter()
+            .map(|(s, commands)| {
+                let uri = s.resource_uri.clone().unwrap_or_default();
+                RemoteShell {
+                    session: attached.iter().find(|(i, _)| i.eq_ignore_ascii_case(&s.shell_id)).map(|(_, id)| *id),
+                    name: s.name.clone().unwrap_or_else(|| s.shell_id.clone()),
+                    state: match &s.state {
+                        Some(crate::wsman::ShellState::Connected) => "Connected".into(),
+                        Some(crate::wsman::ShellState::Disconnected) => "Disconnected".into(),
+                        Some(crate::wsman::ShellState::Other(o)) => o.clone(),
+                        None => String::new(),
+                    },
+                    owner: s.owner.clone().unwrap_or_default(),
+                    configuration_name: uri.rsplit('/').next().unwrap_or_default().to_owned(),
+                    client_ip: s.client_ip.clone().unwrap_or_default(),
+                    idle_timeout_secs: s.idle_timeout.map(|d| d.as_secs()),
+                    commands: commands.len() as u32,
+                    shell_id: s.shell_id,
+                }
+            })
+            .collect())
     }
 
     fn entry(&self, owner: &str, id: SessionId) -> Result<Arc<Entry>, ApiError> {
@@ -538,6 +732,26 @@ impl Manager {
         Ok(())
     }
 
+    /// A pipeline found running at a connect: kept like a console command, announced to every connection of the
+    /// owner (which follow it from its first event).
+    fn reattach(&self, entry: &Entry, uuid: Uuid) -> Running {
+        let pipeline = {
+            let mut inner = lock(&self.inner);
+            inner.next_pipeline += 1;
+            PipelineId(inner.next_pipeline)
+        };
+        let buffer = Arc::new(Buffer::new());
+        let session = {
+            let mut info = lock(&entry.info);
+            info.availability = Availability::Busy;
+            info.id
+        };
+        lock(&entry.pipelines).insert(pipeline, Kept { buffer: buffer.clone(), script: format!("(connected pipeline {uuid})"), prompt: String::new(), invocation: None });
+        tracing::info!(session = session.0, pipeline = pipeline.0, %uuid, "a running pipeline re-attached");
+        self.publish(&entry.owner, ServerMessage::PipelineStarted { session, pipeline });
+        Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag: None, waiting_for_key: Vec::new(), progress: BTreeMap::new() }
+    }
+
     fn update(&self, entry: &Entry, f: impl FnOnce(&mut SessionInfo)) {
         let info = {
             let mut info = lock(&entry.info);
@@ -600,9 +814,78 @@ fn split_argv(argv: &[String]) -> Vec<OsString> {
     argv.iter().map(OsString::from).collect()
 }
 
-async fn connect(config: &Config, target: &Target) -> anyhow::Result<Session> {
+/// The WinRM options for a target (the relay's `[winrm]` settings applied).
+fn winrm_target(config: &Config, target: &Target) -> anyhow::Result<WinrmTarget> {
+    let host = target.computer_name.trim();
+    let mut endpoint = if target.use_ssl { Endpoint::https(host) } else { Endpoint::http(host) };
+    if let Some(port) = target.port {
+        endpoint.port = port;
+    }
+    let auth = match target.authentication.unwrap_or_default() {
+        WinrmAuth::Negotiate => AuthMethod::Negotiate,
+        WinrmAuth::Ntlm => AuthMethod::Ntlm,
+        WinrmAuth::Kerberos => AuthMethod::Kerberos,
+        WinrmAuth::Basic => AuthMethod::Basic,
+    };
+    let password = target.password.clone().ok_or_else(|| anyhow::anyhow!("no password"))?;
+    let mut options = WinrmOptions::new(endpoint, target.user.clone().unwrap_or_default().trim(), password.into(), auth);
+    options.ca_file = config.winrm.ca_file.clone();
+    if config.winrm.danger_accept_invalid_certificates {
+        options.tls_verification = TlsVerification::DangerAcceptInvalidCertificates;
+    }
+    options.allow_unencrypted_http = config.winrm.allow_basic_over_http;
+    options.connect_timeout = OPEN_TIMEOUT;
+    let mut winrm = WinrmTarget::new(options);
+    winrm.configuration_name = target.configuration_name.clone().filter(|c| !c.trim().is_empty());
+    winrm.operation_timeout = Duration::from_secs(config.winrm.operation_timeout_secs);
+    Ok(winrm)
+}
+
+/// A target's failure as the browser sees it: refused credentials and quota faults get their own codes.
+fn target_error(e: &anyhow::Error) -> ApiError {
+    let message = format!("{e:#}");
+    for cause in e.chain() {
+        let (http, fault) = match cause.downcast_ref::<winrm_session::WinrmOpError>() {
+            Some(op) => (match op {
+                winrm_session::WinrmOpError::Http(h) => Some(h),
+                winrm_session::WinrmOpError::Wsman(_) => None,
+            }, op.kind()),
+            None => (cause.downcast_ref::<WinrmError>(), None),
+        };
+        if let Some(WinrmError::Auth(_)) = http {
+            return ApiError::new(ErrorCode::AuthenticationFailed, message);
+        }
+        if let Some(FaultKind::Quota(_)) = fault {
+            return ApiError::new(ErrorCode::QuotaExceeded, message);
+        }
+        if let Some(FaultKind::AccessDenied) = fault {
+            return ApiError::new(ErrorCode::AuthenticationFailed, message);
+        }
+    }
+    ApiError::new(ErrorCode::TargetFailed, message)
+}
+
+/// What a Connect to `target.shell_id` (a shell listed by `remote_shells`) needs: its configuration and commands.
+async fn shell_to_connect(config: &Config, target: &Target, shell_id: &str) -> anyhow::Result<ShellRecord> {
+    let winrm = winrm_target(config, target)?;
+    let shells = winrm_session::enumerate(&winrm).await?;
+    let (shell, commands) = shells
+        .into_iter()
+        .find(|(s, _)| s.shell_id.eq_ignore_ascii_case(shell_id))
+        .ok_or_else(|| anyhow::anyhow!("{} holds no shell {shell_id} for {}", target.computer_name.trim(), target.user.as_deref().unwrap_or_default()))?;
+    Ok(ShellRecord {
+        endpoint: winrm.options.endpoint.to_string(),
+        resource_uri: shell.resource_uri.unwrap_or_else(|| configuration_uri(target.configuration_name.as_deref().unwrap_or("Microsoft.PowerShell"))),
+        shell_id: Uuid::parse_str(&shell.shell_id)?,
+        wsman_session_id: Uuid::nil(),
+        commands,
+    })
+}
+
+async fn connect(config: &Config, target: &Target, attach: Option<ShellRecord>) -> anyhow::Result<Session> {
     let client = OutOfProcClient::new(RunspacePool::new(PoolConfig::new(Uuid::new_v4())));
     match target.transport {
+        Transport::Winrm => Ok(winrm_session::connect(winrm_target(config, target)?, attach).await?),
         Transport::Local => {
             let argv = config.local_command.as_deref().map(split_argv).unwrap_or_default();
             let local::LocalProcess { child, stream } = local::spawn(&argv)?;
@@ -631,9 +914,12 @@ async fn connect(config: &Config, target: &Target) -> anyhow::Result<Session> {
     }
 }
 
-/// Opens the pool and waits for it; events before that are handled (host calls of the pool get errors).
-async fn open(session: &mut Session) -> anyhow::Result<()> {
-    session.with(OutOfProcClient::open).await??;
+/// Opens the pool (unless it connects to an existing one) and waits for it; events before that are handled (host
+/// calls of the pool get errors).
+async fn open(session: &mut Session, connecting: bool) -> anyhow::Result<()> {
+    if !connecting {
+        session.with(|c| c.open()).await??;
+    }
     loop {
         match session.events.recv().await {
             Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. })) => return Ok(()),
@@ -641,6 +927,7 @@ async fn open(session: &mut Session) -> anyhow::Result<()> {
                 anyhow::bail!("{}", error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session could not be opened".into()))
             }
             Some(ClientEvent::SessionClosed) | None => anyhow::bail!("the target closed the connection"),
+            Some(ClientEvent::OperationFailed(why)) => anyhow::bail!("{why}"),
             Some(_) => {}
         }
     }
@@ -796,39 +1083,97 @@ fn completions_of(session: SessionId, input: String, cursor: u32, value: &Value)
 }
 
 /// A session's task.
-async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut commands: mpsc::UnboundedReceiver<Command>) {
+async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: Start, mut commands: mpsc::UnboundedReceiver<Command>) {
     let id = lock(&entry.info).id;
+    let mut attach = match start {
+        Start::New => None,
+        // Kept over a restart: nothing happens until Connect.
+        Start::Restored(record) => loop {
+            match commands.recv().await {
+                Some(Command::Connect) => {
+                    manager.update(&entry, |i| {
+                        i.state = SessionState::Opening;
+                        i.reason = None;
+                    });
+                    break Some(record);
+                }
+                None | Some(Command::Close) => {
+                    // Remove-PSSession of a disconnected session ends its shell at the target too.
+                    let key = record.shell_id.hyphenated().to_string().to_uppercase();
+                    if let Ok(winrm) = winrm_target(&manager.config, &target)
+                        && let Err(e) = winrm_session::delete(&winrm, &record).await
+                    {
+                        tracing::info!(session = id.0, error = %e, "deleting a disconnected shell");
+                    }
+                    manager.forget(&key);
+                    return;
+                }
+                Some(c) => refuse(c, id, "the session is disconnected: connect it first"),
+            }
+        },
+    };
     let opened = tokio::select! {
         r = tokio::time::timeout(OPEN_TIMEOUT, async {
-            let mut s = connect(&manager.config, &target).await?;
-            open(&mut s).await?;
+            if attach.is_none() && let Some(shell) = target.shell_id.as_deref() {
+                attach = Some(shell_to_connect(&manager.config, &target, shell).await?);
+            }
+            let mut s = connect(&manager.config, &target, attach.clone()).await?;
+            open(&mut s, attach.is_some()).await?;
             anyhow::Ok(s)
         }) => r.unwrap_or_else(|_| Err(anyhow::anyhow!("the session did not open within {} s", OPEN_TIMEOUT.as_secs()))),
         // Removed while opening: dropping the half-open session ends it.
-        _ = wait_close(&mut commands, id) => return,
+        _ = wait_close(&mut commands, id) => {
+            if let Some(record) = &attach {
+                manager.forget(&record.shell_id.hyphenated().to_string().to_uppercase());
+            }
+            return;
+        }
     };
     let mut session = match opened {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(session = id.0, error = %format!("{e:#}"), "the session could not be opened");
+            let error = target_error(&e);
+            tracing::warn!(session = id.0, code = ?error.code, error = %error.message, "the session could not be opened");
+            manager.publish(&entry.owner, ServerMessage::TargetRefused { computer_name: target.computer_name.trim().to_owned(), code: error.code, message: error.message.clone() });
+            // A kept session whose connect failed stays kept and disconnected: the target may be back later.
+            let kept = attach.is_some() && target.shell_id.is_none();
             manager.update(&entry, |i| {
-                i.state = SessionState::Broken;
-                i.reason = Some(format!("{e:#}"));
+                i.state = if kept { SessionState::Disconnected } else { SessionState::Broken };
+                i.reason = Some(error.message);
             });
+            if kept && let Some(record) = attach {
+                // Start over, waiting for the next Connect.
+                Box::pin(drive(manager.clone(), entry.clone(), target, Start::Restored(record), commands)).await;
+                return;
+            }
             let _ = wait_close(&mut commands, id).await;
             return;
         }
     };
     tracing::info!(session = id.0, "session opened");
+    let shell = session.with(|c| c.shell()).await.ok().flatten();
+    if let Some(record) = &shell {
+        manager.keep(&entry.owner, &target, record);
+    }
+    let shell_key = shell.as_ref().map(|r| r.shell_id.hyphenated().to_string().to_uppercase());
     manager.update(&entry, |i| {
         i.state = SessionState::Opened;
         i.availability = Availability::Available;
+        i.instance_id = shell_key.clone();
+        i.reason = None;
     });
     let mut running: Option<Running> = None;
+    // Connected to a shell with commands still running: the first is the session's running pipeline again.
+    if let Some(uuid) = attach.as_ref().and_then(|r| r.commands.first().copied()) {
+        running = Some(manager.reattach(&entry, uuid));
+    }
+    let mut disconnected = false;
+    // The prompt is asked for once a re-attached pipeline has ended.
+    let reattached = running.is_some();
     // The relay's own pipeline (the prompt, tab completion), and the commands that wait for it to end.
     let mut internal: Option<Internal> = None;
     let mut queued: VecDeque<Command> = VecDeque::new();
-    if start_internal(&mut session, id, &mut internal, Purpose::Prompt).await.is_err() {
+    if running.is_none() && start_internal(&mut session, id, &mut internal, Purpose::Prompt).await.is_err() {
         manager.update(&entry, |i| {
             i.state = SessionState::Broken;
             i.availability = Availability::None;
@@ -839,7 +1184,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
     }
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut prompt_stale = false;
+    let mut prompt_stale = reattached;
     let reason = loop {
         // A console command ended: ask for the prompt again (its location may have changed), as the console does.
         if prompt_stale && running.is_none() && internal.is_none() {
@@ -856,6 +1201,11 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
             let deadline = internal.as_ref().map_or_else(tokio::time::Instant::now, |i| i.deadline);
             tokio::select! {
                 command = commands.recv() => match command {
+                    // Nothing runs while the session is disconnected.
+                    Some(c @ (Command::Run { .. } | Command::Complete { .. })) if disconnected => {
+                        refuse(c, id, "the session is disconnected: connect it first");
+                        continue;
+                    }
                     // A command or completion waits for the relay's own pipeline to end.
                     Some(c @ (Command::Run { .. } | Command::Complete { .. })) if internal.is_some() => {
                         queued.push_back(c);
@@ -873,6 +1223,36 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                         if handle(&manager, &entry, &mut session, &mut running, &mut internal, &mut prompt_stale, event).await.is_err() {
                             break "the session's connection ended".to_owned();
                         }
+                        None
+                    }
+                    Some(ClientEvent::Disconnected) => {
+                        disconnected = true;
+                        tracing::info!(session = id.0, "session disconnected");
+                        if let Ok(Some(record)) = session.with(|c| c.shell()).await {
+                            manager.keep(&entry.owner, &target, &record);
+                        }
+                        manager.update(&entry, |i| {
+                            i.state = SessionState::Disconnected;
+                            i.availability = Availability::None;
+                            i.reason = None;
+                        });
+                        None
+                    }
+                    Some(ClientEvent::Reconnected) => {
+                        disconnected = false;
+                        tracing::info!(session = id.0, "session reconnected");
+                        let busy = running.is_some();
+                        manager.update(&entry, |i| {
+                            i.state = SessionState::Opened;
+                            i.availability = if busy { Availability::Busy } else { Availability::Available };
+                            i.reason = None;
+                        });
+                        None
+                    }
+                    Some(ClientEvent::OperationFailed(why)) => {
+                        tracing::warn!(session = id.0, %why, "disconnect or connect failed");
+                        manager.publish(&entry.owner, ServerMessage::TargetRefused { computer_name: target.computer_name.trim().to_owned(), code: ErrorCode::TargetFailed, message: why.clone() });
+                        manager.update(&entry, |i| i.reason = Some(why));
                         None
                     }
                     Some(_) => None,
@@ -911,9 +1291,22 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
                         buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Stopped, error: removed() });
                     }
                 }
-                let _ = session.with(OutOfProcClient::close).await;
+                let _ = session.with(|c| c.close()).await;
                 let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(e) = session.events.recv().await { if matches!(e, ClientEvent::SessionClosed) { break } } }).await;
+                if let Some(key) = &shell_key {
+                    manager.forget(key);
+                }
                 return;
+            }
+            Command::Disconnect { idle_timeout, buffer_mode } => {
+                if session.with(move |c| c.disconnect(idle_timeout, buffer_mode)).await.is_err() {
+                    break "the session's connection ended".to_owned();
+                }
+            }
+            Command::Connect => {
+                if session.with(|c| c.reconnect()).await.is_err() {
+                    break "the session's connection ended".to_owned();
+                }
             }
             Command::Run { pipeline, script, buffer, tag } => {
                 let uuid = Uuid::new_v4();
@@ -976,6 +1369,9 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, mut com
         refuse(c, id, &reason);
     }
     tracing::warn!(session = id.0, %reason, "session broken");
+    if let Some(key) = &shell_key {
+        manager.forget(key);
+    }
     if let Some(mut r) = running.take() {
         flush_progress(id, &mut r);
         r.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline: r.id, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(reason.clone())).ok() });
@@ -1035,7 +1431,7 @@ fn refuse(command: Command, session: SessionId, why: &str) {
         Command::Complete { input, cursor, reply } => {
             let _ = reply.send(no_completions(session, input, cursor));
         }
-        Command::Stop(_) | Command::Answer { .. } | Command::Close => {}
+        Command::Stop(_) | Command::Answer { .. } | Command::Disconnect { .. } | Command::Connect | Command::Close => {}
     }
 }
 
@@ -1240,7 +1636,7 @@ mod tests {
     fn the_allow_list_is_checked_before_anything() {
         let config = Config::parse("local_command = [\"true\"]\n[[allow]]\nhosts = [\"localhost\"]\ntransports = [\"local\"]\n[[allow]]\nhosts = [\"srv*.contoso.com\"]\nports = [22]").expect("config");
         let m = Manager::new(Arc::new(config));
-        let t = |host: &str, transport, port| Target { computer_name: host.into(), transport, port, user: Some("u".into()), password: Some("p".into()), key_file: None, name: None };
+        let t = |host: &str, transport, port| Target { port, user: Some("u".into()), password: Some("p".into()), ..Target::new(host, transport) };
         assert_eq!(m.check_target(&t("localhost", Transport::Local, None)), Ok(()));
         assert_eq!(m.check_target(&t("srv1.contoso.com", Transport::Ssh, None)), Ok(()));
         for bad in [t("evil.org", Transport::Ssh, None), t("srv1.contoso.com", Transport::Ssh, Some(2222)), t("localhost", Transport::Ssh, None)] {

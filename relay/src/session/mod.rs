@@ -6,3 +6,4 @@
 
 pub mod manager;
 pub mod outofproc;
+pub mod winrm;

@@ -6,7 +6,10 @@
 
 use std::collections::VecDeque;
 
+use psgate_shared::psrp::messages::PipelineSpec;
 use psgate_shared::psrp::outofproc::{ClientEvent, OutOfProcClient};
+use psgate_shared::psrp::pool::{ProtocolError, RunspacePool};
+use uuid::Uuid;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -18,7 +21,70 @@ pub const MAX_LINE: usize = 16 << 20;
 /// Events held before the task stops reading the transport.
 const MAX_PENDING_EVENTS: usize = 1024;
 
-type Job = Box<dyn FnOnce(&mut OutOfProcClient) + Send>;
+/// Work for a session's task: runs on its client.
+pub type Job = Box<dyn FnOnce(&mut dyn Client) + Send>;
+
+/// What the manager asks of a session's protocol client, whatever the transport: the PSRP pool, and the
+/// transport's own handling of pipelines (out of process: Command/Signal/Close packets; WS-Management: Command,
+/// Signal and Delete requests).
+pub trait Client: Send {
+    /// The pool.
+    fn pool(&self) -> &RunspacePool;
+    /// The pool, to queue messages (answer host calls, send input, …).
+    fn pool_mut(&mut self) -> &mut RunspacePool;
+    /// Opens the pool (and, over WS-Management, creates the shell).
+    fn open(&mut self) -> Result<(), ProtocolError>;
+    /// Starts a pipeline.
+    fn create_pipeline(&mut self, id: Uuid, spec: &PipelineSpec) -> Result<(), ProtocolError>;
+    /// Stops a pipeline (Ctrl+C).
+    fn stop(&mut self, id: Uuid);
+    /// Releases a finished pipeline at the target.
+    fn close_pipeline(&mut self, id: Uuid);
+    /// Closes the session; [`ClientEvent::SessionClosed`] follows.
+    fn close(&mut self);
+    /// Disconnect-PSSession: [`ClientEvent::Disconnected`] or [`ClientEvent::OperationFailed`] follows.
+    fn disconnect(&mut self, idle_timeout: Option<std::time::Duration>, buffer_mode: Option<psgate_shared::api::OutputBufferingMode>) -> Result<(), Unsupported> {
+        let _ = (idle_timeout, buffer_mode);
+        Err(Unsupported)
+    }
+    /// Connects a disconnected session again: [`ClientEvent::Reconnected`] or [`ClientEvent::OperationFailed`].
+    fn reconnect(&mut self) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+    /// What a later Connect needs (WS-Management).
+    fn shell(&self) -> Option<crate::session::winrm::ShellRecord> {
+        None
+    }
+}
+
+/// The transport cannot disconnect (SSH and local processes end with their connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("this session's transport cannot disconnect and connect again (only WinRM sessions can)")]
+pub struct Unsupported;
+
+impl Client for OutOfProcClient {
+    fn pool(&self) -> &RunspacePool {
+        OutOfProcClient::pool(self)
+    }
+    fn pool_mut(&mut self) -> &mut RunspacePool {
+        OutOfProcClient::pool_mut(self)
+    }
+    fn open(&mut self) -> Result<(), ProtocolError> {
+        OutOfProcClient::open(self)
+    }
+    fn create_pipeline(&mut self, id: Uuid, spec: &PipelineSpec) -> Result<(), ProtocolError> {
+        OutOfProcClient::create_pipeline(self, id, spec)
+    }
+    fn stop(&mut self, id: Uuid) {
+        OutOfProcClient::stop(self, id);
+    }
+    fn close_pipeline(&mut self, id: Uuid) {
+        OutOfProcClient::close_pipeline(self, id);
+    }
+    fn close(&mut self) {
+        OutOfProcClient::close(self);
+    }
+}
 
 /// A running session. Dropping it closes the session and the transport.
 #[derive(Debug)]
@@ -40,9 +106,18 @@ impl Session {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
+        Session::spawn(|jobs, events| run(stream, client, jobs, events))
+    }
+
+    /// Starts `task`, which takes jobs from its first argument and sends events to its second.
+    pub fn spawn<F, Fut>(task: F) -> Session
+    where
+        F: FnOnce(mpsc::Receiver<Job>, mpsc::Sender<ClientEvent>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(64);
         let (events_tx, events_rx) = mpsc::channel(256);
-        let task = tokio::spawn(run(stream, client, jobs_rx, events_tx));
+        let task = tokio::spawn(task(jobs_rx, events_tx));
         Session { jobs: jobs_tx, events: events_rx, task }
     }
 
@@ -50,7 +125,7 @@ impl Session {
     pub async fn with<R, F>(&self, f: F) -> Result<R, SessionEnded>
     where
         R: Send + 'static,
-        F: FnOnce(&mut OutOfProcClient) -> R + Send + 'static,
+        F: FnOnce(&mut dyn Client) -> R + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |c| {
@@ -114,7 +189,7 @@ where
         tokio::select! {
             biased;
             job = jobs.recv(), if jobs_open => match job {
-                Some(job) => job(&mut client),
+                Some(job) => job(&mut client as &mut dyn Client),
                 None => {
                     // Every handle is gone: close the session politely.
                     jobs_open = false;

@@ -35,11 +35,13 @@ pub struct PeerOptions {
     /// `--cbt-hardening`: None, Relaxed (the default, as Windows) or Strict.
     pub cbt_hardening: &'static str,
     pub allow_unencrypted: bool,
+    /// More arguments (quotas, buffer sizes, timeouts).
+    pub extra: Vec<String>,
 }
 
 impl Default for PeerOptions {
     fn default() -> Self {
-        Self { auth: "ntlm,basic", tls: false, cbt_hardening: "Relaxed", allow_unencrypted: false }
+        Self { auth: "ntlm,basic", tls: false, cbt_hardening: "Relaxed", allow_unencrypted: false, extra: Vec::new() }
     }
 }
 
@@ -74,6 +76,7 @@ impl WinrmPeer {
         if options.allow_unencrypted {
             cmd.arg("--allow-unencrypted");
         }
+        cmd.args(&options.extra);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

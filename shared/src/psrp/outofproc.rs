@@ -152,6 +152,12 @@ pub enum ClientEvent {
     PipelineClosed(Uuid),
     /// The server closed the session (`CloseAck` for the nil id): the transport can end.
     SessionClosed,
+    /// WS-Management: the shell is disconnected (Disconnect-PSSession); it runs on at the target.
+    Disconnected,
+    /// WS-Management: the shell is connected again (Reconnect, or Connect with its commands re-attached).
+    Reconnected,
+    /// WS-Management: a Disconnect or Reconnect failed; the session stays as it was. The target's message.
+    OperationFailed(String),
 }
 
 /// Drives a [`RunspacePool`] over the out-of-process protocol.

@@ -367,6 +367,20 @@ impl RunspacePool {
         }
     }
 
+    /// Takes over a pipeline that runs at the server already (connected after a disconnect, WS-Management):
+    /// its messages are accepted from now on.
+    pub fn adopt_pipeline(&mut self, id: Uuid) {
+        self.pipelines.entry(id).or_insert(PipelineState::Running);
+    }
+
+    /// The transport could not carry a pipeline's messages: it fails with `reason` (an event says so).
+    pub fn fail_pipeline(&mut self, id: Uuid, reason: &str) {
+        if self.pipelines.get(&id).is_some_and(|s| !s.is_terminal()) {
+            self.pipelines.insert(id, PipelineState::Failed);
+            self.events.push_back(Event::PipelineState { pipeline: id, state: PipelineState::Failed, error: Some(Value::string(reason)) });
+        }
+    }
+
     /// Sends one input object to a pipeline created with `no_input: false`.
     pub fn send_input(&mut self, id: Uuid, value: &Value) -> Result<(), ProtocolError> {
         self.require_pipeline(id)?;
@@ -596,6 +610,10 @@ impl RunspacePool {
                 let o = v.as_object().ok_or_else(|| invalid("not an object".into()))?;
                 let get = |n: &str| o.property(n).and_then(Value::as_i64).map(|v| v as i32).ok_or_else(|| invalid(format!("no {n}")));
                 self.events.push_back(Event::InitData { min: get("MinRunspaces")?, max: get("MaxRunspaces")? });
+                // A connect is complete with the pool's init data (PowerShell's client sets Opened here too).
+                if self.state == PoolState::Connecting {
+                    self.set_state(PoolState::Opened, None);
+                }
             }
             MessageType::RunspaceAvailability => {
                 let v = body()?;
