@@ -79,7 +79,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let session = Session::start(stream, OutOfProcClient::new(RunspacePool::new(PoolConfig::new(uuid::Uuid::new_v4()))));
-    session.with(OutOfProcClient::open).await??;
+    session.with(|c| c.open()).await??;
     Ok(session)
 }
 
@@ -134,7 +134,7 @@ async fn psgate_receive(argv: &[String], n: usize, size: &str) -> anyhow::Result
     if got != n {
         bail!("psgate received {got} objects, expected {n}");
     }
-    session.with(OutOfProcClient::close).await?;
+    session.with(|c| c.close()).await?;
     session.finished().await;
     drop(child);
     Ok(Measured { wall: secs, cpu })
@@ -180,7 +180,7 @@ async fn idle_memory(sshd: &Sshd, n: usize) -> anyhow::Result<f64> {
     }
     let after = rss_kib();
     for s in &sessions {
-        s.with(OutOfProcClient::close).await?;
+        s.with(|c| c.close()).await?;
     }
     Ok(after.saturating_sub(before) as f64 / n as f64)
 }
@@ -194,13 +194,13 @@ async fn idle_memory_local(n: usize) -> anyhow::Result<f64> {
         Ok((child, session))
     };
     let (_warm_child, mut warm) = spawn()?;
-    warm.with(OutOfProcClient::open).await??;
+    warm.with(|c| c.open()).await??;
     wait_opened(&mut warm).await?;
     let before = rss_kib();
     let mut all = Vec::with_capacity(n);
     for _ in 0..n {
         let (child, mut s) = spawn()?;
-        s.with(OutOfProcClient::open).await??;
+        s.with(|c| c.open()).await??;
         wait_opened(&mut s).await?;
         all.push((child, s));
     }

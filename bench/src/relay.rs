@@ -23,7 +23,7 @@ use psgate_relay::session::outofproc::Session;
 use psgate_relay::transport::local;
 use psgate_shared::api::{Availability, ServerMessage, SessionId, SessionState};
 use psgate_shared::psrp::messages::PipelineSpec;
-use psgate_shared::psrp::outofproc::{ClientEvent, OutOfProcClient};
+use psgate_shared::psrp::outofproc::ClientEvent;
 use psgate_shared::psrp::pool::Event;
 use serde::Deserialize;
 use serde_json::json;
@@ -558,7 +558,7 @@ async fn direct_fanout(sessions: Vec<Direct>, script: &'static str, throttle: us
 
 async fn direct_close(all: Vec<Direct>) {
     for d in &all {
-        let _ = d.session.with(OutOfProcClient::close).await;
+        let _ = d.session.with(|c| c.close()).await;
     }
     for d in all {
         d.session.finished().await;

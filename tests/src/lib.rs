@@ -10,6 +10,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+
+pub mod relay;
 use psgate_relay::session::outofproc::Session;
 use psgate_relay::transport::{local, ssh};
 use psgate_shared::clixml::Value;
@@ -202,7 +204,7 @@ impl Client {
     }
 
     async fn open(&mut self) -> anyhow::Result<()> {
-        self.session.with(OutOfProcClient::open).await??;
+        self.session.with(|c| c.open()).await??;
         loop {
             match self.next().await? {
                 ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. }) => return Ok(()),
@@ -292,7 +294,7 @@ impl Client {
 
     /// Closes the session and waits for the server to confirm.
     pub async fn close(mut self) -> anyhow::Result<()> {
-        self.session.with(OutOfProcClient::close).await?;
+        self.session.with(|c| c.close()).await?;
         loop {
             match self.next().await? {
                 ClientEvent::SessionClosed => return Ok(()),

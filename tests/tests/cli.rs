@@ -95,3 +95,42 @@ fn ssh_login_host_keys_and_subsystem_errors_are_clear() {
     assert!(text(&missing.stderr).contains("subsystem"), "{}", text(&missing.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[path = "../../relay/tests/common/winrm_peer.rs"]
+mod winrm_peer;
+
+#[test]
+fn winrm_output_streams_exit_status_and_errors_are_those_of_ssh() {
+    use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
+    let http = WinrmPeer::start(PeerOptions::default());
+    let password = format!("{PASSWORD}\n");
+    let ok = run(&["invoke", "--winrm", &http.url, "--user", USER, "--password-stdin", "--auth", "ntlm", "--json", "-c", "Write-Warning careful; Write-Output 42"], &password);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let lines: Vec<serde_json::Value> = text(&ok.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines, [serde_json::json!({"I32": 42})], "output objects on stdout, nothing else");
+    assert!(text(&ok.stderr).contains("WARNING: careful"), "{}", text(&ok.stderr));
+
+    let failed = run(&["invoke", "--winrm", &http.url, "--user", USER, "--password-stdin", "-c", "Get-Nothing"], &password);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(text(&failed.stderr).contains("CommandNotFoundException"), "{}", text(&failed.stderr));
+
+    let refused = run(&["invoke", "--winrm", &http.url, "--user", USER, "--password-stdin", "--auth", "ntlm", "-c", "Get-Date"], "Wrong-Password-9\n");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = text(&refused.stderr);
+    assert!(err.contains("refused the credentials") && !err.contains("Wrong-Password-9"), "{err}");
+
+    // HTTPS: the peer's self-signed certificate is refused, then trusted through --ca-file.
+    let https = WinrmPeer::start(PeerOptions { tls: true, ..PeerOptions::default() });
+    let untrusted = run(&["invoke", "--winrm", &https.url, "--user", USER, "--password-stdin", "-c", "Get-Date"], &password);
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(text(&untrusted.stderr).contains("certificate"), "{}", text(&untrusted.stderr));
+    let cert = https.cert.as_ref().expect("cert").to_string_lossy().into_owned();
+    let trusted = run(&["invoke", "--winrm", &https.url, "--user", USER, "--password-stdin", "--ca-file", &cert, "--auth", "basic", "-c", "Write-Output tls"], &password);
+    assert!(trusted.status.success(), "{}", text(&trusted.stderr));
+    assert_eq!(text(&trusted.stdout).trim(), "tls");
+
+    // Basic over plain HTTP is refused before anything is sent.
+    let basic = run(&["invoke", "--winrm", &http.url, "--user", USER, "--password-stdin", "--auth", "basic", "-c", "Get-Date"], &password);
+    assert_eq!(basic.status.code(), Some(1));
+    assert!(text(&basic.stderr).contains("Basic authentication over plain HTTP"), "{}", text(&basic.stderr));
+}

@@ -21,7 +21,8 @@ pub struct Cli {
 const CONFIG_HELP: &str = "\
 Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOML; every key is optional:
   listen = \"127.0.0.1:8080\"              # env PSGATE_LISTEN
-  database = \"psgate.db\"                 # env PSGATE_DATABASE (SQLite: users, argon2 hashes, logins)
+  database = \"psgate.db\"                 # env PSGATE_DATABASE (SQLite: users, argon2 hashes, logins, WinRM sessions
+                                         # kept for Connect, their passwords sealed with the key in <database>.key)
   assets = \"dist\"                        # env PSGATE_ASSETS (the built browser console)
   allowed_origins = [\"https://intranet.contoso.com\"]   # env PSGATE_ALLOWED_ORIGINS (comma-separated)
   secure_cookies = false                 # true when browsers reach the relay over HTTPS
@@ -30,8 +31,13 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
   known_hosts = \"/etc/psgate/known_hosts\"                   # SSH host keys
   [[allow]]                              # the target allow-list (empty: nothing is allowed)
   hosts = [\"srv*.contoso.com\", \"10.0.0.5\"]   # * and ? wildcards, case-insensitive
-  ports = [22]                           # absent: any port
-  transports = [\"ssh\"]                   # ssh, local; absent: any
+  ports = [22, 5985, 5986]               # absent: any port
+  transports = [\"ssh\", \"winrm\"]          # ssh, winrm, local; absent: any
+  [winrm]                                # WinRM targets
+  ca_file = \"/etc/psgate/winrm-ca.pem\"   # CA certificates for HTTPS targets, besides the system's
+  danger_accept_invalid_certificates = false   # lab only: any HTTPS certificate
+  allow_basic_over_http = false          # Basic over plain HTTP sends the password in clear
+  operation_timeout_secs = 20            # a Receive's OperationTimeout (below the target's MaxTimeoutms)
   [auth]
   idle_timeout_secs = 28800              # a browser login ends after this long without activity (API calls,
                                          # WebSocket messages); default 8 h, 900 (15 min) in kiosk mode.
@@ -53,7 +59,7 @@ enum Command {
     /// Decode, encode and round-trip CLIXML (PowerShell's object serialization).
     #[command(subcommand)]
     Clixml(clixml::ClixmlCommand),
-    /// Run one script on a remote PowerShell over SSH, or on a local one, and print what it returns.
+    /// Run one script on a remote PowerShell over SSH or WinRM, or on a local one, and print what it returns.
     Invoke(Box<invoke::InvokeArgs>),
     /// Run the relay: the browser console, its API and the sessions (the configuration keys: `psgate --help`).
     Serve {

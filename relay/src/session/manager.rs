@@ -30,7 +30,7 @@ use crate::seal::Sealer;
 use crate::store::{Store, WinrmSessionRow};
 use crate::transport::winrm::{AuthMethod, Endpoint, TlsVerification, WinrmError, WinrmOptions};
 use crate::transport::{local, ssh};
-use crate::wsman::{FaultKind, configuration_uri};
+use crate::wsman::configuration_uri;
 
 /// Events kept per pipeline; older ones are dropped (an `attach` before them gets `output_dropped`).
 pub const BUFFER_EVENTS: usize = 10_000;
@@ -845,20 +845,13 @@ fn winrm_target(config: &Config, target: &Target) -> anyhow::Result<WinrmTarget>
 fn target_error(e: &anyhow::Error) -> ApiError {
     let message = format!("{e:#}");
     for cause in e.chain() {
-        let (http, fault) = match cause.downcast_ref::<winrm_session::WinrmOpError>() {
-            Some(op) => (match op {
-                winrm_session::WinrmOpError::Http(h) => Some(h),
-                winrm_session::WinrmOpError::Wsman(_) => None,
-            }, op.kind()),
-            None => (cause.downcast_ref::<WinrmError>(), None),
-        };
-        if let Some(WinrmError::Auth(_)) = http {
-            return ApiError::new(ErrorCode::AuthenticationFailed, message);
+        if let Some(api) = cause.downcast_ref::<ApiError>() {
+            return api.clone();
         }
-        if let Some(FaultKind::Quota(_)) = fault {
-            return ApiError::new(ErrorCode::QuotaExceeded, message);
+        if let Some(op) = cause.downcast_ref::<winrm_session::WinrmOpError>() {
+            return ApiError::new(op.code(), message);
         }
-        if let Some(FaultKind::AccessDenied) = fault {
+        if let Some(WinrmError::Auth(_)) = cause.downcast_ref::<WinrmError>() {
             return ApiError::new(ErrorCode::AuthenticationFailed, message);
         }
     }
@@ -924,7 +917,9 @@ async fn open(session: &mut Session, connecting: bool) -> anyhow::Result<()> {
         match session.events.recv().await {
             Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. })) => return Ok(()),
             Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error })) => {
-                anyhow::bail!("{}", error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session could not be opened".into()))
+                let message = error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session could not be opened".into());
+                let code = session.with(|c| c.failure()).await.ok().flatten().unwrap_or(ErrorCode::TargetFailed);
+                return Err(ApiError::new(code, message).into());
             }
             Some(ClientEvent::SessionClosed) | None => anyhow::bail!("the target closed the connection"),
             Some(ClientEvent::OperationFailed(why)) => anyhow::bail!("{why}"),

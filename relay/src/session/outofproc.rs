@@ -51,6 +51,10 @@ pub trait Client: Send {
     fn reconnect(&mut self) -> Result<(), Unsupported> {
         Err(Unsupported)
     }
+    /// Why the session broke, when the transport knows better than the pool's message (WS-Management faults).
+    fn failure(&self) -> Option<psgate_shared::api::ErrorCode> {
+        None
+    }
     /// What a later Connect needs (WS-Management).
     fn shell(&self) -> Option<crate::session::winrm::ShellRecord> {
         None

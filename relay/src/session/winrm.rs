@@ -24,7 +24,7 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use psgate_shared::api::OutputBufferingMode;
+use psgate_shared::api::{ErrorCode, OutputBufferingMode};
 use psgate_shared::psrp::fragment;
 use psgate_shared::psrp::messages::PipelineSpec;
 use psgate_shared::psrp::outofproc::ClientEvent;
@@ -56,6 +56,15 @@ pub enum WinrmOpError {
 }
 
 impl WinrmOpError {
+    /// How the browser is told: refused credentials and quota faults have codes of their own.
+    pub fn code(&self) -> ErrorCode {
+        match (self, self.kind()) {
+            (WinrmOpError::Http(WinrmError::Auth(_)), _) | (_, Some(FaultKind::AccessDenied)) => ErrorCode::AuthenticationFailed,
+            (_, Some(FaultKind::Quota(_))) => ErrorCode::QuotaExceeded,
+            _ => ErrorCode::TargetFailed,
+        }
+    }
+
     /// The server's fault, if that is what it is.
     pub fn fault(&self) -> Option<&WsmanFault> {
         match self {
@@ -258,6 +267,8 @@ pub struct Shell {
     events: VecDeque<ClientEvent>,
     max_chunk: usize,
     closing: bool,
+    /// Why the session broke, when a request failed.
+    failure: Option<ErrorCode>,
 }
 
 impl fmt::Debug for Shell {
@@ -281,6 +292,7 @@ impl Shell {
             events: VecDeque::new(),
             max_chunk,
             closing: false,
+            failure: None,
         }
     }
 
@@ -450,6 +462,7 @@ impl Shell {
             }
             (op, Err(e)) => {
                 tracing::warn!(?op, error = %e, "winrm request failed");
+                self.failure = Some(e.code());
                 self.broken(&e.to_string());
             }
             (op, Ok(other)) => self.broken(&format!("the target answered {:?} to {op:?}", other.action())),
@@ -481,7 +494,10 @@ impl Shell {
                 }
                 // A command released meanwhile.
                 _ if key.is_some_and(|pid| self.commands.get(&pid).is_none_or(|c| c.closing || c.done)) => {}
-                _ => self.broken(&e.to_string()),
+                _ => {
+                    self.failure = Some(e.code());
+                    self.broken(&e.to_string());
+                }
             },
         }
     }
@@ -543,7 +559,7 @@ impl Client for Shell {
     }
 
     fn close(&mut self) {
-        if self.closing {
+        if self.closing || self.phase == Phase::Closed {
             return;
         }
         self.closing = true;
@@ -583,6 +599,10 @@ impl Client for Shell {
             self.events.push_back(ClientEvent::OperationFailed(format!("the session is not disconnected ({:?})", self.phase)));
         }
         Ok(())
+    }
+
+    fn failure(&self) -> Option<ErrorCode> {
+        self.failure
     }
 
     fn shell(&self) -> Option<ShellRecord> {
@@ -678,8 +698,9 @@ async fn run(mut shell: Shell, target: WinrmTarget, control: WinrmClient, mut jo
         while let Some(e) = shell.events.pop_front() {
             pending.push_back(e);
         }
+        // Ended, and told: the task stays for its handles' questions (why it failed) until they are gone.
         let finished = shell.phase == Phase::Closed && in_control.is_none();
-        if finished && pending.is_empty() {
+        if finished && pending.is_empty() && !jobs_open {
             break;
         }
         tokio::select! {

@@ -1,0 +1,210 @@
+//! WinRM sessions through the relay's API, against the WS-Management test peer (tests/peers/winrm_host.py):
+//! New-PSSession over WinRM with NTLM and message encryption, Get-PSSession -ComputerName, Disconnect and Connect,
+//! the target's quota fault shown with the quota's name, and a relay restart: the user's disconnected session comes
+//! back Disconnected from the relay's database (its password sealed, never in clear), and Connect re-attaches the
+//! command that ran meanwhile with all of its output.
+
+#[path = "../../relay/tests/common/winrm_peer.rs"]
+mod winrm_peer;
+
+use std::sync::Arc;
+
+use psgate_relay::config::{AllowRule, Config};
+use psgate_relay::store::Store;
+use psgate_shared::api::{ErrorCode, PipelineId, PipelineState, ServerMessage, SessionId, SessionInfo, SessionState, Transport};
+use psgate_tests::relay::{Client, outputs, relay_on, relay_with};
+use serde_json::json;
+use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
+
+fn allow_peer(peer: &WinrmPeer) -> impl FnOnce(&mut Config) {
+    let port = peer.port;
+    move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm] })
+}
+
+fn target(peer: &WinrmPeer) -> serde_json::Value {
+    json!({"computer_name": "127.0.0.1", "transport": "winrm", "port": peer.port, "user": USER, "password": PASSWORD, "authentication": "ntlm"})
+}
+
+/// The next change of `session` into a state other than `from`.
+async fn state_change(c: &mut Client, session: SessionId, from: SessionState) -> SessionInfo {
+    c.until(|m| match m {
+        ServerMessage::SessionChanged { session: s } if s.id == session && s.state != from => Some(s.clone()),
+        _ => None,
+    })
+    .await
+}
+
+async fn sessions(c: &mut Client) -> Vec<SessionInfo> {
+    c.send(json!({"type": "get_sessions"})).await;
+    c.until(|m| match m {
+        ServerMessage::Sessions { sessions } => Some(sessions.clone()),
+        _ => None,
+    })
+    .await
+}
+
+fn indexes(events: &[ServerMessage]) -> Vec<i64> {
+    outputs(events).iter().filter_map(|v| v.as_object()?.property("Index")?.as_i64()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn winrm_sessions_open_list_disconnect_and_connect_through_the_api() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let relay = relay_with(allow_peer(&peer)).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session_on(target(&peer)).await;
+    let info = sessions(&mut c).await.into_iter().find(|i| i.id == s).expect("listed");
+    assert_eq!((info.transport, info.can_disconnect, info.configuration_name.as_deref()), (Transport::Winrm, true, Some("Microsoft.PowerShell")));
+    let shell = info.instance_id.clone().expect("the shell's id");
+    let p = c.run(s, "Get-Process -Name svchost").await;
+    let events = c.until_done(p).await;
+    assert!(!outputs(&events).is_empty(), "{events:?}");
+
+    // Get-PSSession -ComputerName: the target's shells for these credentials, this one attached.
+    c.send(json!({"type": "get_remote_shells", "target": target(&peer)})).await;
+    let shells = c
+        .until(|m| match m {
+            ServerMessage::RemoteShells { shells, .. } => Some(shells.clone()),
+            _ => None,
+        })
+        .await;
+    let listed = shells.iter().find(|r| r.shell_id.eq_ignore_ascii_case(&shell)).expect("our shell is listed");
+    assert_eq!((listed.session, listed.state.as_str(), listed.configuration_name.as_str()), (Some(s), "Connected", "Microsoft.PowerShell"));
+
+    c.send(json!({"type": "disconnect_sessions", "ids": [s], "idle_timeout_secs": 600, "output_buffering_mode": "block"})).await;
+    let info = state_change(&mut c, s, SessionState::Opened).await;
+    assert_eq!(info.state, SessionState::Disconnected, "{info:?}");
+    // Nothing runs on a disconnected session.
+    c.send(json!({"type": "run", "session": s, "script": "Get-Date"})).await;
+    assert_eq!(c.error().await.0, ErrorCode::SessionNotReady);
+    // Bob neither sees nor connects it.
+    let mut bob = Client::connect(&relay, "bob").await;
+    assert!(sessions(&mut bob).await.is_empty());
+    bob.send(json!({"type": "connect_sessions", "ids": [s]})).await;
+    assert_eq!(bob.error().await.0, ErrorCode::UnknownSession);
+
+    c.send(json!({"type": "connect_sessions", "ids": [s]})).await;
+    let info = state_change(&mut c, s, SessionState::Disconnected).await;
+    assert_eq!(info.state, SessionState::Opened, "{info:?}");
+    let p = c.run(s, "Write-Output back").await;
+    assert_eq!(outputs(&c.until_done(p).await), vec![psgate_shared::clixml::Value::string("back")]);
+
+    // Remove-PSSession deletes the shell at the target (the relay answers first and closes in the background).
+    c.send(json!({"type": "remove_sessions", "ids": [s]})).await;
+    let deadline = tokio::time::Instant::now() + psgate_tests::STEP;
+    loop {
+        c.send(json!({"type": "get_remote_shells", "target": target(&peer)})).await;
+        let shells = c
+            .until(|m| match m {
+                ServerMessage::RemoteShells { shells, .. } => Some(shells.clone()),
+                _ => None,
+            })
+            .await;
+        if shells.iter().all(|r| !r.shell_id.eq_ignore_ascii_case(&shell)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "Remove-PSSession did not delete the shell: {shells:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_targets_quota_fault_reaches_the_user_with_the_quotas_name() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--max-shells-per-user".into(), "1".into()], ..PeerOptions::default() });
+    let relay = relay_with(allow_peer(&peer)).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    c.new_session_on(target(&peer)).await;
+    c.send(json!({"type": "new_sessions", "targets": [target(&peer)]})).await;
+    let (code, message) = c
+        .until(|m| match m {
+            ServerMessage::TargetRefused { code, message, .. } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::QuotaExceeded, "{message}");
+    assert!(message.contains("MaxShellsPerUser"), "{message}");
+
+    // Wrong credentials are their own error, and the password is in no message.
+    let mut wrong = target(&peer);
+    wrong["password"] = json!("Not-The-Password-41");
+    c.send(json!({"type": "new_sessions", "targets": [wrong]})).await;
+    let (code, message) = c
+        .until(|m| match m {
+            ServerMessage::TargetRefused { code, message, .. } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::AuthenticationFailed, "{message}");
+    assert!(!message.contains("Not-The-Password-41"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what_ran_meanwhile() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("psgate.db");
+    let store = Arc::new(Store::open(&db).expect("db"));
+    store.set_user("alice", "alice-pw").expect("user");
+    store.set_user("bob", "bob-pw").expect("user");
+
+    let first = relay_on(store, allow_peer(&peer)).await;
+    let mut c = Client::connect(&first, "alice").await;
+    let s = c.new_session_on(target(&peer)).await;
+    let shell = sessions(&mut c).await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id");
+    let p = c.run(s, "Write-Output first; Start-Sleep -Milliseconds 1500; Get-Objects -Count 500").await;
+    c.until(|m| match m {
+        ServerMessage::Output { pipeline, .. } if *pipeline == p => Some(()),
+        _ => None,
+    })
+    .await;
+    c.send(json!({"type": "disconnect_sessions", "ids": [s]})).await;
+    assert_eq!(state_change(&mut c, s, SessionState::Opened).await.state, SessionState::Disconnected);
+    drop(c);
+    drop(first);
+
+    // What the database holds: the shell, never the password in clear; the key beside it is the relay's alone.
+    let bytes = std::fs::read(&db).expect("db file");
+    assert!(!bytes.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()), "the target password is not in the database in clear");
+    assert!(bytes.windows(shell.len()).any(|w| w == shell.as_bytes()), "the shell is kept");
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = dir.path().join("psgate.db.key");
+    assert_eq!(std::fs::metadata(&key).expect("key file").permissions().mode() & 0o777, 0o600);
+
+    // A new relay on the same database.
+    let second = relay_on(Arc::new(Store::open(&db).expect("db")), allow_peer(&peer)).await;
+    let mut bob = Client::connect(&second, "bob").await;
+    assert!(sessions(&mut bob).await.is_empty(), "bob does not see alice's kept session");
+    let mut c = Client::connect(&second, "alice").await;
+    let kept = sessions(&mut c).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let info = &kept[0];
+    assert_eq!((info.state, info.instance_id.as_deref(), info.transport), (SessionState::Disconnected, Some(shell.as_str()), Transport::Winrm));
+    let s = info.id;
+    c.send(json!({"type": "connect_sessions", "ids": [s]})).await;
+    let mut reattached: Option<PipelineId> = None;
+    let info = c
+        .until(|m| match m {
+            ServerMessage::PipelineStarted { session, pipeline } if *session == s => {
+                reattached = Some(*pipeline);
+                None
+            }
+            ServerMessage::SessionChanged { session } if session.id == s && !matches!(session.state, SessionState::Disconnected | SessionState::Opening) => Some(session.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(info.state, SessionState::Opened, "{info:?}");
+    let p = match reattached {
+        Some(p) => p,
+        None => c
+            .until(|m| match m {
+                ServerMessage::PipelineStarted { session, pipeline } if *session == s => Some(*pipeline),
+                _ => None,
+            })
+            .await,
+    };
+    let events = c.until_done(p).await;
+    assert_eq!(indexes(&events), (0..500).collect::<Vec<_>>(), "every object produced while nobody was connected, in order");
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })));
+    let p = c.run(s, "Write-Output after").await;
+    assert_eq!(outputs(&c.until_done(p).await), vec![psgate_shared::clixml::Value::string("after")]);
+}
