@@ -494,3 +494,18 @@ async fn a_new_page_gets_the_kept_pipelines_and_invoke_runs_back() {
         .await;
     assert_eq!((p, i), (0, 0));
 }
+
+#[tokio::test]
+async fn a_browser_that_reads_slowly_loses_no_output() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session().await;
+    let n = 3 * psgate_relay::session::manager::BUFFER_EVENTS as i64;
+    let p = c.run(s, &format!("Get-Objects -Count {n}")).await;
+    // The page reads nothing for a while (a busy tab, a slow link): the relay's buffer fills up behind it.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let events = c.until_done(p).await;
+    let indexes: Vec<i64> = outputs(&events).iter().filter_map(|v| v.as_object()?.property("Index")?.as_i64()).collect();
+    assert_eq!(indexes.len() as i64, n, "every object arrives");
+    assert!(indexes.iter().copied().eq(0..n), "in order, none twice, none dropped");
+}

@@ -156,6 +156,8 @@ impl Drop for Pump {
 async fn pump(out: &mpsc::Sender<ServerMessage>, pipeline: PipelineId, buffer: &Buffer, after_seq: u64) -> Result<(), ()> {
     let mut changed = buffer.subscribe();
     let mut cursor = after_seq;
+    // While this follows the pipeline, the pipeline's output waits for it rather than being dropped.
+    let reader = buffer.reader(after_seq);
     loop {
         let batch = buffer.read(cursor, BATCH);
         if batch.dropped > 0 {
@@ -167,6 +169,7 @@ async fn pump(out: &mpsc::Sender<ServerMessage>, pipeline: PipelineId, buffer: &
             cursor = event.seq().unwrap_or(cursor);
             out.send(event).await.map_err(drop)?;
         }
+        reader.advance(cursor);
         if batch.finished {
             return Ok(());
         }

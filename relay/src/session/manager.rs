@@ -73,11 +73,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// One pipeline's events, numbered from 1, the last [`BUFFER_EVENTS`] of them kept.
+///
+/// Backpressure: while a live [`Reader`] (a browser following the pipeline) has not read the oldest event of a full
+/// buffer, [`Buffer::must_wait`] says so and the session's task takes no more events from the target (whose output
+/// then waits at the target, as PowerShell's Block mode does). Only when nobody follows does a full buffer drop its
+/// oldest events (a page that comes back later is told how many it missed).
 #[derive(Debug)]
 pub struct Buffer {
     inner: Mutex<BufferInner>,
     /// The last sequence number written (subscribers wait on it).
     last: watch::Sender<u64>,
+    /// Live readers: their id and the last sequence number each has read.
+    readers: Mutex<HashMap<u64, u64>>,
+    next_reader: std::sync::atomic::AtomicU64,
+    /// A reader moved on or went away.
+    room: tokio::sync::Notify,
+}
+
+/// A live reader of a [`Buffer`] (see there); it stops counting when dropped.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buffer: &'a Buffer,
+    id: u64,
+}
+
+impl Reader<'_> {
+    /// Everything up to `seq` has been delivered.
+    pub fn advance(&self, seq: u64) {
+        if let Some(cursor) = lock(&self.buffer.readers).get_mut(&self.id) {
+            *cursor = seq.max(*cursor);
+        }
+        self.buffer.room.notify_waiters();
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        lock(&self.buffer.readers).remove(&self.id);
+        self.buffer.room.notify_waiters();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -101,7 +135,42 @@ pub struct Batch {
 
 impl Buffer {
     fn new() -> Buffer {
-        Buffer { inner: Mutex::new(BufferInner { first: 1, ..BufferInner::default() }), last: watch::Sender::new(0) }
+        Buffer {
+            inner: Mutex::new(BufferInner { first: 1, ..BufferInner::default() }),
+            last: watch::Sender::new(0),
+            readers: Mutex::default(),
+            next_reader: std::sync::atomic::AtomicU64::new(1),
+            room: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Registers a live reader that has read up to `after_seq`.
+    pub fn reader(&self, after_seq: u64) -> Reader<'_> {
+        let id = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.readers).insert(id, after_seq);
+        Reader { buffer: self, id }
+    }
+
+    /// Whether one more event would drop an event a live reader has not read yet.
+    pub fn must_wait(&self) -> bool {
+        let (len, first) = {
+            let b = lock(&self.inner);
+            (b.events.len(), b.first)
+        };
+        len >= BUFFER_EVENTS && lock(&self.readers).values().any(|&cursor| cursor < first)
+    }
+
+    /// Waits until [`Buffer::must_wait`] is false.
+    pub async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.must_wait() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Appends the event made from its sequence number.
@@ -1194,6 +1263,8 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
             Some(command)
         } else {
             let deadline = internal.as_ref().map_or_else(tokio::time::Instant::now, |i| i.deadline);
+            // A browser follows the running pipeline and is a full buffer behind: the target waits for it.
+            let lagging = running.as_ref().map(|r| r.buffer.clone()).filter(|b| b.must_wait());
             tokio::select! {
                 command = commands.recv() => match command {
                     // Nothing runs while the session is disconnected.
@@ -1209,7 +1280,8 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                     None => Some(Command::Close),
                     some => some,
                 },
-                event = session.events.recv() => match event {
+                _ = async { if let Some(b) = &lagging { b.room().await } }, if lagging.is_some() => None,
+                event = session.events.recv(), if lagging.is_none() => match event {
                     None | Some(ClientEvent::SessionClosed) => break "the target closed the session".to_owned(),
                     Some(ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error })) => {
                         break error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session broke".into());
@@ -1597,6 +1669,29 @@ mod tests {
         assert_eq!(batch.dropped, 10);
         assert_eq!(batch.events[0].seq(), Some(11));
         assert_eq!(b.read(20, 1).dropped, 0);
+    }
+
+    #[tokio::test]
+    async fn a_live_reader_behind_a_full_buffer_holds_the_producer_instead_of_losing_output() {
+        let b = Arc::new(Buffer::new());
+        let reader = b.reader(0);
+        for _ in 0..BUFFER_EVENTS {
+            assert!(!b.must_wait(), "room until the buffer is full");
+            b.push(out);
+        }
+        assert!(b.must_wait(), "the reader has not read the oldest event");
+        let waiting = tokio::time::timeout(Duration::from_millis(50), b.room()).await;
+        assert!(waiting.is_err(), "no room while the reader lags");
+        reader.advance(1);
+        assert!(!b.must_wait(), "the oldest is read: it may go");
+        b.push(out);
+        assert!(b.must_wait(), "full again, and the reader is behind the new oldest");
+        // The reader goes away (a closed tab) while the producer waits: nobody is waited for any more.
+        let (room, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(5), b.room()), async move {
+            tokio::task::yield_now().await;
+            drop(reader);
+        });
+        assert!(room.is_ok(), "room once nobody follows");
     }
 
     #[test]
