@@ -22,6 +22,8 @@ use crate::{STEP, local_host_argv};
 pub struct Relay {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
+    /// Its sessions.
+    pub manager: Arc<psgate_relay::session::manager::Manager>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -52,11 +54,12 @@ pub async fn relay_on(store: Arc<Store>, change: impl FnOnce(&mut Config)) -> Re
     let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let api = psgate_relay::cli::serve::api(config, store);
+    let manager = api.manager.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, AppConfig { assets: "no-such-dist".into(), api: Some(api) }, async move {
         let _ = stopped.await;
     }));
-    Relay { addr, _stop: stop }
+    Relay { addr, manager, _stop: stop }
 }
 
 /// A minimal HTTP/1.1 POST; returns the status and the `Set-Cookie` value.

@@ -159,6 +159,10 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     .await;
     c.send(json!({"type": "disconnect_sessions", "ids": [s]})).await;
     assert_eq!(state_change(&mut c, s, SessionState::Opened).await.state, SessionState::Disconnected);
+    // A second session is still open when the relay stops: stopping disconnects it, it is not lost either.
+    let open = c.new_session_on(target(&peer)).await;
+    first.manager.shutdown(psgate_tests::STEP).await;
+    assert_eq!(sessions(&mut c).await.into_iter().find(|i| i.id == open).map(|i| i.state), Some(SessionState::Disconnected));
     drop(c);
     drop(first);
 
@@ -176,8 +180,9 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     assert!(sessions(&mut bob).await.is_empty(), "bob does not see alice's kept session");
     let mut c = Client::connect(&second, "alice").await;
     let kept = sessions(&mut c).await;
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    let info = &kept[0];
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.iter().all(|i| i.state == SessionState::Disconnected), "{kept:?}");
+    let info = kept.iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("the first session");
     assert_eq!((info.state, info.instance_id.as_deref(), info.transport), (SessionState::Disconnected, Some(shell.as_str()), Transport::Winrm));
     let s = info.id;
     c.send(json!({"type": "connect_sessions", "ids": [s]})).await;

@@ -41,6 +41,9 @@ pub fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
     }
 }
 
+/// How long a stopping relay waits for its WinRM sessions to disconnect.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// `psgate serve --config FILE`.
 pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
     let config = Arc::new(Config::load(config_file)?);
@@ -49,8 +52,13 @@ pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         println!("psgate listening on http://{}/", listener.local_addr()?);
-        let app = AppConfig { assets: config.assets.clone(), api: Some(api(config.clone(), store)) };
-        crate::http::serve(listener, app, super::shutdown_signal()).await
+        let api = api(config.clone(), store);
+        let manager = api.manager.clone();
+        let app = AppConfig { assets: config.assets.clone(), api: Some(api) };
+        crate::http::serve(listener, app, super::shutdown_signal()).await?;
+        // WinRM sessions outlive the relay: disconnected now, connected again by the next process.
+        manager.shutdown(SHUTDOWN_LIMIT).await;
+        Ok(())
     })
 }
 

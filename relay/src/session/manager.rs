@@ -544,6 +544,47 @@ impl Manager {
         Ok(())
     }
 
+    /// The relay is stopping: its opened WinRM sessions are disconnected (Block mode, the target's idle timeout),
+    /// not closed, so that their commands run on and the next relay process can connect them again. Waits for
+    /// the targets' answers, at most `limit`.
+    pub async fn shutdown(&self, limit: Duration) {
+        let mut changes = self.changes();
+        let entries: Vec<Arc<Entry>> = lock(&self.inner)
+            .sessions
+            .values()
+            .filter(|e| {
+                let i = lock(&e.info);
+                i.can_disconnect && i.state == SessionState::Opened
+            })
+            .cloned()
+            .collect();
+        let mut waiting: Vec<SessionId> = Vec::new();
+        for e in &entries {
+            if e.commands.send(Command::Disconnect { idle_timeout: None, buffer_mode: Some(OutputBufferingMode::Block) }).is_ok() {
+                waiting.push(lock(&e.info).id);
+            }
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        tracing::info!(sessions = waiting.len(), "disconnecting the WinRM sessions before stopping");
+        let _ = tokio::time::timeout(limit, async {
+            while !waiting.is_empty() {
+                match changes.recv().await {
+                    Ok(Change { message: ServerMessage::SessionChanged { session }, .. }) if session.state != SessionState::Opened => {
+                        waiting.retain(|id| *id != session.id);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        if !waiting.is_empty() {
+            tracing::warn!(sessions = ?waiting, "these WinRM sessions did not disconnect in time");
+        }
+    }
+
     /// Connect-PSSession on `owner`'s disconnected sessions.
     pub fn connect(&self, owner: &str, ids: &[SessionId]) -> Result<(), ApiError> {
         let entries = self.entries(owner, ids)?;
