@@ -330,3 +330,38 @@ async fn the_shells_of_a_target_are_listed_with_their_commands() {
     assert_eq!(stopped.state, Some(PipelineState::Stopped));
     close(a).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receives_outlive_the_operation_timeout_and_envelopes_fit_the_servers_size() {
+    // The smallest MaxEnvelopeSize Windows has (150 KiB), refused above it; a JEA-style configuration name.
+    let peer = WinrmPeer::start(PeerOptions {
+        extra: ["--max-envelope-kb", "150", "--configuration", "JEA.Helpdesk"].map(String::from).to_vec(),
+        ..PeerOptions::default()
+    });
+    let mut t = target(&peer, AuthMethod::Ntlm, PASSWORD);
+    t.configuration_name = Some("JEA.Helpdesk".into());
+    t.operation_timeout = Duration::from_secs(1);
+    let mut s = open_winrm(t.clone()).await;
+    // A Receive times out twice or more while the command sleeps; each is sent again and the output arrives.
+    let slept = run(&mut s, "Start-Sleep -Seconds 3; Write-Output awake").await;
+    assert_eq!(slept.outputs, vec![clixml::encode_message(&Value::string("awake")).expect("encodes")]);
+    assert!(peer.log().matches("fault 2150858793").count() >= 2, "the Receive timed out and was sent again");
+    // A script far larger than one envelope goes as a Command and Sends that each fit.
+    let text = "x".repeat(400_000);
+    let big = run(&mut s, &format!("Write-Output '{text}'")).await;
+    assert_eq!(big.outputs, vec![clixml::encode_message(&Value::string(&text)).expect("encodes")]);
+    assert!(!peer.log().contains("EncodingLimit") && !peer.log().contains("exceeds MaxEnvelopeSizekb"), "no request was too large");
+    close(s).await;
+    // Not a configuration of the target: the server's fault, as a failed open.
+    t.configuration_name = Some("No.Such.Endpoint".into());
+    let mut s = winrm::connect(t, None).await.expect("connects");
+    s.with(|c| c.open()).await.expect("alive").expect("queued");
+    let error = loop {
+        match next(&mut s).await {
+            ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken, error }) => break error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_default(),
+            ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. }) => panic!("an unknown configuration opened"),
+            _ => {}
+        }
+    };
+    assert!(error.contains("No.Such.Endpoint"), "{error}");
+}

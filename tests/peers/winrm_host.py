@@ -57,7 +57,8 @@ Where this peer differs from Windows (each a deliberate simplification or a gues
   test_psrp_disconnect_runspaces.yml shows there (that response repeats an earlier response's MessageID and object id:
   it looks edited). Object ids continue across a Connect, as in that recording's connectResponseXml.
 - A shell of another user is answered as not found; Windows may answer access denied.
-- Requests larger than MaxEnvelopeSizekb are not refused; wsman:Locale, DataLocale and OptionSets other than
+- A request larger than MaxEnvelopeSizekb is refused with DSP0226's wsman:EncodingLimit fault (MaxEnvelopeSize
+  detail); its WS-Management code and text are ours. wsman:Locale, DataLocale and OptionSets other than
   WINRS_NOPROFILE are accepted and ignored; protocolversion is not negotiated at the WS-Management layer.
 """
 
@@ -273,6 +274,17 @@ def shell_disconnected(shell_id: str) -> WSManFault:
     return WSManFault(SHELL_DISCONNECTED, "w:InvalidSelectors",
                       f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the shell is "
                       "disconnected. Reconnect to the shell and retry the operation. ", sender=False)
+
+
+ENVELOPE_TOO_LARGE_PLACEHOLDER = 2150858818
+
+
+def envelope_too_large(size: int, limit: int) -> WSManFault:
+    # DSP0226's fault for a request over the service's MaxEnvelopeSize: wsman:EncodingLimit with the MaxEnvelopeSize
+    # detail. No recording shows Windows' answer: the code is a placeholder of ours and the text is inferred.
+    return WSManFault(ENVELOPE_TOO_LARGE_PLACEHOLDER, "w:EncodingLimit",
+                      f"The WS-Management service cannot process the request because the request of {size} bytes exceeds "
+                      f"MaxEnvelopeSizekb ({limit // 1024}). ", detail="MaxEnvelopeSize")
 
 
 def quota_fault(code: int, generic: str, specific: str) -> WSManFault:
@@ -1292,6 +1304,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 log.warning("malformed request: %s", e)
                 return 400, b""
             log.debug("<- %s %s %s", req.action.rsplit("/", 1)[-1], req.selectors, xml[:2000])
+            limit = self.server.winrm.config.max_envelope_kb * 1024
+            if len(xml) > limit:
+                raise envelope_too_large(len(xml), limit)
             quiet = req.action in (TRANSFER + "Get", SHELL + "/Signal")  # recorded without ActivityId
             action, decls, body = self.server.winrm.handle(req)
             answer = envelope(action, decls, req.message_id, body, not quiet)
