@@ -246,8 +246,10 @@ fn index_of(clixml: &str) -> i64 {
     v.as_object().and_then(|o| o.property("Index")).and_then(Value::as_i64).expect("an Index")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disconnected_command_runs_on_and_a_new_client_connects_and_receives_all_of_it() {
+/// A peer whose commands buffer little, a session on it running a command of 3,000 objects that waits half a second
+/// after its first output, disconnected with `mode` once that first output is in; the client is gone. Returns the
+/// peer, the target, the command and what a Connect needs.
+async fn disconnected_during_a_command(mode: OutputBufferingMode) -> (WinrmPeer, WinrmTarget, Uuid, ShellRecord) {
     let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
     let t = target(&peer, AuthMethod::Ntlm, PASSWORD);
     let mut a = open_winrm(t.clone()).await;
@@ -256,10 +258,16 @@ async fn a_disconnected_command_runs_on_and_a_new_client_connects_and_receives_a
         ClientEvent::Psrp(Event::Output { pipeline, .. }) if pipeline == id => {}
         other => panic!("expected the first output, got {other:?}"),
     }
-    let record = disconnect(&mut a, OutputBufferingMode::Block).await;
+    let record = disconnect(&mut a, mode).await;
     assert_eq!(record.commands, vec![id], "the running command is remembered");
     // The first client goes away without a word (a relay that stopped).
     drop(a);
+    (peer, t, id, record)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_command_runs_on_and_a_new_client_connects_and_receives_all_of_it() {
+    let (_peer, t, id, record) = disconnected_during_a_command(OutputBufferingMode::Block).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut b = winrm::connect(t.clone(), Some(record)).await.expect("connects");
     opened(&mut b).await;
@@ -275,16 +283,7 @@ async fn a_disconnected_command_runs_on_and_a_new_client_connects_and_receives_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_mode_loses_only_the_oldest_output() {
-    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
-    let t = target(&peer, AuthMethod::Ntlm, PASSWORD);
-    let mut a = open_winrm(t.clone()).await;
-    let id = start(&mut a, "Write-Output first; Start-Sleep -Milliseconds 500; Get-Objects -Count 3000").await;
-    match next(&mut a).await {
-        ClientEvent::Psrp(Event::Output { pipeline, .. }) if pipeline == id => {}
-        other => panic!("expected the first output, got {other:?}"),
-    }
-    let record = disconnect(&mut a, OutputBufferingMode::Drop).await;
-    drop(a);
+    let (_peer, t, id, record) = disconnected_during_a_command(OutputBufferingMode::Drop).await;
     // The command does not wait for anybody in Drop mode: give it time to finish.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut b = winrm::connect(t, Some(record)).await.expect("connects");

@@ -43,6 +43,16 @@ async fn sessions(c: &mut Client) -> Vec<SessionInfo> {
     .await
 }
 
+/// Get-PSSession -ComputerName through the API.
+async fn remote_shells(c: &mut Client, peer: &WinrmPeer) -> Vec<psgate_shared::api::RemoteShell> {
+    c.send(json!({"type": "get_remote_shells", "target": target(peer)})).await;
+    c.until(|m| match m {
+        ServerMessage::RemoteShells { shells, .. } => Some(shells.clone()),
+        _ => None,
+    })
+    .await
+}
+
 fn indexes(events: &[ServerMessage]) -> Vec<i64> {
     outputs(events).iter().filter_map(|v| v.as_object()?.property("Index")?.as_i64()).collect()
 }
@@ -61,13 +71,7 @@ async fn winrm_sessions_open_list_disconnect_and_connect_through_the_api() {
     assert!(!outputs(&events).is_empty(), "{events:?}");
 
     // Get-PSSession -ComputerName: the target's shells for these credentials, this one attached.
-    c.send(json!({"type": "get_remote_shells", "target": target(&peer)})).await;
-    let shells = c
-        .until(|m| match m {
-            ServerMessage::RemoteShells { shells, .. } => Some(shells.clone()),
-            _ => None,
-        })
-        .await;
+    let shells = remote_shells(&mut c, &peer).await;
     let listed = shells.iter().find(|r| r.shell_id.eq_ignore_ascii_case(&shell)).expect("our shell is listed");
     assert_eq!((listed.session, listed.state.as_str(), listed.configuration_name.as_str()), (Some(s), "Connected", "Microsoft.PowerShell"));
 
@@ -93,13 +97,7 @@ async fn winrm_sessions_open_list_disconnect_and_connect_through_the_api() {
     c.send(json!({"type": "remove_sessions", "ids": [s]})).await;
     let deadline = tokio::time::Instant::now() + psgate_tests::STEP;
     loop {
-        c.send(json!({"type": "get_remote_shells", "target": target(&peer)})).await;
-        let shells = c
-            .until(|m| match m {
-                ServerMessage::RemoteShells { shells, .. } => Some(shells.clone()),
-                _ => None,
-            })
-            .await;
+        let shells = remote_shells(&mut c, &peer).await;
         if shells.iter().all(|r| !r.shell_id.eq_ignore_ascii_case(&shell)) {
             break;
         }

@@ -200,22 +200,8 @@ async fn changes(manager: Arc<Manager>, user: String, out: mpsc::Sender<ServerMe
             Err(_) => break,
         };
         match &message {
-            ServerMessage::InvokeHostStarted { session, pipeline, .. } => {
-                let (session, pipeline) = (*session, *pipeline);
-                if out.send(message).await.is_err() {
-                    break;
-                }
-                if let Ok(buffer) = manager.buffer(&user, session, pipeline) {
-                    let out = out.clone();
-                    let task = tokio::spawn(async move {
-                        let _ = pump(&out, pipeline, &buffer, 0).await;
-                    });
-                    pumps.insert(pipeline, Pump(task));
-                }
-                continue;
-            }
-            // A pipeline re-attached by a Connect: followed from its first event.
-            ServerMessage::PipelineStarted { session, pipeline } => {
+            // An Invoke-Command host's pipeline, or one re-attached by a Connect: followed from its first event.
+            ServerMessage::InvokeHostStarted { session, pipeline, .. } | ServerMessage::PipelineStarted { session, pipeline } => {
                 let (session, pipeline) = (*session, *pipeline);
                 if out.send(message).await.is_err() {
                     break;
