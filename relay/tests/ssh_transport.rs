@@ -2,14 +2,14 @@
 //!
 //! Runs as root (as CI does): each test starts its own sshd on a free loopback port (see `common/sshd.rs`).
 
+#[path = "common/secrets.rs"]
+mod secrets;
 #[path = "common/sshd.rs"]
 mod sshd;
 
 use std::io;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use psgate_relay::transport::ssh::{HostKeyPolicy, SshAuth, SshError, SshOptions, SshStream, open_subsystem};
@@ -22,37 +22,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---- helpers ---------------------------------------------------------------------------------------------------
 
-/// Set when any log line (ours or russh's, through the `log` bridge) contains a password or passphrase.
-static SECRET_LOGGED: AtomicBool = AtomicBool::new(false);
-
-struct SecretScanner;
-
-impl io::Write for SecretScanner {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        if text.contains(TEST_PASSWORD) || text.contains(PASSPHRASE) {
-            SECRET_LOGGED.store(true, Ordering::SeqCst);
-        }
-        if std::env::var_os("PSGATE_TEST_LOG").is_some() {
-            io::stderr().write_all(buf)?;
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log event of the process, at TRACE, goes through [`SecretScanner`] (set `PSGATE_TEST_LOG=1` to see them).
 fn init_tracing() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(|| SecretScanner)
-            .try_init();
-    });
+    secrets::watch(&[TEST_PASSWORD, PASSPHRASE]);
 }
 
 fn start(options: SshdOptions) -> Sshd {
@@ -158,7 +129,7 @@ async fn encrypted_key_needs_its_passphrase() {
     let absent = SshAuth::Key { path: sshd.dir.path().join("no_such_key"), passphrase: None };
     let err = open_err(&options(&sshd, absent, known_hosts)).await;
     assert!(matches!(err, SshError::KeyFile { .. }), "{err:?}");
-    assert!(!SECRET_LOGGED.load(Ordering::SeqCst), "a passphrase reached the logs");
+    assert!(!secrets::logged(), "a passphrase reached the logs");
 }
 
 #[tokio::test]
@@ -169,7 +140,7 @@ async fn password_login_echoes_lines_and_logs_no_secret() {
     let stream = open(&opts).await;
     echo_round_trip(stream).await;
     assert!(sshd.log().contains("Accepted password for psgate-ssh-test"), "{}", sshd.log());
-    assert!(!SECRET_LOGGED.load(Ordering::SeqCst), "a password reached the logs");
+    assert!(!secrets::logged(), "a password reached the logs");
 }
 
 #[tokio::test]

@@ -4,13 +4,14 @@
 //! Each test starts its own peer on a free loopback port. The envelopes come from `psgate_relay::wsman`; what is
 //! under test is the HTTP layer: one connection, authentication, sealing, TLS.
 
+#[path = "common/secrets.rs"]
+mod secrets;
 #[path = "common/winrm_peer.rs"]
 mod winrm_peer;
 
-use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use psgate_relay::transport::winrm::{
@@ -28,37 +29,8 @@ const STEP: Duration = Duration::from_secs(60);
 
 // ---- helpers ---------------------------------------------------------------------------------------------------
 
-/// Set when any log line (ours, sspi's, rustls' through the `log` bridge) contains a password.
-static SECRET_LOGGED: AtomicBool = AtomicBool::new(false);
-
-struct SecretScanner;
-
-impl io::Write for SecretScanner {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        if text.contains(PASSWORD) || text.contains(WRONG_PASSWORD) {
-            SECRET_LOGGED.store(true, Ordering::SeqCst);
-        }
-        if std::env::var_os("PSGATE_TEST_LOG").is_some() {
-            io::stderr().write_all(buf)?;
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log event of the process, at TRACE, goes through [`SecretScanner`] (set `PSGATE_TEST_LOG=1` to see them).
 fn init_tracing() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(|| SecretScanner)
-            .try_init();
-    });
+    secrets::watch(&[PASSWORD, WRONG_PASSWORD]);
 }
 
 fn start(options: PeerOptions) -> WinrmPeer {
@@ -67,7 +39,7 @@ fn start(options: PeerOptions) -> WinrmPeer {
 }
 
 fn assert_no_secret_logged() {
-    assert!(!SECRET_LOGGED.load(Ordering::SeqCst), "a password reached the logs");
+    assert!(!secrets::logged(), "a password reached the logs");
 }
 
 fn options(url: &str, auth: AuthMethod, password: &str) -> WinrmOptions {
