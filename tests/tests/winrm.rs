@@ -107,6 +107,30 @@ async fn winrm_sessions_open_list_disconnect_and_connect_through_the_api() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_calls_and_secure_strings_cross_winrm_both_ways() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let relay = relay_with(allow_peer(&peer)).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session_on(target(&peer)).await;
+    // Read-Host -AsSecureString: the key exchange (PUBLIC_KEY_REQUEST and ENCRYPTED_SESSION_KEY on the shell's
+    // Receive, our key on its stdin) happens on demand, the answer goes encrypted on the pipeline's `pr` stream.
+    let p = c.run(s, "Read-Host -AsSecureString").await;
+    let (call_id, method) = c.host_call().await;
+    assert_eq!(method, "ReadLineAsSecureString");
+    c.send(json!({"type": "host_response", "session": s, "pipeline": p, "call_id": call_id, "answer": {"kind": "secure", "text": "s3cret"}})).await;
+    assert_eq!(outputs(&c.until_done(p).await), vec![psgate_shared::clixml::Value::string("secure:s3cret")]);
+    // Get-Credential: a user and a password, the password a SecureString with the key already there.
+    let p = c.run(s, "Get-Credential -UserName ada").await;
+    let (call_id, method) = c.host_call().await;
+    assert!(method.starts_with("PromptForCredential"), "{method}");
+    c.send(json!({"type": "host_response", "session": s, "pipeline": p, "call_id": call_id, "answer": {"kind": "credential", "user": "ada", "password": "pw-2"}})).await;
+    let events = c.until_done(p).await;
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{events:?}");
+    let text = |s: &str| psgate_shared::clixml::Value::string(s);
+    assert_eq!(outputs(&events), vec![text("ada"), text("password:pw-2")], "the target decrypted the password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_targets_quota_fault_reaches_the_user_with_the_quotas_name() {
     let peer = WinrmPeer::start(PeerOptions { extra: vec!["--max-shells-per-user".into(), "1".into()], ..PeerOptions::default() });
     let relay = relay_with(allow_peer(&peer)).await;
