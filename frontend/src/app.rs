@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use psgate_shared::api::{Completion, ErrorCode, InvocationRecord, PipelineRecord, InvocationId, InvokeHost, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState};
+use psgate_shared::api::{Availability, Completion, ErrorCode, InvocationId, InvocationRecord, InvokeHost, PipelineId, PipelineRecord, PipelineState, RecordKind, RemoteShell, ServerMessage, SessionId, SessionInfo, SessionState, Transport};
 use psgate_shared::clixml::{self, Content, Item, Object, Property, Value};
 use yew::Reducible;
 
@@ -58,6 +58,10 @@ pub enum Action {
     AnsweredInvoke(SessionId, PipelineId),
     /// Dismiss the notices.
     DismissNotices,
+    /// The user asked a WinRM target for its shells (`get_remote_shells` was sent for this computer).
+    AskedShells(String),
+    /// Close the remote shells list.
+    CloseShells,
 }
 
 /// The page state.
@@ -77,6 +81,38 @@ pub struct State {
     pub notices: Vec<String>,
     /// Invoke-Command runs, oldest first.
     pub invocations: Vec<Invocation>,
+    /// The last `Get-PSSession -ComputerName` asked for: the shells a WinRM target holds for the user.
+    pub remote_shells: Option<RemoteShells>,
+    /// Grows when a pipeline this page did not start appears (Connect re-attached it): the page then asks the
+    /// relay's `history` for its script.
+    pub history_wanted: u32,
+}
+
+/// What a WinRM target answered to `get_remote_shells`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoteShells {
+    /// The computer asked.
+    pub computer_name: String,
+    /// Its shells; `None` while asking.
+    pub shells: Option<Vec<RemoteShell>>,
+    /// Why there is no answer.
+    pub error: Option<String>,
+}
+
+/// The script shown for a pipeline this page did not start (Connect-PSSession re-attached it) until the relay's
+/// `history` names it.
+pub const CONNECTED_PIPELINE: &str = "(connected pipeline)";
+
+/// An error for people: the message, after what kind of failure it is when the code says more than the message.
+pub fn readable_error(code: ErrorCode, message: &str) -> String {
+    let kind = match code {
+        ErrorCode::AuthenticationFailed => "authentication failed",
+        ErrorCode::QuotaExceeded => "quota exceeded",
+        ErrorCode::TargetFailed => "the target failed",
+        ErrorCode::NotSupported => "not supported",
+        _ => return message.to_owned(),
+    };
+    if message.is_empty() { kind.to_owned() } else { format!("{kind}: {message}") }
 }
 
 /// One Invoke-Command run.
@@ -404,6 +440,52 @@ pub fn prompt_of(info: Option<&SessionInfo>) -> String {
     )
 }
 
+/// `State` as Get-PSSession shows it.
+pub fn session_state_label(state: SessionState) -> &'static str {
+    match state {
+        SessionState::Opening => "Opening",
+        SessionState::Opened => "Opened",
+        SessionState::Disconnected => "Disconnected",
+        SessionState::Broken => "Broken",
+        SessionState::Closed => "Closed",
+    }
+}
+
+/// The connection line while the socket waits to reconnect: `disconnected: retrying in 0.5 s` (tenths, cut; no
+/// float formatting, whose exact-precision code would weigh on the WebAssembly).
+pub fn retry_text(ms: u32) -> String {
+    format!("disconnected: retrying in {}.{} s", ms / 1000, ms % 1000 / 100)
+}
+
+/// A pipeline's state in lower case, as the console and the embed page's events name it.
+pub fn pipeline_state_name(state: PipelineState) -> &'static str {
+    match state {
+        PipelineState::Running => "running",
+        PipelineState::Stopping => "stopping",
+        PipelineState::Stopped => "stopped",
+        PipelineState::Completed => "completed",
+        PipelineState::Failed => "failed",
+    }
+}
+
+/// `Availability` as Get-PSSession shows it.
+pub fn availability_label(availability: Availability) -> &'static str {
+    match availability {
+        Availability::Available => "Available",
+        Availability::Busy => "Busy",
+        Availability::None => "None",
+    }
+}
+
+/// `Transport` as Get-PSSession shows it (`WSMan` for WinRM).
+pub fn transport_label(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Local => "Local",
+        Transport::Ssh => "SSH",
+        Transport::Winrm => "WSMan",
+    }
+}
+
 /// The stream name a record kind is written under (as the viewer's `S` attributes).
 fn stream_of(kind: RecordKind) -> &'static str {
     match kind {
@@ -455,6 +537,16 @@ impl State {
             run.finished |= record.finished;
         }
         if !fresh {
+            // Pipelines Connect re-attached (started elsewhere, or before a relay restart) get their script.
+            for p in pipelines {
+                let computer = self.session(p.session).map(|i| i.computer_name.clone()).unwrap_or_default();
+                if let Some(e) = self.entry(p.session, p.pipeline).filter(|e| e.script == CONNECTED_PIPELINE) {
+                    if !p.prompt.is_empty() {
+                        e.prompt = format!("[{computer}]: {}", p.prompt);
+                    }
+                    e.script = p.script;
+                }
+            }
             return;
         }
         for p in pipelines {
@@ -528,14 +620,31 @@ impl State {
                     console.completions = Some(Rc::new(Completions { input, cursor, replacement_index, replacement_length, matches }));
                 }
             }
-            ServerMessage::TargetRefused { computer_name, message, .. } => self.notices.push(format!("{computer_name}: {message}")),
+            ServerMessage::TargetRefused { computer_name, code, message } => {
+                let message = readable_error(code, &message);
+                match self.remote_shells.as_mut().filter(|r| r.shells.is_none() && r.error.is_none() && r.computer_name.eq_ignore_ascii_case(&computer_name)) {
+                    // The answer to `get_remote_shells`: the target could not be asked.
+                    Some(r) => r.error = Some(message),
+                    None => self.notices.push(format!("{computer_name}: {message}")),
+                }
+            }
+            ServerMessage::RemoteShells { computer_name, shells } => self.remote_shells = Some(RemoteShells { computer_name, shells: Some(shells), error: None }),
             ServerMessage::PipelineStarted { session, pipeline } => {
                 let prompt = prompt_of(self.session(session));
                 let console = self.consoles.entry(session).or_default();
                 console.running = Some(pipeline);
+                // Connect re-attached a pipeline this console shows running: its output goes on there. (An ended one
+                // with that id is another pipeline: a restarted relay numbers them from 1 again.)
+                if console.entries.iter().any(|e| e.pipeline == Some(pipeline) && e.state.is_none_or(|s| !s.is_terminal())) {
+                    return;
+                }
                 match console.entries.last_mut() {
                     Some(e) if console.starting && e.pipeline.is_none() => e.pipeline = Some(pipeline),
-                    _ => console.entries.push(Entry { prompt, pipeline: Some(pipeline), ..Entry::default() }),
+                    // Not this page's command: Connect re-attached it, or another tab ran it.
+                    _ => {
+                        console.entries.push(Entry { prompt, script: CONNECTED_PIPELINE.into(), pipeline: Some(pipeline), ..Entry::default() });
+                        self.history_wanted += 1;
+                    }
                 }
                 console.starting = false;
             }
@@ -608,7 +717,11 @@ impl State {
                         }
                     }
                     (None, Some(invocation)) if matches!(code, ErrorCode::UnknownSession | ErrorCode::BadMessage) => invocation.refused = Some(message),
-                    _ => self.notices.push(message),
+                    _ => match self.remote_shells.as_mut().filter(|r| r.shells.is_none() && r.error.is_none()) {
+                        // The answer to `get_remote_shells`.
+                        Some(r) if !refused_run => r.error = Some(readable_error(code, &message)),
+                        _ => self.notices.push(readable_error(code, &message)),
+                    },
                 }
             }
             ServerMessage::InvokeStarted { invocation, sessions, throttle_limit, script } => {
@@ -715,6 +828,8 @@ impl Reducible for State {
                 }
             }
             Action::DismissNotices => s.notices.clear(),
+            Action::AskedShells(computer_name) => s.remote_shells = Some(RemoteShells { computer_name, ..RemoteShells::default() }),
+            Action::CloseShells => s.remote_shells = None,
         }
         Rc::new(s)
     }
@@ -730,8 +845,6 @@ pub fn history_step(history: &[String], pos: usize, up: bool) -> Option<(usize, 
 
 #[cfg(test)]
 mod tests {
-    use psgate_shared::api::{Availability, Transport};
-
     use super::*;
     use crate::render::blocks::Block;
 
@@ -748,6 +861,9 @@ mod tests {
             availability: Availability::Available,
             reason: None,
             prompt: None,
+            configuration_name: None,
+            instance_id: None,
+            can_disconnect: false,
         }
     }
 
@@ -1087,6 +1203,123 @@ mod tests {
             invocations: vec![],
         }));
         assert_eq!(again.consoles[&S].entries.len(), 2);
+    }
+
+    fn winrm(id: u64, state: SessionState) -> SessionInfo {
+        SessionInfo { transport: Transport::Winrm, configuration_name: Some("Microsoft.PowerShell".into()), instance_id: Some(format!("SHELL-{id}")), can_disconnect: true, ..info(id, state) }
+    }
+
+    #[test]
+    fn a_disconnected_session_keeps_its_console_and_connect_goes_on_with_the_same_pipeline() {
+        let mut actions = vec![
+            Action::LoggedIn("demo".into()),
+            msg(ServerMessage::Sessions { sessions: vec![winrm(1, SessionState::Opened)] }),
+            Action::Ran(S, "Test-Long".into()),
+            msg(ServerMessage::PipelineStarted { session: S, pipeline: P }),
+            msg(ServerMessage::Output { session: S, pipeline: P, seq: 1, clixml: "<S>tick 1</S>".into() }),
+        ];
+        actions.push(msg(ServerMessage::SessionChanged { session: winrm(1, SessionState::Disconnected) }));
+        let s = run(actions);
+        assert_eq!(s.session(S).map(|i| i.state), Some(SessionState::Disconnected));
+        assert_eq!(s.consoles[&S].entries[0].items.len(), 1, "the output stays");
+        assert_eq!(s.consoles[&S].running, Some(P), "the remote pipeline runs on");
+        // Connect: the relay re-attaches the pipeline; what it wrote meanwhile goes to the same entry.
+        let s = [
+            msg(ServerMessage::SessionChanged { session: winrm(1, SessionState::Opened) }),
+            msg(ServerMessage::PipelineStarted { session: S, pipeline: P }),
+            msg(ServerMessage::Output { session: S, pipeline: P, seq: 2, clixml: "<S>tick 2</S>".into() }),
+        ]
+        .into_iter()
+        .fold(s, Reducible::reduce);
+        let c = &s.consoles[&S];
+        assert_eq!(c.entries.len(), 1);
+        assert_eq!((c.entries[0].script.as_str(), c.entries[0].items.len(), c.running), ("Test-Long", 2, Some(P)));
+        assert_eq!(s.history_wanted, 0, "nothing to ask");
+    }
+
+    #[test]
+    fn a_connected_pipeline_this_page_did_not_start_gets_an_entry_and_its_script_from_history() {
+        let p2 = PipelineId(9);
+        let s = run([
+            Action::LoggedIn("demo".into()),
+            msg(ServerMessage::Sessions { sessions: vec![winrm(1, SessionState::Opened)] }),
+            Action::Ran(S, "Get-Date".into()),
+            msg(ServerMessage::PipelineStarted { session: S, pipeline: P }),
+            msg(ServerMessage::PipelineState { session: S, pipeline: P, seq: 1, state: PipelineState::Completed, error: None }),
+            // Connect-PSSession in another browser, or after a relay restart: a pipeline never seen here.
+            msg(ServerMessage::PipelineStarted { session: S, pipeline: p2 }),
+            msg(ServerMessage::Output { session: S, pipeline: p2, seq: 1, clixml: "<S>tick 40</S>".into() }),
+        ]);
+        let c = &s.consoles[&S];
+        assert_eq!(c.entries.iter().map(|e| e.script.as_str()).collect::<Vec<_>>(), ["Get-Date", CONNECTED_PIPELINE]);
+        assert_eq!((c.entries[1].pipeline, c.entries[1].items.len(), c.running), (Some(p2), 1, Some(p2)));
+        assert_eq!(s.history_wanted, 1, "the page asks the relay's history for its script");
+        let s = s.reduce(msg(ServerMessage::History {
+            pipelines: vec![
+                PipelineRecord { session: S, pipeline: P, script: "Get-Date".into(), prompt: "PS C:\\>".into(), invocation: None, finished: true },
+                PipelineRecord { session: S, pipeline: p2, script: "Test-Long -Seconds 30".into(), prompt: "PS C:\\Temp>".into(), invocation: None, finished: false },
+            ],
+            invocations: vec![],
+        }));
+        let c = &s.consoles[&S];
+        assert_eq!(c.entries.len(), 2, "nothing added twice");
+        assert_eq!((c.entries[1].prompt.as_str(), c.entries[1].script.as_str()), ("[localhost]: PS C:\\Temp>", "Test-Long -Seconds 30"));
+        assert_eq!(c.entries[0].prompt, "[localhost]: PS>", "the page's own entries are left alone");
+        // A restarted relay numbers pipelines from 1 again: an ended entry with the id is not the one connected.
+        let s = s.reduce(msg(ServerMessage::PipelineStarted { session: S, pipeline: P }));
+        let c = &s.consoles[&S];
+        assert_eq!((c.entries.len(), c.entries[2].script.as_str(), c.running), (3, CONNECTED_PIPELINE, Some(P)));
+        let s = s.reduce(msg(ServerMessage::Output { session: S, pipeline: P, seq: 1, clixml: "<S>tick 7</S>".into() }));
+        assert_eq!((s.consoles[&S].entries[0].items.len(), s.consoles[&S].entries[2].items.len()), (0, 1));
+    }
+
+    #[test]
+    fn remote_shells_are_listed_and_their_errors_shown_there() {
+        let shell = RemoteShell {
+            shell_id: "2B6B8C2F".into(),
+            name: "Runspace1".into(),
+            state: "Disconnected".into(),
+            owner: "PSGATE\\ada".into(),
+            configuration_name: "Microsoft.PowerShell".into(),
+            client_ip: "127.0.0.1".into(),
+            idle_timeout_secs: Some(7200),
+            commands: 1,
+            session: None,
+        };
+        let s = run([Action::AskedShells("srv1".into())]);
+        assert_eq!(s.remote_shells, Some(RemoteShells { computer_name: "srv1".into(), shells: None, error: None }));
+        let s = s.reduce(msg(ServerMessage::RemoteShells { computer_name: "srv1".into(), shells: vec![shell.clone()] }));
+        assert_eq!(s.remote_shells.as_ref().and_then(|r| r.shells.clone()), Some(vec![shell]));
+        assert!(s.reduce(Action::CloseShells).remote_shells.is_none());
+        for refusal in [
+            ServerMessage::error(ErrorCode::AuthenticationFailed, "the target refused PSGATE\\ada"),
+            ServerMessage::TargetRefused { computer_name: "SRV1".into(), code: ErrorCode::AuthenticationFailed, message: "the target refused PSGATE\\ada".into() },
+        ] {
+            let s = run([Action::AskedShells("srv1".into()), msg(refusal)]);
+            assert_eq!(s.remote_shells.as_ref().and_then(|r| r.error.as_deref()), Some("authentication failed: the target refused PSGATE\\ada"));
+            assert!(s.notices.is_empty());
+        }
+        let s = run([Action::AskedShells("srv1".into()), msg(ServerMessage::TargetRefused { computer_name: "srv2".into(), code: ErrorCode::TargetNotAllowed, message: "not allowed".into() })]);
+        assert_eq!((s.notices.as_slice(), s.remote_shells.as_ref().and_then(|r| r.error.as_deref())), (&["srv2: not allowed".to_owned()][..], None), "another computer's refusal");
+        let s = s.reduce(msg(ServerMessage::error(ErrorCode::AuthenticationFailed, "the target refused PSGATE\\ada")));
+        // Once answered, a later error is a notice again.
+        let s = s.reduce(msg(ServerMessage::error(ErrorCode::NotSupported, "Disconnect-PSSession needs a WinRM session")));
+        assert_eq!(s.notices, ["srv2: not allowed", "not supported: Disconnect-PSSession needs a WinRM session"]);
+    }
+
+    #[test]
+    fn the_new_error_codes_read_as_what_happened() {
+        let s = run([msg(ServerMessage::TargetRefused { computer_name: "srv1".into(), code: ErrorCode::QuotaExceeded, message: "MaxShellsPerUser: the user has 5 shells".into() })]);
+        assert_eq!(s.notices, ["srv1: quota exceeded: MaxShellsPerUser: the user has 5 shells"]);
+        assert_eq!(readable_error(ErrorCode::TargetFailed, "connection refused"), "the target failed: connection refused");
+        assert_eq!(readable_error(ErrorCode::AuthenticationFailed, ""), "authentication failed");
+        assert_eq!(readable_error(ErrorCode::TargetNotAllowed, "not allowed"), "not allowed");
+        assert_eq!((session_state_label(SessionState::Disconnected), availability_label(Availability::None), transport_label(Transport::Winrm)), ("Disconnected", "None", "WSMan"));
+    }
+
+    #[test]
+    fn the_retry_delay_is_shown_in_tenths_of_a_second() {
+        assert_eq!([250, 500, 8000, 12_345].map(retry_text), ["disconnected: retrying in 0.2 s", "disconnected: retrying in 0.5 s", "disconnected: retrying in 8.0 s", "disconnected: retrying in 12.3 s"]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use psgate_shared::api::{PipelineId, PipelineState, SessionId, SessionInfo, SessionState, Target, Transport};
 use serde_json::{Value, json};
 
-use crate::app::{Auth, State};
+use crate::app::{Auth, State, pipeline_state_name, session_state_label};
 
 /// Whether a path is the embed page's.
 pub fn is_embed_path(path: &str) -> bool {
@@ -62,7 +62,19 @@ pub fn target_from_query(query: &str) -> Option<Target> {
         Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0)?),
         None => None,
     };
-    Some(Target { computer_name: computer, transport, port, user: get("user"), password: None, key_file: None, name: get("name") })
+    Some(Target {
+        computer_name: computer,
+        transport,
+        port,
+        user: get("user"),
+        password: None,
+        key_file: None,
+        name: get("name"),
+        use_ssl: false,
+        authentication: None,
+        configuration_name: None,
+        shell_id: None,
+    })
 }
 
 /// The target `/embed` opens: the relay's configured one wins over the URL's.
@@ -70,9 +82,9 @@ pub fn choose_target(configured: Option<Target>, from_url: Option<Target>) -> Op
     configured.or(from_url)
 }
 
-/// Whether the target needs a password typed before it can open (SSH; the relay holds no credentials).
+/// Whether the target needs a password typed before it can open (SSH, WinRM; the relay holds no credentials).
 pub fn needs_password(target: &Target) -> bool {
-    target.transport == Transport::Ssh && target.password.is_none() && target.key_file.is_none()
+    target.transport != Transport::Local && target.password.is_none() && target.key_file.is_none()
 }
 
 /// Whether `session` is one the embed page opened on `target` (same computer, transport and, when the target names
@@ -167,10 +179,6 @@ fn event(kind: &str, mut fields: Value) -> Value {
     fields
 }
 
-fn lower(debug: impl std::fmt::Debug) -> String {
-    format!("{debug:?}").to_lowercase()
-}
-
 /// Turns the page's successive states into events for the parent.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tracker {
@@ -217,7 +225,7 @@ impl Tracker {
                 self.session = Some((info.id, info.state));
                 out.push(event(
                     "session",
-                    json!({"state": lower(info.state), "id": info.id.0, "computer": info.computer_name, "name": info.name, "reason": info.reason}),
+                    json!({"state": session_state_label(info.state).to_ascii_lowercase(), "id": info.id.0, "computer": info.computer_name, "name": info.name, "reason": info.reason}),
                 ));
             }
             // The session went away (removed, or closed and dropped from the list).
@@ -235,7 +243,7 @@ impl Tracker {
                 let now = entry.state.unwrap_or(PipelineState::Running);
                 if self.pipelines.get(&pipeline) != Some(&now) {
                     self.pipelines.insert(pipeline, now);
-                    out.push(event("pipeline", json!({"state": lower(now), "session": info.id.0, "pipeline": pipeline.0})));
+                    out.push(event("pipeline", json!({"state": pipeline_state_name(now), "session": info.id.0, "pipeline": pipeline.0})));
                 }
             }
         }

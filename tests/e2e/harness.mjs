@@ -1,7 +1,8 @@
 // What the end-to-end tests share: where things are, how Chromium runs here, and `psgate demo` started
 // on a free port and stopped again.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -66,3 +67,56 @@ export function stopServer(server) {
   });
 }
 
+
+/** The Python with psrpcore and pyspnego that runs the test peers (`$PSGATE_PYTHON`, as scripts/env.sh sets it). */
+export const python = process.env.PSGATE_PYTHON ?? path.join(process.env.PSGATE_TOOLS ?? '/opt/psgate-tools', 'venv/bin/python');
+
+/** Waits for a child's stdout to match `pattern` (within `ms`); resolves with the match. */
+function readyLine(child, pattern, what, ms = TIMEOUT) {
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start within ${ms} ms:\n${stderr}`)), ms);
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(pattern);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code} before it was ready:\n${stderr}`));
+    });
+  });
+}
+
+/** Starts the WS-Management test peer (`tests/peers/winrm_host.py --port 0 …args`); resolves with the process and
+ * its `http://127.0.0.1:PORT/wsman` URL and port. Stop it with `stopServer`. */
+export async function startWinrmPeer(args = []) {
+  const peer = spawn(python, [path.join(repo, 'tests/peers/winrm_host.py'), '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const m = await readyLine(peer, /winrm_host listening on (https?:\/\/[^\s/]+:(\d+)\/wsman)/, 'winrm_host.py', 30_000);
+  return { peer, url: m[1], port: Number(m[2]) };
+}
+
+/** Starts `psgate serve` with a configuration of its own in `dir` (`config` is TOML appended after `listen`,
+ * `database` and `assets`, e.g. `[[allow]]` rules) and one user made by `psgate user add`; resolves with the process,
+ * its URL and the login. */
+export async function startRelay(dir, config) {
+  const file = path.join(dir, 'psgate.toml');
+  const toml = (p) => JSON.stringify(p); // a TOML basic string is a JSON string for these paths
+  writeFileSync(file, `listen = "127.0.0.1:0"\ndatabase = ${toml(path.join(dir, 'psgate.db'))}\nassets = ${toml(dist)}\n${config}\n`);
+  const user = 'e2e';
+  const password = `pw-${process.pid}-${Date.now()}`;
+  const add = spawnSync(bin, ['user', 'add', user, '--config', file], { input: `${password}\n`, encoding: 'utf8' });
+  if (add.status !== 0) throw new Error(`psgate user add failed (${add.status}): ${add.stderr}`);
+  const server = spawn(bin, ['serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const m = await readyLine(server, /psgate listening on (http:\/\/\S+?)\/?\s/, 'psgate serve');
+  return { server, url: m[1], user, password };
+}

@@ -11,7 +11,7 @@ use yew::prelude::*;
 
 use super::shell::{Login, SessionConsole};
 use crate::api::{self, Event, Socket};
-use crate::app::{Action, Auth, Link, State};
+use crate::app::{Action, Auth, Link, State, session_state_label};
 use crate::embed::{Tracker, choose_target, find_embedded, needs_password, origin_of, post_origins, target_from_query};
 
 /// Posts `events` to the parent window, only to the origins [`post_origins`] allows (none when the page is not
@@ -49,6 +49,7 @@ fn describe(target: &Target) -> String {
     let how = match target.transport {
         Transport::Ssh => "ssh",
         Transport::Local => "local",
+        Transport::Winrm => "winrm",
     };
     match &target.name {
         Some(name) => format!("{name} ({user}{}{port}, {how})", target.computer_name),
@@ -168,7 +169,7 @@ pub fn EmbedPage() -> Html {
     let link = match state.link {
         Link::Connecting => html! { <span class="link connecting">{ "connecting…" }</span> },
         Link::Open => html! { <span class="link open">{ "connected" }</span> },
-        Link::Retrying(ms) => html! { <span class="link retrying">{ format!("disconnected: retrying in {:.1} s", f64::from(ms) / 1000.0) }</span> },
+        Link::Retrying(ms) => html! { <span class="link retrying">{ crate::app::retry_text(ms) }</span> },
     };
     let info = current.and_then(|id| state.session(id).cloned());
     let body = match (&target, &info) {
@@ -195,8 +196,8 @@ pub fn EmbedPage() -> Html {
                 })
             };
             html! {
-                <div class="embed-status" id="embed-status" data-state={format!("{:?}", info.state).to_lowercase()}>
-                    <p>{ format!("{}: {:?}", describe(t), info.state) }{ info.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default() }</p>
+                <div class="embed-status" id="embed-status" data-state={session_state_label(info.state).to_ascii_lowercase()}>
+                    <p>{ format!("{}: {}", describe(t), session_state_label(info.state)) }{ info.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default() }</p>
                     if info.state != SessionState::Opening {
                         <button type="button" id="embed-reconnect" onclick={reconnect} disabled={!online}>{ "Reconnect" }</button>
                     }
@@ -286,7 +287,7 @@ pub struct KioskProps {
 }
 
 /// Kiosk mode's New-PSSession: a pick list of the relay's targets, no free-form host (the relay refuses others
-/// anyway); an SSH target asks for the password (and the user, when the target names none).
+/// anyway); an SSH or WinRM target asks for the password (and the user, when the target names none).
 #[component]
 pub fn KioskPicker(props: &KioskProps) -> Html {
     let picked = use_state(|| 0usize);
@@ -306,7 +307,7 @@ pub fn KioskPicker(props: &KioskProps) -> Html {
             e.prevent_default();
             let Some(mut t) = chosen.clone() else { return };
             let value = |r: &NodeRef| r.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default();
-            if t.transport == Transport::Ssh {
+            if t.transport != Transport::Local {
                 if t.user.is_none() {
                     t.user = Some(value(&user)).filter(|u| !u.is_empty());
                 }
@@ -327,7 +328,7 @@ pub fn KioskPicker(props: &KioskProps) -> Html {
                     }) }
                 </select>
             </label>
-            if let Some(t) = chosen.as_ref().filter(|t| t.transport == Transport::Ssh) {
+            if let Some(t) = chosen.as_ref().filter(|t| t.transport != Transport::Local) {
                 if t.user.is_none() {
                     <label>{ "User" }<input id="kiosk-user" ref={user} autocomplete="off" /></label>
                 }

@@ -5,14 +5,14 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use psgate_shared::api::{ClientMessage, DEFAULT_THROTTLE_LIMIT, FieldAnswer, HostAnswer, PipelineId, PipelineState, SessionId, SessionInfo, Target, Transport};
+use psgate_shared::api::{ClientMessage, DEFAULT_THROTTLE_LIMIT, FieldAnswer, HostAnswer, OutputBufferingMode, PipelineId, PipelineState, SessionId, SessionInfo, SessionState, Target, Transport, WinrmAuth};
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
 use super::Viewer;
 use super::console::block;
 use crate::api::{self, Event, Socket};
-use crate::app::{Action, Auth, Completions, Console, HostPrompt, Invocation, Link, PromptKind, State, fields_answer, history_step, prompt_of, string_answer};
+use crate::app::{Action, Auth, Completions, Console, HostPrompt, Invocation, Link, PromptKind, RemoteShells, State, availability_label, fields_answer, history_step, pipeline_state_name, prompt_of, session_state_label, string_answer, transport_label};
 
 /// The page: `/viewer` is the CLIXML viewer, anything else the console.
 #[component]
@@ -94,6 +94,15 @@ fn ConsolePage() -> Html {
             }
         })
     };
+    {
+        // A pipeline this page did not start came (Connect re-attached it): the relay's history names its script.
+        let send = send.clone();
+        use_effect_with(state.history_wanted, move |&wanted| {
+            if wanted > 0 {
+                send.emit(ClientMessage::GetHistory { replay: false });
+            }
+        });
+    }
     let on_action = state.dispatcher().to_callback();
     let user = match &state.auth {
         Auth::Checking => return html! { <p class="hint">{ "Loading…" }</p> },
@@ -107,7 +116,7 @@ fn ConsolePage() -> Html {
     let link = match state.link {
         Link::Connecting => html! { <span class="link connecting">{ "connecting…" }</span> },
         Link::Open => html! { <span class="link open">{ "connected" }</span> },
-        Link::Retrying(ms) => html! { <span class="link retrying">{ format!("disconnected: retrying in {:.1} s", f64::from(ms) / 1000.0) }</span> },
+        Link::Retrying(ms) => html! { <span class="link retrying">{ crate::app::retry_text(ms) }</span> },
     };
     let active = state.active.and_then(|id| state.session(id).cloned());
     html! {
@@ -123,7 +132,7 @@ fn ConsolePage() -> Html {
             </header>
             <main class="app-layout">
                 <Sessions sessions={state.sessions.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open}
-                    kiosk={page.as_ref().filter(|c| c.kiosk).map(|c| c.kiosk_targets.clone())} />
+                    kiosk={page.as_ref().filter(|c| c.kiosk).map(|c| c.kiosk_targets.clone())} remote_shells={state.remote_shells.clone()} />
                 if !state.notices.is_empty() {
                     <div class="notices" role="alert">
                         { for state.notices.iter().map(|n| html! { <div class="notice">{ n }</div> }) }
@@ -203,17 +212,41 @@ struct SessionsProps {
     online: bool,
     /// Kiosk mode: its targets (a pick list instead of the form).
     kiosk: Option<Vec<Target>>,
+    /// The last `Get-PSSession -ComputerName` answer.
+    remote_shells: Option<RemoteShells>,
+}
+
+/// The New-PSSession form, as typed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Form {
+    computers: String,
+    transport: String,
+    port: String,
+    user: String,
+    password: String,
+    name: String,
+    configuration_name: String,
+    authentication: String,
+    use_ssl: bool,
 }
 
 /// Reads the New-PSSession form: one target per comma-separated computer name.
-fn targets(computers: &str, transport: &str, port: &str, user: &str, password: &str, name: &str) -> Result<Vec<Target>, String> {
-    let transport = if transport == "ssh" { Transport::Ssh } else { Transport::Local };
-    let port = match port.trim() {
-        "" => None,
-        p => Some(p.parse::<u16>().map_err(|_| format!("{p:?} is not a port"))?),
+fn targets(f: &Form) -> Result<Vec<Target>, String> {
+    let transport = match f.transport.as_str() {
+        "ssh" => Transport::Ssh,
+        "winrm" => Transport::Winrm,
+        _ => Transport::Local,
     };
+    let winrm = transport == Transport::Winrm;
+    let authentication = match f.authentication.as_str() {
+        "ntlm" => WinrmAuth::Ntlm,
+        "kerberos" => WinrmAuth::Kerberos,
+        "basic" => WinrmAuth::Basic,
+        _ => WinrmAuth::Negotiate,
+    };
+    let port = parse_number::<u16>(&f.port, 1, "Port")?;
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    let names: Vec<&str> = computers.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+    let names: Vec<&str> = f.computers.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
     if names.is_empty() {
         return Err("name at least one computer".into());
     }
@@ -224,33 +257,95 @@ fn targets(computers: &str, transport: &str, port: &str, user: &str, password: &
             computer_name: (*c).to_owned(),
             transport,
             port,
-            user: opt(user),
-            password: Some(password.to_owned()).filter(|p| !p.is_empty()),
+            user: opt(&f.user),
+            password: Some(f.password.clone()).filter(|p| !p.is_empty()),
             key_file: None,
             // One name for several sessions would be ambiguous: number them.
-            name: opt(name).map(|n| if many { format!("{n}-{c}") } else { n }),
+            name: opt(&f.name).map(|n| if many { format!("{n}-{c}") } else { n }),
+            use_ssl: winrm && f.use_ssl,
+            authentication: winrm.then_some(authentication),
+            configuration_name: opt(&f.configuration_name).filter(|_| winrm),
+            shell_id: None,
         })
         .collect())
 }
 
+/// The value of an input or select (empty when absent).
+fn value_of(r: &NodeRef) -> String {
+    if let Some(s) = r.cast::<HtmlSelectElement>() {
+        return s.value();
+    }
+    r.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default()
+}
+
+/// The port the form's placeholder shows: the transport's default.
+fn default_port(transport: &str, use_ssl: bool) -> &'static str {
+    match (transport, use_ssl) {
+        ("ssh", _) => "22",
+        ("winrm", false) => "5985",
+        ("winrm", true) => "5986",
+        _ => "",
+    }
+}
+
 #[component]
 fn Sessions(props: &SessionsProps) -> Html {
-    let refs: [NodeRef; 5] = Default::default();
-    let transport = use_node_ref();
+    // computers, port, user, password, name, configuration name, UseSSL, authentication, transport
+    let refs: Rc<[NodeRef; 9]> = use_memo((), |_| Default::default());
+    // Idle timeout and buffering mode of Disconnect.
+    let disconnect_refs: Rc<[NodeRef; 2]> = use_memo((), |_| Default::default());
+    // What the form's selects and checkbox say, for the fields and placeholders that depend on them (the inputs
+    // themselves are never given a `value`: a re-render would put it back over what the user typed).
+    let shown = use_state(|| ("local".to_owned(), false));
+    // The target the remote shells were listed with: a Connect to one of them uses it.
+    let shells_target = use_mut_ref(|| None::<Target>);
     let error = use_state(|| None::<String>);
+    let read = {
+        let refs = Rc::clone(&refs);
+        move || Form {
+            computers: value_of(&refs[0]),
+            port: value_of(&refs[1]),
+            user: value_of(&refs[2]),
+            password: value_of(&refs[3]),
+            name: value_of(&refs[4]),
+            configuration_name: value_of(&refs[5]),
+            use_ssl: refs[6].cast::<HtmlInputElement>().is_some_and(|i| i.checked()),
+            authentication: value_of(&refs[7]),
+            transport: value_of(&refs[8]),
+        }
+    };
     let onsubmit = {
-        let (refs, transport, error, send) = (refs.clone(), transport.clone(), error.clone(), props.send.clone());
+        let (read, error, send) = (read.clone(), error.clone(), props.send.clone());
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
-            let v: Vec<String> = refs.iter().map(|r| r.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default()).collect();
-            let t = transport.cast::<HtmlSelectElement>().map(|s| s.value()).unwrap_or_default();
-            match targets(&v[0], &t, &v[1], &v[2], &v[3], &v[4]) {
+            match targets(&read()) {
                 Ok(targets) => {
                     error.set(None);
                     send.emit(ClientMessage::NewSessions { targets });
                 }
                 Err(e) => error.set(Some(e)),
             }
+        })
+    };
+    let get_shells = {
+        let (read, error, send, on_action, shells_target) = (read.clone(), error.clone(), props.send.clone(), props.on_action.clone(), Rc::clone(&shells_target));
+        Callback::from(move |_: MouseEvent| match targets(&read()) {
+            Ok(mut t) if t.len() == 1 => {
+                error.set(None);
+                let target = t.remove(0);
+                on_action.emit(Action::AskedShells(target.computer_name.clone()));
+                send.emit(ClientMessage::GetRemoteShells { target: target.clone() });
+                *shells_target.borrow_mut() = Some(target);
+            }
+            Ok(_) => error.set(Some("Get-PSSession -ComputerName asks one computer".into())),
+            Err(e) => error.set(Some(e)),
+        })
+    };
+    let onchange = {
+        let (read, shown) = (read.clone(), shown.clone());
+        Callback::from(move |_: web_sys::Event| {
+            let f = read();
+            shown.set((f.transport, f.use_ssl));
         })
     };
     {
@@ -266,6 +361,9 @@ fn Sessions(props: &SessionsProps) -> Html {
         });
     }
     let remove_all = props.send.reform(|_: MouseEvent| ClientMessage::RemoveSessions { ids: vec![], all: true });
+    let (transport, use_ssl) = &*shown;
+    let winrm = transport == "winrm";
+    let disconnect_options = props.sessions.iter().any(|s| s.can_disconnect);
     html! {
         <section class="panel sessions">
             <h2>{ "Sessions" }</h2>
@@ -273,26 +371,28 @@ fn Sessions(props: &SessionsProps) -> Html {
                 <super::embed::KioskPicker {targets} send={props.send.clone()} online={props.online} />
             } else {
             <form class="new-session" {onsubmit}>
-                <label>{ "ComputerName" }<input id="new-computers" ref={refs[0].clone()} placeholder="localhost, srv01, srv02" /></label>
-                <label>{ "Transport" }
-                    <select id="new-transport" ref={transport}>
-                        <option value="local" selected=true>{ "local" }</option>
-                        <option value="ssh">{ "ssh" }</option>
-                    </select>
-                </label>
-                <label>{ "Port" }<input id="new-port" ref={refs[1].clone()} inputmode="numeric" size="5" /></label>
-                <label>{ "User" }<input id="new-user" ref={refs[2].clone()} autocomplete="off" /></label>
-                <label>{ "Password" }<input id="new-password" ref={refs[3].clone()} type="password" autocomplete="off" /></label>
-                <label>{ "Name" }<input id="new-name" ref={refs[4].clone()} /></label>
+                { field("ComputerName", "new-computers", &refs[0], "text", "localhost, srv01, srv02") }
+                { select("Transport", "new-transport", &refs[8], &[("local", "local"), ("ssh", "ssh"), ("winrm", "winrm")], Some(onchange.clone())) }
+                { field("Port", "new-port", &refs[1], "text", default_port(transport, *use_ssl)) }
+                <span class="winrm-fields" hidden={!winrm}>
+                    <label class="inline">{ "UseSSL" }<input id="new-use-ssl" ref={refs[6].clone()} type="checkbox" {onchange} /></label>
+                    { select("Authentication", "new-authentication", &refs[7], &[("negotiate", "Negotiate"), ("ntlm", "NTLM"), ("kerberos", "Kerberos"), ("basic", "Basic")], None) }
+                    { field("ConfigurationName", "new-configuration", &refs[5], "text", "Microsoft.PowerShell") }
+                </span>
+                { field("User", "new-user", &refs[2], "text", "") }
+                { field("Password", "new-password", &refs[3], "password", "") }
+                { field("Name", "new-name", &refs[4], "text", "") }
                 <button type="submit" id="new-session" disabled={!props.online}>{ "New-PSSession" }</button>
+                if winrm {
+                    <button type="button" class="secondary" id="get-remote-shells" onclick={get_shells} disabled={!props.online}
+                        title="Get-PSSession -ComputerName: the shells this computer keeps for you">{ "Remote shells" }</button>
+                }
             </form>
             }
             if let Some(e) = &*error { <p class="form-error" role="alert">{ e }</p> }
+            if let Some(r) = &props.remote_shells { { remote_shells_view(r, &props.sessions, &props.send, &props.on_action, &shells_target) } }
             <table class="sessions-table" id="sessions">
-                <thead><tr>
-                    <th class="num">{ "Id" }</th><th>{ "Name" }</th><th>{ "ComputerName" }</th><th>{ "Transport" }</th>
-                    <th>{ "State" }</th><th>{ "Availability" }</th><th></th>
-                </tr></thead>
+                { head(&["Id", "Name", "ComputerName", "Transport", "State", "Availability", "ConfigurationName", ""]) }
                 <tbody>
                     { for props.sessions.iter().map(|s| {
                         let id = s.id;
@@ -302,23 +402,155 @@ fn Sessions(props: &SessionsProps) -> Html {
                             ClientMessage::RemoveSessions { ids: vec![id], all: false }
                         });
                         let class = classes!("session-row", (props.active == Some(id)).then_some("active"));
+                        let state = session_state_label(s.state);
                         html! {
                             <tr {class} data-id={id.0.to_string()} onclick={select} title={s.reason.clone()}>
                                 <td class="num">{ id.0 }</td>
                                 <td>{ &s.name }</td>
                                 <td>{ &s.computer_name }</td>
-                                <td>{ format!("{:?}", s.transport) }</td>
-                                <td class={classes!("state", format!("state-{:?}", s.state).to_lowercase())}>{ format!("{:?}", s.state) }</td>
-                                <td>{ format!("{:?}", s.availability) }</td>
-                                <td><button type="button" class="secondary remove-session" onclick={remove}>{ "Remove" }</button></td>
+                                <td>{ transport_label(s.transport) }</td>
+                                <td class={classes!("state", format!("state-{}", state.to_ascii_lowercase()))}>{ state }</td>
+                                <td>{ availability_label(s.availability) }</td>
+                                <td>{ s.configuration_name.clone().unwrap_or_default() }</td>
+                                <td class="session-actions">
+                                    if s.can_disconnect || s.state == SessionState::Disconnected {
+                                        <button type="button" class="secondary disconnect-session" disabled={!props.online || s.state != SessionState::Opened}
+                                            onclick={disconnect(id, &disconnect_refs, &error, &props.send)}>{ "Disconnect" }</button>
+                                        <button type="button" class="secondary connect-session" disabled={!props.online || s.state != SessionState::Disconnected}
+                                            onclick={connect(id, &props.send)}>{ "Connect" }</button>
+                                    }
+                                    <button type="button" class="secondary remove-session" onclick={remove}>{ "Remove" }</button>
+                                </td>
                             </tr>
                         }
                     }) }
                 </tbody>
             </table>
+            if disconnect_options {
+                <div class="disconnect-options">
+                    <span>{ "Disconnect-PSSession" }</span>
+                    { field("IdleTimeoutSec", "disconnect-idle", &disconnect_refs[0], "text", "(target's)") }
+                    { select("OutputBufferingMode", "disconnect-buffering", &disconnect_refs[1], &[("", "(target's)"), ("block", "Block"), ("drop", "Drop")], None) }
+                </div>
+            }
             if props.sessions.is_empty() { <p class="hint">{ "No sessions: create one above." }</p> }
             else { <button type="button" class="secondary" id="remove-all" onclick={remove_all}>{ "Remove all" }</button> }
         </section>
+    }
+}
+
+/// `<label>LABEL<input></label>`: never given a value (a re-render would put it back over what the user typed).
+fn field(label: &'static str, id: &'static str, r: &NodeRef, kind: &'static str, placeholder: &'static str) -> Html {
+    html! { <label>{ label }<input {id} ref={r.clone()} type={kind} {placeholder} autocomplete="off" /></label> }
+}
+
+/// `<label>LABEL<select>` of `(value, text)` options, the first selected to begin with.
+fn select(label: &'static str, id: &'static str, r: &NodeRef, options: &[(&'static str, &'static str)], onchange: Option<Callback<web_sys::Event>>) -> Html {
+    html! {
+        <label>{ label }
+            <select {id} ref={r.clone()} {onchange}>
+                { for options.iter().enumerate().map(|(i, &(value, text))| html! { <option {value} selected={i == 0}>{ text }</option> }) }
+            </select>
+        </label>
+    }
+}
+
+/// A table's header row.
+fn head(cells: &[&'static str]) -> Html {
+    html! { <thead><tr>{ for cells.iter().map(|&c| html! { <th>{ c }</th> }) }</tr></thead> }
+}
+
+/// Disconnect-PSSession on one session, with the panel's IdleTimeoutSec and OutputBufferingMode.
+fn disconnect(id: SessionId, refs: &Rc<[NodeRef; 2]>, error: &UseStateHandle<Option<String>>, send: &Callback<ClientMessage>) -> Callback<MouseEvent> {
+    let (refs, error, send) = (Rc::clone(refs), error.clone(), send.clone());
+    Callback::from(move |e: MouseEvent| {
+        e.stop_propagation();
+        match disconnect_message(id, &value_of(&refs[0]), &value_of(&refs[1])) {
+            Ok(m) => {
+                error.set(None);
+                send.emit(m);
+            }
+            Err(e) => error.set(Some(e)),
+        }
+    })
+}
+
+/// Connect-PSSession on one session.
+fn connect(id: SessionId, send: &Callback<ClientMessage>) -> Callback<MouseEvent> {
+    send.reform(move |e: MouseEvent| {
+        e.stop_propagation();
+        ClientMessage::ConnectSessions { ids: vec![id] }
+    })
+}
+
+/// The `disconnect_sessions` message for one session: `-IdleTimeoutSec` (empty: the target's; at least 60, as
+/// PowerShell requires) and `-OutputBufferingMode` (`block`, `drop`, or empty: the target's).
+fn disconnect_message(id: SessionId, idle: &str, buffering: &str) -> Result<ClientMessage, String> {
+    Ok(ClientMessage::DisconnectSessions {
+        ids: vec![id],
+        idle_timeout_secs: parse_number(idle, 60, "IdleTimeoutSec")?,
+        output_buffering_mode: match buffering {
+            "block" => Some(OutputBufferingMode::Block),
+            "drop" => Some(OutputBufferingMode::Drop),
+            _ => None,
+        },
+    })
+}
+
+/// `Get-PSSession -ComputerName`'s answer: the target's shells, each with a Connect when it waits disconnected.
+fn remote_shells_view(r: &RemoteShells, sessions: &[SessionInfo], send: &Callback<ClientMessage>, on_action: &Callback<Action>, target: &Rc<RefCell<Option<Target>>>) -> Html {
+    let body = match (&r.shells, &r.error) {
+        (_, Some(e)) => html! { <p class="form-error" role="alert">{ e }</p> },
+        (None, None) => html! { <p class="hint">{ "asking…" }</p> },
+        (Some(shells), None) if shells.is_empty() => html! { <p class="hint">{ "No shells." }</p> },
+        (Some(shells), None) => html! {
+            <table class="sessions-table">
+                { head(&["InstanceId", "Name", "State", "Owner", "ConfigurationName", "Commands", ""]) }
+                <tbody>
+                    { for shells.iter().map(|sh| {
+                        // A session of this user holds it (the relay says so, or the session's InstanceId does).
+                        let attached = sh.session.or_else(|| sessions.iter().find(|s| s.instance_id.as_deref() == Some(sh.shell_id.as_str())).map(|s| s.id));
+                        let action = match attached {
+                            Some(id) => {
+                                let waiting = sessions.iter().any(|s| s.id == id && s.state == SessionState::Disconnected);
+                                html! {
+                                    <>
+                                        <span class="shell-attached">{ if waiting { format!("session {} (disconnected)", id.0) } else { format!("session {}", id.0) } }</span>
+                                        if waiting { <button type="button" class="connect-shell" onclick={connect(id, send)}>{ "Connect" }</button> }
+                                    </>
+                                }
+                            }
+                            None if sh.state.eq_ignore_ascii_case("Disconnected") => {
+                                let (send, target, shell_id, name) = (send.clone(), Rc::clone(target), sh.shell_id.clone(), sh.name.clone());
+                                let onclick = Callback::from(move |_: MouseEvent| {
+                                    let Some(mut t) = target.borrow().clone() else { return };
+                                    t.shell_id = Some(shell_id.clone());
+                                    t.name = Some(name.clone()).filter(|n| !n.is_empty()).or(t.name);
+                                    send.emit(ClientMessage::NewSessions { targets: vec![t] });
+                                });
+                                html! { <button type="button" class="connect-shell" {onclick}>{ "Connect" }</button> }
+                            }
+                            None => html! { <span class="hint">{ "in use by another client" }</span> },
+                        };
+                        html! {
+                            <tr class="remote-shell" data-shell={sh.shell_id.clone()} data-state={sh.state.clone()}>
+                                { for [&sh.shell_id, &sh.name, &sh.state, &sh.owner, &sh.configuration_name, &sh.commands.to_string()].map(|v| html! { <td>{ v }</td> }) }
+                                <td>{ action }</td>
+                            </tr>
+                        }
+                    }) }
+                </tbody>
+            </table>
+        },
+    };
+    html! {
+        <div class="remote-shells" id="remote-shells">
+            <h3>
+                { format!("Get-PSSession -ComputerName {}", r.computer_name) }
+                <button type="button" class="secondary" onclick={on_action.reform(|_: MouseEvent| Action::CloseShells)}>{ "Close" }</button>
+            </h3>
+            { body }
+        </div>
     }
 }
 
@@ -346,7 +578,7 @@ fn InvokePanel(props: &InvokeProps) -> Html {
             e.prevent_default();
             let text = script.cast::<HtmlTextAreaElement>().map(|t| t.value()).unwrap_or_default();
             let limit = throttle.cast::<HtmlInputElement>().map(|t| t.value()).unwrap_or_default();
-            let throttle_limit = match parse_throttle(&limit) {
+            let throttle_limit = match parse_number(&limit, 1, "ThrottleLimit") {
                 Ok(t) => t,
                 Err(e) => return error.set(Some(e)),
             };
@@ -402,15 +634,15 @@ fn InvokePanel(props: &InvokeProps) -> Html {
     }
 }
 
-/// The ThrottleLimit field: empty is the default (as `Invoke-Command` without `-ThrottleLimit`).
-fn parse_throttle(text: &str) -> Result<Option<u32>, String> {
+/// A number field: empty is the default (`None`); else a whole number of at least `min`.
+fn parse_number<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str, min: u8, what: &str) -> Result<Option<T>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    match text.parse::<u32>() {
-        Ok(n) if n >= 1 => Ok(Some(n)),
-        _ => Err(format!("ThrottleLimit must be a whole number of at least 1, not \"{text}\"")),
+    match text.parse::<T>() {
+        Ok(n) if n >= T::from(min) => Ok(Some(n)),
+        _ => Err(format!("{what} must be a whole number of at least {min}, not \"{text}\"")),
     }
 }
 
@@ -443,7 +675,7 @@ fn invocation_view(index: usize, run: &Invocation, send: &Callback<ClientMessage
                 let (label, state_class) = match h.state {
                     None => ("waiting".to_owned(), "waiting".to_owned()),
                     Some(PipelineState::Failed) => (format!("failed: {}", h.message.as_deref().unwrap_or("failed")), "failed".to_owned()),
-                    Some(s) => (format!("{s:?}").to_lowercase(), format!("{s:?}").to_lowercase()),
+                    Some(s) => (pipeline_state_name(s).to_owned(), pipeline_state_name(s).to_owned()),
                 };
                 let (session, pipeline) = (h.session, h.pipeline);
                 html! {
@@ -470,6 +702,9 @@ fn invocation_view(index: usize, run: &Invocation, send: &Callback<ClientMessage
     }
 }
 
+/// What a disconnected session's console says instead of taking input.
+const DISCONNECTED_LINE: &str = "disconnected — Connect to continue";
+
 #[derive(Properties, PartialEq)]
 pub(crate) struct ConsoleProps {
     pub(crate) info: SessionInfo,
@@ -484,6 +719,8 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
     let history_pos = use_mut_ref(|| usize::MAX);
     let id = props.info.id;
     let busy = props.console.running.is_some() || props.console.starting;
+    // Disconnect-PSSession: the output stays, input waits for Connect.
+    let disconnected = props.info.state == SessionState::Disconnected;
     // Tab completion being cycled through: the target's answer and the match in the input.
     let cycle = use_state(|| None::<(Rc<Completions>, usize)>);
     {
@@ -527,7 +764,7 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
                 "Escape" => cycle.set(None),
                 "Enter" if !e.shift_key() => {
                     e.prevent_default();
-                    if busy {
+                    if busy || disconnected {
                         return;
                     }
                     let script = area.value();
@@ -587,14 +824,20 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
                         <pre class="console-command"><span class="console-prompt">{ &e.prompt }</span>{ " " }{ &e.script }</pre>
                         <super::output::Output blocks={e.blocks.clone()} />
                         if let Some(state) = e.state.filter(|s| !matches!(s, psgate_shared::api::PipelineState::Running | psgate_shared::api::PipelineState::Completed)) {
-                            <div class="pipeline-end">{ format!("({state:?})").to_lowercase() }</div>
+                            <div class="pipeline-end">{ format!("({})", pipeline_state_name(state)) }</div>
                         }
                     </div>
                 }) }
+                if disconnected {
+                    <div class="console-disconnected" id="console-disconnected" role="status">
+                        { DISCONNECTED_LINE }
+                        <button type="button" class="secondary" onclick={connect(id, &props.send)}>{ "Connect" }</button>
+                    </div>
+                }
                 <div class="console-input-line">
                     <label class="console-prompt" for="console-input">{ prompt }</label>
-                    <textarea id="console-input" ref={input.clone()} rows="1" spellcheck="false" autocomplete="off" {onkeydown} {oninput}
-                        placeholder={if busy { "running… (Ctrl+C stops it)" } else { "" }} />
+                    <textarea id="console-input" ref={input.clone()} rows="1" spellcheck="false" autocomplete="off" {onkeydown} {oninput} disabled={disconnected}
+                        placeholder={if busy && !disconnected { "running… (Ctrl+C stops it)" } else { "" }} />
                 </div>
                 if let Some((c, current)) = (*cycle).clone().filter(|(c, _)| c.matches.len() > 1) {
                     <ul class="completion-list" id="completion-list" role="listbox" aria-label="Completions">
@@ -617,7 +860,7 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
                     </ul>
                 }
             </div>
-            if props.console.running.is_some() {
+            if props.console.running.is_some() && !disconnected {
                 <button type="button" class="secondary" id="stop" onclick={stop}>{ "Stop (Ctrl+C)" }</button>
             }
             if let Some(p) = &props.console.prompt {
@@ -777,26 +1020,67 @@ fn HostDialog(props: &HostDialogProps) -> Html {
 
 #[cfg(test)]
 mod tests {
+    use psgate_shared::api::WinrmAuth;
+
     use super::*;
+
+    fn form(computers: &str, transport: &str, port: &str, user: &str, password: &str, name: &str) -> Form {
+        Form { computers: computers.into(), transport: transport.into(), port: port.into(), user: user.into(), password: password.into(), name: name.into(), ..Form::default() }
+    }
 
     #[test]
     fn the_throttle_limit_is_a_positive_number_or_the_default() {
+        let parse_throttle = |t: &str| parse_number::<u32>(t, 1, "ThrottleLimit");
         assert_eq!(parse_throttle(""), Ok(None));
         assert_eq!(parse_throttle(" 8 "), Ok(Some(8)));
         for bad in ["0", "-1", "many", "1.5"] {
             assert!(parse_throttle(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_throttle("0"), Err("ThrottleLimit must be a whole number of at least 1, not \"0\"".into()));
     }
 
     #[test]
     fn several_computers_make_several_targets() {
-        let t = targets("srv1, srv2,", "ssh", "2222", "bob", "pw", "web").expect("valid");
+        let t = targets(&form("srv1, srv2,", "ssh", "2222", "bob", "pw", "web")).expect("valid");
         assert_eq!(t.len(), 2);
         assert_eq!((t[1].computer_name.as_str(), t[1].port, t[1].user.as_deref(), t[1].name.as_deref()), ("srv2", Some(2222), Some("bob"), Some("web-srv2")));
         assert_eq!(t[0].transport, Transport::Ssh);
-        let t = targets("localhost", "local", "", "", "", "").expect("valid");
+        assert_eq!((t[0].use_ssl, t[0].authentication, t[0].configuration_name.as_deref()), (false, None, None), "WinRM's fields stay off SSH");
+        let t = targets(&form("localhost", "local", "", "", "", "")).expect("valid");
         assert_eq!((t[0].transport, t[0].port, t[0].user.clone(), t[0].password.clone(), t[0].name.clone()), (Transport::Local, None, None, None, None));
-        assert!(targets(" , ", "local", "", "", "", "").is_err());
-        assert!(targets("a", "local", "99999", "", "", "").is_err());
+        assert!(targets(&form(" , ", "local", "", "", "", "")).is_err());
+        assert!(targets(&form("a", "local", "99999", "", "", "")).is_err());
+        assert!(targets(&form("a", "local", "0", "", "", "")).is_err());
+    }
+
+    #[test]
+    fn a_winrm_target_has_ssl_authentication_and_configuration() {
+        let f = Form { use_ssl: true, authentication: "ntlm".into(), configuration_name: " JEA.Ops ".into(), ..form("srv1", "winrm", "", "PSGATE\\ada", "Secret-1", "") };
+        let t = targets(&f).expect("valid");
+        assert_eq!(t[0].transport, Transport::Winrm);
+        assert_eq!((t[0].use_ssl, t[0].authentication, t[0].configuration_name.as_deref(), t[0].port), (true, Some(WinrmAuth::Ntlm), Some("JEA.Ops"), None));
+        assert_eq!((t[0].user.as_deref(), t[0].password.as_deref(), t[0].shell_id.as_deref()), (Some("PSGATE\\ada"), Some("Secret-1"), None));
+        let t = targets(&Form { authentication: String::new(), configuration_name: String::new(), use_ssl: false, ..f }).expect("valid");
+        assert_eq!((t[0].use_ssl, t[0].authentication, t[0].configuration_name.as_deref()), (false, Some(WinrmAuth::Negotiate), None), "Negotiate by default");
+        assert_eq!((default_port("winrm", false), default_port("winrm", true), default_port("ssh", true), default_port("local", false)), ("5985", "5986", "22", ""));
+        // The JSON the relay reads.
+        let json = serde_json::to_string(&t[0]).expect("encode");
+        assert_eq!(json, r#"{"computer_name":"srv1","transport":"winrm","user":"PSGATE\\ada","password":"Secret-1","authentication":"negotiate"}"#);
+    }
+
+    #[test]
+    fn disconnect_takes_the_idle_timeout_and_buffering_mode() {
+        assert_eq!(
+            disconnect_message(SessionId(3), " 120 ", "drop"),
+            Ok(ClientMessage::DisconnectSessions { ids: vec![SessionId(3)], idle_timeout_secs: Some(120), output_buffering_mode: Some(OutputBufferingMode::Drop) })
+        );
+        assert_eq!(
+            disconnect_message(SessionId(3), "", ""),
+            Ok(ClientMessage::DisconnectSessions { ids: vec![SessionId(3)], idle_timeout_secs: None, output_buffering_mode: None })
+        );
+        assert_eq!(disconnect_message(SessionId(3), "", "block").map(|m| serde_json::to_string(&m).expect("encode")), Ok(r#"{"type":"disconnect_sessions","ids":[3],"output_buffering_mode":"block"}"#.into()));
+        for bad in ["59", "soon", "-1"] {
+            assert!(disconnect_message(SessionId(3), bad, "").is_err(), "{bad}");
+        }
     }
 }
