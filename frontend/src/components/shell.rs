@@ -904,7 +904,18 @@ fn HostDialog(props: &HostDialogProps) -> Html {
         // The first input, or the password when the user name is filled in.
         let skip_user = matches!(&props.prompt.kind, PromptKind::Credential { user, .. } if !user.is_empty());
         let first = inputs[usize::from(skip_user)].clone();
+        // Get-Credential's user name is set once per call, not as a `value=` attribute: a re-render would put it
+        // back over what the user typed.
+        let user = match &props.prompt.kind {
+            PromptKind::Credential { user, .. } => Some((inputs[0].clone(), user.clone())),
+            _ => None,
+        };
         use_effect_with(props.prompt.call_id, move |_| {
+            if let Some((field, name)) = user
+                && let Some(i) = field.cast::<HtmlInputElement>()
+            {
+                i.set_value(&name);
+            }
             if let Some(i) = first.cast::<HtmlInputElement>() {
                 let _ = i.focus();
             }
@@ -943,7 +954,7 @@ fn HostDialog(props: &HostDialogProps) -> Html {
                 </form>
             })
         }
-        PromptKind::Credential { caption, message, user } => {
+        PromptKind::Credential { caption, message, .. } => {
             let (user_ref, password_ref, answer) = (inputs[0].clone(), inputs[1].clone(), answer.clone());
             let onsubmit = Callback::from(move |e: SubmitEvent| {
                 e.prevent_default();
@@ -952,7 +963,7 @@ fn HostDialog(props: &HostDialogProps) -> Html {
             (if caption.is_empty() { "Get-Credential".to_owned() } else { caption.clone() }, html! {
                 <form {onsubmit}>
                     if !message.is_empty() { <p>{ message }</p> }
-                    <label class="host-field">{ "User" }<input id="host-user" ref={inputs[0].clone()} value={user.clone()} autocomplete="off" /></label>
+                    <label class="host-field">{ "User" }<input id="host-user" ref={inputs[0].clone()} autocomplete="off" /></label>
                     <label class="host-field">{ "Password" }<input id="host-password" ref={inputs[1].clone()} type="password" autocomplete="off" /></label>
                     <div class="buttons">
                         <button type="submit" id="host-submit">{ "OK" }</button>
