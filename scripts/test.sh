@@ -23,6 +23,7 @@ CHROMEDRIVER=/usr/bin/chromedriver cargo test -p psgate-shared --target wasm32-u
 
 step "build the browser console"
 bash scripts/build-frontend.sh
+bash scripts/check-wasm-size.sh
 cargo build --quiet -p psgate-relay
 export PSGATE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/psgate"
 
