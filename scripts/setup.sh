@@ -2,9 +2,12 @@
 # Installs everything psgate needs to build and test, idempotently: a second run skips what is present.
 #   scripts/setup.sh          build tools (wasm32 target, Trunk, wasm-bindgen, wasm-opt) and the demo target's
 #                             Python environment (psrpcore's server role)
+#                             and the Debian packages the relay builds against (libkrb5-dev and clang: the system GSSAPI
+#                             for Kerberos from a ticket cache, its bindings made by bindgen)
 #   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore, pytest, PyYAML;
 #                             for tests/peers: openssh-server, psrpcore for /usr/bin/python3, devious-pypsrp's venv,
-#                             pypsrp and pyspnego in the main venv for the WinRM peer)
+#                             pypsrp and pyspnego in the main venv for the WinRM peer; an MIT Kerberos KDC — krb5-kdc,
+#                             krb5-admin-server, krb5-user — and python-gssapi + krb5 for the peer's Kerberos)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/env.sh"
@@ -12,6 +15,23 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 mkdir -p "$PSGATE_TOOLS"
 log() { printf '[setup] %s\n' "$*" >&2; }
+# Installs the Debian packages named that are not installed yet (one apt-get run; nothing when all are there).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# The relay links the system's GSSAPI (MIT krb5, for Kerberos from a ticket cache): its headers, and libclang for the
+# bindings the libgssapi crate generates at build time.
+apt_install libkrb5-dev clang
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "adding the wasm32-unknown-unknown target"
@@ -45,16 +65,8 @@ if ! "$PSGATE_PYTHON" -c "import psrpcore, sys, importlib.metadata as m; sys.exi
 fi
 
 if [ "$want_test" = 1 ]; then
-  missing=()
-  for p in chromium chromium-driver openssh-server; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing Debian packages: ${missing[*]}"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  # krb5-kdc (krb5kdc, kdb5_util), krb5-admin-server (kadmin.local), krb5-user (kinit): tests/peers/kdc.py's realm.
+  apt_install chromium chromium-driver openssh-server krb5-kdc krb5-admin-server krb5-user
   # For tests/psrpcore (the CLIXML interop tests): the test runner and the YAML reader for the recorded traffic.
   if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pytest') != '$PYTEST_VERSION' or m.version('PyYAML') != '$PYYAML_VERSION')" 2>/dev/null; then
     log "installing pytest $PYTEST_VERSION and PyYAML $PYYAML_VERSION"
@@ -65,6 +77,15 @@ if [ "$want_test" = 1 ]; then
   if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pypsrp') != '$PYPSRP_VERSION' or m.version('pyspnego') != '$PYSPNEGO_VERSION')" 2>/dev/null; then
     log "installing pypsrp $PYPSRP_VERSION and pyspnego $PYSPNEGO_VERSION"
     "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "pypsrp==$PYPSRP_VERSION" "pyspnego==$PYSPNEGO_VERSION"
+    "$PSGATE_PYTHON" -m pip check --disable-pip-version-check >/dev/null
+  fi
+  # For the peer's Kerberos acceptor and pypsrp's Kerberos (pyspnego[kerberos]): python-gssapi and krb5, built from
+  # source against libkrb5-dev (about 2 minutes the first time).
+  GSSAPI_VERSION=1.12.0
+  PYKRB5_VERSION=0.10.0
+  if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('gssapi') != '$GSSAPI_VERSION' or m.version('krb5') != '$PYKRB5_VERSION')" 2>/dev/null; then
+    log "installing python-gssapi $GSSAPI_VERSION and krb5 $PYKRB5_VERSION"
+    "$PSGATE_PYTHON" -m pip install --quiet --disable-pip-version-check "gssapi==$GSSAPI_VERSION" "krb5==$PYKRB5_VERSION"
     "$PSGATE_PYTHON" -m pip check --disable-pip-version-check >/dev/null
   fi
   # For tests/peers (the PSRP test host behind a real sshd): psrpcore for /usr/bin/python3 in a folder the sshd test

@@ -17,10 +17,21 @@ HTTP; Basic; HTTPS with a self-signed certificate made at start, where NTLM's ch
 default CbtHardeningLevel=Relaxed: a missing or all-zero binding passes, a wrong one is refused). Authentication
 belongs to the TCP connection, so connections are kept alive. A wrong password is answered 401.
 
+Kerberos (`--auth kerberos --keytab FILE [--krb5-config FILE]`, a realm from tests/peers/kdc.py): pyspnego's GSSAPI
+acceptor (python-gssapi over MIT krb5) with the keytab's service principals (HTTP/host, WSMAN/host). Offered as
+`WWW-Authenticate: Negotiate` and `Kerberos`; a raw Kerberos AP-REQ (pypsrp's auth="kerberos") or SPNEGO with Kerberos
+inside is accepted in one round trip, the AP-REP coming back in the 200's WWW-Authenticate; messages are sealed as for
+NTLM (`application/HTTP-Kerberos-session-encrypted` under the raw `Kerberos` scheme); over HTTPS the channel binding is
+checked in the authenticator (MIT accepts an initiator that sent none, as Windows' Relaxed level does, even under
+--cbt-hardening Strict). The user is the client principal (`ada@PSGATE.TEST`). Without `kerberos` the peer has no keytab,
+so SPNEGO picks NTLM even when the client lists Kerberos first.
+
 Run it with $PSGATE_PYTHON (psrpcore, pyspnego; `source scripts/env.sh`). It prints one ready line,
 `winrm_host listening on http://127.0.0.1:PORT/wsman`, once it accepts connections:
 
     $PSGATE_PYTHON tests/peers/winrm_host.py --port 0 --user 'PSGATE\\ada:Secret-1' --auth ntlm,basic [--tls] [--log FILE]
+    $PSGATE_PYTHON tests/peers/winrm_host.py --port 0 --auth kerberos,ntlm --user 'PSGATE\\ada:Secret-1' \\
+        --keytab $DIR/http.keytab --krb5-config $DIR/krb5.conf
 
 `--tls --cert-out FILE` writes the self-signed certificate to FILE, for a client that should trust it.
 
@@ -29,7 +40,7 @@ Run it with $PSGATE_PYTHON (psrpcore, pyspnego; `source scripts/env.sh`). It pri
 
 Where this peer differs from Windows (each a deliberate simplification or a guess where nothing recorded says more):
 - Only the PowerShell plugin: a resource URI outside http://schemas.microsoft.com/powershell/ (the cmd shell, WMI)
-  is refused like an unknown configuration; Kerberos, CredSSP and certificate authentication are not offered.
+  is refused like an unknown configuration; CredSSP and certificate authentication are not offered.
 - The unknown-configuration fault carries Windows' code (2150858811) and message; its SOAP subcode
   (wsa:DestinationUnreachable with faultDetail/InvalidResourceURI, the DMTF fault for an unknown resource URI) is
   inferred, not recorded. The quota faults carry the SDK codes and Windows' texts, with subcode w:QuotaLimit
@@ -138,6 +149,7 @@ FAULT_ACTION = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault"
 FAULT_DETAIL = "http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/"
 STOP_SIGNALS = {"powershell/signal/crtl_c", "powershell/signal/ctrl_c"}  # PS's spelling, and MS-WSMV's / pypsrp's
 SPNEGO_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+KERBEROS_PROTOCOL = "application/HTTP-Kerberos-session-encrypted"  # the raw `Kerberos` scheme's sealing
 BOUNDARY = "Encrypted Boundary"
 
 # The response envelope's namespace declarations, per kind of answer, as Windows writes them (see the recordings).
@@ -373,7 +385,7 @@ def config_xml(c: Config) -> str:
         "<cfg:EnumerationTimeoutms>240000</cfg:EnumerationTimeoutms><cfg:MaxConnections>300</cfg:MaxConnections>"
         "<cfg:MaxPacketRetrievalTimeSeconds>120</cfg:MaxPacketRetrievalTimeSeconds>"
         f"<cfg:AllowUnencrypted>{b(c.allow_unencrypted)}</cfg:AllowUnencrypted><cfg:Auth><cfg:Basic>{b('basic' in c.auth)}</cfg:Basic>"
-        f"<cfg:Kerberos>false</cfg:Kerberos><cfg:Negotiate>{b('ntlm' in c.auth)}</cfg:Negotiate><cfg:Certificate>false</cfg:Certificate>"
+        f"<cfg:Kerberos>{b('kerberos' in c.auth)}</cfg:Kerberos><cfg:Negotiate>{b('ntlm' in c.auth or 'kerberos' in c.auth)}</cfg:Negotiate><cfg:Certificate>false</cfg:Certificate>"
         f"<cfg:CredSSP>false</cfg:CredSSP><cfg:CbtHardeningLevel>{c.cbt_hardening}</cfg:CbtHardeningLevel></cfg:Auth>"
         "<cfg:DefaultPorts><cfg:HTTP>5985</cfg:HTTP><cfg:HTTPS>5986</cfg:HTTPS></cfg:DefaultPorts><cfg:IPv4Filter>*</cfg:IPv4Filter>"
         "<cfg:IPv6Filter>*</cfg:IPv6Filter><cfg:EnableCompatibilityHttpListener>false</cfg:EnableCompatibilityHttpListener>"
@@ -1115,10 +1127,33 @@ def ntlm_has_bindings(token: bytes) -> bool:
         return True  # let the acceptor judge it
 
 
-def wrap(ctx: typing.Any, data: bytes) -> bytes:
+# The DER of the mechanism OIDs a GSS-API InitialContextToken (tag 0x60) starts with (RFC 2743 3.1).
+SPNEGO_OID = bytes.fromhex("06062b0601050502")  # 1.3.6.1.5.5.2
+KRB5_OIDS = (bytes.fromhex("06092a864886f712010202"), bytes.fromhex("06092a864882f712010202"))  # krb5, MS krb5
+
+
+def token_mech(token: bytes) -> typing.Optional[str]:
+    """What starts a handshake: `ntlm` (a raw NEGOTIATE_MESSAGE), `spnego` (a NegTokenInit), `kerberos` (a raw AP-REQ
+    in a GSS-API InitialContextToken), or None for a token that continues one."""
+    if token[:8] == b"NTLMSSP\x00" and token[8:12] == b"\x01\x00\x00\x00":
+        return "ntlm"
+    if token[:1] != b"\x60" or len(token) < 2:
+        return None
+    at = 2
+    if token[1] & 0x80:
+        at += token[1] & 0x7F
+    oid = token[at : at + 11]
+    if oid.startswith(SPNEGO_OID):
+        return "spnego"
+    if oid in KRB5_OIDS:
+        return "kerberos"
+    return None
+
+
+def wrap(ctx: typing.Any, data: bytes, protocol: str = SPNEGO_PROTOCOL) -> bytes:
     """MS-WSMV 2.2.9.1: one multipart/encrypted part, as pypsrp and Windows write it."""
     header, sealed, padding = ctx.wrap_winrm(data)
-    return (f"--{BOUNDARY}\r\n\tContent-Type: {SPNEGO_PROTOCOL}\r\n\tOriginalContent: type=application/soap+xml;"
+    return (f"--{BOUNDARY}\r\n\tContent-Type: {protocol}\r\n\tOriginalContent: type=application/soap+xml;"
             f"charset=UTF-8;Length={len(data) + padding}\r\n--{BOUNDARY}\r\n\tContent-Type: application/octet-stream\r\n"
             ).encode() + struct.pack("<i", len(header)) + header + sealed + f"--{BOUNDARY}--\r\n".encode()
 
@@ -1151,9 +1186,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.request.do_handshake()  # here, in the connection's thread, not in the accept loop
             self.request.settimeout(None)
         super().setup()
-        self.ntlm: typing.Any = None  # an NTLM (or SPNEGO) acceptor in progress or complete
-        self.user: typing.Optional[str] = None  # who authenticated this connection (NTLM)
-        self.final_token: typing.Optional[bytes] = None  # SPNEGO's last token, for the next reply
+        self.ctx: typing.Any = None  # an NTLM, SPNEGO or Kerberos acceptor in progress or complete
+        self.scheme = "Negotiate"  # the HTTP scheme of its tokens: Negotiate, or Kerberos (then sealed as Kerberos)
+        self.user: typing.Optional[str] = None  # who authenticated this connection (NTLM, Kerberos)
+        self.final_token: typing.Optional[bytes] = None  # SPNEGO's last token or Kerberos' AP-REP, for the next reply
 
     def log_message(self, fmt: str, *args: typing.Any) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
@@ -1165,7 +1201,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for k, v in headers:
             self.send_header(k, v)
         if self.final_token is not None:
-            self.send_header("WWW-Authenticate", f"Negotiate {base64.b64encode(self.final_token).decode()}")
+            self.send_header("WWW-Authenticate", f"{self.scheme} {base64.b64encode(self.final_token).decode()}")
             self.final_token = None
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -1176,13 +1212,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def unauthorized(self) -> None:
         cfg = self.server.winrm.config
         headers = []
-        if "ntlm" in cfg.auth:
+        if "ntlm" in cfg.auth or "kerberos" in cfg.auth:
             headers.append(("WWW-Authenticate", "Negotiate"))
+        if "kerberos" in cfg.auth:
+            headers.append(("WWW-Authenticate", "Kerberos"))
         if "basic" in cfg.auth:
             headers.append(("WWW-Authenticate", 'Basic realm="WSMAN"'))
-        self.ntlm = None
+        self.ctx = None
         self.user = None
         self.reply(401, headers=headers)
+
+    def _bindings(self, ntlm_token: typing.Optional[bytes] = None) -> typing.Any:
+        """The channel binding the acceptor checks over HTTPS (None: not checked). NTLM under Relaxed hardening:
+        only when the AUTHENTICATE message carries one; Kerberos: always (MIT's acceptor, like Windows' Relaxed, lets
+        an initiator that sent none through and refuses a wrong one)."""
+        cfg = self.server.winrm.config
+        if self.server.cbt is None or cfg.cbt_hardening == "None":
+            return None
+        if ntlm_token is not None and cfg.cbt_hardening != "Strict" and not ntlm_has_bindings(ntlm_token):
+            return None
+        return spnego.channel_bindings.GssChannelBindings(application_data=self.server.cbt)
+
+    def _accepted(self) -> typing.Optional[str]:
+        """After the acceptor completed: the user, or None after a 401 if its mechanism is not enabled."""
+        protocol = (self.ctx.negotiated_protocol or "").lower()
+        name = "Kerberos" if protocol == "kerberos" else "NTLM"
+        if name.lower() not in self.server.winrm.config.auth:
+            log.info("%s authentication is not enabled", name)
+            self.final_token = None
+            self.drain()
+            self.unauthorized()
+            return None
+        self.user = self.ctx.client_principal or "?"
+        log.info("%s: %s authenticated", name, self.user)
+        return self.user
 
     # -- authentication --
     def authenticate(self) -> typing.Optional[str]:
@@ -1206,44 +1269,63 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.drain()
             self.unauthorized()
             return None
-        if scheme in ("negotiate", "ntlm") and "ntlm" in cfg.auth and value.strip():
-            token = base64.b64decode(value.strip())
-            # A new handshake on this connection: a raw NTLM NEGOTIATE, or SPNEGO's NegTokenInit (GSS-API tag 0x60)
-            # carrying one, which pyspnego's SPNEGO acceptor answers with NTLM inside (mechListMIC included).
-            raw_ntlm = token[:8] == b"NTLMSSP\x00" and token[8:12] == b"\x01\x00\x00\x00"
-            if raw_ntlm or token[:1] == b"\x60":
-                self.ntlm = spnego.server(protocol="ntlm" if raw_ntlm else "negotiate")
-                self.user = None
-                try:
-                    challenge = self.ntlm.step(token)
-                except Exception as e:
-                    log.info("%s handshake refused: %s", "NTLM" if raw_ntlm else "SPNEGO", e)
+        gss_schemes = ("negotiate", "ntlm") if "ntlm" in cfg.auth else ()
+        gss_schemes += ("negotiate", "kerberos") if "kerberos" in cfg.auth else ()
+        if scheme in gss_schemes and value.strip():
+            try:
+                token = base64.b64decode(value.strip())
+            except Exception:
+                token = b""
+            mech = token_mech(token)
+            # A new handshake on this connection: a raw NTLM NEGOTIATE, SPNEGO's NegTokenInit (NTLM or Kerberos inside,
+            # which pyspnego's SPNEGO acceptor answers with that mechanism, mechListMIC included), or a raw Kerberos
+            # AP-REQ (a GSS-API InitialContextToken, pypsrp's auth="kerberos").
+            if mech is not None:
+                allowed = {"ntlm": "ntlm", "spnego": "", "kerberos": "kerberos"}[mech]
+                if allowed and allowed not in cfg.auth:
+                    log.info("a %s handshake is refused: %s is not enabled", mech, allowed)
                     self.drain()
                     self.unauthorized()
                     return None
+                self.ctx = spnego.server(protocol={"ntlm": "ntlm", "spnego": "negotiate", "kerberos": "kerberos"}[mech])
+                self.scheme = "Kerberos" if scheme == "kerberos" else "Negotiate"
+                self.user = None
+                # NTLM's binding is in its AUTHENTICATE message (the next token); Kerberos' in this AP-REQ.
+                bindings = self._bindings() if mech != "ntlm" and "kerberos" in cfg.auth else None
+                try:
+                    answer = self.ctx.step(token, channel_bindings=bindings) if bindings else self.ctx.step(token)
+                except Exception as e:
+                    log.info("%s handshake refused: %s", {"ntlm": "NTLM", "spnego": "SPNEGO", "kerberos": "Kerberos"}[mech], e, exc_info=log.isEnabledFor(logging.DEBUG))
+                    self.drain()
+                    self.unauthorized()
+                    return None
+                if not self.ctx.complete:
+                    self.drain()
+                    self.reply(401, headers=[("WWW-Authenticate", f"{self.scheme} {base64.b64encode(answer or b'').decode()}")])
+                    return None
+                # Kerberos completes at once: its AP-REP comes back with this request's answer.
+                self.final_token = answer or None
+                return self._accepted()
+            if self.ctx is None or self.ctx.complete:
                 self.drain()
-                self.reply(401, headers=[("WWW-Authenticate", f"Negotiate {base64.b64encode(challenge or b'').decode()}")])
-                return None
-            if self.ntlm is None or self.ntlm.complete:
                 self.unauthorized()
                 return None
-            bindings = None
-            if self.server.cbt is not None and cfg.cbt_hardening != "None":
-                if cfg.cbt_hardening == "Strict" or ntlm_has_bindings(token):
-                    bindings = spnego.channel_bindings.GssChannelBindings(application_data=self.server.cbt)
             try:
-                final = self.ntlm.step(token, channel_bindings=bindings)
+                final = self.ctx.step(token, channel_bindings=self._bindings(token))
             except Exception as e:
-                log.info("NTLM authentication failed: %s", e)
+                log.info("%s authentication failed: %s", "NTLM" if token.startswith(b"NTLMSSP\x00") else "SPNEGO", e)
                 self.drain()
                 self.unauthorized()
                 return None
             if final:  # SPNEGO's last token (accept-completed, mechListMIC) goes back with this request's answer
                 self.final_token = final
-            self.user = self.ntlm.client_principal or "?"
-            log.info("NTLM: %s authenticated", self.user)
-            return self.user
-        if self.user is not None and self.ntlm is not None and self.ntlm.complete:
+            if not self.ctx.complete:
+                self.drain()
+                self.final_token = None
+                self.reply(401, headers=[("WWW-Authenticate", f"{self.scheme} {base64.b64encode(final or b'').decode()}")])
+                return None
+            return self._accepted()
+        if self.user is not None and self.ctx is not None and self.ctx.complete:
             return self.user  # this connection is authenticated
         self.drain()
         self.unauthorized()
@@ -1268,11 +1350,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         encrypted = content_type.lower().startswith("multipart/encrypted")
         if encrypted:
             m = re.search(r'boundary="?([^";]+)"?', content_type)
-            if self.ntlm is None or not self.ntlm.complete or m is None:
+            if self.ctx is None or not self.ctx.complete or m is None:
                 self.unauthorized()
                 return
             try:
-                body = unwrap(self.ntlm, body, m.group(1))
+                body = unwrap(self.ctx, body, m.group(1))
             except Exception as e:
                 log.warning("cannot decrypt a request: %s", e)
                 self.reply(400)
@@ -1286,8 +1368,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         status, answer = self.process(body, user)
         if encrypted:
-            self.reply(status, wrap(self.ntlm, answer),
-                       content_type=f'multipart/encrypted;protocol="{SPNEGO_PROTOCOL}";boundary="{BOUNDARY}"')
+            protocol = KERBEROS_PROTOCOL if self.scheme == "Kerberos" else SPNEGO_PROTOCOL
+            self.reply(status, wrap(self.ctx, answer, protocol),
+                       content_type=f'multipart/encrypted;protocol="{protocol}";boundary="{BOUNDARY}"')
         else:
             self.reply(status, answer, content_type="application/soap+xml;charset=UTF-8")
 
@@ -1396,7 +1479,13 @@ def parse_args(argv: typing.Optional[typing.Sequence[str]] = None) -> argparse.N
     p.add_argument("--cert", help="PEM certificate instead of a self-signed one (with --key)")
     p.add_argument("--key", help="PEM private key for --cert")
     p.add_argument("--cert-out", help="with --tls: also write the certificate served (PEM) to this file")
-    p.add_argument("--auth", default="ntlm", help="comma-separated: ntlm (offered as Negotiate), basic (default ntlm)")
+    p.add_argument("--auth", default="ntlm",
+                   help="comma-separated: ntlm (offered as Negotiate), kerberos (offered as Negotiate and Kerberos; needs "
+                        "--keytab), basic (default ntlm)")
+    p.add_argument("--keytab", default=os.environ.get("KRB5_KTNAME"),
+                   help="with --auth kerberos: the keytab of the HTTP/ and WSMAN/ services (default $KRB5_KTNAME)")
+    p.add_argument("--krb5-config", default=os.environ.get("KRB5_CONFIG"),
+                   help="with --auth kerberos: the krb5.conf of the realm (default $KRB5_CONFIG; see tests/peers/kdc.py)")
     p.add_argument("--user", action="append", default=[], help="DOMAIN\\USER:PASSWORD (repeatable)")
     p.add_argument("--user-file", default=os.environ.get("NTLM_USER_FILE"),
                    help="NTLM_USER_FILE with DOMAIN:USER:PASSWORD lines (default $NTLM_USER_FILE)")
@@ -1433,13 +1522,36 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
         name, _, password = entry.partition(":")
         domain, user = _split_user(name)
         users.append((domain, user, password))
-    if not users:
+    if not users and config.auth & {"ntlm", "basic"}:
         sys.stderr.write("winrm_host: no users (--user DOMAIN\\USER:PASSWORD or --user-file)\n")
         return 2
     user_file = os.path.join(workdir, "ntlm_users")
     with open(user_file, "w", encoding="utf-8") as f:
         f.write("".join(f"{d}:{u}:{p}\n" for d, u, p in users))
     os.environ["NTLM_USER_FILE"] = user_file  # pyspnego's NTLM acceptor reads its users from here
+    if "kerberos" in config.auth:
+        # pyspnego's Kerberos acceptor is MIT's GSSAPI (python-gssapi): any service principal of the keytab is accepted.
+        if not args.keytab:
+            sys.stderr.write("winrm_host: --auth kerberos needs --keytab (or KRB5_KTNAME)\n")
+            return 2
+        os.environ["KRB5_KTNAME"] = args.keytab if ":" in args.keytab else f"FILE:{args.keytab}"
+        if args.krb5_config:
+            os.environ["KRB5_CONFIG"] = args.krb5_config
+        from spnego._gss import GSSAPI_IMP_ERR, HAS_GSSAPI, HAS_IOV
+
+        if not HAS_GSSAPI or not HAS_IOV:
+            sys.stderr.write(f"winrm_host: Kerberos needs python-gssapi with IOV and krb5 ({GSSAPI_IMP_ERR}; "
+                             "scripts/setup.sh --test installs them)\n")
+            return 2
+        import gssapi
+
+        # A refused AP-REQ raises at once with MIT's reason (a wrong channel binding, an unknown key version), rather
+        # than hiding it behind a KRB-ERROR token: the log then says why, and the client gets a plain 401.
+        gssapi.SecurityContext.__DEFER_STEP_ERRORS__ = False
+    else:
+        # No keytab: SPNEGO's acceptor cannot take Kerberos (its GSSAPI credential fails), so it picks NTLM even from a
+        # client that lists Kerberos first, as a server outside a domain does.
+        os.environ["KRB5_KTNAME"] = "FILE:" + os.path.join(workdir, "no.keytab")
     tls = None
     cbt = None
     if args.tls:

@@ -4,6 +4,9 @@
 //! sspi's contexts are generators that stop when Kerberos needs the KDC; [`KdcClient`] answers them over TCP or UDP
 //! with tokio (no blocking IO; sspi's own network client is not compiled in). A KDC proxy (MS-KKDCP, an https://
 //! KDC URL) is not supported.
+//!
+//! Kerberos from the user's ticket cache (no password: `kinit` was run) goes through the system's GSSAPI instead
+//! ([`super::gssapi`]), since sspi cannot read an MIT ccache.
 
 use std::time::Duration;
 
@@ -14,13 +17,14 @@ use sspi::ntlm::NtlmConfig;
 use sspi::{
     AuthIdentity, BufferType, ClientRequestFlags, Credentials, CredentialUse, DataRepresentation, EncryptionFlags,
     ErrorKind, InitializeSecurityContextResult, KdcResolution, Kerberos, KerberosConfig, Negotiate, NegotiateConfig,
-    NetworkProtocol, NetworkRequest, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi,
+    NegotiatedProtocol, NetworkProtocol, NetworkRequest, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi,
     Username,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tracing::debug;
 
 use super::AuthMethod;
+use super::gssapi::{GssContext, GssMech};
 
 /// The largest reply accepted from a KDC (a TGS-REP with a large PAC is tens of KiB).
 const MAX_KDC_REPLY: usize = 1024 * 1024;
@@ -39,6 +43,8 @@ enum Mech {
     Ntlm(Box<Ntlm>, Option<sspi::AuthIdentityBuffers>),
     Negotiate(Box<Negotiate>, Option<sspi::CredentialsBuffers>),
     Kerberos(Box<Kerberos>, Option<sspi::CredentialsBuffers>),
+    /// Kerberos (or SPNEGO with Kerberos) on the ticket cache, through the system's GSSAPI.
+    Gssapi(Box<GssContext>),
 }
 
 /// A client security context for one TCP connection.
@@ -58,6 +64,7 @@ impl std::fmt::Debug for SecurityContext {
             Mech::Ntlm(..) => "NTLM",
             Mech::Negotiate(..) => "Negotiate",
             Mech::Kerberos(..) => "Kerberos",
+            Mech::Gssapi(..) => "GSSAPI (ticket cache)",
         };
         f.debug_struct("SecurityContext")
             .field("mech", &mech)
@@ -81,10 +88,34 @@ pub(crate) struct ContextConfig<'a> {
     /// The `tls-server-end-point` data (RFC 5929), over HTTPS.
     pub channel_binding: Option<Vec<u8>>,
     pub kdc_timeout: Duration,
+    /// Kerberos or Negotiate from the default ticket cache (system GSSAPI) instead of the password.
+    pub ticket_cache: bool,
 }
 
 impl SecurityContext {
     pub(crate) fn new(config: ContextConfig<'_>) -> Result<Self, sspi::Error> {
+        if config.ticket_cache {
+            let mech = match config.method {
+                AuthMethod::Kerberos => GssMech::Kerberos,
+                AuthMethod::Negotiate => GssMech::Spnego,
+                AuthMethod::Ntlm | AuthMethod::Basic => {
+                    return Err(sspi::Error::new(
+                        ErrorKind::InvalidParameter,
+                        format!("{} needs a password (only Kerberos and Negotiate use a ticket cache)", config.method),
+                    ));
+                }
+            };
+            // The channel binding goes in as gss_channel_bindings_struct's application data; GSSAPI hashes it.
+            let context = GssContext::new(mech, &config.target, config.channel_binding.clone())
+                .map_err(|e| sspi::Error::new(ErrorKind::NoCredentials, e.to_string()))?;
+            return Ok(Self {
+                mech: Mech::Gssapi(Box::new(context)),
+                target: config.target,
+                bindings: None,
+                complete: false,
+                kdc: KdcClient { timeout: config.kdc_timeout },
+            });
+        }
         if config.user.trim().is_empty() {
             return Err(sspi::Error::new(ErrorKind::InvalidParameter, "no user name"));
         }
@@ -158,8 +189,25 @@ impl SecurityContext {
 
     /// The next token to send, from the server's last one (None at the start).
     pub(crate) async fn step(&mut self, server_token: Option<&[u8]>) -> Result<Option<Vec<u8>>, sspi::Error> {
+        if let Mech::Gssapi(ctx) = &mut self.mech {
+            let token = ctx.step(server_token).await.map_err(|e| sspi::Error::new(ErrorKind::InternalError, e.to_string()))?;
+            self.complete = ctx.is_complete();
+            return Ok(token);
+        }
         let mut input = vec![SecurityBuffer::new(server_token.unwrap_or_default().to_vec(), BufferType::Token)];
-        if let Some(bindings) = &self.bindings {
+        // sspi 0.23's Kerberos, given a channel binding, also writes KERB_AP_OPTIONS_CBT into the authenticator as two
+        // bytes where MS-KILE has a four-byte value in AD-IF-RELEVANT; MIT's acceptor refuses such an AP-REQ outright
+        // ("Invalid message type"), whatever its own binding policy. So sspi's Kerberos goes unbound; NTLM, alone or
+        // inside SPNEGO, is bound (it reads the binding at its second step, when SPNEGO's choice is known). Kerberos
+        // from the ticket cache (GSSAPI) is bound.
+        let bind = match &self.mech {
+            Mech::Ntlm(..) => true,
+            Mech::Negotiate(ctx, _) => {
+                server_token.is_some() && matches!(ctx.negotiated_protocol(), NegotiatedProtocol::Ntlm(_))
+            }
+            Mech::Kerberos(..) | Mech::Gssapi(..) => false,
+        };
+        if let Some(bindings) = self.bindings.as_ref().filter(|_| bind) {
             input.push(SecurityBuffer::new(bindings.clone(), BufferType::ChannelBindings));
         }
         let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
@@ -168,6 +216,7 @@ impl SecurityContext {
             Mech::Ntlm(ctx, creds) => initialize(&mut **ctx, creds, target, &mut input, &mut output, kdc).await?,
             Mech::Negotiate(ctx, creds) => initialize(&mut **ctx, creds, target, &mut input, &mut output, kdc).await?,
             Mech::Kerberos(ctx, creds) => initialize(&mut **ctx, creds, target, &mut input, &mut output, kdc).await?,
+            Mech::Gssapi(_) => return Err(sspi::Error::new(ErrorKind::InternalError, "a GSSAPI context stepped as sspi")),
         };
         match result.status {
             SecurityStatus::Ok => self.complete = true,
@@ -177,6 +226,7 @@ impl SecurityContext {
                     Mech::Ntlm(ctx, _) => ctx.complete_auth_token(&mut output)?,
                     Mech::Negotiate(ctx, _) => ctx.complete_auth_token(&mut output)?,
                     Mech::Kerberos(ctx, _) => ctx.complete_auth_token(&mut output)?,
+                    Mech::Gssapi(_) => SecurityStatus::Ok,
                 };
                 self.complete = result.status == SecurityStatus::CompleteNeeded;
             }
@@ -195,6 +245,7 @@ impl SecurityContext {
             Mech::Ntlm(ctx, _) => seal(&mut **ctx, plaintext),
             Mech::Negotiate(ctx, _) => seal(&mut **ctx, plaintext),
             Mech::Kerberos(ctx, _) => seal(&mut **ctx, plaintext),
+            Mech::Gssapi(ctx) => ctx.wrap(plaintext).map_err(|e| sspi::Error::new(ErrorKind::EncryptFailure, e.to_string())),
         }
     }
 
@@ -204,6 +255,9 @@ impl SecurityContext {
             Mech::Ntlm(ctx, _) => unseal(&mut **ctx, header, sealed),
             Mech::Negotiate(ctx, _) => unseal(&mut **ctx, header, sealed),
             Mech::Kerberos(ctx, _) => unseal(&mut **ctx, header, sealed),
+            Mech::Gssapi(ctx) => {
+                ctx.unwrap(header, sealed).map_err(|e| sspi::Error::new(ErrorKind::DecryptFailure, e.to_string()))
+            }
         }
     }
 }
@@ -356,6 +410,7 @@ mod tests {
             kdc: None,
             channel_binding: None,
             kdc_timeout: Duration::from_secs(1),
+            ticket_cache: false,
         }
     }
 
@@ -437,6 +492,17 @@ mod tests {
         let (header, sealed) = ctx.wrap(b"<s:Envelope/>").expect("wrap");
         assert_eq!((header.len(), sealed.len()), (16, 13));
         assert_ne!(sealed, b"<s:Envelope/>");
+    }
+
+    #[test]
+    fn only_kerberos_and_negotiate_use_a_ticket_cache() {
+        let password = SecretString::from("");
+        for method in [AuthMethod::Ntlm, AuthMethod::Basic] {
+            let mut config = config(method, "PSGATE\\ada", &password);
+            config.ticket_cache = true;
+            let err = SecurityContext::new(config).expect_err("no ticket cache for it");
+            assert!(err.to_string().contains("needs a password"), "{method:?}: {err}");
+        }
     }
 
     #[test]

@@ -13,24 +13,37 @@
 //!   [`WinrmError::Certificate`] with a [`CertificateProblem`]. NTLM and Kerberos carry the `tls-server-end-point`
 //!   channel binding (RFC 5929) of the certificate the server presented.
 //! - **Authentication** (`auth.rs`): Basic (only over HTTPS unless [`WinrmOptions::allow_unencrypted_http`]);
-//!   NTLM, Negotiate (SPNEGO: Kerberos when a KDC is known, else NTLM) and Kerberos through sspi. As pypsrp does,
-//!   the handshake runs on empty POSTs before the first envelope (`Authorization: Negotiate <token>` ↔ 401
-//!   `WWW-Authenticate: Negotiate <token>`), so an envelope is sent once, and sealed from the start. A refusal is an
-//!   [`AuthError`] that quotes the server's answer.
+//!   NTLM, Negotiate (SPNEGO: Kerberos when a KDC is known and the server is named by a host name, else NTLM) and
+//!   Kerberos through sspi. As pypsrp does, the handshake runs on empty POSTs before the first envelope
+//!   (`Authorization: Negotiate <token>` ↔ 401 `WWW-Authenticate: Negotiate <token>`), so an envelope is sent once,
+//!   and sealed from the start. A refusal is an [`AuthError`] that quotes the server's answer; a KDC's refusal (a
+//!   wrong password: "pre-authentication information was invalid") is an [`AuthFailure::Package`] naming it.
+//! - **Kerberos** with a password is sspi's: the relay itself talks to the KDC ([`WinrmOptions::kdc`], else
+//!   `SSPI_KDC_URL`, else the realm's `kdc` in the krb5.conf named by `KRB5_CONFIG`). Give the user as `REALM\user`
+//!   for an MIT KDC: `user@REALM` goes as an enterprise name, which Active Directory resolves and MIT's KDC does not.
+//!   From an existing ticket cache (`kinit` done, `KRB5CCNAME` set, no password: an empty password with Kerberos or
+//!   Negotiate, or [`WinrmOptions::use_ticket_cache`]) it is the system's GSSAPI (MIT krb5, `gssapi.rs`), which finds
+//!   the realm and its KDC in krb5.conf. Over HTTPS the GSSAPI context is bound to the certificate; sspi's Kerberos is
+//!   not (sspi 0.23 marks a bound authenticator with a two-byte KERB_AP_OPTIONS_CBT that MIT's acceptor refuses —
+//!   see `auth.rs`), so a Windows listener with `CbtHardeningLevel=Strict` takes Kerberos only from a ticket cache;
+//!   NTLM, alone or inside Negotiate, is always bound.
 //! - **Message encryption** (`encryption.rs`, MS-WSMV 2.2.9.1): over plain HTTP every envelope of an NTLM,
 //!   Negotiate or Kerberos session goes as `multipart/encrypted` (`application/HTTP-SPNEGO-session-encrypted`), sealed
-//!   with the connection's context; answers are unsealed and their length checked.
+//!   with the connection's context (sspi's EncryptMessage, or `gss_wrap_iov` with the wrap token's header first);
+//!   answers are unsealed and their length checked.
 //!
 //! Secrets: the password lives in a [`SecretString`], [`WinrmCredentials`]' `Debug` is redacted, `Authorization`
 //! headers are marked sensitive, and no token is logged. sspi's own TRACE events show handshake tokens (never the
-//! password): keep `sspi` below TRACE in production filters.
+//! password): keep `sspi` below TRACE in production filters. The ticket cache's keys never pass through psgate.
 //!
-//! Not covered by tests yet: Kerberos (direct, or inside Negotiate) against a real KDC — the code path exists (sspi
-//! asks for KDC round trips, [`auth`]'s client answers them over TCP/UDP); CredSSP is not implemented (the framing
-//! knows its chunking).
+//! Tests: `relay/tests/winrm_transport.rs` (NTLM, SPNEGO, Basic, TLS and binding against the WS-Management peer) and
+//! `relay/tests/winrm_kerberos.rs` (Kerberos against a real MIT KDC, `tests/peers/kdc.py`: password and ticket cache,
+//! HTTP sealed and HTTPS, Negotiate's choice, a wrong password). CredSSP is not implemented (the framing knows its
+//! chunking).
 
 mod auth;
 pub mod encryption;
+mod gssapi;
 mod http;
 pub mod tls;
 
@@ -179,8 +192,15 @@ pub struct WinrmOptions {
     pub spn_service: String,
     /// The host of the principal name, when it differs from the endpoint's (an IP address, an alias).
     pub spn_host: Option<String>,
-    /// The KDC for Kerberos and Negotiate: `tcp://kdc.example:88`, `udp://…` or a host name.
+    /// The KDC for Kerberos and Negotiate with a password: `tcp://kdc.example:88`, `udp://…` or a host name. None:
+    /// `SSPI_KDC_URL`, then the `kdc` of the user's realm in the krb5.conf that `KRB5_CONFIG` names (default
+    /// `/etc/krb5.conf`).
     pub kdc: Option<String>,
+    /// Kerberos and Negotiate only: authenticate with the tickets that `kinit` left in the user's ticket cache
+    /// (`KRB5CCNAME`, else krb5.conf's `default_ccache_name`) through the system's GSSAPI (MIT krb5), not with the
+    /// password. An empty password with Kerberos or Negotiate means the same. The realm and its KDC then come from
+    /// krb5.conf (`KRB5_CONFIG`), not from [`WinrmOptions::kdc`]; the user name is only shown in messages.
+    pub use_ticket_cache: bool,
     /// Bounds opening a connection: TCP connect, TLS handshake, authentication (default 30 s).
     pub connect_timeout: Duration,
     /// Bounds one request and its answer (default 120 s; a Receive waits up to its OperationTimeout).
@@ -205,11 +225,21 @@ impl WinrmOptions {
             spn_service: "WSMAN".to_owned(),
             spn_host: None,
             kdc: None,
+            use_ticket_cache: false,
             connect_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
             max_response_bytes: 64 * 1024 * 1024,
             computer_name: local_host_name(),
         }
+    }
+}
+
+impl WinrmOptions {
+    /// Whether Kerberos comes from the ticket cache: [`WinrmOptions::use_ticket_cache`], or Kerberos/Negotiate with an
+    /// empty password.
+    pub fn uses_ticket_cache(&self) -> bool {
+        matches!(self.auth, AuthMethod::Kerberos | AuthMethod::Negotiate)
+            && (self.use_ticket_cache || self.credentials.password.expose_secret().is_empty())
     }
 }
 
@@ -626,6 +656,7 @@ impl WinrmClient {
             kdc: options.kdc.as_deref(),
             channel_binding,
             kdc_timeout: options.connect_timeout,
+            ticket_cache: options.uses_ticket_cache(),
         })
         .map_err(package)?;
         let mut token = context.step(None).await.map_err(package)?;
@@ -823,6 +854,19 @@ mod tests {
         assert!(!format!("{options:?}").contains("hunter2"));
         let client = WinrmClient::new(options).expect("client");
         assert!(!format!("{client:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_empty_password_means_the_ticket_cache_for_kerberos_and_negotiate() {
+        let with = |auth, password: &str| WinrmOptions::new(Endpoint::http("h"), "ada", SecretString::from(password), auth);
+        assert!(with(AuthMethod::Kerberos, "").uses_ticket_cache());
+        assert!(with(AuthMethod::Negotiate, "").uses_ticket_cache());
+        assert!(!with(AuthMethod::Kerberos, "pw").uses_ticket_cache());
+        assert!(!with(AuthMethod::Ntlm, "").uses_ticket_cache(), "NTLM has no ticket cache");
+        let explicit = WinrmOptions { use_ticket_cache: true, ..with(AuthMethod::Kerberos, "pw") };
+        assert!(explicit.uses_ticket_cache());
+        let basic = WinrmOptions { use_ticket_cache: true, ..with(AuthMethod::Basic, "") };
+        assert!(!basic.uses_ticket_cache());
     }
 
     #[test]
