@@ -4,8 +4,8 @@ by pypsrp 0.9.1 with pyspnego's GSSAPI initiator (python-gssapi over MIT krb5).
 The KDC runs on a free loopback port with the realm PSGATE.TEST; the peer gets its keytab (HTTP/, WSMAN/ and host/
 for localhost and 127.0.0.1). Kerberos with a password (pyspnego's gss_acquire_cred_with_password) and from a
 ticket cache that kinit filled, raw (auth="kerberos") and inside SPNEGO (auth="negotiate"), over HTTP with MS-WSMV
-message encryption and over HTTPS with the channel binding checked; NTLM on the same peer still works, and a peer
-without Kerberos refuses it.
+message encryption and over HTTPS with the channel binding checked (and required under --cbt-hardening Strict); NTLM
+on the same peer still works, and a peer without Kerberos refuses it.
 
 Run: `$PSGATE_PYTHON -m pytest tests/peers/test_winrm_kerberos.py -q` (needs `scripts/setup.sh --test`: krb5-kdc,
 krb5-admin-server, krb5-user, python-gssapi and krb5 in the venv; without them the tests fail and say what is missing).
@@ -40,10 +40,11 @@ NTLM = ("PSGATE\\ada", "Ntlm-Ada-Py-7a21")
 class Peer:
     """winrm_host.py with the KDC's keytab, on a free loopback port."""
 
-    def __init__(self, kdc: Kdc, tmp: Path, auth: str, tls: bool = False) -> None:
+    def __init__(self, kdc: Kdc, tmp: Path, auth: str, tls: bool = False, cbt_hardening: str = "Relaxed") -> None:
         self.log = tmp / f"winrm_host-{time.monotonic_ns()}.log"
         argv = [sys.executable, str(HERE / "winrm_host.py"), "--port", "0", "--auth", auth, "--log", str(self.log),
-                "--user", f"{NTLM[0]}:{NTLM[1]}", "--keytab", kdc.keytab, "--krb5-config", kdc.krb5_config]
+                "--user", f"{NTLM[0]}:{NTLM[1]}", "--keytab", kdc.keytab, "--krb5-config", kdc.krb5_config,
+                "--cbt-hardening", cbt_hardening]
         argv += ["--tls"] if tls else []
         self.tls = tls
         with open(self.log.with_suffix(".stderr"), "w") as err:
@@ -149,6 +150,23 @@ def test_a_wrong_binding_is_refused(peers: typing.Dict[str, Peer], kdc: Kdc, mon
     with pytest.raises(AuthenticationError):
         RunspacePool(peer.wsman(kdc.user, PASSWORD, "kerberos")).open()
     assert "channel binding" in peer.log.read_text().lower()
+
+
+def test_strict_hardening_requires_the_kerberos_binding(kdc: Kdc, tmp_path: Path) -> None:
+    # MIT's acceptor lets an authenticator without a binding through; under --cbt-hardening Strict the peer refuses it
+    # too (it reads GSS_C_CHANNEL_BOUND_FLAG), as Windows' Strict level does. pypsrp binds Kerberos, raw and in SPNEGO.
+    peer = Peer(kdc, tmp_path, "kerberos", tls=True, cbt_hardening="Strict")
+    try:
+        for auth in ("kerberos", "negotiate"):
+            wsman = peer.wsman(kdc.user, PASSWORD, auth, negotiate_hostname_override="localhost")
+            assert run(wsman, f"Write-Output {auth}") == [auth]
+        assert peer.log.read_text().count(f"Kerberos: {kdc.user} authenticated (channel-bound)") == 2
+        with pytest.raises(AuthenticationError):
+            RunspacePool(peer.wsman(kdc.user, PASSWORD, "kerberos", negotiate_send_cbt=False)).open()
+        assert f"{kdc.user} sent no channel binding (CbtHardeningLevel=Strict)" in peer.log.read_text()
+        assert peer.authenticated(f"Kerberos: {kdc.user}") == 2
+    finally:
+        peer.stop()
 
 
 def test_ntlm_still_works_beside_kerberos(peers: typing.Dict[str, Peer]) -> None:

@@ -22,9 +22,11 @@ acceptor (python-gssapi over MIT krb5) with the keytab's service principals (HTT
 `WWW-Authenticate: Negotiate` and `Kerberos`; a raw Kerberos AP-REQ (pypsrp's auth="kerberos") or SPNEGO with Kerberos
 inside is accepted in one round trip, the AP-REP coming back in the 200's WWW-Authenticate; messages are sealed as for
 NTLM (`application/HTTP-Kerberos-session-encrypted` under the raw `Kerberos` scheme); over HTTPS the channel binding is
-checked in the authenticator (MIT accepts an initiator that sent none, as Windows' Relaxed level does, even under
---cbt-hardening Strict). The user is the client principal (`ada@PSGATE.TEST`). Without `kerberos` the peer has no keytab,
-so SPNEGO picks NTLM even when the client lists Kerberos first.
+checked in the authenticator: MIT refuses a wrong one and accepts an initiator that sent none (as Windows' Relaxed level
+does); under --cbt-hardening Strict the peer also refuses the latter — MIT's acceptor reports a matching binding with
+GSS_C_CHANNEL_BOUND_FLAG (krb5 1.19+), and "Kerberos: USER authenticated (channel-bound)" says it was. The user is the
+client principal (`ada@PSGATE.TEST`). Without `kerberos` the peer has no keytab, so SPNEGO picks NTLM even when the
+client lists Kerberos first.
 
 Run it with $PSGATE_PYTHON (psrpcore, pyspnego; `source scripts/env.sh`). It prints one ready line,
 `winrm_host listening on http://127.0.0.1:PORT/wsman`, once it accepts connections:
@@ -1129,6 +1131,20 @@ def ntlm_has_bindings(token: bytes) -> bool:
 
 # The DER of the mechanism OIDs a GSS-API InitialContextToken (tag 0x60) starts with (RFC 2743 3.1).
 SPNEGO_OID = bytes.fromhex("06062b0601050502")  # 1.3.6.1.5.5.2
+def gss_channel_bound(ctx: typing.Any) -> bool:
+    """Whether MIT's Kerberos acceptor found the channel binding it was given in the authenticator
+    (GSS_C_CHANNEL_BOUND_FLAG in its context's flags): pyspnego's Kerberos context, or its SPNEGO context's chosen one,
+    wraps a python-gssapi SecurityContext."""
+    import gssapi
+
+    inner = ctx
+    for _ in range(3):
+        if isinstance(inner, gssapi.SecurityContext):
+            return bool(int(inner.actual_flags) & int(gssapi.RequirementFlag.channel_bound))
+        inner = getattr(inner, "_context", None)
+    return False
+
+
 KRB5_OIDS = (bytes.fromhex("06092a864886f712010202"), bytes.fromhex("06092a864882f712010202"))  # krb5, MS krb5
 
 
@@ -1234,17 +1250,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return spnego.channel_bindings.GssChannelBindings(application_data=self.server.cbt)
 
     def _accepted(self) -> typing.Optional[str]:
-        """After the acceptor completed: the user, or None after a 401 if its mechanism is not enabled."""
+        """After the acceptor completed: the user, or None after a 401 if its mechanism is not enabled (or, under Strict
+        hardening over HTTPS, if Kerberos came without the channel binding)."""
+        cfg = self.server.winrm.config
         protocol = (self.ctx.negotiated_protocol or "").lower()
         name = "Kerberos" if protocol == "kerberos" else "NTLM"
-        if name.lower() not in self.server.winrm.config.auth:
+        if name.lower() not in cfg.auth:
             log.info("%s authentication is not enabled", name)
             self.final_token = None
             self.drain()
             self.unauthorized()
             return None
+        bound = ""
+        if name == "Kerberos" and self.server.cbt is not None and cfg.cbt_hardening != "None":
+            if gss_channel_bound(self.ctx):
+                bound = " (channel-bound)"
+            elif cfg.cbt_hardening == "Strict":
+                # MIT let it through (no binding is not a wrong one); Windows' Strict level does not.
+                log.info("Kerberos handshake refused: %s sent no channel binding (CbtHardeningLevel=Strict)",
+                         self.ctx.client_principal)
+                self.final_token = None
+                self.drain()
+                self.unauthorized()
+                return None
         self.user = self.ctx.client_principal or "?"
-        log.info("%s: %s authenticated", name, self.user)
+        log.info("%s: %s authenticated%s", name, self.user, bound)
         return self.user
 
     # -- authentication --
@@ -1491,7 +1521,8 @@ def parse_args(argv: typing.Optional[typing.Sequence[str]] = None) -> argparse.N
                    help="NTLM_USER_FILE with DOMAIN:USER:PASSWORD lines (default $NTLM_USER_FILE)")
     p.add_argument("--allow-unencrypted", action="store_true", help="accept plain SOAP over HTTP (AllowUnencrypted)")
     p.add_argument("--cbt-hardening", choices=["None", "Relaxed", "Strict"], default="Relaxed",
-                   help="NTLM channel binding over HTTPS (default Relaxed, as Windows)")
+                   help="channel binding over HTTPS (default Relaxed, as Windows: a wrong one is refused, a missing "
+                        "one passes); Strict: NTLM and Kerberos must carry it")
     p.add_argument("--configuration", action="append", help="session configuration names (default Microsoft.PowerShell, PowerShell.7)")
     p.add_argument("--idle-timeout", type=float, default=7200.0, help="default shell IdleTimeout in seconds (7200)")
     p.add_argument("--max-envelope-kb", type=int, default=500, help="MaxEnvelopeSizekb (500)")

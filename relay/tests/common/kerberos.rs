@@ -121,6 +121,21 @@ impl Kdc {
         assert!(out.status.success(), "kinit {} failed: {}", self.user, String::from_utf8_lossy(&out.stderr));
     }
 
+    /// `kinit -k` as the service `principal` (`host/localhost@PSGATE.TEST`) from the keytab into the ticket cache file
+    /// `ccache`: a cache of another principal than the user's.
+    pub fn kinit_service(&self, principal: &str, ccache: &Path) {
+        let out = Command::new("kinit")
+            .args(["-k", "-t"])
+            .arg(&self.keytab)
+            .arg(principal)
+            .envs(self.env())
+            .env("KRB5CCNAME", format!("FILE:{}", ccache.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run kinit (krb5-user; scripts/setup.sh --test installs it): {e}"));
+        assert!(out.status.success(), "kinit -k {principal} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// What the KDC logged (AS and TGS requests, with the principals and enctypes).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("kdc.log")).unwrap_or_default()
@@ -161,6 +176,17 @@ pub struct KerberosPeer {
 impl KerberosPeer {
     /// `auth`: `kerberos`, `kerberos,ntlm`, …; NTLM's user is `ntlm_user` (`DOMAIN\user:password`).
     pub fn start(kdc: &Kdc, auth: &str, tls: bool, ntlm_user: &str) -> Self {
+        Self::start_with(kdc, auth, tls, ntlm_user, &[])
+    }
+
+    /// Over HTTPS with `--cbt-hardening Strict`: Kerberos, like NTLM, must carry the channel binding (the peer checks
+    /// MIT's GSS_C_CHANNEL_BOUND_FLAG; MIT alone lets an authenticator without one through).
+    pub fn start_strict(kdc: &Kdc, auth: &str, ntlm_user: &str) -> Self {
+        Self::start_with(kdc, auth, true, ntlm_user, &["--cbt-hardening", "Strict"])
+    }
+
+    /// [`KerberosPeer::start`] with more of winrm_host.py's options.
+    pub fn start_with(kdc: &Kdc, auth: &str, tls: bool, ntlm_user: &str, extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new().prefix("winrm-krb-peer-").tempdir().expect("temp dir for the peer");
         let log = dir.path().join("winrm_host.log");
         let mut cmd = Command::new(python());
@@ -171,7 +197,8 @@ impl KerberosPeer {
             .arg("--krb5-config")
             .arg(&kdc.krb5_config)
             .arg("--log")
-            .arg(&log);
+            .arg(&log)
+            .args(extra);
         let cert = tls.then(|| dir.path().join("server.pem"));
         if let Some(cert) = &cert {
             cmd.arg("--tls").arg("--cert-out").arg(cert);

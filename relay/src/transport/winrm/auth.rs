@@ -1,12 +1,22 @@
-//! The security context of one WinRM connection: NTLM, SPNEGO (Negotiate) or Kerberos through sspi (Devolutions'
-//! SSPI in Rust), its HTTP tokens, and MS-WSMV message sealing (EncryptMessage/DecryptMessage).
+//! The security context of one WinRM connection and its HTTP tokens: NTLM and SPNEGO (Negotiate) through sspi
+//! (Devolutions' SSPI in Rust), Kerberos through the system's GSSAPI ([`super::gssapi`]), and MS-WSMV message sealing
+//! (EncryptMessage/DecryptMessage, `gss_wrap_iov`).
 //!
-//! sspi's contexts are generators that stop when Kerberos needs the KDC; [`KdcClient`] answers them over TCP or UDP
-//! with tokio (no blocking IO; sspi's own network client is not compiled in). A KDC proxy (MS-KKDCP, an https://
-//! KDC URL) is not supported.
+//! Who does what, with a password:
+//! - NTLM: sspi, channel-bound over HTTPS (MsvAvChannelBindings).
+//! - Kerberos: MIT's GSSAPI, `gss_acquire_cred_with_password` (the AS exchange with the KDC that krb5.conf or DNS
+//!   names for the realm, the tickets in a private MEMORY ccache), channel-bound over HTTPS.
+//! - Negotiate: as sspi decided it before: NTLM when the server is named by an IP address (a service ticket names a
+//!   host) or the user names no realm; else GSSAPI's SPNEGO with Kerberos, falling back to NTLM (sspi, inside SPNEGO)
+//!   when Kerberos cannot be used — no KDC for the realm, none reachable, a clock skew, no ticket for the server —
+//!   but not when the KDC refuses the password.
+//! - With a KDC named ([`ContextConfig::kdc`], or sspi's `SSPI_KDC_URL`): sspi's Kerberos, the AS and TGS exchanges
+//!   answered by [`KdcClient`] over TCP or UDP with tokio (sspi's own network client is not compiled in; a KDC proxy,
+//!   MS-KKDCP, is not supported). MIT's GSSAPI takes its KDCs from the process's krb5.conf only, so it cannot serve a
+//!   KDC named per connection. sspi's Kerberos is **not channel-bound**: see [`SecurityContext::step`].
 //!
-//! Kerberos from the user's ticket cache (no password: `kinit` was run) goes through the system's GSSAPI instead
-//! ([`super::gssapi`]), since sspi cannot read an MIT ccache.
+//! From the ticket cache (no password: `kinit` was run), Kerberos and Negotiate are GSSAPI's (sspi cannot read an MIT
+//! ccache), channel-bound over HTTPS.
 
 use std::time::Duration;
 
@@ -21,13 +31,15 @@ use sspi::{
     Username,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::AuthMethod;
-use super::gssapi::{GssContext, GssMech};
+use super::gssapi::{GssContext, GssCredential, GssError, GssMech, kerberos_principal};
 
 /// The largest reply accepted from a KDC (a TGS-REP with a large PAC is tens of KiB).
 const MAX_KDC_REPLY: usize = 1024 * 1024;
+/// sspi's own setting of a KDC for every realm (read by sspi itself when no KDC is named in the options).
+const SSPI_KDC_URL: &str = "SSPI_KDC_URL";
 
 /// What this context asks of the mechanism: mutual authentication where it exists (Kerberos), and sealing.
 fn requirements() -> ClientRequestFlags {
@@ -41,18 +53,48 @@ fn requirements() -> ClientRequestFlags {
 
 enum Mech {
     Ntlm(Box<Ntlm>, Option<sspi::AuthIdentityBuffers>),
+    /// sspi's SPNEGO: NTLM inside, or Kerberos with a KDC named.
     Negotiate(Box<Negotiate>, Option<sspi::CredentialsBuffers>),
+    /// sspi's Kerberos, with a KDC named.
     Kerberos(Box<Kerberos>, Option<sspi::CredentialsBuffers>),
-    /// Kerberos (or SPNEGO with Kerberos) on the ticket cache, through the system's GSSAPI.
+    /// Kerberos (or SPNEGO with Kerberos) through the system's GSSAPI, with a password or on the ticket cache.
     Gssapi(Box<GssContext>),
+}
+
+/// How a password is used for Kerberos or Negotiate (see the module's documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PasswordRoute {
+    /// A KDC is named: sspi's Kerberos (or sspi's SPNEGO, which prefers it), not channel-bound.
+    SspiWithKdc,
+    /// The system's GSSAPI: Kerberos, or SPNEGO with Kerberos and NTLM (sspi) as the fallback.
+    Gssapi,
+    /// Negotiate with NTLM alone (sspi's SPNEGO): the server is named by an IP address or the user names no realm.
+    Ntlm,
+}
+
+/// The route of a password for `method` (Kerberos or Negotiate) to `target` (`SERVICE/host`).
+fn password_route(method: AuthMethod, user: &str, target: &str, kdc_named: bool) -> PasswordRoute {
+    if kdc_named {
+        return PasswordRoute::SspiWithKdc;
+    }
+    if method != AuthMethod::Negotiate {
+        return PasswordRoute::Gssapi;
+    }
+    let host = target.rsplit('/').next().unwrap_or(target);
+    let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok();
+    let realm = kerberos_principal(user).ok().and_then(|(_, realm)| realm);
+    if ip || realm.is_none() { PasswordRoute::Ntlm } else { PasswordRoute::Gssapi }
 }
 
 /// A client security context for one TCP connection.
 pub(crate) struct SecurityContext {
     mech: Mech,
+    /// Negotiate on GSSAPI with a password: NTLM inside sspi's SPNEGO, used if Kerberos is unavailable at the first
+    /// step (dropped after it).
+    fallback: Option<Box<Mech>>,
     /// The service principal name, `WSMAN/host` by default.
     target: String,
-    /// SEC_CHANNEL_BINDINGS with the `tls-server-end-point` data, over HTTPS.
+    /// SEC_CHANNEL_BINDINGS with the `tls-server-end-point` data, over HTTPS (sspi's form; GSSAPI has its own).
     bindings: Option<Vec<u8>>,
     complete: bool,
     kdc: KdcClient,
@@ -64,12 +106,13 @@ impl std::fmt::Debug for SecurityContext {
             Mech::Ntlm(..) => "NTLM",
             Mech::Negotiate(..) => "Negotiate",
             Mech::Kerberos(..) => "Kerberos",
-            Mech::Gssapi(..) => "GSSAPI (ticket cache)",
+            Mech::Gssapi(..) => "GSSAPI",
         };
         f.debug_struct("SecurityContext")
             .field("mech", &mech)
             .field("target", &self.target)
             .field("channel_binding", &self.bindings.is_some())
+            .field("ntlm_fallback", &self.fallback.is_some())
             .field("complete", &self.complete)
             .finish_non_exhaustive()
     }
@@ -83,7 +126,9 @@ pub(crate) struct ContextConfig<'a> {
     pub password: &'a SecretString,
     pub target: String,
     pub computer_name: String,
-    /// `tcp://kdc:88`, `udp://kdc:88` or `kdc`; None: sspi's lookup (`SSPI_KDC_URL`, then krb5.conf's realms).
+    /// `tcp://kdc:88`, `udp://kdc:88` or `kdc`: Kerberos with a password is then sspi's, talking to this KDC (not
+    /// channel-bound). None: the system's GSSAPI, which finds the realm's KDC in krb5.conf (or DNS) — unless
+    /// `SSPI_KDC_URL` is set, which names a KDC for sspi the same way.
     pub kdc: Option<&'a str>,
     /// The `tls-server-end-point` data (RFC 5929), over HTTPS.
     pub channel_binding: Option<Vec<u8>>,
@@ -92,8 +137,28 @@ pub(crate) struct ContextConfig<'a> {
     pub ticket_cache: bool,
 }
 
+fn gss_error(kind: ErrorKind, e: &GssError) -> sspi::Error {
+    sspi::Error::new(kind, e.to_string())
+}
+
+/// sspi's SPNEGO with NTLM alone (its Kerberos switched off: Kerberos with a password is GSSAPI's, or sspi's only with
+/// a KDC named).
+fn ntlm_negotiate(identity: AuthIdentity, computer: String) -> Result<Mech, sspi::Error> {
+    let config = NegotiateConfig::new(Box::new(NtlmConfig::new(computer.clone())), Some("ntlm".to_owned()), computer);
+    let mut negotiate = Box::new(Negotiate::new_client(config)?);
+    let creds = negotiate
+        .acquire_credentials_handle()
+        .with_credential_use(CredentialUse::Outbound)
+        .with_auth_data(&Credentials::AuthIdentity(identity))
+        .execute(&mut *negotiate)?
+        .credentials_handle;
+    Ok(Mech::Negotiate(negotiate, creds))
+}
+
 impl SecurityContext {
     pub(crate) fn new(config: ContextConfig<'_>) -> Result<Self, sspi::Error> {
+        let bindings = config.channel_binding.as_deref().map(sec_channel_bindings);
+        let kdc = KdcClient { timeout: config.kdc_timeout };
         if config.ticket_cache {
             let mech = match config.method {
                 AuthMethod::Kerberos => GssMech::Kerberos,
@@ -106,14 +171,16 @@ impl SecurityContext {
                 }
             };
             // The channel binding goes in as gss_channel_bindings_struct's application data; GSSAPI hashes it.
-            let context = GssContext::new(mech, &config.target, config.channel_binding.clone())
-                .map_err(|e| sspi::Error::new(ErrorKind::NoCredentials, e.to_string()))?;
+            let context =
+                GssContext::new(mech, &config.target, config.channel_binding.clone(), GssCredential::TicketCache)
+                    .map_err(|e| gss_error(ErrorKind::NoCredentials, &e))?;
             return Ok(Self {
                 mech: Mech::Gssapi(Box::new(context)),
+                fallback: None,
                 target: config.target,
-                bindings: None,
+                bindings,
                 complete: false,
-                kdc: KdcClient { timeout: config.kdc_timeout },
+                kdc,
             });
         }
         if config.user.trim().is_empty() {
@@ -128,9 +195,11 @@ impl SecurityContext {
         let identity =
             AuthIdentity { username, password: config.password.expose_secret().to_owned().into() };
         let computer = config.computer_name.clone();
-        let kdc_url = config.kdc.and_then(sspi::kerberos::config::parse_kdc_url);
-        let mech = match config.method {
-            AuthMethod::Ntlm => {
+        let kdc_named = config.kdc.is_some() || std::env::var_os(SSPI_KDC_URL).is_some_and(|v| !v.is_empty());
+        let route = password_route(config.method, config.user, &config.target, kdc_named);
+        let mut fallback = None;
+        let mech = match (config.method, route) {
+            (AuthMethod::Ntlm, _) => {
                 let mut ntlm = Box::new(Ntlm::with_config(NtlmConfig::new(computer)));
                 let creds = ntlm
                     .acquire_credentials_handle()
@@ -140,9 +209,30 @@ impl SecurityContext {
                     .credentials_handle;
                 Mech::Ntlm(ntlm, creds)
             }
-            AuthMethod::Negotiate => {
+            (AuthMethod::Basic, _) => {
+                return Err(sspi::Error::new(ErrorKind::InvalidParameter, "Basic has no security context"));
+            }
+            (AuthMethod::Negotiate, PasswordRoute::Ntlm) => ntlm_negotiate(identity, computer)?,
+            (AuthMethod::Kerberos | AuthMethod::Negotiate, PasswordRoute::Gssapi) => {
+                let (principal, _) =
+                    kerberos_principal(config.user).map_err(|e| gss_error(ErrorKind::InvalidParameter, &e))?;
+                let mech = if config.method == AuthMethod::Kerberos { GssMech::Kerberos } else { GssMech::Spnego };
+                let password = config.password.clone();
+                let context = GssContext::new(
+                    mech,
+                    &config.target,
+                    config.channel_binding.clone(),
+                    GssCredential::Password { principal, password },
+                )
+                .map_err(|e| gss_error(ErrorKind::InvalidParameter, &e))?;
+                if config.method == AuthMethod::Negotiate {
+                    fallback = Some(Box::new(ntlm_negotiate(identity, computer)?));
+                }
+                Mech::Gssapi(Box::new(context))
+            }
+            (AuthMethod::Negotiate, _) => {
                 // With a KDC named, Kerberos is tried first (NTLM if the KDC cannot be reached or does not know the
-                // server); without one, sspi looks for the user's realm in SSPI_KDC_URL and krb5.conf, else NTLM.
+                // server); with SSPI_KDC_URL, sspi finds it there.
                 let protocol: Box<dyn ProtocolConfig> = match config.kdc {
                     Some(kdc) => Box::new(KerberosConfig::new_with_kdc_url(kdc, computer.clone())),
                     None => Box::new(NtlmConfig::new(computer.clone())),
@@ -156,7 +246,8 @@ impl SecurityContext {
                     .credentials_handle;
                 Mech::Negotiate(negotiate, creds)
             }
-            AuthMethod::Kerberos => {
+            (AuthMethod::Kerberos, _) => {
+                let kdc_url = config.kdc.and_then(sspi::kerberos::config::parse_kdc_url);
                 let mut kerberos = Box::new(Kerberos::new_client_from_config(KerberosConfig {
                     kdc_resolution: KdcResolution::KdcUrl(kdc_url),
                     client_computer_name: computer,
@@ -169,17 +260,15 @@ impl SecurityContext {
                     .credentials_handle;
                 Mech::Kerberos(kerberos, creds)
             }
-            AuthMethod::Basic => {
-                return Err(sspi::Error::new(ErrorKind::InvalidParameter, "Basic has no security context"));
-            }
         };
-        Ok(Self {
-            mech,
-            target: config.target,
-            bindings: config.channel_binding.as_deref().map(sec_channel_bindings),
-            complete: false,
-            kdc: KdcClient { timeout: config.kdc_timeout },
-        })
+        if route == PasswordRoute::SspiWithKdc && bindings.is_some() && config.method != AuthMethod::Ntlm {
+            warn!(
+                target = %config.target,
+                "with a KDC named, Kerberos is sspi's and not channel-bound: a server that requires channel binding \
+                 (CbtHardeningLevel=Strict) refuses it"
+            );
+        }
+        Ok(Self { mech, fallback, target: config.target, bindings, complete: false, kdc })
     }
 
     /// Whether the handshake is over.
@@ -190,16 +279,28 @@ impl SecurityContext {
     /// The next token to send, from the server's last one (None at the start).
     pub(crate) async fn step(&mut self, server_token: Option<&[u8]>) -> Result<Option<Vec<u8>>, sspi::Error> {
         if let Mech::Gssapi(ctx) = &mut self.mech {
-            let token = ctx.step(server_token).await.map_err(|e| sspi::Error::new(ErrorKind::InternalError, e.to_string()))?;
-            self.complete = ctx.is_complete();
-            return Ok(token);
+            match ctx.step(server_token).await {
+                Ok(token) => {
+                    self.complete = ctx.is_complete();
+                    self.fallback = None;
+                    return Ok(token);
+                }
+                Err(e) if server_token.is_none() && e.kerberos_unavailable() && self.fallback.is_some() => {
+                    // Negotiate: as Windows and sspi do, NTLM when Kerberos cannot be used (not when it is refused).
+                    info!(target = %self.target, reason = %e, "Kerberos is unavailable; Negotiate goes on with NTLM");
+                    if let Some(fallback) = self.fallback.take() {
+                        self.mech = *fallback;
+                    }
+                }
+                Err(e) => return Err(gss_error(ErrorKind::InternalError, &e)),
+            }
         }
         let mut input = vec![SecurityBuffer::new(server_token.unwrap_or_default().to_vec(), BufferType::Token)];
         // sspi 0.23's Kerberos, given a channel binding, also writes KERB_AP_OPTIONS_CBT into the authenticator as two
         // bytes where MS-KILE has a four-byte value in AD-IF-RELEVANT; MIT's acceptor refuses such an AP-REQ outright
-        // ("Invalid message type"), whatever its own binding policy. So sspi's Kerberos goes unbound; NTLM, alone or
-        // inside SPNEGO, is bound (it reads the binding at its second step, when SPNEGO's choice is known). Kerberos
-        // from the ticket cache (GSSAPI) is bound.
+        // ("Invalid message type"), whatever its own binding policy. So sspi's Kerberos (used only with a KDC named)
+        // goes unbound; NTLM, alone or inside SPNEGO, is bound (it reads the binding at its second step, when SPNEGO's
+        // choice is known). Kerberos through GSSAPI (a password without a KDC named, or the ticket cache) is bound.
         let bind = match &self.mech {
             Mech::Ntlm(..) => true,
             Mech::Negotiate(ctx, _) => {
@@ -405,7 +506,8 @@ mod tests {
             method,
             user,
             password,
-            target: "WSMAN/host.example".to_owned(),
+            // An IP address: Negotiate is then NTLM's (sspi) without asking libkrb5 for a KDC.
+            target: "WSMAN/192.0.2.10".to_owned(),
             computer_name: "PSGATE-TEST".to_owned(),
             kdc: None,
             channel_binding: None,
@@ -503,6 +605,37 @@ mod tests {
             let err = SecurityContext::new(config).expect_err("no ticket cache for it");
             assert!(err.to_string().contains("needs a password"), "{method:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_route_of_a_password() {
+        use PasswordRoute::*;
+        let route = |method, user, target, kdc_named| password_route(method, user, target, kdc_named);
+        // Kerberos: GSSAPI, whatever the user and server, unless a KDC is named (sspi).
+        assert_eq!(route(AuthMethod::Kerberos, "PSGATE.TEST\\ada", "WSMAN/127.0.0.1", false), Gssapi);
+        assert_eq!(route(AuthMethod::Kerberos, "ada", "WSMAN/srv01", false), Gssapi);
+        assert_eq!(route(AuthMethod::Kerberos, "PSGATE.TEST\\ada", "WSMAN/srv01", true), SspiWithKdc);
+        // Negotiate: Kerberos (GSSAPI) for a host name and a user with a realm; NTLM for an IP address or no realm.
+        assert_eq!(route(AuthMethod::Negotiate, "ada@corp.example", "WSMAN/srv01.corp.example", false), Gssapi);
+        assert_eq!(route(AuthMethod::Negotiate, "CORP\\ada", "HTTP/srv01", false), Gssapi);
+        assert_eq!(route(AuthMethod::Negotiate, "CORP\\ada", "WSMAN/10.0.0.5", false), Ntlm);
+        assert_eq!(route(AuthMethod::Negotiate, "CORP\\ada", "WSMAN/::1", false), Ntlm);
+        assert_eq!(route(AuthMethod::Negotiate, "ada", "WSMAN/srv01", false), Ntlm);
+        assert_eq!(route(AuthMethod::Negotiate, "CORP\\ada", "WSMAN/srv01", true), SspiWithKdc);
+    }
+
+    #[test]
+    fn negotiate_on_gssapi_keeps_ntlm_as_its_fallback() {
+        let password = SecretString::from("Secret-1");
+        let mut config = config(AuthMethod::Negotiate, "PSGATE\\ada", &password);
+        config.target = "WSMAN/srv01.psgate.test".to_owned();
+        let ctx = SecurityContext::new(config.clone()).expect("context");
+        let text = format!("{ctx:?}");
+        assert!(text.contains("GSSAPI") && text.contains("ntlm_fallback: true"), "{text}");
+        assert!(!text.contains("Secret-1"), "{text}");
+        config.method = AuthMethod::Kerberos;
+        let text = format!("{:?}", SecurityContext::new(config).expect("context"));
+        assert!(text.contains("GSSAPI") && text.contains("ntlm_fallback: false"), "{text}");
     }
 
     #[test]

@@ -11,22 +11,30 @@
 //! - **HTTPS** (`tls.rs`): rustls; certificates checked against the system's CA store plus
 //!   [`WinrmOptions::ca_file`], unless [`TlsVerification::DangerAcceptInvalidCertificates`]; a bad certificate is
 //!   [`WinrmError::Certificate`] with a [`CertificateProblem`]. NTLM and Kerberos carry the `tls-server-end-point`
-//!   channel binding (RFC 5929) of the certificate the server presented.
+//!   channel binding (RFC 5929) of the certificate the server presented — all but sspi's Kerberos, below.
 //! - **Authentication** (`auth.rs`): Basic (only over HTTPS unless [`WinrmOptions::allow_unencrypted_http`]);
-//!   NTLM, Negotiate (SPNEGO: Kerberos when a KDC is known and the server is named by a host name, else NTLM) and
-//!   Kerberos through sspi. As pypsrp does, the handshake runs on empty POSTs before the first envelope
-//!   (`Authorization: Negotiate <token>` ↔ 401 `WWW-Authenticate: Negotiate <token>`), so an envelope is sent once,
-//!   and sealed from the start. A refusal is an [`AuthError`] that quotes the server's answer; a KDC's refusal (a
-//!   wrong password: "pre-authentication information was invalid") is an [`AuthFailure::Package`] naming it.
-//! - **Kerberos** with a password is sspi's: the relay itself talks to the KDC ([`WinrmOptions::kdc`], else
-//!   `SSPI_KDC_URL`, else the realm's `kdc` in the krb5.conf named by `KRB5_CONFIG`). Give the user as `REALM\user`
-//!   for an MIT KDC: `user@REALM` goes as an enterprise name, which Active Directory resolves and MIT's KDC does not.
-//!   From an existing ticket cache (`kinit` done, `KRB5CCNAME` set, no password: an empty password with Kerberos or
-//!   Negotiate, or [`WinrmOptions::use_ticket_cache`]) it is the system's GSSAPI (MIT krb5, `gssapi.rs`), which finds
-//!   the realm and its KDC in krb5.conf. Over HTTPS the GSSAPI context is bound to the certificate; sspi's Kerberos is
-//!   not (sspi 0.23 marks a bound authenticator with a two-byte KERB_AP_OPTIONS_CBT that MIT's acceptor refuses —
-//!   see `auth.rs`), so a Windows listener with `CbtHardeningLevel=Strict` takes Kerberos only from a ticket cache;
-//!   NTLM, alone or inside Negotiate, is always bound.
+//!   NTLM (sspi), Kerberos (the system's GSSAPI) and Negotiate (SPNEGO: Kerberos when the server is named by a host
+//!   name and the user by a realm, falling back to NTLM when Kerberos cannot be used, else NTLM). As pypsrp does, the
+//!   handshake runs on empty POSTs before the first envelope (`Authorization: Negotiate <token>` ↔ 401
+//!   `WWW-Authenticate: Negotiate <token>`), so an envelope is sent once, and sealed from the start. A refusal is an
+//!   [`AuthError`] that quotes the server's answer; a KDC's refusal (a wrong password: "pre-authentication failed")
+//!   is an [`AuthFailure::Package`] naming it.
+//! - **Kerberos** is the system's GSSAPI (MIT krb5, `gssapi.rs`), which finds the realm's KDC in krb5.conf
+//!   (`KRB5_CONFIG`) or DNS. With a password, `gss_acquire_cred_with_password` does the AS exchange and keeps the
+//!   tickets in a private `MEMORY:` ccache (never a file; `KRB5CCNAME` is not used); the user is `REALM\user` or
+//!   `user@realm`, both the principal `user@REALM`, or a bare `user` in krb5.conf's default realm. Negotiate's
+//!   SPNEGO is MIT's, with Kerberos in it (and nothing else unless gss-ntlmssp is installed; its password credential
+//!   costs a second AS exchange, see `gssapi.rs`); when Kerberos cannot be used (no KDC for the realm, none
+//!   reachable, a clock skew, no ticket for the server) it goes on with NTLM, sspi's, inside sspi's SPNEGO — not when
+//!   the KDC refuses the password. From an existing ticket cache (`kinit` done, `KRB5CCNAME` set, no password: an empty
+//!   password with Kerberos or Negotiate, or [`WinrmOptions::use_ticket_cache`]) the same GSSAPI uses its tickets.
+//!   Either way, over HTTPS the GSSAPI context is bound to the certificate (a Windows listener with
+//!   `CbtHardeningLevel=Strict` requires it) and over HTTP it seals with `gss_wrap_iov`.
+//!   Only with a KDC named ([`WinrmOptions::kdc`], or sspi's `SSPI_KDC_URL` in the environment) is Kerberos sspi's,
+//!   the relay itself talking to that KDC (MIT's GSSAPI takes its KDCs from the process's krb5.conf alone): sspi's
+//!   Kerberos is **not channel-bound** (sspi 0.23 marks a bound authenticator with a two-byte KERB_AP_OPTIONS_CBT that
+//!   MIT's acceptor refuses — see `auth.rs`), so a `Strict` listener refuses it and a TLS-intercepting proxy trusted
+//!   by the relay goes unnoticed. NTLM, alone or inside Negotiate, is always bound.
 //! - **Message encryption** (`encryption.rs`, MS-WSMV 2.2.9.1): over plain HTTP every envelope of an NTLM,
 //!   Negotiate or Kerberos session goes as `multipart/encrypted` (`application/HTTP-SPNEGO-session-encrypted`), sealed
 //!   with the connection's context (sspi's EncryptMessage, or `gss_wrap_iov` with the wrap token's header first);
@@ -34,12 +42,15 @@
 //!
 //! Secrets: the password lives in a [`SecretString`], [`WinrmCredentials`]' `Debug` is redacted, `Authorization`
 //! headers are marked sensitive, and no token is logged. sspi's own TRACE events show handshake tokens (never the
-//! password): keep `sspi` below TRACE in production filters. The ticket cache's keys never pass through psgate.
+//! password): keep `sspi` below TRACE in production filters. With Kerberos, MIT's GSSAPI holds a copy of the password
+//! in the credential (in memory, to renew the TGT) for the life of the connection's context; the ticket cache's keys
+//! never pass through psgate.
 //!
 //! Tests: `relay/tests/winrm_transport.rs` (NTLM, SPNEGO, Basic, TLS and binding against the WS-Management peer) and
 //! `relay/tests/winrm_kerberos.rs` (Kerberos against a real MIT KDC, `tests/peers/kdc.py`: password and ticket cache,
-//! HTTP sealed and HTTPS, Negotiate's choice, a wrong password). CredSSP is not implemented (the framing knows its
-//! chunking).
+//! HTTP sealed, HTTPS bound — a Strict peer requires the binding, a TLS-intercepting proxy is refused —, Negotiate's
+//! choice and its NTLM fallback, a wrong password, no ticket cache written; sspi's unbound Kerberos with a KDC named).
+//! CredSSP is not implemented (the framing knows its chunking).
 
 mod auth;
 pub mod encryption;
@@ -83,10 +94,11 @@ pub enum AuthMethod {
     Basic,
     /// NTLM, its raw tokens under the `Negotiate` scheme (pypsrp's `auth="ntlm"`).
     Ntlm,
-    /// SPNEGO: Kerberos if a KDC is known for the user's realm ([`WinrmOptions::kdc`], `SSPI_KDC_URL`, krb5.conf),
-    /// else NTLM — what Windows clients use.
+    /// SPNEGO: Kerberos (the system's GSSAPI) when the server is named by a host name and the user by a realm whose
+    /// KDC can be used (krb5.conf, DNS; or [`WinrmOptions::kdc`] for sspi's), else NTLM — what Windows clients use.
     Negotiate,
-    /// Kerberos only (its GSS-API token under the `Negotiate` scheme, as pypsrp's `auth="kerberos"`).
+    /// Kerberos only (its GSS-API token under the `Negotiate` scheme, as pypsrp's `auth="kerberos"`), through the
+    /// system's GSSAPI (sspi's with [`WinrmOptions::kdc`]).
     Kerberos,
 }
 
@@ -160,7 +172,8 @@ impl fmt::Display for Endpoint {
 /// Who to log in as. `Debug` never shows the password.
 #[derive(Clone)]
 pub struct WinrmCredentials {
-    /// `DOMAIN\user`, `user@domain.example` (Kerberos wants this form) or a local `user`.
+    /// `DOMAIN\user`, `user@domain.example` or a local `user`. For Kerberos, `REALM\user` and `user@realm` both
+    /// name the principal `user@REALM`; a bare `user` is in krb5.conf's default realm.
     pub user: String,
     pub password: SecretString,
 }
@@ -192,9 +205,10 @@ pub struct WinrmOptions {
     pub spn_service: String,
     /// The host of the principal name, when it differs from the endpoint's (an IP address, an alias).
     pub spn_host: Option<String>,
-    /// The KDC for Kerberos and Negotiate with a password: `tcp://kdc.example:88`, `udp://…` or a host name. None:
-    /// `SSPI_KDC_URL`, then the `kdc` of the user's realm in the krb5.conf that `KRB5_CONFIG` names (default
-    /// `/etc/krb5.conf`).
+    /// A KDC for Kerberos and Negotiate with a password: `tcp://kdc.example:88`, `udp://…` or a host name. Then
+    /// Kerberos is sspi's, the relay talking to this KDC itself, and **not channel-bound** over HTTPS (see the module
+    /// docs); `SSPI_KDC_URL` in the environment does the same. None (the default): the system's GSSAPI, with the KDC of
+    /// the user's realm from the krb5.conf that `KRB5_CONFIG` names (default `/etc/krb5.conf`) or DNS — bound.
     pub kdc: Option<String>,
     /// Kerberos and Negotiate only: authenticate with the tickets that `kinit` left in the user's ticket cache
     /// (`KRB5CCNAME`, else krb5.conf's `default_ccache_name`) through the system's GSSAPI (MIT krb5), not with the
