@@ -1,6 +1,11 @@
 //! `cargo run --release -p psgate-bench -- clixml [--quick]`
 //! `cargo run --release -p psgate-bench -- psrp [--quick]`
 //! `cargo run --release -p psgate-bench -- relay [--quick] [--runs N] [--sessions N] [--objects N]`
+//! `cargo run --release -p psgate-bench -- winrm [--quick] [--objects N] [--runs N] [--open-rounds N]`
+//!
+//! winrm: objects/s and the time to open a session over WS-Management (HTTP, NTLM, message encryption) from the
+//! test peer's fast mode (tests/peers/winrm_host.py), psgate's engine and pypsrp 0.9.1 in the same run, and a raw
+//! client that shows the peer's own ceiling (bench/src/winrm.rs).
 //!
 //! relay: `psgate serve` as its own process driven over its WebSocket API, beside the engine used directly
 //! (bench/src/relay.rs): a trivial command's latency, Invoke-Command over many sessions vs one, objects/s
@@ -33,7 +38,11 @@ fn main() -> anyhow::Result<()> {
         Some("clixml") => clixml(args.iter().any(|a| a == "--quick")),
         Some("psrp") => psrp::run(args.iter().any(|a| a == "--quick")),
         Some("relay") => relay::run(&args[1..]),
-        _ => bail!("usage: psgate-bench clixml|psrp|relay [--quick]  (relay also: --runs N --sessions N --objects N)"),
+        Some("winrm") => winrm::run(&args[1..]),
+        _ => bail!(
+            "usage: psgate-bench clixml|psrp|relay|winrm [--quick]  (relay also: --runs N --sessions N --objects N; \
+             winrm also: --objects N --runs N --open-rounds N)"
+        ),
     }
 }
 
@@ -46,6 +55,7 @@ struct Dataset {
 
 mod psrp;
 mod relay;
+mod winrm;
 
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
