@@ -1424,8 +1424,8 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                 match session.with(move |c| c.create_pipeline(uuid, &spec)).await {
                     Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag, waiting_for_key: Vec::new(), progress: BTreeMap::new() }),
                     Ok(Err(e)) => {
-                        buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(e.to_string())).ok() });
                         manager.update(&entry, |i| i.availability = Availability::Available);
+                        buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Failed, error: clixml::encode_message(&Value::string(e.to_string())).ok() });
                     }
                     Err(_) => break "the session's connection ended".to_owned(),
                 }
@@ -1449,8 +1449,8 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                 if let Some(i) = queued.iter().position(|c| matches!(c, Command::Run { pipeline, .. } if *pipeline == p))
                     && let Some(Command::Run { buffer, .. }) = queued.remove(i)
                 {
-                    buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline: p, seq, state: PipelineState::Stopped, error: None });
                     manager.update(&entry, |i| i.availability = Availability::Available);
+                    buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline: p, seq, state: PipelineState::Stopped, error: None });
                 }
             }
             Command::Answer { pipeline, call_id, answer } => {
@@ -1653,13 +1653,16 @@ async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running
             let Some(r) = running.as_mut() else { return Ok(()) };
             flush_progress(sid, r);
             let error = error.and_then(|e| clixml::encode_message(&e).ok());
+            // The session takes the next command as soon as anybody can know this one ended: available first.
+            if state.is_terminal() {
+                manager.update(entry, |i| i.availability = Availability::Available);
+            }
             r.buffer.push(|seq| ServerMessage::PipelineState { session: sid, pipeline: r.id, seq, state, error });
             if state.is_terminal() {
                 let uuid = r.uuid;
                 *prompt_stale |= r.tag.is_none();
                 *running = None;
                 session.with(move |c| c.close_pipeline(uuid)).await.map_err(drop)?;
-                manager.update(entry, |i| i.availability = Availability::Available);
             }
         }
         Event::KeyRequested => start_key_exchange(session, sid).await?,
