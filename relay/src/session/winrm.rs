@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use super::outofproc::{Client, Job, Session, Unsupported};
 use crate::transport::winrm::{WinrmClient, WinrmError, WinrmOptions};
-use crate::wsman::envelope::{BufferMode, ClientConfig, EnumItem, GetResponse, InputStream, Request, Response, ShellRef, SignalCode};
+use crate::wsman::envelope::{BufferMode, ClientConfig, EnumItem, GetResponse, InputStream, ReceiveResponse, Request, Response, ShellRef, SignalCode};
 use crate::wsman::{FaultKind, WsmanError, WsmanFault, configuration_uri, parse_response};
 
 /// Windows' smallest default `MaxEnvelopeSize` (Server 2008 R2): used when the configuration cannot be read.
@@ -469,19 +469,19 @@ impl Shell {
         }
     }
 
-    /// The answer to a Receive.
-    fn receive_done(&mut self, key: Option<Uuid>, result: Result<Response, WinrmOpError>) {
+    /// The answer to a Receive: what it says of the command and the shell, and the PSRP data it carries, which
+    /// the caller feeds with [`Shell::feed_received`] — after sending the next Receive, so that the target produces
+    /// the next batch while this one is decoded.
+    fn receive_done(&mut self, key: Option<Uuid>, result: Result<Response, WinrmOpError>) -> Option<ReceiveResponse> {
         match result {
             Ok(Response::Receive(r)) => {
-                for s in r.streams.iter().filter(|s| !s.data.is_empty()) {
-                    self.feed(&s.data);
-                }
-                if let (Some(pid), Some(state)) = (key, r.command_state)
+                if let (Some(pid), Some(state)) = (key, &r.command_state)
                     && state.state == crate::wsman::envelope::CommandStateKind::Done
                     && let Some(c) = self.commands.get_mut(&pid)
                 {
                     c.done = true;
                 }
+                return Some(r);
             }
             Ok(other) => self.broken(&format!("the target answered {:?} to a Receive", other.action())),
             Err(e) => match e.kind() {
@@ -499,6 +499,17 @@ impl Shell {
                     self.broken(&e.to_string());
                 }
             },
+        }
+        None
+    }
+
+    /// Feeds what a Receive brought.
+    fn feed_received(&mut self, r: ReceiveResponse) {
+        for s in r.streams.iter().filter(|s| !s.data.is_empty()) {
+            if self.phase == Phase::Closed {
+                return;
+            }
+            self.feed(&s.data);
         }
     }
 }
@@ -644,6 +655,62 @@ fn split_fragments(data: &[u8], max: usize) -> Vec<Vec<u8>> {
 }
 
 type Answer = (WinrmClient, Result<Response, WinrmOpError>);
+type Received = (Option<Uuid>, Answer);
+
+/// The Receives in flight, each a task of its own (on a multi-threaded runtime, the next batch is read and parsed on
+/// one core while the last is decoded on the other), at most one per shell or command.
+struct Receives {
+    tasks: FuturesUnordered<tokio::task::JoinHandle<Received>>,
+    keys: HashSet<Option<Uuid>>,
+    /// Authenticated connections kept from earlier Receives.
+    idle: Vec<WinrmClient>,
+    options: WinrmOptions,
+    timeout: Duration,
+}
+
+impl Receives {
+    /// Sends the Receives `shell` wants that are not in flight.
+    fn start(&mut self, shell: &mut Shell) {
+        for key in shell.wanted_receives() {
+            if self.keys.contains(&key) {
+                continue;
+            }
+            let mut client = match self.idle.pop() {
+                Some(c) => c,
+                None => match WinrmClient::new(self.options.clone()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        shell.broken(&e.to_string());
+                        return;
+                    }
+                },
+            };
+            let Some(shell_ref) = shell.shell.clone() else { return };
+            let (config, timeout) = (shell.config.clone(), self.timeout);
+            self.keys.insert(key);
+            self.tasks.push(tokio::spawn(async move {
+                let r = call(&mut client, &config, Request::receive(&shell_ref, key), timeout).await;
+                (key, (client, r))
+            }));
+        }
+    }
+
+    /// A Receive came back: its connection is kept for the next.
+    fn done(&mut self, key: Option<Uuid>, client: WinrmClient) {
+        self.keys.remove(&key);
+        if self.idle.len() < 4 {
+            self.idle.push(client);
+        }
+    }
+}
+
+impl Drop for Receives {
+    fn drop(&mut self) {
+        for t in self.tasks.iter() {
+            t.abort();
+        }
+    }
+}
 type ControlRequest = std::pin::Pin<Box<dyn std::future::Future<Output = (Op, Answer)> + Send>>;
 
 async fn run(mut shell: Shell, target: WinrmTarget, control: WinrmClient, mut jobs: mpsc::Receiver<Job>, events: mpsc::Sender<ClientEvent>) {
@@ -651,9 +718,7 @@ async fn run(mut shell: Shell, target: WinrmTarget, control: WinrmClient, mut jo
     let receive_timeout = target.operation_timeout + Duration::from_secs(30);
     let mut control = Some(control);
     let mut in_control: Option<ControlRequest> = None;
-    let mut receives = FuturesUnordered::new();
-    let mut receiving: HashSet<Option<Uuid>> = HashSet::new();
-    let mut idle: Vec<WinrmClient> = Vec::new();
+    let mut receives = Receives { tasks: FuturesUnordered::new(), keys: HashSet::new(), idle: Vec::new(), options: target.options.clone(), timeout: receive_timeout };
     let mut pending: VecDeque<ClientEvent> = VecDeque::new();
     let mut jobs_open = true;
     loop {
@@ -674,26 +739,7 @@ async fn run(mut shell: Shell, target: WinrmTarget, control: WinrmClient, mut jo
             }
         }
         if pending.len() < MAX_PENDING_EVENTS {
-            for key in shell.wanted_receives() {
-                if receiving.insert(key) {
-                    let mut client = match idle.pop() {
-                        Some(c) => c,
-                        None => match WinrmClient::new(target.options.clone()) {
-                            Ok(c) => c,
-                            Err(e) => {
-                                shell.broken(&e.to_string());
-                                break;
-                            }
-                        },
-                    };
-                    let Some(shell_ref) = shell.shell.clone() else { break };
-                    let config = shell.config.clone();
-                    receives.push(async move {
-                        let r = call(&mut client, &config, Request::receive(&shell_ref, key), receive_timeout).await;
-                        (key, (client, r))
-                    });
-                }
-            }
+            receives.start(&mut shell);
         }
         while let Some(e) = shell.events.pop_front() {
             pending.push_back(e);
@@ -734,16 +780,22 @@ async fn run(mut shell: Shell, target: WinrmTarget, control: WinrmClient, mut jo
                 control = Some(client);
                 shell.op_done(op, result);
             }
-            Some((key, (client, result))) = receives.next(), if !receives.is_empty() && pending.len() < MAX_PENDING_EVENTS => {
-                receiving.remove(&key);
-                if idle.len() < 4 {
-                    idle.push(client);
+            Some(joined) = receives.tasks.next(), if !receives.tasks.is_empty() && pending.len() < MAX_PENDING_EVENTS => match joined {
+                Ok((key, (client, result))) => {
+                    receives.done(key, client);
+                    if let Some(received) = shell.receive_done(key, result) {
+                        // The next Receive first, then the decoding of this one.
+                        if pending.len() < MAX_PENDING_EVENTS {
+                            receives.start(&mut shell);
+                        }
+                        shell.feed_received(received);
+                    }
                 }
-                shell.receive_done(key, result);
-            }
+                Err(e) => shell.broken(&format!("a Receive failed: {e}")),
+            },
             // Nothing to do until a job or an answer comes.
             else => {
-                if !jobs_open && in_control.is_none() && receives.is_empty() && pending.is_empty() {
+                if !jobs_open && in_control.is_none() && receives.tasks.is_empty() && pending.is_empty() {
                     break;
                 }
             }
