@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use psgate_shared::api::{PipelineId, PipelineState, SessionId, SessionInfo, SessionState, Target, Transport};
+use psgate_shared::api::{PipelineId, PipelineState, SessionId, SessionInfo, SessionState, Target, Transport, WinrmAuth};
 use serde_json::{Value, json};
 
 use crate::app::{Auth, State, pipeline_state_name, session_state_label};
@@ -54,6 +54,7 @@ pub fn target_from_query(query: &str) -> Option<Target> {
     let transport = match get("transport").as_deref() {
         Some("ssh") => Transport::Ssh,
         Some("local") => Transport::Local,
+        Some("winrm") => Transport::Winrm,
         None if computer.eq_ignore_ascii_case("localhost") => Transport::Local,
         None => Transport::Ssh,
         Some(_) => return None,
@@ -70,9 +71,16 @@ pub fn target_from_query(query: &str) -> Option<Target> {
         password: None,
         key_file: None,
         name: get("name"),
-        use_ssl: false,
-        authentication: None,
-        configuration_name: None,
+        use_ssl: matches!(get("usessl").as_deref(), Some("1" | "true")),
+        authentication: match get("authentication").as_deref() {
+            None => None,
+            Some("negotiate") => Some(WinrmAuth::Negotiate),
+            Some("ntlm") => Some(WinrmAuth::Ntlm),
+            Some("kerberos") => Some(WinrmAuth::Kerberos),
+            Some("basic") => Some(WinrmAuth::Basic),
+            Some(_) => return None,
+        },
+        configuration_name: get("configuration"),
         shell_id: None,
     })
 }
@@ -267,7 +275,12 @@ mod tests {
         let t = target_from_query("computer=localhost").expect("target");
         assert_eq!((t.transport, t.port, t.user, t.name), (Transport::Local, None, None, None));
         assert_eq!(target_from_query("computer=srv&port=").expect("target").transport, Transport::Ssh);
-        for bad in ["", "?", "?transport=ssh", "?computer=a&transport=telnet", "?computer=a&port=99999", "?computer=a&port=0", "?computer=%zz&port=x"] {
+        let t = target_from_query("computer=srv02&transport=winrm&usessl=1&authentication=kerberos&configuration=JEA.Helpdesk").expect("target");
+        assert_eq!(
+            (t.transport, t.use_ssl, t.authentication, t.configuration_name.as_deref()),
+            (Transport::Winrm, true, Some(WinrmAuth::Kerberos), Some("JEA.Helpdesk"))
+        );
+        for bad in ["", "?", "?transport=ssh", "?computer=a&transport=telnet", "?computer=a&transport=winrm&authentication=digest", "?computer=a&port=99999", "?computer=a&port=0", "?computer=%zz&port=x"] {
             assert!(target_from_query(bad).is_none(), "{bad}");
         }
         assert_eq!(url_decode("a%2Bb+c%"), "a+b c%");

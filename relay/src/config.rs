@@ -34,7 +34,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use psgate_shared::api::{Target, Transport};
+use psgate_shared::api::{Target, Transport, WinrmAuth};
 use serde::Deserialize;
 
 /// Why the configuration cannot be used.
@@ -110,9 +110,23 @@ pub struct TargetPreset {
     /// The session's name.
     #[serde(default)]
     pub name: Option<String>,
+    /// WinRM over HTTPS (default port 5986).
+    #[serde(default)]
+    pub use_ssl: bool,
+    /// WinRM authentication (absent: Negotiate).
+    #[serde(default)]
+    pub authentication: Option<WinrmAuth>,
+    /// WinRM configuration name (absent: Microsoft.PowerShell).
+    #[serde(default)]
+    pub configuration_name: Option<String>,
 }
 
 impl TargetPreset {
+    /// A preset with nothing but its computer and transport.
+    pub fn new(computer: impl Into<String>, transport: Transport) -> TargetPreset {
+        TargetPreset { computer: computer.into(), transport, port: None, user: None, name: None, use_ssl: false, authentication: None, configuration_name: None }
+    }
+
     /// As a `new_sessions` target (no password, no key file).
     pub fn to_target(&self) -> Target {
         Target {
@@ -123,7 +137,10 @@ impl TargetPreset {
             password: None,
             key_file: None,
             name: self.name.clone(),
-            ..Target::new(self.computer.clone(), self.transport)
+            use_ssl: self.use_ssl,
+            authentication: self.authentication,
+            configuration_name: self.configuration_name.clone(),
+            shell_id: None,
         }
     }
 
@@ -132,8 +149,10 @@ impl TargetPreset {
     pub fn matches(&self, target: &Target) -> bool {
         self.computer.eq_ignore_ascii_case(target.computer_name.trim())
             && self.transport == target.transport
-            && default_port(self.transport, self.port) == default_port(target.transport, target.port)
+            && self.use_ssl == target.use_ssl
+            && default_port(self.transport, self.use_ssl, self.port) == default_port(target.transport, target.use_ssl, target.port)
             && self.user.as_deref().is_none_or(|u| Some(u) == target.user.as_deref())
+            && configuration(self.configuration_name.as_deref()).eq_ignore_ascii_case(configuration(target.configuration_name.as_deref()))
     }
 
     fn check(&self, what: &str) -> Result<(), ConfigError> {
@@ -147,13 +166,19 @@ impl TargetPreset {
     }
 }
 
-/// A target's port: the given one, else 22 for SSH (0 for the local transport, which has none).
-pub fn default_port(transport: Transport, port: Option<u16>) -> u16 {
+/// A target's port: the given one, else 22 for SSH, 5985 (5986 with SSL) for WinRM, 0 for the local transport.
+pub fn default_port(transport: Transport, use_ssl: bool, port: Option<u16>) -> u16 {
     port.unwrap_or(match transport {
         Transport::Ssh => 22,
         Transport::Local => 0,
+        Transport::Winrm if use_ssl => 5986,
         Transport::Winrm => 5985,
     })
+}
+
+/// A WinRM target's configuration name (PowerShell's default when absent or empty).
+pub fn configuration(name: Option<&str>) -> &str {
+    name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Microsoft.PowerShell")
 }
 
 /// `[winrm]`: how the relay reaches WinRM targets.
@@ -377,7 +402,7 @@ impl Config {
         }
         let usable = |what: &str, preset: &TargetPreset| -> Result<(), ConfigError> {
             preset.check(what)?;
-            let port = default_port(preset.transport, preset.port);
+            let port = default_port(preset.transport, preset.use_ssl, preset.port);
             if !self.allows(preset.computer.trim(), port, preset.transport) {
                 return Err(ConfigError::Invalid(format!("{what} {:?} is not in the allow-list: add an [[allow]] rule for it", preset.computer)));
             }
@@ -570,6 +595,19 @@ mod tests {
         assert_eq!(c.idle_timeout().as_secs(), 60, "the configured one wins");
         let c = Config::parse("secure_cookies = true\n[embed]\ncookie_same_site = \"none\"\nframe_ancestors = [\"*\"]").expect("valid");
         assert_eq!(c.embed.cookie_same_site, SameSite::None);
+        // A WinRM kiosk target: HTTPS (5986 by default) and a JEA configuration are part of what it allows.
+        let c = Config::parse(
+            "[[allow]]\nhosts = [\"srv02\"]\nports = [5986]\ntransports = [\"winrm\"]\n[kiosk]\nenabled = true\n\
+             targets = [{ computer = \"srv02\", transport = \"winrm\", use_ssl = true, configuration_name = \"JEA.Helpdesk\" }]",
+        )
+        .expect("valid");
+        let winrm = |ssl: bool, configuration: Option<&str>| Target { use_ssl: ssl, configuration_name: configuration.map(Into::into), ..Target::new("srv02", Transport::Winrm) };
+        assert!(c.kiosk_allows(&winrm(true, Some("jea.helpdesk"))).is_ok());
+        assert!(c.kiosk_allows(&winrm(false, Some("JEA.Helpdesk"))).is_err(), "not over plain HTTP");
+        assert!(c.kiosk_allows(&winrm(true, None)).is_err(), "not the full Microsoft.PowerShell endpoint");
+        assert_eq!(c.kiosk.targets[0].to_target().configuration_name.as_deref(), Some("JEA.Helpdesk"));
+        let err = Config::parse("[kiosk]\nenabled = true\ntargets = [{ computer = \"srv02\", transport = \"winrm\", use_ssl = true }]").expect_err("not allowed");
+        assert!(err.contains("allow-list"), "{err}");
     }
 
     #[test]

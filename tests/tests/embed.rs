@@ -240,8 +240,8 @@ async fn page_config_tells_the_mode_and_the_targets_only_after_login() {
     let assets = dist("page-config");
     let mut c = config();
     c.embed.frame_ancestors = vec!["https://portal.example".into()];
-    c.embed.target = Some(TargetPreset { computer: "localhost".into(), transport: Transport::Local, port: None, user: None, name: Some("embedded".into()) });
-    c.kiosk = KioskConfig { enabled: true, targets: vec![TargetPreset { computer: "localhost".into(), transport: Transport::Local, port: None, user: None, name: Some("Shell".into()) }] };
+    c.embed.target = Some(TargetPreset { name: Some("embedded".into()), ..TargetPreset::new("localhost", Transport::Local) });
+    c.kiosk = KioskConfig { enabled: true, targets: vec![TargetPreset { name: Some("Shell".into()), ..TargetPreset::new("localhost", Transport::Local) }] };
     let relay = start(c, store_at(None), &assets).await;
     let anonymous: PageConfig = serde_json::from_str(&http(relay.addr, "GET", "/api/config", None, None).await.body).expect("json");
     assert!(anonymous.kiosk);
@@ -263,8 +263,8 @@ async fn kiosk_mode_refuses_targets_outside_its_list_even_when_allowed() {
     c.kiosk = KioskConfig {
         enabled: true,
         targets: vec![
-            TargetPreset { computer: "localhost".into(), transport: Transport::Local, port: None, user: None, name: Some("Shell".into()) },
-            TargetPreset { computer: "srv01.example".into(), transport: Transport::Ssh, port: Some(2222), user: Some("ops".into()), name: None },
+            TargetPreset { name: Some("Shell".into()), ..TargetPreset::new("localhost", Transport::Local) },
+            TargetPreset { port: Some(2222), user: Some("ops".into()), ..TargetPreset::new("srv01.example", Transport::Ssh) },
         ],
     };
     let relay = start(c, store_at(None), &assets).await;

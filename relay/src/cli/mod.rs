@@ -48,6 +48,8 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
   cookie_same_site = \"strict\"            # strict | lax | none: none (SameSite=None; Secure; Partitioned) lets a
                                          # portal on another site embed the console; needs secure_cookies = true
   target = { computer = \"srv01\", transport = \"ssh\", port = 22, user = \"ops\", name = \"web\" }
+                                         # (WinRM: use_ssl = true, authentication = \"kerberos\",
+                                         #  configuration_name = \"JEA.Helpdesk\")
                                          # the session /embed opens; wins over /embed?computer=&transport=&port=&user=&name=
   [kiosk]                                # only a pick list of targets; the relay refuses any other
   enabled = true

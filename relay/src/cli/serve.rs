@@ -95,7 +95,7 @@ pub struct DemoOptions {
 /// over the local transport, [`demo_command`]).
 pub fn demo(port: u16, assets: PathBuf, options: DemoOptions) -> anyhow::Result<()> {
     let local = psgate_shared::api::Transport::Local;
-    let pick = |name: &str| TargetPreset { computer: "localhost".into(), transport: local, port: None, user: None, name: Some(name.into()) };
+    let pick = |name: &str| TargetPreset { name: Some(name.into()), ..TargetPreset::new("localhost", local) };
     let config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         assets: assets.clone(),

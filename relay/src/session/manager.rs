@@ -439,12 +439,7 @@ impl Manager {
         if host.is_empty() {
             return Err(ApiError::new(ErrorCode::InvalidTarget, "a target needs a computer name"));
         }
-        let port = target.port.unwrap_or(match target.transport {
-            Transport::Ssh => 22,
-            Transport::Local => 0,
-            Transport::Winrm if target.use_ssl => 5986,
-            Transport::Winrm => 5985,
-        });
+        let port = crate::config::default_port(target.transport, target.use_ssl, target.port);
         if !self.config.allows(host, port, target.transport) {
             let how = match target.transport {
                 Transport::Ssh => format!("{host}:{port} over ssh"),
@@ -517,7 +512,7 @@ impl Manager {
             availability: Availability::None,
             reason: None,
             prompt: None,
-            configuration_name: winrm.then(|| target.configuration_name.clone().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| "Microsoft.PowerShell".into())),
+            configuration_name: winrm.then(|| crate::config::configuration(target.configuration_name.as_deref()).to_owned()),
             instance_id: target.shell_id.as_ref().map(|s| s.to_uppercase()),
             can_disconnect: winrm,
         };
