@@ -507,6 +507,14 @@ impl State {
         self.invocations.iter_mut().rev().flat_map(|i| i.hosts.iter_mut()).find(|h| h.session == session && h.pipeline == Some(pipeline))
     }
 
+    /// Where a pipeline's output goes: its Invoke-Command host's, else its console entry.
+    fn output_of(&mut self, session: SessionId, pipeline: PipelineId) -> Option<&mut Entry> {
+        if self.invoke_host(session, pipeline).is_some() {
+            return self.invoke_host(session, pipeline).map(|h| &mut h.output);
+        }
+        self.entry(session, pipeline)
+    }
+
     fn invocation(&mut self, id: InvocationId) -> Option<&mut Invocation> {
         self.invocations.iter_mut().rev().find(|i| i.id == Some(id))
     }
@@ -649,28 +657,22 @@ impl State {
                 console.starting = false;
             }
             ServerMessage::Output { session, pipeline, clixml, .. } => {
-                if let Some(h) = self.invoke_host(session, pipeline) {
-                    h.output.push_clixml(None, &clixml);
-                } else if let Some(e) = self.entry(session, pipeline) {
+                if let Some(e) = self.output_of(session, pipeline) {
                     e.push_clixml(None, &clixml);
                 }
             }
             ServerMessage::Record { session, pipeline, kind, clixml, .. } => {
-                if let Some(h) = self.invoke_host(session, pipeline) {
-                    h.output.push_clixml(Some(stream_of(kind)), &clixml);
-                } else if let Some(e) = self.entry(session, pipeline) {
+                if let Some(e) = self.output_of(session, pipeline) {
                     e.push_clixml(Some(stream_of(kind)), &clixml);
                 }
             }
             ServerMessage::HostCall { session, pipeline, call_id, method, args, .. } => {
                 if call_id < 0 {
                     // Write-Host and friends, as the host shows them.
-                    if let Some((stream, value)) = host_write(&method, &args) {
-                        if let Some(h) = self.invoke_host(session, pipeline) {
-                            h.output.push(Some(stream), value);
-                        } else if let Some(e) = self.entry(session, pipeline) {
-                            e.push(Some(stream), value);
-                        }
+                    if let Some((stream, value)) = host_write(&method, &args)
+                        && let Some(e) = self.output_of(session, pipeline)
+                    {
+                        e.push(Some(stream), value);
                     }
                 } else if let Some(h) = self.invoke_host(session, pipeline) {
                     h.prompt = Some(HostPrompt::new(pipeline, call_id, &method, &args));
