@@ -4,12 +4,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use psgate_shared::api::{ClientMessage, PageConfig, ServerMessage, SessionId, SessionState, Target, Transport};
+use psgate_shared::api::{ClientMessage, ServerMessage, SessionId, SessionState, Target, Transport};
 use wasm_bindgen::JsValue;
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use super::shell::{Login, SessionConsole};
+use super::shell::{Login, SessionConsole, use_page_start};
 use crate::api::{self, Event, Socket};
 use crate::app::{Action, Auth, Link, State, session_state_label};
 use crate::embed::{Tracker, choose_target, find_embedded, needs_password, origin_of, post_origins, target_from_query};
@@ -62,25 +62,14 @@ fn describe(target: &Target) -> String {
 pub fn EmbedPage() -> Html {
     let state = use_reducer(State::default);
     let socket: Rc<RefCell<Option<Socket>>> = use_mut_ref(|| None);
-    let config = use_state(|| None::<PageConfig>);
+
     let tracker = use_mut_ref(Tracker::default);
     // The session shown, kept while it exists (broken too), so its end is reported.
     let shown = use_mut_ref(|| None::<SessionId>);
     // `new_sessions` was sent (or the user must type a password first).
     let requested = use_mut_ref(|| false);
     let url_target = use_memo((), |_| web_sys::window().and_then(|w| w.location().search().ok()).and_then(|q| target_from_query(&q)));
-    {
-        let (dispatch, config) = (state.dispatcher(), config.clone());
-        use_effect_with((), move |_| {
-            yew::platform::spawn_local(async move {
-                config.set(Some(api::page_config().await.unwrap_or_default()));
-                dispatch.dispatch(match api::me().await {
-                    Some(user) => Action::LoggedIn(user),
-                    None => Action::LoggedOut(None),
-                });
-            });
-        });
-    }
+    let config = use_page_start(state.dispatcher());
     let logged_in = matches!(state.auth, Auth::LoggedIn(_));
     let target = choose_target(config.as_ref().and_then(|c| c.embed_target.clone()), (*url_target).clone());
     {

@@ -27,14 +27,13 @@ pub fn App() -> Html {
     }
 }
 
-#[component]
-fn ConsolePage() -> Html {
-    let state = use_reducer(State::default);
-    let socket: Rc<RefCell<Option<Socket>>> = use_mut_ref(|| None);
-    // Kiosk mode (known before the login) and its targets (named once logged in).
+/// A page's start: the relay's page configuration (kiosk mode, the embed target; known before any login), then
+/// whether somebody is logged in, told to the reducer.
+#[hook]
+pub fn use_page_start(dispatch: UseReducerDispatcher<State>) -> UseStateHandle<Option<psgate_shared::api::PageConfig>> {
     let page = use_state(|| None::<psgate_shared::api::PageConfig>);
     {
-        let (dispatch, page) = (state.dispatcher(), page.clone());
+        let page = page.clone();
         use_effect_with((), move |_| {
             yew::platform::spawn_local(async move {
                 page.set(Some(api::page_config().await.unwrap_or_default()));
@@ -45,6 +44,15 @@ fn ConsolePage() -> Html {
             });
         });
     }
+    page
+}
+
+#[component]
+fn ConsolePage() -> Html {
+    let state = use_reducer(State::default);
+    let socket: Rc<RefCell<Option<Socket>>> = use_mut_ref(|| None);
+    // Kiosk mode (known before the login) and its targets (named once logged in).
+    let page = use_page_start(state.dispatcher());
     let logged_in = matches!(state.auth, Auth::LoggedIn(_));
     {
         let page = page.clone();
