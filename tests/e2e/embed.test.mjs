@@ -12,15 +12,11 @@
 // `[embed] cookie_same_site = "none"` over HTTPS (docs/api.md).
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { artifacts, bin, browserPath, CHROMIUM_ARGS, dist, startServer, stopServer, TIMEOUT } from './harness.mjs';
+import { artifacts, expected401, launch as launchBrowser, requireBuilt, runCommand, startServer, stopServer, TIMEOUT } from './harness.mjs';
 
 /** A portal: a page that frames `frameSrc()` and records every message it gets (`window.received`). */
 function startPortal(frameSrc) {
@@ -42,25 +38,9 @@ function startPortal(frameSrc) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${server.address().port}` })));
 }
 
-async function launch() {
-  const profile = mkdtempSync(path.join(tmpdir(), 'psgate-e2e-embed-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: browserPath,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1300, height: 900 },
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(TIMEOUT);
-  return { context, page, profile };
-}
+const launch = () => launchBrowser({ width: 1300, height: 900 });
 
-before(() => {
-  for (const [what, p] of [['psgate binary (cargo build -p psgate-relay)', bin], ['Trunk build (scripts/build-frontend.sh)', path.join(dist, 'index.html')]]) {
-    assert.ok(existsSync(p), `no ${what} at ${p}`);
-  }
-  mkdirSync(artifacts, { recursive: true });
-});
+before(() => requireBuilt());
 
 describe('embed', () => {
   let portal;
@@ -87,16 +67,14 @@ describe('embed', () => {
     demo = await startServer(['--frame-ancestors', portal.url]);
     relayOrigin = new URL(demo.url).origin;
     browser = await launch();
-    const expected401 = (url, status) => status === 401 && /\/api\/(me|login)$/.test(url);
     browser.page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     browser.page.on('response', (r) => r.status() >= 400 && !expected401(r.url(), r.status()) && !r.url().endsWith('/favicon.ico') && problems.push(`HTTP ${r.status()}: ${r.url()}`));
   });
 
   after(async () => {
-    await browser?.context.close();
+    await browser?.close();
     if (demo) await stopServer(demo.server);
     portal?.server.close();
-    if (browser?.profile) rmSync(browser.profile, { recursive: true, force: true });
   });
 
   test('/embed may be framed by the portal; every other page by nobody', async () => {
@@ -187,9 +165,8 @@ describe('kiosk', () => {
   });
 
   after(async () => {
-    await browser?.context.close();
+    await browser?.close();
     if (demo) await stopServer(demo.server);
-    if (browser?.profile) rmSync(browser.profile, { recursive: true, force: true });
   });
 
   test('the sessions panel offers only the pick list, and its target works', async () => {
@@ -209,10 +186,7 @@ describe('kiosk', () => {
     const row = page.locator('#sessions tr.session-row').first();
     await row.locator('td.state-opened').waitFor();
     assert.equal(await row.locator('td').nth(1).textContent(), 'Scratch shell');
-    await page.locator('#console-input').fill('Get-Date');
-    await page.locator('#console-input').press('Enter');
-    await page.locator('.console-entry').first().waitFor();
-    await page.locator('#console-input[placeholder=""]').waitFor();
+    await runCommand(page, 'Get-Date');
     await page.screenshot({ path: path.join(artifacts, 'kiosk.png'), fullPage: true });
   });
 });
@@ -227,9 +201,8 @@ describe('idle logout', () => {
   });
 
   after(async () => {
-    await browser?.context.close();
+    await browser?.close();
     if (demo) await stopServer(demo.server);
-    if (browser?.profile) rmSync(browser.profile, { recursive: true, force: true });
   });
 
   test('an idle login ends: the page shows why, then the login', async () => {

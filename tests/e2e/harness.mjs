@@ -1,10 +1,14 @@
 // What the end-to-end tests share: where things are, how Chromium runs here, and `psgate demo` started
 // on a free port and stopped again.
 
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
 
 export const here = path.dirname(fileURLToPath(import.meta.url));
 export const repo = path.resolve(here, '../..');
@@ -24,6 +28,57 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 export const TIMEOUT = 15_000;
+
+/** Fails at once, naming what to build, when the relay or the console's build is missing (and, with `needPython`,
+ * the test peers' Python); makes the screenshots' folder. */
+export function requireBuilt({ needPython = false } = {}) {
+  const needed = [['psgate binary (cargo build -p psgate-relay)', bin], ['Trunk build (scripts/build-frontend.sh)', path.join(dist, 'index.html')]];
+  if (needPython) needed.push(['Python for the test peers ($PSGATE_PYTHON)', python]);
+  for (const [what, p] of needed) {
+    assert.ok(existsSync(p), `no ${what} at ${p}`);
+  }
+  mkdirSync(artifacts, { recursive: true });
+}
+
+/** A 401 that is expected: `/api/me` before the login, `/api/login` with a wrong password. */
+export const expected401 = (url, status) => status === 401 && /\/api\/(me|login)$/.test(url);
+
+/** Collects into `problems` what a page should never show: console errors, page errors, failed requests and HTTP
+ * errors, except the expected 401s and what `ignore(url, status)` accepts. */
+export function watch(page, problems, ignore = () => false) {
+  page.on('console', (m) => m.type() === 'error' && !/status of 401/.test(m.text()) && !expected401(m.location().url, 401) && problems.push(`console: ${m.text()}`));
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
+  page.on('response', (r) => r.status() >= 400 && !expected401(r.url(), r.status()) && !ignore(r.url(), r.status()) && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+}
+
+/** Debian's headless Chromium with a profile of its own and its first page (default timeout [`TIMEOUT`]);
+ * `close()` ends it and removes the profile. */
+export async function launch(viewport = { width: 1400, height: 1000 }) {
+  const profile = mkdtempSync(path.join(tmpdir(), 'psgate-e2e-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, { executablePath: browserPath, headless: true, args: CHROMIUM_ARGS, viewport });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(TIMEOUT);
+  const close = async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, page, profile, close };
+}
+
+/** Types `script` at the console prompt and waits for its pipeline to end (or, with `until`, for that selector);
+ * returns its entry. `scope` narrows the entries counted (a selector prefix), `timeout` the wait for the end. */
+export async function runCommand(page, script, { until, scope = '', timeout } = {}) {
+  const entries = page.locator(`${scope} .console-entry`.trim());
+  const before = await entries.count();
+  await page.locator('#console-input').fill(script);
+  await page.locator('#console-input').press('Enter');
+  const entry = entries.nth(before);
+  await entry.waitFor();
+  if (until) await page.locator(until).waitFor();
+  else await page.locator('#console-input[placeholder=""]').waitFor(timeout ? { timeout } : undefined);
+  return entry;
+}
 
 /** Starts `psgate demo` on a free port (with `args` after the others, e.g. `['--kiosk']`); resolves with the
  * process, its URL and the demo login once printed. */

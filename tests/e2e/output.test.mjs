@@ -9,63 +9,37 @@
 // CHROMIUM (default /usr/bin/chromium) which browser. Screenshots go to tests/e2e/artifacts/.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { artifacts, bin, browserPath, CHROMIUM_ARGS, dist, startServer, stopServer, TIMEOUT } from './harness.mjs';
+import { artifacts, launch, requireBuilt, runCommand, startServer, stopServer, watch } from './harness.mjs';
 
 const ROWS = 5000;
 const ROW_PX = 19; // frontend/src/components/output.rs
 
 describe('output', () => {
   let server;
+  let browser;
   let context;
   let page;
-  let profile;
   let demo;
   const problems = [];
   const shot = (name) => page.screenshot({ path: path.join(artifacts, name), fullPage: true });
 
   /** Types a command at the prompt and waits for its pipeline to end. */
-  async function run(script) {
-    const before = await page.locator('.console-entry').count();
-    await page.locator('#console-input').fill(script);
-    await page.locator('#console-input').press('Enter');
-    const entry = page.locator('.console-entry').nth(before);
-    await entry.waitFor();
-    await page.locator('#console-input[placeholder=""]').waitFor();
-    return entry;
-  }
+  const run = (script) => runCommand(page, script);
 
   /** What the clipboard holds. */
   const clipboard = () => page.evaluate(() => navigator.clipboard.readText());
 
   before(async () => {
-    for (const [what, p] of [['psgate binary (cargo build -p psgate-relay)', bin], ['Trunk build (scripts/build-frontend.sh)', path.join(dist, 'index.html')]]) {
-      assert.ok(existsSync(p), `no ${what} at ${p}`);
-    }
-    mkdirSync(artifacts, { recursive: true });
+    requireBuilt();
     demo = await startServer();
     server = demo.server;
-    profile = mkdtempSync(path.join(tmpdir(), 'psgate-e2e-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: browserPath,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1400, height: 1000 },
-    });
+    browser = await launch();
+    ({ context, page } = browser);
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(demo.url).origin });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(TIMEOUT);
-    const expected401 = (url, status) => status === 401 && /\/api\/me$/.test(url);
-    page.on('console', (m) => m.type() === 'error' && !expected401(m.location().url, 401) && problems.push(`console: ${m.text()}`));
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
-    page.on('response', (r) => r.status() >= 400 && !expected401(r.url(), r.status()) && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+    watch(page, problems);
     await page.goto(demo.url);
     await page.locator('#login-name').fill(demo.user);
     await page.locator('#login-password').fill(demo.password);
@@ -78,9 +52,8 @@ describe('output', () => {
   });
 
   after(async () => {
-    await context?.close();
+    await browser?.close();
     if (server) await stopServer(server);
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   test(`a table of ${ROWS} rows draws a screenful and scrolls to its last row`, async () => {

@@ -7,52 +7,34 @@
 // CHROMIUM (default /usr/bin/chromium) which browser. Screenshots go to tests/e2e/artifacts/.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { artifacts, bin, browserPath, CHROMIUM_ARGS, dist, repo, startServer, stopServer, TIMEOUT } from './harness.mjs';
+import { artifacts, launch, repo, requireBuilt, startServer, stopServer, watch } from './harness.mjs';
 
 const fixture = (name) => readFileSync(path.join(repo, 'shared/test_data/clixml', name), 'utf8');
 
 describe('CLIXML viewer', () => {
   let server;
-  let context;
+  let browser;
   let page;
-  let profile;
   const problems = [];
 
   before(async () => {
-    for (const [what, p] of [['psgate binary (cargo build -p psgate-relay)', bin], ['Trunk build (scripts/build-frontend.sh)', path.join(dist, 'index.html')]]) {
-      assert.ok(existsSync(p), `no ${what} at ${p}`);
-    }
-    mkdirSync(artifacts, { recursive: true });
+    requireBuilt();
     let url;
     ({ server, url } = await startServer());
-    profile = mkdtempSync(path.join(tmpdir(), 'psgate-e2e-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: browserPath,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1400, height: 1000 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(TIMEOUT);
-    page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
-    page.on('response', (r) => r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+    browser = await launch();
+    ({ page } = browser);
+    watch(page, problems);
     await page.goto(new URL('viewer', url).href);
     await page.locator('#load-sample').waitFor();
   });
 
   after(async () => {
-    await context?.close();
+    await browser?.close();
     if (server) await stopServer(server);
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   test('the sample shows its processes as a list, and as a table on demand', async () => {

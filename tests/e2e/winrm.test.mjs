@@ -11,14 +11,14 @@
 // WinRM password typed in the form among them: for a test peer's only). Screenshots go to tests/e2e/artifacts/.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { artifacts, bin, browserPath, CHROMIUM_ARGS, dist, python, startRelay, startWinrmPeer, stopServer, TIMEOUT } from './harness.mjs';
+import { artifacts, browserPath, CHROMIUM_ARGS, requireBuilt, runCommand, startRelay, startWinrmPeer, stopServer, TIMEOUT, watch } from './harness.mjs';
 
 const WINRM_USER = 'PSGATE\\ada';
 const WINRM_PASSWORD = 'Secret-1';
@@ -44,11 +44,7 @@ describe('winrm', () => {
     context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT);
-    const expected401 = (url, status) => status === 401 && /\/api\/(me|login)$/.test(url);
-    page.on('console', (m) => m.type() === 'error' && !/status of 401/.test(m.text()) && problems.push(`console: ${m.text()}`));
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
-    page.on('response', (r) => r.status() >= 400 && !expected401(r.url(), r.status()) && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+    watch(page, problems);
     if (process.env.E2E_WS_LOG) {
       page.on('websocket', (ws) => {
         ws.on('framesent', (f) => console.log('>', String(f.payload).slice(0, 400)));
@@ -73,15 +69,7 @@ describe('winrm', () => {
   }
 
   /** Types a command at the prompt and waits for its pipeline to end. */
-  async function run(script) {
-    const before = await page.locator('.session-console .console-entry').count();
-    await page.locator('#console-input').fill(script);
-    await page.locator('#console-input').press('Enter');
-    const entry = page.locator('.session-console .console-entry').nth(before);
-    await entry.waitFor();
-    await page.locator('#console-input[placeholder=""]').waitFor({ timeout: SLOW });
-    return entry;
-  }
+  const run = (script) => runCommand(page, script, { scope: '.session-console', timeout: SLOW });
 
   /** The "tick N" lines an entry shows (a short text is one `<pre>` of lines). */
   const ticks = async (entry) =>
@@ -101,10 +89,7 @@ describe('winrm', () => {
   }
 
   before(async () => {
-    for (const [what, p] of [['psgate binary (cargo build -p psgate-relay)', bin], ['Trunk build (scripts/build-frontend.sh)', path.join(dist, 'index.html')], ['Python for the test peers ($PSGATE_PYTHON)', python]]) {
-      assert.ok(existsSync(p), `no ${what} at ${p}`);
-    }
-    mkdirSync(artifacts, { recursive: true });
+    requireBuilt({ needPython: true });
     dir = mkdtempSync(path.join(tmpdir(), 'psgate-e2e-winrm-'));
     peer = await startWinrmPeer(['--user', `${WINRM_USER}:${WINRM_PASSWORD}`, '--auth', 'ntlm,basic']);
     allow = `[[allow]]\nhosts = ["127.0.0.1"]\nports = [${peer.port}]\ntransports = ["winrm"]\n`;
