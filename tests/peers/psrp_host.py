@@ -33,7 +33,6 @@ import base64
 import logging
 import os
 import re
-import struct
 import sys
 import traceback
 import typing
@@ -42,11 +41,9 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from psrpcore import StreamType  # noqa: E402
-from psrpcore.types import PSRPMessageType, RunspacePoolState  # noqa: E402
+from psrpcore.types import RunspacePoolState  # noqa: E402
 
-from clixml_out import to_clixml  # noqa: E402
 from host_core import (  # noqa: E402
-    BOM,
     FRAGMENT_SIZE,
     NULL_GUID,
     PS_VERSION,
@@ -54,7 +51,7 @@ from host_core import (  # noqa: E402
     PsrpSession,
     Run,
     fragments,
-    sample_object,
+    output_encoder,
 )
 
 log = logging.getLogger("psrp_host")
@@ -110,21 +107,10 @@ class Server(PsrpSession):
 
     def send_bulk(self, run: Run, count: int, size: str, fast: bool) -> None:
         """Get-Objects: many outputs straight to stdout (one fragment per line), in batches so Signal gets through."""
-        pid_bytes = run.pid.bytes_le
-        rpid = self.pool.runspace_pool_id.bytes_le
-        head = struct.pack("<II", 1, PSRPMessageType.PipelineOutput.value) + rpid + pid_bytes
+        encode = output_encoder(self.pool.runspace_pool_id, run.pid, size, fast)
         prefix = f"<Data Stream='Default' PSGuid='{run.pid}'>"
         suffix = "</Data>\n"
         batch = 64 if size == "large" else 512
-        fixed_b64 = None
-        fixed_len = 0
-        if fast:
-            message = head + BOM + to_clixml(sample_object(0, size))
-            if len(message) > FRAGMENT_SIZE - 21:
-                fast = False
-            else:
-                fixed_b64 = base64.b64encode(message).decode()
-                fixed_len = len(message)
         done = 0
         while done < count:
             n = min(batch, count - done)
@@ -132,21 +118,7 @@ class Server(PsrpSession):
                 run.check()
                 first_oid = self.pool._fragment_count
                 self.pool._fragment_count += n
-                lines = []
-                for k in range(n):
-                    oid = first_oid + k
-                    if fixed_b64 is not None:
-                        # 21 bytes = 7 base64 quanta, so base64(header + message) = base64(header) + base64(message).
-                        hdr = struct.pack(">QQBI", oid, 0, 3, fixed_len)
-                        lines.append(prefix + base64.b64encode(hdr).decode() + fixed_b64 + suffix)
-                    else:
-                        message = head + BOM + to_clixml(sample_object(done + k, size))
-                        room = FRAGMENT_SIZE - 21
-                        chunks = [message[i : i + room] for i in range(0, len(message), room)]
-                        for fid, chunk in enumerate(chunks):
-                            flags = (1 if fid == 0 else 0) | (2 if fid == len(chunks) - 1 else 0)
-                            frag = struct.pack(">QQBI", oid, fid, flags, len(chunk)) + chunk
-                            lines.append(prefix + base64.b64encode(frag).decode() + suffix)
+                lines = [prefix + b64 + suffix for k in range(n) for (b64, _, _, _) in encode(done + k, first_oid + k)]
                 self.stdout.write("".join(lines).encode("ascii"))
                 self.stdout.flush()
             done += n

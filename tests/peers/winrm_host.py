@@ -112,16 +112,14 @@ from psrpcore.types import (  # noqa: E402
     RunspacePoolState,
 )
 
-from clixml_out import to_clixml  # noqa: E402
 from host_core import (  # noqa: E402
-    BOM,
     FRAGMENT_SIZE,
     NULL_GUID,
     HostPool,
     PsrpSession,
     Run,
     fragments,
-    sample_object,
+    output_encoder,
 )
 
 log = logging.getLogger("winrm_host")
@@ -527,14 +525,7 @@ class Shell(PsrpSession):
 
     def send_bulk(self, run: Run, count: int, size: str, fast: bool) -> None:
         """Get-Objects: outputs straight into the command's queue in batches, one serialized object reused if fast."""
-        head = struct.pack("<II", 1, PSRPMessageType.PipelineOutput.value) + self.pool.runspace_pool_id.bytes_le + run.pid.bytes_le
-        fixed_b64 = None
-        fixed_len = 0
-        if fast:
-            message = head + BOM + to_clixml(sample_object(0, size))
-            if len(message) <= FRAGMENT_SIZE - 21:
-                fixed_b64 = base64.b64encode(message).decode()
-                fixed_len = len(message)
+        encode = output_encoder(self.pool.runspace_pool_id, run.pid, size, fast)
         batch = 64 if size == "large" else 512
         done = 0
         while done < count:
@@ -545,18 +536,8 @@ class Shell(PsrpSession):
                 self.pool._fragment_count += n
                 for k in range(n):
                     oid = first_oid + k
-                    if fixed_b64 is not None:
-                        # 21 bytes = 7 base64 quanta, so base64(header + message) = base64(header) + base64(message).
-                        hdr = struct.pack(">QQBI", oid, 0, 3, fixed_len)
-                        self._queue(run.pid, Unit(base64.b64encode(hdr).decode() + fixed_b64, 21 + fixed_len, oid, True, True, 0x00041004))
-                        continue
-                    message = head + BOM + to_clixml(sample_object(done + k, size))
-                    room = FRAGMENT_SIZE - 21
-                    chunks = [message[i : i + room] for i in range(0, len(message), room)]
-                    for fid, chunk in enumerate(chunks):
-                        flags = (1 if fid == 0 else 0) | (2 if fid == len(chunks) - 1 else 0)
-                        frag = struct.pack(">QQBI", oid, fid, flags, len(chunk)) + chunk
-                        self._queue(run.pid, Unit(base64.b64encode(frag).decode(), len(frag), oid, fid == 0, flags & 2 == 2, 0x00041004))
+                    for b64, length, first, last in encode(done + k, oid):
+                        self._queue(run.pid, Unit(b64, length, oid, first, last, 0x00041004))
                 self.changed.notify_all()
                 self.wait_for_room(run)
             done += n
