@@ -93,17 +93,17 @@ async fn winrm_sessions_open_list_disconnect_and_connect_through_the_api() {
     let p = c.run(s, "Write-Output back").await;
     assert_eq!(outputs(&c.until_done(p).await), vec![psgate_shared::clixml::Value::string("back")]);
 
-    // Remove-PSSession deletes the shell at the target (the relay answers first and closes in the background).
+    // Remove-PSSession deletes the shell at the target before the relay answers with the list.
     c.send(json!({"type": "remove_sessions", "ids": [s]})).await;
-    let deadline = tokio::time::Instant::now() + psgate_tests::STEP;
-    loop {
-        let shells = remote_shells(&mut c, &peer).await;
-        if shells.iter().all(|r| !r.shell_id.eq_ignore_ascii_case(&shell)) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "Remove-PSSession did not delete the shell: {shells:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let left = c
+        .until(|m| match m {
+            ServerMessage::Sessions { sessions } => Some(sessions.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(left.iter().all(|i| i.id != s));
+    let shells = remote_shells(&mut c, &peer).await;
+    assert!(shells.iter().all(|r| !r.shell_id.eq_ignore_ascii_case(&shell)), "Remove-PSSession deleted the shell: {shells:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

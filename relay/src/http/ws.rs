@@ -23,6 +23,9 @@ use super::Api;
 use super::auth::{Auth, CLOSE_LOGIN_ENDED};
 use crate::session::manager::{Buffer, Manager};
 
+/// How long a `remove_sessions` answer waits for the targets to close the sessions.
+const REMOVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Messages queued for one connection before its readers wait.
 const OUTBOX: usize = 256;
 /// Events read from a buffer at a time.
@@ -270,8 +273,14 @@ impl Connection {
             ClientMessage::RemoveSessions { ids, all } => {
                 let removed = if all { m.remove(&user, None) } else { m.remove(&user, Some(&ids)) };
                 match removed {
-                    Ok(_) => {
-                        self.send(ServerMessage::Sessions { sessions: m.list(&user, None, None) }).await;
+                    // As Remove-PSSession, the list comes once the targets have closed the sessions (a WinRM shell
+                    // is deleted, a process ends); the connection goes on meanwhile.
+                    Ok(removed) => {
+                        let out = self.out.clone();
+                        tokio::spawn(async move {
+                            removed.closed(REMOVE_LIMIT).await;
+                            let _ = out.send(ServerMessage::Sessions { sessions: m.list(&user, None, None) }).await;
+                        });
                         Ok(())
                     }
                     Err(e) => Err(e.to_message()),

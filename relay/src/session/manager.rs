@@ -249,6 +249,37 @@ struct Entry {
     info: Mutex<SessionInfo>,
     commands: mpsc::UnboundedSender<Command>,
     pipelines: Mutex<BTreeMap<PipelineId, Kept>>,
+    /// True once the session's task has ended (closed at the target, or never opened).
+    ended: watch::Sender<bool>,
+}
+
+/// Marks the session's task ended when it returns, whichever way.
+struct Ended(Arc<Entry>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.ended.send_replace(true);
+    }
+}
+
+/// Sessions Remove-PSSession took away; [`Removed::closed`] waits until the targets have closed them.
+#[derive(Debug)]
+pub struct Removed {
+    /// The sessions.
+    pub ids: Vec<SessionId>,
+    ended: Vec<watch::Receiver<bool>>,
+}
+
+impl Removed {
+    /// Waits until every removed session is closed at its target, at most `limit`.
+    pub async fn closed(self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            for mut e in self.ended {
+                let _ = e.wait_for(|ended| *ended).await;
+            }
+        })
+        .await;
+    }
 }
 
 /// A pipeline the session keeps: its events, and what `history` says of it.
@@ -516,7 +547,7 @@ impl Manager {
             instance_id: target.shell_id.as_ref().map(|s| s.to_uppercase()),
             can_disconnect: winrm,
         };
-        let entry = Arc::new(Entry { owner: owner.to_owned(), info: Mutex::new(info), commands, pipelines: Mutex::default() });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), info: Mutex::new(info), commands, pipelines: Mutex::default(), ended: watch::Sender::new(false) });
         inner.sessions.insert(id, entry.clone());
         (id, entry, rx)
     }
@@ -661,7 +692,7 @@ impl Manager {
 
     /// Remove-PSSession: closes and forgets these sessions of `owner` (`None`: all of them). Ids that are not
     /// `owner`'s are an error and nothing is removed.
-    pub fn remove(&self, owner: &str, ids: Option<&[SessionId]>) -> Result<Vec<SessionId>, ApiError> {
+    pub fn remove(&self, owner: &str, ids: Option<&[SessionId]>) -> Result<Removed, ApiError> {
         let mut inner = lock(&self.inner);
         let ids: Vec<SessionId> = match ids {
             Some(ids) => {
@@ -672,13 +703,15 @@ impl Manager {
             }
             None => inner.sessions.iter().filter(|(_, e)| e.owner == owner).map(|(id, _)| *id).collect(),
         };
+        let mut ended = Vec::new();
         for id in &ids {
             if let Some(entry) = inner.sessions.remove(id) {
+                ended.push(entry.ended.subscribe());
                 let _ = entry.commands.send(Command::Close);
                 tracing::info!(session = id.0, owner, "session removed");
             }
         }
-        Ok(ids)
+        Ok(Removed { ids, ended })
     }
 
     /// Runs a console command; the pipeline's events go to the returned buffer.
@@ -1184,6 +1217,7 @@ fn completions_of(session: SessionId, input: String, cursor: u32, value: &Value)
 
 /// A session's task.
 async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: Start, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let _ended = Ended(entry.clone());
     let id = lock(&entry.info).id;
     let mut attach = match start {
         Start::New => None,
