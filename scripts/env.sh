@@ -24,3 +24,20 @@ PSGATE_PEER_SITE="$PSGATE_TOOLS/peer-site-psrpcore-$PSRPCORE_VERSION"
 export PATH="$PSGATE_TOOLS/trunk-$TRUNK_VERSION/bin:$PSGATE_TOOLS/wasm-bindgen-$WASM_BINDGEN_VERSION/bin:$PSGATE_TOOLS/binaryen-$BINARYEN_VERSION/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 PSGATE_VENV="$PSGATE_TOOLS/venv"
 export PSGATE_PYTHON="$PSGATE_VENV/bin/python"
+# The project's reference material (`../shared`: recorded Windows traffic, test vectors), beside the repository. A clone
+# made elsewhere (CI's clean clone in a temporary folder) finds it beside the repository it was cloned from.
+if [ -z "${PSGATE_SHARED:-}" ]; then
+  _psgate_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  PSGATE_SHARED="$_psgate_repo/../shared"
+  if [ ! -d "$PSGATE_SHARED/fixtures" ]; then
+    _psgate_origin="$(git -C "$_psgate_repo" config --get remote.origin.url 2>/dev/null || true)"
+    case "$_psgate_origin" in
+      file://*) _psgate_origin="${_psgate_origin#file://}" ;;
+    esac
+    if [ -n "$_psgate_origin" ] && [ -d "$_psgate_origin/../shared/fixtures" ]; then
+      PSGATE_SHARED="$(cd "$_psgate_origin/../shared" && pwd)"
+    fi
+  fi
+  unset _psgate_repo _psgate_origin
+fi
+export PSGATE_SHARED

@@ -37,7 +37,7 @@ from psrpcore.types import PSCredential, PSInvocationState, PSSecureString, Runs
 import sshd  # noqa: E402
 from client import NULL_GUID, Session, Transport, guid_line  # noqa: E402
 
-FIXTURES = (HERE / "../../../shared/fixtures/winrm-recorded").resolve()
+FIXTURES = (Path(os.environ.get("PSGATE_SHARED") or HERE / "../../../shared") / "fixtures/winrm-recorded").resolve()
 TOOLS = Path(os.environ.get("PSGATE_TOOLS", "/opt/psgate-tools"))
 PYPSRP_PYTHON = TOOLS / "venv-pypsrp" / "bin" / "python"
 BOM = b"\xef\xbb\xbf"

@@ -37,7 +37,7 @@ from pypsrp.shell import CommandState  # noqa: E402
 from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-FIXTURES = (HERE / "../../../shared/fixtures/winrm-recorded").resolve()
+FIXTURES = (Path(os.environ.get("PSGATE_SHARED") or HERE / "../../../shared") / "fixtures/winrm-recorded").resolve()
 ADA = ("PSGATE\\ada", "Ada-Secret-1")
 BOB = ("PSGATE\\bob", "Bob-Secret-2")
 USERS = [f"{ADA[0]}:{ADA[1]}", f"{BOB[0]}:{BOB[1]}"]

@@ -33,7 +33,7 @@ import gen_golden
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = gen_golden.GOLDEN
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = Path(os.environ.get("PSGATE_SHARED") or REPO.parent / "shared") / "fixtures"
 PSGATE_BIN = Path(os.environ.get("PSGATE_BIN", REPO / "target" / "debug" / "psgate"))
 
 

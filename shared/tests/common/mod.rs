@@ -12,9 +12,11 @@ use psgate_shared::psrp::message::{Destination, Message, MessageType};
 use quick_xml::events::Event;
 use uuid::Uuid;
 
+/// `$PSGATE_SHARED/fixtures` (scripts/env.sh sets it), else `../shared/fixtures` beside the repository.
 pub fn fixtures() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    assert!(root.is_dir(), "the shared fixtures must sit beside the repository: {}", root.display());
+    let shared = std::env::var_os("PSGATE_SHARED").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let root = shared.join("fixtures");
+    assert!(root.is_dir(), "the shared fixtures must sit beside the repository (or PSGATE_SHARED name their folder): {}", root.display());
     root
 }
 

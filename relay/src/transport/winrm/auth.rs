@@ -569,7 +569,8 @@ mod tests {
     /// channel binding is the MD5 of the SEC_CHANNEL_BINDINGS we pass, and none without one.
     #[tokio::test]
     async fn ntlm_answers_a_recorded_challenge_with_the_channel_binding() {
-        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ntlm/ntlm_challenge");
+        let shared = std::env::var_os("PSGATE_SHARED").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+        let fixture = shared.join("fixtures/ntlm/ntlm_challenge");
         let challenge = std::fs::read(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
         let password = SecretString::from("Secret-1");
         let mut bound = config(AuthMethod::Ntlm, "PSGATE\\ada", &password);
