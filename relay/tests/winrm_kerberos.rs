@@ -16,12 +16,13 @@ mod kerberos;
 mod tls_proxy;
 #[path = "common/winrm_peer.rs"]
 mod winrm_peer;
+#[path = "common/secrets.rs"]
+mod secrets;
+#[path = "common/wsman_get.rs"]
+mod wsman_get;
 
-use std::io;
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kerberos::{Kdc, KerberosPeer};
@@ -29,7 +30,7 @@ use tls_proxy::TlsProxy;
 use psgate_relay::transport::winrm::{
     AuthError, AuthFailure, AuthMethod, Endpoint, WinrmClient, WinrmError, WinrmOptions,
 };
-use psgate_relay::wsman::{self, Action, ClientConfig, GetResponse, Request, Response, ServerConfig};
+use psgate_relay::wsman::{ClientConfig, Request, ServerConfig};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -44,40 +45,13 @@ const CHILD_SPEC: &str = "PSGATE_KRB_CHILD";
 
 // ---- helpers ---------------------------------------------------------------------------------------------------
 
-static SECRET_LOGGED: AtomicBool = AtomicBool::new(false);
-
-struct SecretScanner;
-
-impl io::Write for SecretScanner {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        if text.contains(PASSWORD) || text.contains(WRONG_PASSWORD) {
-            SECRET_LOGGED.store(true, Ordering::SeqCst);
-        }
-        if std::env::var_os("PSGATE_TEST_LOG").is_some() {
-            io::stderr().write_all(buf)?;
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log event of the process, at TRACE (sspi's and libgssapi's included), goes through [`SecretScanner`].
+/// Every log event of the process, at TRACE (sspi's and libgssapi's included), is searched for the passwords.
 fn init_tracing() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(|| SecretScanner)
-            .try_init();
-    });
+    secrets::watch(&[PASSWORD, WRONG_PASSWORD]);
 }
 
 fn assert_no_secret_logged() {
-    assert!(!SECRET_LOGGED.load(Ordering::SeqCst), "a password reached the logs");
+    assert!(!secrets::logged(), "a password reached the logs");
 }
 
 fn kdc() -> Kdc {
@@ -120,22 +94,9 @@ fn client(options: WinrmOptions) -> WinrmClient {
 /// A WS-Transfer Get of the configuration, checked to answer it, sealed over HTTP and not over HTTPS; `padding` bytes
 /// of comment make it larger.
 async fn get_config(client: &mut WinrmClient, padding: usize) -> ServerConfig {
-    let config = ClientConfig::new(client.options().endpoint.to_string(), Uuid::new_v4());
-    let message_id = Uuid::new_v4();
-    let mut xml = Request::get_config().to_xml(&config, message_id);
-    if padding > 0 {
-        let at = xml.find("<s:Body").expect("a body");
-        xml.insert_str(at, &format!("<!--{}-->", "p".repeat(padding)));
-    }
-    let response = tokio::time::timeout(STEP, client.send(xml.as_bytes())).await.expect("in time").expect("send");
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
-    assert_eq!(response.sealed, !client.options().endpoint.https, "sealed over HTTP only");
-    let envelope = wsman::parse_response(&response.body).expect("a WS-Management response");
-    envelope.answers(Action::Get, message_id).expect("it answers our Get");
-    match envelope.body {
-        Response::Get(GetResponse::Config(config)) => config,
-        other => panic!("not a configuration: {other:?}"),
-    }
+    let (config, sealed) = wsman_get::get_config(client, padding, STEP).await;
+    assert_eq!(sealed, !client.options().endpoint.https, "sealed over HTTP only");
+    config
 }
 
 async fn send_err(client: &mut WinrmClient) -> WinrmError {

@@ -8,6 +8,8 @@
 mod secrets;
 #[path = "common/winrm_peer.rs"]
 mod winrm_peer;
+#[path = "common/wsman_get.rs"]
+mod wsman_get;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +20,7 @@ use psgate_relay::transport::winrm::{
     AuthError, AuthFailure, AuthMethod, CertificateProblem, Endpoint, TlsVerification, WinrmClient, WinrmError,
     WinrmOptions,
 };
-use psgate_relay::wsman::{self, Action, ClientConfig, GetResponse, Request, Response, ServerConfig};
+use psgate_relay::wsman::{ClientConfig, Request, ServerConfig};
 use secrecy::SecretString;
 use uuid::Uuid;
 use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
@@ -54,24 +56,9 @@ fn client(options: WinrmOptions) -> WinrmClient {
     WinrmClient::new(options).expect("client options")
 }
 
-/// A WS-Transfer Get of the configuration (what a client reads MaxEnvelopeSizekb from), checked to answer it.
+/// A WS-Transfer Get of the configuration, checked to answer it.
 async fn get_config(client: &mut WinrmClient, padding: usize) -> ServerConfig {
-    let config = ClientConfig::new(client.options().endpoint.to_string(), Uuid::new_v4());
-    let message_id = Uuid::new_v4();
-    let mut xml = Request::get_config().to_xml(&config, message_id);
-    if padding > 0 {
-        // A comment makes the envelope as large as wanted without changing its meaning.
-        let at = xml.find("<s:Body").expect("a body");
-        xml.insert_str(at, &format!("<!--{}-->", "p".repeat(padding)));
-    }
-    let response = tokio::time::timeout(STEP, client.send(xml.as_bytes())).await.expect("in time").expect("send");
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
-    let envelope = wsman::parse_response(&response.body).expect("a WS-Management response");
-    envelope.answers(Action::Get, message_id).expect("it answers our Get");
-    match envelope.body {
-        Response::Get(GetResponse::Config(config)) => config,
-        other => panic!("not a configuration: {other:?}"),
-    }
+    wsman_get::get_config(client, padding, STEP).await.0
 }
 
 async fn send_err(client: &mut WinrmClient) -> WinrmError {
