@@ -53,6 +53,7 @@ struct Dataset {
     bytes: usize,
 }
 
+mod measure;
 mod psrp;
 mod relay;
 mod winrm;

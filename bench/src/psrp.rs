@@ -94,15 +94,6 @@ pub(crate) async fn wait_opened(session: &mut Session) -> anyhow::Result<()> {
     bail!("the session ended while opening")
 }
 
-/// CPU seconds this process has used (user + system; /proc/self/stat, clock ticks of 10 ms).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// A receive measurement: wall-clock and CPU seconds of the receiving process.
 struct Measured {
     wall: f64,
@@ -118,7 +109,7 @@ async fn psgate_receive(argv: &[String], n: usize, size: &str) -> anyhow::Result
     let id = uuid::Uuid::new_v4();
     let spec = PipelineSpec::script(format!("Get-Objects -Count {n} -Size {size} -Fast"));
     let start = Instant::now();
-    let cpu_start = cpu_seconds();
+    let cpu_start = crate::measure::cpu_seconds("self", false);
     session.with(move |c| c.create_pipeline(id, &spec)).await??;
     let mut got = 0usize;
     while let Some(e) = session.events.recv().await {
@@ -130,7 +121,7 @@ async fn psgate_receive(argv: &[String], n: usize, size: &str) -> anyhow::Result
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_start;
+    let cpu = crate::measure::cpu_seconds("self", false) - cpu_start;
     if got != n {
         bail!("psgate received {got} objects, expected {n}");
     }

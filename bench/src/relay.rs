@@ -587,18 +587,6 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn thousands(n: f64) -> String {
-    let s = format!("{:.0}", n);
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // The run
 
@@ -804,7 +792,7 @@ async fn measure(relay: &RelayProcess, p: &Params) -> anyhow::Result<()> {
         }
     }
     let (rr, er) = (mid(&relay_rates), mid(&engine_rates));
-    println!("| objects/s, {} small objects (`Get-Objects -Fast`), median of 3 | {} | {} | | {} |", thousands(p.objects as f64), thousands(rr), thousands(er), ratio(rr, er));
+    println!("| objects/s, {} small objects (`Get-Objects -Fast`), median of 3 | {} | {} | | {} |", crate::measure::thousands(p.objects as f64), crate::measure::thousands(rr), crate::measure::thousands(er), ratio(rr, er));
     let per_obj = |cpu: f64, n: usize| cpu * 1e6 / n.max(1) as f64;
     let relay_us = mid(&relay_cpu.iter().map(|(c, _, _, n)| per_obj(*c, *n)).collect::<Vec<_>>());
     let client_us = mid(&relay_cpu.iter().map(|(_, c, _, n)| per_obj(*c, *n)).collect::<Vec<_>>());
@@ -815,7 +803,7 @@ async fn measure(relay: &RelayProcess, p: &Params) -> anyhow::Result<()> {
         "| CPU µs per object: psgate / peer (relay: the psgate process; engine: this process) | {relay_us:.2} / {relay_peer_us:.2} (client {client_us:.2}) | {engine_us:.2} / {engine_peer_us:.2} | | {} |",
         ratio(relay_us, engine_us)
     );
-    println!("| output events lost before the client (`output_dropped`), of 3 × {} | {} | 0 | | |", thousands(p.objects as f64), thousands(dropped as f64));
+    println!("| output events lost before the client (`output_dropped`), of 3 × {} | {} | 0 | | |", crate::measure::thousands(p.objects as f64), crate::measure::thousands(dropped as f64));
 
     println!(
         "\nInvoke-Command (`invoke`) on {n} sessions vs 1: wall time from sending `invoke` to `invoke_finished` (median of 3–20 runs), beside the same fan-out on the engine directly (one task per session, at most `throttle` at once); CPU per run\n"

@@ -14,6 +14,7 @@
 //! `--psgate-only` runs psgate's receive alone (`--runs` times), for a profiler: `perf record --call-graph dwarf
 //! target/release/psgate-bench winrm --psgate-only`.
 
+use crate::measure::{cpu_seconds, thousands};
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,15 +77,6 @@ impl Peer {
     }
 }
 
-/// CPU seconds (user + system, all threads) of a process, from /proc/PID/stat (clock ticks of 10 ms).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn target(peer: &Peer) -> anyhow::Result<WinrmTarget> {
     let options = WinrmOptions::new(Endpoint::parse(&peer.url)?, USER, PASSWORD.to_owned().into(), AuthMethod::Ntlm);
     Ok(WinrmTarget::new(options))
@@ -140,7 +132,7 @@ async fn psgate_receive(peer: &Peer, n: usize) -> anyhow::Result<Measured> {
     let peer_pid = peer.pid().to_string();
     let id = Uuid::new_v4();
     let spec = PipelineSpec::script(format!("Get-Objects -Count {n}"));
-    let (start, cpu, peer_cpu) = (Instant::now(), cpu_seconds(&me), cpu_seconds(&peer_pid));
+    let (start, cpu, peer_cpu) = (Instant::now(), cpu_seconds(&me, false), cpu_seconds(&peer_pid, false));
     s.with(move |c| c.create_pipeline(id, &spec)).await??;
     let (mut got, mut checked) = (0usize, 0usize);
     loop {
@@ -164,8 +156,8 @@ async fn psgate_receive(peer: &Peer, n: usize) -> anyhow::Result<Measured> {
     }
     let m = Measured {
         wall: start.elapsed().as_secs_f64(),
-        cpu: cpu_seconds(&me) - cpu,
-        peer_cpu: cpu_seconds(&peer_pid) - peer_cpu,
+        cpu: cpu_seconds(&me, false) - cpu,
+        peer_cpu: cpu_seconds(&peer_pid, false) - peer_cpu,
         objects: got,
     };
     if got != n || checked != n {
@@ -192,10 +184,10 @@ fn pypsrp(peer: &Peer, args: &[String]) -> anyhow::Result<serde_json::Value> {
 
 fn pypsrp_receive(peer: &Peer, n: usize) -> anyhow::Result<Measured> {
     let peer_pid = peer.pid().to_string();
-    let before = cpu_seconds(&peer_pid);
+    let before = cpu_seconds(&peer_pid, false);
     let v = pypsrp(peer, &["receive".into(), peer.port.to_string(), n.to_string()])?;
     // The peer's CPU over the whole script (open and close included; a few ms of it).
-    let peer_cpu = cpu_seconds(&peer_pid) - before;
+    let peer_cpu = cpu_seconds(&peer_pid, false) - before;
     let objects = v["objects"].as_u64().unwrap_or(0) as usize;
     if objects != n || v["checked"].as_u64() != Some(n as u64) || v["had_errors"].as_bool() != Some(false) {
         bail!("pypsrp received {objects} objects ({} of them object 0, errors {}), expected {n}", v["checked"], v["had_errors"]);
@@ -279,7 +271,7 @@ async fn raw_receive(peer: &Peer, n: usize) -> anyhow::Result<Measured> {
     let command = pool.poll_send().context("CREATE_PIPELINE")?;
     let me = std::process::id().to_string();
     let peer_pid = peer.pid().to_string();
-    let (start, cpu, peer_cpu) = (Instant::now(), cpu_seconds(&me), cpu_seconds(&peer_pid));
+    let (start, cpu, peer_cpu) = (Instant::now(), cpu_seconds(&me, false), cpu_seconds(&peer_pid, false));
     call(&mut client, &config, Request::command(&shell, pid, &command.data)).await?;
     let receive = Request::receive(&shell, Some(pid));
     let mut streams = 0usize;
@@ -297,8 +289,8 @@ async fn raw_receive(peer: &Peer, n: usize) -> anyhow::Result<Measured> {
     }
     let m = Measured {
         wall: start.elapsed().as_secs_f64(),
-        cpu: cpu_seconds(&me) - cpu,
-        peer_cpu: cpu_seconds(&peer_pid) - peer_cpu,
+        cpu: cpu_seconds(&me, false) - cpu,
+        peer_cpu: cpu_seconds(&peer_pid, false) - peer_cpu,
         // Every output is one fragment; PIPELINE_STATE is the last.
         objects: streams.saturating_sub(1),
     };
@@ -334,25 +326,6 @@ fn machine_busy() -> f64 {
     (total - fields.get(3).unwrap_or(&0.0) - fields.get(4).unwrap_or(&0.0)) / 100.0
 }
 
-/// CPU seconds of this process and of its children that ended (pypsrp's scripts): /proc/self/stat.
-fn own_and_children() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    (11..15).map(|i| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0)).sum::<f64>() / 100.0
-}
-
-fn thousands(x: f64) -> String {
-    let s = format!("{:.0}", x);
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let n = flag(args, "--objects")?.unwrap_or(if quick { 20_000 } else { 100_000 });
@@ -371,7 +344,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     // What the rest of the machine did meanwhile: busy CPU minus this process, its scripts and the peer.
     let started = Instant::now();
-    let (busy_before, own_before, peer_before) = (machine_busy(), own_and_children(), cpu_seconds(&peer.pid().to_string()));
+    let (busy_before, own_before, peer_before) = (machine_busy(), cpu_seconds("self", true), cpu_seconds(&peer.pid().to_string(), false));
     println!(
         "WinRM benchmark: psgate vs pypsrp 0.9.1, the WS-Management test peer (tests/peers/winrm_host.py --fast) on \
          http://127.0.0.1, NTLM + message encryption ({} build)\n",
@@ -456,7 +429,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     );
     println!("all runs (objects/s): psgate {:?}; pypsrp {:?}; raw {:?}", ours.iter().map(|m| rate(m).round()).collect::<Vec<_>>(), theirs.iter().map(|m| rate(m).round()).collect::<Vec<_>>(), raw.iter().map(|m| rate(m).round()).collect::<Vec<_>>());
     println!("open times (ms): psgate {:.1?}; pypsrp {:.1?}", open_ours.iter().map(|s| s * 1e3).collect::<Vec<_>>(), open_theirs.iter().map(|s| s * 1e3).collect::<Vec<_>>());
-    let others = (machine_busy() - busy_before) - (own_and_children() - own_before) - (cpu_seconds(&peer.pid().to_string()) - peer_before);
+    let others = (machine_busy() - busy_before) - (cpu_seconds("self", true) - own_before) - (cpu_seconds(&peer.pid().to_string(), false) - peer_before);
     println!(
         "other processes on this machine used {:.1} CPU seconds during the {:.0} s of measurements ({:.0}% of one core)",
         others.max(0.0),
