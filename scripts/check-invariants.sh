@@ -18,4 +18,13 @@ if grep -rnE 'std::(fs|net|process|thread|env)\b|Instant::now|SystemTime|tokio|r
   echo "invariant broken: relay/src/wsman must not do IO, read clocks or draw randomness (see ARCHITECTURE.md)" >&2
   exit 1
 fi
-echo "invariants hold: shared builds for wasm32 and does no IO; relay/src/wsman does no IO"
+# psgate's prompt (lang/) is pure: text and the Remoting/Host traits in, values and events out.
+if grep -rnE 'std::(fs|net|process|thread|env)\b|Instant::now|SystemTime|tokio|rand::' lang/src; then
+  echo "invariant broken: lang/src must not do IO, read clocks or draw randomness (see ARCHITECTURE.md)" >&2
+  exit 1
+fi
+if cargo tree -p psgate-lang -e normal --prefix none | grep -E '^(tokio|mio|getrandom|socket2) '; then
+  echo "invariant broken: lang depends on an IO or OS-randomness crate" >&2
+  exit 1
+fi
+echo "invariants hold: shared builds for wasm32 and does no IO; relay/src/wsman and lang do no IO"

@@ -3,7 +3,7 @@
 # finds is copied into the crate's test_data/fuzz/<target>/ (shared's, or the relay's for wsman_envelope),
 # which `cargo test` replays. Needs cargo-fuzz (`cargo install cargo-fuzz --locked`).
 #   scripts/fuzz.sh [TARGET] [SECONDS]
-#   TARGET: clixml_decode (default), psrp_fragment, outofproc_lines or wsman_envelope
+#   TARGET: clixml_decode (default), psrp_fragment, outofproc_lines, wsman_envelope or prompt_line
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:-clixml_decode}
@@ -11,6 +11,7 @@ seconds=${2:-300}
 corpus=fuzz/corpus/$target
 case $target in
   wsman_envelope) keep=relay/test_data/fuzz/$target ;;
+  prompt_line) keep=lang/test_data/fuzz/$target ;;
   *) keep=shared/test_data/fuzz/$target ;;
 esac
 mkdir -p "$corpus" "$keep"

@@ -70,6 +70,7 @@ pub fn target_from_query(query: &str) -> Option<Target> {
         user: get("user"),
         password: None,
         key_file: None,
+        subsystem: None,
         name: get("name"),
         use_ssl: matches!(get("usessl").as_deref(), Some("1" | "true")),
         authentication: match get("authentication").as_deref() {

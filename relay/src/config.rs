@@ -136,6 +136,7 @@ impl TargetPreset {
             user: self.user.clone(),
             password: None,
             key_file: None,
+            subsystem: None,
             name: self.name.clone(),
             use_ssl: self.use_ssl,
             authentication: self.authentication,

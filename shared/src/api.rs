@@ -88,6 +88,9 @@ pub struct Target {
     /// A private key file on the relay's machine (SSH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<String>,
+    /// The SSH subsystem to start (default `powershell`), e.g. a JEA-style restricted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem: Option<String>,
     /// The session's name (default: `RunspaceN` as PowerShell names them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -116,6 +119,7 @@ impl Target {
             user: None,
             password: None,
             key_file: None,
+            subsystem: None,
             name: None,
             use_ssl: false,
             authentication: None,

@@ -268,6 +268,7 @@ fn targets(f: &Form) -> Result<Vec<Target>, String> {
             user: opt(&f.user),
             password: Some(f.password.clone()).filter(|p| !p.is_empty()),
             key_file: None,
+            subsystem: None,
             // One name for several sessions would be ambiguous: number them.
             name: opt(&f.name).map(|n| if many { format!("{n}-{c}") } else { n }),
             use_ssl: winrm && f.use_ssl,

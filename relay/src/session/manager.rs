@@ -1036,6 +1036,9 @@ async fn connect(config: &Config, target: &Target, attach: Option<ShellRecord>) 
             };
             let mut opts = ssh::SshOptions::new(target.computer_name.trim().to_owned(), target.user.clone().unwrap_or_default(), auth);
             opts.port = target.port.unwrap_or(22);
+            if let Some(s) = target.subsystem.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                opts.subsystem = s.to_owned();
+            }
             if let Some(k) = &config.known_hosts {
                 opts.known_hosts = k.clone();
             }

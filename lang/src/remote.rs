@@ -1,0 +1,148 @@
+//! What the prompt needs from outside, as two traits the caller implements: [`Remoting`] (the user's sessions:
+//! the relay's session manager, or `psgate shell`'s in-process one, or a test's fake) and [`Host`] (the console:
+//! output, records, prompts, Ctrl+C). The language core calls them and does no IO of its own.
+
+use std::time::Duration;
+
+use psgate_shared::api::{HostAnswer, OutputBufferingMode, PipelineId, PipelineState, RecordKind, RemoteShell, SessionId, SessionInfo, Target};
+use psgate_shared::clixml::Value;
+use psgate_shared::psrp::host::HostMethod;
+use psgate_shared::psrp::messages::PipelineSpec;
+
+/// Why a remoting request failed: the relay's stable code and its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteError {
+    /// The code (`target_not_allowed`, `authentication_failed`, `quota_exceeded` …).
+    pub code: psgate_shared::api::ErrorCode,
+    /// For people.
+    pub message: String,
+}
+
+impl RemoteError {
+    /// An error.
+    pub fn new(code: psgate_shared::api::ErrorCode, message: impl Into<String>) -> RemoteError {
+        RemoteError { code, message: message.into() }
+    }
+}
+
+/// A run of one pipeline on one or many sessions (Invoke-Command, a job, Receive-PSSession), started by
+/// [`Remoting::start`] and read with [`Remoting::next_event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId(pub u64);
+
+/// What to run where.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invocation {
+    /// The sessions, each once, in order.
+    pub sessions: Vec<SessionId>,
+    /// The pipeline (Command objects where the line allowed it, else script text with its arguments).
+    pub pipeline: PipelineSpec,
+    /// How many sessions run it at once.
+    pub throttle_limit: u32,
+    /// The text shown for it (history, jobs' `Command`).
+    pub text: String,
+}
+
+/// Something a run reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RemoteEvent {
+    /// The pipeline started on a session.
+    Started {
+        /// The session.
+        session: SessionId,
+        /// Its computer.
+        computer_name: String,
+        /// The pipeline there.
+        pipeline: PipelineId,
+    },
+    /// An output object (already carrying `PSComputerName` when the run was asked to tag it).
+    Output {
+        /// The session.
+        session: SessionId,
+        /// The object.
+        value: Value,
+    },
+    /// An error, warning, verbose, debug, information or progress record.
+    Record {
+        /// The session.
+        session: SessionId,
+        /// Which stream.
+        kind: RecordKind,
+        /// The record.
+        value: Value,
+    },
+    /// The remote pipeline asks the host something (Read-Host, Get-Credential…): answer with
+    /// [`Remoting::answer`].
+    HostCall {
+        /// The session.
+        session: SessionId,
+        /// The pipeline there.
+        pipeline: PipelineId,
+        /// The call's id there.
+        call_id: i64,
+        /// The method.
+        method: HostMethod,
+        /// Its arguments.
+        args: Vec<Value>,
+    },
+    /// One session's pipeline ended (or could not start: `error` says why).
+    Finished {
+        /// The session.
+        session: SessionId,
+        /// Its computer.
+        computer_name: String,
+        /// How it ended.
+        state: PipelineState,
+        /// The terminating error record, or why it did not run.
+        error: Option<Value>,
+    },
+    /// Every session's pipeline has ended; nothing follows.
+    Done,
+}
+
+/// The user's sessions, as the prompt's cmdlets use them. Every method may block (the relay waits for targets);
+/// none may panic.
+pub trait Remoting {
+    /// The user's sessions now.
+    fn sessions(&mut self) -> Vec<SessionInfo>;
+    /// New-PSSession: opens each target and waits until it is opened or has failed.
+    fn open(&mut self, targets: Vec<Target>) -> Vec<Result<SessionInfo, RemoteError>>;
+    /// Remove-PSSession: closes these sessions.
+    fn remove(&mut self, ids: &[SessionId]) -> Result<(), RemoteError>;
+    /// Disconnect-PSSession: waits until they are disconnected.
+    fn disconnect(&mut self, ids: &[SessionId], idle_timeout_secs: Option<u32>, mode: Option<OutputBufferingMode>) -> Vec<Result<SessionInfo, RemoteError>>;
+    /// Connect-PSSession: waits until they are opened again.
+    fn connect(&mut self, ids: &[SessionId]) -> Vec<Result<SessionInfo, RemoteError>>;
+    /// The shells a WinRM target keeps for these credentials (Get-PSSession -ComputerName).
+    fn remote_shells(&mut self, target: &Target) -> Result<Vec<RemoteShell>, RemoteError>;
+    /// Starts a run (Invoke-Command's fan-out, at most `throttle_limit` at once).
+    fn start(&mut self, invocation: Invocation, tag_computer_name: bool) -> Result<RunId, RemoteError>;
+    /// Receive-PSSession: follows what the session's last pipeline (one a Connect re-attached, or the one
+    /// running) gives from its start.
+    fn receive(&mut self, session: SessionId) -> Result<RunId, RemoteError>;
+    /// The next event of a run, waiting at most `wait` (`None`: nothing yet).
+    fn next_event(&mut self, run: RunId, wait: Duration) -> Option<RemoteEvent>;
+    /// Answers a [`RemoteEvent::HostCall`].
+    fn answer(&mut self, session: SessionId, pipeline: PipelineId, call_id: i64, answer: HostAnswer) -> Result<(), RemoteError>;
+    /// Stops a run's pipelines (Ctrl+C, Stop-Job).
+    fn stop(&mut self, run: RunId);
+    /// Forgets a run (its events are no longer wanted).
+    fn forget(&mut self, run: RunId);
+}
+
+/// The console the prompt writes to and asks.
+pub trait Host {
+    /// An output object of the line.
+    fn output(&mut self, value: Value);
+    /// A record: error, warning, verbose, debug, information, progress.
+    fn record(&mut self, kind: RecordKind, value: Value);
+    /// A host call the user answers (Get-Credential's dialog, a missing mandatory parameter's prompt, a remote
+    /// pipeline's Read-Host). `None`: cancelled or stopped.
+    fn call(&mut self, method: HostMethod, args: Vec<Value>) -> Option<HostAnswer>;
+    /// Whether someone can answer [`Host::call`] (not when `psgate shell` reads a script from a pipe).
+    fn interactive(&self) -> bool;
+    /// Ctrl+C was pressed: the line should stop as soon as it can.
+    fn stopping(&self) -> bool;
+    /// Clear-Host.
+    fn clear(&mut self);
+}

@@ -1,0 +1,441 @@
+//! Values at psgate's prompt are CLIXML values ([`Value`]), the same model remote output arrives in, so a
+//! variable holds a deserialized remote object as it came and the console renders local and remote output alike.
+//! This module gives them PowerShell's semantics: arrays, truth, text, comparison, wildcards, members.
+
+use std::sync::Arc;
+
+use psgate_shared::clixml::{self, Content, ListKind, Object, Property, Str, Value};
+
+/// The type names of `object[]`.
+pub fn array_types() -> clixml::TypeNames {
+    Arc::from(vec![Str::from("System.Object[]"), Str::from("System.Array"), Str::from("System.Object")])
+}
+
+/// `@(items)`.
+pub fn array(items: Vec<Value>) -> Value {
+    Value::object(Object { type_names: Some(array_types()), content: Content::List(ListKind::List, items), ..Object::default() })
+}
+
+/// The items of an array or other collection (not a dictionary).
+pub fn as_list(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Object(o) => match &o.content {
+            Content::List(_, items) => Some(items),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// What a value sends down a pipeline: a collection's items, one value otherwise.
+pub fn enumerate(v: Value) -> Vec<Value> {
+    match as_list(&v) {
+        Some(items) => items.to_vec(),
+        None => vec![v],
+    }
+}
+
+/// A pipeline's output as one value: nothing is `$null`, one object is itself, more are an array.
+pub fn collapse(mut items: Vec<Value>) -> Value {
+    match items.len() {
+        0 => Value::Nil,
+        1 => items.pop().unwrap_or(Value::Nil),
+        _ => array(items),
+    }
+}
+
+/// A new object with these type names, `ToString` and note properties.
+pub fn object(type_names: &[&str], to_string: Option<String>, properties: Vec<(&str, Value)>) -> Value {
+    let mut names: Vec<Str> = type_names.iter().map(|t| Str::from(*t)).collect();
+    if names.last().is_none_or(|l| l != "System.Object") {
+        names.push(Str::from("System.Object"));
+    }
+    Value::object(Object {
+        type_names: Some(Arc::from(names)),
+        to_string: to_string.map(Str::from),
+        extended: properties.into_iter().map(|(n, v)| Property::new(n, v)).collect(),
+        ..Object::default()
+    })
+}
+
+/// A `PSCustomObject` with these properties.
+pub fn custom_object(properties: Vec<(String, Value)>) -> Value {
+    Value::object(Object {
+        type_names: Some(Arc::from(vec![Str::from("System.Management.Automation.PSCustomObject"), Str::from("System.Object")])),
+        extended: properties.into_iter().map(|(n, v)| Property::new(n, v)).collect(),
+        ..Object::default()
+    })
+}
+
+/// The most derived type name, without remoting's `Deserialized.` prefix.
+pub fn type_name(v: &Value) -> String {
+    match v {
+        Value::Nil => "null".into(),
+        Value::Object(o) => match o.type_names().next() {
+            Some(t) => t.strip_prefix("Deserialized.").unwrap_or(t).to_owned(),
+            None => match &o.content {
+                Content::Primitive(p) => type_name(p),
+                Content::Dict(_) => "System.Collections.Hashtable".into(),
+                _ => "System.Management.Automation.PSCustomObject".into(),
+            },
+        },
+        other => primitive_type(other).into(),
+    }
+}
+
+/// The .NET type of a primitive.
+pub fn primitive_type(v: &Value) -> &'static str {
+    match v {
+        Value::Bool(_) => "System.Boolean",
+        Value::Char(_) => "System.Char",
+        Value::U8(_) => "System.Byte",
+        Value::I8(_) => "System.SByte",
+        Value::U16(_) => "System.UInt16",
+        Value::I16(_) => "System.Int16",
+        Value::U32(_) => "System.UInt32",
+        Value::I32(_) => "System.Int32",
+        Value::U64(_) => "System.UInt64",
+        Value::I64(_) => "System.Int64",
+        Value::Single(_) => "System.Single",
+        Value::Double(_) => "System.Double",
+        Value::Decimal(_) => "System.Decimal",
+        Value::String(_) => "System.String",
+        Value::Uri(_) => "System.Uri",
+        Value::Xml(_) => "System.Xml.XmlDocument",
+        Value::ScriptBlock(_) => "System.Management.Automation.ScriptBlock",
+        Value::DateTime(_) => "System.DateTime",
+        Value::TimeSpan(_) => "System.TimeSpan",
+        Value::Bytes(_) => "System.Byte[]",
+        Value::Guid(_) => "System.Guid",
+        Value::Version(_) => "System.Version",
+        Value::SecureString(_) => "System.Security.SecureString",
+        Value::Progress(_) => "System.Management.Automation.ProgressRecord",
+        Value::Nil | Value::Object(_) | Value::Cycle(_) => "System.Object",
+    }
+}
+
+/// Whether the object is of this type (with or without `Deserialized.`).
+pub fn is_type(v: &Value, name: &str) -> bool {
+    v.as_object().is_some_and(|o| o.type_names().any(|t| t.eq_ignore_ascii_case(name) || t.strip_prefix("Deserialized.").is_some_and(|t| t.eq_ignore_ascii_case(name))))
+}
+
+/// The primitive inside a value (an enum's or a wrapped primitive's).
+pub fn primitive(v: &Value) -> &Value {
+    match v {
+        Value::Object(o) => match &o.content {
+            Content::Primitive(p) => p,
+            _ => v,
+        },
+        _ => v,
+    }
+}
+
+/// A number, when the value is one (or text that reads as one).
+pub fn number(v: &Value) -> Option<f64> {
+    Some(match primitive(v) {
+        Value::U8(x) => f64::from(*x),
+        Value::I8(x) => f64::from(*x),
+        Value::U16(x) => f64::from(*x),
+        Value::I16(x) => f64::from(*x),
+        Value::U32(x) => f64::from(*x),
+        Value::I32(x) => f64::from(*x),
+        Value::U64(x) => *x as f64,
+        Value::I64(x) => *x as f64,
+        Value::Single(x) => f64::from(*x),
+        Value::Double(x) => *x,
+        Value::Decimal(s) => s.parse().ok()?,
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::String(s) => parse_number_text(s)?,
+        _ => return None,
+    })
+}
+
+/// Text that PowerShell converts to a number (`" 42 "`, `0x10`, `1e3`, `1kb`).
+pub fn parse_number_text(s: &str) -> Option<f64> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Some(0.0);
+    }
+    match crate::parser::parse_number(t)? {
+        crate::ast::ExprKind::Int(n) => Some(n as f64),
+        crate::ast::ExprKind::Double(f) => Some(f),
+        _ => None,
+    }
+}
+
+/// An integer (rounded as PowerShell rounds: to even).
+pub fn integer(v: &Value) -> Option<i64> {
+    match primitive(v) {
+        Value::I32(x) => Some(i64::from(*x)),
+        Value::I64(x) => Some(*x),
+        _ => {
+            let f = number(v)?;
+            let r = f.round_ties_even();
+            (r.is_finite() && r.abs() < 9.2e18).then_some(r as i64)
+        }
+    }
+}
+
+/// Whether a value is a number (not text that reads as one).
+pub fn is_number(v: &Value) -> bool {
+    matches!(
+        primitive(v),
+        Value::U8(_) | Value::I8(_) | Value::U16(_) | Value::I16(_) | Value::U32(_) | Value::I32(_) | Value::U64(_) | Value::I64(_) | Value::Single(_) | Value::Double(_) | Value::Decimal(_)
+    )
+}
+
+/// An integer as PowerShell types it: `Int32` when it fits, else `Int64`.
+pub fn int(n: i64) -> Value {
+    i32::try_from(n).map_or(Value::I64(n), Value::I32)
+}
+
+/// A number result: an integer when it is whole and was made from integers, else a double.
+pub fn num(f: f64, integral: bool) -> Value {
+    if integral && f.fract() == 0.0 && f.abs() < 9.2e18 { int(f as i64) } else { Value::Double(f) }
+}
+
+/// PowerShell's truth: `$null`, `$false`, 0, `''` and empty arrays are false; a one-item array is its item's.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Nil => false,
+        Value::Bool(b) => *b,
+        Value::String(s) => !s.is_empty(),
+        Value::Object(o) => match &o.content {
+            Content::List(_, items) => match items.as_slice() {
+                [] => false,
+                [one] => truthy(one),
+                _ => true,
+            },
+            Content::Primitive(p) if o.type_names.is_none() => truthy(p),
+            _ => true,
+        },
+        v if is_number(v) => number(v).is_some_and(|n| n != 0.0),
+        Value::SecureString(_) => true,
+        _ => true,
+    }
+}
+
+/// A value as PowerShell converts it to text: numbers in the invariant culture, `True`, an array's items
+/// separated by spaces, an object by its `ToString`.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::Nil => String::new(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::String(s) | Value::Uri(s) | Value::Xml(s) | Value::Decimal(s) => s.to_string(),
+        Value::ScriptBlock(s) => s.to_string(),
+        Value::Char(c) => char::from_u32(u32::from(*c)).map(String::from).unwrap_or_default(),
+        Value::U8(x) => x.to_string(),
+        Value::I8(x) => x.to_string(),
+        Value::U16(x) => x.to_string(),
+        Value::I16(x) => x.to_string(),
+        Value::U32(x) => x.to_string(),
+        Value::I32(x) => x.to_string(),
+        Value::U64(x) => x.to_string(),
+        Value::I64(x) => x.to_string(),
+        Value::Single(x) => clixml::single_text(*x),
+        Value::Double(x) => clixml::double_text(*x),
+        Value::DateTime(d) => d.to_string(),
+        Value::TimeSpan(t) => t.to_string(),
+        Value::Bytes(b) => b.iter().map(u8::to_string).collect::<Vec<_>>().join(" "),
+        Value::SecureString(_) => "System.Security.SecureString".into(),
+        Value::Guid(g) => g.to_string(),
+        Value::Version(v) => v.to_string(),
+        Value::Progress(p) => p.activity.to_string(),
+        Value::Cycle(_) => String::new(),
+        Value::Object(o) => match (&o.content, &o.to_string) {
+            (Content::List(_, items), _) => items.iter().map(text).collect::<Vec<_>>().join(" "),
+            (_, Some(s)) => s.to_string(),
+            (Content::Primitive(p), None) => text(p),
+            (Content::Dict(_), None) => "System.Collections.Hashtable".into(),
+            (_, None) => {
+                if o.type_names().next().is_some_and(|t| t.ends_with("PSCustomObject")) {
+                    let props: Vec<String> = o.properties().map(|p| format!("{}={}", p.name, text(&p.value))).collect();
+                    format!("@{{{}}}", props.join("; "))
+                } else {
+                    o.type_names().next().map(|t| t.strip_prefix("Deserialized.").unwrap_or(t).to_owned()).unwrap_or_default()
+                }
+            }
+        },
+    }
+}
+
+/// A property of an object, ignoring case; `Count`/`Length` of collections and strings.
+pub fn property(v: &Value, name: &str) -> Option<Value> {
+    if let Some(o) = v.as_object()
+        && let Some(p) = o.property(name)
+    {
+        return Some(p.clone());
+    }
+    if let Some(items) = as_list(v)
+        && (name.eq_ignore_ascii_case("Count") || name.eq_ignore_ascii_case("Length"))
+    {
+        return Some(int(items.len() as i64));
+    }
+    if let Some(o) = v.as_object()
+        && let Content::Dict(entries) = &o.content
+    {
+        if name.eq_ignore_ascii_case("Count") {
+            return Some(int(entries.len() as i64));
+        }
+        return entries.iter().find(|(k, _)| text(k).eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    }
+    match primitive(v) {
+        Value::String(s) if name.eq_ignore_ascii_case("Length") => Some(int(s.encode_utf16().count() as i64)),
+        Value::Version(ver) => {
+            let part = |n: Option<u32>| Value::I32(n.map_or(-1, |n| n as i32));
+            match name.to_ascii_lowercase().as_str() {
+                "major" => Some(Value::I32(ver.major as i32)),
+                "minor" => Some(Value::I32(ver.minor as i32)),
+                "build" => Some(part(ver.build)),
+                "revision" => Some(part(ver.revision)),
+                _ => None,
+            }
+        }
+        _ if name.eq_ignore_ascii_case("Count") || name.eq_ignore_ascii_case("Length") => Some(Value::I32(i32::from(!v.is_nil()))),
+        _ => None,
+    }
+}
+
+/// `$x.Name`: the property; on a collection without it, member enumeration (each item's, flattened).
+pub fn member(v: &Value, name: &str) -> Value {
+    if let Some(items) = as_list(v) {
+        if name.eq_ignore_ascii_case("Count") || name.eq_ignore_ascii_case("Length") {
+            return int(items.len() as i64);
+        }
+        let found: Vec<Value> = items.iter().flat_map(|i| enumerate(member(i, name))).filter(|x| !x.is_nil()).collect();
+        return collapse(found);
+    }
+    property(v, name).unwrap_or(Value::Nil)
+}
+
+/// PowerShell's wildcard match (`*`, `?`, `[a-z]`, `` ` `` escapes), ignoring case unless `case_sensitive`.
+pub fn like(text: &str, pattern: &str, case_sensitive: bool) -> bool {
+    let fold = |s: &str| if case_sensitive { s.chars().collect::<Vec<_>>() } else { s.chars().flat_map(char::to_lowercase).collect() };
+    let (t, p) = (fold(text), fold(pattern));
+    wildcard(&t, &p)
+}
+
+fn wildcard(t: &[char], p: &[char]) -> bool {
+    // Iterative with one backtrack point per `*`: linear in practice, never recursive.
+    let (mut ti, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    star = Some((pi, ti));
+                    pi += 1;
+                    continue;
+                }
+                '?' => {
+                    ti += 1;
+                    pi += 1;
+                    continue;
+                }
+                '[' => {
+                    if let Some((matched, next)) = class(&p[pi..], t[ti])
+                        && matched
+                    {
+                        ti += 1;
+                        pi += next;
+                        continue;
+                    }
+                }
+                '`' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
+                    ti += 1;
+                    pi += 2;
+                    continue;
+                }
+                '`' if pi + 1 < p.len() => {}
+                c if c == t[ti] => {
+                    ti += 1;
+                    pi += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// `[abc]`, `[a-z]` against `c`: whether it matches and the class's length (`None`: not a class).
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let end = p.iter().position(|x| *x == ']')?;
+    if end < 2 {
+        return None;
+    }
+    let body = &p[1..end];
+    let mut i = 0;
+    let mut matched = false;
+    while i < body.len() {
+        if i + 2 < body.len() && body[i + 1] == '-' {
+            matched |= body[i] <= c && c <= body[i + 2];
+            i += 3;
+        } else {
+            matched |= body[i] == c;
+            i += 1;
+        }
+    }
+    Some((matched, end + 1))
+}
+
+/// Whether text has wildcard characters.
+pub fn has_wildcards(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// `-eq` between two scalars, converting the right to the left's kind as PowerShell does.
+pub fn equals(left: &Value, right: &Value, case_sensitive: bool) -> bool {
+    let (l, r) = (primitive(left), primitive(right));
+    match (l, r) {
+        (Value::Nil, Value::Nil) => true,
+        (Value::Nil, _) | (_, Value::Nil) => false,
+        (Value::Bool(a), _) => *a == truthy(right),
+        _ if is_number(left) => number(right).is_some_and(|b| number(left) == Some(b)),
+        (Value::String(_), _) | (_, Value::String(_)) | (Value::Object(_), _) => {
+            let (a, b) = (text(left), text(right));
+            if case_sensitive { a == b } else { a.to_lowercase() == b.to_lowercase() }
+        }
+        _ => text(left) == text(right),
+    }
+}
+
+/// `-lt`/`-gt` ordering between two scalars (numbers as numbers when the left is one, else text ignoring case).
+pub fn order(left: &Value, right: &Value, case_sensitive: bool) -> Option<std::cmp::Ordering> {
+    if left.is_nil() && right.is_nil() {
+        return Some(std::cmp::Ordering::Equal);
+    }
+    if left.is_nil() {
+        return Some(std::cmp::Ordering::Less);
+    }
+    if right.is_nil() {
+        return Some(std::cmp::Ordering::Greater);
+    }
+    if is_number(left) {
+        return number(left)?.partial_cmp(&number(right)?);
+    }
+    if let (Value::DateTime(a), Value::DateTime(b)) = (primitive(left), primitive(right)) {
+        return Some(a.ticks.cmp(&b.ticks));
+    }
+    let (a, b) = (text(left), text(right));
+    Some(if case_sensitive { a.cmp(&b) } else { a.to_lowercase().cmp(&b.to_lowercase()) })
+}
+
+/// Sort order for Sort-Object: numbers before text, then as [`order`].
+pub fn sort_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (is_number(a), is_number(b)) {
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => order(a, b, false).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}

@@ -1,0 +1,311 @@
+//! A fake remoting side and console for the language tests: sessions open at once (computers named `bad…` refuse
+//! the credentials, `blocked…` are outside the allow-list, `fail…` fail every command), and every run answers with
+//! one object per session saying what it was sent.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use psgate_lang::{Host, Invocation, RemoteError, RemoteEvent, Remoting, RunId, Runspace};
+use psgate_shared::api::{Availability, ErrorCode, HostAnswer, OutputBufferingMode, PipelineId, PipelineState, RecordKind, RemoteShell, SessionId, SessionInfo, SessionState, Target, Transport};
+use psgate_shared::clixml::Value;
+use psgate_shared::psrp::host::HostMethod;
+use psgate_shared::psrp::messages::{ErrorRecordView, PipelineSpec};
+
+#[derive(Default)]
+pub struct Fake {
+    pub sessions: Vec<SessionInfo>,
+    pub targets: Vec<Target>,
+    next: u64,
+    runs: HashMap<u64, VecDeque<RemoteEvent>>,
+    next_run: u64,
+    /// What was asked, in order.
+    pub log: Vec<String>,
+    /// Shells `remote_shells` lists.
+    pub shells: Vec<RemoteShell>,
+    pub answers: Vec<(SessionId, i64, HostAnswer)>,
+}
+
+/// A pipeline as text: `Get-Process -Name bits` for Command objects, `script{…} args[…]` for script text.
+pub fn describe(p: &PipelineSpec) -> String {
+    let parts: Vec<String> = p
+        .commands
+        .iter()
+        .map(|c| {
+            let mut s = if c.is_script { format!("script{{{}}}", c.text) } else { c.text.clone() };
+            for (name, value) in &c.parameters {
+                match (name, value) {
+                    (Some(n), Value::Nil) => s.push_str(&format!(" {n}")),
+                    (Some(n), v) => s.push_str(&format!(" {n}{}", psgate_lang::values::text(v))),
+                    (None, v) => s.push_str(&format!(" [{}]", psgate_lang::values::text(v))),
+                }
+            }
+            s
+        })
+        .collect();
+    parts.join(" | ")
+}
+
+impl Fake {
+    fn add(&mut self, t: &Target, state: SessionState) -> SessionInfo {
+        self.next += 1;
+        let id = SessionId(self.next);
+        let winrm = t.transport == Transport::Winrm;
+        let info = SessionInfo {
+            id,
+            name: t.name.clone().unwrap_or_else(|| format!("Runspace{}", id.0)),
+            computer_name: t.computer_name.clone(),
+            transport: t.transport,
+            state,
+            availability: if state == SessionState::Opened { Availability::Available } else { Availability::None },
+            reason: None,
+            prompt: None,
+            configuration_name: winrm.then(|| t.configuration_name.clone().unwrap_or_else(|| "Microsoft.PowerShell".into())),
+            instance_id: t.shell_id.clone().or_else(|| winrm.then(|| format!("00000000-0000-0000-0000-{:012}", id.0))),
+            can_disconnect: winrm,
+        };
+        self.sessions.push(info.clone());
+        info
+    }
+}
+
+impl Remoting for Fake {
+    fn sessions(&mut self) -> Vec<SessionInfo> {
+        self.sessions.clone()
+    }
+
+    fn open(&mut self, targets: Vec<Target>) -> Vec<Result<SessionInfo, RemoteError>> {
+        targets
+            .into_iter()
+            .map(|t| {
+                let who = t.user.clone().map(|u| format!(" user={u}")).unwrap_or_default();
+                let pw = if t.password.is_some() { " password" } else { "" };
+                self.log.push(format!("open {:?} {}{who}{pw}", t.transport, t.computer_name).to_lowercase());
+                self.targets.push(t.clone());
+                if t.computer_name.starts_with("bad") {
+                    return Err(RemoteError::new(ErrorCode::AuthenticationFailed, "Access is denied."));
+                }
+                if t.computer_name.starts_with("blocked") {
+                    return Err(RemoteError::new(ErrorCode::TargetNotAllowed, format!("{}:5985 over WinRM is not in this relay's allow-list", t.computer_name)));
+                }
+                Ok(self.add(&t, SessionState::Opened))
+            })
+            .collect()
+    }
+
+    fn remove(&mut self, ids: &[SessionId]) -> Result<(), RemoteError> {
+        self.log.push(format!("remove {:?}", ids.iter().map(|i| i.0).collect::<Vec<_>>()));
+        self.sessions.retain(|s| !ids.contains(&s.id));
+        Ok(())
+    }
+
+    fn disconnect(&mut self, ids: &[SessionId], idle: Option<u32>, mode: Option<OutputBufferingMode>) -> Vec<Result<SessionInfo, RemoteError>> {
+        self.log.push(format!("disconnect {:?} {idle:?} {mode:?}", ids.iter().map(|i| i.0).collect::<Vec<_>>()));
+        ids.iter()
+            .map(|id| {
+                let s = self.sessions.iter_mut().find(|s| s.id == *id).ok_or_else(|| RemoteError::new(ErrorCode::UnknownSession, "gone"))?;
+                if !s.can_disconnect {
+                    return Err(RemoteError::new(ErrorCode::NotSupported, "only WinRM sessions can be disconnected"));
+                }
+                s.state = SessionState::Disconnected;
+                s.availability = Availability::None;
+                Ok(s.clone())
+            })
+            .collect()
+    }
+
+    fn connect(&mut self, ids: &[SessionId]) -> Vec<Result<SessionInfo, RemoteError>> {
+        self.log.push(format!("connect {:?}", ids.iter().map(|i| i.0).collect::<Vec<_>>()));
+        ids.iter()
+            .map(|id| {
+                let s = self.sessions.iter_mut().find(|s| s.id == *id).ok_or_else(|| RemoteError::new(ErrorCode::UnknownSession, "gone"))?;
+                s.state = SessionState::Opened;
+                s.availability = Availability::Available;
+                Ok(s.clone())
+            })
+            .collect()
+    }
+
+    fn remote_shells(&mut self, target: &Target) -> Result<Vec<RemoteShell>, RemoteError> {
+        self.log.push(format!("shells {}", target.computer_name));
+        Ok(self.shells.clone())
+    }
+
+    fn start(&mut self, invocation: Invocation, tag: bool) -> Result<RunId, RemoteError> {
+        let what = describe(&invocation.pipeline);
+        self.log.push(format!("start {:?} throttle={} {what}", invocation.sessions.iter().map(|i| i.0).collect::<Vec<_>>(), invocation.throttle_limit));
+        self.next_run += 1;
+        let mut events = VecDeque::new();
+        for id in &invocation.sessions {
+            let Some(s) = self.sessions.iter().find(|s| s.id == *id) else { continue };
+            let computer = s.computer_name.clone();
+            events.push_back(RemoteEvent::Started { session: *id, computer_name: computer.clone(), pipeline: PipelineId(self.next_run * 100 + id.0) });
+            if computer.starts_with("fail") {
+                let record = psgate_lang::ErrorSpec {
+                    message: format!("{computer} failed"),
+                    id: "Failed".into(),
+                    category: psgate_lang::Category::NotSpecified,
+                    exception: "System.Exception",
+                    target: None,
+                    activity: String::new(),
+                    position: None,
+                }
+                .record();
+                events.push_back(RemoteEvent::Finished { session: *id, computer_name: computer, state: PipelineState::Failed, error: Some(record) });
+                continue;
+            }
+            let mut props = vec![("Sent", Value::string(what.as_str()))];
+            if tag {
+                props.push(("PSComputerName", Value::string(computer.as_str())));
+            }
+            let value = psgate_lang::values::object(&["Fake.Result"], Some(format!("{computer}: {what}")), props);
+            events.push_back(RemoteEvent::Output { session: *id, value });
+            events.push_back(RemoteEvent::Finished { session: *id, computer_name: computer, state: PipelineState::Completed, error: None });
+        }
+        events.push_back(RemoteEvent::Done);
+        self.runs.insert(self.next_run, events);
+        Ok(RunId(self.next_run))
+    }
+
+    fn receive(&mut self, session: SessionId) -> Result<RunId, RemoteError> {
+        self.log.push(format!("receive {}", session.0));
+        self.next_run += 1;
+        let computer = self.sessions.iter().find(|s| s.id == session).map(|s| s.computer_name.clone()).unwrap_or_default();
+        let events = VecDeque::from(vec![
+            RemoteEvent::Output { session, value: Value::string("buffered 1") },
+            RemoteEvent::Output { session, value: Value::string("buffered 2") },
+            RemoteEvent::Finished { session, computer_name: computer, state: PipelineState::Completed, error: None },
+            RemoteEvent::Done,
+        ]);
+        self.runs.insert(self.next_run, events);
+        Ok(RunId(self.next_run))
+    }
+
+    fn next_event(&mut self, run: RunId, _wait: Duration) -> Option<RemoteEvent> {
+        self.runs.get_mut(&run.0)?.pop_front()
+    }
+
+    fn answer(&mut self, session: SessionId, _pipeline: PipelineId, call_id: i64, answer: HostAnswer) -> Result<(), RemoteError> {
+        self.answers.push((session, call_id, answer));
+        Ok(())
+    }
+
+    fn stop(&mut self, run: RunId) {
+        self.log.push(format!("stop {}", run.0));
+    }
+
+    fn forget(&mut self, run: RunId) {
+        self.runs.remove(&run.0);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Output(Value),
+    Record(RecordKind, Value),
+    Call(HostMethod, Vec<Value>),
+    Clear,
+}
+
+#[derive(Default)]
+pub struct Console {
+    pub events: Vec<Event>,
+    pub answers: VecDeque<HostAnswer>,
+    pub interactive: bool,
+}
+
+impl Host for Console {
+    fn output(&mut self, value: Value) {
+        self.events.push(Event::Output(value));
+    }
+    fn record(&mut self, kind: RecordKind, value: Value) {
+        self.events.push(Event::Record(kind, value));
+    }
+    fn call(&mut self, method: HostMethod, args: Vec<Value>) -> Option<HostAnswer> {
+        self.events.push(Event::Call(method, args));
+        self.answers.pop_front()
+    }
+    fn interactive(&self) -> bool {
+        self.interactive
+    }
+    fn stopping(&self) -> bool {
+        false
+    }
+    fn clear(&mut self) {
+        self.events.push(Event::Clear);
+    }
+}
+
+/// The console's events as text: output as PowerShell lays it out, records as `error: …`, `warning: …`,
+/// host calls as `ask: Method`.
+pub fn render(events: &[Event]) -> String {
+    let mut out = String::new();
+    let mut pending: Vec<Value> = Vec::new();
+    let flush = |pending: &mut Vec<Value>, out: &mut String| {
+        if !pending.is_empty() {
+            out.push_str(&psgate_lang::format::to_text(pending));
+            pending.clear();
+        }
+    };
+    for e in events {
+        match e {
+            Event::Output(v) => pending.push(v.clone()),
+            Event::Record(kind, v) => {
+                flush(&mut pending, &mut out);
+                let view = ErrorRecordView::from_value(v);
+                match kind {
+                    RecordKind::Error => out.push_str(&format!("error: {} [{}]\n", view.message, view.fully_qualified_error_id)),
+                    other => out.push_str(&format!("{}: {}\n", format!("{other:?}").to_lowercase(), psgate_lang::values::text(v))),
+                }
+            }
+            Event::Call(m, _) => {
+                flush(&mut pending, &mut out);
+                out.push_str(&format!("ask: {}\n", m.name()));
+            }
+            Event::Clear => out.push_str("(cleared)\n"),
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
+
+/// A runspace with its fake world.
+pub struct World {
+    pub rs: Runspace,
+    pub fake: Fake,
+    pub console: Console,
+}
+
+impl World {
+    pub fn new() -> World {
+        World { rs: Runspace::new(), fake: Fake::default(), console: Console { interactive: true, ..Console::default() } }
+    }
+
+    /// Runs lines, returning what the console showed for them.
+    pub fn run(&mut self, lines: &str) -> String {
+        self.console.events.clear();
+        for line in lines.lines() {
+            self.rs.run(line, &mut self.fake, &mut self.console);
+        }
+        render(&self.console.events)
+    }
+
+    /// A credential in `$cred` (user ada).
+    pub fn with_credential(mut self) -> World {
+        self.console.answers.push_back(HostAnswer::Credential { user: "CONTOSO\\ada".into(), password: "Pa$$w0rd".into() });
+        self.run("$cred = Get-Credential");
+        self
+    }
+}
+
+/// Compares text, ignoring trailing spaces and blank lines at either end.
+pub fn same(actual: &str, expect: &str) {
+    let norm = |s: &str| s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim_matches('\n').to_owned();
+    let (a, e) = (norm(actual), norm(expect));
+    assert!(a == e, "\n--- expected ---\n{e}\n--- actual ---\n{a}\n");
+}
+
+pub fn message_of(v: &Value) -> String {
+    ErrorRecordView::from_value(v).message
+}
