@@ -10,6 +10,8 @@ the transport lives here:
 - the object shapes PowerShell 7.4 sends (processes, error records, informational and progress records, command
   metadata, `$PSVersionTable`);
 - the emulated commands (`COMMANDS`) with their tiny command-line parser, run one pipeline per thread (`Run`);
+- the language mode: FullLanguage, or NoLanguage as in PowerShell's RestrictedRemoteServer (JEA) session: a script
+  fails the pipeline with ScriptsNotAllowed and only the visible commands run (`PsrpSession.set_language`);
 - `PsrpSession`: one runspace pool and its pipelines, fed with the client's PSRP bytes; it answers pool requests,
   stops, fails and closes pipelines as pwsh does. A transport subclasses it and says how queued messages leave
   (`flush`) and how bulk output is sent fast (`send_bulk`).
@@ -395,8 +397,14 @@ def invocation_info(command: str, line: str, position: int = 1) -> Obj:
 
 CATEGORIES = {
     "NotSpecified": 0, "InvalidArgument": 5, "InvalidOperation": 7, "ObjectNotFound": 13, "OperationStopped": 14,
-    "InvalidData": 6, "PermissionDenied": 18, "ResourceUnavailable": 21, "WriteError": 23,
+    "InvalidData": 6, "ParserError": 17, "PermissionDenied": 18, "ResourceUnavailable": 21, "WriteError": 23,
 }
+
+
+def ellipsize(text: str) -> str:
+    """ErrorCategoryInfo.Ellipsize (ErrorPackage.cs): a text over 40 characters becomes its first and last 19 around
+    an ellipsis (ErrorPackage.resx `Ellipsize`: "{0}\u2026{1}"), in ErrorCategory_Message only."""
+    return text if len(text) <= 40 else f"{text[:19]}\u2026{text[-19:]}"
 
 
 def error_record(
@@ -418,7 +426,7 @@ def error_record(
     reason = reason or exception_types[0].rsplit(".", 1)[-1]
     target_name = "" if target is None else str(target)
     target_type = "" if target is None else "String" if isinstance(target, str) else type(target).__name__
-    category_message = f"{category}: ({target_name}:{target_type}) [{activity}], {reason}"
+    category_message = f"{category}: ({ellipsize(target_name)}:{ellipsize(target_type)}) [{ellipsize(activity)}], {reason}"
     ms: typing.List[typing.Tuple[str, typing.Any]] = []
     if write_error_stream:
         ms.append(("writeErrorStream", True))
@@ -524,6 +532,30 @@ def not_recognized(name: str, line: str) -> Obj:
         target=name,
         line=line,
         exception_extra=[("CommandName", name)],
+    )
+
+
+# ParserStrings.resx `ScriptsNotAllowed` (PowerShell v7.4.6, src/System.Management.Automation/resources/
+# ParserStrings.resx; the same text since PowerShell 6.0).
+SCRIPTS_NOT_ALLOWED = "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode."
+
+
+def scripts_not_allowed(script: str) -> Obj:
+    """A script (Command.IsScript) in a NoLanguage runspace. PowerShell v7.4.6, engine/hostifaces/Command.cs,
+    Command.CreateCommandProcessor: `if (IsScript && LanguageMode == NoLanguage && origin == CommandOrigin.Runspace)
+    throw InterpreterError.NewInterpreterException(CommandText, typeof(ParseException), null, "ScriptsNotAllowed",
+    ParserStrings.ScriptsNotAllowed)`: a ParseException (ErrorId ScriptsNotAllowed, category ParserError, the script
+    text as target object, no InvocationInfo: no position). It is thrown while LocalPipeline builds the pipeline
+    (CreatePipelineProcessor), before any command runs; LocalPipeline.InvokeThreadProc catches it as a
+    RuntimeException and sets PipelineState.Failed with it as reason, which the server sends as PIPELINE_STATE(Failed)
+    with ExceptionAsErrorRecord (RemotingEncoder.GeneratePowerShellStateInfo). No ERROR_RECORD message is sent."""
+    return error_record(
+        SCRIPTS_NOT_ALLOWED,
+        ["System.Management.Automation.ParseException", "System.Management.Automation.RuntimeException"],
+        "ScriptsNotAllowed",
+        "ParserError",
+        target=script,
+        exception_extra=[("Errors", None)],
     )
 
 
@@ -765,15 +797,18 @@ def parse_script(text: str) -> typing.List[typing.List[typing.Tuple[str, typing.
 
 
 class Spec:
-    """Command parameters: names in positional order, switches, and their conversions."""
+    """Command parameters: names in positional order, switches, and their conversions; `named` take a value but have
+    no position (Get-Service -DisplayName)."""
 
-    def __init__(self, params: typing.Sequence[str] = (), switches: typing.Sequence[str] = (), remaining: bool = False):
+    def __init__(self, params: typing.Sequence[str] = (), switches: typing.Sequence[str] = (), remaining: bool = False,
+                 named: typing.Sequence[str] = ()):
         self.params = list(params)
         self.switches = list(switches)
         self.remaining = remaining  # extra positionals bind to the first parameter as a list (Write-Output a b c)
+        self.named = list(named)
 
     def bind(self, command: str, args: typing.List[typing.Tuple[typing.Optional[str], typing.Any]]) -> typing.Dict[str, typing.Any]:
-        names = self.params + self.switches
+        names = self.params + self.named + self.switches
         bound: typing.Dict[str, typing.Any] = {}
         positional: typing.List[typing.Any] = []
         for name, value in args:
@@ -803,6 +838,33 @@ class Spec:
                 )
             bound[free.pop(0)] = value
         return bound
+
+
+def as_typed(command: str, args: typing.List[typing.Tuple[typing.Optional[str], typing.Any]], switches: typing.Sequence[str]) -> typing.List[typing.Tuple[typing.Optional[str], typing.Any]]:
+    """A Command object's parameters as PowerShell's server reads them (Command.cs ToCommandParameterInternal, then
+    the binder's ReparseUnboundArguments): a name with its dash is as typed: `-Name:` carries its value, `-Name`
+    alone is a switch or takes the next positional argument; a name without a dash carries its value."""
+    out: typing.List[typing.Tuple[typing.Optional[str], typing.Any]] = []
+    i = 0
+    while i < len(args):
+        name, value = args[i]
+        i += 1
+        if name is None or not name.startswith("-"):
+            out.append((name, value))
+            continue
+        bare = name[1:]
+        if bare.endswith(":"):
+            out.append((bare[:-1], value))
+            continue
+        if any(s.lower() == bare.lower() or s.lower().startswith(bare.lower()) for s in switches):
+            out.append((bare, True))
+            continue
+        if i < len(args) and args[i][0] is None:
+            out.append((bare, args[i][1]))
+            i += 1
+            continue
+        raise CommandError(parameter_error(command, bare, f"Missing an argument for parameter '{bare}'. Specify a parameter of type 'System.Object' and try again."))
+    return out
 
 
 def tokens_to_args(tokens: typing.List[typing.Any], switches: typing.Sequence[str]) -> typing.List[typing.Tuple[typing.Optional[str], typing.Any]]:
@@ -958,7 +1020,8 @@ class Run:
         names = [
             n
             for n in AD_COMMANDS
-            if any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)
+            if self.session.is_visible(n)  # Get-Command lists only the public commands of a restricted session
+            and any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)
             and (not namespaces or any(fnmatch.fnmatchcase("activedirectory", ns.lower()) for ns in namespaces))
         ]
         self.output(metadata_count(len(names)))
@@ -967,9 +1030,13 @@ class Run:
 
     def _invoke(self, ps: psrpcore.PowerShell) -> None:
         # Statements of commands; a command that is a script is parsed into statements of its own.
-        statements: typing.List[typing.List[typing.Tuple[str, typing.List[typing.Tuple[typing.Optional[str], typing.Any]], str]]] = [[]]
+        # In a NoLanguage session a script stays one unparsed entry (name None) that fails when its statement is built.
+        statements: typing.List[typing.List[typing.Tuple[typing.Optional[str], typing.List[typing.Tuple[typing.Optional[str], typing.Any]], str]]] = [[]]
+        no_language = self.session.language_mode == NO_LANGUAGE
         for cmd in ps.commands:
-            if cmd.is_script:
+            if cmd.is_script and no_language:
+                statements[-1].append((None, [], str(cmd.command_text)))
+            elif cmd.is_script:
                 text = str(cmd.command_text)
                 try:
                     parsed = parse_script(text)
@@ -996,14 +1063,20 @@ class Run:
                 statements.append([])
         first = True
         for statement in [s for s in statements if s]:
+            # PowerShell makes every command processor of a pipeline before it runs any (LocalPipeline.
+            # CreatePipelineProcessor): a script refused by NoLanguage or a command that is unknown or private fails
+            # the pipeline before the commands ahead of it have run.
+            for name, _args, line in statement:
+                if name is None:
+                    raise CommandError(scripts_not_allowed(line))
+                if name.lower() not in COMMANDS or not self.session.is_visible(name):
+                    raise CommandError(not_recognized(name, line))
             upstream: typing.Optional[typing.List[typing.Any]] = None
             for index, (name, args, line) in enumerate(statement):
+                assert name is not None
                 last = index == len(statement) - 1
-                entry = COMMANDS.get(name.lower())
-                if entry is None:
-                    raise CommandError(not_recognized(name, line))
-                func, spec = entry
-                bound = spec.bind(entry_name(name), args)
+                func, spec = COMMANDS[name.lower()]
+                bound = spec.bind(entry_name(name), as_typed(entry_name(name), args, spec.switches))
                 if upstream is not None:
                     source: typing.Iterator[typing.Any] = iter(upstream)
                 elif first and not ps.no_input:
@@ -1150,6 +1223,184 @@ def cmd_get_process(ctx: Context, p: dict, _input: typing.Iterator) -> None:
     for pid in ([ids] if isinstance(ids, int) else ids or []):
         for row in [r for r in PROCESSES if r[1] == int(pid)]:
             ctx.output(process_object(*row))
+
+
+SERVICES = [
+    # ServiceName, DisplayName, Status, StartType, DelayedAutoStart, CanStop, CanShutdown, ServiceType (flags), UserName,
+    # BinaryPathName, Description, ServicesDependedOn, DependentServices — a Windows Server 2022 with print spooler off.
+    ("BITS", "Background Intelligent Transfer Service", "Running", "Manual", False, True, False, 48, "LocalSystem",
+     "C:\\Windows\\System32\\svchost.exe -k netsvcs -p",
+     "Transfers files in the background using idle network bandwidth. If the service is disabled, then any applications "
+     "that depend on BITS, such as Windows Update or MSN Explorer, will be unable to automatically download programs "
+     "and other information.", ["RpcSs"], []),
+    ("RpcSs", "Remote Procedure Call (RPC)", "Running", "Automatic", False, False, False, 32, "NT AUTHORITY\\NetworkService",
+     "C:\\Windows\\system32\\svchost.exe -k rpcss -p",
+     "The RPCSS service is the Service Control Manager for COM and DCOM servers. It performs object activations "
+     "requests, object exporter resolutions and distributed garbage collection for COM and DCOM servers. If this "
+     "service is stopped or disabled, programs using COM or DCOM will not function properly. It is strongly "
+     "recommended that you have the RPCSS service running.", ["RpcEptMapper", "DcomLaunch"], ["WinRM", "Spooler", "BITS"]),
+    ("Spooler", "Print Spooler", "Stopped", "Disabled", False, False, False, 272, "LocalSystem",
+     "C:\\Windows\\System32\\spoolsv.exe",
+     "This service spools print jobs and handles interaction with the printer. If you turn off this service, you won't "
+     "be able to print or see your printers.", ["RPCSS", "http"], []),
+    ("sshd", "OpenSSH SSH Server", "Running", "Automatic", False, True, False, 16, "LocalSystem",
+     "C:\\Windows\\System32\\OpenSSH\\sshd.exe",
+     "SSH protocol based service to provide secure encrypted communications between two untrusted hosts over an "
+     "insecure network.", [], []),
+    ("WinRM", "Windows Remote Management (WS-Management)", "Running", "Automatic", False, True, True, 48,
+     "NT AUTHORITY\\NetworkService", "C:\\Windows\\System32\\svchost.exe -k NetworkService -p",
+     "Windows Remote Management (WinRM) service implements the WS-Management protocol for remote management. "
+     "WS-Management is a standard web services protocol used for remote software and hardware management. The WinRM "
+     "service listens on the network for WS-Management requests and processes them.", ["RPCSS", "HTTP"], []),
+]
+SERVICE_STATUS = {"Stopped": 1, "StartPending": 2, "StopPending": 3, "Running": 4, "ContinuePending": 5, "PausePending": 6, "Paused": 7}
+SERVICE_START_MODE = {"Boot": 0, "System": 1, "Automatic": 2, "Manual": 3, "Disabled": 4}
+SERVICE_STARTUP_TYPE = {"InvalidValue": -1, "Automatic": 2, "Manual": 3, "Disabled": 4, "AutomaticDelayedStart": 10}
+SERVICE_TYPE_FLAGS = [("KernelDriver", 1), ("FileSystemDriver", 2), ("Adapter", 4), ("RecognizerDriver", 8),
+                      ("Win32OwnProcess", 16), ("Win32ShareProcess", 32), ("UserService", 64),
+                      ("UserServiceInstance", 128), ("InteractiveProcess", 256)]
+SERVICE_ARRAY = type_list("System.ServiceProcess.ServiceController[]", "System.Array", "System.Object")
+
+
+def service_object(row: tuple, service_name: typing.Optional[str] = None, display_name: typing.Optional[str] = None) -> Obj:
+    """A ServiceController as Get-Service of PowerShell 7.4 writes it to a remote client.
+
+    GetServiceCommand.AddProperties (Service.cs, v7.4.6) adds UserName, Description, DelayedAutoStart, BinaryPathName
+    and StartupType as instance properties, inserting a `System.Service.ServiceController#<name>` type name before the
+    others each time; the type table (TypeTable_Types_Ps1Xml.cs) adds the aliases Name (ServiceName) and
+    RequiredServices (ServicesDependedOn) and ToString() `$this.ServiceName`. The .NET properties (<Props>) follow
+    System.ServiceProcess.ServiceController's declaration order, then Component's. At remoting's serialization depth
+    the ServiceController[] properties are lists of the services' ToString(), and ServiceHandle its type name.
+    `service_name`/`display_name` override the names as the user typed them: `new ServiceController("bits")` keeps
+    "bits" as ServiceName, and a display name typed as -Name keeps that spelling as DisplayName (GenerateNames)."""
+    (name, display, status, start, delayed, can_stop, can_shutdown, stype, user, binary, description, depends,
+     dependents) = row
+    service_name = service_name or name
+    display_name = display_name or display
+    startup = "AutomaticDelayedStart" if start == "Automatic" and delayed else start if start in SERVICE_STARTUP_TYPE else "Disabled"
+    type_text = ", ".join(n for n, bit in SERVICE_TYPE_FLAGS if stype & bit)
+
+    def services(names: typing.List[str]) -> Obj:
+        return Obj(SERVICE_ARRAY, value=("LST", list(names)))
+
+    return Obj(
+        type_list(
+            "System.Service.ServiceController#StartupType", "System.Service.ServiceController#BinaryPathName",
+            "System.Service.ServiceController#DelayedAutoStart", "System.Service.ServiceController#Description",
+            "System.Service.ServiceController#UserName", "System.ServiceProcess.ServiceController",
+            "System.ComponentModel.Component", "System.MarshalByRefObject", "System.Object",
+        ),
+        service_name,
+        props=[
+            ("CanPauseAndContinue", False),
+            ("CanShutdown", can_shutdown and status == "Running"),
+            ("CanStop", can_stop and status == "Running"),
+            ("DisplayName", display_name),
+            ("DependentServices", services(dependents)),
+            ("MachineName", "."),
+            ("ServiceName", service_name),
+            ("ServicesDependedOn", services(depends)),
+            ("StartType", Enum("System.ServiceProcess.ServiceStartMode", start, SERVICE_START_MODE[start])),
+            ("ServiceHandle", "Microsoft.Win32.SafeHandles.SafeServiceHandle"),
+            ("Status", Enum("System.ServiceProcess.ServiceControllerStatus", status, SERVICE_STATUS[status])),
+            ("ServiceType", Enum("System.ServiceProcess.ServiceType", type_text, stype)),
+            ("Site", None),
+            ("Container", None),
+        ],
+        ms=[
+            ("UserName", user),
+            ("Description", description),
+            ("DelayedAutoStart", delayed),
+            ("BinaryPathName", binary),
+            ("StartupType", Enum("Microsoft.PowerShell.Commands.ServiceStartupType", startup, SERVICE_STARTUP_TYPE[startup])),
+            ("Name", service_name),
+            ("RequiredServices", services(depends)),
+        ],
+    )
+
+
+def _wildcard(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _service_error(message: str, error_id: str, service_name: str, target: str, line: str) -> Obj:
+    # ServiceBaseCommand.WriteNonTerminatingError: ServiceCommandException (a SystemException with ServiceName), the
+    # pattern as target object, ErrorCategory.ObjectNotFound.
+    return error_record(
+        message,
+        ["Microsoft.PowerShell.Commands.ServiceCommandException"],
+        f"{error_id},Microsoft.PowerShell.Commands.GetServiceCommand",
+        "ObjectNotFound",
+        activity="Get-Service",
+        target=target,
+        command="Get-Service",
+        line=line,
+        write_error_stream=True,
+        exception_extra=[("ServiceName", service_name)],
+    )
+
+
+def cmd_get_service(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    """Get-Service [[-Name] <string[]>] | -DisplayName <string[]> (MultipleServiceCommandBase, Service.cs v7.4.6).
+
+    -Name: a pattern with wildcards matches ServiceName (case-insensitively); one without is looked up as
+    `new ServiceController(name)` does: as a display name first, then as a service name; a name that matches
+    nothing is a non-terminating NoServiceFoundForGivenName error ("Cannot find any service with service name
+    '{0}'.", ServiceResources.resx). -DisplayName: always a wildcard pattern over DisplayName
+    (NoServiceFoundForGivenDisplayName, "Cannot find any service with display name '{1}'."). The errors are written
+    while matching, before any output; the matches are then deduplicated and sorted by ServiceName."""
+    def as_list(value: typing.Any) -> typing.List[str]:
+        return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+    if "Name" in p and "DisplayName" in p:
+        raise CommandError(
+            error_record(
+                "Parameter set cannot be resolved using the specified named parameters. One or more parameters issued "
+                "cannot be used together or an insufficient number of parameters were provided.",
+                ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
+                "AmbiguousParameterSet,Microsoft.PowerShell.Commands.GetServiceCommand",
+                "InvalidArgument",
+                activity="Get-Service",
+                command="Get-Service",
+                line=ctx.line,
+                exception_extra=[("ParameterName", ""), ("CommandInvocation", None)],
+            )
+        )
+    found: typing.List[typing.Tuple[tuple, str, str]] = []  # (row, ServiceName, DisplayName)
+
+    def add(row: tuple, service_name: str, display_name: str) -> None:
+        if not any(f[1] == service_name for f in found):
+            found.append((row, service_name, display_name))
+
+    if "DisplayName" in p:
+        for pattern in as_list(p["DisplayName"]):
+            rows = [r for r in SERVICES if fnmatch.fnmatchcase(r[1].lower(), pattern.lower())]
+            if not rows and not _wildcard(pattern):
+                ctx.error(_service_error(f"Cannot find any service with display name '{pattern}'.",
+                                         "NoServiceFoundForGivenDisplayName", "", pattern, ctx.line))
+            for r in rows:
+                add(r, r[0], r[1])
+    elif p.get("Name") is None:
+        for r in SERVICES:
+            add(r, r[0], r[1])
+    else:
+        for pattern in as_list(p["Name"]):
+            if _wildcard(pattern):
+                for r in SERVICES:
+                    if fnmatch.fnmatchcase(r[0].lower(), pattern.lower()):
+                        add(r, r[0], r[1])
+                continue
+            by_display = next((r for r in SERVICES if r[1].lower() == pattern.lower()), None)
+            by_name = next((r for r in SERVICES if r[0].lower() == pattern.lower()), None)
+            if by_display is not None:
+                add(by_display, by_display[0], pattern)
+            elif by_name is not None:
+                add(by_name, pattern, by_name[1])
+            else:
+                ctx.error(_service_error(f"Cannot find any service with service name '{pattern}'.",
+                                         "NoServiceFoundForGivenName", pattern, pattern, ctx.line))
+    for row, service_name, display_name in sorted(found, key=lambda f: f[1].lower()):
+        ctx.output(service_object(row, service_name, display_name))
 
 
 def cmd_write_output(ctx: Context, p: dict, _input: typing.Iterator) -> None:
@@ -1420,6 +1671,8 @@ def _register(name: str, func: typing.Callable, spec: Spec) -> None:
 _register("Get-Date", cmd_get_date, Spec())
 _register("$PSVersionTable", cmd_version_table, Spec())
 _register("Get-Process", cmd_get_process, Spec(["Name", "Id"]))
+_register("Get-Service", cmd_get_service, Spec(["Name"], named=["DisplayName"]))
+COMMANDS["gsv"] = COMMANDS["get-service"]
 _register("Write-Output", cmd_write_output, Spec(["InputObject"], ["NoEnumerate"], remaining=True))
 _register("Write-Error", cmd_write_error, Spec(["Message", "Category"]))
 _register("Write-Warning", cmd_write_warning, Spec(["Message"]))
@@ -1552,7 +1805,7 @@ def complete(line: str, cursor: int, location: str) -> typing.Tuple[int, int, ty
     if word.startswith("-") and not first:
         command = re.split(r"[|;({]", before)[-1].split()
         entry = COMMANDS.get(command[0].lower()) if command else None
-        names = (entry[1].params + entry[1].switches) if entry else []
+        names = (entry[1].params + entry[1].named + entry[1].switches) if entry else []
         found = [n for n in names if n.lower().startswith(word[1:].lower())]
         return start, len(word), [completion_result("-" + n, n, "ParameterName", f"[{n}]") for n in found]
     if first:
@@ -1606,6 +1859,32 @@ _register("TabExpansion2", cmd_tab_expansion2, Spec(["inputScript", "cursorColum
 # The session: one runspace pool, its pipelines and what pwsh does with the client's messages
 
 
+FULL_LANGUAGE = "FullLanguage"
+NO_LANGUAGE = "NoLanguage"
+# InitialSessionState.CreateRestrictedForRemoteServer (PowerShell v7.4.6, engine/InitialSessionState.cs): the
+# RestrictedRemoteServer session (LanguageMode NoLanguage) makes every command private but these. The built-in functions
+# `prompt`, `TabExpansion2`… are private too, so a client's prompt query fails with CommandNotFoundException.
+RESTRICTED_REMOTE_SERVER_COMMANDS = [
+    "Get-Command", "Get-FormatData", "Clear-Host", "Select-Object", "Get-Help", "Measure-Object", "Out-Default",
+    "Exit-PSSession",
+]
+# Our NoLanguage default: that list plus what the tests call (JEA's VisibleCmdlets would add them the same way).
+DEFAULT_VISIBLE_COMMANDS = RESTRICTED_REMOTE_SERVER_COMMANDS + ["Get-Service", "Get-Process"]
+
+
+def parse_language(language: typing.Optional[str], visible: typing.Optional[str]) -> typing.Tuple[str, typing.Optional[typing.List[str]]]:
+    """(language mode, visible commands) from their text forms (PSRP_HOST_LANGUAGE, PSRP_HOST_VISIBLE_COMMANDS):
+    FullLanguage (default) or NoLanguage, any case; a comma-separated command list, or None for the default."""
+    mode = FULL_LANGUAGE
+    if language and language.strip():
+        modes = {m.lower(): m for m in (FULL_LANGUAGE, NO_LANGUAGE)}
+        if language.strip().lower() not in modes:
+            raise ValueError(f"language mode {language!r}: FullLanguage or NoLanguage")
+        mode = modes[language.strip().lower()]
+    names = None if visible is None or not visible.strip() else [c.strip() for c in visible.split(",") if c.strip()]
+    return mode, names
+
+
 class PsrpSession:
     """One runspace pool and its pipelines, whatever the transport.
 
@@ -1614,12 +1893,28 @@ class PsrpSession:
     (Get-Objects' fast path). `wait_for_room()` lets a transport hold a producing pipeline back (flow control).
     """
 
-    def __init__(self, fast: bool = False) -> None:
+    def __init__(self, fast: bool = False, language_mode: str = FULL_LANGUAGE,
+                 visible_commands: typing.Optional[typing.Sequence[str]] = None) -> None:
         self.lock = threading.RLock()
         self.pool = HostPool()
         self.runs: typing.Dict[uuid.UUID, Run] = {}
         self.key_exchanged = False
         self.fast = fast  # Get-Objects repeats one serialized object (benchmarks)
+        self.set_language(language_mode, visible_commands)
+
+    def set_language(self, language_mode: str, visible_commands: typing.Optional[typing.Sequence[str]] = None) -> None:
+        """FullLanguage (every command public) or NoLanguage (RestrictedRemoteServer: scripts refused, only
+        `visible_commands` public, DEFAULT_VISIBLE_COMMANDS if None). A visible list applies in either mode."""
+        if language_mode not in (FULL_LANGUAGE, NO_LANGUAGE):
+            raise ValueError(f"language mode {language_mode!r}: FullLanguage or NoLanguage")
+        self.language_mode = language_mode
+        if visible_commands is None and language_mode == NO_LANGUAGE:
+            visible_commands = DEFAULT_VISIBLE_COMMANDS
+        self.visible_commands = None if visible_commands is None else {c.lower() for c in visible_commands}
+
+    def is_visible(self, name: str) -> bool:
+        """Whether the client may call the command (its visibility is Public); aliases count by their own name."""
+        return self.visible_commands is None or name.lower() in self.visible_commands
 
     # -- what a transport provides --
     def flush(self) -> None:

@@ -15,7 +15,7 @@ as PowerShell reads property names (case-insensitively).
 The PowerShell side (HostPool, object shapes, the emulated commands, the session logic) lives in host_core.py and is
 shared with the WS-Management peer winrm_host.py; this file is the out-of-process transport.
 
-Emulated commands: see COMMANDS in host_core.py (`Get-Date`, `$PSVersionTable`, `Get-Process`, `Write-*`,
+Emulated commands: see COMMANDS in host_core.py (`Get-Date`, `$PSVersionTable`, `Get-Process`, `Get-Service`, `Write-*`,
 `Read-Host`, `Get-Credential`, `Test-Choice`, `Test-Prompt`, `Measure-Input`, `Start-Sleep`, `Test-Long`,
 `Get-Objects`, `throw`, `Test-Terminating`, `Test-Progress`). Each runs as a command with parameters or as a script
 that is just such a command line (`Get-Process -Name svchost`, `Write-Output 'a b' | Measure-Input`).
@@ -25,6 +25,14 @@ Environment:
   PSRP_HOST_FAST=1         Get-Objects sends one serialized object again and again (benchmarks)
   PSRP_HOST_ACK_LATE=1     write a <DataAck> after the answers its data produced instead of before them (pwsh can
                            do either: the capability is answered synchronously, the rest asynchronously)
+  PSRP_HOST_LANGUAGE       FullLanguage (default) or NoLanguage: a JEA-like RestrictedRemoteServer session, where a
+                           pipeline with a script (IsScript) fails with PowerShell's ScriptsNotAllowed ParseException
+                           and only the visible commands run (others: CommandNotFoundException, `prompt` and
+                           `TabExpansion2` included); Command objects with parameters work as in FullLanguage
+  PSRP_HOST_VISIBLE_COMMANDS  comma-separated visible commands (NoLanguage default: Get-Command, Get-FormatData,
+                           Clear-Host, Select-Object, Get-Help, Measure-Object, Out-Default, Exit-PSSession — the
+                           RestrictedRemoteServer list — plus Get-Service, Get-Process); also restricts FullLanguage
+sshd.py can serve this NoLanguage host as a second subsystem, `powershell-jea` (Sshd(jea_subsystem=True)).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from host_core import (  # noqa: E402
     Run,
     fragments,
     output_encoder,
+    parse_language,
 )
 
 log = logging.getLogger("psrp_host")
@@ -79,7 +88,8 @@ class Server(PsrpSession):
     """The session over stdin/stdout: one XML element per line (protocol.md §6)."""
 
     def __init__(self, stdin: typing.BinaryIO, stdout: typing.BinaryIO) -> None:
-        super().__init__(fast=os.environ.get("PSRP_HOST_FAST") == "1")
+        language, visible = parse_language(os.environ.get("PSRP_HOST_LANGUAGE"), os.environ.get("PSRP_HOST_VISIBLE_COMMANDS"))
+        super().__init__(fast=os.environ.get("PSRP_HOST_FAST") == "1", language_mode=language, visible_commands=visible)
         self.stdin = stdin
         self.stdout = stdout
         self.ack_late = os.environ.get("PSRP_HOST_ACK_LATE") == "1"
@@ -125,7 +135,7 @@ class Server(PsrpSession):
 
     # -- input --
     def serve(self) -> int:
-        log.info("psrp_host %s started, pid %d", PS_VERSION, os.getpid())
+        log.info("psrp_host %s started, pid %d, %s", PS_VERSION, os.getpid(), self.language_mode)
         while True:
             raw = self.stdin.readline()
             if not raw:

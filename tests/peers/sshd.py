@@ -8,8 +8,13 @@ user `psgate-test` (password PASSWORD, authorized ed25519 and RSA client keys) a
     with Sshd() as info:            # or Sshd(subsystem=False) for a server without the powershell subsystem
         subprocess.run(info.ssh_argv() + ["powershell"])  # ssh -s … psgate-test@127.0.0.1 powershell
 
-From a shell: `python3 tests/peers/sshd.py [--no-subsystem] [--port N]` starts one, prints its details as JSON and
-stops it on Ctrl-C or when stdin closes.
+`Sshd(jea_subsystem=True)` adds a second subsystem, `powershell-jea`: the same host in NoLanguage mode
+(PSRP_HOST_LANGUAGE=NoLanguage, a JEA-like RestrictedRemoteServer session; `jea_visible_commands` sets
+PSRP_HOST_VISIBLE_COMMANDS, else the host's default list). Its wrapper sets both variables itself, so a client's
+SetEnv cannot lift the restriction. The default server has only `powershell`.
+
+From a shell: `python3 tests/peers/sshd.py [--no-subsystem] [--jea-subsystem] [--port N]` starts one, prints its
+details as JSON and stops it on Ctrl-C or when stdin closes.
 
 Each server gets its own folder under $PSGATE_TOOLS/sshd/ (root-owned, 0755: StrictModes refuses anything under a
 world-writable folder such as /tmp) with its own host key, sshd_config, known_hosts, a copy of the test host and
@@ -190,6 +195,7 @@ class SshdInfo:
     sshd_log: str
     host_log_dir: str
     askpass: str  # an SSH_ASKPASS program that prints the password
+    jea_subsystem: typing.Optional[str] = None  # "powershell-jea" (the NoLanguage host) when asked for, else None
 
     def ssh_argv(self, key: typing.Optional[str] = None, password: bool = False, options: typing.Sequence[str] = ()) -> typing.List[str]:
         """`ssh -s` up to (not including) the subsystem name; key defaults to the ed25519 key."""
@@ -217,8 +223,11 @@ class SshdInfo:
 
 class Sshd:
     def __init__(self, subsystem: bool = True, password_auth: bool = True, port: typing.Optional[int] = None,
-                 host_env: typing.Optional[typing.Dict[str, str]] = None) -> None:
+                 host_env: typing.Optional[typing.Dict[str, str]] = None, jea_subsystem: bool = False,
+                 jea_visible_commands: typing.Optional[typing.Sequence[str]] = None) -> None:
         self.subsystem = subsystem
+        self.jea_subsystem = jea_subsystem
+        self.jea_visible_commands = None if jea_visible_commands is None else list(jea_visible_commands)
         self.password_auth = password_auth
         self.port = port
         self.host_env = host_env or {}
@@ -257,20 +266,34 @@ class Sshd:
         os.makedirs(logs)
         os.chown(logs, entry.pw_uid, entry.pw_gid)
         os.chmod(logs, 0o755)
-        wrapper = os.path.join(d, "powershell-subsystem")
-        lines = [
-            "#!/bin/sh",
-            "# The powershell subsystem: psgate's PSRP test host under the system Python.",
-            f"export PYTHONPATH='{site}'",
-            "export PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1",
-            f': "${{PSRP_HOST_LOG:={logs}/host-$$.log}}"',
-            "export PSRP_HOST_LOG",
-        ]
-        lines += [f"export {k}='{v}'" for k, v in self.host_env.items()]
-        lines += [f"exec {SYSTEM_PYTHON} '{os.path.join(d, 'psrp_host.py')}'", ""]
-        with open(wrapper, "w") as f:
-            f.write("\n".join(lines))
-        os.chmod(wrapper, 0o755)
+        def write_wrapper(name: str, comment: str, extra: typing.List[str]) -> str:
+            wrapper = os.path.join(d, name)
+            lines = [
+                "#!/bin/sh",
+                f"# {comment}",
+                f"export PYTHONPATH='{site}'",
+                "export PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1",
+                f': "${{PSRP_HOST_LOG:={logs}/host-$$.log}}"',
+                "export PSRP_HOST_LOG",
+            ]
+            lines += [f"export {k}='{v}'" for k, v in self.host_env.items()]
+            lines += extra
+            lines += [f"exec {SYSTEM_PYTHON} '{os.path.join(d, 'psrp_host.py')}'", ""]
+            with open(wrapper, "w") as f:
+                f.write("\n".join(lines))
+            os.chmod(wrapper, 0o755)
+            return wrapper
+
+        wrapper = write_wrapper("powershell-subsystem", "The powershell subsystem: psgate's PSRP test host under the system Python.", [])
+        jea_wrapper = None
+        if self.jea_subsystem:
+            visible = (["export PSRP_HOST_VISIBLE_COMMANDS='" + ",".join(self.jea_visible_commands) + "'"]
+                       if self.jea_visible_commands is not None else ["unset PSRP_HOST_VISIBLE_COMMANDS"])
+            jea_wrapper = write_wrapper(
+                "powershell-jea-subsystem",
+                "The powershell-jea subsystem: the same host as a NoLanguage (RestrictedRemoteServer-like) session.",
+                ["export PSRP_HOST_LANGUAGE=NoLanguage"] + visible,
+            )
         askpass = os.path.join(d, "askpass")
         with open(askpass, "w") as f:
             f.write(f"#!/bin/sh\necho '{PASSWORD}'\n")
@@ -299,6 +322,8 @@ class Sshd:
         ]
         if self.subsystem:
             conf.append(f"Subsystem powershell {wrapper}")
+        if jea_wrapper is not None:
+            conf.append(f"Subsystem powershell-jea {jea_wrapper}")
         with open(config, "w") as f:
             f.write("\n".join(conf) + "\n")
         os.makedirs("/run/sshd", exist_ok=True)
@@ -318,6 +343,7 @@ class Sshd:
             host="127.0.0.1", port=port, user=USER, password=PASSWORD, key_ed25519=keys["ed25519"], key_rsa=keys["rsa"],
             known_hosts=known, host_key_line=host_pub, subsystem="powershell" if self.subsystem else None, dir=d,
             sshd_log=sshd_log, host_log_dir=logs, askpass=askpass,
+            jea_subsystem="powershell-jea" if jea_wrapper is not None else None,
         )
         return self.info
 
@@ -348,12 +374,18 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-subsystem", action="store_true", help="no powershell subsystem (a 'missing subsystem' peer)")
+    parser.add_argument("--jea-subsystem", action="store_true",
+                        help="also a powershell-jea subsystem: the host in NoLanguage mode (PSRP_HOST_LANGUAGE=NoLanguage)")
+    parser.add_argument("--jea-visible-commands", metavar="A,B,…",
+                        help="with --jea-subsystem: its visible commands (PSRP_HOST_VISIBLE_COMMANDS; default the host's list)")
     parser.add_argument("--no-password", action="store_true", help="keys only")
     parser.add_argument("--port", type=int)
     parser.add_argument("--host-env", action="append", default=[], metavar="NAME=VALUE", help="environment for the test host, e.g. PSRP_HOST_FAST=1")
     args = parser.parse_args()
     env = dict(kv.split("=", 1) for kv in args.host_env)
-    server = Sshd(subsystem=not args.no_subsystem, password_auth=not args.no_password, port=args.port, host_env=env)
+    visible = None if args.jea_visible_commands is None else [c.strip() for c in args.jea_visible_commands.split(",") if c.strip()]
+    server = Sshd(subsystem=not args.no_subsystem, password_auth=not args.no_password, port=args.port, host_env=env,
+                  jea_subsystem=args.jea_subsystem, jea_visible_commands=visible)
     info = server.start()
     print(info.to_json(), flush=True)
     print("# try: " + " ".join(info.ssh_argv()) + " powershell", file=sys.stderr, flush=True)

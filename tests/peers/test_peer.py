@@ -1,6 +1,7 @@
 """The PSRP test host checked by independent clients, and against the recorded Windows traffic.
 
-(a) psrpcore's client role over the out-of-process framing (client.py), the host as a local process like `pwsh -s`;
+(a) psrpcore's client role over the out-of-process framing (client.py), the host as a local process like `pwsh -s`,
+    in FullLanguage and in NoLanguage mode (a JEA RestrictedRemoteServer-like session, also as sshd's powershell-jea);
 (b) the same core set over a real OpenSSH sshd (`ssh -s … powershell`), key (ed25519, RSA) and password login;
 (c) devious-pypsrp 1.0.1 (pypsrp's `psrp` package, asyncssh) over SSH, in its own virtual environment;
 (d) the host's messages have the same shape as what Windows servers sent in shared/fixtures/winrm-recorded.
@@ -219,6 +220,53 @@ def test_get_process(local: Session) -> None:
     (err,) = r.error
     assert err.FullyQualifiedErrorId == "NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.GetProcessCommand"
     assert category_messages(local, r.pipeline_id) == ["ObjectNotFound: (nosuch:String) [Get-Process], ProcessCommandException"]
+
+
+SERVICE_TYPES = [
+    "Deserialized.System.Service.ServiceController#StartupType", "Deserialized.System.Service.ServiceController#BinaryPathName",
+    "Deserialized.System.Service.ServiceController#DelayedAutoStart", "Deserialized.System.Service.ServiceController#Description",
+    "Deserialized.System.Service.ServiceController#UserName", "Deserialized.System.ServiceProcess.ServiceController",
+    "Deserialized.System.ComponentModel.Component", "Deserialized.System.MarshalByRefObject", "Deserialized.System.Object",
+]
+SCRIPTS_NOT_ALLOWED = "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode."
+
+
+def assert_bits(service: typing.Any, name: str = "bits") -> None:
+    assert service.PSTypeNames == SERVICE_TYPES
+    assert str(service) == name and service.Name == name and service.ServiceName == name
+    assert service.DisplayName == "Background Intelligent Transfer Service"
+    assert str(service.Status) == "Running" and int(service.Status) == 4
+    assert service.Status.PSTypeNames[0] == "Deserialized.System.ServiceProcess.ServiceControllerStatus"
+    assert str(service.StartType) == "Manual" and int(service.StartType) == 3
+    assert str(service.StartupType) == "Manual" and service.CanStop is True and service.MachineName == "."
+    assert list(service.RequiredServices) == list(service.ServicesDependedOn) == ["RpcSs"]
+
+
+def test_get_service(local: Session) -> None:
+    # As a script and as a command (positional and named), like Get-Process.
+    for r in (local.run("Get-Service -Name bits"), local.run_command("Get-Service", "bits"),
+              local.run_command("Get-Service", Name="bits")):
+        assert r.state == PSInvocationState.Completed and not r.error
+        (service,) = r.output
+        assert_bits(service)
+    # Wildcards match the service names, sorted as Get-Service sorts them; a stopped service.
+    assert [str(s) for s in local.run("Get-Service").output] == ["BITS", "RpcSs", "Spooler", "sshd", "WinRM"]
+    (spooler,) = local.run_command("Get-Service", Name="spool*").output
+    assert spooler.Name == "Spooler" and str(spooler.Status) == "Stopped" and int(spooler.Status) == 1
+    assert spooler.CanStop is False
+    (winrm,) = local.run_command("Get-Service", DisplayName="Windows Remote*").output
+    assert (winrm.Name, str(winrm.Status)) == ("WinRM", "Running")
+    # A name without wildcards that matches nothing is a non-terminating error: the pipeline completes, the rest is
+    # still written.
+    r = local.run_command("Get-Service", Name=["nosuch", "WinRM", "b*"])
+    assert r.state == PSInvocationState.Completed and [s.Name for s in r.output] == ["BITS", "WinRM"]
+    (err,) = r.error
+    assert str(err) == "Cannot find any service with service name 'nosuch'."
+    assert err.FullyQualifiedErrorId == "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand"
+    assert err.Exception.ServiceName == "nosuch" and err.TargetObject == "nosuch"
+    assert category_messages(local, r.pipeline_id) == ["ObjectNotFound: (nosuch:String) [Get-Service], ServiceCommandException"]
+    r = local.run("Get-Service -Name nosuch; Write-Output after")
+    assert r.state == PSInvocationState.Completed and r.output == ["after"] and len(r.error) == 1
 
 
 def test_output_and_error_streams(local: Session) -> None:
@@ -502,6 +550,90 @@ def test_error_record_and_metadata_shapes(local: Session) -> None:
     assert _ms_names(ours_meta[1]) == _ms_names(win_meta[1]), "CmdletInfo properties"
 
 
+# -- NoLanguage: a JEA-like RestrictedRemoteServer session (PSRP_HOST_LANGUAGE=NoLanguage) --------------------------
+
+
+@pytest.fixture(scope="module")
+def no_language(tmp_path_factory: pytest.TempPathFactory) -> typing.Iterator[Session]:
+    tmp = tmp_path_factory.mktemp("nolanguage")
+    with Session.spawn(host_argv(), env=host_env(tmp, PSRP_HOST_LANGUAGE="NoLanguage")) as s:
+        s.open()
+        yield s
+
+
+def assert_scripts_not_allowed(s: Session, r: typing.Any, script: str) -> None:
+    assert r.state == PSInvocationState.Failed and not r.output and not r.error
+    reason = r.reason
+    assert str(reason) == reason.Exception.Message == SCRIPTS_NOT_ALLOWED
+    assert reason.FullyQualifiedErrorId == "ScriptsNotAllowed" and int(reason.CategoryInfo.Category) == 17  # ParserError
+    assert reason.Exception.PSTypeNames[:3] == [
+        "Deserialized.System.Management.Automation.ParseException",
+        "Deserialized.System.Management.Automation.RuntimeException", "Deserialized.System.SystemException",
+    ]
+    assert reason.TargetObject == script
+    # PowerShell reports it in PIPELINE_STATE(Failed) only: no ERROR_RECORD message.
+    assert [t for t, _ in result_messages(s, r.pipeline_id)] == [0x00041006]
+    assert category_messages(s, r.pipeline_id) == [f"ParserError: ({script}:String) [], ParseException"]
+
+
+def assert_not_recognized(r: typing.Any, name: str) -> None:
+    assert r.state == PSInvocationState.Failed and not r.output
+    assert r.reason.FullyQualifiedErrorId == "CommandNotFoundException"
+    assert str(r.reason) == (
+        f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, or operable program. "
+        "Check the spelling of the name, or if a path was included, verify that the path is correct and try again."
+    )
+
+
+def test_no_language_runs_visible_commands(no_language: Session) -> None:
+    for r in (no_language.run_command("Get-Service", Name="bits"), no_language.run_command("Get-Service", "bits")):
+        assert r.state == PSInvocationState.Completed and not r.error
+        (service,) = r.output
+        assert_bits(service)
+    r = no_language.run_command("Get-Service", Name="nosuch")
+    assert r.state == PSInvocationState.Completed and [e.FullyQualifiedErrorId for e in r.error] == [
+        "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand"
+    ]
+    assert [p.Id for p in no_language.run_command("Get-Process", Name="svchost").output] == [812, 1020, 1544]
+    ps = no_language.powershell()  # a pipeline of commands is no script either
+    ps.add_command("Get-Process").add_parameter("Name", "pwsh")
+    assert [p.Id for p in no_language.invoke(ps).output] == [6020]
+
+
+@pytest.mark.parametrize("script", ["Get-Service -Name bits", "Get-Date", "prompt", "$PSVersionTable"])
+def test_no_language_refuses_scripts(no_language: Session, script: str) -> None:
+    assert_scripts_not_allowed(no_language, no_language.run(script), script)
+
+
+def test_no_language_refuses_a_script_anywhere_in_the_pipeline(no_language: Session) -> None:
+    # The whole pipeline is built before any of it runs: the visible command ahead of the script does not run.
+    ps = no_language.powershell()
+    ps.add_command("Get-Service").add_parameter("Name", "nosuch")
+    ps.add_script("Get-Process")
+    assert_scripts_not_allowed(no_language, no_language.invoke(ps), "Get-Process")
+
+
+@pytest.mark.parametrize("name", ["Get-Date", "prompt", "TabExpansion2", "Write-Output", "gsv", "$PSVersionTable"])
+def test_no_language_hides_other_commands(no_language: Session, name: str) -> None:
+    assert_not_recognized(no_language.run_command(name), name)
+
+
+def test_no_language_command_metadata_lists_only_visible_commands(no_language: Session) -> None:
+    (count,) = no_language.get_command_metadata("*-ADUser").output
+    assert count.Count == 0
+
+
+def test_no_language_visible_commands_are_configurable(tmp_path: Path) -> None:
+    env = host_env(tmp_path, PSRP_HOST_LANGUAGE="nolanguage", PSRP_HOST_VISIBLE_COMMANDS="Get-Date, Get-ADUser")
+    with Session.spawn(host_argv(), env=env) as s:
+        s.open()
+        assert isinstance(s.run_command("Get-Date").output[0], datetime.datetime)
+        assert_not_recognized(s.run_command("Get-Service", Name="bits"), "Get-Service")
+        assert [c.Name for c in s.get_command_metadata("*-ADUser").output[1:]] == ["Get-ADUser"]
+        assert_scripts_not_allowed(s, s.run("Get-Date"), "Get-Date")
+        s.close()
+
+
 # -- (b) the same over a real sshd -------------------------------------------------------------------------------------
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="starting sshd and creating the test user need root")
@@ -567,6 +699,26 @@ def test_ssh_host_key_is_checked(ssh_server: sshd.SshdInfo, tmp_path: Path) -> N
     argv = [a.replace(ssh_server.known_hosts, str(wrong)) for a in ssh_server.ssh_argv()] + ["powershell"]
     p = subprocess.run(argv, input=b"", capture_output=True, timeout=20)
     assert p.returncode == 255 and b"HOST IDENTIFICATION HAS CHANGED" in p.stderr
+
+
+@needs_root
+def test_ssh_jea_subsystem() -> None:
+    # A second subsystem, powershell-jea: the same host in NoLanguage mode; powershell stays FullLanguage.
+    with sshd.Sshd(jea_subsystem=True) as info:
+        assert (info.subsystem, info.jea_subsystem) == ("powershell", "powershell-jea")
+        # SetEnv is refused for its language: the subsystem's wrapper sets PSRP_HOST_LANGUAGE itself.
+        with Session(Transport(info.ssh_argv(options=["-o", "SetEnv=PSRP_HOST_LANGUAGE=FullLanguage"]) + ["powershell-jea"])) as s:
+            s.open()
+            (service,) = s.run_command("Get-Service", Name="bits").output
+            assert_bits(service)
+            assert_scripts_not_allowed(s, s.run("Get-Service -Name bits"), "Get-Service -Name bits")
+            assert_not_recognized(s.run_command("prompt"), "prompt")
+            s.close()
+        with Session(Transport(info.ssh_argv() + ["powershell"])) as s:
+            s.open()
+            assert_bits(s.run("Get-Service -Name bits").output[0])
+            assert s.run_command("prompt").output == ["PS C:\\Users\\psgate> "]
+            s.close()
 
 
 @needs_root

@@ -4,7 +4,7 @@ pypsrp 0.9.1's own `RunspacePool` and `PowerShell` classes (the WinRM client of 
 peer over HTTP with NTLM and MS-WSMV message encryption, over HTTPS with NTLM (channel binding checked) and with
 Basic: every emulated command, every stream, host calls, input, stop, the OperationTimeout fault, disconnect and
 reconnect, connect from a new client (get_runspace_pools), idle timeout, Block/Drop buffering, quotas, unknown
-configurations and authentication failures. The responses have the same shapes as the ones Windows sent in
+configurations, a NoLanguage (JEA-like) configuration and authentication failures. The responses have the same shapes as the ones Windows sent in
 shared/fixtures/winrm-recorded.
 
 Run: `$PSGATE_PYTHON -m pytest tests/peers/test_winrm_peer.py -q` (each test starts its own peers on free loopback
@@ -250,6 +250,46 @@ def test_terminating_errors(pool: RunspacePool, script: str, message: str, error
     assert str(reason).startswith(message) and reason.fq_error == error_id
 
 
+def get_service(rp: RunspacePool, **params: typing.Any) -> PowerShell:
+    """Get-Service as a Command object (IsScript false), as Invoke-Command -ScriptBlock is not: pypsrp's add_cmdlet."""
+    ps = PowerShell(rp)
+    ps.add_cmdlet("Get-Service")
+    for name, value in params.items():
+        ps.add_parameter(name, value)
+    ps.invoke()
+    return ps
+
+
+def assert_bits(service: typing.Any) -> None:
+    assert service.types[:6] == [  # pypsrp drops the "Deserialized." prefix
+        "System.Service.ServiceController#StartupType", "System.Service.ServiceController#BinaryPathName",
+        "System.Service.ServiceController#DelayedAutoStart", "System.Service.ServiceController#Description",
+        "System.Service.ServiceController#UserName", "System.ServiceProcess.ServiceController",
+    ]
+    assert service.types[6:] == ["System.ComponentModel.Component", "System.MarshalByRefObject", "System.Object"]
+    assert str(service) == "bits" and prop(service, "Name") == prop(service, "ServiceName") == "bits"
+    assert prop(service, "DisplayName") == "Background Intelligent Transfer Service"
+    assert str(prop(service, "Status")) == "Running" and prop(service, "CanStop") is True
+    assert str(prop(service, "StartType")) == "Manual" and str(prop(service, "StartupType")) == "Manual"
+
+
+def test_get_service(pool: RunspacePool) -> None:
+    for ps in (run(pool, "Get-Service -Name bits"), get_service(pool, Name="bits")):
+        assert ps.state == PSInvocationState.COMPLETED and not ps.had_errors
+        (service,) = ps.output
+        assert_bits(service)
+    # A name that matches nothing is a non-terminating error: the pipeline goes on and completes.
+    for ps in (run(pool, "Get-Service -Name nosuch; Get-Service WinRM"), get_service(pool, Name=["nosuch", "WinRM"])):
+        assert ps.state == PSInvocationState.COMPLETED
+        assert [str(s) for s in ps.output] == ["WinRM"] and str(prop(ps.output[0], "Status")) == "Running"
+        (err,) = ps.streams.error
+        assert str(err) == "Cannot find any service with service name 'nosuch'."
+        assert err.fq_error == "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand"
+        assert err.message == "ObjectNotFound: (nosuch:String) [Get-Service], ServiceCommandException"
+    (spooler,) = get_service(pool, Name="Spool*").output
+    assert str(spooler) == "Spooler" and str(prop(spooler, "Status")) == "Stopped"
+
+
 def test_host_calls_and_secure_strings(pool: RunspacePool) -> None:
     ui = pool.host.ui
     assert run(pool, "Read-Host").output == ["typed by pypsrp"]
@@ -360,6 +400,64 @@ def test_unknown_configuration_and_a_named_one(http_peer: Peer) -> None:
     with RunspacePool(http_peer.wsman(), configuration_name="PowerShell.7") as rp:
         assert rp.shell.resource_uri.endswith("/PowerShell.7")
         assert run(rp, "Write-Output seven").output == ["seven"]
+
+
+SCRIPTS_NOT_ALLOWED = "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode."
+
+
+def assert_not_recognized(ps: PowerShell, name: str) -> None:
+    assert ps.state == PSInvocationState.FAILED and ps.had_errors and not ps.output
+    (reason,) = ps.streams.error
+    assert reason.fq_error == "CommandNotFoundException"
+    assert str(reason).startswith(f"The term '{name}' is not recognized as the name of a cmdlet, function, script file")
+
+
+def test_no_language_configuration(tmp_path: Path) -> None:
+    # A JEA-like RestrictedRemoteServer endpoint: Command objects run, scripts and invisible commands are refused.
+    with Peer(tmp_path, "--restricted-configuration", "PSGate.JEA") as peer:
+        with RunspacePool(peer.wsman(), configuration_name="PSGate.JEA", host=host()) as rp:
+            assert rp.shell.resource_uri.endswith("/PSGate.JEA")
+            ps = get_service(rp, Name="bits")
+            assert ps.state == PSInvocationState.COMPLETED and not ps.had_errors
+            (service,) = ps.output
+            assert_bits(service)
+            ps = get_service(rp, Name="nosuch")
+            assert ps.state == PSInvocationState.COMPLETED and [e.fq_error for e in ps.streams.error] == [
+                "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand"
+            ]
+            ps = PowerShell(rp)
+            ps.add_cmdlet("Get-Process").add_argument("explorer")  # positional, as in FullLanguage
+            assert [str(p) for p in ps.invoke()] == ["System.Diagnostics.Process (explorer)"]
+            for script in ("Get-Service -Name bits", "Get-Date"):
+                ps = run(rp, script)
+                assert ps.state == PSInvocationState.FAILED and ps.had_errors and not ps.output
+                (reason,) = ps.streams.error
+                assert str(reason) == SCRIPTS_NOT_ALLOWED and reason.fq_error == "ScriptsNotAllowed"
+                assert reason.category == 17 and reason.reason == "ParseException"  # ErrorCategory.ParserError
+                assert reason.message == f"ParserError: ({script}:String) [], ParseException"
+                assert reason.exception.types[:2] == [
+                    "System.Management.Automation.ParseException", "System.Management.Automation.RuntimeException"
+                ]
+            for name in ("Get-Date", "prompt", "TabExpansion2"):
+                ps = PowerShell(rp)
+                ps.add_cmdlet(name)
+                ps.invoke()
+                assert_not_recognized(ps, name)
+            assert rp.get_command_metadata("*-ADUser") == []
+        # The same server's default configuration is FullLanguage.
+        with RunspacePool(peer.wsman()) as rp:
+            assert_bits(run(rp, "Get-Service -Name bits").output[0])
+            assert run(rp, "prompt").output == ["PS C:\\Users\\psgate> "]
+    # --visible-commands replaces the visible list.
+    with Peer(tmp_path, "--restricted-configuration", "Narrow", "--visible-commands", "Get-Date") as peer:
+        with RunspacePool(peer.wsman(), configuration_name="Narrow") as rp:
+            ps = PowerShell(rp)
+            ps.add_cmdlet("Get-Date")
+            assert len(ps.invoke()) == 1 and ps.state == PSInvocationState.COMPLETED
+            ps = PowerShell(rp)
+            ps.add_cmdlet("Get-Service").add_parameter("Name", "bits")
+            ps.invoke()
+            assert_not_recognized(ps, "Get-Service")
 
 
 def test_server_config_get(http_peer: Peer) -> None:

@@ -8,7 +8,17 @@ anything else — …/signal/terminate — releases the command), Delete, Discon
 Reconnect, Connect (connectXml → connectResponseXml, and per command), Enumerate (+ Pull) of shells and commands,
 WS-Transfer Get of the configuration (cfg:Config with MaxEnvelopeSizekb …) and of a shell. The PowerShell side is
 the same as the out-of-process test host's: psrpcore 0.3.1's server role with the emulated commands of host_core.py
-(Get-Date, Get-Process, every stream, host calls, pipeline input, Test-Long, Get-Objects with a fast mode, …).
+(Get-Date, Get-Process, Get-Service, every stream, host calls, pipeline input, Test-Long, Get-Objects with a fast
+mode, …).
+
+Session configurations: `--configuration NAME` (repeatable; default Microsoft.PowerShell and PowerShell.7) are
+FullLanguage; `--restricted-configuration NAME` (repeatable) adds a NoLanguage one, like a JEA endpoint or
+`Register-PSSessionConfiguration -SessionType RestrictedRemoteServer`: a pipeline with a script (IsScript) fails with
+PowerShell's ScriptsNotAllowed ParseException, and only the visible commands run — `--visible-commands A,B,…`, by
+default RestrictedRemoteServer's (Get-Command, Get-FormatData, Clear-Host, Select-Object, Get-Help, Measure-Object,
+Out-Default, Exit-PSSession) plus Get-Service and Get-Process; any other command, `prompt` and `TabExpansion2`
+included, is not recognized (CommandNotFoundException). Command objects with parameters run as in FullLanguage. A
+client picks it by its resource URI, http://schemas.microsoft.com/powershell/NAME (pypsrp: configuration_name=NAME).
 
 Authentication: NTLM through pyspnego 0.12.4's acceptor (offered as `WWW-Authenticate: Negotiate`; the users are an
 NTLM_USER_FILE; raw NTLM tokens, or NTLM inside SPNEGO, whose final token comes back in the 200's WWW-Authenticate as
@@ -38,7 +48,8 @@ Run it with $PSGATE_PYTHON (psrpcore, pyspnego; `source scripts/env.sh`). It pri
 `--tls --cert-out FILE` writes the self-signed certificate to FILE, for a client that should trust it.
 
 `--help` lists the rest: quotas (--max-shells-per-user, --max-concurrent-users,
---max-concurrent-operations-per-user), --idle-timeout, --buffer-bytes, --max-envelope-kb, --fast, --configuration.
+--max-concurrent-operations-per-user), --idle-timeout, --buffer-bytes, --max-envelope-kb, --fast, --configuration,
+--restricted-configuration, --visible-commands.
 
 Where this peer differs from Windows (each a deliberate simplification or a guess where nothing recorded says more):
 - Only the PowerShell plugin: a resource URI outside http://schemas.microsoft.com/powershell/ (the cmd shell, WMI)
@@ -70,6 +81,8 @@ Where this peer differs from Windows (each a deliberate simplification or a gues
   test_psrp_disconnect_runspaces.yml shows there (that response repeats an earlier response's MessageID and object id:
   it looks edited). Object ids continue across a Connect, as in that recording's connectResponseXml.
 - A shell of another user is answered as not found; Windows may answer access denied.
+- A --restricted-configuration emulates only the language mode and the command visibility of RestrictedRemoteServer:
+  its visible commands that the peer does not emulate (Get-Command, Select-Object, Out-Default, …) are not recognized.
 - A request larger than MaxEnvelopeSizekb is refused with DSP0226's wsman:EncodingLimit fault (MaxEnvelopeSize
   detail); its WS-Management code and text are ours. wsman:Locale, DataLocale and OptionSets other than
   WINRS_NOPROFILE are accepted and ignored; protocolversion is not negotiated at the WS-Management layer.
@@ -116,6 +129,7 @@ from host_core import (  # noqa: E402
     FRAGMENT_SIZE,
     NULL_GUID,
     HostPool,
+    NO_LANGUAGE,
     PsrpSession,
     Run,
     fragments,
@@ -352,6 +366,10 @@ class Config:
         self.allow_unencrypted = args.allow_unencrypted
         self.cbt_hardening = args.cbt_hardening
         self.configurations = {c.lower(): c for c in (args.configuration or ["Microsoft.PowerShell", "PowerShell.7"])}
+        self.restricted = {c.lower(): c for c in (args.restricted_configuration or [])}  # NoLanguage configurations
+        self.configurations.update(self.restricted)
+        self.visible_commands = (None if args.visible_commands is None
+                                 else [c.strip() for c in args.visible_commands.split(",") if c.strip()])
         self.idle_timeout = float(args.idle_timeout)
         self.max_envelope_kb = int(args.max_envelope_kb)
         self.max_timeout_ms = int(args.max_timeout_ms)
@@ -829,6 +847,8 @@ class WinRMServer:
         creation = shell_el.find("pwsh:creationXml", NS)
         profile = req.options.get("WINRS_NOPROFILE", "").upper() != "TRUE"
         shell = Shell(self, shell_id, uri, req.user, req.client_ip, req.session_id, idle, profile)
+        if uri[len(PS_URI_PREFIX):].lower() in c.restricted:
+            shell.set_language(NO_LANGUAGE, c.visible_commands)
         mode = _child(shell_el, "BufferMode")
         if mode is not None and (mode.text or "").strip().lower() in ("block", "drop"):
             shell.buffer_mode = (mode.text or "").strip().capitalize()
@@ -840,7 +860,7 @@ class WinRMServer:
             with shell.lock:
                 shell.feed(NULL_GUID, StreamType.default, base64.b64decode(creation.text or ""))
                 shell.flush()
-        log.info("shell %s created for %s (%s)", shell_id, req.user, uri)
+        log.info("shell %s created for %s (%s, %s)", shell_id, req.user, uri, shell.language_mode)
         address = escape(req.to or "")
         return (f"<x:ResourceCreated><a:Address>{address}</a:Address><a:ReferenceParameters><w:ResourceURI>{escape(uri)}</w:ResourceURI>"
                 f'<w:SelectorSet><w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
@@ -1505,6 +1525,13 @@ def parse_args(argv: typing.Optional[typing.Sequence[str]] = None) -> argparse.N
                    help="channel binding over HTTPS (default Relaxed, as Windows: a wrong one is refused, a missing "
                         "one passes); Strict: NTLM and Kerberos must carry it")
     p.add_argument("--configuration", action="append", help="session configuration names (default Microsoft.PowerShell, PowerShell.7)")
+    p.add_argument("--restricted-configuration", action="append", metavar="NAME",
+                   help="a NoLanguage session configuration, like JEA's RestrictedRemoteServer (repeatable): scripts "
+                        "fail with ScriptsNotAllowed, only --visible-commands run")
+    p.add_argument("--visible-commands", metavar="A,B,…",
+                   help="the commands a --restricted-configuration exposes (default: Get-Command, Get-FormatData, "
+                        "Clear-Host, Select-Object, Get-Help, Measure-Object, Out-Default, Exit-PSSession, Get-Service, "
+                        "Get-Process)")
     p.add_argument("--idle-timeout", type=float, default=7200.0, help="default shell IdleTimeout in seconds (7200)")
     p.add_argument("--max-envelope-kb", type=int, default=500, help="MaxEnvelopeSizekb (500)")
     p.add_argument("--max-timeout-ms", type=int, default=60000, help="MaxTimeoutms (60000)")
