@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use psgate_shared::api::{Availability, Completion, ErrorCode, InvocationId, InvocationRecord, InvokeHost, PipelineId, PipelineRecord, PipelineState, RecordKind, RemoteShell, ServerMessage, SessionId, SessionInfo, SessionState, Transport};
+use psgate_shared::api::{LOCAL_SESSION, Availability, Completion, ErrorCode, InvocationId, InvocationRecord, InvokeHost, PipelineId, PipelineRecord, PipelineState, RecordKind, RemoteShell, ServerMessage, SessionId, SessionInfo, SessionState, Transport};
 use psgate_shared::clixml::{self, Content, Item, Object, Property, Value};
 use yew::Reducible;
 
@@ -62,6 +62,8 @@ pub enum Action {
     AskedShells(String),
     /// Close the remote shells list.
     CloseShells,
+    /// The sessions panel asked for new sessions: the first that comes gets the console.
+    AskedSessions,
 }
 
 /// The page state.
@@ -86,6 +88,39 @@ pub struct State {
     /// Grows when a pipeline this page did not start appears (Connect re-attached it): the page then asks the
     /// relay's `history` for its script.
     pub history_wanted: u32,
+    /// The session psgate's prompt has entered (its lines go there; `exit` comes back).
+    pub entered: Option<SessionId>,
+    /// The sessions panel asked for sessions: the console shows the first new one (not those typed at the prompt).
+    pub follow_new: bool,
+    /// The console shown was chosen by the page, not the user: a page that comes back shows the first session's
+    /// console, or psgate's prompt when the prompt has been used.
+    pub auto_active: bool,
+}
+
+/// psgate's own prompt, shown as a console like a session's.
+pub fn local_info() -> SessionInfo {
+    SessionInfo {
+        id: LOCAL_SESSION,
+        name: "psgate".into(),
+        computer_name: "psgate".into(),
+        transport: Transport::Local,
+        state: SessionState::Opened,
+        availability: Availability::Available,
+        reason: None,
+        prompt: Some(LOCAL_PROMPT.into()),
+        configuration_name: None,
+        instance_id: None,
+        can_disconnect: false,
+    }
+}
+
+/// psgate's prompt.
+pub const LOCAL_PROMPT: &str = "PS psgate>";
+
+/// `exit`, `Exit-PSSession` or `exsn` alone: inside an entered session these go to psgate's prompt.
+pub fn is_exit_line(line: &str) -> bool {
+    let t = line.trim().trim_end_matches(';').trim();
+    ["exit", "exit-pssession", "exsn"].iter().any(|w| t.eq_ignore_ascii_case(w))
 }
 
 /// What a WinRM target answered to `get_remote_shells`.
@@ -434,6 +469,9 @@ pub fn host_write(method: &str, args: &[String]) -> Option<(&'static str, Value)
 /// The prompt shown before a command, like Enter-PSSession's: `[COMPUTER]: ` and the remote `prompt`
 /// function's text (`PS>` until it is known).
 pub fn prompt_of(info: Option<&SessionInfo>) -> String {
+    if info.is_some_and(|i| i.id == LOCAL_SESSION) {
+        return LOCAL_PROMPT.into();
+    }
     info.map_or_else(
         || "PS>".to_owned(),
         |i| format!("[{}]: {}", i.computer_name, i.prompt.as_deref().map(str::trim_end).filter(|p| !p.is_empty()).unwrap_or("PS>")),
@@ -524,6 +562,11 @@ impl State {
         self.sessions.iter().find(|s| s.id == id)
     }
 
+    /// The prompt a command of this console was typed at.
+    fn prompt_for(&self, session: SessionId) -> String {
+        if session == LOCAL_SESSION { LOCAL_PROMPT.into() } else { prompt_of(self.session(session)) }
+    }
+
     /// `history`: Invoke-Command runs are brought up to date; on a page that has shown nothing yet, the consoles
     /// are rebuilt from the kept pipelines (their events follow, replayed by the relay).
     fn restore(&mut self, pipelines: Vec<PipelineRecord>, invocations: Vec<InvocationRecord>) {
@@ -548,8 +591,11 @@ impl State {
             // Pipelines Connect re-attached (started elsewhere, or before a relay restart) get their script.
             for p in pipelines {
                 let computer = self.session(p.session).map(|i| i.computer_name.clone()).unwrap_or_default();
+                let local = p.session == LOCAL_SESSION;
                 if let Some(e) = self.entry(p.session, p.pipeline).filter(|e| e.script == CONNECTED_PIPELINE) {
-                    if !p.prompt.is_empty() {
+                    if local {
+                        e.prompt = LOCAL_PROMPT.into();
+                    } else if !p.prompt.is_empty() {
                         e.prompt = format!("[{computer}]: {}", p.prompt);
                     }
                     e.script = p.script;
@@ -569,10 +615,15 @@ impl State {
                 }
                 continue;
             }
-            let Some(computer) = self.session(p.session).map(|i| i.computer_name.clone()) else { continue };
+            let prompt = if p.session == LOCAL_SESSION {
+                LOCAL_PROMPT.to_owned()
+            } else {
+                let Some(computer) = self.session(p.session).map(|i| i.computer_name.clone()) else { continue };
+                format!("[{computer}]: {}", p.prompt)
+            };
             let console = self.consoles.entry(p.session).or_default();
             let at = console.entries.partition_point(|e| e.pipeline.is_some_and(|q| q < p.pipeline));
-            console.entries.insert(at, Entry { prompt: format!("[{computer}]: {}", p.prompt), script: p.script.clone(), pipeline: Some(p.pipeline), ..Entry::default() });
+            console.entries.insert(at, Entry { prompt, script: p.script.clone(), pipeline: Some(p.pipeline), ..Entry::default() });
             console.history.push(p.script);
             if !p.finished {
                 console.running = Some(p.pipeline);
@@ -582,9 +633,14 @@ impl State {
 
     fn keep_consistent(&mut self) {
         let ids: Vec<SessionId> = self.sessions.iter().map(|s| s.id).collect();
-        self.consoles.retain(|id, _| ids.contains(id));
-        if self.active.is_none_or(|a| !ids.contains(&a)) {
-            self.active = ids.first().copied();
+        self.consoles.retain(|id, _| *id == LOCAL_SESSION || ids.contains(id));
+        // psgate's prompt is always there: a console whose session went goes back to it.
+        if self.active.is_none_or(|a| a != LOCAL_SESSION && !ids.contains(&a)) {
+            self.active = Some(LOCAL_SESSION);
+        }
+        let prompt_used = self.consoles.get(&LOCAL_SESSION).is_some_and(|c| !c.entries.is_empty());
+        if self.auto_active && self.active == Some(LOCAL_SESSION) && !prompt_used {
+            self.active = ids.first().copied().or(Some(LOCAL_SESSION));
         }
     }
 
@@ -607,7 +663,23 @@ impl State {
         }
         match message {
             ServerMessage::Hello { .. } => {}
+            ServerMessage::PromptState { entered } => {
+                // Enter-PSSession shows the session's console; exit brings psgate's prompt back.
+                self.auto_active = false;
+                match entered {
+                    Some(id) => self.active = Some(id),
+                    None if self.entered.is_some() && self.active == self.entered => self.active = Some(LOCAL_SESSION),
+                    None => {}
+                }
+                self.entered = entered;
+            }
             ServerMessage::Sessions { sessions } => {
+                if self.follow_new
+                    && let Some(new) = sessions.iter().find(|s| self.session(s.id).is_none())
+                {
+                    self.active = Some(new.id);
+                    self.follow_new = false;
+                }
                 self.sessions = sessions;
                 self.keep_consistent();
             }
@@ -617,12 +689,20 @@ impl State {
                 } else if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session.id) {
                     *s = session;
                 } else {
+                    if std::mem::take(&mut self.follow_new) {
+                        self.active = Some(session.id);
+                    }
                     self.sessions.push(session);
                     self.sessions.sort_by_key(|s| s.id);
                 }
                 self.keep_consistent();
             }
-            ServerMessage::History { pipelines, invocations } => self.restore(pipelines, invocations),
+            ServerMessage::History { pipelines, invocations } => {
+                self.restore(pipelines, invocations);
+                if self.auto_active && self.consoles.get(&LOCAL_SESSION).is_some_and(|c| !c.entries.is_empty()) {
+                    self.active = Some(LOCAL_SESSION);
+                }
+            }
             ServerMessage::Completions { session, input, cursor, replacement_index, replacement_length, matches } => {
                 if let Some(console) = self.consoles.get_mut(&session) {
                     console.completions = Some(Rc::new(Completions { input, cursor, replacement_index, replacement_length, matches }));
@@ -638,7 +718,7 @@ impl State {
             }
             ServerMessage::RemoteShells { computer_name, shells } => self.remote_shells = Some(RemoteShells { computer_name, shells: Some(shells), error: None }),
             ServerMessage::PipelineStarted { session, pipeline } => {
-                let prompt = prompt_of(self.session(session));
+                let prompt = self.prompt_for(session);
                 let console = self.consoles.entry(session).or_default();
                 console.running = Some(pipeline);
                 // Connect re-attached a pipeline this console shows running: its output goes on there. (An ended one
@@ -667,7 +747,12 @@ impl State {
                 }
             }
             ServerMessage::HostCall { session, pipeline, call_id, method, args, .. } => {
-                if call_id < 0 {
+                if call_id < 0 && method == "SetBufferContents1" {
+                    // Clear-Host: the console keeps only the command that cleared it.
+                    if let Some(console) = self.consoles.get_mut(&session) {
+                        console.entries.retain(|e| e.pipeline == Some(pipeline));
+                    }
+                } else if call_id < 0 {
                     // Write-Host and friends, as the host shows them.
                     if let Some((stream, value)) = host_write(&method, &args)
                         && let Some(e) = self.output_of(session, pipeline)
@@ -784,7 +869,17 @@ impl Reducible for State {
     fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
         let mut s = (*self).clone();
         match action {
-            Action::LoggedIn(user) => s.auth = Auth::LoggedIn(user),
+            Action::AskedSessions => {
+                s.follow_new = true;
+                s.auto_active = false;
+            }
+            Action::LoggedIn(user) => {
+                s.auth = Auth::LoggedIn(user);
+                if s.active.is_none() {
+                    s.active = Some(LOCAL_SESSION);
+                    s.auto_active = true;
+                }
+            }
             Action::LoggedOut(reason) => s = State { auth: Auth::LoggedOut(reason), ..State::default() },
             Action::Socket(Event::Open) => s.link = Link::Open,
             Action::Socket(Event::Closed { retry_ms }) => {
@@ -802,9 +897,13 @@ impl Reducible for State {
             Action::Socket(Event::Garbled(e)) => s.notices.push(format!("the relay sent a message this page does not understand: {e}")),
             // The relay ended the login (idle, expired, logged out elsewhere): the login page, with the reason.
             Action::Socket(Event::LoggedOut(reason)) => s = State { auth: Auth::LoggedOut(Some(reason)), ..State::default() },
-            Action::Select(id) => s.active = Some(id),
+            Action::Select(id) => {
+                s.active = Some(id);
+                s.auto_active = false;
+            }
             Action::Ran(session, script) => {
-                let prompt = prompt_of(s.session(session));
+                s.auto_active = false;
+                let prompt = s.prompt_for(session);
                 let console = s.consoles.entry(session).or_default();
                 if !script.trim().is_empty() && console.history.last() != Some(&script) {
                     console.history.push(script.clone());
@@ -880,6 +979,7 @@ mod tests {
     fn started() -> Vec<Action> {
         vec![
             Action::LoggedIn("demo".into()),
+            Action::AskedSessions,
             msg(ServerMessage::Sessions { sessions: vec![info(1, SessionState::Opened)] }),
             Action::Ran(S, "Get-Process".into()),
             msg(ServerMessage::PipelineStarted { session: S, pipeline: P }),
@@ -887,7 +987,41 @@ mod tests {
     }
 
     #[test]
-    fn the_first_session_gets_the_console_and_its_prompt() {
+    fn psgate_s_prompt_has_the_console_until_the_panel_makes_a_session() {
+        let s = run([Action::LoggedIn("demo".into())]);
+        assert_eq!(s.active, Some(LOCAL_SESSION));
+        // A page that comes back to the user's sessions, the prompt unused, shows the first session's console.
+        let back = s.clone().reduce(msg(ServerMessage::Sessions { sessions: vec![info(1, SessionState::Opened)] }));
+        assert_eq!(back.active, Some(S));
+        // A session typed at the prompt leaves the prompt where it is.
+        let s = s.reduce(Action::Ran(LOCAL_SESSION, "New-PSSession".into()));
+        let s = s.reduce(msg(ServerMessage::PipelineStarted { session: LOCAL_SESSION, pipeline: P }));
+        let s = s.reduce(msg(ServerMessage::SessionChanged { session: info(1, SessionState::Opening) }));
+        assert_eq!(s.active, Some(LOCAL_SESSION));
+        assert_eq!(s.consoles[&LOCAL_SESSION].entries[0].prompt, "PS psgate>");
+        // Enter-PSSession shows the session's console; exit brings the prompt back.
+        let s = s.reduce(msg(ServerMessage::PromptState { entered: Some(S) }));
+        assert_eq!((s.active, s.entered), (Some(S), Some(S)));
+        let s = s.reduce(msg(ServerMessage::PromptState { entered: None }));
+        assert_eq!((s.active, s.entered), (Some(LOCAL_SESSION), None));
+        // Clear-Host keeps only the command that cleared.
+        let s = s.reduce(Action::Ran(LOCAL_SESSION, "cls".into()));
+        let s = s.reduce(msg(ServerMessage::PipelineStarted { session: LOCAL_SESSION, pipeline: PipelineId(9) }));
+        let s = s.reduce(msg(ServerMessage::HostCall { session: LOCAL_SESSION, pipeline: PipelineId(9), seq: 1, call_id: -1, method: "SetBufferContents1".into(), args: vec![] }));
+        assert_eq!(s.consoles[&LOCAL_SESSION].entries.iter().map(|e| e.script.as_str()).collect::<Vec<_>>(), ["cls"]);
+        assert!(is_exit_line(" Exit-PSSession ") && is_exit_line("exit;") && !is_exit_line("exit 1"));
+    }
+
+    #[test]
+    fn the_prompts_lines_come_back_from_history() {
+        let record = PipelineRecord { session: LOCAL_SESSION, pipeline: P, script: "$s = New-PSSession".into(), prompt: "PS psgate>".into(), invocation: None, finished: true };
+        let s = run([Action::LoggedIn("demo".into()), msg(ServerMessage::History { pipelines: vec![record], invocations: vec![] })]);
+        let e = &s.consoles[&LOCAL_SESSION].entries[0];
+        assert_eq!((e.prompt.as_str(), e.script.as_str()), ("PS psgate>", "$s = New-PSSession"));
+    }
+
+    #[test]
+    fn a_session_asked_from_the_panel_gets_the_console_and_its_prompt() {
         let s = run(started());
         assert_eq!(s.active, Some(S));
         let c = &s.consoles[&S];
@@ -1037,9 +1171,10 @@ mod tests {
         let s = run(actions);
         assert_eq!(s.sessions.iter().map(|s| s.id).collect::<Vec<_>>(), [SessionId(2)]);
         assert!(!s.consoles.contains_key(&S));
-        assert_eq!(s.active, Some(SessionId(2)));
+        // The console goes back to psgate's prompt, which is always there.
+        assert_eq!(s.active, Some(LOCAL_SESSION));
         let s = s.reduce(msg(ServerMessage::Sessions { sessions: vec![] }));
-        assert_eq!(s.active, None);
+        assert_eq!(s.active, Some(LOCAL_SESSION));
     }
 
     #[test]

@@ -313,6 +313,8 @@ impl Ctx<'_> {
 
     pub fn emit(&mut self, sink: &mut Sink<'_>, value: Value) {
         match sink {
+            // Out-Default writes nothing for $null.
+            Sink::Host if value.is_nil() => {}
             Sink::Host => {
                 let value = self.live(value);
                 self.host.output(value);

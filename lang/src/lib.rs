@@ -32,5 +32,5 @@ pub use cmdlets::names as command_names;
 pub use complete::{Completions, complete};
 pub use error::{ErrorSpec, Category, Failure, ParseError, position_message};
 pub use eval::{Entered, HistoryEntry, Outcome, PSGATE_VERSION, Route, Runspace, is_exit_line};
-pub use parser::parse;
+pub use parser::{is_incomplete, parse};
 pub use remote::{Host, Invocation, RemoteError, RemoteEvent, Remoting, RunId};

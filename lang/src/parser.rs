@@ -1176,3 +1176,17 @@ impl Scan<'_> {
         }
     }
 }
+
+/// Whether a line is unfinished rather than wrong: an unclosed block, parenthesis, string or here-string, or a
+/// trailing pipe or operator, so a console reads the next line (`>> `) instead of reporting an error.
+pub fn is_incomplete(text: &str) -> bool {
+    let Err(e) = parse(text) else { return false };
+    let end = text.trim_end().len();
+    match e.id {
+        "MissingEndCurlyBrace" | "TerminatorExpectedAtEndOfString" | "UnexpectedCharactersAfterHereStringHeader" => true,
+        "MissingEndParenthesisInExpression" | "MissingEndParenthesisInSubexpression" | "EmptyPipeElement" | "ExpectedValueExpression" | "MissingExpressionAfterToken" => {
+            e.span.end as usize >= end
+        }
+        _ => false,
+    }
+}

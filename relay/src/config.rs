@@ -12,6 +12,7 @@
 //! login_minutes = 480                # how long a login lasts
 //! local_command = ["pwsh", "-s", "-NoLogo", "-NoProfile"]   # the local transport's command line
 //! known_hosts = "/etc/psgate/known_hosts"                   # SSH host keys (default ~/.ssh/known_hosts)
+//! accept_new_host_keys = false                              # record a first-seen host's key (a changed one is refused)
 //!
 //! [[allow]]                          # the target allow-list: a target must match one rule
 //! hosts = ["srv*.contoso.com", "10.0.0.5"]
@@ -291,6 +292,8 @@ pub struct Config {
     pub local_command: Option<Vec<String>>,
     /// The known_hosts file for SSH targets (default: `~/.ssh/known_hosts`).
     pub known_hosts: Option<PathBuf>,
+    /// Trust and record the key of an SSH host seen for the first time (a changed key is always refused).
+    pub accept_new_host_keys: bool,
     /// The target allow-list; empty: no target is allowed.
     pub allow: Vec<AllowRule>,
     /// `[auth]`: browser logins.
@@ -314,6 +317,7 @@ impl Default for Config {
             login_minutes: 8 * 60,
             local_command: None,
             known_hosts: None,
+            accept_new_host_keys: false,
             allow: Vec::new(),
             auth: AuthConfig::default(),
             embed: EmbedConfig::default(),

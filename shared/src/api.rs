@@ -18,6 +18,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[serde(transparent)]
 pub struct SessionId(pub u64);
 
+/// psgate's own prompt (`PS psgate>`): `run`, `stop`, `host_response`, `attach` and `complete` with this session
+/// id go to the user's prompt on the relay (its variables, history and jobs, shared by all the user's pages), whose
+/// pipelines' events come as any session's do. No session in `sessions` has it.
+pub const LOCAL_SESSION: SessionId = SessionId(0);
+
 /// A pipeline (one console command) of a session, numbered per relay from 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -708,6 +713,13 @@ server_message! {
         computer_name: String,
         /// Its shells for the user.
         shells: Vec<RemoteShell>,
+    },
+    /// The session psgate's prompt has entered (Enter-PSSession), or none: lines typed then go to that session,
+    /// but `exit` and `Exit-PSSession`, which go to the prompt. Sent after `hello` and whenever it changes.
+    PromptState {
+        /// The entered session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entered: Option<SessionId>,
     },
     /// The answer to `complete`: replace `replacement_length` UTF-16 code units of `input` from
     /// `replacement_index` with one of `matches` (none: nothing completes, or the session was busy).

@@ -5,14 +5,14 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use psgate_shared::api::{ClientMessage, DEFAULT_THROTTLE_LIMIT, FieldAnswer, HostAnswer, OutputBufferingMode, PipelineId, PipelineState, SessionId, SessionInfo, SessionState, Target, Transport, WinrmAuth};
+use psgate_shared::api::{LOCAL_SESSION, ClientMessage, DEFAULT_THROTTLE_LIMIT, FieldAnswer, HostAnswer, OutputBufferingMode, PipelineId, PipelineState, SessionId, SessionInfo, SessionState, Target, Transport, WinrmAuth};
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
 use super::Viewer;
 use super::console::block;
 use crate::api::{self, Event, Socket};
-use crate::app::{Action, Auth, Completions, Console, HostPrompt, Invocation, Link, PromptKind, RemoteShells, State, availability_label, fields_answer, history_step, pipeline_state_name, prompt_of, session_state_label, string_answer, transport_label};
+use crate::app::{Action, Auth, Completions, Console, HostPrompt, Invocation, Link, PromptKind, RemoteShells, State, availability_label, fields_answer, history_step, is_exit_line, local_info, pipeline_state_name, prompt_of, session_state_label, string_answer, transport_label};
 
 /// The page: `/viewer` is the CLIXML viewer, anything else the console.
 #[component]
@@ -126,7 +126,7 @@ fn ConsolePage() -> Html {
         Link::Open => html! { <span class="link open">{ "connected" }</span> },
         Link::Retrying(ms) => html! { <span class="link retrying">{ crate::app::retry_text(ms) }</span> },
     };
-    let active = state.active.and_then(|id| state.session(id).cloned());
+    let active = state.active.and_then(|id| if id == LOCAL_SESSION { Some(local_info()) } else { state.session(id).cloned() });
     html! {
         <>
             <header class="topbar">
@@ -154,6 +154,7 @@ fn ConsolePage() -> Html {
                         info={info.clone()}
                         send={send.clone()}
                         on_action={on_action.clone()}
+                        entered={state.entered}
                     />
                 }
                 <InvokePanel sessions={state.sessions.clone()} invocations={state.invocations.clone()} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open} />
@@ -324,12 +325,13 @@ fn Sessions(props: &SessionsProps) -> Html {
         }
     };
     let onsubmit = {
-        let (read, error, send) = (read.clone(), error.clone(), props.send.clone());
+        let (read, error, send, on_action) = (read.clone(), error.clone(), props.send.clone(), props.on_action.clone());
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             match targets(&read()) {
                 Ok(targets) => {
                     error.set(None);
+                    on_action.emit(Action::AskedSessions);
                     send.emit(ClientMessage::NewSessions { targets });
                 }
                 Err(e) => error.set(Some(e)),
@@ -370,6 +372,16 @@ fn Sessions(props: &SessionsProps) -> Html {
         });
     }
     let remove_all = props.send.reform(|_: MouseEvent| ClientMessage::RemoveSessions { ids: vec![], all: true });
+    // Sessions asked for here (the kiosk's picks, a remote shell's Connect) get the console when they come.
+    let follow_send = {
+        let (send, on_action) = (props.send.clone(), props.on_action.clone());
+        Callback::from(move |m: ClientMessage| {
+            if matches!(m, ClientMessage::NewSessions { .. }) {
+                on_action.emit(Action::AskedSessions);
+            }
+            send.emit(m);
+        })
+    };
     let (transport, use_ssl) = &*shown;
     let winrm = transport == "winrm";
     let disconnect_options = props.sessions.iter().any(|s| s.can_disconnect);
@@ -377,7 +389,7 @@ fn Sessions(props: &SessionsProps) -> Html {
         <section class="panel sessions">
             <h2>{ "Sessions" }</h2>
             if let Some(targets) = props.kiosk.clone() {
-                <super::embed::KioskPicker {targets} send={props.send.clone()} online={props.online} />
+                <super::embed::KioskPicker {targets} send={follow_send.clone()} online={props.online} />
             } else {
             <form class="new-session" {onsubmit}>
                 { field("ComputerName", "new-computers", &refs[0], "text", "localhost, srv01, srv02") }
@@ -399,7 +411,9 @@ fn Sessions(props: &SessionsProps) -> Html {
             </form>
             }
             if let Some(e) = &*error { <p class="form-error" role="alert">{ e }</p> }
-            if let Some(r) = &props.remote_shells { { remote_shells_view(r, &props.sessions, &props.send, &props.on_action, &shells_target) } }
+            if let Some(r) = &props.remote_shells { { remote_shells_view(r, &props.sessions, &follow_send, &props.on_action, &shells_target) } }
+            <button type="button" id="prompt-console" class={classes!("secondary", "prompt-console", (props.active == Some(LOCAL_SESSION)).then_some("active"))}
+                onclick={props.on_action.reform(|_: MouseEvent| Action::Select(LOCAL_SESSION))}>{ "PS psgate>" }</button>
             <table class="sessions-table" id="sessions">
                 { head(&["Id", "Name", "ComputerName", "Transport", "State", "Availability", "ConfigurationName", ""]) }
                 <tbody>
@@ -720,6 +734,9 @@ pub(crate) struct ConsoleProps {
     pub(crate) console: Console,
     pub(crate) send: Callback<ClientMessage>,
     pub(crate) on_action: Callback<Action>,
+    /// The session psgate's prompt entered: `exit` typed in its console goes to the prompt.
+    #[prop_or_default]
+    pub(crate) entered: Option<SessionId>,
 }
 
 #[component]
@@ -749,6 +766,7 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
         let (input, send, on_action, history_pos) = (input.clone(), props.send.clone(), props.on_action.clone(), Rc::clone(&history_pos));
         let (history, running) = (props.console.history.clone(), props.console.running);
         let cycle = cycle.clone();
+        let entered = props.entered == Some(id);
         Callback::from(move |e: KeyboardEvent| {
             let Some(area) = input.cast::<HtmlTextAreaElement>() else { return };
             match e.key().as_str() {
@@ -779,8 +797,10 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
                     let script = area.value();
                     area.set_value("");
                     *history_pos.borrow_mut() = usize::MAX;
-                    on_action.emit(Action::Ran(id, script.clone()));
-                    send.emit(ClientMessage::Run { session: id, script });
+                    // Inside an entered session, `exit` is psgate's prompt's (Exit-PSSession).
+                    let session = if entered && is_exit_line(&script) { LOCAL_SESSION } else { id };
+                    on_action.emit(Action::Ran(session, script.clone()));
+                    send.emit(ClientMessage::Run { session, script });
                 }
                 key @ ("ArrowUp" | "ArrowDown") if !area.value().contains('\n') => {
                     let pos = (*history_pos.borrow()).min(history.len());
@@ -826,7 +846,7 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
     let prompt = prompt_of(Some(&props.info));
     html! {
         <section class="panel session-console">
-            <h2>{ format!("{} · {}", props.info.name, props.info.computer_name) }</h2>
+            <h2>{ if id == LOCAL_SESSION { "psgate · your prompt on the relay".to_owned() } else { format!("{} · {}", props.info.name, props.info.computer_name) } }</h2>
             <div class="console" id="session-console">
                 { for props.console.entries.iter().map(|e| html! {
                     <div class="console-entry" data-pipeline={e.pipeline.map(|p| p.0.to_string())}>

@@ -632,7 +632,14 @@ fn format_value(value: &Value) -> Kind<'_> {
             _ => {}
         }
     }
-    if let Some(view) = views::view_for(value) {
+    // Format-Table and Format-List at psgate's prompt: the objects keep their properties, the first type name
+    // says how to lay them out.
+    let forced = value.as_object().and_then(|o| o.type_names().next()).and_then(|t| match t {
+        "psgate.Format.Table" => Some(Format::Table),
+        "psgate.Format.List" => Some(Format::List),
+        _ => None,
+    });
+    if let Some(view) = views::view_for(value).filter(|_| forced.is_none()) {
         if view.format == Format::Text {
             let text = view.text.map(|c| c.eval(value)).unwrap_or(Value::Nil);
             return text_kind(Stream::Output, scalar_text(&text).unwrap_or_else(|| cell(&text)));
@@ -648,8 +655,8 @@ fn format_value(value: &Value) -> Kind<'_> {
     }
     match value.as_object() {
         Some(obj) if matches!(obj.content, Content::None) && obj.properties().next().is_some() => {
-            let names = views::display_property_set(obj).unwrap_or_else(|| property_names(obj).map(str::to_owned).collect());
-            let format = if names.len() <= 4 { Format::Table } else { Format::List };
+            let names = views::display_property_set(obj).filter(|_| forced.is_none()).unwrap_or_else(|| property_names(obj).map(str::to_owned).collect());
+            let format = forced.unwrap_or(if names.len() <= 4 { Format::Table } else { Format::List });
             let mut key = format!("{format:?}");
             for n in &names {
                 key.push('\u{1}');
@@ -852,6 +859,20 @@ mod tests {
             Some(Block::Progress(g)) => g.bars.iter().map(|b| (b.activity.clone(), b.depth, b.percent, b.completed)).collect(),
             _ => Vec::new(),
         }
+    }
+
+    #[test]
+    fn psgate_s_prompt_output_lays_out_like_powershells() {
+        // A PSSession gets its view's eight columns, whatever its other properties.
+        let session = r#"<Obj><TN><T>System.Management.Automation.Runspaces.PSSession</T><T>System.Object</T></TN><ToString>[PSSession]web</ToString><MS><I32 N="Id">1</I32><S N="Name">web</S><S N="Transport">WSMan</S><S N="ComputerName">srv02</S><S N="ComputerType">RemoteMachine</S><S N="State">Opened</S><S N="ConfigurationName">Microsoft.PowerShell</S><Nil N="InstanceId" /><S N="Availability">Available</S></MS></Obj>"#;
+        let b = blocks(&doc(session));
+        assert_eq!(tables(&b)[0].headings(), ["Id", "Name", "Transport", "ComputerName", "ComputerType", "State", "ConfigurationName", "Availability"]);
+        // Format-List forces a list of the properties kept, Format-Table a table (of six, more than four).
+        let list = r#"<Obj><TN><T>psgate.Format.List</T><T>System.Management.Automation.Runspaces.PSSession</T></TN><MS><I32 N="Id">1</I32><S N="State">Opened</S></MS></Obj>"#;
+        assert_eq!(tables(&blocks(&doc(list)))[0].format, Format::List);
+        let table = r#"<Obj><TN><T>psgate.Format.Table</T></TN><MS><S N="A">1</S><S N="B">1</S><S N="C">1</S><S N="D">1</S><S N="E">1</S><S N="F">1</S></MS></Obj>"#;
+        let t = blocks(&doc(table));
+        assert_eq!((tables(&t)[0].format, tables(&t)[0].headings().len()), (Format::Table, 6));
     }
 
     #[test]

@@ -252,6 +252,48 @@ pub static VIEWS: &[View] = &[
         text: Some(Calc::MatchText),
     },
     View { name: "DateTime", types: &["System.DateTime"], format: Format::Text, fields: &[], group: None, text: Some(Calc::DateText) },
+    // Remoting's views, for what psgate's prompt outputs (pwsh 7's PowerShellCore format data).
+    View {
+        name: "PSSession",
+        types: &["System.Management.Automation.Runspaces.PSSession"],
+        format: Format::Table,
+        fields: &[
+            col("Id", "Id", Right, 3),
+            col("Name", "Name", Left, 15),
+            col("Transport", "Transport", Left, 9),
+            col("ComputerName", "ComputerName", Left, 15),
+            col("ComputerType", "ComputerType", Left, 15),
+            col("State", "State", Left, 13),
+            col("ConfigurationName", "ConfigurationName", Left, 20),
+            col("Availability", "Availability", Right, 13),
+        ],
+        group: None,
+        text: None,
+    },
+    View {
+        name: "Job",
+        types: &["System.Management.Automation.Job"],
+        format: Format::Table,
+        fields: &[
+            col("Id", "Id", Left, 6),
+            col("Name", "Name", Left, 15),
+            col("PSJobTypeName", "PSJobTypeName", Left, 15),
+            col("State", "State", Left, 13),
+            col("HasMoreData", "HasMoreData", Left, 15),
+            col("Location", "Location", Left, 20),
+            col("Command", "Command", Left, 25),
+        ],
+        group: None,
+        text: None,
+    },
+    View {
+        name: "MemberDefinition",
+        types: &["Microsoft.PowerShell.Commands.MemberDefinition"],
+        format: Format::Table,
+        fields: &[line("Name"), line("MemberType"), line("Definition")],
+        group: Some(Group { label: "TypeName", property: "TypeName" }),
+        text: None,
+    },
 ];
 
 /// The Name/Value table of a dictionary (`System.Collections.DictionaryEntry`'s view).

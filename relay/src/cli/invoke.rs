@@ -5,7 +5,7 @@
 //! choices) are answered from the terminal. The exit status is 1 when the pipeline failed or was stopped.
 
 use std::ffi::OsString;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,9 +17,10 @@ use psgate_shared::psrp::crypto::ExchangeKey;
 use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
 use psgate_shared::psrp::messages::{ErrorRecordView, PipelineSpec, PipelineState, PoolState};
 use psgate_shared::psrp::outofproc::{ClientEvent, OutOfProcClient};
-use psgate_shared::psrp::pool::{Event, PoolConfig, RecordKind, RunspacePool, needs_secure_string};
+use psgate_shared::psrp::pool::{Event, PoolConfig, RunspacePool, needs_secure_string};
 use uuid::Uuid;
 
+use super::console::{self, Asked, print_error, print_record};
 use super::format;
 use crate::session::outofproc::Session;
 use crate::session::winrm::{self, WinrmTarget};
@@ -176,7 +177,7 @@ async fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         });
         session
     };
-    let mut run = Run { session, json: json::Writer::default(), json_mode: args.json, input, pending_secure: Vec::new(), exit: ExitCode::SUCCESS };
+    let mut run = Run { session, json: json::Writer::default(), json_mode: args.json, input: console::Stdin { reader: input }, pending_secure: Vec::new(), exit: ExitCode::SUCCESS };
     run.session.with(|c| c.open()).await??;
     tokio::time::timeout(timeout, run.until_opened()).await.context("the session did not open in time")??;
     let pipeline = Uuid::new_v4();
@@ -190,7 +191,7 @@ async fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Splits a command line on whitespace, honouring double quotes.
-fn split_command(cmd: &str) -> anyhow::Result<Vec<OsString>> {
+pub(super) fn split_command(cmd: &str) -> anyhow::Result<Vec<OsString>> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -223,7 +224,7 @@ struct Run<'a> {
     session: Session,
     json: json::Writer,
     json_mode: bool,
-    input: std::io::StdinLock<'a>,
+    input: console::Stdin<std::io::StdinLock<'a>>,
     /// Host calls that wait for the key exchange.
     pending_secure: Vec<(Option<Uuid>, HostCall)>,
     exit: ExitCode,
@@ -302,7 +303,7 @@ impl Run<'_> {
                     writeln!(out, "{}", format::value_text(&value))?;
                 }
             }
-            Event::Record { kind, value, .. } => print_record(kind, &value),
+            Event::Record { kind, value, .. } => print_record(kind.into(), &value),
             Event::HostCall { pipeline, call } => {
                 let ready = self.session.with(|c| c.pool().can_send_secure_strings()).await?;
                 if needs_secure_string(call.method) && !ready {
@@ -337,149 +338,33 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn read_line(&mut self, prompt: &str) -> Option<String> {
-        if !prompt.is_empty() {
-            eprint!("{prompt}");
-            let _ = std::io::stderr().flush();
-        }
-        let mut line = String::new();
-        match self.input.read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_owned()),
-        }
-    }
-
-    /// The console host: answers from the terminal (`None` for void calls).
+    /// The console host: writes or asks (`None` for void calls).
     async fn host_result(&mut self, call: &HostCall) -> anyhow::Result<Option<HostResult>> {
-        let text = |i: usize| call.text_arg(i).unwrap_or_default().to_owned();
-        let no_input = || HostResult::Error("psgate invoke: no input is available to answer the host's question".into());
-        Ok(Some(match call.method {
-            HostMethod::Write1 | HostMethod::Write2 => {
-                print!("{}", text(if call.method == HostMethod::Write1 { 0 } else { 2 }));
-                return Ok(None);
-            }
-            HostMethod::WriteLine1 => {
-                println!();
-                return Ok(None);
-            }
-            HostMethod::WriteLine2 | HostMethod::WriteLine3 => {
-                println!("{}", text(if call.method == HostMethod::WriteLine2 { 0 } else { 2 }));
-                return Ok(None);
-            }
-            HostMethod::WriteErrorLine => {
-                eprintln!("{}", text(0));
-                return Ok(None);
-            }
-            HostMethod::WriteDebugLine | HostMethod::WriteVerboseLine | HostMethod::WriteWarningLine => {
-                let prefix = match call.method {
-                    HostMethod::WriteDebugLine => "DEBUG",
-                    HostMethod::WriteVerboseLine => "VERBOSE",
-                    _ => "WARNING",
-                };
-                eprintln!("{prefix}: {}", text(0));
-                return Ok(None);
-            }
-            HostMethod::WriteProgress => {
-                if let Some(v) = call.args.get(1) {
-                    print_record(RecordKind::Progress, v);
-                }
-                return Ok(None);
-            }
-            m if m.is_void() => return Ok(None),
-            HostMethod::GetName => HostResult::Value(Value::string("psgate")),
-            HostMethod::GetVersion => HostResult::Value(Value::Version(psgate_shared::clixml::Version::new(0, 1))),
-            HostMethod::GetInstanceId => HostResult::Value(Value::Guid(Uuid::new_v4())),
-            HostMethod::GetCurrentCulture | HostMethod::GetCurrentUICulture => HostResult::Value(Value::string("en-US")),
-            HostMethod::ReadLine => match self.read_line("") {
-                Some(line) => HostResult::Value(Value::string(line)),
-                None => no_input(),
-            },
-            HostMethod::ReadLineAsSecureString => match self.read_line("") {
-                Some(line) => HostResult::Value(Value::SecureString(self.secure(line).await?)),
-                None => no_input(),
-            },
-            HostMethod::PromptForCredential1 | HostMethod::PromptForCredential2 => {
-                eprintln!("{}\n{}", text(0), text(1));
-                let suggested = text(2);
-                let user = match self.read_line(&format!("User{}: ", if suggested.is_empty() { String::new() } else { format!(" [{suggested}]") })) {
-                    Some(u) if u.is_empty() => suggested,
-                    Some(u) => u,
-                    None => return Ok(Some(no_input())),
-                };
-                match self.read_line("Password: ") {
-                    Some(p) => HostResult::Value(psgate_shared::psrp::host::credential_result(&user, self.secure(p).await?)),
-                    None => no_input(),
-                }
-            }
-            HostMethod::PromptForChoice => {
-                let (choices, defaults) = call.choices();
-                eprintln!("{}\n{}", text(0), text(1));
-                for (i, c) in choices.iter().enumerate() {
-                    eprintln!("[{i}] {}{}", c.label.replace('&', ""), if defaults.contains(&(i as i32)) { " (default)" } else { "" });
-                }
-                match self.read_line("Choice: ") {
-                    Some(answer) => {
-                        let index = answer.trim().parse::<i32>().ok().or_else(|| if answer.trim().is_empty() { defaults.first().copied() } else { None });
-                        match index {
-                            Some(i) if i >= 0 && (i as usize) < choices.len() => HostResult::Value(Value::I32(i)),
-                            _ => HostResult::Error(format!("{answer:?} is not one of the choices")),
-                        }
-                    }
-                    None => no_input(),
-                }
-            }
-            HostMethod::Prompt => {
-                eprintln!("{}\n{}", text(0), text(1));
+        let asked = console::ask(call, &mut self.input);
+        Ok(Some(match asked {
+            Asked::Void => return Ok(None),
+            Asked::Value(v) => HostResult::Value(v),
+            Asked::Text(t) => HostResult::Value(Value::string(t)),
+            Asked::Secret(t) => HostResult::Value(Value::SecureString(self.secure(t).await?)),
+            Asked::Credential { user, password } => HostResult::Value(psgate_shared::psrp::host::credential_result(&user, self.secure(password).await?)),
+            Asked::Choice(i) => HostResult::Value(Value::I32(i)),
+            Asked::Fields(fields) => {
                 let mut answers = Vec::new();
-                for field in call.fields() {
-                    let Some(v) = self.read_line(&format!("{}: ", if field.label.is_empty() { &field.name } else { &field.label })) else {
-                        return Ok(Some(no_input()));
-                    };
-                    let value = if field.type_name == "System.Security.SecureString" { Value::SecureString(self.secure(v).await?) } else { Value::string(v) };
-                    answers.push((field.name, value));
+                for (name, text, secure) in fields {
+                    answers.push((name, if secure { Value::SecureString(self.secure(text).await?) } else { Value::string(text) }));
                 }
                 HostResult::Value(psgate_shared::psrp::host::prompt_result(&answers))
             }
-            _ => HostResult::Error(format!("psgate invoke's host does not implement {}", call.method.name())),
+            Asked::Error(e) if call.method == HostMethod::GetInstanceId => {
+                let _ = e;
+                HostResult::Value(Value::Guid(Uuid::new_v4()))
+            }
+            Asked::Error(e) => HostResult::Error(e),
         }))
     }
 
     async fn secure(&self, text: String) -> anyhow::Result<Vec<u8>> {
         Ok(self.session.with(move |c| c.pool().secure_string(&text)).await??)
-    }
-}
-
-fn print_record(kind: RecordKind, value: &Value) {
-    let text = format::record_text(value);
-    match kind {
-        RecordKind::Error => print_error(&ErrorRecordView::from_value(value)),
-        RecordKind::Warning => eprintln!("WARNING: {text}"),
-        RecordKind::Verbose => eprintln!("VERBOSE: {text}"),
-        RecordKind::Debug => eprintln!("DEBUG: {text}"),
-        RecordKind::Information => eprintln!("{text}"),
-        RecordKind::Progress => {
-            if let Some(line) = format::progress_text(value) {
-                if std::io::stderr().is_terminal() {
-                    eprint!("\r\x1b[K{line}");
-                } else {
-                    eprintln!("{line}");
-                }
-            }
-        }
-    }
-}
-
-/// As PowerShell's console writes an error: the message, where, then the category and id lines.
-fn print_error(e: &ErrorRecordView) {
-    eprintln!("{}", e.message);
-    if !e.position.is_empty() {
-        eprintln!("{}", e.position.trim_end());
-    }
-    if !e.category.is_empty() {
-        eprintln!("    + CategoryInfo          : {}", e.category);
-    }
-    if !e.fully_qualified_error_id.is_empty() {
-        eprintln!("    + FullyQualifiedErrorId : {}", e.fully_qualified_error_id);
     }
 }
 

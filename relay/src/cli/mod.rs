@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod clixml;
+mod console;
 mod format;
 mod invoke;
 pub mod serve;
+mod shell;
 
 /// psgate: a browser-based PowerShell Remoting console and its relay.
 #[derive(Debug, Parser)]
@@ -29,6 +31,7 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
   login_minutes = 480                    # a login ends this long after it was made, whatever the activity
   local_command = [\"pwsh\", \"-s\", \"-NoLogo\", \"-NoProfile\"]   # absent: no local transport
   known_hosts = \"/etc/psgate/known_hosts\"                   # SSH host keys
+  accept_new_host_keys = false           # trust and record a host key seen for the first time (a changed one: never)
   [[allow]]                              # the target allow-list (empty: nothing is allowed)
   hosts = [\"srv*.contoso.com\", \"10.0.0.5\"]   # * and ? wildcards, case-insensitive
   ports = [22, 5985, 5986]               # absent: any port
@@ -69,6 +72,9 @@ enum Command {
         #[arg(long, value_name = "FILE", env = "PSGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// psgate's own prompt (PS psgate>) in this terminal: New-PSSession, Enter-PSSession, Invoke-Command… with the
+    /// sessions held in this process. Reads a script from standard input when it is not a terminal.
+    Shell(Box<shell::ShellArgs>),
     /// Manage the relay's users.
     #[command(subcommand)]
     User(UserCommand),
@@ -111,6 +117,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Clixml(cmd) => clixml::run(cmd),
         Command::Invoke(args) => invoke::run(*args),
+        Command::Shell(args) => shell::run(*args),
         Command::Serve { config } => serve::serve(config.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::User(UserCommand::Add { name, config }) => serve::add_user(config.as_deref(), &name).map(|()| ExitCode::SUCCESS),
         Command::Demo { port, assets, kiosk, frame_ancestors, idle_timeout } => {

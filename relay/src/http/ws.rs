@@ -97,6 +97,10 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
     });
     let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone() };
     let _ = out.send(hello).await;
+    // A page that comes back to a prompt inside a session learns which (none: the prompt is at `PS psgate>`).
+    if let Some(entered) = manager.entered(&user) {
+        let _ = out.send(ServerMessage::PromptState { entered: Some(entered) }).await;
+    }
     let changes = tokio::spawn(changes(manager.clone(), user.clone(), out.clone()));
     let mut conn = Connection { manager, user, out, followers: HashMap::new() };
     let login_ended = auth.ended(&key);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use psgate_shared::api::{
-    Availability, Completion, DEFAULT_THROTTLE_LIMIT, OutputBufferingMode, RemoteShell, WinrmAuth, ErrorCode, InvocationRecord, InvokeHost, PipelineRecord, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
+    LOCAL_SESSION, Availability, Completion, DEFAULT_THROTTLE_LIMIT, OutputBufferingMode, RemoteShell, WinrmAuth, ErrorCode, InvocationRecord, InvokeHost, PipelineRecord, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
 };
 use psgate_shared::clixml::{self, Content, Object, Property, Value};
 use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
@@ -134,7 +134,7 @@ pub struct Batch {
 }
 
 impl Buffer {
-    fn new() -> Buffer {
+    pub(super) fn new() -> Buffer {
         Buffer {
             inner: Mutex::new(BufferInner { first: 1, ..BufferInner::default() }),
             last: watch::Sender::new(0),
@@ -174,7 +174,7 @@ impl Buffer {
     }
 
     /// Appends the event made from its sequence number.
-    fn push(&self, make: impl FnOnce(u64) -> ServerMessage) {
+    pub(super) fn push(&self, make: impl FnOnce(u64) -> ServerMessage) {
         let seq = {
             let mut b = lock(&self.inner);
             let seq = b.first + b.events.len() as u64;
@@ -222,7 +222,7 @@ impl Buffer {
 #[derive(Debug)]
 enum Command {
     /// `tag`: the `PSComputerName` to add to each output (Invoke-Command).
-    Run { pipeline: PipelineId, script: String, buffer: Arc<Buffer>, tag: Option<String> },
+    Run { pipeline: PipelineId, spec: PipelineSpec, buffer: Arc<Buffer>, tag: Option<String> },
     Stop(PipelineId),
     Answer { pipeline: PipelineId, call_id: i64, answer: Answer },
     /// Tab completion (answered with `completions`, empty when the session is busy).
@@ -289,6 +289,19 @@ struct Kept {
     script: String,
     prompt: String,
     invocation: Option<InvocationId>,
+    /// Run for psgate's prompt (its Invoke-Command): shown there, not in the session's console history.
+    hidden: bool,
+}
+
+/// What [`Manager::start`] starts.
+struct Launch {
+    spec: PipelineSpec,
+    /// The text kept for `history`.
+    text: String,
+    /// Add `PSComputerName` to each output.
+    tag: bool,
+    invocation: Option<InvocationId>,
+    hidden: bool,
 }
 
 /// A host answer on its way to the session's task. The plain-text forms become SecureStrings there, with the
@@ -382,12 +395,14 @@ pub struct Manager {
     changes: broadcast::Sender<Change>,
     /// Where WinRM sessions are kept for a Connect after a restart (none: they are not).
     store: Option<(Arc<Store>, Sealer)>,
+    /// Each user's prompt (`PS psgate>`).
+    prompts: Mutex<HashMap<String, Arc<super::prompt::UserPrompt>>>,
 }
 
 impl Manager {
     /// A manager that opens sessions the allow-list in `config` lets through.
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default() })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -397,7 +412,7 @@ impl Manager {
             tracing::error!(error = %e, "reading the kept WinRM sessions");
             Vec::new()
         });
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)) });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default() });
         for row in rows {
             if let Err(e) = manager.restore(&row) {
                 tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
@@ -462,6 +477,21 @@ impl Manager {
 
     fn publish(&self, owner: &str, message: ServerMessage) {
         let _ = self.changes.send(Change { owner: owner.to_owned(), message });
+    }
+
+    /// Tells every connection of `owner` (the prompt's state changes).
+    pub(super) fn publish_to(&self, owner: &str, message: ServerMessage) {
+        self.publish(owner, message);
+    }
+
+    /// The users' prompts.
+    pub(super) fn prompts(&self) -> &Mutex<HashMap<String, Arc<super::prompt::UserPrompt>>> {
+        &self.prompts
+    }
+
+    /// The session `owner`'s prompt has entered (Enter-PSSession), if any.
+    pub fn entered(&self, owner: &str) -> Option<SessionId> {
+        lock(&self.prompts).get(owner).and_then(|p| p.entered())
     }
 
     /// Checks a target against the allow-list and its own completeness; nothing is connected.
@@ -574,6 +604,10 @@ impl Manager {
     /// not closed, so that their commands run on and the next relay process can connect them again. Waits for
     /// the targets' answers, at most `limit`.
     pub async fn shutdown(&self, limit: Duration) {
+        // Lines at the prompts end first (one waiting for an answer would keep the process alive).
+        for prompt in lock(&self.prompts).values() {
+            prompt.stop_all();
+        }
         let mut changes = self.changes();
         let entries: Vec<Arc<Entry>> = lock(&self.inner)
             .sessions
@@ -709,14 +743,40 @@ impl Manager {
                 ended.push(entry.ended.subscribe());
                 let _ = entry.commands.send(Command::Close);
                 tracing::info!(session = id.0, owner, "session removed");
+                // Every page's sessions panel drops it (whoever removed it: a page, psgate's prompt).
+                let mut info = lock(&entry.info).clone();
+                info.state = SessionState::Closed;
+                info.availability = Availability::None;
+                self.publish(owner, ServerMessage::SessionChanged { session: info });
             }
+        }
+        drop(inner);
+        // The prompt leaves a session removed under it (from the sessions panel).
+        let prompt = lock(&self.prompts).get(owner).cloned();
+        if let Some(prompt) = prompt
+            && ids.iter().any(|id| prompt.session_gone(*id))
+        {
+            self.publish(owner, ServerMessage::PromptState { entered: None });
         }
         Ok(Removed { ids, ended })
     }
 
-    /// Runs a console command; the pipeline's events go to the returned buffer.
-    pub fn run(&self, owner: &str, id: SessionId, script: String) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        self.start(owner, id, script, None)
+    /// Runs a console command; the pipeline's events go to the returned buffer. A line typed at a session's
+    /// console goes as Command objects where it can (a JEA endpoint refuses script text); one for
+    /// [`LOCAL_SESSION`] runs at psgate's own prompt.
+    pub fn run(self: &Arc<Self>, owner: &str, id: SessionId, script: String) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        if id == LOCAL_SESSION {
+            return super::prompt::run(self, owner, script);
+        }
+        let spec = psgate_lang::jea::pipeline_for(&script);
+        self.start(owner, id, Launch { spec, text: script, tag: false, invocation: None, hidden: false })
+    }
+
+    /// A new pipeline's id.
+    pub(super) fn next_pipeline(&self) -> PipelineId {
+        let mut inner = lock(&self.inner);
+        inner.next_pipeline += 1;
+        PipelineId(inner.next_pipeline)
     }
 
     /// A new Invoke-Command run's id.
@@ -734,11 +794,18 @@ impl Manager {
     /// Runs Invoke-Command's script on one session: like [`Manager::run`], each output object carries the
     /// session's `PSComputerName` note property.
     fn run_tagged(&self, owner: &str, id: SessionId, script: String, invocation: InvocationId) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        self.start(owner, id, script, Some(invocation))
+        let spec = psgate_lang::jea::block_pipeline(&script, &[]);
+        self.start(owner, id, Launch { spec, text: script, tag: true, invocation: Some(invocation), hidden: false })
     }
 
-    fn start(&self, owner: &str, id: SessionId, script: String, invocation: Option<InvocationId>) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        let tagged = invocation.is_some();
+    /// Runs a pipeline for psgate's prompt (Invoke-Command there): kept for the prompt to follow and stop, not in
+    /// the session's console history.
+    pub(super) fn run_for_prompt(&self, owner: &str, id: SessionId, spec: PipelineSpec, text: String, tag: bool) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        self.start(owner, id, Launch { spec, text, tag, invocation: None, hidden: true })
+    }
+
+    fn start(&self, owner: &str, id: SessionId, launch: Launch) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        let Launch { spec, text: script, tag: tagged, invocation, hidden } = launch;
         let entry = self.entry(owner, id)?;
         let (tag, prompt) = {
             let mut info = lock(&entry.info);
@@ -750,22 +817,18 @@ impl Manager {
             let prompt = if tagged { String::new() } else { shown_prompt(&info) };
             (tagged.then(|| info.computer_name.clone()), prompt)
         };
-        let pipeline = {
-            let mut inner = lock(&self.inner);
-            inner.next_pipeline += 1;
-            PipelineId(inner.next_pipeline)
-        };
+        let pipeline = self.next_pipeline();
         let buffer = Arc::new(Buffer::new());
         {
             let mut pipelines = lock(&entry.pipelines);
-            pipelines.insert(pipeline, Kept { buffer: buffer.clone(), script: script.clone(), prompt, invocation });
+            pipelines.insert(pipeline, Kept { buffer: buffer.clone(), script, prompt, invocation, hidden });
             while pipelines.len() > PIPELINES_KEPT {
                 pipelines.pop_first();
             }
         }
         entry
             .commands
-            .send(Command::Run { pipeline, script, buffer: buffer.clone(), tag })
+            .send(Command::Run { pipeline, spec, buffer: buffer.clone(), tag })
             .map_err(|_| ApiError::new(ErrorCode::SessionNotReady, "the session has ended"))?;
         Ok((pipeline, buffer))
     }
@@ -814,6 +877,7 @@ impl Manager {
                 let session = lock(&e.info).id;
                 lock(&e.pipelines)
                     .iter()
+                    .filter(|(_, k)| !k.hidden)
                     .map(|(&pipeline, k)| {
                         let record = PipelineRecord { session, pipeline, script: k.script.clone(), prompt: k.prompt.clone(), invocation: k.invocation, finished: k.buffer.outcome().is_some() };
                         (record, k.buffer.clone())
@@ -821,6 +885,9 @@ impl Manager {
                     .collect::<Vec<_>>()
             })
             .collect();
+        if let Some(prompt) = lock(&self.prompts).get(owner).cloned() {
+            pipelines.extend(prompt.history());
+        }
         pipelines.sort_by_key(|(r, _)| r.pipeline);
         (pipelines, invocations)
     }
@@ -828,6 +895,12 @@ impl Manager {
     /// Tab completion through the remote `TabExpansion2`; the answer comes once the target has answered
     /// (empty when the session is running a command, as PowerShell's console cannot complete then either).
     pub fn complete(&self, owner: &str, id: SessionId, input: String, cursor: u32) -> Result<oneshot::Receiver<ServerMessage>, ApiError> {
+        if id == LOCAL_SESSION {
+            let (reply, answer) = oneshot::channel();
+            let sessions = self.list(owner, None, None);
+            let _ = reply.send(super::prompt::of(self, owner).complete(&sessions, &input, cursor));
+            return Ok(answer);
+        }
         let entry = self.entry(owner, id)?;
         if lock(&entry.info).state != SessionState::Opened {
             return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} is not open", id.0)));
@@ -842,6 +915,9 @@ impl Manager {
 
     /// A pipeline's buffer, to follow it.
     pub fn buffer(&self, owner: &str, id: SessionId, pipeline: PipelineId) -> Result<Arc<Buffer>, ApiError> {
+        if id == LOCAL_SESSION {
+            return super::prompt::of(self, owner).buffer(pipeline);
+        }
         let entry = self.entry(owner, id)?;
         let buffer = lock(&entry.pipelines).get(&pipeline).map(|k| k.buffer.clone());
         buffer.ok_or_else(|| ApiError::new(ErrorCode::UnknownPipeline, format!("session {} has no pipeline {}", id.0, pipeline.0)))
@@ -849,6 +925,9 @@ impl Manager {
 
     /// Ctrl+C.
     pub fn stop(&self, owner: &str, id: SessionId, pipeline: PipelineId) -> Result<(), ApiError> {
+        if id == LOCAL_SESSION {
+            return super::prompt::of(self, owner).stop(pipeline);
+        }
         self.buffer(owner, id, pipeline)?;
         let _ = self.entry(owner, id)?.commands.send(Command::Stop(pipeline));
         Ok(())
@@ -856,6 +935,9 @@ impl Manager {
 
     /// The browser's answer to a host call.
     pub fn answer(&self, owner: &str, id: SessionId, pipeline: PipelineId, call_id: i64, answer: HostAnswer) -> Result<(), ApiError> {
+        if id == LOCAL_SESSION {
+            return super::prompt::of(self, owner).answer(pipeline, call_id, answer);
+        }
         self.buffer(owner, id, pipeline)?;
         let answer = match answer {
             HostAnswer::Value { clixml } => Answer::Ready(HostResult::Value(
@@ -884,7 +966,7 @@ impl Manager {
             info.availability = Availability::Busy;
             info.id
         };
-        lock(&entry.pipelines).insert(pipeline, Kept { buffer: buffer.clone(), script: format!("(connected pipeline {uuid})"), prompt: String::new(), invocation: None });
+        lock(&entry.pipelines).insert(pipeline, Kept { buffer: buffer.clone(), script: format!("(connected pipeline {uuid})"), prompt: String::new(), invocation: None, hidden: false });
         tracing::info!(session = session.0, pipeline = pipeline.0, %uuid, "a running pipeline re-attached");
         self.publish(&entry.owner, ServerMessage::PipelineStarted { session, pipeline });
         Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag: None, waiting_for_key: Vec::new(), progress: BTreeMap::new() }
@@ -1041,6 +1123,9 @@ async fn connect(config: &Config, target: &Target, attach: Option<ShellRecord>) 
             }
             if let Some(k) = &config.known_hosts {
                 opts.known_hosts = k.clone();
+            }
+            if config.accept_new_host_keys {
+                opts.host_key_policy = ssh::HostKeyPolicy::AcceptNew;
             }
             opts.connect_timeout = OPEN_TIMEOUT;
             Ok(Session::start(ssh::open_subsystem(&opts).await?, client))
@@ -1448,11 +1533,8 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                     break "the session's connection ended".to_owned();
                 }
             }
-            Command::Run { pipeline, script, buffer, tag } => {
+            Command::Run { pipeline, spec, buffer, tag } => {
                 let uuid = Uuid::new_v4();
-                let mut spec = PipelineSpec::script(script);
-                // Typed at the console: in the remote history (Get-History), as Enter-PSSession does.
-                spec.add_to_history = tag.is_none();
                 match session.with(move |c| c.create_pipeline(uuid, &spec)).await {
                     Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag, waiting_for_key: Vec::new(), progress: BTreeMap::new() }),
                     Ok(Err(e)) => {
@@ -1627,17 +1709,11 @@ async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running
         }
         Event::Record { pipeline, kind, value } if current(pipeline, running) => {
             let Some(r) = running.as_mut() else { return Ok(()) };
-            let kind = match kind {
-                pool::RecordKind::Error => RecordKind::Error,
-                pool::RecordKind::Warning => RecordKind::Warning,
-                pool::RecordKind::Verbose => RecordKind::Verbose,
-                pool::RecordKind::Debug => RecordKind::Debug,
-                pool::RecordKind::Information => RecordKind::Information,
-                pool::RecordKind::Progress => {
-                    r.progress.insert(activity_of(&value), value);
-                    return Ok(());
-                }
-            };
+            if kind == pool::RecordKind::Progress {
+                r.progress.insert(activity_of(&value), value);
+                return Ok(());
+            }
+            let kind = RecordKind::from(kind);
             if let Ok(text) = clixml::encode_message(&value) {
                 r.buffer.push(|seq| ServerMessage::Record { session: sid, pipeline: r.id, seq, kind, clixml: text });
             }

@@ -99,6 +99,19 @@ pub enum RecordKind {
     Progress,
 }
 
+impl From<RecordKind> for crate::api::RecordKind {
+    fn from(kind: RecordKind) -> crate::api::RecordKind {
+        match kind {
+            RecordKind::Error => crate::api::RecordKind::Error,
+            RecordKind::Warning => crate::api::RecordKind::Warning,
+            RecordKind::Verbose => crate::api::RecordKind::Verbose,
+            RecordKind::Debug => crate::api::RecordKind::Debug,
+            RecordKind::Information => crate::api::RecordKind::Information,
+            RecordKind::Progress => crate::api::RecordKind::Progress,
+        }
+    }
+}
+
 /// What happened.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {

@@ -1,0 +1,246 @@
+//! psgate's prompt (`PS psgate>`) through the relay's API, as the browser uses it, against the real peers: the
+//! test host as a local process, behind OpenSSH's sshd, and behind the WS-Management peer with NTLM. The lines are
+//! the ones admins type; the prompt's state lives in the relay per user, so another connection of the same user
+//! sees `$session1` and nobody else does.
+
+#[path = "../../relay/tests/common/winrm_peer.rs"]
+mod winrm_peer;
+
+use psgate_relay::config::{AllowRule, Config};
+use psgate_shared::api::{HostAnswer, LOCAL_SESSION, PipelineState, RecordKind, ServerMessage, SessionId, SessionState, Transport};
+use psgate_shared::clixml::Value;
+use psgate_shared::psrp::messages::ErrorRecordView;
+use psgate_tests::Sshd;
+use psgate_tests::relay::{Client, Relay, outputs, relay, relay_with};
+use serde_json::json;
+use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
+
+/// What a line at the prompt showed: its output as console text, its error messages, its final state.
+#[derive(Debug)]
+struct Shown {
+    text: String,
+    errors: Vec<String>,
+    records: Vec<(RecordKind, Value)>,
+    state: PipelineState,
+    /// The `prompt_state` the line caused, if it changed it.
+    entered: Option<Option<SessionId>>,
+}
+
+/// Runs a line at the prompt, answering its host calls from `answers` in order.
+async fn prompt_with(c: &mut Client, line: &str, answers: Vec<HostAnswer>) -> Shown {
+    let p = c.run(LOCAL_SESSION, line).await;
+    let mut answers = answers.into_iter();
+    let mut events = Vec::new();
+    let mut entered = None;
+    loop {
+        let m = c.next().await;
+        if std::env::var_os("PROMPT_TRACE").is_some() {
+            eprintln!("{line}: {m:?}");
+        }
+        match &m {
+            ServerMessage::PromptState { entered: e } => entered = Some(*e),
+            ServerMessage::HostCall { session, pipeline, call_id, method, .. } if *session == LOCAL_SESSION && *pipeline == p && *call_id > 0 => {
+                let answer = answers.next().unwrap_or_else(|| panic!("{line}: an unexpected host call {method}"));
+                c.send(json!({"type": "host_response", "session": LOCAL_SESSION, "pipeline": p, "call_id": call_id, "answer": answer})).await;
+            }
+            ServerMessage::PipelineState { pipeline, state, .. } if *pipeline == p && state.is_terminal() => {
+                let state = *state;
+                events.push(m);
+                let objects = outputs(&events);
+                let records: Vec<(RecordKind, Value)> = events
+                    .iter()
+                    .filter_map(|e| match e {
+                        ServerMessage::Record { kind, clixml, .. } => Some((*kind, psgate_shared::clixml::decode_message(clixml.as_bytes()).expect("a record"))),
+                        _ => None,
+                    })
+                    .collect();
+                let errors = records.iter().filter(|(k, _)| *k == RecordKind::Error).map(|(_, v)| ErrorRecordView::from_value(v).message).collect();
+                // The state change may come just after the line's end.
+                if entered.is_none() && line.contains("PSSession") || line.trim() == "exit" {
+                    entered = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+                        loop {
+                            if let ServerMessage::PromptState { entered } = c.next().await {
+                                return entered;
+                            }
+                        }
+                    })
+                    .await
+                    .ok()
+                    .or(entered);
+                }
+                return Shown { text: psgate_lang::format::to_text(&objects), errors, records, state, entered };
+            }
+            _ => {}
+        }
+        if m.seq().is_some() && matches!(&m, ServerMessage::Output { pipeline, .. } | ServerMessage::Record { pipeline, .. } if *pipeline == p) {
+            events.push(m);
+        }
+    }
+}
+
+async fn prompt(c: &mut Client, line: &str) -> Shown {
+    prompt_with(c, line, Vec::new()).await
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.trim_end().to_owned()).filter(|l| !l.is_empty()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_test_host_from_the_prompt_and_a_reload_sees_the_same_variables() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let shown = prompt(&mut c, "$session1 = New-PSSession -Name web").await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    let shown = prompt(&mut c, "Get-PSSession").await;
+    assert_eq!(
+        lines(&shown.text)[..3],
+        [
+            "Id Name Transport ComputerName ComputerType  State  ConfigurationName Availability",
+            "-- ---- --------- ------------ ------------  -----  ----------------- ------------",
+            " 1 web  Process   localhost    RemoteMachine Opened                   Available",
+        ]
+    );
+    // Script blocks run remotely: each result tagged with the computer, as Invoke-Command tags it.
+    let shown = prompt(&mut c, "Invoke-Command -Session $session1 -ScriptBlock { Get-Process -Name svchost } | select -First 1 | % PSComputerName").await;
+    assert_eq!(lines(&shown.text), ["localhost"], "{shown:?}");
+    // Enter-PSSession switches the prompt into the session; the page sends its lines to the session; exit returns.
+    let shown = prompt(&mut c, "Get-PSSession -ComputerName localhost | Enter-PSSession").await;
+    assert_eq!(shown.entered, Some(Some(SessionId(1))), "{shown:?}");
+    assert_eq!(relay.manager.entered("alice"), Some(SessionId(1)));
+    let p = c.run(SessionId(1), "Get-Date").await;
+    assert_eq!(outputs(&c.until_done(p).await).len(), 1);
+    assert_eq!(prompt(&mut c, "exit").await.entered, Some(None));
+    // Another connection of the same user (a reload, a second tab) has the same variables.
+    let mut tab = Client::connect(&relay, "alice").await;
+    assert_eq!(lines(&prompt(&mut tab, "$session1.Name; $session1.State").await.text), ["web", "Opened"]);
+    // Nobody else does.
+    let mut bob = Client::connect(&relay, "bob").await;
+    assert_eq!(prompt(&mut bob, "$session1; Get-PSSession").await.text, "");
+    // The prompt's lines are in the user's history (a page that comes back rebuilds its console from it).
+    tab.send(json!({"type": "get_history"})).await;
+    let scripts: Vec<String> = tab
+        .until(|m| match m {
+            ServerMessage::History { pipelines, .. } => Some(pipelines.iter().filter(|p| p.session == LOCAL_SESSION).map(|p| p.script.clone()).collect()),
+            _ => None,
+        })
+        .await;
+    assert!(scripts.contains(&"$session1 = New-PSSession -Name web".to_owned()), "{scripts:?}");
+    // Remove-PSSession, and the removed session's object says Closed.
+    prompt(&mut c, "Get-PSSession | Remove-PSSession").await;
+    assert_eq!(lines(&prompt(&mut c, "$session1.State; (Get-PSSession).Count").await.text), ["Closed", "0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_read_as_powershell_words_them() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let shown = prompt(&mut c, "new-pssesion").await;
+    assert_eq!(shown.state, PipelineState::Failed);
+    assert!(shown.errors[0].starts_with("The term 'new-pssesion' is not recognized as a name of a cmdlet"), "{shown:?}");
+    let hint = shown.records.iter().find(|(k, _)| *k == RecordKind::Information).map(|(_, v)| psgate_lang::values::text(v)).unwrap_or_default();
+    assert!(hint.contains("New-PSSession"), "{hint}");
+    // A user name as -Credential asks for the password, as PowerShell does; then the allow-list refuses.
+    let shown = prompt_with(&mut c, "New-PSSession -ComputerName forbidden.example -Credential u", vec![HostAnswer::Credential { user: "u".into(), password: "p".into() }]).await;
+    assert_eq!(shown.errors, ["[forbidden.example] forbidden.example:5985 over WinRM is not in this relay's allow-list"], "{shown:?}");
+    let shown = prompt(&mut c, "Get-PSSession -Id (").await;
+    assert_eq!(shown.errors, ["Missing closing ')' in expression."]);
+    // Ctrl+C stops a line waiting at a prompt.
+    let p = c.run(LOCAL_SESSION, "Get-Credential").await;
+    c.host_call().await;
+    c.send(json!({"type": "stop", "session": LOCAL_SESSION, "pipeline": p})).await;
+    let events = c.until_done(p).await;
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Stopped, .. })), "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_at_the_prompt() {
+    let relay = relay().await;
+    let mut c = Client::connect(&relay, "alice").await;
+    prompt(&mut c, "$session1 = New-PSSession").await;
+    for (input, expect) in [("Enter-PSS", "Enter-PSSession"), ("Get-PSSession -Comp", "-ComputerName"), ("Enter-PSSession -Session $se", "$session1")] {
+        c.send(json!({"type": "complete", "session": LOCAL_SESSION, "input": input, "cursor": input.len()})).await;
+        let texts: Vec<String> = c
+            .until(|m| match m {
+                ServerMessage::Completions { session, matches, .. } if *session == LOCAL_SESSION => Some(matches.iter().map(|m| m.text.clone()).collect()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(texts, [expect], "{input}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_sessions_from_the_prompt_behind_a_real_sshd() {
+    let sshd = Sshd::start(true).expect("sshd");
+    let (host, port) = (sshd.get("host"), sshd.port());
+    let known_hosts = sshd.get("known_hosts");
+    let relay = relay_with(|c: &mut Config| {
+        c.known_hosts = Some(known_hosts.into());
+        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh] });
+    })
+    .await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let (user, key) = (sshd.get("user"), sshd.get("key_ed25519"));
+    let line = format!("$iis_server = New-PSSession -HostName {host}, {host} -Port {port} -UserName {user} -KeyFilePath {key}");
+    let shown = prompt(&mut c, &line).await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    assert_eq!(lines(&prompt(&mut c, "$iis_server.Transport").await.text), ["SSH", "SSH"]);
+    // The password is asked for (masked) when there is no key, as ssh asks.
+    let line = format!("New-PSSession -HostName {user}@{host}:{port} -Name pw | % Name");
+    let shown = prompt_with(&mut c, &line, vec![HostAnswer::Secure { text: sshd.password() }]).await;
+    assert_eq!(lines(&shown.text), ["pw"], "{shown:?}");
+    let shown = prompt(&mut c, "Invoke-Command -Session $iis_server -ScriptBlock { Get-Process -Name svchost } | % PSComputerName | select -Unique").await;
+    assert_eq!(lines(&shown.text), [host.as_str()], "{shown:?}");
+    prompt(&mut c, "Remove-PSSession -Name pw").await;
+    assert_eq!(lines(&prompt(&mut c, "Get-PSSession | % Name").await.text), ["Runspace1", "Runspace2"]);
+}
+
+fn allow_peer(peer: &WinrmPeer) -> impl FnOnce(&mut Config) {
+    let port = peer.port;
+    move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into(), "localhost".into()], ports: vec![port], transports: vec![Transport::Winrm] })
+}
+
+fn credential() -> HostAnswer {
+    HostAnswer::Credential { user: USER.into(), password: PASSWORD.into() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issue_lines_over_winrm_with_ntlm() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let port = peer.port;
+    let relay: Relay = relay_with(allow_peer(&peer)).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    prompt_with(&mut c, "$cred = Get-Credential", vec![credential()]).await;
+    let line = format!("$session1, $session2 = New-PSSession -ComputerName 127.0.0.1, localhost -Port {port} -Credential $cred");
+    let shown = prompt(&mut c, &line).await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    let shown = prompt(&mut c, "Get-PSSession | ft Id, Transport, ComputerName, State, ConfigurationName").await;
+    assert_eq!(
+        lines(&shown.text),
+        [
+            "Id Transport ComputerName State  ConfigurationName",
+            "-- --------- ------------ -----  -----------------",
+            " 1 WSMan     127.0.0.1    Opened Microsoft.PowerShell",
+            " 2 WSMan     localhost    Opened Microsoft.PowerShell",
+        ]
+    );
+    let gm = prompt(&mut c, "$session1 | gm -MemberType Property | % Name").await;
+    assert!(lines(&gm.text).contains(&"InstanceId".to_owned()), "{gm:?}");
+    let shown = prompt(&mut c, "Invoke-Command -Command {Get-Process -Name svchost} -Session (Get-PSSession -ComputerName 127.0.0.1, localhost) | % PSComputerName | sort -Unique").await;
+    assert_eq!(lines(&shown.text), ["127.0.0.1", "localhost"], "{shown:?}");
+    // Disconnect-PSSession -Id 2, then Get-PSSession -ComputerName … | Connect-PSSession.
+    let shown = prompt(&mut c, "Disconnect-PSSession -Id 2 | % State").await;
+    assert_eq!(lines(&shown.text), ["Disconnected"], "{shown:?}");
+    let shown = prompt(&mut c, "Get-PSSession -ComputerName localhost | Connect-PSSession | % State").await;
+    assert_eq!(lines(&shown.text), ["Opened"], "{shown:?}");
+    // A job over both sessions, received when done.
+    prompt(&mut c, "$job = Invoke-Command -Session $session1, $session2 -ScriptBlock { Get-Process -Name svchost } -AsJob").await;
+    let shown = prompt(&mut c, "Wait-Job $job | % State; Receive-Job $job | % PSComputerName | sort -Unique").await;
+    assert_eq!(lines(&shown.text), ["Completed", "127.0.0.1", "localhost"], "{shown:?}");
+    prompt(&mut c, "Remove-PSSession $session1").await;
+    prompt(&mut c, "Get-PSSession | Remove-PSSession").await;
+    assert_eq!(prompt(&mut c, "Get-PSSession").await.text, "");
+    let states: Vec<SessionState> = relay.manager.list("alice", None, None).iter().map(|s| s.state).collect();
+    assert!(states.is_empty(), "{states:?}");
+}

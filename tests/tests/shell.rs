@@ -1,0 +1,138 @@
+//! `psgate shell`: the lines admins type, piped into it as a script, against the real peers (the test host as a
+//! local process, behind OpenSSH's sshd, behind the WS-Management peer with NTLM). Output objects on standard
+//! output as PowerShell's console lays them out, errors on standard error, exit status 1 when a line failed.
+
+#[path = "../../relay/tests/common/winrm_peer.rs"]
+mod winrm_peer;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use psgate_tests::{Sshd, local_host_argv};
+use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
+
+fn psgate() -> PathBuf {
+    if let Ok(p) = std::env::var("PSGATE_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test path");
+    exe.parent().and_then(|d| d.parent()).expect("target dir").join("psgate")
+}
+
+fn shell(args: &[&str], script: &str) -> Output {
+    let local = local_host_argv().iter().map(|a| format!("\"{}\"", a.to_string_lossy())).collect::<Vec<_>>().join(" ");
+    let mut child = Command::new(psgate())
+        .arg("shell")
+        .args(["--local-command", &local])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psgate runs");
+    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("write");
+    child.wait_with_output().expect("psgate ends")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn lines(b: &[u8]) -> Vec<String> {
+    text(b).lines().map(|l| l.trim_end().to_owned()).filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn the_lines_piped_into_the_shell_against_the_local_test_host() {
+    let out = shell(
+        &[],
+        "$session1 = New-PSSession -Name web
+Get-PSSession
+Invoke-Command -Session $session1 -ScriptBlock { Get-Process -Name svchost } | select -First 1 | ft ProcessName, PSComputerName
+Get-PSSession -ComputerName localhost | Enter-PSSession
+Write-Output 'inside'
+exit
+$session1 | gm -MemberType Property | % Name | select -First 3
+Remove-PSSession $session1
+$session1.State; (Get-PSSession).Count
+",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "Id Name Transport ComputerName ComputerType  State  ConfigurationName Availability",
+            "-- ---- --------- ------------ ------------  -----  ----------------- ------------",
+            " 1 web  Process   localhost    RemoteMachine Opened                   Available",
+            "ProcessName PSComputerName",
+            "----------- --------------",
+            "svchost     localhost",
+            "inside",
+            "ApplicationPrivateData",
+            "Availability",
+            "ComputerName",
+            "Closed",
+            "0",
+        ]
+    );
+}
+
+#[test]
+fn a_failing_line_is_an_error_on_stderr_and_the_exit_status() {
+    let out = shell(&[], "new-pssesion\n'still runs'\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(lines(&out.stdout), ["still runs"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("The term 'new-pssesion' is not recognized") && err.contains("New-PSSession"), "{err}");
+    // An unfinished line reads on, as PowerShell's console does (`>>`).
+    let out = shell(&[], "Get-PSSession |\n  Measure-Nothing\n1..3 | ForEach-Object {\n  $_ * 2\n}\n");
+    assert_eq!(lines(&out.stdout), ["2", "4", "6"], "{}", text(&out.stderr));
+    // With a relay configuration, its allow-list applies.
+    let dir = std::env::temp_dir().join(format!("psgate-shell-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("psgate.toml");
+    std::fs::write(&config, "[[allow]]\nhosts = [\"srv*.contoso.com\"]\n").expect("config");
+    let out = shell(&["--config", &config.to_string_lossy()], "New-PSSession -HostName pc1 -UserName u -KeyFilePath k\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("pc1:22 over ssh is not in this relay's allow-list"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn ssh_sessions_behind_a_real_sshd() {
+    let sshd = Sshd::start(true).expect("sshd");
+    let (host, port, user, key) = (sshd.get("host"), sshd.port(), sshd.get("user"), sshd.get("key_ed25519"));
+    let script = format!(
+        "$s = New-PSSession -HostName {host} -Port {port} -UserName {user} -KeyFilePath {key}
+$s.Transport
+Invoke-Command $s {{ Get-Process -Name svchost }} | % PSComputerName | select -Unique
+Enter-PSSession -Id 1
+Write-Output inside-ssh
+exit
+"
+    );
+    let out = shell(&["--known-hosts", &sshd.get("known_hosts")], &script);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(lines(&out.stdout), ["SSH", host.as_str(), "inside-ssh"]);
+}
+
+#[test]
+fn winrm_with_a_credential_answered_on_standard_input() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let script = format!(
+        "$cred = Get-Credential
+{USER}
+{PASSWORD}
+$session1, $session2 = New-PSSession -ComputerName 127.0.0.1, localhost -Port {port} -Credential $cred
+Get-PSSession | % ComputerName
+Disconnect-PSSession -Id 2 | % State
+Get-PSSession -ComputerName localhost | Connect-PSSession | % State
+Invoke-Command -Session $session1, $session2 -ScriptBlock {{ Get-Process -Name svchost }} | % PSComputerName | sort -Unique
+",
+        port = peer.port
+    );
+    let out = shell(&[], &script);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(lines(&out.stdout), ["127.0.0.1", "localhost", "Disconnected", "Opened", "127.0.0.1", "localhost"]);
+    assert!(!text(&out.stderr).contains(PASSWORD), "the password is never echoed");
+}
