@@ -147,7 +147,7 @@ impl Runspace {
         if !trimmed.is_empty() {
             self.history.push(HistoryEntry { id, line: trimmed.to_owned(), status: "Running" });
         }
-        let mut ctx = Ctx { rs: self, remoting, host, src: Rc::from(line), blocks: HashMap::new(), error_action: None, pipeline_position: 0, steps: 0 };
+        let mut ctx = Ctx { rs: self, remoting: crate::remote::Cached::new(remoting), host, src: Rc::from(line), blocks: HashMap::new(), error_action: None, pipeline_position: 0, steps: 0 };
         let (state, exit) = ctx.run_line();
         if !trimmed.is_empty()
             && let Some(h) = self.history.iter_mut().rev().find(|h| h.id == id)
@@ -225,7 +225,7 @@ pub fn is_exit_line(line: &str) -> bool {
 /// A line's evaluation.
 pub(crate) struct Ctx<'a> {
     pub rs: &'a mut Runspace,
-    pub remoting: &'a mut dyn Remoting,
+    pub remoting: crate::remote::Cached<'a>,
     pub host: &'a mut dyn Host,
     /// The text spans refer to (the line, or a script block's text while it runs).
     pub src: Rc<str>,
@@ -338,17 +338,23 @@ impl Ctx<'_> {
     /// A PSSession (or an array of them) as it is now.
     pub fn live(&mut self, value: Value) -> Value {
         if crate::session::is_session(&value) {
-            let sessions = self.remoting.sessions();
-            return crate::session::refresh(&value, &sessions);
+            return self.refresh(&value);
         }
         if let Some(items) = values::as_list(&value)
             && items.iter().any(crate::session::is_session)
         {
-            let sessions = self.remoting.sessions();
-            let items = items.iter().map(|i| if crate::session::is_session(i) { crate::session::refresh(i, &sessions) } else { i.clone() }).collect();
+            let items = items.iter().map(|i| if crate::session::is_session(i) { self.refresh(i) } else { i.clone() }).collect();
             return values::array(items);
         }
         value
+    }
+
+    /// A PSSession object as its session is now, or Closed when the session is gone.
+    fn refresh(&mut self, v: &Value) -> Value {
+        match crate::session::id_of(v) {
+            Some(id) => self.remoting.object_of(id).unwrap_or_else(|| crate::session::closed(v)),
+            None => v.clone(),
+        }
     }
 
     pub fn statement(&mut self, s: &Statement, sink: &mut Sink<'_>) -> R<()> {

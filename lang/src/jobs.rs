@@ -11,7 +11,7 @@ use super::cmdlets::Cmdlet;
 use crate::bind::{Bound, Kind, Pipe, Signature, p};
 use crate::error::{Category, ErrorSpec, Failure};
 use crate::eval::{Ctx, Flow, R, Sink};
-use crate::remote::{Invocation, RemoteEvent, RunId};
+use crate::remote::{Invocation, RemoteEvent, Remoting as _, RunId};
 use crate::values::{self, text};
 
 /// Events a job keeps before it drops its oldest output.
@@ -131,7 +131,7 @@ pub(crate) static CMDLETS: &[Cmdlet] = &[
 
 /// Starts `Invoke-Command -AsJob`: the job object is the output.
 pub(crate) fn start(cx: &mut Ctx<'_>, invocation: Invocation, tag: bool, name: Option<String>, temporary: Vec<SessionId>, sink: &mut Sink<'_>) -> R<()> {
-    let sessions = cx.remoting.sessions();
+    let sessions = cx.remoting.list();
     let location: Vec<String> = invocation.sessions.iter().filter_map(|id| sessions.iter().find(|s| s.id == *id).map(|s| s.computer_name.clone())).collect();
     let command = invocation.text.clone();
     let run = cx.remoting.start(invocation, tag).map_err(|e| {

@@ -128,6 +128,103 @@ pub trait Remoting {
     fn stop(&mut self, run: RunId);
     /// Forgets a run (its events are no longer wanted).
     fn forget(&mut self, run: RunId);
+    /// Whether `-ComputerName <computer>` means the relay's own machine over its local transport (the relay
+    /// runs a local PowerShell and does not reach that name over WinRM): `New-PSSession -ComputerName localhost`
+    /// then needs no credentials, as on Windows.
+    fn local_computer(&mut self, computer: &str) -> bool {
+        let _ = computer;
+        false
+    }
+}
+
+/// The remoting side as a line sees it: the sessions' list read once and reused until the line changes them
+/// (outputting 200 PSSessions refreshes each from one list, not from 200 copies of it).
+pub(crate) struct Cached<'a> {
+    inner: &'a mut dyn Remoting,
+    sessions: Option<std::rc::Rc<Vec<SessionInfo>>>,
+    /// The PSSession objects made from `sessions`, by id.
+    objects: std::collections::HashMap<SessionId, Value>,
+}
+
+impl<'a> Cached<'a> {
+    pub(crate) fn new(inner: &'a mut dyn Remoting) -> Cached<'a> {
+        Cached { inner, sessions: None, objects: std::collections::HashMap::new() }
+    }
+
+    /// A session's PSSession object as it is now (`None`: no such session).
+    pub(crate) fn object_of(&mut self, id: SessionId) -> Option<Value> {
+        let list = self.list();
+        if let Some(v) = self.objects.get(&id) {
+            return Some(v.clone());
+        }
+        let v = crate::session::object(list.iter().find(|s| s.id == id)?);
+        self.objects.insert(id, v.clone());
+        Some(v)
+    }
+
+    /// The sessions, from the cache when nothing changed them since.
+    pub(crate) fn list(&mut self) -> std::rc::Rc<Vec<SessionInfo>> {
+        if let Some(s) = &self.sessions {
+            return s.clone();
+        }
+        let s = std::rc::Rc::new(self.inner.sessions());
+        self.sessions = Some(s.clone());
+        s
+    }
+
+    fn changed(&mut self) -> &mut dyn Remoting {
+        self.sessions = None;
+        self.objects.clear();
+        &mut *self.inner
+    }
+}
+
+impl Remoting for Cached<'_> {
+    fn sessions(&mut self) -> Vec<SessionInfo> {
+        self.list().as_ref().clone()
+    }
+    fn open(&mut self, targets: Vec<Target>) -> Vec<Result<SessionInfo, RemoteError>> {
+        self.changed().open(targets)
+    }
+    fn remove(&mut self, ids: &[SessionId]) -> Result<(), RemoteError> {
+        self.changed().remove(ids)
+    }
+    fn disconnect(&mut self, ids: &[SessionId], idle: Option<u32>, mode: Option<OutputBufferingMode>) -> Vec<Result<SessionInfo, RemoteError>> {
+        self.changed().disconnect(ids, idle, mode)
+    }
+    fn connect(&mut self, ids: &[SessionId]) -> Vec<Result<SessionInfo, RemoteError>> {
+        self.changed().connect(ids)
+    }
+    fn remote_shells(&mut self, target: &Target) -> Result<Vec<RemoteShell>, RemoteError> {
+        self.inner.remote_shells(target)
+    }
+    fn start(&mut self, invocation: Invocation, tag: bool) -> Result<RunId, RemoteError> {
+        // A session's availability changes while its pipeline runs.
+        self.changed().start(invocation, tag)
+    }
+    fn receive(&mut self, session: SessionId) -> Result<RunId, RemoteError> {
+        self.changed().receive(session)
+    }
+    fn next_event(&mut self, run: RunId, wait: Duration) -> Option<RemoteEvent> {
+        let e = self.inner.next_event(run, wait);
+        if matches!(e, Some(RemoteEvent::Finished { .. } | RemoteEvent::Done)) {
+            self.sessions = None;
+            self.objects.clear();
+        }
+        e
+    }
+    fn answer(&mut self, session: SessionId, pipeline: PipelineId, call_id: i64, answer: HostAnswer) -> Result<(), RemoteError> {
+        self.inner.answer(session, pipeline, call_id, answer)
+    }
+    fn stop(&mut self, run: RunId) {
+        self.changed().stop(run)
+    }
+    fn forget(&mut self, run: RunId) {
+        self.inner.forget(run)
+    }
+    fn local_computer(&mut self, computer: &str) -> bool {
+        self.inner.local_computer(computer)
+    }
 }
 
 /// The console the prompt writes to and asks.

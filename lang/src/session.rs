@@ -94,17 +94,6 @@ pub fn id_of(v: &Value) -> Option<SessionId> {
     (id > 0).then_some(SessionId(id as u64))
 }
 
-/// The object as it is now: refreshed from `sessions`, or marked Closed when the session is gone.
-pub fn refresh(v: &Value, sessions: &[SessionInfo]) -> Value {
-    match id_of(v) {
-        Some(id) => match sessions.iter().find(|s| s.id == id) {
-            Some(info) => object(info),
-            None => closed(v),
-        },
-        None => v.clone(),
-    }
-}
-
 /// The `InstanceId` of a PSSession object, as text.
 pub fn instance_of(v: &Value) -> Option<String> {
     values::property(v, "InstanceId").filter(|i| !i.is_nil()).map(|i| text(&i))

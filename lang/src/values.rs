@@ -311,49 +311,81 @@ pub fn member(v: &Value, name: &str) -> Value {
 
 /// PowerShell's wildcard match (`*`, `?`, `[a-z]`, `` ` `` escapes), ignoring case unless `case_sensitive`.
 pub fn like(text: &str, pattern: &str, case_sensitive: bool) -> bool {
+    if text.is_ascii() && pattern.is_ascii() {
+        // No allocation for the common case: ASCII compared byte by byte.
+        let fold = |b: u8| if case_sensitive { b } else { b.to_ascii_lowercase() };
+        let t: smallvec_like::Buf = smallvec_like::Buf::new(text.bytes().map(fold));
+        let p: smallvec_like::Buf = smallvec_like::Buf::new(pattern.bytes().map(fold));
+        return wildcard(t.as_slice(), p.as_slice());
+    }
     let fold = |s: &str| if case_sensitive { s.chars().collect::<Vec<_>>() } else { s.chars().flat_map(char::to_lowercase).collect() };
     let (t, p) = (fold(text), fold(pattern));
     wildcard(&t, &p)
 }
 
-fn wildcard(t: &[char], p: &[char]) -> bool {
+/// Short texts folded on the stack.
+mod smallvec_like {
+    pub struct Buf {
+        inline: [u8; 64],
+        heap: Vec<u8>,
+        len: usize,
+    }
+
+    impl Buf {
+        pub fn new(bytes: impl ExactSizeIterator<Item = u8>) -> Buf {
+            let len = bytes.len();
+            if len <= 64 {
+                let mut inline = [0u8; 64];
+                for (slot, b) in inline.iter_mut().zip(bytes) {
+                    *slot = b;
+                }
+                Buf { inline, heap: Vec::new(), len }
+            } else {
+                Buf { inline: [0; 64], heap: bytes.collect(), len }
+            }
+        }
+
+        pub fn as_slice(&self) -> &[u8] {
+            if self.heap.is_empty() { &self.inline[..self.len] } else { &self.heap }
+        }
+    }
+}
+
+fn wildcard<C: Copy + PartialEq + PartialOrd + Wild>(t: &[C], p: &[C]) -> bool {
     // Iterative with one backtrack point per `*`: linear in practice, never recursive.
     let (mut ti, mut pi) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, ti));
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
+            let c = p[pi];
+            if c.is('*') {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            if c.is('?') {
+                ti += 1;
+                pi += 1;
+                continue;
+            }
+            if c.is('[') {
+                if let Some((matched, next)) = class(&p[pi..], t[ti])
+                    && matched
+                {
                     ti += 1;
-                    pi += 1;
+                    pi += next;
                     continue;
                 }
-                '[' => {
-                    if let Some((matched, next)) = class(&p[pi..], t[ti])
-                        && matched
-                    {
-                        ti += 1;
-                        pi += next;
-                        continue;
-                    }
-                }
-                '`' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
+            } else if c.is('`') && pi + 1 < p.len() {
+                if p[pi + 1] == t[ti] {
                     ti += 1;
                     pi += 2;
                     continue;
                 }
-                '`' if pi + 1 < p.len() => {}
-                c if c == t[ti] => {
-                    ti += 1;
-                    pi += 1;
-                    continue;
-                }
-                _ => {}
+            } else if c == t[ti] {
+                ti += 1;
+                pi += 1;
+                continue;
             }
         }
         match star {
@@ -365,12 +397,29 @@ fn wildcard(t: &[char], p: &[char]) -> bool {
             None => return false,
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| c.is('*'))
+}
+
+/// A character of a wildcard pattern: a `char`, or an ASCII byte.
+trait Wild {
+    fn is(self, c: char) -> bool;
+}
+
+impl Wild for char {
+    fn is(self, c: char) -> bool {
+        self == c
+    }
+}
+
+impl Wild for u8 {
+    fn is(self, c: char) -> bool {
+        u32::from(self) == c as u32
+    }
 }
 
 /// `[abc]`, `[a-z]` against `c`: whether it matches and the class's length (`None`: not a class).
-fn class(p: &[char], c: char) -> Option<(bool, usize)> {
-    let end = p.iter().position(|x| *x == ']')?;
+fn class<C: Copy + PartialEq + PartialOrd + Wild>(p: &[C], c: C) -> Option<(bool, usize)> {
+    let end = p.iter().position(|x| x.is(']'))?;
     if end < 2 {
         return None;
     }
@@ -378,7 +427,7 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
     let mut i = 0;
     let mut matched = false;
     while i < body.len() {
-        if i + 2 < body.len() && body[i + 1] == '-' {
+        if i + 2 < body.len() && body[i + 1].is('-') {
             matched |= body[i] <= c && c <= body[i + 2];
             i += 3;
         } else {

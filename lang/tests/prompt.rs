@@ -80,6 +80,17 @@ fn new_pssession_without_a_computer_is_the_relays_local_transport() {
 }
 
 #[test]
+fn localhost_is_the_relays_local_transport_where_the_relay_says_so() {
+    let mut w = World::new();
+    w.fake.local = vec!["localhost".into()];
+    same(&w.run("New-PSSession -ComputerName localhost | select ComputerName, Transport"), "\nComputerName Transport\n------------ ---------\nlocalhost    Process");
+    assert!(w.console.events.iter().all(|e| !matches!(e, Event::Call(..))), "no credential asked");
+    // Any WinRM setting asks for WinRM.
+    w.console.answers.push_back(HostAnswer::Credential { user: "u".into(), password: "p".into() });
+    same(&w.run("New-PSSession -ComputerName localhost -Port 5985 | % Transport"), "ask: PromptForCredential1\nWSMan");
+}
+
+#[test]
 fn a_failed_session_is_an_error_per_host_and_the_others_open() {
     let mut w = World::new().with_credential();
     let out = w.run("$s = New-PSSession -ComputerName srv02, badhost, blockedhost -Credential $cred");
@@ -433,4 +444,26 @@ fn records_and_outputs_of_a_failing_line_come_in_order() {
         })
         .collect();
     assert_eq!(kinds, ["out", "error", "out"]);
+}
+
+#[test]
+fn wildcards_match_as_powershells_do() {
+    use psgate_lang::values::like;
+    for (text, pattern, cs, expect) in [
+        ("srv02.contoso.com", "SRV*", false, true),
+        ("srv02", "srv0?", false, true),
+        ("srv02", "srv0[1-3]", false, true),
+        ("srv05", "srv0[1-3]", false, false),
+        ("a*b", "a`*b", false, true),
+        ("axb", "a`*b", false, false),
+        ("Straße", "STRASSE", false, false),
+        ("Ärger", "ä*", false, true),
+        ("Ärger", "ä*", true, false),
+        ("SRV", "srv", true, false),
+        (&"x".repeat(200), "*x", false, true),
+        ("", "*", false, true),
+        ("abc", "", false, false),
+    ] {
+        assert_eq!(like(text, pattern, cs), expect, "{text} -like {pattern}");
+    }
 }

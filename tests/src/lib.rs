@@ -56,11 +56,18 @@ pub struct Sshd {
 impl Sshd {
     /// Starts one (`subsystem: false` for a server without the powershell subsystem).
     pub fn start(subsystem: bool) -> anyhow::Result<Sshd> {
+        Sshd::start_with(subsystem, &[])
+    }
+
+    /// Starts one with more of sshd.py's options (`--jea-subsystem`: a second subsystem, `powershell-jea`, whose
+    /// host runs NoLanguage like a JEA endpoint).
+    pub fn start_with(subsystem: bool, extra: &[&str]) -> anyhow::Result<Sshd> {
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("tests/peers/sshd.py"));
         if !subsystem {
             cmd.arg("--no-subsystem");
         }
+        cmd.args(extra);
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting tests/peers/sshd.py")?;
         let stdin = child.stdin.take().context("stdin")?;
         let stdout = child.stdout.take().context("stdout")?;

@@ -15,6 +15,21 @@ use psgate_tests::relay::{Client, Relay, outputs, relay, relay_with};
 use serde_json::json;
 use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
 
+/// The `prompt_state` a line caused: seen while it ran, else the next one (it may come just after the line's end:
+/// it travels with the session changes, not in the line's pipeline).
+async fn entered_after(c: &mut Client, shown: &Shown) -> Option<SessionId> {
+    match shown.entered {
+        Some(e) => e,
+        None => {
+            c.until(|m| match m {
+                ServerMessage::PromptState { entered } => Some(*entered),
+                _ => None,
+            })
+            .await
+        }
+    }
+}
+
 /// What a line at the prompt showed: its output as console text, its error messages, its final state.
 #[derive(Debug)]
 struct Shown {
@@ -55,19 +70,6 @@ async fn prompt_with(c: &mut Client, line: &str, answers: Vec<HostAnswer>) -> Sh
                     })
                     .collect();
                 let errors = records.iter().filter(|(k, _)| *k == RecordKind::Error).map(|(_, v)| ErrorRecordView::from_value(v).message).collect();
-                // The state change may come just after the line's end.
-                if entered.is_none() && line.contains("PSSession") || line.trim() == "exit" {
-                    entered = tokio::time::timeout(std::time::Duration::from_millis(300), async {
-                        loop {
-                            if let ServerMessage::PromptState { entered } = c.next().await {
-                                return entered;
-                            }
-                        }
-                    })
-                    .await
-                    .ok()
-                    .or(entered);
-                }
                 return Shown { text: psgate_lang::format::to_text(&objects), errors, records, state, entered };
             }
             _ => {}
@@ -92,6 +94,9 @@ async fn the_local_test_host_from_the_prompt_and_a_reload_sees_the_same_variable
     let mut c = Client::connect(&relay, "alice").await;
     let shown = prompt(&mut c, "$session1 = New-PSSession -Name web").await;
     assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    // `-ComputerName localhost` is the relay's own machine here (its local transport; WinRM to it is not allowed).
+    let shown = prompt(&mut c, "New-PSSession -ComputerName localhost | Remove-PSSession").await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
     let shown = prompt(&mut c, "Get-PSSession").await;
     assert_eq!(
         lines(&shown.text)[..3],
@@ -104,13 +109,17 @@ async fn the_local_test_host_from_the_prompt_and_a_reload_sees_the_same_variable
     // Script blocks run remotely: each result tagged with the computer, as Invoke-Command tags it.
     let shown = prompt(&mut c, "Invoke-Command -Session $session1 -ScriptBlock { Get-Process -Name svchost } | select -First 1 | % PSComputerName").await;
     assert_eq!(lines(&shown.text), ["localhost"], "{shown:?}");
+    // A remote pipeline's host call reaches the page through the prompt's line, and the answer goes back to it.
+    let shown = prompt_with(&mut c, "Invoke-Command -Session $session1 -ScriptBlock { Read-Host }", vec![HostAnswer::Value { clixml: "<S>typed at the prompt</S>".into() }]).await;
+    assert_eq!(lines(&shown.text), ["typed at the prompt"], "{shown:?}");
     // Enter-PSSession switches the prompt into the session; the page sends its lines to the session; exit returns.
     let shown = prompt(&mut c, "Get-PSSession -ComputerName localhost | Enter-PSSession").await;
-    assert_eq!(shown.entered, Some(Some(SessionId(1))), "{shown:?}");
+    assert_eq!(entered_after(&mut c, &shown).await, Some(SessionId(1)), "{shown:?}");
     assert_eq!(relay.manager.entered("alice"), Some(SessionId(1)));
     let p = c.run(SessionId(1), "Get-Date").await;
     assert_eq!(outputs(&c.until_done(p).await).len(), 1);
-    assert_eq!(prompt(&mut c, "exit").await.entered, Some(None));
+    let shown = prompt(&mut c, "exit").await;
+    assert_eq!(entered_after(&mut c, &shown).await, None);
     // Another connection of the same user (a reload, a second tab) has the same variables.
     let mut tab = Client::connect(&relay, "alice").await;
     assert_eq!(lines(&prompt(&mut tab, "$session1.Name; $session1.State").await.text), ["web", "Opened"]);
@@ -243,4 +252,67 @@ async fn the_issue_lines_over_winrm_with_ntlm() {
     assert_eq!(prompt(&mut c, "Get-PSSession").await.text, "");
     let states: Vec<SessionState> = relay.manager.list("alice", None, None).iter().map(|s| s.state).collect();
     assert!(states.is_empty(), "{states:?}");
+}
+
+/// The target's error for a pipeline that failed (its terminating error record's message).
+async fn failure_of(c: &mut Client, session: SessionId, line: &str) -> String {
+    let p = c.run(session, line).await;
+    let events = c.until_done(p).await;
+    match events.last() {
+        Some(ServerMessage::PipelineState { state: PipelineState::Failed, error: Some(e), .. }) => {
+            ErrorRecordView::from_value(&psgate_shared::clixml::decode_message(e.as_bytes()).expect("an error record")).message
+        }
+        other => panic!("{line}: expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jea_endpoint_takes_typed_lines_as_command_objects_and_refuses_script_text_plainly() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--restricted-configuration".into(), "JEA.Helpdesk".into()], ..PeerOptions::default() });
+    let port = peer.port;
+    let relay = relay_with(allow_peer(&peer)).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    prompt_with(&mut c, "$cred = Get-Credential", vec![credential()]).await;
+    let shown = prompt(&mut c, &format!("$jea = New-PSSession -ComputerName 127.0.0.1 -Port {port} -Credential $cred -ConfigurationName JEA.Helpdesk; $jea.ConfigurationName")).await;
+    assert_eq!(lines(&shown.text), ["JEA.Helpdesk"], "{shown:?}");
+    // Enter-PSSession: the endpoint's `prompt` is not visible, so the console shows `[HOST]: PS>`.
+    let shown = prompt(&mut c, "Enter-PSSession $jea").await;
+    let s = entered_after(&mut c, &shown).await.expect("entered");
+    let info = relay.manager.list("alice", None, None).into_iter().find(|i| i.id == s).expect("the session");
+    assert_eq!(psgate_relay::session::manager::shown_prompt(&info), "PS>");
+    // A typed simple line goes as Command objects: it runs there.
+    let p = c.run(s, "Get-Service -Name bits").await;
+    let events = c.until_done(p).await;
+    let names: Vec<String> = outputs(&events).iter().filter_map(|o| o.as_object()?.property("Name")?.as_str().map(str::to_owned)).collect();
+    assert_eq!(names, ["bits"], "{events:?}");
+    // Script text is refused by the endpoint, and the user reads why.
+    let why = failure_of(&mut c, s, "Get-Service | Where-Object { $_.Status -eq 'Running' }").await;
+    assert_eq!(why, "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode.");
+    let shown = prompt(&mut c, "exit").await;
+    assert_eq!(entered_after(&mut c, &shown).await, None);
+    // Invoke-Command from the prompt: the same rule for its script block.
+    let shown = prompt(&mut c, "Invoke-Command -Session $jea -ScriptBlock { Get-Service -Name bits } | % Name").await;
+    assert_eq!(lines(&shown.text), ["bits"], "{shown:?}");
+    let shown = prompt(&mut c, "Invoke-Command -Session $jea -ScriptBlock { $x = 'bits'; Get-Service -Name $x }").await;
+    assert_eq!(shown.errors, ["The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode."], "{shown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jea_ssh_subsystem_from_the_prompt() {
+    let sshd = Sshd::start_with(true, &["--jea-subsystem"]).expect("sshd");
+    let (host, port) = (sshd.get("host"), sshd.port());
+    let known_hosts = sshd.get("known_hosts");
+    let relay = relay_with(|c: &mut Config| {
+        c.known_hosts = Some(known_hosts.into());
+        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh] });
+    })
+    .await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let line = format!("$s = New-PSSession -HostName {host} -Port {port} -UserName {} -KeyFilePath {} -Subsystem powershell-jea", sshd.get("user"), sshd.get("key_ed25519"));
+    let shown = prompt(&mut c, &line).await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    let shown = prompt(&mut c, "Invoke-Command -Session $s -ScriptBlock { Get-Service -Name bits } | % Name").await;
+    assert_eq!(lines(&shown.text), ["bits"], "{shown:?}");
+    let shown = prompt(&mut c, "Invoke-Command -Session $s -ScriptBlock { Get-Service | Where-Object { $_.Status -eq 'Running' } }").await;
+    assert!(shown.errors[0].starts_with("The syntax is not supported by this runspace"), "{shown:?}");
 }

@@ -9,7 +9,7 @@ use super::Cmdlet;
 use crate::bind::{Bound, Kind, Param, Pipe, Signature, p};
 use crate::error::{Category, ErrorSpec, Failure};
 use crate::eval::{Ctx, Entered, Flow, R, Sink};
-use crate::remote::{Invocation, RemoteError};
+use crate::remote::{Invocation, RemoteError, Remoting as _};
 use crate::session;
 use crate::values::{self, text};
 
@@ -344,7 +344,13 @@ pub(crate) fn targets(cx: &mut Ctx<'_>, b: &Bound) -> R<Vec<Target>> {
             out.push(Target::new("localhost", Transport::Local));
         }
         let mut cred: Option<(String, String)> = None;
+        // Only a plain -ComputerName may mean the relay's own machine (any WinRM setting asks for WinRM).
+        let plain = !["Credential", "Port", "UseSSL", "Authentication", "ConfigurationName"].iter().any(|p| b.has(p));
         for computer in computers {
+            if plain && cx.remoting.local_computer(&computer) {
+                out.push(Target::new(computer, Transport::Local));
+                continue;
+            }
             if cred.is_none() {
                 cred = credential(cx, b, &computer, true)?;
             }
@@ -406,7 +412,7 @@ fn new_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
 /// The sessions a Session/Id/Name/InstanceId/ComputerName parameter set names; errors for names that match
 /// nothing (written, not terminating, as PowerShell does).
 pub(crate) fn selected(cx: &mut Ctx<'_>, b: &Bound, verb: &str) -> R<Vec<SessionInfo>> {
-    let all = cx.remoting.sessions();
+    let all = cx.remoting.list();
     let mut out: Vec<SessionInfo> = Vec::new();
     let add = |s: &SessionInfo, out: &mut Vec<SessionInfo>| {
         if !out.iter().any(|o| o.id == s.id) {
@@ -480,9 +486,9 @@ fn get_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
     let state = b.string("State").unwrap_or_else(|| "All".into());
     let keep = |s: &SessionInfo| state == "All" || session::state_name(s.state) == state;
     let sessions: Vec<SessionInfo> = if matches!(b.set, "Name" | "ComputerName") && !b.has("Name") && !b.has("ComputerName") {
-        cx.remoting.sessions()
+        cx.remoting.list().as_ref().clone()
     } else if b.set == "ComputerName" || b.set == "ComputerInstanceId" {
-        let all = cx.remoting.sessions();
+        let all = cx.remoting.list().as_ref().clone();
         let computers = b.strings("ComputerName");
         let names = b.strings("Name");
         all.into_iter()
@@ -497,7 +503,8 @@ fn get_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
         if let Some(i) = &s.instance_id {
             shown.push(i.to_uppercase());
         }
-        cx.emit(sink, session::object(s));
+        let object = cx.remoting.object_of(s.id).unwrap_or_else(|| session::object(s));
+        cx.emit(sink, object);
     }
     // With credentials, the shells a WinRM computer keeps for them that are not sessions here (another client's,
     // or one this relay forgot): listed Disconnected, connected with Connect-PSSession.
@@ -653,7 +660,7 @@ fn invoke_command(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
     }
     let mut temporary: Vec<SessionId> = Vec::new();
     let sessions: Vec<SessionId> = if b.set == "Session" {
-        let all = cx.remoting.sessions();
+        let all = cx.remoting.list();
         let mut ids = Vec::new();
         for v in b.items("Session") {
             match session::id_of(&v).filter(|id| all.iter().any(|s| s.id == *id)) {

@@ -25,6 +25,8 @@ pub struct Fake {
     /// Shells `remote_shells` lists.
     pub shells: Vec<RemoteShell>,
     pub answers: Vec<(SessionId, i64, HostAnswer)>,
+    /// Computers the fake serves over its local transport.
+    pub local: Vec<String>,
 }
 
 /// A pipeline as text: `Get-Process -Name bits` for Command objects, `script{…} args[…]` for script text.
@@ -197,6 +199,10 @@ impl Remoting for Fake {
 
     fn forget(&mut self, run: RunId) {
         self.runs.remove(&run.0);
+    }
+
+    fn local_computer(&mut self, computer: &str) -> bool {
+        self.local.iter().any(|c| c.eq_ignore_ascii_case(computer))
     }
 }
 

@@ -489,6 +489,16 @@ impl Manager {
         &self.prompts
     }
 
+    /// Whether `computer` names this machine and the relay serves it over its local transport rather than WinRM
+    /// (the local transport is configured and allowed for it; WinRM to it is not).
+    pub fn local_computer(&self, computer: &str) -> bool {
+        let name = computer.trim();
+        let this = ["localhost", ".", "127.0.0.1", "::1"].iter().any(|n| n.eq_ignore_ascii_case(name));
+        this && self.config.local_command.is_some()
+            && self.config.allows(name, 0, Transport::Local)
+            && ![5985, 5986].iter().any(|port| self.config.allows(name, *port, Transport::Winrm))
+    }
+
     /// The session `owner`'s prompt has entered (Enter-PSSession), if any.
     pub fn entered(&self, owner: &str) -> Option<SessionId> {
         lock(&self.prompts).get(owner).and_then(|p| p.entered())

@@ -469,6 +469,10 @@ impl Remoting for RelayRemoting {
     fn forget(&mut self, run: RunId) {
         lock(&self.prompt.runs).remove(&run.0);
     }
+
+    fn local_computer(&mut self, computer: &str) -> bool {
+        self.manager.local_computer(computer)
+    }
 }
 
 fn record_of(message: &str, id: &str) -> Value {
