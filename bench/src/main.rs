@@ -2,6 +2,10 @@
 //! `cargo run --release -p psgate-bench -- psrp [--quick]`
 //! `cargo run --release -p psgate-bench -- relay [--quick] [--runs N] [--sessions N] [--objects N]`
 //! `cargo run --release -p psgate-bench -- winrm [--quick] [--objects N] [--runs N] [--open-rounds N]`
+//! `cargo run --release -p psgate-bench -- prompt [--quick]`
+//!
+//! prompt: a line at psgate's prompt excluding the target: the language core on 200 sessions in memory, the
+//! relay's path for a line on session 0, and parsing beside the poshtree crate in the same run (bench/src/prompt.rs).
 //!
 //! winrm: objects/s and the time to open a session over WS-Management (HTTP, NTLM, message encryption) from the
 //! test peer's fast mode (tests/peers/winrm_host.py), psgate's engine and pypsrp 0.9.1 in the same run, and a raw
@@ -39,8 +43,9 @@ fn main() -> anyhow::Result<()> {
         Some("psrp") => psrp::run(args.iter().any(|a| a == "--quick")),
         Some("relay") => relay::run(&args[1..]),
         Some("winrm") => winrm::run(&args[1..]),
+        Some("prompt") => prompt::run(args.iter().any(|a| a == "--quick")),
         _ => bail!(
-            "usage: psgate-bench clixml|psrp|relay|winrm [--quick]  (relay also: --runs N --sessions N --objects N; \
+            "usage: psgate-bench clixml|psrp|relay|winrm|prompt [--quick]  (relay also: --runs N --sessions N --objects N; \
              winrm also: --objects N --runs N --open-rounds N)"
         ),
     }
@@ -54,6 +59,7 @@ struct Dataset {
 }
 
 mod measure;
+mod prompt;
 mod psrp;
 mod relay;
 mod winrm;
