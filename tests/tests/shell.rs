@@ -136,3 +136,49 @@ Invoke-Command -Session $session1, $session2 -ScriptBlock {{ Get-Process -Name s
     assert_eq!(lines(&out.stdout), ["127.0.0.1", "localhost", "Disconnected", "Opened", "127.0.0.1", "localhost"]);
     assert!(!text(&out.stderr).contains(PASSWORD), "the password is never echoed");
 }
+
+/// On a terminal (a pseudo-terminal `script` makes): the prompt, line editing with Tab completion, history.
+#[test]
+fn on_a_terminal_it_prompts_completes_and_recalls() {
+    let local = local_host_argv().iter().map(|a| format!("\"{}\"", a.to_string_lossy())).collect::<Vec<_>>().join(" ");
+    let command = format!("{} shell --local-command '{local}'", psgate().display());
+    let mut child = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // Typed ahead: each line waits in the terminal until the prompt reads it. Tab completes the command's name;
+    // Up recalls the line before.
+    for keys in ["$s = New-PSSession -Name typed\r", "Get-PSSess\t | % Name\r", "\x1b[A\r", "exit\r"] {
+        stdin.write_all(keys.as_bytes()).expect("type");
+        stdin.flush().expect("flush");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let out = child.wait_with_output().expect("ends");
+    // The screen without the terminal's control sequences (the line editor redraws the line as it is edited).
+    let raw = text(&out.stdout);
+    let mut screen = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                while let Some(x) = chars.next() {
+                    if x.is_ascii_alphabetic() || x == '~' {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            screen.push(c);
+        }
+    }
+    assert!(out.status.success(), "{screen}\n{}", text(&out.stderr));
+    assert!(screen.contains("PS psgate> "), "the prompt: {screen}");
+    assert!(screen.contains("Get-PSSession | % Name"), "Tab completed the name: {screen}");
+    assert!(screen.matches("typed").count() >= 3, "the session's name, printed twice (the line and its recall): {screen}");
+}
