@@ -135,6 +135,12 @@ pub trait Remoting {
         let _ = computer;
         false
     }
+    /// The target a session was opened with (credentials included), for New-PSSession -Session; `None`: not
+    /// known.
+    fn target_of(&mut self, session: SessionId) -> Option<Target> {
+        let _ = session;
+        None
+    }
 }
 
 /// The remoting side as a line sees it: the sessions' list read once and reused until the line changes them
@@ -224,6 +230,9 @@ impl Remoting for Cached<'_> {
     }
     fn local_computer(&mut self, computer: &str) -> bool {
         self.inner.local_computer(computer)
+    }
+    fn target_of(&mut self, session: SessionId) -> Option<Target> {
+        self.inner.target_of(session)
     }
 }
 

@@ -74,6 +74,15 @@ fn new_pssession_over_ssh_asks_the_password_once_and_names_sessions() {
 }
 
 #[test]
+fn new_pssession_session_opens_new_sessions_like_those() {
+    let mut w = World::new().with_credential();
+    w.run("$s = New-PSSession -ComputerName srv02 -Port 5986 -UseSSL -Credential $cred");
+    same(&w.run("New-PSSession -Session $s -Name again | ft Id, Name, ComputerName"), "\nId Name  ComputerName\n-- ----  ------------\n 2 again srv02");
+    let t = &w.fake.targets[1];
+    assert_eq!((t.port, t.use_ssl, t.user.as_deref(), t.password.as_deref()), (Some(5986), true, Some("CONTOSO\\ada"), Some("Pa$$w0rd")));
+}
+
+#[test]
 fn new_pssession_without_a_computer_is_the_relays_local_transport() {
     let mut w = World::new();
     same(&w.run("New-PSSession | select ComputerName, Transport"), "\nComputerName Transport\n------------ ---------\nlocalhost    Process");

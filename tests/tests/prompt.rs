@@ -316,3 +316,26 @@ async fn a_jea_ssh_subsystem_from_the_prompt() {
     let shown = prompt(&mut c, "Invoke-Command -Session $s -ScriptBlock { Get-Service | Where-Object { $_.Status -eq 'Running' } }").await;
     assert!(shown.errors[0].starts_with("The syntax is not supported by this runspace"), "{shown:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targets_quota_and_a_reopened_session_at_the_prompt() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--max-shells-per-user".into(), "2".into()], ..PeerOptions::default() });
+    let port = peer.port;
+    let relay = relay_with(allow_peer(&peer)).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    prompt_with(&mut c, "$cred = Get-Credential", vec![credential()]).await;
+    let shown = prompt(&mut c, &format!("$s = New-PSSession -ComputerName 127.0.0.1 -Port {port} -Credential $cred")).await;
+    assert_eq!(shown.errors.len(), 0, "{shown:?}");
+    // New-PSSession -Session: a new session like $s, with its computer, port and credentials.
+    let shown = prompt(&mut c, "New-PSSession -Session $s -Name again | ft Name, ComputerName, State").await;
+    assert_eq!(lines(&shown.text)[2], "again 127.0.0.1    Opened", "{shown:?}");
+    // The third is over the target's quota: refused, with the quota named, and not kept.
+    let shown = prompt(&mut c, "New-PSSession -Session $s").await;
+    assert_eq!(shown.errors.len(), 1, "{shown:?}");
+    assert!(shown.errors[0].starts_with("[127.0.0.1] Connecting to remote server 127.0.0.1 failed with the following error message : "), "{shown:?}");
+    assert!(shown.errors[0].contains("MaxShellsPerUser"), "{shown:?}");
+    let id = shown.records.iter().find_map(|(_, v)| v.as_object()?.property("FullyQualifiedErrorId")?.as_str().map(str::to_owned));
+    assert_eq!(id.as_deref(), Some("QuotaExceeded,PSSessionOpenFailed"));
+    assert_eq!(lines(&prompt(&mut c, "(Get-PSSession).Count").await.text), ["2"]);
+    prompt(&mut c, "Get-PSSession | Remove-PSSession").await;
+}

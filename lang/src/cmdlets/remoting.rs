@@ -389,15 +389,27 @@ fn ask_secret(cx: &mut Ctx<'_>, prompt: &str) -> R<String> {
 }
 
 fn new_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
-    if b.set == "Session" {
-        return Err(Flow::Error(session_error(
-            "NotSupported",
-            "psgate cannot open a session again from its object yet; use New-PSSession -ComputerName or -HostName.".into(),
-            Category::NotImplemented,
-            None,
-        )));
-    }
-    let targets = targets(cx, b)?;
+    let targets = if b.set == "Session" {
+        // New sessions like these (their computer, transport, port, credentials…), as PowerShell reopens them.
+        let mut out = Vec::new();
+        for v in b.items("Session") {
+            match session::id_of(&v).and_then(|id| cx.remoting.target_of(id)) {
+                Some(t) => out.push(t),
+                None => cx.write_error(session_error(
+                    "RemoteRunspaceNotAvailable,Microsoft.PowerShell.Commands.NewPSSessionCommand",
+                    format!("The session {} is not available to open again: it was removed or closed.", values::property(&v, "Name").map(|n| text(&n)).unwrap_or_default()),
+                    Category::InvalidArgument,
+                    None,
+                ))?,
+            }
+        }
+        for (t, name) in out.iter_mut().zip(b.strings("Name")) {
+            t.name = Some(name);
+        }
+        out
+    } else {
+        targets(cx, b)?
+    };
     cx.check_stop()?;
     let names: Vec<String> = targets.iter().map(|t| t.computer_name.clone()).collect();
     for (computer, result) in names.iter().zip(cx.remoting.open(targets)) {

@@ -204,6 +204,14 @@ impl Remoting for Fake {
     fn local_computer(&mut self, computer: &str) -> bool {
         self.local.iter().any(|c| c.eq_ignore_ascii_case(computer))
     }
+
+    fn target_of(&mut self, session: SessionId) -> Option<Target> {
+        let i = self.sessions.iter().position(|s| s.id == session)?;
+        self.targets.get(i).cloned().map(|mut t| {
+            t.name = None;
+            t
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

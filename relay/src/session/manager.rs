@@ -246,11 +246,22 @@ enum Start {
 #[derive(Debug)]
 struct Entry {
     owner: String,
+    /// What it was opened with, for New-PSSession -Session (a new session like it).
+    origin: Origin,
     info: Mutex<SessionInfo>,
     commands: mpsc::UnboundedSender<Command>,
     pipelines: Mutex<BTreeMap<PipelineId, Kept>>,
     /// True once the session's task has ended (closed at the target, or never opened).
     ended: watch::Sender<bool>,
+}
+
+/// A session's target, credentials included; its `Debug` names only the computer and transport.
+struct Origin(Target);
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Origin({} over {:?})", self.0.computer_name, self.0.transport)
+    }
 }
 
 /// Marks the session's task ended when it returns, whichever way.
@@ -587,7 +598,9 @@ impl Manager {
             instance_id: target.shell_id.as_ref().map(|s| s.to_uppercase()),
             can_disconnect: winrm,
         };
-        let entry = Arc::new(Entry { owner: owner.to_owned(), info: Mutex::new(info), commands, pipelines: Mutex::default(), ended: watch::Sender::new(false) });
+        let mut origin = target.clone();
+        (origin.name, origin.shell_id) = (None, None);
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), ended: watch::Sender::new(false) });
         inner.sessions.insert(id, entry.clone());
         (id, entry, rx)
     }
@@ -794,6 +807,11 @@ impl Manager {
         let mut inner = lock(&self.inner);
         inner.next_invocation += 1;
         InvocationId(inner.next_invocation)
+    }
+
+    /// The target a session of `owner` was opened with (credentials included), for a new session like it.
+    pub fn target_of(&self, owner: &str, id: SessionId) -> Result<Target, ApiError> {
+        Ok(self.entry(owner, id)?.origin.0.clone())
     }
 
     /// A session's `ComputerName`.

@@ -473,6 +473,10 @@ impl Remoting for RelayRemoting {
     fn local_computer(&mut self, computer: &str) -> bool {
         self.manager.local_computer(computer)
     }
+
+    fn target_of(&mut self, session: SessionId) -> Option<Target> {
+        self.manager.target_of(&self.owner, session).ok()
+    }
 }
 
 fn record_of(message: &str, id: &str) -> Value {
