@@ -167,7 +167,7 @@ fn on_a_terminal_it_prompts_completes_and_recalls() {
         if c == '\x1b' {
             if chars.peek() == Some(&'[') {
                 chars.next();
-                while let Some(x) = chars.next() {
+                for x in chars.by_ref() {
                     if x.is_ascii_alphabetic() || x == '~' {
                         break;
                     }
