@@ -98,10 +98,12 @@ impl Remoting for Memory {
 #[derive(Default)]
 struct Clixml {
     bytes: usize,
+    objects: usize,
 }
 
 impl Host for Clixml {
     fn output(&mut self, value: Value) {
+        self.objects += 1;
         self.bytes += clixml::encode_message(&value).map_or(0, |t| t.len());
     }
     fn record(&mut self, _kind: RecordKind, value: Value) {
@@ -183,7 +185,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
                 rs.run(line, memory, &mut h);
                 std::hint::black_box(h.bytes);
             });
-            let mut count = CountHost::default();
+            let mut count = Clixml::default();
             rs.run(line, memory, &mut count);
             counts.push(count.objects.to_string());
             cells.push(format!("{} | {}", micros(percentile(&times, 0.5)), micros(percentile(&times, 0.99))));
@@ -225,26 +227,4 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     println!("| all lines | {:.1} | {:.1} | {:.2} |", total.0 * 1e6, total.1 * 1e6, total.0 / total.1);
     let _ = ServerMessage::PromptState { entered: None };
     Ok(())
-}
-
-#[derive(Default)]
-struct CountHost {
-    objects: usize,
-}
-
-impl Host for CountHost {
-    fn output(&mut self, _value: Value) {
-        self.objects += 1;
-    }
-    fn record(&mut self, _kind: RecordKind, _value: Value) {}
-    fn call(&mut self, _m: HostMethod, _a: Vec<Value>) -> Option<HostAnswer> {
-        Some(HostAnswer::Credential { user: "CONTOSO\\ada".into(), password: "pw".into() })
-    }
-    fn interactive(&self) -> bool {
-        true
-    }
-    fn stopping(&self) -> bool {
-        false
-    }
-    fn clear(&mut self) {}
 }

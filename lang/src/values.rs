@@ -83,34 +83,11 @@ pub fn type_name(v: &Value) -> String {
     }
 }
 
-/// The .NET type of a primitive.
+/// The .NET type of a primitive (`System.Object` for anything else).
 pub fn primitive_type(v: &Value) -> &'static str {
     match v {
-        Value::Bool(_) => "System.Boolean",
-        Value::Char(_) => "System.Char",
-        Value::U8(_) => "System.Byte",
-        Value::I8(_) => "System.SByte",
-        Value::U16(_) => "System.UInt16",
-        Value::I16(_) => "System.Int16",
-        Value::U32(_) => "System.UInt32",
-        Value::I32(_) => "System.Int32",
-        Value::U64(_) => "System.UInt64",
-        Value::I64(_) => "System.Int64",
-        Value::Single(_) => "System.Single",
-        Value::Double(_) => "System.Double",
-        Value::Decimal(_) => "System.Decimal",
-        Value::String(_) => "System.String",
-        Value::Uri(_) => "System.Uri",
-        Value::Xml(_) => "System.Xml.XmlDocument",
-        Value::ScriptBlock(_) => "System.Management.Automation.ScriptBlock",
-        Value::DateTime(_) => "System.DateTime",
-        Value::TimeSpan(_) => "System.TimeSpan",
-        Value::Bytes(_) => "System.Byte[]",
-        Value::Guid(_) => "System.Guid",
-        Value::Version(_) => "System.Version",
-        Value::SecureString(_) => "System.Security.SecureString",
-        Value::Progress(_) => "System.Management.Automation.ProgressRecord",
         Value::Nil | Value::Object(_) | Value::Cycle(_) => "System.Object",
+        other => other.dotnet_type(),
     }
 }
 

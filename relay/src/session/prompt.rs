@@ -384,13 +384,7 @@ impl Remoting for RelayRemoting {
             return ids.iter().map(|_| Err(remote_error(e.clone()))).collect();
         }
         let now = self.wait_for(ids, STATE_TIMEOUT, |s| matches!(s.state, SessionState::Disconnected | SessionState::Broken | SessionState::Closed));
-        now.into_iter()
-            .map(|s| match s {
-                Some(s) if s.state == SessionState::Disconnected => Ok(s),
-                Some(s) => Err(RemoteError::new(ErrorCode::TargetFailed, s.reason.unwrap_or_else(|| format!("the session is {:?}", s.state).to_lowercase()))),
-                None => Err(RemoteError::new(ErrorCode::UnknownSession, "the session is gone")),
-            })
-            .collect()
+        settled(now, SessionState::Disconnected)
     }
 
     fn connect(&mut self, ids: &[SessionId]) -> Vec<Result<SessionInfo, RemoteError>> {
@@ -399,13 +393,7 @@ impl Remoting for RelayRemoting {
         }
         // A connect first leaves Disconnected (the state changes when the target has answered).
         let now = self.wait_for(ids, STATE_TIMEOUT, |s| matches!(s.state, SessionState::Opened | SessionState::Broken | SessionState::Closed) || (s.state == SessionState::Disconnected && s.reason.is_some()));
-        now.into_iter()
-            .map(|s| match s {
-                Some(s) if s.state == SessionState::Opened => Ok(s),
-                Some(s) => Err(RemoteError::new(ErrorCode::TargetFailed, s.reason.unwrap_or_else(|| format!("the session is {:?}", s.state).to_lowercase()))),
-                None => Err(RemoteError::new(ErrorCode::UnknownSession, "the session is gone")),
-            })
-            .collect()
+        settled(now, SessionState::Opened)
     }
 
     fn remote_shells(&mut self, target: &Target) -> Result<Vec<RemoteShell>, RemoteError> {
@@ -477,6 +465,17 @@ impl Remoting for RelayRemoting {
     fn target_of(&mut self, session: SessionId) -> Option<Target> {
         self.manager.target_of(&self.owner, session).ok()
     }
+}
+
+/// Sessions after a disconnect or connect: those in `want`, else why not.
+fn settled(now: Vec<Option<SessionInfo>>, want: SessionState) -> Vec<Result<SessionInfo, RemoteError>> {
+    now.into_iter()
+        .map(|s| match s {
+            Some(s) if s.state == want => Ok(s),
+            Some(s) => Err(RemoteError::new(ErrorCode::TargetFailed, s.reason.unwrap_or_else(|| format!("the session is {:?}", s.state).to_lowercase()))),
+            None => Err(RemoteError::new(ErrorCode::UnknownSession, "the session is gone")),
+        })
+        .collect()
 }
 
 fn record_of(message: &str, id: &str) -> Value {
