@@ -243,6 +243,19 @@ async fn the_issue_lines_over_winrm_with_ntlm() {
     assert_eq!(lines(&shown.text), ["Disconnected"], "{shown:?}");
     let shown = prompt(&mut c, "Get-PSSession -ComputerName localhost | Connect-PSSession | % State").await;
     assert_eq!(lines(&shown.text), ["Opened"], "{shown:?}");
+    // Entered, then disconnected from the sessions panel: the prompt leaves the session, as PowerShell's console does.
+    let shown = prompt(&mut c, "Enter-PSSession -Id 2").await;
+    assert_eq!(entered_after(&mut c, &shown).await, Some(SessionId(2)));
+    c.send(json!({"type": "disconnect_sessions", "ids": [2]})).await;
+    let left = c.until(|m| match m {
+        ServerMessage::PromptState { entered } => Some(*entered),
+        _ => None,
+    })
+    .await;
+    assert_eq!(left, None);
+    assert_eq!(relay.manager.entered("alice"), None);
+    let shown = prompt(&mut c, "Connect-PSSession -Id 2 | % State").await;
+    assert_eq!(lines(&shown.text), ["Opened"], "{shown:?}");
     // A job over both sessions, received when done.
     prompt(&mut c, "$job = Invoke-Command -Session $session1, $session2 -ScriptBlock { Get-Process -Name svchost } -AsJob").await;
     let shown = prompt(&mut c, "Wait-Job $job | % State; Receive-Job $job | % PSComputerName | sort -Unique").await;

@@ -1006,7 +1006,15 @@ impl Manager {
             f(&mut info);
             info.clone()
         };
+        let (id, state) = (info.id, info.state);
         self.publish(&entry.owner, ServerMessage::SessionChanged { session: info });
+        // A session that breaks or is disconnected under psgate's prompt is left, as PowerShell's console pops it.
+        if matches!(state, SessionState::Broken | SessionState::Disconnected | SessionState::Closed)
+            && let Some(prompt) = lock(&self.prompts).get(&entry.owner).cloned()
+            && prompt.session_gone(id)
+        {
+            self.publish(&entry.owner, ServerMessage::PromptState { entered: None });
+        }
     }
 }
 
