@@ -46,6 +46,9 @@ fn replay(name: &str) -> Replay {
                 MessageType::CreatePipeline if created.insert(m.pid) => {
                     pool.create_pipeline(m.pid, &PipelineSpec::script("recorded")).expect("pipeline");
                 }
+                MessageType::GetCommandMetadata if created.insert(m.pid) => {
+                    pool.get_command_metadata(m.pid, &["recorded"]).expect("metadata");
+                }
                 _ => {}
             },
             Destination::Client => {
@@ -247,4 +250,31 @@ fn protocol_2_4_sends_secure_strings_plain_and_needs_no_key_exchange() {
     let err = pool.receive(&server_packet(Uuid::nil(), Uuid::nil(), MessageType::SessionCapability, &cap("3.0"), 1)).expect_err("refused");
     assert!(err.to_string().contains("protocol 3.0"), "{err}");
     assert_eq!(pool.state(), PoolState::Broken);
+}
+
+#[test]
+fn windows_command_metadata_reads_into_commands_and_their_parameters() {
+    use psgate_shared::psrp::messages::{CommandMetadata, metadata_count};
+    let r = replay("test_psrp_get_command_metadata.yml");
+    let outputs: Vec<&Value> = r.events.iter().filter_map(|e| if let Event::Output { value, .. } = e { Some(value) } else { None }).collect();
+    // Each request's answer: the count (Windows sends it as a Selected GenericMeasureInfo), then that many commands.
+    let mut expected = 0;
+    let mut commands: Vec<CommandMetadata> = Vec::new();
+    for v in outputs {
+        match metadata_count(v) {
+            Some(n) => expected += n as usize,
+            None => commands.push(CommandMetadata::from_value(v).unwrap_or_else(|| panic!("not metadata: {v:#?}"))),
+        }
+    }
+    assert_eq!(commands.len(), expected);
+    assert!(!commands.is_empty());
+    for c in &commands {
+        assert!(!c.name.is_empty() && !c.command_type.is_empty(), "{c:?}");
+        // Every cmdlet carries the common parameters, with their aliases.
+        if c.command_type == "Cmdlet" {
+            let verbose = c.parameters.iter().find(|p| p.name == "Verbose").unwrap_or_else(|| panic!("{} has no -Verbose", c.name));
+            assert!(verbose.switch && verbose.aliases == ["vb"], "{verbose:?}");
+        }
+    }
+    assert!(r.sent.contains(&MessageType::GetCommandMetadata));
 }

@@ -222,7 +222,7 @@ impl Buffer {
 #[derive(Debug)]
 enum Command {
     /// `tag`: the `PSComputerName` to add to each output (Invoke-Command).
-    Run { pipeline: PipelineId, spec: PipelineSpec, buffer: Arc<Buffer>, tag: Option<String> },
+    Run { pipeline: PipelineId, spec: Work, buffer: Arc<Buffer>, tag: Option<String> },
     Stop(PipelineId),
     Answer { pipeline: PipelineId, call_id: i64, answer: Answer },
     /// Tab completion (answered with `completions`, empty when the session is busy).
@@ -232,6 +232,15 @@ enum Command {
     /// Connect-PSSession (WinRM): reconnect, or connect a session kept over a relay restart.
     Connect,
     Close,
+}
+
+/// What a pipeline does at the target.
+#[derive(Debug, Clone)]
+pub(super) enum Work {
+    /// Commands or script text.
+    Pipeline(PipelineSpec),
+    /// GET_COMMAND_METADATA (implicit remoting's discovery): `names` (wildcards) in the modules `namespaces`.
+    Metadata { names: Vec<String>, namespaces: Vec<String> },
 }
 
 /// How a session's task starts.
@@ -306,7 +315,7 @@ struct Kept {
 
 /// What [`Manager::start`] starts.
 struct Launch {
-    spec: PipelineSpec,
+    spec: Work,
     /// The text kept for `history`.
     text: String,
     /// Add `PSComputerName` to each output.
@@ -791,7 +800,7 @@ impl Manager {
         if id == LOCAL_SESSION {
             return super::prompt::run(self, owner, script);
         }
-        let spec = psgate_lang::jea::pipeline_for(&script);
+        let spec = Work::Pipeline(psgate_lang::jea::pipeline_for(&script));
         self.start(owner, id, Launch { spec, text: script, tag: false, invocation: None, hidden: false })
     }
 
@@ -822,14 +831,21 @@ impl Manager {
     /// Runs Invoke-Command's script on one session: like [`Manager::run`], each output object carries the
     /// session's `PSComputerName` note property.
     fn run_tagged(&self, owner: &str, id: SessionId, script: String, invocation: InvocationId) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        let spec = psgate_lang::jea::block_pipeline(&script, &[]);
+        let spec = Work::Pipeline(psgate_lang::jea::block_pipeline(&script, &[]));
         self.start(owner, id, Launch { spec, text: script, tag: true, invocation: Some(invocation), hidden: false })
     }
 
     /// Runs a pipeline for psgate's prompt (Invoke-Command there): kept for the prompt to follow and stop, not in
     /// the session's console history.
     pub(super) fn run_for_prompt(&self, owner: &str, id: SessionId, spec: PipelineSpec, text: String, tag: bool) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        self.start(owner, id, Launch { spec, text, tag, invocation: None, hidden: true })
+        self.start(owner, id, Launch { spec: Work::Pipeline(spec), text, tag, invocation: None, hidden: true })
+    }
+
+    /// GET_COMMAND_METADATA in a session (Import-PSSession's discovery): its answers (the count, then one object per
+    /// command) are the returned pipeline's output; not in the session's console history.
+    pub fn command_metadata(&self, owner: &str, id: SessionId, names: Vec<String>, namespaces: Vec<String>) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        let text = format!("(command metadata {} in {})", names.join(", "), if namespaces.is_empty() { "every module".to_owned() } else { namespaces.join(", ") });
+        self.start(owner, id, Launch { spec: Work::Metadata { names, namespaces }, text, tag: false, invocation: None, hidden: true })
     }
 
     fn start(&self, owner: &str, id: SessionId, launch: Launch) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
@@ -1571,7 +1587,17 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
             }
             Command::Run { pipeline, spec, buffer, tag } => {
                 let uuid = Uuid::new_v4();
-                match session.with(move |c| c.create_pipeline(uuid, &spec)).await {
+                let started = session
+                    .with(move |c| match &spec {
+                        Work::Pipeline(spec) => c.create_pipeline(uuid, spec),
+                        Work::Metadata { names, namespaces } => {
+                            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                            let namespaces: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+                            c.command_metadata(uuid, &names, &namespaces)
+                        }
+                    })
+                    .await;
+                match started {
                     Ok(Ok(())) => running = Some(Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag, waiting_for_key: Vec::new(), progress: BTreeMap::new() }),
                     Ok(Err(e)) => {
                         manager.update(&entry, |i| i.availability = Availability::Available);

@@ -36,6 +36,11 @@ pub trait Client: Send {
     fn open(&mut self) -> Result<(), ProtocolError>;
     /// Starts a pipeline.
     fn create_pipeline(&mut self, id: Uuid, spec: &PipelineSpec) -> Result<(), ProtocolError>;
+    /// GET_COMMAND_METADATA as pipeline `id` (its answers come as the pipeline's output): every transport sends a
+    /// pipeline's first message the same way, whichever it is.
+    fn command_metadata(&mut self, id: Uuid, names: &[&str], namespaces: &[&str]) -> Result<(), ProtocolError> {
+        self.pool_mut().get_command_metadata_in(id, names, namespaces)
+    }
     /// Stops a pipeline (Ctrl+C).
     fn stop(&mut self, id: Uuid);
     /// Releases a finished pipeline at the target.

@@ -277,18 +277,119 @@ pub fn create_pipeline(spec: &PipelineSpec, host: &HostInfo, protocol: Version) 
 
 /// GET_COMMAND_METADATA (MS-PSRP 2.2.2.14): commands matching `names` (wildcards allowed).
 pub fn get_command_metadata(names: &[&str]) -> Value {
-    let names = Value::object(Object {
+    get_command_metadata_in(names, &[])
+}
+
+fn strings(items: &[&str]) -> Value {
+    Value::object(Object {
         type_names: tn(&["System.String[]", "System.Array", "System.Object"]),
-        content: Content::List(ListKind::List, names.iter().map(|n| Value::string(*n)).collect()),
+        content: Content::List(ListKind::List, items.iter().map(|n| Value::string(*n)).collect()),
         ..Object::default()
-    });
+    })
+}
+
+/// GET_COMMAND_METADATA of the commands matching `names` in the modules `namespaces` (none: any module), as
+/// Import-PSSession asks for them.
+pub fn get_command_metadata_in(names: &[&str], namespaces: &[&str]) -> Value {
     // Alias, Function, Filter, Cmdlet (1 | 2 | 4 | 8); ExternalScript and Application are not importable.
     bag(vec![
-        prop("Name", names),
+        prop("Name", strings(names)),
         prop("CommandType", enum_value("System.Management.Automation.CommandTypes", "Alias, Function, Filter, Cmdlet", 15)),
-        prop("Namespace", Value::Nil),
+        prop("Namespace", if namespaces.is_empty() { Value::Nil } else { strings(namespaces) }),
         prop("ArgumentList", Value::Nil),
     ])
+}
+
+/// The first answer to GET_COMMAND_METADATA: how many commands follow (`CommandMetadataCount`'s `Count`).
+pub fn metadata_count(v: &Value) -> Option<u32> {
+    // Windows sends it as a `Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo` with only `Count`; a
+    // command's metadata has a `Name`.
+    let o = v.as_object()?;
+    if o.property("Name").is_some() {
+        return None;
+    }
+    u32::try_from(o.property("Count")?.as_i64()?).ok()
+}
+
+/// A command as GET_COMMAND_METADATA describes it (MS-PSRP 2.2.3.22): what implicit remoting needs to make its
+/// proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandMetadata {
+    /// `Name`
+    pub name: String,
+    /// `Namespace`: its module.
+    pub namespace: String,
+    /// `HelpUri`
+    pub help_uri: String,
+    /// `CommandType`: `Cmdlet`, `Function`, `Alias`, `Filter`.
+    pub command_type: String,
+    /// `ResolvedCommandName`: what an alias names.
+    pub resolved_command_name: Option<String>,
+    /// `OutputType`: the type names it declares.
+    pub output_type: Vec<String>,
+    /// `Parameters`, in the server's order.
+    pub parameters: Vec<ParameterMetadata>,
+}
+
+/// One parameter of a [`CommandMetadata`] (`ParameterMetadata`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParameterMetadata {
+    /// `Name`
+    pub name: String,
+    /// `ParameterType`
+    pub type_name: String,
+    /// `Aliases`
+    pub aliases: Vec<String>,
+    /// `SwitchParameter`
+    pub switch: bool,
+}
+
+fn list_of(v: Option<&Value>) -> &[Value] {
+    match v.and_then(Value::as_object).map(|o| &o.content) {
+        Some(Content::List(_, items)) => items,
+        _ => &[],
+    }
+}
+
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Object(o)) => o.to_string.as_deref().map(str::to_owned).or_else(|| o.primitive().and_then(Value::as_str).map(str::to_owned)).unwrap_or_default(),
+        Some(v) => v.as_str().unwrap_or_default().to_owned(),
+        None => String::new(),
+    }
+}
+
+impl CommandMetadata {
+    /// Reads one command's answer (`None`: not a command's metadata, e.g. the count).
+    pub fn from_value(v: &Value) -> Option<CommandMetadata> {
+        let o = v.as_object()?;
+        let name = o.property("Name")?.as_str()?.to_owned();
+        let parameters = match o.property("Parameters").and_then(Value::as_object).map(|p| &p.content) {
+            Some(Content::Dict(entries)) => entries
+                .iter()
+                .map(|(key, meta)| {
+                    let m = meta.as_object();
+                    let prop = |n: &str| m.and_then(|m| m.property(n));
+                    ParameterMetadata {
+                        name: prop("Name").and_then(Value::as_str).map_or_else(|| text_of(Some(key)), str::to_owned),
+                        type_name: text_of(prop("ParameterType")),
+                        aliases: list_of(prop("Aliases")).iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                        switch: prop("SwitchParameter").and_then(Value::as_bool).unwrap_or(false),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some(CommandMetadata {
+            name,
+            namespace: text_of(o.property("Namespace")),
+            help_uri: text_of(o.property("HelpUri")),
+            command_type: text_of(o.property("CommandType")),
+            resolved_command_name: o.property("ResolvedCommandName").and_then(Value::as_str).map(str::to_owned),
+            output_type: list_of(o.property("OutputType")).iter().map(|t| text_of(Some(t))).filter(|t| !t.is_empty()).collect(),
+            parameters,
+        })
+    }
 }
 
 /// `RunspacePoolState` as PowerShell servers send it (the .NET enum; MS-PSRP 2.2.3.4 differs at 6–9).

@@ -365,8 +365,14 @@ impl RunspacePool {
     /// Asks for the metadata of commands (implicit remoting): the answers come as [`Event::Output`] on
     /// pipeline `id`, a `CommandMetadataCount` first.
     pub fn get_command_metadata(&mut self, id: Uuid, names: &[&str]) -> Result<(), ProtocolError> {
+        self.get_command_metadata_in(id, names, &[])
+    }
+
+    /// [`RunspacePool::get_command_metadata`] of the commands of these modules (`Namespace`; none: any module),
+    /// as Import-PSSession -Module asks.
+    pub fn get_command_metadata_in(&mut self, id: Uuid, names: &[&str], namespaces: &[&str]) -> Result<(), ProtocolError> {
         self.require(PoolState::Opened, "get command metadata")?;
-        let body = m::get_command_metadata(names);
+        let body = m::get_command_metadata_in(names, namespaces);
         self.queue(Some(id), Stream::Default, MessageType::GetCommandMetadata, id, Some(&body));
         self.pipelines.insert(id, PipelineState::NotStarted);
         Ok(())
