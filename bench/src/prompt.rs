@@ -82,6 +82,9 @@ impl Remoting for Memory {
     fn receive(&mut self, _s: SessionId) -> Result<RunId, RemoteError> {
         Err(RemoteError::new(ErrorCode::NotSupported, "no"))
     }
+    fn command_metadata(&mut self, _s: SessionId, _names: &[String], _modules: &[String]) -> Result<RunId, RemoteError> {
+        Err(RemoteError::new(ErrorCode::NotSupported, "no"))
+    }
     fn next_event(&mut self, run: RunId, _wait: Duration) -> Option<RemoteEvent> {
         Some(self.runs.get_mut(&run.0).and_then(|q| q.pop_front()).unwrap_or(RemoteEvent::Done))
     }

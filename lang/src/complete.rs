@@ -60,9 +60,24 @@ pub fn complete(rs: &Runspace, sessions: &[SessionInfo], input: &str, cursor: us
     if at_command {
         let mut names = cmdlets::names();
         names.sort_by_key(|(n, alias)| (alias.is_some(), n.to_lowercase()));
+        for m in rs.modules() {
+            for p in m.proxies.iter().filter(|p| prefix(&p.name, word)) {
+                out.matches.push(completion(p.name.clone(), &p.name, "Command", &format!("{} on {} ({})", p.meta.name, m.computer_name, m.name)));
+            }
+        }
         for (name, alias) in names.into_iter().filter(|(n, _)| prefix(n, word)) {
             let tip = alias.map_or_else(String::new, |t| format!("{name} -> {t}"));
             out.matches.push(completion(name.to_owned(), name, "Command", &tip));
+        }
+        return out;
+    }
+    // A proxy's parameters: the names its command's metadata gives.
+    if let Some((_, proxy)) = command_word.and_then(|w| crate::implicit::find(rs.modules(), w)) {
+        if let Some(typed) = word.strip_prefix('-') {
+            for p in proxy.meta.parameters.iter().filter(|p| prefix(&p.name, typed)) {
+                let ty = if p.switch { "switch".to_owned() } else { crate::implicit::short_type(&p.type_name) };
+                out.matches.push(completion(format!("-{}", p.name), &p.name, "ParameterName", &format!("[{ty}]")));
+            }
         }
         return out;
     }

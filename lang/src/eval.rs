@@ -42,6 +42,10 @@ pub struct Runspace {
     pub(crate) known_shells: HashMap<String, psgate_shared::api::Target>,
     /// At most this many evaluation steps per line (`None`: no limit; Ctrl+C stops a long line).
     step_limit: Option<u64>,
+    /// The modules Import-PSSession made, oldest first.
+    pub(crate) modules: Vec<crate::implicit::Module>,
+    /// Modules made so far (their names).
+    pub(crate) next_module: u32,
 }
 
 impl std::fmt::Debug for Runspace {
@@ -52,6 +56,7 @@ impl std::fmt::Debug for Runspace {
             .field("history", &self.history.len())
             .field("entered", &self.entered)
             .field("jobs", &self.jobs.len())
+            .field("modules", &self.modules.len())
             .field("secrets", &self.secrets)
             .finish()
     }
@@ -166,6 +171,11 @@ impl Runspace {
         self.entered.as_ref()
     }
 
+    /// The modules Import-PSSession made.
+    pub fn modules(&self) -> &[crate::implicit::Module] {
+        &self.modules
+    }
+
     /// Leaves the entered session without running anything (it was removed or broke).
     pub fn leave(&mut self) -> Option<Entered> {
         self.entered.take()
@@ -247,6 +257,13 @@ impl Ctx<'_> {
                 return (PipelineState::Failed, false);
             }
         };
+        crate::implicit::prune(self);
+        let outcome = self.line_statements(&script);
+        crate::implicit::prune(self);
+        outcome
+    }
+
+    fn line_statements(&mut self, script: &Script) -> (PipelineState, bool) {
         let mut failed = false;
         for statement in &script.statements {
             match self.statement(statement, &mut Sink::Host) {
@@ -410,6 +427,14 @@ impl Ctx<'_> {
     }
 
     fn command(&mut self, call: &CommandCall, input: Option<Vec<Value>>, sink: &mut Sink<'_>) -> R<()> {
+        // A proxy of implicit remoting is a function: it hides a cmdlet of the same name (Import-PSSession
+        // -AllowClobber).
+        if let Some((module, proxy)) = crate::implicit::find(&self.rs.modules, &call.name) {
+            let proxy = proxy.clone();
+            let args = self.arguments(call)?;
+            let line = call.span.text(&self.src).to_owned();
+            return crate::implicit::call(self, module, &proxy, args, input, &line, sink);
+        }
         let Some(cmdlet) = cmdlets::find(&call.name) else {
             let failure = self.not_found(call);
             // PowerShell 7's feedback provider ("general") names the nearest commands after the error.
@@ -422,6 +447,23 @@ impl Ctx<'_> {
             }
             return Err(Flow::Error(failure));
         };
+        let args = self.arguments(call)?;
+        // A command after a pipe that got nothing does nothing (its process block never runs).
+        if input.as_ref().is_some_and(Vec::is_empty) && cmdlet.sig.params.iter().any(|p| p.pipe != bind::Pipe::No) {
+            return Ok(());
+        }
+        let src = self.src.clone();
+        let (bound, missing) = bind::bind(&cmdlet.sig, args, input.as_deref(), &|span| position_message(&src, span))?;
+        let bound = self.prompt_missing(cmdlet, bound, missing)?;
+        let action = bound.string("ErrorAction").or_else(|| self.error_action.clone());
+        let saved = std::mem::replace(&mut self.error_action, action);
+        let result = (cmdlet.run)(self, &bound, sink);
+        self.error_action = saved;
+        result
+    }
+
+    /// A command's arguments, evaluated.
+    fn arguments(&mut self, call: &CommandCall) -> R<Vec<Arg>> {
         let mut args = Vec::with_capacity(call.args.len());
         for a in &call.args {
             match a {
@@ -438,18 +480,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        // A command after a pipe that got nothing does nothing (its process block never runs).
-        if input.as_ref().is_some_and(Vec::is_empty) && cmdlet.sig.params.iter().any(|p| p.pipe != bind::Pipe::No) {
-            return Ok(());
-        }
-        let src = self.src.clone();
-        let (bound, missing) = bind::bind(&cmdlet.sig, args, input.as_deref(), &|span| position_message(&src, span))?;
-        let bound = self.prompt_missing(cmdlet, bound, missing)?;
-        let action = bound.string("ErrorAction").or_else(|| self.error_action.clone());
-        let saved = std::mem::replace(&mut self.error_action, action);
-        let result = (cmdlet.run)(self, &bound, sink);
-        self.error_action = saved;
-        result
+        Ok(args)
     }
 
     /// A missing mandatory parameter: asked for, as PowerShell does, when someone can answer.

@@ -14,7 +14,8 @@ fn view(type_name: &str) -> Option<&'static [&'static str]> {
         "System.Management.Automation.Runspaces.PSSession" => &["Id", "Name", "Transport", "ComputerName", "ComputerType", "State", "ConfigurationName", "Availability"],
         "System.Management.Automation.PSRemotingJob" => &["Id", "Name", "PSJobTypeName", "State", "HasMoreData", "Location", "Command"],
         "Microsoft.PowerShell.Commands.HistoryInfo" => &["Id", "CommandLine"],
-        "System.Management.Automation.CmdletInfo" | "System.Management.Automation.AliasInfo" => &["CommandType", "Name", "Version", "Source"],
+        "System.Management.Automation.CmdletInfo" | "System.Management.Automation.AliasInfo" | "System.Management.Automation.FunctionInfo" => &["CommandType", "Name", "Version", "Source"],
+        "System.Management.Automation.PSModuleInfo" => &["ModuleType", "Version", "PreRelease", "Name", "ExportedCommands"],
         "Microsoft.PowerShell.Commands.MemberDefinition" => &["Name", "MemberType", "Definition"],
         _ => return None,
     })

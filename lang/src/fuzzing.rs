@@ -42,6 +42,9 @@ impl Remoting for Nowhere {
     fn receive(&mut self, _session: SessionId) -> Result<RunId, RemoteError> {
         Err(refused())
     }
+    fn command_metadata(&mut self, _session: SessionId, _names: &[String], _modules: &[String]) -> Result<RunId, RemoteError> {
+        Err(refused())
+    }
     fn next_event(&mut self, _run: RunId, _wait: Duration) -> Option<RemoteEvent> {
         Some(RemoteEvent::Done)
     }

@@ -7,7 +7,7 @@ use crate::bind::{Bound, COMMON, Kind, Param};
 use crate::cmdlets::{self, Cmdlet};
 use crate::error::{Category, ErrorSpec, Failure};
 use crate::eval::{Ctx, Flow, R, Sink};
-use crate::values;
+use crate::values::{self, text};
 
 /// Examples shown by `Get-Help -Examples` (and `-Full`), per cmdlet.
 fn examples(name: &str) -> &'static [(&'static str, &'static str)] {
@@ -143,6 +143,12 @@ pub(crate) fn get_help(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()
         cx.emit(sink, Value::string(ABOUT));
         return Ok(());
     }
+    if !values::has_wildcards(&name)
+        && let Some((module, proxy)) = crate::implicit::find(&cx.rs.modules, &name)
+    {
+        let proxy = proxy.clone();
+        return crate::implicit::help(cx, module, &proxy, b, sink);
+    }
     let found: Vec<&Cmdlet> = if values::has_wildcards(&name) {
         cmdlets::all().filter(|c| values::like(c.sig.name, &name, false)).collect()
     } else {
@@ -217,6 +223,25 @@ pub(crate) fn get_command(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R
         .collect();
     out.sort_by_key(|(n, alias, _)| (alias.is_none(), n.to_lowercase()));
     out.sort_by_key(|(n, alias, _)| (alias.is_some(), n.to_lowercase()));
+    // The proxies of imported modules are functions (listed first, as PowerShell lists functions before cmdlets).
+    let mut proxies: Vec<Value> = Vec::new();
+    for m in &cx.rs.modules {
+        for p in &m.proxies {
+            let (verb, noun) = p.name.split_once('-').unwrap_or((&p.name, ""));
+            let by_name = if names.is_empty() { true } else { names.iter().any(|w| values::like(&p.name, w, false)) };
+            if by_name
+                && (verbs.is_empty() || verbs.iter().any(|v| values::like(verb, v, false)))
+                && (nouns.is_empty() || nouns.iter().any(|v| values::like(noun, v, false)))
+                && (types.is_empty() || types.iter().any(|t| values::like("Function", t, false)))
+            {
+                proxies.push(crate::implicit::command_info(m, p));
+            }
+        }
+    }
+    for v in proxies {
+        found += 1;
+        cx.emit(sink, v);
+    }
     for (n, alias, synopsis) in out {
         found += 1;
         cx.emit(sink, command_info(n, alias, synopsis));
@@ -238,4 +263,121 @@ pub(crate) fn get_command(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R
     }
     let _ = COMMON;
     Ok(())
+}
+
+/// The text of a remote command's help object (PowerShell's `MamlCommandHelpInfo`, as Get-Help in the session
+/// sends it), shown under the proxy's name `local` (the remote name `remote` replaced in its syntax and examples).
+pub(crate) fn maml_text(help: &Value, local: &str, remote: &str, full: bool, examples_only: bool, parameters: &[String]) -> String {
+    let get = |v: &Value, name: &str| values::property(v, name).filter(|x| !x.is_nil());
+    let rename = |s: String| replace_word(&s, remote, local);
+    // `description` and friends: an array of objects with `Text`, or plain strings.
+    let texts = |v: Option<Value>| -> String {
+        let Some(v) = v else { return String::new() };
+        values::enumerate(v).iter().map(|t| get(t, "Text").map_or_else(|| text(t), |x| text(&x))).filter(|t| !t.trim().is_empty()).collect::<Vec<_>>().join("\n")
+    };
+    let indent = |s: &str, n: usize| s.lines().map(|l| format!("{}{l}", " ".repeat(n))).collect::<Vec<_>>().join("\n");
+    let list = |v: Option<Value>, name: &str| -> Vec<Value> { v.map(|x| get(&x, name).map_or_else(|| values::enumerate(x), values::enumerate)).unwrap_or_default() };
+    let synopsis = get(help, "Synopsis").map(|s| texts(Some(s))).or_else(|| get(help, "details").map(|d| texts(get(&d, "description")))).unwrap_or_default();
+    let mut out = format!("\nNAME\n    {local}\n\nSYNOPSIS\n{}\n\n", indent(&synopsis, 4));
+    let params = list(get(help, "parameters"), "parameter");
+    let param_text = |p: &Value| -> String {
+        let name = get(p, "name").map(|n| text(&n)).unwrap_or_default();
+        let ty = get(p, "type").and_then(|t| get(&t, "name")).or_else(|| get(p, "parameterValue")).map(|t| format!(" <{}>", text(&t))).unwrap_or_default();
+        let field = |n: &str, default: &str| get(p, n).map_or_else(|| default.to_owned(), |v| text(&v));
+        format!(
+            "    -{name}{ty}\n{}\n\n        Required?                    {}\n        Position?                    {}\n        Default value                {}\n        Accept pipeline input?       {}\n        Aliases                      {}\n        Accept wildcard characters?  {}\n\n",
+            indent(&texts(get(p, "description")), 8),
+            field("required", "false"),
+            field("position", "named"),
+            field("defaultValue", ""),
+            field("pipelineInput", "false"),
+            field("aliases", "None"),
+            field("globbing", "false"),
+        )
+    };
+    if !parameters.is_empty() {
+        let mut out = String::new();
+        for want in parameters {
+            for p in params.iter().filter(|p| get(p, "name").is_some_and(|n| values::like(&text(&n), want, false))) {
+                out.push_str(&param_text(p));
+            }
+        }
+        return out;
+    }
+    let examples = list(get(help, "examples"), "example");
+    let example_text = |out: &mut String| {
+        for e in &examples {
+            let title = get(e, "title").map(|t| text(&t)).unwrap_or_default();
+            let code = get(e, "code").map(|t| text(&t)).unwrap_or_default();
+            out.push_str(&format!("    {}\n\n    {}\n\n{}\n\n", title.trim(), rename(code).trim(), indent(&rename(texts(get(e, "remarks"))), 4)));
+        }
+    };
+    if examples_only {
+        example_text(&mut out);
+        return out;
+    }
+    out.push_str("SYNTAX\n");
+    for item in list(get(help, "syntax"), "syntaxItem") {
+        let mut line = vec![local.to_owned()];
+        for p in list(Some(item), "parameter") {
+            let name = get(&p, "name").map(|n| text(&n)).unwrap_or_default();
+            let value = get(&p, "parameterValue").map(|v| format!(" <{}>", text(&v))).unwrap_or_default();
+            let position = get(&p, "position").map(|v| text(&v)).filter(|v| v != "named");
+            let shown = if position.is_some() { format!("[-{name}]{value}") } else { format!("-{name}{value}") };
+            let required = get(&p, "required").is_some_and(|r| text(&r).eq_ignore_ascii_case("true"));
+            line.push(if required { shown } else { format!("[{shown}]") });
+        }
+        line.push("[<CommonParameters>]".into());
+        out.push_str(&format!("    {}\n\n", line.join(" ")));
+    }
+    let description = texts(get(help, "description"));
+    if !description.is_empty() {
+        out.push_str(&format!("DESCRIPTION\n{}\n\n", indent(&rename(description), 4)));
+    }
+    if full {
+        out.push_str("PARAMETERS\n");
+        for p in &params {
+            out.push_str(&param_text(p));
+        }
+        out.push_str("    <CommonParameters>\n        This cmdlet supports the common parameters: Verbose, Debug,\n        ErrorAction, ErrorVariable, WarningAction, WarningVariable,\n        OutBuffer, PipelineVariable, and OutVariable.\n\n");
+        if !examples.is_empty() {
+            out.push_str("EXAMPLES\n");
+            example_text(&mut out);
+        }
+    }
+    let links: Vec<String> = list(get(help, "relatedLinks"), "navigationLink")
+        .iter()
+        .map(|l| {
+            let uri = get(l, "uri").map(|u| text(&u)).unwrap_or_default();
+            let link = get(l, "linkText").map(|u| text(&u)).unwrap_or_default();
+            if uri.is_empty() { link } else { uri }
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if !links.is_empty() {
+        out.push_str(&format!("RELATED LINKS\n{}\n\n", indent(&links.join("\n"), 4)));
+    }
+    out.push_str(&format!("REMARKS\n    {local} runs {remote} in its session (implicit remoting).\n    For the parameters and examples, type: \"Get-Help {local} -Full\"."));
+    out
+}
+
+/// `text` with the command name `from` replaced by `to` where it stands as a word.
+fn replace_word(text: &str, from: &str, to: &str) -> String {
+    if from.is_empty() {
+        return text.to_owned();
+    }
+    let lower = text.to_lowercase();
+    let needle = from.to_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(i) = lower[at..].find(&needle).map(|i| i + at) {
+        let before = text[..i].chars().next_back();
+        let after = text[i + from.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-');
+        out.push_str(&text[at..i]);
+        out.push_str(if word(before) || word(after) { &text[i..i + from.len()] } else { to });
+        at = i + from.len();
+    }
+    out.push_str(&text[at..]);
+    out
 }

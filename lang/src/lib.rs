@@ -18,6 +18,7 @@ pub mod format;
 pub mod fuzzing;
 mod help;
 mod host;
+pub mod implicit;
 pub mod jea;
 mod jobs;
 mod members;

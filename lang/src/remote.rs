@@ -41,6 +41,8 @@ pub struct Invocation {
     pub throttle_limit: u32,
     /// The text shown for it (history, jobs' `Command`).
     pub text: String,
+    /// Objects for the pipeline to read (a proxy fed by the local pipeline); `None`: it reads no input.
+    pub input: Option<Vec<Value>>,
 }
 
 /// Something a run reports.
@@ -120,6 +122,10 @@ pub trait Remoting {
     /// Receive-PSSession: follows what the session's last pipeline (one a Connect re-attached, or the one
     /// running) gives from its start.
     fn receive(&mut self, session: SessionId) -> Result<RunId, RemoteError>;
+    /// Implicit remoting's discovery: GET_COMMAND_METADATA in a session for the commands `names` (wildcards) of
+    /// the modules `modules` (none: any). The run's outputs are the answers: the count, then one object per
+    /// command.
+    fn command_metadata(&mut self, session: SessionId, names: &[String], modules: &[String]) -> Result<RunId, RemoteError>;
     /// The next event of a run, waiting at most `wait` (`None`: nothing yet).
     fn next_event(&mut self, run: RunId, wait: Duration) -> Option<RemoteEvent>;
     /// Answers a [`RemoteEvent::HostCall`].
@@ -210,6 +216,9 @@ impl Remoting for Cached<'_> {
     }
     fn receive(&mut self, session: SessionId) -> Result<RunId, RemoteError> {
         self.changed().receive(session)
+    }
+    fn command_metadata(&mut self, session: SessionId, names: &[String], modules: &[String]) -> Result<RunId, RemoteError> {
+        self.changed().command_metadata(session, names, modules)
     }
     fn next_event(&mut self, run: RunId, wait: Duration) -> Option<RemoteEvent> {
         let e = self.inner.next_event(run, wait);

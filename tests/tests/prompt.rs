@@ -5,88 +5,17 @@
 
 #[path = "../../relay/tests/common/winrm_peer.rs"]
 mod winrm_peer;
+mod at_prompt;
 
 use psgate_relay::config::{AllowRule, Config};
 use psgate_shared::api::{HostAnswer, LOCAL_SESSION, PipelineState, RecordKind, ServerMessage, SessionId, SessionState, Transport};
-use psgate_shared::clixml::Value;
 use psgate_shared::psrp::messages::ErrorRecordView;
 use psgate_tests::Sshd;
 use psgate_tests::relay::{Client, Relay, outputs, relay, relay_with};
 use serde_json::json;
 use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
+use at_prompt::{entered_after, lines, prompt, prompt_with};
 
-/// The `prompt_state` a line caused: seen while it ran, else the next one (it may come just after the line's end:
-/// it travels with the session changes, not in the line's pipeline).
-async fn entered_after(c: &mut Client, shown: &Shown) -> Option<SessionId> {
-    match shown.entered {
-        Some(e) => e,
-        None => {
-            c.until(|m| match m {
-                ServerMessage::PromptState { entered } => Some(*entered),
-                _ => None,
-            })
-            .await
-        }
-    }
-}
-
-/// What a line at the prompt showed: its output as console text, its error messages, its final state.
-#[derive(Debug)]
-struct Shown {
-    text: String,
-    errors: Vec<String>,
-    records: Vec<(RecordKind, Value)>,
-    state: PipelineState,
-    /// The `prompt_state` the line caused, if it changed it.
-    entered: Option<Option<SessionId>>,
-}
-
-/// Runs a line at the prompt, answering its host calls from `answers` in order.
-async fn prompt_with(c: &mut Client, line: &str, answers: Vec<HostAnswer>) -> Shown {
-    let p = c.run(LOCAL_SESSION, line).await;
-    let mut answers = answers.into_iter();
-    let mut events = Vec::new();
-    let mut entered = None;
-    loop {
-        let m = c.next().await;
-        if std::env::var_os("PROMPT_TRACE").is_some() {
-            eprintln!("{line}: {m:?}");
-        }
-        match &m {
-            ServerMessage::PromptState { entered: e } => entered = Some(*e),
-            ServerMessage::HostCall { session, pipeline, call_id, method, .. } if *session == LOCAL_SESSION && *pipeline == p && *call_id > 0 => {
-                let answer = answers.next().unwrap_or_else(|| panic!("{line}: an unexpected host call {method}"));
-                c.send(json!({"type": "host_response", "session": LOCAL_SESSION, "pipeline": p, "call_id": call_id, "answer": answer})).await;
-            }
-            ServerMessage::PipelineState { pipeline, state, .. } if *pipeline == p && state.is_terminal() => {
-                let state = *state;
-                events.push(m);
-                let objects = outputs(&events);
-                let records: Vec<(RecordKind, Value)> = events
-                    .iter()
-                    .filter_map(|e| match e {
-                        ServerMessage::Record { kind, clixml, .. } => Some((*kind, psgate_shared::clixml::decode_message(clixml.as_bytes()).expect("a record"))),
-                        _ => None,
-                    })
-                    .collect();
-                let errors = records.iter().filter(|(k, _)| *k == RecordKind::Error).map(|(_, v)| ErrorRecordView::from_value(v).message).collect();
-                return Shown { text: psgate_lang::format::to_text(&objects), errors, records, state, entered };
-            }
-            _ => {}
-        }
-        if m.seq().is_some() && matches!(&m, ServerMessage::Output { pipeline, .. } | ServerMessage::Record { pipeline, .. } if *pipeline == p) {
-            events.push(m);
-        }
-    }
-}
-
-async fn prompt(c: &mut Client, line: &str) -> Shown {
-    prompt_with(c, line, Vec::new()).await
-}
-
-fn lines(text: &str) -> Vec<String> {
-    text.lines().map(|l| l.trim_end().to_owned()).filter(|l| !l.is_empty()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_test_host_from_the_prompt_and_a_reload_sees_the_same_variables() {

@@ -701,7 +701,7 @@ fn invoke_command(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
         return Ok(());
     }
     let throttle = b.int("ThrottleLimit").filter(|t| *t > 0).map_or(psgate_shared::api::DEFAULT_THROTTLE_LIMIT, |t| t.min(1024) as u32);
-    let invocation = Invocation { sessions, pipeline: remote_pipeline(b), throttle_limit: throttle, text: b.string("ScriptBlock").unwrap_or_default().trim().to_owned() };
+    let invocation = Invocation { sessions, pipeline: remote_pipeline(b), throttle_limit: throttle, text: b.string("ScriptBlock").unwrap_or_default().trim().to_owned(), input: None };
     let tag = !b.switch("HideComputerName");
     if b.switch("AsJob") {
         let name = b.string("JobName");

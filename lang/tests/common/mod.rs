@@ -27,6 +27,41 @@ pub struct Fake {
     pub answers: Vec<(SessionId, i64, HostAnswer)>,
     /// Computers the fake serves over its local transport.
     pub local: Vec<String>,
+    /// What GET_COMMAND_METADATA finds (every session has them).
+    pub commands: Vec<Value>,
+    /// What a remote Get-Help answers (none: it fails as on a restricted endpoint).
+    pub help: Option<Value>,
+}
+
+/// A command's metadata as a server sends it: `params` are `(name, type, switch)`.
+pub fn command_metadata(name: &str, module: &str, command_type: &str, resolved: Option<&str>, params: &[(&str, &str, bool)]) -> Value {
+    use psgate_shared::clixml::{Content, Object};
+    let entries = params
+        .iter()
+        .map(|(n, t, switch)| {
+            let meta = psgate_lang::values::object(
+                &["Deserialized.System.Management.Automation.ParameterMetadata"],
+                None,
+                vec![("Name", Value::string(*n)), ("ParameterType", Value::string(*t)), ("Aliases", psgate_lang::values::array(Vec::new())), ("SwitchParameter", Value::Bool(*switch)), ("IsDynamic", Value::Bool(false))],
+            );
+            (Value::string(*n), meta)
+        })
+        .collect();
+    let parameters = Value::object(Object { content: Content::Dict(entries), ..Object::default() });
+    let command_type = psgate_lang::values::object(&["System.Management.Automation.CommandTypes"], Some(command_type.to_owned()), vec![]);
+    psgate_lang::values::object(
+        &["Selected.System.Management.Automation.CmdletInfo"],
+        None,
+        vec![
+            ("Name", Value::string(name)),
+            ("Namespace", Value::string(module)),
+            ("HelpUri", Value::string("https://go.microsoft.com/fwlink/?LinkId=301409")),
+            ("CommandType", command_type),
+            ("ResolvedCommandName", resolved.map_or(Value::Nil, Value::string)),
+            ("OutputType", psgate_lang::values::array(Vec::new())),
+            ("Parameters", parameters),
+        ],
+    )
 }
 
 /// A pipeline as text: `Get-Process -Name bits` for Command objects, `script{…} args[…]` for script text.
@@ -136,7 +171,27 @@ impl Remoting for Fake {
 
     fn start(&mut self, invocation: Invocation, tag: bool) -> Result<RunId, RemoteError> {
         let what = describe(&invocation.pipeline);
-        self.log.push(format!("start {:?} throttle={} {what}", invocation.sessions.iter().map(|i| i.0).collect::<Vec<_>>(), invocation.throttle_limit));
+        let input = match &invocation.input {
+            Some(items) => format!(" input[{}]", items.iter().map(psgate_lang::values::text).collect::<Vec<_>>().join(", ")),
+            None => String::new(),
+        };
+        self.log.push(format!("start {:?} throttle={} {what}{input}", invocation.sessions.iter().map(|i| i.0).collect::<Vec<_>>(), invocation.throttle_limit));
+        if what.starts_with("Get-Help")
+            && let Some(id) = invocation.sessions.first()
+        {
+            // Get-Help answers with the help object, or fails as on a restricted endpoint, which has none.
+            self.next_run += 1;
+            let computer = self.sessions.iter().find(|s| s.id == *id).map(|s| s.computer_name.clone()).unwrap_or_default();
+            let end = match &self.help {
+                Some(_) => RemoteEvent::Finished { session: *id, computer_name: computer, state: PipelineState::Completed, error: None },
+                None => RemoteEvent::Finished { session: *id, computer_name: computer, state: PipelineState::Failed, error: Some(Value::string("The term 'Get-Help' is not recognized")) },
+            };
+            let mut events: VecDeque<RemoteEvent> = self.help.iter().map(|h| RemoteEvent::Output { session: *id, value: h.clone() }).collect();
+            events.push_back(end);
+            events.push_back(RemoteEvent::Done);
+            self.runs.insert(self.next_run, events);
+            return Ok(RunId(self.next_run));
+        }
         self.next_run += 1;
         let mut events = VecDeque::new();
         for id in &invocation.sessions {
@@ -180,6 +235,31 @@ impl Remoting for Fake {
             RemoteEvent::Finished { session, computer_name: computer, state: PipelineState::Completed, error: None },
             RemoteEvent::Done,
         ]);
+        self.runs.insert(self.next_run, events);
+        Ok(RunId(self.next_run))
+    }
+
+    fn command_metadata(&mut self, session: SessionId, names: &[String], modules: &[String]) -> Result<RunId, RemoteError> {
+        self.log.push(format!("metadata {} names={} modules={}", session.0, names.join(","), modules.join(",")));
+        self.next_run += 1;
+        let computer = self.sessions.iter().find(|s| s.id == session).map(|s| s.computer_name.clone()).ok_or_else(|| RemoteError::new(ErrorCode::UnknownSession, "gone"))?;
+        let found: Vec<&Value> = self
+            .commands
+            .iter()
+            .filter(|c| {
+                let name = psgate_lang::values::property(c, "Name").map(|n| psgate_lang::values::text(&n)).unwrap_or_default();
+                let module = psgate_lang::values::property(c, "Namespace").map(|n| psgate_lang::values::text(&n)).unwrap_or_default();
+                names.iter().any(|p| psgate_lang::values::like(&name, p, false)) && (modules.is_empty() || modules.iter().any(|m| psgate_lang::values::like(&module, m, false)))
+            })
+            .collect();
+        let mut events = VecDeque::new();
+        let count = psgate_lang::values::object(&["Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo"], None, vec![("Count", Value::I32(found.len() as i32))]);
+        events.push_back(RemoteEvent::Output { session, value: count });
+        for c in found {
+            events.push_back(RemoteEvent::Output { session, value: c.clone() });
+        }
+        events.push_back(RemoteEvent::Finished { session, computer_name: computer, state: PipelineState::Completed, error: None });
+        events.push_back(RemoteEvent::Done);
         self.runs.insert(self.next_run, events);
         Ok(RunId(self.next_run))
     }

@@ -239,6 +239,8 @@ enum Command {
 pub(super) enum Work {
     /// Commands or script text.
     Pipeline(PipelineSpec),
+    /// Commands that read these input objects (a proxy of implicit remoting fed by the local pipeline).
+    WithInput(PipelineSpec, Vec<Value>),
     /// GET_COMMAND_METADATA (implicit remoting's discovery): `names` (wildcards) in the modules `namespaces`.
     Metadata { names: Vec<String>, namespaces: Vec<String> },
 }
@@ -837,8 +839,13 @@ impl Manager {
 
     /// Runs a pipeline for psgate's prompt (Invoke-Command there): kept for the prompt to follow and stop, not in
     /// the session's console history.
-    pub(super) fn run_for_prompt(&self, owner: &str, id: SessionId, spec: PipelineSpec, text: String, tag: bool) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        self.start(owner, id, Launch { spec: Work::Pipeline(spec), text, tag, invocation: None, hidden: true })
+    /// `input`: objects for the pipeline to read (none: it reads no input).
+    pub(super) fn run_for_prompt(&self, owner: &str, id: SessionId, spec: PipelineSpec, input: Option<Vec<Value>>, text: String, tag: bool) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
+        let spec = match input {
+            Some(input) => Work::WithInput(spec, input),
+            None => Work::Pipeline(spec),
+        };
+        self.start(owner, id, Launch { spec, text, tag, invocation: None, hidden: true })
     }
 
     /// GET_COMMAND_METADATA in a session (Import-PSSession's discovery): its answers (the count, then one object per
@@ -1590,6 +1597,13 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                 let started = session
                     .with(move |c| match &spec {
                         Work::Pipeline(spec) => c.create_pipeline(uuid, spec),
+                        Work::WithInput(spec, input) => {
+                            c.create_pipeline(uuid, &PipelineSpec { no_input: false, ..spec.clone() })?;
+                            for value in input {
+                                c.pool_mut().send_input(uuid, value)?;
+                            }
+                            c.pool_mut().end_input(uuid)
+                        }
                         Work::Metadata { names, namespaces } => {
                             let names: Vec<&str> = names.iter().map(String::as_str).collect();
                             let namespaces: Vec<&str> = namespaces.iter().map(String::as_str).collect();

@@ -432,6 +432,33 @@ impl Remoting for RelayRemoting {
         Ok(RunId(id))
     }
 
+    fn command_metadata(&mut self, session: SessionId, names: &[String], modules: &[String]) -> Result<RunId, RemoteError> {
+        let id = self.prompt.next_run.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let computer = self.manager.computer_name(&self.owner, session).map_err(remote_error)?;
+        // A session busy with another command: this waits for it, as a runspace pool queues.
+        let waited = std::time::Instant::now();
+        let (pipeline, buffer) = loop {
+            match self.manager.command_metadata(&self.owner, session, names.to_vec(), modules.to_vec()) {
+                Ok(p) => break p,
+                Err(e) if e.code == ErrorCode::SessionNotReady && waited.elapsed() < BUSY_WAIT && busy(&self.manager, &self.owner, session) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(remote_error(e)),
+            }
+        };
+        let pipelines: Arc<Mutex<Vec<(SessionId, PipelineId)>>> = Arc::new(Mutex::new(vec![(session, pipeline)]));
+        let (manager, owner, flag) = (self.manager.clone(), self.owner.clone(), stop.clone());
+        let task = self.handle.spawn(async move {
+            let _ = tx.send(RemoteEvent::Started { session, computer_name: computer.clone(), pipeline });
+            follow(&manager, &owner, session, &computer, pipeline, &buffer, &tx, &flag).await;
+            let _ = tx.send(RemoteEvent::Done);
+        });
+        lock(&self.prompt.runs).insert(id, Arc::new(Run { events: Mutex::new(rx), stop, pipelines, task }));
+        Ok(RunId(id))
+    }
+
     fn next_event(&mut self, run: RunId, wait: Duration) -> Option<RemoteEvent> {
         let Some(r) = lock(&self.prompt.runs).get(&run.0).cloned() else { return Some(RemoteEvent::Done) };
         let events = lock(&r.events);
@@ -503,9 +530,9 @@ async fn fan_out(
     started: Arc<Mutex<Vec<(SessionId, PipelineId)>>>,
 ) {
     use futures_util::stream::{self, StreamExt as _};
-    let Invocation { sessions, pipeline: spec, throttle_limit, text } = invocation;
+    let Invocation { sessions, pipeline: spec, throttle_limit, text, input } = invocation;
     let one = |session: SessionId| {
-        let (manager, owner, spec, text, tx, stop, started) = (manager.clone(), owner.clone(), spec.clone(), text.clone(), tx.clone(), stop.clone(), started.clone());
+        let (manager, owner, spec, text, tx, stop, started, input) = (manager.clone(), owner.clone(), spec.clone(), text.clone(), tx.clone(), stop.clone(), started.clone(), input.clone());
         async move {
             let computer = manager.computer_name(&owner, session).unwrap_or_default();
             if stop.load(Ordering::SeqCst) {
@@ -515,7 +542,7 @@ async fn fan_out(
             // A session busy with another command: this one waits for it, as a runspace pool queues.
             let waited = tokio::time::Instant::now();
             let (pipeline, buffer) = loop {
-                match manager.run_for_prompt(&owner, session, spec.clone(), text.clone(), tag) {
+                match manager.run_for_prompt(&owner, session, spec.clone(), input.clone(), text.clone(), tag) {
                     Ok(p) => break p,
                     Err(e) if e.code == ErrorCode::SessionNotReady && waited.elapsed() < BUSY_WAIT && !stop.load(Ordering::SeqCst) && busy(&manager, &owner, session) => {
                         tokio::time::sleep(Duration::from_millis(50)).await;

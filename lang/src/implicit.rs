@@ -1,0 +1,680 @@
+//! Implicit remoting: Import-PSSession makes a module of proxies (`New-remADUser`) for a session's commands, found
+//! with the PSRP GET_COMMAND_METADATA message (no script text: it works on JEA endpoints); calling a proxy runs the
+//! real command in the session as a Command object, with the arguments as typed and the pipeline's objects as its
+//! input, and the server binds them, as PowerShell's proxies do. Get-Module lists the modules, Remove-Module and
+//! removing the session drop them; a proxy whose session broke or was disconnected connects it again or opens a
+//! new one like it (over SSH too) before it runs.
+
+use psgate_shared::api::{PipelineState, RecordKind, SessionId, SessionInfo, SessionState};
+use psgate_shared::clixml::Value;
+use psgate_shared::psrp::messages::{Command, CommandMetadata, PipelineSpec, metadata_count};
+
+use crate::bind::{Arg, Bound, Kind, Pipe, Signature, p};
+use crate::cmdlets::Cmdlet;
+use crate::error::{Category, ErrorSpec, Failure};
+use crate::eval::{Ctx, Flow, R, Sink};
+use crate::remote::{Invocation, Remoting as _};
+use crate::values::{self, text};
+
+/// A module Import-PSSession made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Module {
+    /// `tmp_…`, as PowerShell names an implicit remoting module.
+    pub name: String,
+    /// The session its proxies run in.
+    pub session: SessionId,
+    /// That session's computer.
+    pub computer_name: String,
+    /// The remote modules imported (`-Module`).
+    pub modules: Vec<String>,
+    /// `-Prefix`
+    pub prefix: String,
+    /// The proxies, by local name.
+    pub proxies: Vec<Proxy>,
+}
+
+/// One proxy: a local name for a remote command.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Proxy {
+    /// `New-remADUser`
+    pub name: String,
+    /// What the server said of the command (`New-ADUser`).
+    pub meta: CommandMetadata,
+}
+
+/// The commands Import-PSSession does not proxy unless asked for by name: the ones a restricted endpoint keeps
+/// for implicit remoting itself (PowerShell's default skip list).
+const SKIPPED: &[&str] = &["Get-Command", "Get-FormatData", "Get-Help", "Select-Object", "Measure-Object", "Exit-PSSession", "Out-Default"];
+
+/// The command types Import-PSSession imports when not told (all but applications and scripts).
+const DEFAULT_TYPES: &[&str] = &["Alias", "Function", "Filter", "Cmdlet", "Configuration"];
+
+/// Common parameters a proxy keeps for itself (they act on the local call, not the remote command); the
+/// preference ones (`-ErrorAction`, …) go to both.
+const CLIENT_SIDE: &[&str] = &["Verbose", "Debug", "ErrorVariable", "WarningVariable", "OutVariable", "OutBuffer", "PipelineVariable", "InformationVariable"];
+
+/// The command types Import-PSSession asks for by default.
+const COMMAND_TYPES: Kind = Kind::Enum("System.Management.Automation.CommandTypes", &["Alias", "Function", "Filter", "Cmdlet", "ExternalScript", "Application", "Script", "Configuration", "All"]);
+
+pub(crate) static CMDLETS: &[Cmdlet] = &[
+    Cmdlet {
+        sig: Signature {
+            name: "Import-PSSession",
+            class: "Microsoft.PowerShell.Commands.ImportPSSessionCommand",
+            params: &[
+                p("Session", Kind::Session, "The session whose commands are imported.").at(0).mandatory(&["*"]),
+                p("CommandName", Kind::Strings, "Only the commands with these names (wildcards allowed).").alias(&["Name"]).at(2),
+                p("FormatTypeName", Kind::Strings, "The types whose formatting is imported (accepted; psgate lays objects out itself).").at(3),
+                p("Prefix", Kind::String, "Added to each proxy's noun: New-ADUser becomes New-<Prefix>ADUser."),
+                p("DisableNameChecking", Kind::Switch, "No warning for unapproved verbs."),
+                p("AllowClobber", Kind::Switch, "Proxies may hide commands of psgate's prompt or of other imported modules."),
+                p("ArgumentList", Kind::Objects, "Arguments for the imported aliases' commands (accepted).").alias(&["Args"]),
+                p("CommandType", COMMAND_TYPES, "Only commands of these types (Alias, Function, Filter, Cmdlet).").alias(&["Type"]),
+                p("Module", Kind::Strings, "Only the commands of these modules (snap-ins) in the session.").alias(&["PSSnapin"]),
+            ],
+            sets: &[],
+        },
+        aliases: &["ipsn"],
+        synopsis: "Imports commands from another session into psgate's prompt.",
+        run: import_pssession,
+    },
+    Cmdlet {
+        sig: Signature {
+            name: "Get-Module",
+            class: "Microsoft.PowerShell.Commands.GetModuleCommand",
+            params: &[
+                p("Name", Kind::Strings, "Modules with these names (wildcards allowed).").at(0).pipe(Pipe::ByValue),
+                p("All", Kind::Switch, "Accepted for compatibility."),
+                p("ListAvailable", Kind::Switch, "Accepted: psgate's modules are the ones Import-PSSession made."),
+            ],
+            sets: &[],
+        },
+        aliases: &["gmo"],
+        synopsis: "Gets the modules Import-PSSession imported into psgate's prompt.",
+        run: get_module,
+    },
+    Cmdlet {
+        sig: Signature {
+            name: "Remove-Module",
+            class: "Microsoft.PowerShell.Commands.RemoveModuleCommand",
+            params: &[
+                p("Name", Kind::Strings, "The modules to remove (wildcards allowed).").at(0).sets(&["name"]).mandatory(&["name"]),
+                p("ModuleInfo", Kind::Objects, "The modules to remove (Get-Module's objects).").at(0).sets(&["ModuleInfo"]).mandatory(&["ModuleInfo"]).pipe(Pipe::ByValue),
+                p("Force", Kind::Switch, "Accepted for compatibility."),
+            ],
+            sets: &["name", "ModuleInfo"],
+        },
+        aliases: &["rmo"],
+        synopsis: "Removes modules Import-PSSession imported, and their commands.",
+        run: remove_module,
+    },
+];
+
+/// A proxy by its local name (the newest module first, as the last import wins).
+pub(crate) fn find<'a>(modules: &'a [Module], name: &str) -> Option<(usize, &'a Proxy)> {
+    let name = name.rsplit('\\').next().unwrap_or(name);
+    modules.iter().enumerate().rev().find_map(|(i, m)| m.proxies.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| (i, p)))
+}
+
+/// `Verb-PrefixNoun`, as Import-Module -Prefix names a command (`PrefixName` without a verb).
+pub fn prefixed(name: &str, prefix: &str) -> String {
+    match name.split_once('-') {
+        Some((verb, noun)) if !prefix.is_empty() => format!("{verb}-{prefix}{noun}"),
+        _ => format!("{prefix}{name}"),
+    }
+}
+
+/// PowerShell's safe name for a proxy: letters, digits and `-_.:\` only, at most 100 characters (anything else
+/// could inject script into the proxy PowerShell generates).
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 100 && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '\\'))
+}
+
+/// A command type's precedence when two commands share a name (an alias hides a function, which hides a cmdlet).
+fn precedence(command_type: &str) -> u8 {
+    match command_type {
+        "Alias" => 10,
+        "Function" | "Filter" | "Script" => 20,
+        "Cmdlet" => 30,
+        "Application" | "ExternalScript" => 40,
+        _ => 50,
+    }
+}
+
+fn module_error(id: &str, message: String, category: Category, target: Option<String>, activity: &str) -> Failure {
+    Failure::new(ErrorSpec { message, id: id.into(), category, exception: "System.InvalidOperationException", target, activity: activity.into(), position: None })
+}
+
+fn warn(cx: &mut Ctx<'_>, message: &str) {
+    cx.host.record(RecordKind::Warning, crate::error::informational("Warning", message));
+}
+
+/// The session a PSSession value names, as the user's sessions list has it now.
+fn session_info(cx: &mut Ctx<'_>, v: &Value) -> Option<SessionInfo> {
+    let id = crate::session::id_of(v)?;
+    cx.remoting.list().iter().find(|s| s.id == id).cloned()
+}
+
+/// Runs GET_COMMAND_METADATA in `session` and reads the answers.
+fn discover(cx: &mut Ctx<'_>, session: SessionId, names: &[String], modules: &[String]) -> R<Vec<CommandMetadata>> {
+    let run = cx.remoting.command_metadata(session, names, modules).map_err(|e| Flow::Error(module_error("ImportPSSessionFailed", e.message, Category::InvalidOperation, None, "Import-PSSession")))?;
+    let mut out = Vec::new();
+    cx.follow(run, &mut Sink::Collect(&mut out))?;
+    Ok(out.iter().filter(|v| metadata_count(v).is_none()).filter_map(CommandMetadata::from_value).collect())
+}
+
+/// The local command a proxy named `name` would hide: one of psgate's own, or a proxy of another module.
+fn shadowed(cx: &Ctx<'_>, name: &str) -> bool {
+    crate::cmdlets::find(name).is_some() || find(&cx.rs.modules, name).is_some()
+}
+
+fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
+    let Some(given) = b.items("Session").into_iter().next() else { return Ok(()) };
+    let Some(info) = session_info(cx, &given).filter(|s| s.state == SessionState::Opened) else {
+        let name = values::property(&given, "Name").map(|n| text(&n)).unwrap_or_default();
+        return Err(Flow::Error(module_error(
+            "ImplicitRemotingSessionNotOpen",
+            format!("The session {name} is not open: Import-PSSession needs an open session. Connect it (Connect-PSSession) or open a new one (New-PSSession)."),
+            Category::InvalidOperation,
+            Some(name),
+            "Import-PSSession",
+        )));
+    };
+    let names = match b.strings("CommandName") {
+        n if n.is_empty() => vec!["*".to_owned()],
+        n => n,
+    };
+    let modules = b.strings("Module");
+    let types = b.strings("CommandType");
+    let prefix = b.string("Prefix").unwrap_or_default();
+    let asked = b.has("CommandName") || b.has("Module") || b.has("CommandType") || b.has("ArgumentList");
+    let found = discover(cx, info.id, &names, &modules)?;
+    if found.is_empty() && asked {
+        return Err(Flow::Error(module_error(
+            "ErrorNoResultsFromRemoteEnd,Microsoft.PowerShell.Commands.ImportPSSessionCommand",
+            "Running the Get-Command command in a remote session returned no results.".into(),
+            Category::InvalidResult,
+            None,
+            "Import-PSSession",
+        )));
+    }
+    let mut chosen: Vec<(String, CommandMetadata)> = Vec::new();
+    for mut meta in found {
+        let wanted_type = if types.is_empty() {
+            DEFAULT_TYPES.iter().any(|t| t.eq_ignore_ascii_case(&meta.command_type))
+        } else {
+            types.iter().any(|t| t.eq_ignore_ascii_case("All") || t.eq_ignore_ascii_case(&meta.command_type))
+        };
+        if !wanted_type {
+            continue;
+        }
+        if !is_safe_name(&meta.name) {
+            cx.write_error(module_error(
+                "ErrorSkippedUnsafeCommandName,Microsoft.PowerShell.Commands.ImportPSSessionCommand",
+                format!("Proxy creation has been skipped for the '{}' command, because PowerShell could not verify the safety of the command name.", meta.name),
+                Category::InvalidData,
+                Some(meta.name.clone()),
+                "Import-PSSession",
+            ))?;
+            continue;
+        }
+        // Skipped unless asked for by its very name.
+        if SKIPPED.iter().any(|s| s.eq_ignore_ascii_case(&meta.name)) && !names.iter().any(|n| n.eq_ignore_ascii_case(&meta.name)) {
+            continue;
+        }
+        // An alias: its proxy runs the command it names, under the alias's own name.
+        let shown = meta.name.clone();
+        if meta.command_type == "Alias"
+            && let Some(resolved) = meta.resolved_command_name.clone().filter(|r| !r.is_empty())
+        {
+            meta.name = resolved;
+        }
+        match chosen.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&shown)) {
+            Some((_, c)) if precedence(&c.command_type) < precedence(&meta.command_type) => {}
+            Some(slot) => *slot = (shown, meta),
+            None => chosen.push((shown, meta)),
+        }
+    }
+    let mut proxies = Vec::new();
+    let mut clobbered = Vec::new();
+    for (shown, meta) in chosen {
+        let name = prefixed(&shown, &prefix);
+        if shadowed(cx, &name) && !b.switch("AllowClobber") {
+            clobbered.push(name);
+            continue;
+        }
+        proxies.push(Proxy { name, meta });
+    }
+    if !clobbered.is_empty() {
+        warn(
+            cx,
+            &format!(
+                "Proxy creation has been skipped for the following command: '{}', because it would shadow an existing local command.  Use the AllowClobber parameter if you want to shadow existing local commands.",
+                clobbered.join(", ")
+            ),
+        );
+        if proxies.is_empty() {
+            return Err(Flow::Error(module_error(
+                "ErrorNoCommandsImportedBecauseOfSkipping",
+                "No command proxies have been created, because all of the requested remote commands would shadow existing local commands.  Use the AllowClobber parameter if you want to shadow existing local commands.".into(),
+                Category::InvalidResult,
+                None,
+                "Import-PSSession",
+            )));
+        }
+    }
+    if !b.switch("DisableNameChecking") && proxies.iter().any(|p| p.meta.command_type != "Alias" && !approved(&p.meta.name)) {
+        let module = next_name(cx);
+        warn(
+            cx,
+            &format!(
+                "The names of some imported commands from the module '{module}' include unapproved verbs that might make them less discoverable. To find the commands with unapproved verbs, run the Import-Module command again with the Verbose parameter. For a list of approved verbs, type Get-Verb."
+            ),
+        );
+    }
+    let name = take_name(cx);
+    let module = Module { name, session: info.id, computer_name: info.computer_name.clone(), modules, prefix, proxies };
+    // The last import wins: a proxy of an earlier module with the same name is hidden by this one (AllowClobber).
+    let object = module_object(&module);
+    cx.rs.modules.push(module);
+    cx.emit(sink, object);
+    Ok(())
+}
+
+/// The name the next module will get (`tmp_` and a number, unique in the runspace).
+fn next_name(cx: &Ctx<'_>) -> String {
+    format!("tmp_{:08x}.psgate", 0x5e55_0000u32.wrapping_add(cx.rs.next_module + 1))
+}
+
+fn take_name(cx: &mut Ctx<'_>) -> String {
+    let name = next_name(cx);
+    cx.rs.next_module += 1;
+    name
+}
+
+/// PowerShell's approved verbs (Get-Verb).
+const VERBS: &[&str] = &[
+    "Add", "Approve", "Assert", "Backup", "Block", "Build", "Checkpoint", "Clear", "Close", "Compare", "Complete", "Compress", "Confirm", "Connect", "Convert", "ConvertFrom", "ConvertTo", "Copy", "Debug", "Deny",
+    "Deploy", "Disable", "Disconnect", "Dismount", "Edit", "Enable", "Enter", "Exit", "Expand", "Export", "Find", "Format", "Get", "Grant", "Group", "Hide", "Import", "Initialize", "Install", "Invoke", "Join",
+    "Limit", "Lock", "Measure", "Merge", "Mount", "Move", "New", "Open", "Optimize", "Out", "Ping", "Pop", "Protect", "Publish", "Push", "Read", "Receive", "Redo", "Register", "Remove", "Rename", "Repair",
+    "Request", "Reset", "Resize", "Resolve", "Restart", "Restore", "Resume", "Revoke", "Save", "Search", "Select", "Send", "Set", "Show", "Skip", "Split", "Start", "Step", "Stop", "Submit", "Suspend",
+    "Switch", "Sync", "Test", "Trace", "Unblock", "Undo", "Uninstall", "Unlock", "Unprotect", "Unpublish", "Unregister", "Update", "Use", "Wait", "Watch", "Write",
+];
+
+/// Whether a command's verb is one of PowerShell's approved verbs (a name without a verb is not checked;
+/// Sort-Object and Tee-Object are exempt).
+pub fn approved(name: &str) -> bool {
+    match name.split_once('-') {
+        Some((verb, _)) => VERBS.iter().any(|v| v.eq_ignore_ascii_case(verb)) || ["Sort-Object", "Tee-Object"].iter().any(|n| n.eq_ignore_ascii_case(name)),
+        None => true,
+    }
+}
+
+/// A module as Get-Module and Import-PSSession output it (`PSModuleInfo`).
+pub(crate) fn module_object(m: &Module) -> Value {
+    let commands: Vec<Value> = m.proxies.iter().map(|p| Value::string(p.name.as_str())).collect();
+    let description = format!("Implicit remoting for {}", m.computer_name);
+    values::object(
+        &["System.Management.Automation.PSModuleInfo"],
+        Some(m.name.clone()),
+        vec![
+            ("ModuleType", Value::string("Script")),
+            ("Version", Value::string("1.0")),
+            ("PreRelease", Value::Nil),
+            ("Name", Value::string(m.name.as_str())),
+            ("ExportedCommands", values::array(commands)),
+            ("Description", Value::string(description)),
+            ("Path", Value::string(format!("psgate:\\{}\\{}.psm1", m.name, m.name))),
+            ("PrivateData", values::object(&["System.Collections.Hashtable"], None, vec![("ImplicitRemoting", Value::Bool(true))])),
+            ("PSSessionId", values::int(m.session.0 as i64)),
+            ("ComputerName", Value::string(m.computer_name.as_str())),
+            ("SourceModules", values::array(m.modules.iter().map(|s| Value::string(s.as_str())).collect())),
+        ],
+    )
+}
+
+fn get_module(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
+    let names = b.strings("Name");
+    let found: Vec<Value> = cx.rs.modules.iter().filter(|m| names.is_empty() || names.iter().any(|n| values::like(&m.name, n, false))).map(module_object).collect();
+    for v in found {
+        cx.emit(sink, v);
+    }
+    Ok(())
+}
+
+fn remove_module(cx: &mut Ctx<'_>, b: &Bound, _sink: &mut Sink<'_>) -> R<()> {
+    let mut names = b.strings("Name");
+    names.extend(b.items("ModuleInfo").iter().filter_map(|v| values::property(v, "Name").map(|n| text(&n))));
+    let before = cx.rs.modules.len();
+    cx.rs.modules.retain(|m| !names.iter().any(|n| values::like(&m.name, n, false)));
+    if cx.rs.modules.len() == before {
+        return Err(Flow::Error(module_error(
+            "Modules_NoModulesRemoved,Microsoft.PowerShell.Commands.RemoveModuleCommand",
+            "No modules were removed. Verify that the specification of modules to remove is correct and those modules exist in the runspace.".into(),
+            Category::ResourceUnavailable,
+            None,
+            "Remove-Module",
+        )));
+    }
+    Ok(())
+}
+
+/// Drops the modules whose session is gone (removed by Remove-PSSession, the sessions panel or another tab), and
+/// says so.
+pub(crate) fn prune(cx: &mut Ctx<'_>) {
+    if cx.rs.modules.is_empty() {
+        return;
+    }
+    let live = cx.remoting.list();
+    let (kept, gone): (Vec<Module>, Vec<Module>) = std::mem::take(&mut cx.rs.modules).into_iter().partition(|m| live.iter().any(|s| s.id == m.session));
+    cx.rs.modules = kept;
+    for m in gone {
+        let names: Vec<&str> = m.proxies.iter().map(|p| p.name.as_str()).collect();
+        warn(cx, &format!("The module {} was removed with its commands ({}): its session to {} was removed.", m.name, names.join(", "), m.computer_name));
+    }
+}
+
+/// A proxy call: the real command runs in the module's session as a Command object with the arguments as typed
+/// (names completed from the command's metadata), the pipeline's objects as its input.
+pub(crate) fn call(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, args: Vec<Arg>, input: Option<Vec<Value>>, line: &str, sink: &mut Sink<'_>) -> R<()> {
+    let (parameters, as_job) = parameters(proxy, args)?;
+    let session = ready(cx, module, &proxy.name)?;
+    let pipeline = PipelineSpec { commands: vec![Command { parameters, ..Command::named(proxy.meta.name.as_str()) }], no_input: input.is_none(), add_to_history: false, is_nested: false };
+    let invocation = Invocation { sessions: vec![session], pipeline, throttle_limit: 1, text: line.to_owned(), input };
+    if as_job {
+        return crate::jobs::start(cx, invocation, false, None, Vec::new(), sink);
+    }
+    let run = cx.remoting.start(invocation, false).map_err(|e| Flow::Error(module_error("ImplicitRemotingRunFailed", e.message, Category::InvalidOperation, Some(proxy.name.clone()), &proxy.name)))?;
+    cx.follow(run, sink).map(drop)
+}
+
+/// The Command object's parameters from the arguments as typed: `-Sam` completed to `-SamAccountName` (or an
+/// alias to its parameter) where the metadata says so, a non-switch name paired with the value after it, values
+/// by position as positional arguments. `-AsJob`, which PowerShell's proxies add, says to run it as a job.
+fn parameters(proxy: &Proxy, args: Vec<Arg>) -> R<(Vec<(Option<String>, Value)>, bool)> {
+    let mut out = Vec::new();
+    let mut as_job = false;
+    let mut args = args.into_iter().peekable();
+    while let Some(a) = args.next() {
+        match a {
+            Arg::Value { value, .. } => out.push((None, value)),
+            Arg::Named { name, value, .. } => {
+                if name.eq_ignore_ascii_case("AsJob") && !proxy.meta.parameters.iter().any(|p| p.name.eq_ignore_ascii_case("AsJob")) {
+                    as_job = value.as_ref().is_none_or(values::truthy);
+                    continue;
+                }
+                let (name, switch) = resolve(proxy, &name)?;
+                let client_side = proxy.meta.command_type == "Cmdlet" && CLIENT_SIDE.iter().any(|c| c.eq_ignore_ascii_case(&name));
+                let value = match value {
+                    Some(v) => v,
+                    None if switch => Value::Bool(true),
+                    None => match args.next_if(|a| matches!(a, Arg::Value { .. })) {
+                        Some(Arg::Value { value, .. }) => value,
+                        _ => {
+                            let ty = proxy.meta.parameters.iter().find(|p| p.name == name).map(|p| p.type_name.clone()).unwrap_or_default();
+                            return Err(Flow::Error(Failure::new(ErrorSpec {
+                                message: format!("Missing an argument for parameter '{name}'. Specify a parameter of type '{ty}' and try again."),
+                                id: format!("MissingArgument,{}", proxy.name),
+                                category: Category::InvalidArgument,
+                                exception: "System.Management.Automation.ParameterBindingException",
+                                target: None,
+                                activity: proxy.name.clone(),
+                                position: None,
+                            })));
+                        }
+                    },
+                };
+                if !client_side {
+                    out.push((Some(name), value));
+                }
+            }
+        }
+    }
+    Ok((out, as_job))
+}
+
+/// A typed parameter name as the command's metadata names it: exactly, by alias, or by an unambiguous prefix.
+/// Without metadata parameters the name goes as typed (the server binds it).
+fn resolve(proxy: &Proxy, typed: &str) -> R<(String, bool)> {
+    let params = &proxy.meta.parameters;
+    if params.is_empty() {
+        return Ok((typed.to_owned(), false));
+    }
+    let exact = params.iter().find(|p| p.name.eq_ignore_ascii_case(typed) || p.aliases.iter().any(|a| a.eq_ignore_ascii_case(typed)));
+    if let Some(p) = exact {
+        return Ok((p.name.clone(), p.switch));
+    }
+    let lower = typed.to_lowercase();
+    let matches: Vec<_> = params.iter().filter(|p| p.name.to_lowercase().starts_with(&lower)).collect();
+    match matches.as_slice() {
+        [p] => Ok((p.name.clone(), p.switch)),
+        [] => Err(Flow::Error(Failure::new(ErrorSpec {
+            message: format!("A parameter cannot be found that matches parameter name '{typed}'."),
+            id: format!("NamedParameterNotFound,{}", proxy.name),
+            category: Category::InvalidArgument,
+            exception: "System.Management.Automation.ParameterBindingException",
+            target: None,
+            activity: proxy.name.clone(),
+            position: None,
+        }))),
+        many => Err(Flow::Error(Failure::new(ErrorSpec {
+            message: format!(
+                "Parameter cannot be processed because the parameter name '{typed}' is ambiguous. Possible matches include: {}.",
+                many.iter().map(|p| format!("-{}", p.name)).collect::<Vec<_>>().join(" ")
+            ),
+            id: format!("AmbiguousParameter,{}", proxy.name),
+            category: Category::InvalidArgument,
+            exception: "System.Management.Automation.ParameterBindingException",
+            target: None,
+            activity: proxy.name.clone(),
+            position: None,
+        }))),
+    }
+}
+
+/// The module's session, ready to run: a disconnected one connected again, a broken or closed one replaced by a
+/// new session like it (the remote modules imported there again), with PowerShell's warning.
+fn ready(cx: &mut Ctx<'_>, module: usize, command: &str) -> R<SessionId> {
+    let (session, computer) = (cx.rs.modules[module].session, cx.rs.modules[module].computer_name.clone());
+    let info = cx.remoting.list().iter().find(|s| s.id == session).cloned();
+    match info.as_ref().map(|i| i.state) {
+        Some(SessionState::Opened) => return Ok(session),
+        Some(SessionState::Disconnected) => {
+            if let Some(Ok(i)) = cx.remoting.connect(&[session]).into_iter().next()
+                && i.state == SessionState::Opened
+            {
+                return Ok(session);
+            }
+        }
+        _ => {}
+    }
+    let names: Vec<String> = cx.rs.modules[module].proxies.iter().map(|p| p.name.clone()).collect();
+    // PowerShell's proxy module says it with Write-Host.
+    let message = format!("Creating a new session for implicit remoting of \"{command}\" command...");
+    cx.host.record(RecordKind::Information, crate::error::host_text(&message));
+    let failed = |why: String| {
+        Flow::Error(module_error(
+            "ImplicitRemotingSessionBroken",
+            format!("The session for implicit remoting of the module {} to {computer} could not be opened again: {why}", cx_name(&names)),
+            Category::OpenError,
+            Some(computer.clone()),
+            "Import-PSSession",
+        ))
+    };
+    let Some(target) = cx.remoting.target_of(session) else { return Err(failed("psgate no longer knows how the session was opened.".into())) };
+    let opened = match cx.remoting.open(vec![target]).into_iter().next() {
+        Some(Ok(i)) => i,
+        Some(Err(e)) => return Err(failed(e.message)),
+        None => return Err(failed("nothing was opened".into())),
+    };
+    // Every module of the old session follows it to the new one.
+    for m in cx.rs.modules.iter_mut().filter(|m| m.session == session) {
+        m.session = opened.id;
+    }
+    let remote_modules = cx.rs.modules[module].modules.clone();
+    if !remote_modules.is_empty() {
+        let import = Command::named("Import-Module").param("Name", values::array(remote_modules.iter().map(|m| Value::string(m.as_str())).collect()));
+        let pipeline = PipelineSpec { commands: vec![import], no_input: true, add_to_history: false, is_nested: false };
+        let invocation = Invocation { sessions: vec![opened.id], pipeline, throttle_limit: 1, text: format!("Import-Module {}", remote_modules.join(", ")), input: None };
+        if let Ok(run) = cx.remoting.start(invocation, false) {
+            let mut ignored = Vec::new();
+            cx.follow(run, &mut Sink::Collect(&mut ignored))?;
+        }
+    }
+    Ok(opened.id)
+}
+
+fn cx_name(names: &[String]) -> String {
+    names.join(", ")
+}
+
+/// Get-Help of a proxy: the command's help from the session (`Get-Help -Name New-ADUser` as a Command object),
+/// under the proxy's name; where the session has none (a restricted endpoint), the syntax from the metadata and
+/// the online help's address.
+pub(crate) fn help(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
+    let mut get_help = Command::named("Get-Help").param("Name", Value::string(proxy.meta.name.as_str()));
+    if let Some(category) = match proxy.meta.command_type.as_str() {
+        "Cmdlet" | "Function" | "Filter" | "Alias" => Some(proxy.meta.command_type.clone()),
+        _ => None,
+    } {
+        get_help = get_help.param("Category", Value::string(category));
+    }
+    // The help object is the whole help: -Full, -Examples and -Parameter are views of it, made here.
+    let parameters = b.strings("Parameter");
+    let remote = match ready(cx, module, &proxy.name) {
+        Ok(session) => {
+            let pipeline = PipelineSpec { commands: vec![get_help], no_input: true, add_to_history: false, is_nested: false };
+            let invocation = Invocation { sessions: vec![session], pipeline, throttle_limit: 1, text: format!("Get-Help {}", proxy.meta.name), input: None };
+            match cx.remoting.start(invocation, false) {
+                Ok(run) => fetch_help(cx, run)?,
+                Err(_) => Vec::new(),
+            }
+        }
+        Err(Flow::Error(_)) => Vec::new(),
+        Err(other) => return Err(other),
+    };
+    let full = b.switch("Full") || b.switch("Detailed");
+    if remote.is_empty() {
+        cx.emit(sink, Value::string(metadata_help(proxy, &cx.rs.modules[module].computer_name)));
+    } else {
+        for v in remote {
+            let shown = match v.as_object() {
+                Some(_) if values::property(&v, "Name").is_some() || values::property(&v, "details").is_some() => Value::string(crate::help::maml_text(&v, &proxy.name, &proxy.meta.name, full, b.switch("Examples"), &parameters)),
+                _ => v,
+            };
+            cx.emit(sink, shown);
+        }
+    }
+    Ok(())
+}
+
+/// The remote Get-Help's objects, or none when it failed (not there, no help).
+fn fetch_help(cx: &mut Ctx<'_>, run: crate::remote::RunId) -> R<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut failed = false;
+    loop {
+        if cx.host.stopping() {
+            cx.remoting.stop(run);
+            cx.remoting.forget(run);
+            return Err(Flow::Stopped);
+        }
+        let Some(event) = cx.remoting.next_event(run, crate::eval::POLL) else { continue };
+        match event {
+            crate::remote::RemoteEvent::Output { value, .. } => out.push(value),
+            crate::remote::RemoteEvent::Record { kind: RecordKind::Error, .. } => failed = true,
+            crate::remote::RemoteEvent::Finished { state, .. } if state != PipelineState::Completed => failed = true,
+            crate::remote::RemoteEvent::Done => {
+                cx.remoting.forget(run);
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(if failed { Vec::new() } else { out })
+}
+
+/// Help made from the metadata alone: the syntax and the online help's address.
+pub fn metadata_help(proxy: &Proxy, computer: &str) -> String {
+    let mut syntax = vec![proxy.name.clone()];
+    for p in proxy.meta.parameters.iter().filter(|p| !crate::bind::COMMON.iter().any(|c| c.name.eq_ignore_ascii_case(&p.name)) && !is_risk_parameter(&p.name)) {
+        if p.switch {
+            syntax.push(format!("[-{}]", p.name));
+        } else {
+            syntax.push(format!("[-{} <{}>]", p.name, short_type(&p.type_name)));
+        }
+    }
+    syntax.push("[<CommonParameters>]".into());
+    let mut out = format!("\nNAME\n    {}\n\nSYNTAX\n    {}\n\n", proxy.name, syntax.join(" "));
+    out.push_str(&format!("ALIASES\n    None\n\nREMARKS\n    {} runs {} on {computer} (implicit remoting). {computer} gave no help for it.\n", proxy.name, proxy.meta.name));
+    if !proxy.meta.help_uri.is_empty() {
+        out.push_str(&format!("    Online help: {}\n", proxy.meta.help_uri));
+    }
+    out
+}
+
+fn is_risk_parameter(name: &str) -> bool {
+    name.eq_ignore_ascii_case("WhatIf") || name.eq_ignore_ascii_case("Confirm")
+}
+
+/// `System.String[]` as Get-Help shows it: `string[]`.
+pub fn short_type(type_name: &str) -> String {
+    let base = type_name.split(',').next().unwrap_or(type_name);
+    let base = base.rsplit('.').next().unwrap_or(base);
+    match base {
+        "String" => "string".into(),
+        "String[]" => "string[]".into(),
+        "Int32" => "int".into(),
+        "Boolean" => "bool".into(),
+        "Object" => "Object".into(),
+        other => other.replace("Nullable`1[[", "").trim_end_matches(']').to_owned(),
+    }
+}
+
+/// Completion: the proxies' names.
+pub fn names(modules: &[Module]) -> Vec<String> {
+    modules.iter().flat_map(|m| m.proxies.iter().map(|p| p.name.clone())).collect()
+}
+
+/// What Get-Command says of a proxy: a `FunctionInfo` from the module.
+pub(crate) fn command_info(module: &Module, proxy: &Proxy) -> Value {
+    values::object(
+        &["System.Management.Automation.FunctionInfo", "System.Management.Automation.CommandInfo"],
+        Some(proxy.name.clone()),
+        vec![
+            ("CommandType", Value::string("Function")),
+            ("Name", Value::string(proxy.name.as_str())),
+            ("Version", Value::string("1.0")),
+            ("Source", Value::string(module.name.as_str())),
+            ("Definition", Value::string(format!("{} on {} (implicit remoting)", proxy.meta.name, module.computer_name))),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_go_before_the_noun() {
+        assert_eq!(prefixed("New-ADUser", "rem"), "New-remADUser");
+        assert_eq!(prefixed("New-ADUser", ""), "New-ADUser");
+        assert_eq!(prefixed("gsv", "rem"), "remgsv");
+    }
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        assert!(is_safe_name("Get-ADUser"));
+        assert!(is_safe_name("ActiveDirectory\\Get-ADUser"));
+        assert!(!is_safe_name("Get-X; Remove-Item"));
+        assert!(!is_safe_name("Get-X$(evil)"));
+        assert!(!is_safe_name(&"a".repeat(101)));
+        assert!(!is_safe_name(""));
+    }
+
+    #[test]
+    fn approved_verbs() {
+        assert!(approved("New-ADUser"));
+        assert!(!approved("Frob-Thing"));
+        assert!(approved("gsv"));
+    }
+}

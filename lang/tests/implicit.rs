@@ -1,0 +1,199 @@
+//! Implicit remoting at the prompt against the fake: Import-PSSession's discovery and filters, the proxies'
+//! Command objects (named, positional, pipeline input), help, modules' lifetime and repair.
+
+mod common;
+
+use common::{Event, World, command_metadata, same};
+use psgate_shared::api::{RecordKind, SessionState};
+
+const STRING: &str = "System.String";
+const SWITCH: &str = "System.Management.Automation.SwitchParameter";
+
+fn ad_world() -> World {
+    let mut w = World::new().with_credential();
+    w.fake.commands = vec![
+        command_metadata("Get-ADUser", "ActiveDirectory", "Cmdlet", None, &[("Filter", STRING, false), ("Identity", "Microsoft.ActiveDirectory.Management.ADUser", false), ("Verbose", SWITCH, true)]),
+        command_metadata(
+            "New-ADUser",
+            "ActiveDirectory",
+            "Cmdlet",
+            None,
+            &[("Name", STRING, false), ("SamAccountName", STRING, false), ("SearchBase", STRING, false), ("PassThru", SWITCH, true), ("Verbose", SWITCH, true)],
+        ),
+        command_metadata("Set-ADUser", "ActiveDirectory", "Cmdlet", None, &[("Identity", "Microsoft.ActiveDirectory.Management.ADUser", false), ("Department", STRING, false)]),
+        command_metadata("Get-Help", "Microsoft.PowerShell.Core", "Cmdlet", None, &[("Name", STRING, false)]),
+        command_metadata("Get-Process", "Microsoft.PowerShell.Management", "Cmdlet", None, &[("Name", STRING, false)]),
+        command_metadata("Frob-Thing", "Odd", "Function", None, &[]),
+        command_metadata("Get-X;Remove-Item", "Odd", "Function", None, &[]),
+        command_metadata("gadu", "ActiveDirectory", "Alias", Some("Get-ADUser"), &[]),
+    ];
+    w.run("$session = New-PSSession -ComputerName srv02 -Credential $cred");
+    w
+}
+
+fn warnings(w: &World) -> Vec<String> {
+    w.console
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Record(RecordKind::Warning, v) => Some(psgate_lang::values::text(&psgate_lang::values::property(v, "Message").unwrap_or_else(|| v.clone()))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn import_pssession_asks_the_module_and_makes_prefixed_proxies() {
+    let mut w = ad_world();
+    let shown = w.run("Import-PSSession -Session $session -Module ActiveDirectory -Prefix rem");
+    assert_eq!(w.fake.log.last().map(String::as_str), Some("metadata 1 names=* modules=ActiveDirectory"));
+    assert!(shown.contains("ModuleType Version"), "{shown}");
+    assert!(shown.contains("{Get-remADUser, New-remADUser, Set-remADUser, remgadu}"), "{shown}");
+    same(
+        &w.run("Get-Command -Name *-rem* | select Name, CommandType"),
+        "
+Name          CommandType
+----          -----------
+Get-remADUser Function
+New-remADUser Function
+Set-remADUser Function",
+    );
+    // Named (prefix completed), positional and switch arguments go as a Command object; the server binds them.
+    w.run("New-remADUser ada -Sam ada -PassThru");
+    assert_eq!(w.fake.log.last().map(String::as_str), Some("start [1] throttle=1 New-ADUser [ada] SamAccountNameada PassThruTrue"));
+    // The alias runs the command it names.
+    w.run("remgadu -Filter *");
+    assert_eq!(w.fake.log.last().map(String::as_str), Some("start [1] throttle=1 Get-ADUser Filter*"));
+    // The pipeline's objects are the remote command's input.
+    w.run("'ada', 'bob' | Set-remADUser -Department Ops");
+    assert_eq!(w.fake.log.last().map(String::as_str), Some("start [1] throttle=1 Set-ADUser DepartmentOps input[ada, bob]"));
+    // Client-side common parameters stay here; -AsJob makes a job.
+    w.run("Get-remADUser -Filter * -Verbose");
+    assert_eq!(w.fake.log.last().map(String::as_str), Some("start [1] throttle=1 Get-ADUser Filter*"));
+    let shown = w.run("Get-remADUser -Filter * -AsJob | select Name, State");
+    assert!(shown.contains("Job"), "{shown}");
+}
+
+#[test]
+fn the_filters_of_import_pssession() {
+    let mut w = ad_world();
+    // Get-Help is skipped (the prompt keeps its own), unsafe names are refused with PowerShell's error.
+    let shown = w.run("Import-PSSession $session -DisableNameChecking");
+    assert!(shown.contains("Proxy creation has been skipped for the 'Get-X;Remove-Item' command, because PowerShell could not verify the safety of the command name."), "{shown}");
+    let names = w.run("(Get-Module).ExportedCommands");
+    assert!(!names.contains("Get-Help") && names.contains("Get-Process") && names.contains("Frob-Thing"), "{names}");
+    // The names the prompt has already would be hidden: skipped with PowerShell's warning.
+    let mut w = ad_world();
+    w.run("Import-PSSession $session -CommandName Get-ADUser, New-ADUser");
+    w.run("Import-PSSession $session -CommandName Get-ADUser, Set-ADUser");
+    assert_eq!(
+        warnings(&w),
+        ["Proxy creation has been skipped for the following command: 'Get-ADUser', because it would shadow an existing local command.  Use the AllowClobber parameter if you want to shadow existing local commands."]
+    );
+    same(&w.run("(Get-Module).Count"), "2");
+    let shown = w.run("Import-PSSession $session -CommandName Get-ADUser");
+    assert!(shown.contains("No command proxies have been created, because all of the requested remote commands would shadow existing local commands."), "{shown}");
+    w.run("Import-PSSession $session -CommandName Get-ADUser -AllowClobber");
+    same(&w.run("(Get-Module).Count"), "3");
+    // An unapproved verb warns, unless -DisableNameChecking.
+    let mut w = ad_world();
+    w.run("Import-PSSession $session -Module Odd");
+    assert!(warnings(&w).iter().any(|m| m.contains("include unapproved verbs")), "{:?}", warnings(&w));
+    // Nothing there: PowerShell's error.
+    let shown = w.run("Import-PSSession $session -Module Nothing");
+    assert!(shown.contains("Running the Get-Command command in a remote session returned no results."), "{shown}");
+    // A local cmdlet's name is refused too (the proxy would hide Get-Help … no: Get-Process is not local; Get-PSSession is).
+    w.fake.commands.push(command_metadata("Get-PSSession", "Microsoft.PowerShell.Core", "Cmdlet", None, &[]));
+    let shown = w.run("Import-PSSession $session -CommandName Get-PSSession");
+    assert!(shown.contains("No command proxies have been created"), "{shown}");
+}
+
+#[test]
+fn proxies_check_their_parameters_like_powershell() {
+    let mut w = ad_world();
+    w.run("Import-PSSession $session -Module ActiveDirectory -Prefix rem");
+    let shown = w.run("New-remADUser -S x");
+    assert!(shown.contains("Parameter cannot be processed because the parameter name 'S' is ambiguous. Possible matches include: -SamAccountName -SearchBase."), "{shown}");
+    let shown = w.run("New-remADUser -Nope x");
+    assert!(shown.contains("A parameter cannot be found that matches parameter name 'Nope'."), "{shown}");
+    let shown = w.run("New-remADUser -Name");
+    assert!(shown.contains("Missing an argument for parameter 'Name'. Specify a parameter of type 'System.String' and try again."), "{shown}");
+}
+
+#[test]
+fn modules_go_with_their_session_and_a_broken_session_is_opened_again() {
+    let mut w = ad_world();
+    w.run("Import-PSSession $session -Module ActiveDirectory -Prefix rem");
+    // The session breaks: the next call opens a new one like it, imports the module there, says so and runs.
+    w.fake.sessions[0].state = SessionState::Broken;
+    let shown = w.run("Get-remADUser -Filter *");
+    assert!(shown.contains("Creating a new session for implicit remoting of \"Get-remADUser\" command..."), "{shown}");
+    let log: Vec<&str> = w.fake.log.iter().rev().take(3).map(String::as_str).collect();
+    assert_eq!(log, ["start [2] throttle=1 Get-ADUser Filter*", "start [2] throttle=1 Import-Module NameActiveDirectory", "open winrm srv02 user=contoso\\ada password"]);
+    // A disconnected session is connected again instead.
+    w.fake.sessions[1].state = SessionState::Disconnected;
+    w.run("Get-remADUser -Filter *");
+    assert!(w.fake.log.iter().any(|l| l == "connect [2]"), "{:?}", w.fake.log);
+    // Removing the session removes the module and its proxies, and says so.
+    let shown = w.run("Get-PSSession | Remove-PSSession");
+    assert!(shown.contains("was removed with its commands (Get-remADUser, New-remADUser, Set-remADUser, remgadu)"), "{shown}");
+    let shown = w.run("Get-remADUser");
+    assert!(shown.contains("The term 'Get-remADUser' is not recognized"), "{shown}");
+}
+
+#[test]
+fn get_module_and_remove_module() {
+    let mut w = ad_world();
+    w.run("Import-PSSession $session -Module ActiveDirectory -Prefix rem");
+    let name = w.run("(Get-Module).Name");
+    assert!(name.starts_with("tmp_"), "{name}");
+    w.run("Get-Module | Remove-Module");
+    same(&w.run("Get-Module"), "");
+    assert!(w.run("Get-remADUser").contains("is not recognized"));
+    let shown = w.run("Remove-Module tmp_nothing");
+    assert!(shown.contains("No modules were removed."), "{shown}");
+}
+
+#[test]
+fn help_comes_from_the_session_under_the_proxys_name() {
+    let mut w = ad_world();
+    w.run("Import-PSSession $session -Module ActiveDirectory -Prefix rem");
+    // A restricted endpoint has no Get-Help: the syntax from the metadata, and the online help.
+    let shown = w.run("Get-Help New-remADUser");
+    assert!(shown.contains("New-remADUser [-Name <string>] [-SamAccountName <string>] [-SearchBase <string>] [-PassThru] [<CommonParameters>]"), "{shown}");
+    assert!(shown.contains("https://go.microsoft.com/fwlink/?LinkId=301409"), "{shown}");
+    // The session's help object, shown as PowerShell shows it, under the proxy's name.
+    let v = psgate_lang::values::object;
+    let t = |s: &str| psgate_shared::clixml::Value::string(s);
+    let text = |s: &str| psgate_lang::values::array(vec![v(&["MamlParaTextItem"], None, vec![("Text", t(s))])]);
+    let parameter = v(&["MamlCommandHelpInfo#parameter"], None, vec![("name", t("Name")), ("required", t("true")), ("position", t("0")), ("description", text("The user's name.")), ("parameterValue", t("String"))]);
+    w.fake.help = Some(v(
+        &["MamlCommandHelpInfo#FullView", "MamlCommandHelpInfo"],
+        None,
+        vec![
+            ("Name", t("New-ADUser")),
+            ("Synopsis", t("Creates an Active Directory user.")),
+            ("description", text("The New-ADUser cmdlet creates a user.")),
+            ("syntax", v(&["MamlCommandHelpInfo#syntax"], None, vec![("syntaxItem", v(&["MamlCommandHelpInfo#syntaxItem"], None, vec![("name", t("New-ADUser")), ("parameter", parameter.clone())]))])),
+            ("parameters", v(&["MamlCommandHelpInfo#parameters"], None, vec![("parameter", parameter)])),
+            ("examples", v(&["MamlCommandHelpInfo#examples"], None, vec![("example", v(&["MamlCommandHelpInfo#example"], None, vec![("title", t("Example 1")), ("code", t("New-ADUser -Name ada")), ("remarks", text("Makes ada."))]))])),
+        ],
+    ));
+    let shown = w.run("Get-Help New-remADUser");
+    assert_eq!(w.fake.log.last().map(String::as_str), Some("start [1] throttle=1 Get-Help NameNew-ADUser CategoryCmdlet"));
+    assert!(shown.contains("NAME\n    New-remADUser") && shown.contains("Creates an Active Directory user.") && shown.contains("New-remADUser [-Name] <String>"), "{shown}");
+    let shown = w.run("Get-Help New-remADUser -Examples");
+    assert!(shown.contains("New-remADUser -Name ada") && shown.contains("Makes ada."), "{shown}");
+    let shown = w.run("Get-Help New-remADUser -Full");
+    assert!(shown.contains("PARAMETERS") && shown.contains("The user's name.") && shown.contains("Required?                    true"), "{shown}");
+}
+
+#[test]
+fn completion_offers_proxies_and_their_parameters() {
+    let mut w = ad_world();
+    w.run("Import-PSSession $session -Module ActiveDirectory -Prefix rem");
+    let c = psgate_lang::complete(&w.rs, &w.fake.sessions, "New-remAD", 9);
+    assert_eq!(c.matches.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["New-remADUser"]);
+    let c = psgate_lang::complete(&w.rs, &w.fake.sessions, "New-remADUser -Sam", 18);
+    assert_eq!(c.matches.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["-SamAccountName"]);
+}
