@@ -43,7 +43,10 @@ struct Shown {
 
 /// Runs a line at the prompt, answering its host calls from `answers` in order.
 async fn prompt_with(c: &mut Client, line: &str, answers: Vec<HostAnswer>) -> Shown {
-    let p = c.run(LOCAL_SESSION, line).await;
+    // Not `Client::run`: it skips what comes before `pipeline_started`, and the line's `prompt_state` may come first
+    // (it travels with the session changes, which can overtake the answer to `run`).
+    c.send(json!({"type": "run", "session": LOCAL_SESSION, "script": line})).await;
+    let mut p = None;
     let mut answers = answers.into_iter();
     let mut events = Vec::new();
     let mut entered = None;
@@ -53,12 +56,13 @@ async fn prompt_with(c: &mut Client, line: &str, answers: Vec<HostAnswer>) -> Sh
             eprintln!("{line}: {m:?}");
         }
         match &m {
+            ServerMessage::PipelineStarted { session, pipeline } if *session == LOCAL_SESSION && p.is_none() => p = Some(*pipeline),
             ServerMessage::PromptState { entered: e } => entered = Some(*e),
-            ServerMessage::HostCall { session, pipeline, call_id, method, .. } if *session == LOCAL_SESSION && *pipeline == p && *call_id > 0 => {
+            ServerMessage::HostCall { session, pipeline, call_id, method, .. } if *session == LOCAL_SESSION && Some(*pipeline) == p && *call_id > 0 => {
                 let answer = answers.next().unwrap_or_else(|| panic!("{line}: an unexpected host call {method}"));
-                c.send(json!({"type": "host_response", "session": LOCAL_SESSION, "pipeline": p, "call_id": call_id, "answer": answer})).await;
+                c.send(json!({"type": "host_response", "session": LOCAL_SESSION, "pipeline": pipeline, "call_id": call_id, "answer": answer})).await;
             }
-            ServerMessage::PipelineState { pipeline, state, .. } if *pipeline == p && state.is_terminal() => {
+            ServerMessage::PipelineState { pipeline, state, .. } if Some(*pipeline) == p && state.is_terminal() => {
                 let state = *state;
                 events.push(m);
                 let objects = outputs(&events);
@@ -74,7 +78,7 @@ async fn prompt_with(c: &mut Client, line: &str, answers: Vec<HostAnswer>) -> Sh
             }
             _ => {}
         }
-        if m.seq().is_some() && matches!(&m, ServerMessage::Output { pipeline, .. } | ServerMessage::Record { pipeline, .. } if *pipeline == p) {
+        if m.seq().is_some() && matches!(&m, ServerMessage::Output { pipeline, .. } | ServerMessage::Record { pipeline, .. } if Some(*pipeline) == p) {
             events.push(m);
         }
     }
