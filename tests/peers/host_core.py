@@ -559,13 +559,14 @@ def scripts_not_allowed(script: str) -> Obj:
     )
 
 
-def parameter_error(command: str, parameter: str, message: typing.Optional[str] = None) -> Obj:
+def parameter_error(command: str, parameter: str, message: typing.Optional[str] = None,
+                    fqid_type: typing.Optional[str] = None) -> Obj:
     message = message or f"A parameter cannot be found that matches parameter name '{parameter}'."
-    cmd_class = command.replace("-", "")
+    cmd_class = fqid_type or f"Microsoft.PowerShell.Commands.{command.replace('-', '')}Command"
     return error_record(
         message,
         ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
-        f"NamedParameterNotFound,Microsoft.PowerShell.Commands.{cmd_class}Command",
+        f"NamedParameterNotFound,{cmd_class}",
         "InvalidArgument",
         activity=command,
         command=command,
@@ -719,13 +720,19 @@ class Variable(str):
     pass
 
 
+class CommaList(list):
+    """An array argument written with commas; `open` while a trailing comma waits for the next element."""
+
+    open = False
+
+
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<comment>\#[^\n]*)
     | (?P<op>[|;\n])
     | '(?P<sq>(?:[^']|'')*)'
     | "(?P<dq>(?:[^"`]|`.)*)"
-    | (?P<param>-[A-Za-z_][\w-]*)(?::(?P<pval>[^\s|;]+))?
+    | (?P<param>-[A-Za-z_][\w-]*)(?::(?P<pval>'(?:[^']|'')*'|"(?:[^"`]|`.)*"|[^\s|;]+))?
     | (?P<num>-?\d+(?:\.\d+)?)(?=[\s|;]|$)
     | (?P<var>\$[\w:]+)
     | (?P<word>[^\s|;'"]+)
@@ -758,7 +765,7 @@ def parse_script(text: str) -> typing.List[typing.List[typing.Tuple[str, typing.
                 break
             raise SyntaxError(f"unexpected text at {pos}: {text[pos:pos + 20]!r}")
         pos = m.end()
-        kind = m.lastgroup
+        kind = "param" if m.group("param") else m.lastgroup  # lastgroup would be `pval` for -Name:value
         if kind == "comment":
             continue
         if kind == "op":
@@ -776,7 +783,10 @@ def parse_script(text: str) -> typing.List[typing.List[typing.Tuple[str, typing.
             value = Param(m.group("param")[1:])
             if m.group("pval") is not None:
                 pv = m.group("pval")
-                value.value = _literal(pv) if pv.startswith("$") else int(pv) if re.fullmatch(r"-?\d+", pv) else pv
+                if pv[:1] in "'\"" and len(pv) >= 2:
+                    value.value = pv[1:-1].replace("''", "'") if pv[0] == "'" else pv[1:-1]
+                else:
+                    value.value = _literal(pv) if pv.startswith("$") else int(pv) if re.fullmatch(r"-?\d+", pv) else pv
                 value.has_value = True
         elif kind == "num":
             num = m.group("num")
@@ -785,6 +795,20 @@ def parse_script(text: str) -> typing.List[typing.List[typing.Tuple[str, typing.
             value = _literal(m.group("var"))
         else:
             value = m.group("word")
+            if "," in value and current is not None:
+                # `a, b` / `a,b`: an array argument (Select-Object Name, Enabled)
+                parts = [_literal(w) if w.startswith("$") else w for w in value.split(",")]
+                if value.startswith(",") and len(current) > 1:
+                    previous = current.pop()
+                    parts = (previous if isinstance(previous, CommaList) else [previous]) + parts[1:]
+                value = CommaList(x for x in parts if x != "")
+                value.open = str(m.group("word")).endswith(",")
+                current.append(value)
+                continue
+        if current is not None and len(current) > 1 and isinstance(current[-1], CommaList) and current[-1].open:
+            current[-1].append(value)
+            current[-1].open = False
+            continue
         if current is None and kind in ("sq", "dq", "num"):
             current = ["Write-Output", value]  # a bare value is output, as in PowerShell
         elif current is None:
@@ -801,11 +825,14 @@ class Spec:
     no position (Get-Service -DisplayName)."""
 
     def __init__(self, params: typing.Sequence[str] = (), switches: typing.Sequence[str] = (), remaining: bool = False,
-                 named: typing.Sequence[str] = ()):
+                 named: typing.Sequence[str] = (), aliases: typing.Optional[typing.Dict[str, str]] = None,
+                 implementing_type: typing.Optional[str] = None):
         self.params = list(params)
         self.switches = list(switches)
         self.remaining = remaining  # extra positionals bind to the first parameter as a list (Write-Output a b c)
         self.named = list(named)
+        self.aliases = dict(aliases or {})  # alias -> parameter (-Property for -Properties, -ea for -ErrorAction)
+        self.implementing_type = implementing_type  # for the errors' FullyQualifiedErrorId (else Microsoft.PowerShell.Commands.<Verb><Noun>Command)
 
     def bind(self, command: str, args: typing.List[typing.Tuple[typing.Optional[str], typing.Any]]) -> typing.Dict[str, typing.Any]:
         names = self.params + self.named + self.switches
@@ -815,10 +842,11 @@ class Spec:
             if name is None:
                 positional.append(value)
                 continue
-            matches = [n for n in names if n.lower() == name.lower()] or [n for n in names if n.lower().startswith(name.lower())]
+            every = [(n, n) for n in names] + list(self.aliases.items())
+            matches = {t for n, t in every if n.lower() == name.lower()} or {t for n, t in every if n.lower().startswith(name.lower())}
             if len(matches) != 1:
-                raise CommandError(parameter_error(command, name))
-            bound[matches[0]] = value
+                raise CommandError(parameter_error(command, name, fqid_type=self.implementing_type))
+            bound[matches.pop()] = value
         free = [p for p in self.params if p not in bound]
         if self.remaining and positional and free and free[0] == self.params[0]:
             bound[self.params[0]] = positional if len(positional) > 1 else positional[0]
@@ -829,7 +857,7 @@ class Spec:
                     error_record(
                         f"A positional parameter cannot be found that accepts argument '{value}'.",
                         ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
-                        f"PositionalParameterNotFound,Microsoft.PowerShell.Commands.{command.replace('-', '')}Command",
+                        f"PositionalParameterNotFound,{self.implementing_type or 'Microsoft.PowerShell.Commands.' + command.replace('-', '') + 'Command'}",
                         "InvalidArgument",
                         activity=command,
                         command=command,
