@@ -576,124 +576,339 @@ def parameter_error(command: str, parameter: str, message: typing.Optional[str] 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Command metadata (GET_COMMAND_METADATA), shaped after test_psrp_get_command_metadata.yml
+# Command definitions: one per emulated module command, for GET_COMMAND_METADATA, Get-Command (-ShowCommandInfo),
+# Get-Help and parameter binding. Metadata is shaped after test_psrp_get_command_metadata.yml.
+
+INT_MIN = -2147483648  # CommandParameterInfo.Position of a parameter that is not positional
+ALL_SETS = "__AllParameterSets"
+SWITCH = "System.Management.Automation.SwitchParameter"
+ACTION_PREFERENCE = "System.Management.Automation.ActionPreference"
+AD_USER = "Microsoft.ActiveDirectory.Management.ADUser"
+# Enum types a parameter may have: (name, value) in declaration order (ShowCommandParameterType.EnumValues).
+ENUMS: typing.Dict[str, typing.List[typing.Tuple[str, int]]] = {
+    ACTION_PREFERENCE: [("SilentlyContinue", 0), ("Stop", 1), ("Continue", 2), ("Inquire", 3), ("Ignore", 4),
+                        ("Suspend", 5), ("Break", 6)],
+    "Microsoft.ActiveDirectory.Management.ADSearchScope": [("Base", 0), ("OneLevel", 1), ("Subtree", 2)],
+    "Microsoft.ActiveDirectory.Management.ADAuthType": [("Negotiate", 0), ("Basic", 1)],
+    "System.Management.Automation.CommandTypes": [
+        ("Alias", 1), ("Function", 2), ("Filter", 4), ("Cmdlet", 8), ("ExternalScript", 16), ("Application", 32),
+        ("Script", 64), ("Configuration", 256), ("All", 383)],
+    "System.DayOfWeek": [("Sunday", 0), ("Monday", 1), ("Tuesday", 2), ("Wednesday", 3), ("Thursday", 4),
+                         ("Friday", 5), ("Saturday", 6)],
+}
+COMMAND_TYPES = {"Alias": 1, "Function": 2, "Filter": 4, "Cmdlet": 8}
 
 
-def _param(name: str, type_name: str, aliases: typing.Sequence[str] = (), switch: bool = False) -> typing.Tuple[str, typing.Any]:
-    alias_list = Obj(type_list(f"System.Collections.ObjectModel.Collection`1[[System.String, {CORELIB}]]", "System.Object"), value=("LST", list(aliases)))
+class ParamDef:
+    """A parameter: its .NET type (as Type.ToString() shows it), aliases, and per parameter set its position (None:
+    not positional), whether it is mandatory, takes pipeline input by value, and by property name."""
+
+    def __init__(self, name: str, type_name: str, aliases: typing.Sequence[str] = (), *,
+                 sets: typing.Optional[typing.Dict[str, typing.Tuple[typing.Optional[int], bool, bool, bool]]] = None,
+                 position: typing.Optional[int] = None, mandatory: bool = False, pipeline: bool = False,
+                 by_property: bool = False, help: str = "", validate_set: typing.Sequence[str] = ()) -> None:
+        self.name = name
+        self.type_name = type_name
+        self.aliases = list(aliases)
+        self.switch = type_name == SWITCH
+        self.sets = sets if sets is not None else {ALL_SETS: (position, mandatory, pipeline, by_property)}
+        self.help = help or f"Specifies the {name} of the command."
+        self.validate_set = list(validate_set)
+
+
+COMMON_PARAMETERS = [
+    ("Verbose", SWITCH, ["vb"]), ("Debug", SWITCH, ["db"]), ("ErrorAction", ACTION_PREFERENCE, ["ea"]),
+    ("WarningAction", ACTION_PREFERENCE, ["wa"]), ("InformationAction", ACTION_PREFERENCE, ["infa"]),
+    ("ProgressAction", ACTION_PREFERENCE, ["proga"]), ("ErrorVariable", "System.String", ["ev"]),
+    ("WarningVariable", "System.String", ["wv"]), ("InformationVariable", "System.String", ["iv"]),
+    ("OutVariable", "System.String", ["ov"]), ("OutBuffer", "System.Int32", ["ob"]),
+    ("PipelineVariable", "System.String", ["pv"]),
+]
+COMMON_PARAMETER_DEFS = [ParamDef(n, t, a) for n, t, a in COMMON_PARAMETERS]
+COMMON_NAMES = {n for n, _t, _a in COMMON_PARAMETERS}
+
+
+class CommandDef:
+    """A command of an emulated module: a Cmdlet, a Function or an Alias (`target`: the command it resolves to)."""
+
+    def __init__(self, name: str, module: str, params: typing.Sequence[ParamDef] = (), *, kind: str = "Cmdlet",
+                 help_uri: str = "", outputs: typing.Sequence[str] = (), default_set: typing.Optional[str] = None,
+                 synopsis: str = "", description: str = "", examples: typing.Sequence[typing.Tuple[str, str, str]] = (),
+                 implementing_type: str = "", target: typing.Optional[str] = None, in_metadata: bool = True,
+                 version: str = "1.0.0.0") -> None:
+        self.name = name
+        self.module = module
+        self.params = list(params)
+        self.kind = kind
+        self.help_uri = help_uri
+        self.outputs = list(outputs)
+        self.default_set = default_set
+        self.synopsis = synopsis or f"Runs {name}."
+        self.description = description or self.synopsis
+        self.examples = list(examples)  # (title, code, remarks)
+        self.implementing_type = implementing_type
+        self.target = target
+        self.in_metadata = in_metadata  # answered by GET_COMMAND_METADATA (the console's built-ins are not)
+        self.version = version
+
+    def resolved(self) -> "CommandDef":
+        """The command an alias stands for (itself for a cmdlet or function)."""
+        return COMMAND_DEFS[self.target.lower()] if self.target else self
+
+    def all_params(self) -> typing.List[ParamDef]:
+        return self.resolved().params + COMMON_PARAMETER_DEFS
+
+    def set_names(self) -> typing.List[str]:
+        """Parameter sets in declaration order; a command whose parameters all belong to every set has one,
+        __AllParameterSets."""
+        names: typing.List[str] = []
+        for p in self.resolved().params:
+            for s in p.sets:
+                if s != ALL_SETS and s not in names:
+                    names.append(s)
+        return names or [ALL_SETS]
+
+    def set_params(self, set_name: str) -> typing.List[typing.Tuple[ParamDef, typing.Tuple[typing.Optional[int], bool, bool, bool]]]:
+        out = []
+        for p in self.all_params():
+            entry = p.sets.get(set_name) or p.sets.get(ALL_SETS)
+            if entry is not None:
+                out.append((p, entry))
+        return out
+
+    def spec(self) -> "Spec":
+        """The binder's view: positional parameters in position order, the others named, switches, aliases."""
+        resolved = self.resolved()
+        positional: typing.Dict[str, int] = {}
+        for p in resolved.params:
+            for pos, *_ in p.sets.values():
+                if pos is not None:
+                    positional[p.name] = min(pos, positional.get(p.name, pos))
+        ordered = sorted(positional, key=lambda n: positional[n])
+        everything = self.all_params()
+        named = [p.name for p in everything if not p.switch and p.name not in positional]
+        switches = [p.name for p in everything if p.switch]
+        aliases = {a: p.name for p in everything for a in p.aliases}
+        return Spec(ordered, switches, named=named, aliases=aliases, implementing_type=resolved.implementing_type or None)
+
+
+COMMAND_DEFS: typing.Dict[str, CommandDef] = {}
+MODULES: typing.Dict[str, typing.List[str]] = {}  # module name -> its command names, in definition order
+MODULE_VERSIONS = {"ActiveDirectory": "1.0.1.0", "BenchModule": "1.0.0", "PSGate.Aliases": "1.0.0",
+                   "Microsoft.PowerShell.Core": "7.4.6.500", "Microsoft.PowerShell.Utility": "7.0.0.0",
+                   "Microsoft.PowerShell.Management": "7.0.0.0"}
+
+
+def define(command: CommandDef) -> CommandDef:
+    COMMAND_DEFS[command.name.lower()] = command
+    MODULES.setdefault(command.module, []).append(command.name)
+    return command
+
+
+def _p(name: str, type_name: str = "System.String", aliases: typing.Sequence[str] = (), **kw: typing.Any) -> ParamDef:
+    return ParamDef(name, type_name, aliases, **kw)
+
+
+_NULLABLE_BOOL = "System.Nullable`1[System.Boolean]"
+_AD_SERVER = [_p("Server", help="Specifies the Active Directory Domain Services instance to connect to."),
+              _p("Credential", "System.Management.Automation.PSCredential", help="Specifies the user account credentials to use to perform this task."),
+              _p("AuthType", "Microsoft.ActiveDirectory.Management.ADAuthType", help="Specifies the authentication method to use. Negotiate (0) or Basic (1).")]
+_SHOULD_PROCESS = [_p("WhatIf", SWITCH, ["wi"]), _p("Confirm", SWITCH, ["cf"])]
+_AD_NS = "Microsoft.ActiveDirectory.Management.Commands."
+
+define(CommandDef(
+    "Get-ADUser", "ActiveDirectory", [
+        _p("Filter", sets={"Filter": (None, True, False, False)},
+           help="Specifies a query string that retrieves Active Directory objects, in the PowerShell Expression Language: 'Name -eq \"x\"', or '*'."),
+        _p("Identity", AD_USER, sets={"Identity": (0, True, True, False)},
+           help="Specifies an Active Directory user object by distinguished name, GUID, security identifier or SAM account name."),
+        _p("LDAPFilter", sets={"LdapFilter": (None, True, False, False)}, help="Specifies an LDAP query string."),
+        _p("Properties", "System.String[]", ["Property"], help="Specifies the properties of the output object to retrieve from the server ('*' for all)."),
+        _p("ResultPageSize", "System.Int32", sets={"Filter": (None, False, False, False), "LdapFilter": (None, False, False, False)}),
+        _p("ResultSetSize", "System.Nullable`1[System.Int32]", sets={"Filter": (None, False, False, False), "LdapFilter": (None, False, False, False)}),
+        _p("SearchBase", sets={"Filter": (None, False, False, False), "LdapFilter": (None, False, False, False)}),
+        _p("SearchScope", "Microsoft.ActiveDirectory.Management.ADSearchScope",
+           sets={"Filter": (None, False, False, False), "LdapFilter": (None, False, False, False)},
+           help="Specifies the scope of an Active Directory search: Base (0), OneLevel (1) or Subtree (2)."),
+        _AD_SERVER[0], _AD_SERVER[1], _AD_SERVER[2],
+        _p("Partition", sets={"Identity": (None, False, False, False)}),
+    ],
+    help_uri="https://go.microsoft.com/fwlink/?LinkId=301397", outputs=[AD_USER], default_set="Filter",
+    implementing_type=_AD_NS + "GetADUser",
+    synopsis="Gets one or more Active Directory users.",
+    description="The Get-ADUser cmdlet gets a specified user object or performs a search to get multiple user objects. "
+                "The Identity parameter specifies the Active Directory user to get; the Filter and LDAPFilter "
+                "parameters search for users.",
+    examples=[("Example 1: Get all of the users in a container", "Get-ADUser -Filter * -SearchBase \"OU=Finance,OU=UserAccounts,DC=FABRIKAM,DC=COM\"", "This command gets all users in the container OU=Finance,OU=UserAccounts,DC=FABRIKAM,DC=COM."),
+              ("Example 2: Get a specified user", "Get-ADUser -Identity ChewDavid -Properties *", "This command gets the user with the name ChewDavid in the Active Directory Lightweight Directory Services (AD LDS) instance.")],
+))
+_NEW_SET_PARAMS = [
+    _p("Name", position=0, mandatory=True, help="Specifies the name of the object."),
+    _p("SamAccountName", help="Specifies the Security Account Manager (SAM) account name of the user."),
+    _p("UserPrincipalName", help="Specifies a user principal name (UPN) in the format <user>@<DNS-domain-name>."),
+    _p("GivenName", help="Specifies the user's given name."),
+    _p("Surname", help="Specifies the user's last name or surname."),
+    _p("DisplayName", help="Specifies the display name of the object."),
+    _p("Department", help="Specifies the user's department."),
+    _p("Description", help="Specifies a description of the object."),
+    _p("Path", help="Specifies the X.500 path of the Organizational Unit (OU) or container where the new object is created."),
+    _p("AccountPassword", "System.Security.SecureString"),
+    _p("Enabled", _NULLABLE_BOOL, help="Specifies if an account is enabled."),
+    _p("ChangePasswordAtLogon", _NULLABLE_BOOL),
+    _p("OtherAttributes", "System.Collections.Hashtable"),
+    _p("PassThru", SWITCH, help="Returns an object representing the item with which you are working."),
+]
+define(CommandDef(
+    "New-ADUser", "ActiveDirectory", _NEW_SET_PARAMS + _AD_SERVER[:2] + _SHOULD_PROCESS,
+    help_uri="https://go.microsoft.com/fwlink/?LinkId=301409", outputs=[AD_USER],
+    implementing_type=_AD_NS + "NewADUser",
+    synopsis="Creates an Active Directory user.",
+    description="The New-ADUser cmdlet creates an Active Directory user. You can set commonly used user property "
+                "values by using the cmdlet parameters.",
+    examples=[("Example 1: Create a user with an imported certificate", "New-ADUser -Name \"ChewDavid\" -SamAccountName ChewDavid -Enabled $true", "This command creates a user named ChewDavid."),
+              ("Example 2: Create a user and return it", "New-ADUser -Name GlenJohn -Department IT -PassThru", "This command creates a user in the IT department and writes it to the pipeline.")],
+))
+define(CommandDef(
+    "Set-ADUser", "ActiveDirectory", [
+        _p("Identity", AD_USER, sets={"Identity": (0, True, True, False)},
+           help="Specifies an Active Directory user object by distinguished name, GUID, security identifier or SAM account name. Accepts ADUser objects from the pipeline."),
+        _p("Instance", AD_USER, sets={"Instance": (None, True, False, False)}),
+        _p("Add", "System.Collections.Hashtable", sets={"Identity": (None, False, False, False)}),
+        _p("Remove", "System.Collections.Hashtable", sets={"Identity": (None, False, False, False)}),
+        _p("Replace", "System.Collections.Hashtable", sets={"Identity": (None, False, False, False)}),
+        _p("Clear", "System.String[]", sets={"Identity": (None, False, False, False)}),
+        _p("Enabled", _NULLABLE_BOOL, sets={"Identity": (None, False, False, False)}, help="Specifies if an account is enabled."),
+        _p("Department", sets={"Identity": (None, False, False, False)}, help="Specifies the user's department."),
+        _p("Description", sets={"Identity": (None, False, False, False)}, help="Specifies a description of the object."),
+        _p("DisplayName", sets={"Identity": (None, False, False, False)}, help="Specifies the display name of the object."),
+        _p("SamAccountName", sets={"Identity": (None, False, False, False)}),
+        _p("PassThru", SWITCH, help="Returns an object representing the item with which you are working."),
+    ] + _AD_SERVER[:2] + _SHOULD_PROCESS,
+    help_uri="https://go.microsoft.com/fwlink/?LinkId=291077", outputs=[AD_USER], default_set="Identity",
+    implementing_type=_AD_NS + "SetADUser",
+    synopsis="Modifies an Active Directory user.",
+    description="The Set-ADUser cmdlet modifies the properties of an Active Directory user. The Identity parameter "
+                "specifies the user; it also takes the users that Get-ADUser writes, from the pipeline.",
+    examples=[("Example 1: Set properties for a user", "Set-ADUser -Identity ChewDavid -Department Sales -PassThru", "This command sets the department of the user ChewDavid."),
+              ("Example 2: Set properties for users from the pipeline", "Get-ADUser -Filter \"Name -like 'Chew*'\" | Set-ADUser -Description Finance", "This command sets the description of the users that Get-ADUser finds.")],
+))
+
+
+# BenchModule: 150 generated commands (a cmdlet, or a function every tenth) with 5 to 15 parameters each, for metadata
+# and implicit-remoting benchmarks. Each echoes its bound parameters (cmd_bench).
+BENCH_VERBS = ["Get", "Set", "New", "Remove", "Test", "Invoke", "Start", "Stop", "Add", "Clear"]
+BENCH_TYPES = ["System.String", "System.Int32", SWITCH, "System.String[]", "System.DateTime", _NULLABLE_BOOL,
+               "System.DayOfWeek", "System.Management.Automation.PSCredential", "System.Int64", "System.Object"]
+BENCH_COUNT = 150
+
+
+def bench_name(i: int) -> str:
+    return f"{BENCH_VERBS[(i - 1) % len(BENCH_VERBS)]}-Bench{i:03d}"
+
+
+for _i in range(1, BENCH_COUNT + 1):
+    _count = 5 + (_i * 7) % 11
+    _params = []
+    for _j in range(_count):
+        _type = BENCH_TYPES[(_i + _j) % len(BENCH_TYPES)]
+        _name = "Name" if _j == 0 else f"Option{_j:02d}"
+        _params.append(_p(_name, "System.String" if _j == 0 else _type, position=0 if _j == 0 else None,
+                          mandatory=_j == 0 and _i % 3 == 0, pipeline=_j == 0,
+                          validate_set=("Low", "Medium", "High") if _j == 1 and _type == "System.String" else ()))
+    define(CommandDef(
+        bench_name(_i), "BenchModule", _params, kind="Function" if _i % 10 == 0 else "Cmdlet",
+        help_uri=f"https://psgate.test/help/BenchModule/{bench_name(_i)}",
+        outputs=["System.Management.Automation.PSCustomObject"],
+        implementing_type="" if _i % 10 == 0 else f"BenchModule.Commands.{bench_name(_i).replace('-', '')}Command",
+        synopsis=f"A generated benchmark command ({_count} parameters).",
+    ))
+
+# Aliases in a module of their own (so ActiveDirectory and BenchModule keep their exact counts).
+for _alias, _target in (("gadu", "Get-ADUser"), ("nadu", "New-ADUser"), ("sadu", "Set-ADUser"), ("gb1", "Get-Bench001")):
+    define(CommandDef(_alias, "PSGate.Aliases", kind="Alias", target=_target))
+
+# The console's built-ins: for Get-Help and Get-Command only (GET_COMMAND_METADATA answers for the modules above).
+_CORE = "https://go.microsoft.com/fwlink/?LinkID="
+for _name, _module, _uri, _params, _synopsis in (
+    ("Get-Command", "Microsoft.PowerShell.Core", _CORE + "2096579", [
+        _p("Name", "System.String[]", position=0, pipeline=True), _p("Module", "System.String[]", ["PSSnapin"]),
+        _p("CommandType", "System.Management.Automation.CommandTypes", ["Type"]), _p("ArgumentList", "System.Object[]", ["Args"], position=1),
+        _p("ListImported", SWITCH), _p("ShowCommandInfo", SWITCH), _p("Syntax", SWITCH), _p("All", SWITCH)],
+     "Gets all commands."),
+    ("Get-Help", "Microsoft.PowerShell.Core", _CORE + "2096483", [
+        _p("Name", position=0), _p("Category", "System.String[]"), _p("Parameter", "System.String[]"),
+        _p("Full", SWITCH), _p("Detailed", SWITCH), _p("Examples", SWITCH)],
+     "Displays information about PowerShell commands and concepts."),
+    ("Import-Module", "Microsoft.PowerShell.Core", _CORE + "2096585", [
+        _p("Name", "System.String[]", position=0, mandatory=True), _p("Force", SWITCH), _p("PassThru", SWITCH),
+        _p("Prefix")], "Adds modules to the current session."),
+    ("Get-FormatData", "Microsoft.PowerShell.Utility", _CORE + "2096614", [
+        _p("TypeName", "System.String[]", position=0), _p("PowerShellVersion", "System.Version")],
+     "Gets the formatting data in the current session."),
+    ("Select-Object", "Microsoft.PowerShell.Utility", _CORE + "2096716", [
+        _p("InputObject", "System.Management.Automation.PSObject", pipeline=True), _p("Property", "System.Object[]", position=0),
+        _p("ExpandProperty"), _p("First", "System.Int32"), _p("Last", "System.Int32")],
+     "Selects objects or object properties."),
+    ("Measure-Object", "Microsoft.PowerShell.Utility", _CORE + "2096617", [
+        _p("InputObject", "System.Management.Automation.PSObject", pipeline=True), _p("Property", "System.Management.Automation.PSPropertyExpression[]", position=0)],
+     "Calculates the numeric properties of objects."),
+    ("Get-Service", "Microsoft.PowerShell.Management", _CORE + "2096496", [
+        _p("Name", "System.String[]", ["ServiceName"], position=0, pipeline=True), _p("DisplayName", "System.String[]")],
+     "Gets the services on the computer."),
+    ("Get-Process", "Microsoft.PowerShell.Management", _CORE + "2096814", [
+        _p("Name", "System.String[]", ["ProcessName"], position=0), _p("Id", "System.Int32[]", ["PID"])],
+     "Gets the processes that are running on the local computer."),
+):
+    define(CommandDef(_name, _module, _params, help_uri=_uri, synopsis=_synopsis, in_metadata=False,
+                      implementing_type=f"Microsoft.PowerShell.Commands.{_name.replace('-', '')}Command",
+                      version=MODULE_VERSIONS[_module]))
+
+
+def _param(p: ParamDef) -> typing.Tuple[str, typing.Any]:
+    """A ParameterMetadata entry of the metadata's Parameters dictionary."""
+    alias_list = Obj(type_list(f"System.Collections.ObjectModel.Collection`1[[System.String, {CORELIB}]]", "System.Object"), value=("LST", list(p.aliases)))
     return (
-        name,
+        p.name,
         Obj(
             type_list("System.Management.Automation.ParameterMetadata", "System.Object"),
             "System.Management.Automation.ParameterMetadata",
-            props=[("Name", name), ("ParameterType", type_name), ("Aliases", alias_list), ("IsDynamic", False), ("SwitchParameter", switch)],
+            props=[("Name", p.name), ("ParameterType", p.type_name), ("Aliases", alias_list), ("IsDynamic", False), ("SwitchParameter", p.switch)],
         ),
     )
 
 
-COMMON_PARAMETERS = [
-    ("Verbose", "System.Management.Automation.SwitchParameter", ["vb"], True),
-    ("Debug", "System.Management.Automation.SwitchParameter", ["db"], True),
-    ("ErrorAction", "System.Management.Automation.ActionPreference", ["ea"], False),
-    ("WarningAction", "System.Management.Automation.ActionPreference", ["wa"], False),
-    ("InformationAction", "System.Management.Automation.ActionPreference", ["infa"], False),
-    ("ProgressAction", "System.Management.Automation.ActionPreference", ["proga"], False),
-    ("ErrorVariable", "System.String", ["ev"], False),
-    ("WarningVariable", "System.String", ["wv"], False),
-    ("InformationVariable", "System.String", ["iv"], False),
-    ("OutVariable", "System.String", ["ov"], False),
-    ("OutBuffer", "System.Int32", ["ob"], False),
-    ("PipelineVariable", "System.String", ["pv"], False),
-]
-
-AD_USER = "Microsoft.ActiveDirectory.Management.ADUser"
-AD_COMMANDS = {
-    "Get-ADUser": (
-        "https://go.microsoft.com/fwlink/?LinkId=301397",
-        [AD_USER],
-        [
-            ("Filter", "System.String", [], False),
-            ("Identity", AD_USER, [], False),
-            ("LDAPFilter", "System.String", [], False),
-            ("Properties", "System.String[]", ["Property"], False),
-            ("ResultPageSize", "System.Int32", [], False),
-            ("ResultSetSize", "System.Nullable`1[System.Int32]", [], False),
-            ("SearchBase", "System.String", [], False),
-            ("SearchScope", "Microsoft.ActiveDirectory.Management.ADSearchScope", [], False),
-            ("Server", "System.String", [], False),
-            ("Credential", "System.Management.Automation.PSCredential", [], False),
-            ("AuthType", "Microsoft.ActiveDirectory.Management.ADAuthType", [], False),
-            ("Partition", "System.String", [], False),
-        ],
-    ),
-    "New-ADUser": (
-        "https://go.microsoft.com/fwlink/?LinkId=301409",
-        [AD_USER],
-        [
-            ("Name", "System.String", [], False),
-            ("SamAccountName", "System.String", [], False),
-            ("UserPrincipalName", "System.String", [], False),
-            ("GivenName", "System.String", [], False),
-            ("Surname", "System.String", [], False),
-            ("DisplayName", "System.String", [], False),
-            ("Path", "System.String", [], False),
-            ("AccountPassword", "System.Security.SecureString", [], False),
-            ("Enabled", "System.Nullable`1[System.Boolean]", [], False),
-            ("ChangePasswordAtLogon", "System.Nullable`1[System.Boolean]", [], False),
-            ("OtherAttributes", "System.Collections.Hashtable", [], False),
-            ("PassThru", "System.Management.Automation.SwitchParameter", [], True),
-            ("Server", "System.String", [], False),
-            ("Credential", "System.Management.Automation.PSCredential", [], False),
-            ("WhatIf", "System.Management.Automation.SwitchParameter", ["wi"], True),
-            ("Confirm", "System.Management.Automation.SwitchParameter", ["cf"], True),
-        ],
-    ),
-    "Set-ADUser": (
-        "https://go.microsoft.com/fwlink/?LinkId=291077",
-        [AD_USER],
-        [
-            ("Identity", AD_USER, [], False),
-            ("Add", "System.Collections.Hashtable", [], False),
-            ("Remove", "System.Collections.Hashtable", [], False),
-            ("Replace", "System.Collections.Hashtable", [], False),
-            ("Clear", "System.String[]", [], False),
-            ("Enabled", "System.Nullable`1[System.Boolean]", [], False),
-            ("Description", "System.String", [], False),
-            ("DisplayName", "System.String", [], False),
-            ("SamAccountName", "System.String", [], False),
-            ("PassThru", "System.Management.Automation.SwitchParameter", [], True),
-            ("Server", "System.String", [], False),
-            ("Credential", "System.Management.Automation.PSCredential", [], False),
-            ("WhatIf", "System.Management.Automation.SwitchParameter", ["wi"], True),
-            ("Confirm", "System.Management.Automation.SwitchParameter", ["cf"], True),
-        ],
-    ),
-}
+def command_type_enum(kind: str) -> Obj:
+    return Enum("System.Management.Automation.CommandTypes", kind, COMMAND_TYPES[kind])
 
 
 def command_metadata(name: str) -> Obj:
-    help_uri, outputs, params = AD_COMMANDS[name]
+    """One command of GET_COMMAND_METADATA's answer: `Get-Command … | Select-Object Name, Namespace, HelpUri,
+    CommandType, ResolvedCommandName, OutputType, Parameters` (ServerRunspacePoolDriver.HandleGetCommandMetadata).
+    Namespace is CommandInfo's alias of ModuleName; an alias answers with its own name, type and module and with its
+    command's HelpUri, OutputType and Parameters (AliasInfo), and names that command as ResolvedCommandName."""
+    command = COMMAND_DEFS[name.lower()]
+    resolved = command.resolved()
     dict_type = (
         f"System.Collections.Generic.Dictionary`2[[System.String, {CORELIB}],"
         f"[System.Management.Automation.ParameterMetadata, {SMA}]]"
     )
-    entries = [_param(n, t, a, s) for n, t, a, s in params + COMMON_PARAMETERS]
+    info = {"Cmdlet": "CmdletInfo", "Function": "FunctionInfo", "Alias": "AliasInfo"}[command.kind]
     return Obj(
-        type_list("Selected.System.Management.Automation.CmdletInfo", "System.Management.Automation.PSCustomObject", "System.Object"),
+        type_list(f"Selected.System.Management.Automation.{info}", "System.Management.Automation.PSCustomObject", "System.Object"),
         ms=[
-            ("Name", name),
-            ("Namespace", "ActiveDirectory"),
-            ("HelpUri", help_uri),
-            ("CommandType", Enum("System.Management.Automation.CommandTypes", "Cmdlet", 8)),
-            ("ResolvedCommandName", None),
+            ("Name", command.name),
+            ("Namespace", command.module),
+            ("HelpUri", resolved.help_uri),
+            ("CommandType", command_type_enum(command.kind)),
+            ("ResolvedCommandName", resolved.name if command.target else None),
             (
                 "OutputType",
                 Obj(
                     type_list(f"System.Collections.ObjectModel.ReadOnlyCollection`1[[System.Management.Automation.PSTypeName, {SMA}]]", "System.Object"),
-                    value=("LST", outputs),
+                    value=("LST", list(resolved.outputs)),
                 ),
             ),
-            ("Parameters", Obj(type_list(dict_type, "System.Object"), value=("DCT", entries))),
+            ("Parameters", Obj(type_list(dict_type, "System.Object"), value=("DCT", [_param(p) for p in command.all_params()]))),
         ],
     )
 
@@ -703,6 +918,20 @@ def metadata_count(n: int) -> Obj:
         type_list("Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo", "System.Management.Automation.PSCustomObject", "System.Object"),
         ms=[("Count", n)],
     )
+
+
+def metadata_names(patterns: typing.Sequence[str], namespaces: typing.Sequence[str], command_types: int,
+                   visible: typing.Callable[[str], bool]) -> typing.List[str]:
+    """The commands GET_COMMAND_METADATA lists: Get-Command -Name patterns -Module namespaces -CommandType types,
+    the public ones only, sorted as Get-Command sorts (by name)."""
+    names = [
+        c.name for c in COMMAND_DEFS.values()
+        if c.in_metadata and visible(c.name)
+        and COMMAND_TYPES[c.kind] & command_types
+        and any(fnmatch.fnmatchcase(c.name.lower(), p.lower()) for p in patterns)
+        and (not namespaces or any(ns == "" or fnmatch.fnmatchcase(c.module.lower(), ns.lower()) for ns in namespaces))
+    ]
+    return sorted(names, key=str.lower)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1045,13 +1274,9 @@ class Run:
     def _metadata(self, request: psrpcore.GetMetadata) -> None:
         patterns = [str(n) for n in (request.name or ["*"])]
         namespaces = [str(n) for n in (request.namespace or [])]
-        names = [
-            n
-            for n in AD_COMMANDS
-            if self.session.is_visible(n)  # Get-Command lists only the public commands of a restricted session
-            and any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)
-            and (not namespaces or any(fnmatch.fnmatchcase("activedirectory", ns.lower()) for ns in namespaces))
-        ]
+        command_types = int(request.command_type) if request.command_type is not None else 383
+        # Get-Command lists only the public commands of a restricted session
+        names = metadata_names(patterns, namespaces, command_types, self.session.is_visible)
         self.output(metadata_count(len(names)))
         for n in names:
             self.output(command_metadata(n))
