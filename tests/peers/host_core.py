@@ -2109,6 +2109,418 @@ _register("TabExpansion2", cmd_tab_expansion2, Spec(["inputScript", "cursorColum
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Modules for implicit remoting: ActiveDirectory (an in-memory directory), BenchModule, Import-Module, Get-Command
+# (-ShowCommandInfo), Get-Help, Get-FormatData, Select-Object and Measure-Object. The definitions are COMMAND_DEFS.
+
+
+def type_names_of(value: typing.Any) -> typing.List[str]:
+    """The type names of a value as the server sees it (our Obj, a deserialized psrpcore object, a primitive)."""
+    if isinstance(value, Obj):
+        return list(value.types)
+    names = list(getattr(getattr(value, "PSObject", None), "type_names", []) or [])
+    if names:
+        return names
+    primitive = {bool: "System.Boolean", int: "System.Int32", float: "System.Double", str: "System.String"}
+    for kind, name in primitive.items():
+        if isinstance(value, kind):
+            return [name, "System.ValueType", "System.Object"] if kind is not str else [name, "System.Object"]
+    return ["System.Object"]
+
+
+def property_names_of(value: typing.Any) -> typing.List[str]:
+    if isinstance(value, Obj):
+        return [k for k, _ in (value.props or []) + (value.ms or [])]
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    ps = getattr(value, "PSObject", None)
+    if ps is None:
+        return []
+    return [p.name for p in list(ps.adapted_properties) + list(ps.extended_properties)]
+
+
+def property_of(value: typing.Any, name: str) -> typing.Tuple[bool, typing.Any]:
+    """(found, value) of a property read as PowerShell reads it: case-insensitively, adapted or extended."""
+    if isinstance(value, Obj):
+        for k, v in (value.props or []) + (value.ms or []):
+            if k.lower() == name.lower():
+                return True, v
+        return False, None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if str(k).lower() == name.lower():
+                return True, plain(v)
+        return False, None
+    ps = getattr(value, "PSObject", None)
+    if ps is not None:
+        for p in list(ps.adapted_properties) + list(ps.extended_properties):
+            if p.name.lower() == name.lower():
+                return True, plain(p.get_value(value))
+    return False, None
+
+
+def missing_mandatory(command: CommandDef, names: typing.Sequence[str], line: str) -> Obj:
+    """ParameterBindingException for missing mandatory parameters (a remote runspace cannot prompt for them)."""
+    return error_record(
+        f"Cannot process command because of one or more missing mandatory parameters: {' '.join(names)}.",
+        ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
+        f"MissingMandatoryParameter,{command.implementing_type or command.name}",
+        "InvalidArgument",
+        activity=command.name,
+        command=command.name,
+        line=line,
+        exception_extra=[("ParameterName", names[0]), ("CommandInvocation", None)],
+    )
+
+
+def as_list(value: typing.Any) -> typing.List[typing.Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def as_bool(command: str, parameter: str, value: typing.Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return bool(value)
+    text = str(value).strip().lower().lstrip("$")
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise CommandError(parameter_error(command, parameter, f"Cannot process argument transformation on parameter "
+                                       f"'{parameter}'. Cannot convert value \"{value}\" to type \"System.Boolean\". "
+                                       "Boolean parameters accept only Boolean values and numbers, such as $True, "
+                                       "$False, 1 or 0."))
+
+
+# -- the directory ----------------------------------------------------------------------------------------------------
+
+AD_DOMAIN_DN = "DC=psgate,DC=test"
+AD_DOMAIN_SID = "S-1-5-21-3623811015-3361044348-30300820"
+AD_USERS_DN = "CN=Users," + AD_DOMAIN_DN
+AD_EXTRA_PROPERTIES = ["Department", "Description", "DisplayName"]  # shown when set or asked for with -Properties
+
+
+class Directory:
+    """The in-memory Active Directory of one peer process (shared by its sessions): users as dicts."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users: typing.List[typing.Dict[str, typing.Any]] = []
+        self.next_rid = 1104
+        self.add("Administrator", rid=500, enabled=True, Description="Built-in account for administering the computer/domain")
+        self.add("Guest", rid=501, enabled=False, Description="Built-in account for guest access to the computer/domain")
+        self.add("krbtgt", rid=502, enabled=False, Description="Key Distribution Center Service Account")
+
+    def add(self, name: str, *, rid: typing.Optional[int] = None, enabled: bool = False, path: str = AD_USERS_DN,
+            sam: typing.Optional[str] = None, **extra: typing.Any) -> typing.Dict[str, typing.Any]:
+        if rid is None:
+            rid, self.next_rid = self.next_rid, self.next_rid + 1
+        user: typing.Dict[str, typing.Any] = {
+            "Name": name, "SamAccountName": sam or name, "DistinguishedName": f"CN={name},{path}", "Enabled": enabled,
+            "GivenName": None, "Surname": None, "UserPrincipalName": None, "ObjectClass": "user",
+            "ObjectGUID": uuid.uuid5(uuid.NAMESPACE_URL, f"ad://psgate.test/{name}"), "SID": f"{AD_DOMAIN_SID}-{rid}",
+            "Department": None, "Description": None, "DisplayName": None,
+        }
+        user.update({k: v for k, v in extra.items() if k in user})
+        self.users.append(user)
+        return user
+
+    def find(self, identity: typing.Any) -> typing.Optional[typing.Dict[str, typing.Any]]:
+        """Identity as the AD cmdlets resolve it: DN, GUID, SID, SAM account name (and, leniently, Name); an ADUser
+        object (deserialized, as implicit remoting sends it back) by its DistinguishedName, ObjectGUID, SID or
+        SamAccountName property."""
+        keys: typing.List[str] = []
+        if isinstance(identity, (str, int, uuid.UUID)):
+            keys = [str(identity)]
+        else:
+            for prop in ("DistinguishedName", "ObjectGUID", "SID", "SamAccountName", "Name"):
+                found, value = property_of(identity, prop)
+                if found and value is not None:
+                    sid_found, sid_value = property_of(value, "Value") if prop == "SID" and not isinstance(value, str) else (False, None)
+                    keys.append(str(sid_value if sid_found else value))
+            if not keys:
+                keys = [str(identity)]
+        for key in keys:
+            for field in ("DistinguishedName", "ObjectGUID", "SID", "SamAccountName", "Name"):
+                for user in self.users:
+                    if str(user[field]).lower() == key.lower():
+                        return user
+        return None
+
+
+DIRECTORY = Directory()
+
+
+def identity_text(identity: typing.Any) -> str:
+    if isinstance(identity, (str, int, uuid.UUID)):
+        return str(identity)
+    for prop in ("DistinguishedName", "SamAccountName", "Name"):
+        found, value = property_of(identity, prop)
+        if found and value is not None:
+            return str(value)
+    return str(identity)
+
+
+def sid_object(sid: str) -> Obj:
+    return Obj(
+        type_list("System.Security.Principal.SecurityIdentifier", "System.Security.Principal.IdentityReference", "System.Object"),
+        sid,
+        props=[("BinaryLength", 28), ("AccountDomainSid", sid.rsplit("-", 1)[0]), ("Value", sid)],
+    )
+
+
+def aduser_object(user: typing.Dict[str, typing.Any], requested: typing.Sequence[str] = ()) -> Obj:
+    """An ADUser as the AD module writes it: the default properties (and the extra ones set or asked for) as adapted
+    properties, sorted by name as ADEntityAdapter lists them; ToString is the distinguished name."""
+    wanted = {r.lower() for r in requested}
+    names = ["DistinguishedName", "Enabled", "GivenName", "Name", "ObjectClass", "ObjectGUID", "SamAccountName", "SID",
+             "Surname", "UserPrincipalName"]
+    names += [n for n in AD_EXTRA_PROPERTIES if user.get(n) is not None or n.lower() in wanted or "*" in wanted]
+    props = [(n, sid_object(user[n]) if n == "SID" else user[n]) for n in sorted(names, key=str.lower)]
+    return Obj(
+        type_list(AD_USER, "Microsoft.ActiveDirectory.Management.ADAccount", "Microsoft.ActiveDirectory.Management.ADPrincipal",
+                  "Microsoft.ActiveDirectory.Management.ADObject", "Microsoft.ActiveDirectory.Management.ADEntity", "System.Object"),
+        user["DistinguishedName"],
+        props=props,
+    )
+
+
+def ad_error(command: str, exception: str, message: str, category: str, target: typing.Any, line: str) -> Obj:
+    """An AD cmdlet's error: FullyQualifiedErrorId `ActiveDirectoryCmdlet:<exception>,<cmdlet class>`."""
+    bases = {
+        "ADIdentityNotFoundException": ["ADIdentityResolutionException", "ADException"],
+        "ADIdentityAlreadyExistsException": ["ADException"],
+        "ADFilterParsingException": ["ADException"],
+    }[exception]
+    ns = "Microsoft.ActiveDirectory.Management."
+    return error_record(
+        message,
+        [ns + exception] + [ns + b for b in bases],
+        f"ActiveDirectoryCmdlet:{ns}{exception},{_AD_NS}{command.replace('-', '')}",
+        category,
+        activity=command,
+        target=target,
+        command=command,
+        line=line,
+    )
+
+
+def ad_not_found(command: str, identity: typing.Any, line: str) -> Obj:
+    text = identity_text(identity)
+    return ad_error(command, "ADIdentityNotFoundException",
+                    f"Cannot find an object with identity: '{text}' under: '{AD_DOMAIN_DN}'.", "ObjectNotFound", text, line)
+
+
+_AD_CLAUSE = re.compile(
+    r"""^\(?\s*(?P<attr>[A-Za-z][\w-]*)\s+-(?P<op>eq|ne|like|notlike)\s+(?P<value>'(?:[^']|'')*'|"[^"]*"|\S+?)\s*\)?$""",
+    re.I,
+)
+_LDAP_NAMES = {"samaccountname": "SamAccountName", "name": "Name", "cn": "Name", "givenname": "GivenName",
+               "sn": "Surname", "department": "Department", "displayname": "DisplayName", "description": "Description",
+               "userprincipalname": "UserPrincipalName", "distinguishedname": "DistinguishedName"}
+
+
+def _user_field(user: typing.Dict[str, typing.Any], attr: str) -> typing.Any:
+    for key, value in user.items():
+        if key.lower() == attr.lower():
+            return value
+    return _LDAP_NAMES.get(attr.lower()) and user.get(_LDAP_NAMES[attr.lower()])
+
+
+def _matches(actual: typing.Any, op: str, expected: typing.Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        same = bool(actual) == bool(expected) if actual is not None else False
+    elif op in ("like", "notlike"):
+        same = actual is not None and fnmatch.fnmatchcase(str(actual).lower(), str(expected).lower())
+    else:
+        same = actual is not None and str(actual).lower() == str(expected).lower()
+    return same if op in ("eq", "like") else not same
+
+
+def ad_filter(text: str, command: str, line: str) -> typing.Callable[[typing.Dict[str, typing.Any]], bool]:
+    """The AD module's -Filter, in the part the peer understands: `*`, and `Attr -eq|-ne|-like|-notlike value`
+    clauses joined by -and/-or (left to right); anything else is ADFilterParsingException."""
+    source = text.strip()
+    if source.startswith("{") and source.endswith("}"):
+        source = source[1:-1].strip()
+    if source == "*":
+        return lambda user: True
+    parts = re.split(r"\s+-(and|or)\s+", source, flags=re.I)
+    clauses: typing.List[typing.Tuple[str, str, typing.Any]] = []
+    for part in parts[::2]:
+        m = _AD_CLAUSE.match(part.strip())
+        if not m:
+            raise CommandError(ad_error(command, "ADFilterParsingException",
+                                        f"Error parsing query: '{text}' Error Message: 'syntax error' at position: '1'.",
+                                        "ParserError", text, line))
+        raw = m.group("value")
+        value: typing.Any = raw[1:-1].replace("''", "'") if raw[:1] in "'\"" else raw
+        if raw.lower() in ("$true", "$false"):
+            value = raw.lower() == "$true"
+        clauses.append((m.group("attr"), m.group("op").lower(), value))
+    joins = [j.lower() for j in parts[1::2]]
+
+    def test(user: typing.Dict[str, typing.Any]) -> bool:
+        result = _matches(_user_field(user, clauses[0][0]), clauses[0][1], clauses[0][2])
+        for join, (attr, op, value) in zip(joins, clauses[1:]):
+            this = _matches(_user_field(user, attr), op, value)
+            result = (result and this) if join == "and" else (result or this)
+        return result
+
+    return test
+
+
+def ldap_filter(text: str) -> typing.Callable[[typing.Dict[str, typing.Any]], bool]:
+    """-LDAPFilter: every `(attribute=value)` term must match (wildcards allowed); objectClass/objectCategory terms
+    match every user."""
+    terms = [(a, v) for a, v in re.findall(r"\(\s*([A-Za-z][\w-]*)\s*=\s*([^()]*)\)", text)
+             if a.lower() not in ("objectclass", "objectcategory")]
+    return lambda user: all(_matches(_user_field(user, a), "like", v) for a, v in terms)
+
+
+def cmd_get_aduser(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    command = COMMAND_DEFS["get-aduser"]
+    requested = [str(r) for r in as_list(p.get("Properties"))]
+    with DIRECTORY.lock:
+        if "Identity" in p:
+            identities: typing.List[typing.Any] = [p["Identity"]]
+        elif "Filter" in p or "LDAPFilter" in p:
+            test = ad_filter(str(p["Filter"]), command.name, ctx.line) if "Filter" in p else ldap_filter(str(p["LDAPFilter"]))
+            base = str(p.get("SearchBase") or AD_DOMAIN_DN).lower()
+            found = [u for u in DIRECTORY.users if u["DistinguishedName"].lower().endswith(base) and test(u)]
+            limit = p.get("ResultSetSize")
+            for user in found[: int(limit) if limit is not None else None]:
+                ctx.output(aduser_object(user, requested))
+            return
+        else:
+            identities = list(source)
+            if not identities:
+                raise CommandError(missing_mandatory(command, ["Filter"], ctx.line))
+        for identity in identities:
+            user = DIRECTORY.find(identity)
+            if user is None:  # the AD cmdlets throw this one (-ErrorAction cannot silence it)
+                raise CommandError(ad_not_found(command.name, identity, ctx.line))
+            ctx.output(aduser_object(user, requested))
+
+
+def cmd_new_aduser(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    command = COMMAND_DEFS["new-aduser"]
+    if p.get("Name") in (None, ""):
+        raise CommandError(missing_mandatory(command, ["Name"], ctx.line))
+    name = str(p["Name"])
+    path = str(p.get("Path") or AD_USERS_DN)
+    with DIRECTORY.lock:
+        sam = str(p.get("SamAccountName") or name)
+        if DIRECTORY.find(f"CN={name},{path}") is not None or DIRECTORY.find(sam) is not None:
+            raise CommandError(ad_error(command.name, "ADIdentityAlreadyExistsException", "The specified account already exists",
+                                        "ResourceExists", f"CN={name},{path}", ctx.line))
+        fields = {k: str(p[k]) for k in ("GivenName", "Surname", "DisplayName", "Department", "Description", "UserPrincipalName") if p.get(k) is not None}
+        enabled = as_bool(command.name, "Enabled", p["Enabled"]) if p.get("Enabled") is not None else False
+        if p.get("WhatIf"):
+            ctx.information(f'What if: Performing the operation "New" on target "CN={name},{path}".', "", ["PSHOST"])
+            return
+        user = DIRECTORY.add(name, enabled=enabled, path=path, sam=sam, **fields)
+        if p.get("PassThru"):
+            ctx.output(aduser_object(user))
+
+
+def cmd_set_aduser(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    command = COMMAND_DEFS["set-aduser"]
+    identities = [p["Identity"]] if "Identity" in p else [p["Instance"]] if "Instance" in p else list(source)
+    if not identities:
+        raise CommandError(missing_mandatory(command, ["Identity"], ctx.line))
+    changes = {k: (None if p[k] is None else str(p[k])) for k in ("Department", "Description", "DisplayName", "SamAccountName") if k in p}
+    if p.get("Enabled") is not None:
+        changes["Enabled"] = as_bool(command.name, "Enabled", p["Enabled"])
+    for prop in as_list(p.get("Clear")):
+        changes[str(prop)] = None
+    for table in ("Replace", "Add"):
+        for k, v in (p.get(table) or {}).items():
+            changes[str(k)] = plain(v)
+    with DIRECTORY.lock:
+        for identity in identities:
+            user = DIRECTORY.find(identity)
+            if user is None:
+                raise CommandError(ad_not_found(command.name, identity, ctx.line))
+            if not p.get("WhatIf"):
+                for k, v in changes.items():
+                    key = next((f for f in user if f.lower() == k.lower()), None)
+                    if key is not None and key not in ("ObjectGUID", "SID", "DistinguishedName", "ObjectClass", "Name"):
+                        user[key] = v
+            if p.get("PassThru"):
+                ctx.output(aduser_object(user))
+
+
+def module_info(name: str) -> Obj:
+    kind = ("Binary", 1) if name == "ActiveDirectory" else ("Manifest", 1) if name.startswith("Microsoft.") else ("Script", 0)
+    return Obj(
+        type_list("System.Management.Automation.PSModuleInfo", "System.Object"),
+        name,
+        props=[("Name", name), ("Path", f"C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules\\{name}\\{name}.psd1"),
+               ("Description", ""), ("ModuleType", Enum("System.Management.Automation.ModuleType", kind[0], kind[1])),
+               ("Version", Ver(MODULE_VERSIONS.get(name, "1.0.0"))), ("ExportedCommands", "System.Collections.Generic.Dictionary`2[System.String,System.Management.Automation.CommandInfo]")],
+    )
+
+
+def cmd_import_module(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    """Import-Module: a module the peer emulates imports (its commands are always there); another one is
+    PowerShell's Modules_ModuleNotFound error (non-terminating)."""
+    if p.get("Name") is None:
+        raise CommandError(missing_mandatory(COMMAND_DEFS["import-module"], ["Name"], ctx.line))
+    for name in as_list(p.get("Name")):
+        module = next((m for m in MODULES if m.lower() == str(name).lower()), None)
+        if module is None:
+            ctx.error(error_record(
+                f"The specified module '{name}' was not loaded because no valid module file was found in any module directory.",
+                ["System.IO.FileNotFoundException", "System.IO.IOException"],
+                "Modules_ModuleNotFound,Microsoft.PowerShell.Commands.ImportModuleCommand",
+                "ResourceUnavailable",
+                activity="Import-Module",
+                target=str(name),
+                command="Import-Module",
+                line=ctx.line,
+                write_error_stream=True,
+                exception_extra=[("FileName", None), ("FusionLog", None)],
+            ))
+        elif p.get("PassThru"):
+            ctx.output(module_info(module))
+
+
+def cmd_bench(name: str) -> typing.Callable[[Context, dict, typing.Iterator], None]:
+    """A BenchModule command: one object per call (or per pipeline input, which binds to Name) with its bound
+    parameters as properties."""
+    def run(ctx: Context, p: dict, source: typing.Iterator) -> None:
+        command = COMMAND_DEFS[name.lower()]
+        calls = [p] if "Name" in p else [dict(p, Name=item) for item in source] or [p]
+        for bound in calls:
+            if "Name" not in bound and command.params[0].sets[ALL_SETS][1]:
+                raise CommandError(missing_mandatory(command, ["Name"], ctx.line))
+            ctx.output(Obj(
+                type_list("BenchModule.Result", "System.Management.Automation.PSCustomObject", "System.Object"),
+                ms=[("Command", name), ("ParameterCount", len(bound))] + [(k, echo_value(plain(v))) for k, v in bound.items()],
+            ))
+    return run
+
+
+def _register_defined(name: str, func: typing.Callable) -> None:
+    command = COMMAND_DEFS[name.lower()]
+    _register(command.name, func, command.spec())
+
+
+for _name, _func in (("Get-ADUser", cmd_get_aduser), ("New-ADUser", cmd_new_aduser), ("Set-ADUser", cmd_set_aduser),
+                     ("Import-Module", cmd_import_module)):
+    _register_defined(_name, _func)
+for _i in range(1, BENCH_COUNT + 1):
+    _register_defined(bench_name(_i), cmd_bench(bench_name(_i)))
+for _command in list(COMMAND_DEFS.values()):
+    if _command.kind == "Alias":
+        _register(_command.name, COMMANDS[_command.target.lower()][0], _command.spec())
+COMMANDS["ipmo"] = COMMANDS["import-module"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The session: one runspace pool, its pipelines and what pwsh does with the client's messages
 
 
