@@ -2504,20 +2504,473 @@ def cmd_bench(name: str) -> typing.Callable[[Context, dict, typing.Iterator], No
     return run
 
 
+# -- Get-Command --------------------------------------------------------------------------------------------------------
+
+_TYPE_ALIASES = {"System.String": "string", "System.Int32": "int", "System.Int64": "long", "System.Boolean": "bool",
+                 "System.Object": "Object", "System.DateTime": "datetime", "System.Collections.Hashtable": "hashtable",
+                 "System.Management.Automation.PSCredential": "pscredential", "System.Security.SecureString": "securestring",
+                 "System.Version": "version", "System.Management.Automation.PSObject": "psobject", SWITCH: "switch"}
+
+
+def syntax_type(type_name: str) -> str:
+    """A parameter type as PowerShell's syntax text names it (`string[]`, `ADUser`, `System.Nullable[bool]`)."""
+    if type_name.endswith("[]"):
+        return syntax_type(type_name[:-2]) + "[]"
+    m = re.fullmatch(r"System\.Nullable`1\[(.+)\]", type_name)
+    if m:
+        return f"System.Nullable[{syntax_type(m.group(1))}]"
+    return _TYPE_ALIASES.get(type_name, type_name.rsplit(".", 1)[-1])
+
+
+def syntax_line(command: CommandDef, set_name: str) -> str:
+    """CommandParameterSetInfo.ToString(): positional parameters by position, then mandatory named ones, then the
+    rest; `[<CommonParameters>]` last."""
+    entries = [(p, e) for p, e in command.set_params(set_name) if p not in COMMON_PARAMETER_DEFS]
+    ordered = sorted([x for x in entries if x[1][0] is not None], key=lambda x: x[1][0] or 0)
+    ordered += [x for x in entries if x[1][0] is None and x[1][1]] + [x for x in entries if x[1][0] is None and not x[1][1]]
+    parts = []
+    for p, (position, mandatory, _pipe, _by) in ordered:
+        if p.switch:
+            parts.append(f"-{p.name}" if mandatory else f"[-{p.name}]")
+            continue
+        name = f"[-{p.name}]" if position is not None else f"-{p.name}"
+        text = f"{name} <{syntax_type(p.type_name)}>"
+        parts.append(text if mandatory else f"[{text}]")
+    return " ".join([command.resolved().name] + parts + ["[<CommonParameters>]"])
+
+
+def definition(command: CommandDef) -> str:
+    if command.kind == "Alias":
+        return command.resolved().name
+    if command.kind == "Function":
+        params = ", ".join(f"[{syntax_type(p.type_name)}]${p.name}" for p in command.params)
+        return f"\n    [CmdletBinding()]\n    param({params})\n    $PSBoundParameters\n"
+    return "\r\n" + "\r\n\r\n".join(syntax_line(command, s) for s in command.set_names()) + "\r\n"
+
+
+def command_info(command: CommandDef) -> Obj:
+    """Get-Command's CmdletInfo / FunctionInfo / AliasInfo at remoting's depth: collections and other objects under
+    the top level are their ToString() text, enums stay enums."""
+    resolved = command.resolved()
+    info = {"Cmdlet": "CmdletInfo", "Function": "FunctionInfo", "Alias": "AliasInfo"}[command.kind]
+    verb, _, noun = command.name.partition("-")
+    sets = command.set_names()
+    common = [
+        ("Name", command.name),
+        ("CommandType", command_type_enum(command.kind)),
+        ("Source", command.module),
+        ("Version", Ver(MODULE_VERSIONS.get(command.module, command.version))),
+        ("Visibility", Enum("System.Management.Automation.SessionStateEntryVisibility", "Public", 0)),
+        ("ModuleName", command.module),
+        ("Module", command.module),
+        ("RemotingCapability", Enum("System.Management.Automation.RemotingCapability", "PowerShell", 1)),
+        ("Parameters", "System.Collections.Generic.Dictionary`2[System.String,System.Management.Automation.ParameterMetadata]"),
+        ("ParameterSets", "System.Collections.ObjectModel.ReadOnlyCollection`1[System.Management.Automation.CommandParameterSetInfo]"),
+    ]
+    output_type = "System.Collections.ObjectModel.ReadOnlyCollection`1[System.Management.Automation.PSTypeName]"
+    if command.kind == "Cmdlet":
+        props = [("Verb", verb), ("Noun", noun), ("HelpFile", f"{command.module}.dll-Help.xml"), ("PSSnapIn", None),
+                 ("ImplementingType", command.implementing_type), ("Definition", definition(command)),
+                 ("DefaultParameterSet", command.default_set), ("OutputType", output_type),
+                 ("Options", Enum("System.Management.Automation.ScopedItemOptions", "ReadOnly", 1))]
+    elif command.kind == "Function":
+        props = [("Verb", verb), ("Noun", noun), ("HelpFile", ""), ("ScriptBlock", definition(command)),
+                 ("CmdletBinding", True), ("DefaultParameterSet", command.default_set), ("Definition", definition(command)),
+                 ("Options", Enum("System.Management.Automation.ScopedItemOptions", "None", 0)), ("Description", ""),
+                 ("OutputType", output_type)]
+    else:
+        props = [("ResolvedCommand", resolved.name), ("ReferencedCommand", resolved.name),
+                 ("ResolvedCommandName", resolved.name), ("Definition", resolved.name),
+                 ("Options", Enum("System.Management.Automation.ScopedItemOptions", "None", 0)), ("Description", ""),
+                 ("OutputType", output_type)]
+    return Obj(
+        type_list(f"System.Management.Automation.{info}", "System.Management.Automation.CommandInfo", "System.Object"),
+        command.name,
+        props=props + common,
+        ms=[("HelpUri", resolved.help_uri)] + ([("DLL", f"C:\\Windows\\Microsoft.Net\\assembly\\GAC_64\\{command.module}.dll")] if command.kind == "Cmdlet" else []),
+    )
+
+
+PSOBJECT_ARRAY = type_list("System.Management.Automation.PSObject[]", "System.Array", "System.Object")
+CUSTOM = type_list("System.Management.Automation.PSCustomObject", "System.Object")
+
+
+def show_parameter_type(type_name: str) -> Obj:
+    """GetCommandCommand.GetParameterType: FullName, IsEnum, IsArray, EnumValues (an ArrayList of the enum's values),
+    HasFlagAttribute, ElementType (for arrays), ImplementsDictionary (always false: it tests the Type object)."""
+    is_array = type_name.endswith("[]")
+    m = re.fullmatch(r"System\.Nullable`1\[(.+)\]", type_name)
+    full_name = f"System.Nullable`1[[{m.group(1)}, {CORELIB}]]" if m else type_name
+    values = ENUMS.get(type_name)
+    return Obj(CUSTOM, ms=[
+        ("FullName", full_name),
+        ("IsEnum", values is not None),
+        ("IsArray", is_array),
+        ("EnumValues", Obj(type_list("System.Collections.ArrayList", "System.Object"),
+                           value=("LST", [Enum(type_name, n, v) for n, v in values or []]))),
+        ("HasFlagAttribute", False),
+        ("ElementType", show_parameter_type(type_name[:-2]) if is_array else None),
+        ("ImplementsDictionary", False),
+    ])
+
+
+def show_command_info(command: CommandDef) -> Obj:
+    """Get-Command -ShowCommandInfo (GetCommandCommand.ConvertToShowCommandInfo): PSCustomObjects of note properties —
+    Name, ModuleName, Module{Name}, CommandType, Definition, ParameterSets[{Name, IsDefault, Parameters[{Name,
+    IsMandatory, ValueFromPipeline, Position, ParameterType, HasParameterSet, ValidParamSetValues}]}]."""
+    resolved = command.resolved()
+    sets = command.set_names()
+    set_objects = []
+    for set_name in sets:
+        params = []
+        for p, (position, mandatory, pipeline, _by) in command.set_params(set_name):
+            valid = (Obj(type_list("System.String[]", "System.Array", "System.Object"), value=("LST", p.validate_set))
+                     if p.validate_set else
+                     Obj(type_list(f"System.Collections.Generic.List`1[[System.String, {CORELIB}]]", "System.Object"), value=("LST", [])))
+            params.append(Obj(CUSTOM, ms=[
+                ("Name", p.name), ("IsMandatory", mandatory), ("ValueFromPipeline", pipeline),
+                ("Position", INT_MIN if position is None else position), ("ParameterType", show_parameter_type(p.type_name)),
+                ("HasParameterSet", bool(p.validate_set)), ("ValidParamSetValues", valid),
+            ]))
+        set_objects.append(Obj(CUSTOM, ms=[
+            ("Name", set_name), ("IsDefault", set_name == resolved.default_set or len(sets) == 1),
+            ("Parameters", Obj(PSOBJECT_ARRAY, value=("LST", params))),
+        ]))
+    return Obj(CUSTOM, ms=[
+        ("Name", command.name),
+        ("ModuleName", command.module),
+        ("Module", Obj(CUSTOM, ms=[("Name", command.module)])),
+        ("CommandType", command_type_enum(command.kind)),
+        ("Definition", definition(command)),
+        ("ParameterSets", Obj(PSOBJECT_ARRAY, value=("LST", set_objects))),
+    ])
+
+
+def command_types_of(value: typing.Any) -> int:
+    if value is None:
+        return 383
+    total = 0
+    for item in as_list(value):
+        if isinstance(item, int):
+            total |= int(item)
+            continue
+        for part in str(item).split(","):
+            names = {n.lower(): v for n, v in ENUMS["System.Management.Automation.CommandTypes"]}
+            if part.strip().lower() not in names:
+                raise CommandError(parameter_error("Get-Command", "CommandType", f"Cannot bind parameter 'CommandType'. Cannot convert value \"{part.strip()}\" to type \"System.Management.Automation.CommandTypes\"."))
+            total |= names[part.strip().lower()]
+    return total
+
+
+def cmd_get_command(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    """Get-Command [[-Name] <string[]>] [-Module <string[]>] [-CommandType <CommandTypes>] [-ShowCommandInfo]: the
+    commands of the emulated modules and the console's built-ins, the public ones only, sorted by name. A name
+    without wildcards that matches nothing is CommandNotFoundException (non-terminating)."""
+    names = [str(n) for n in as_list(p.get("Name"))] or ["*"]
+    modules = [str(m) for m in as_list(p.get("Module"))]
+    types = command_types_of(p.get("CommandType"))
+    session = ctx.run.session
+    found = [
+        c for c in COMMAND_DEFS.values()
+        if session.is_visible(c.name) and COMMAND_TYPES[c.kind] & types
+        and any(fnmatch.fnmatchcase(c.name.lower(), n.lower()) for n in names)
+        and (not modules or any(fnmatch.fnmatchcase(c.module.lower(), m.lower()) for m in modules))
+    ]
+    for n in names:
+        if not _wildcard(n) and not any(c.name.lower() == n.lower() for c in found):
+            ctx.error(error_record(
+                str(not_recognized(n, ctx.line).to_string), [
+                    "System.Management.Automation.CommandNotFoundException", "System.Management.Automation.RuntimeException"],
+                "CommandNotFoundException,Microsoft.PowerShell.Commands.GetCommandCommand", "ObjectNotFound",
+                activity="Get-Command", target=n, command="Get-Command", line=ctx.line, write_error_stream=True,
+                exception_extra=[("CommandName", n)],
+            ))
+    for c in sorted(found, key=lambda c: c.name.lower()):
+        ctx.output(show_command_info(c) if p.get("ShowCommandInfo") else command_info(c))
+
+
+# -- Get-Help -----------------------------------------------------------------------------------------------------------
+
+HELP_CATEGORIES = ["Alias", "Cmdlet", "Provider", "General", "FAQ", "Glossary", "HelpFile", "ScriptCommand", "Function",
+                   "Filter", "ExternalScript", "All", "DefaultHelp", "DscResource", "Class", "Configuration"]
+
+
+def maml(kind: str, ms: typing.List[typing.Tuple[str, typing.Any]]) -> Obj:
+    """A MAML element as MamlNode makes it: note properties, one type name `MamlCommandHelpInfo#<element>`."""
+    return Obj(type_list(f"MamlCommandHelpInfo#{kind}"), ms=ms)
+
+
+def paras(*texts: str) -> Obj:
+    """A MAML text block: a PSObject[] of MamlParaTextItem (Text)."""
+    items = [Obj(type_list("MamlParaTextItem", "MamlTextItem"), ms=[("Text", t)]) for t in texts]
+    return Obj(PSOBJECT_ARRAY, value=("LST", items))
+
+
+def one_or_many(items: typing.List[Obj]) -> typing.Any:
+    """MamlNode: one child element is the object itself, several of the same name a PSObject[]."""
+    return items[0] if len(items) == 1 else Obj(PSOBJECT_ARRAY, value=("LST", items))
+
+
+def _help_type(type_name: str) -> str:
+    m = re.fullmatch(r"System\.Nullable`1\[(.+)\]", type_name)
+    return (m.group(1) if m else type_name).rsplit(".", 1)[-1]
+
+
+def help_parameter(p: ParamDef, entry: typing.Tuple[typing.Optional[int], bool, bool, bool], full: bool) -> Obj:
+    position, mandatory, pipeline, by_property = entry
+    ms: typing.List[typing.Tuple[str, typing.Any]] = [("name", p.name)]
+    if full:
+        ms.append(("description", paras(p.help)))
+    if not p.switch:
+        ms.append(("parameterValue", Obj(value=_help_type(p.type_name), ms=[("required", "true"), ("variableLength", "false")])))
+    if full:
+        ms.append(("type", maml("type", [("name", _help_type(p.type_name))])))
+        ms.append(("defaultValue", "False" if p.switch else "None"))
+    pipe = "True (ByPropertyName, ByValue)" if pipeline and by_property else "True (ByValue)" if pipeline else "True (ByPropertyName)" if by_property else "False"
+    ms += [("required", "true" if mandatory else "false"), ("variableLength", "true" if p.type_name.endswith("[]") else "false"),
+           ("globbing", "false"), ("pipelineInput", pipe), ("position", "named" if position is None else str(position)),
+           ("aliases", ", ".join(p.aliases) or "none")]
+    return maml("parameter", ms)
+
+
+def help_object(command: CommandDef) -> Obj:
+    """The full help of a command: MamlCommandHelpInfo as MamlNode builds it from the module's MAML (details,
+    description, syntax, parameters, inputTypes, returnValues, examples, relatedLinks, the MAML namespaces), then
+    HelpInfo's Name, Category, Synopsis, Component, Role, Functionality and the command's PSSnapIn and ModuleName.
+    Type names: MamlCommandHelpInfo#<module>#<command>, MamlCommandHelpInfo#<module>, MamlCommandHelpInfo, HelpInfo."""
+    verb, _, noun = command.name.partition("-")
+    syntax_items = [maml("syntaxItem", [("name", command.name), ("parameter", one_or_many(
+        [help_parameter(p, e, False) for p, e in command.set_params(s) if p not in COMMON_PARAMETER_DEFS]) if command.params else None)])
+        for s in command.set_names()]
+    params = [help_parameter(p, next(iter(p.sets.values())), True) for p in command.params]
+    pipeline_types = sorted({p.type_name for p in command.params if any(e[2] for e in p.sets.values())})
+    examples = [maml("example", [("title", f"-------------------------- {title} --------------------------"),
+                                 ("introduction", paras("PS C:\\>")), ("code", code), ("remarks", paras(remarks, ""))])
+                for title, code, remarks in command.examples]
+    links = [maml("navigationLink", [("linkText", "Online Version:"), ("uri", command.help_uri)])]
+    links += [maml("navigationLink", [("linkText", other), ("uri", "")])
+              for other in MODULES.get(command.module, []) if other != command.name and COMMAND_DEFS[other.lower()].kind != "Alias"][:3]
+    ms: typing.List[typing.Tuple[str, typing.Any]] = [
+        ("details", maml("details", [("name", command.name), ("description", paras(command.synopsis)), ("verb", verb), ("noun", noun)])),
+        ("description", paras(command.description)),
+        ("syntax", maml("syntax", [("syntaxItem", one_or_many(syntax_items))])),
+        ("parameters", maml("parameters", [("parameter", one_or_many(params))]) if params else ""),
+        ("inputTypes", maml("inputTypes", [("inputType", maml("inputType", [("type", maml("type", [("name", "None or " + " or ".join(pipeline_types) if pipeline_types else "None")])), ("description", paras(""))]))])),
+        ("returnValues", maml("returnValues", [("returnValue", maml("returnValue", [("type", maml("type", [("name", " or ".join(command.outputs) or "None")])), ("description", paras(""))]))])),
+    ]
+    if examples:
+        ms.append(("examples", maml("examples", [("example", one_or_many(examples))])))
+    ms += [
+        ("relatedLinks", maml("relatedLinks", [("navigationLink", one_or_many(links))])),
+        ("xmlns:maml", "http://schemas.microsoft.com/maml/2004/10"),
+        ("xmlns:command", "http://schemas.microsoft.com/maml/dev/command/2004/10"),
+        ("xmlns:dev", "http://schemas.microsoft.com/maml/dev/2004/10"),
+        ("xmlns:MSHelp", "http://msdn.microsoft.com/mshelp"),
+        ("Name", command.name),
+        ("Category", "Function" if command.kind == "Function" else "Cmdlet"),
+        ("Synopsis", command.synopsis),
+        ("Component", None),
+        ("Role", None),
+        ("Functionality", None),
+        ("PSSnapIn", None),
+        ("ModuleName", command.module),
+    ]
+    return Obj(type_list(f"MamlCommandHelpInfo#{command.module}#{command.name}", f"MamlCommandHelpInfo#{command.module}",
+                         "MamlCommandHelpInfo", "HelpInfo"), ms=ms)
+
+
+def help_view(obj: Obj, view: str) -> Obj:
+    """GetHelpCommand.TransformView: `<type>#<view>` for each type name on top of the original ones."""
+    return Obj([f"{t}#{view}" for t in obj.types if t.lower() not in ("system.string", "system.object")] + obj.types,
+               obj.to_string, obj.value, obj.props, obj.ms)
+
+
+def help_not_found(name: str, line: str) -> Obj:
+    return error_record(
+        f'Get-Help could not find {name} in a help file in this session. To download updated help topics type: "Update-Help". '
+        "To get help online, search for the help topic in the TechNet library at https://go.microsoft.com/fwlink/?LinkID=107116.",
+        ["Microsoft.PowerShell.Commands.HelpNotFoundException"],
+        "HelpNotFound,Microsoft.PowerShell.Commands.GetHelpCommand",
+        "ResourceUnavailable",
+        activity="Get-Help",
+        command="Get-Help",
+        line=line,
+        write_error_stream=True,
+    )
+
+
+def cmd_get_help(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    """Get-Help [[-Name] <string>] [-Category <string[]>] [-Full | -Detailed | -Examples | -Parameter <string[]>]:
+    the help of an emulated command (an alias gives its command's help), the visible ones only."""
+    name = str(p.get("Name") or "Get-Help")
+    categories = [str(c) for c in as_list(p.get("Category"))]
+    for category in categories:
+        if category.lower() not in {c.lower() for c in HELP_CATEGORIES}:
+            ctx.error(error_record(
+                f"The help category {category} is not valid.", ["Microsoft.PowerShell.Commands.HelpCategoryInvalidException"],
+                "InvalidHelpCategory,Microsoft.PowerShell.Commands.GetHelpCommand", "InvalidArgument",
+                activity="Get-Help", command="Get-Help", line=ctx.line, write_error_stream=True))
+            return
+    session = ctx.run.session
+    matches = [c for c in COMMAND_DEFS.values() if fnmatch.fnmatchcase(c.name.lower(), name.lower()) and session.is_visible(c.name)]
+    helps = []
+    for c in matches:
+        target = c.resolved()
+        category = "Function" if target.kind == "Function" else "Cmdlet"
+        wanted = {x.lower() for x in categories}
+        if wanted and not wanted & {category.lower(), "all", "alias" if c.kind == "Alias" else category.lower()}:
+            continue
+        if target not in helps:
+            helps.append(target)
+    if not helps:
+        if not _wildcard(name):
+            ctx.error(help_not_found(name, ctx.line))
+        return
+    if len(helps) > 1:  # several topics: their short help (HelpInfoShort)
+        for c in sorted(helps, key=lambda c: c.name.lower()):
+            ctx.output(Obj(type_list("HelpInfoShort"), ms=[("Name", c.name), ("Category", "Cmdlet" if c.kind == "Cmdlet" else "Function"),
+                                                           ("Component", None), ("Role", None), ("Functionality", None),
+                                                           ("Synopsis", c.synopsis)]))
+        return
+    full = help_object(helps[0])
+    if p.get("Parameter") is not None:
+        patterns = [str(x) for x in as_list(p["Parameter"])]
+        found = [help_parameter(q, next(iter(q.sets.values())), True) for q in helps[0].params
+                 if any(fnmatch.fnmatchcase(q.name.lower(), x.lower()) for x in patterns)]
+        if not found:
+            shown = patterns[0] if not isinstance(p["Parameter"], list) else "System.String[]"
+            ctx.error(error_record(
+                f"No parameter matches criteria {shown}.", ["System.ArgumentException"],
+                "NoParmsFound,Microsoft.PowerShell.Commands.GetHelpCommand", "InvalidArgument",
+                activity="Get-Help", command="Get-Help", line=ctx.line, write_error_stream=True))
+        for item in found:
+            ctx.output(item)
+        return
+    view = "FullView" if p.get("Full") else "DetailedView" if p.get("Detailed") else "ExamplesView" if p.get("Examples") else None
+    ctx.output(help_view(full, view) if view else full)
+
+
+# -- Get-FormatData -----------------------------------------------------------------------------------------------------
+
+
+def _list_of(type_name: str, items: typing.List[typing.Any], assembly: str = SMA) -> Obj:
+    return Obj(type_list(f"System.Collections.Generic.List`1[[{type_name}, {assembly}]]", "System.Object"), value=("LST", items))
+
+
+def table_view(view_name: str, columns: typing.Sequence[typing.Tuple[str, str, int]]) -> Obj:
+    """A FormatViewDefinition holding a TableControl: one header (Label, Alignment, Width) and one row column
+    (Alignment, DisplayEntry{ValueType, Value}, FormatString) per property."""
+    sma = "System.Management.Automation."
+    alignment = lambda name, value: Enum(sma + "Alignment", name, value)  # noqa: E731
+    headers = [Obj(type_list(sma + "TableControlColumnHeader", "System.Object"), sma + "TableControlColumnHeader",
+                   props=[("Label", label), ("Alignment", alignment("Undefined", 0)), ("Width", width)])
+               for _prop, label, width in columns]
+    cells = [Obj(type_list(sma + "TableControlColumn", "System.Object"), prop,
+                 props=[("Alignment", alignment("Undefined", 0)),
+                        ("DisplayEntry", Obj(type_list(sma + "DisplayEntry", "System.Object"), f"property: {prop}",
+                                             props=[("ValueType", Enum(sma + "DisplayEntryValueType", "Property", 0)), ("Value", prop)])),
+                        ("FormatString", None)])
+             for prop, _label, _width in columns]
+    row = Obj(type_list(sma + "TableControlRow", "System.Object"), sma + "TableControlRow",
+              props=[("Columns", _list_of(sma + "TableControlColumn", cells)), ("SelectedBy", None), ("Wrap", False)])
+    control = Obj(type_list(sma + "TableControl", sma + "PSControl", "System.Object"), sma + "TableControl",
+                  props=[("Headers", _list_of(sma + "TableControlColumnHeader", headers)), ("Rows", _list_of(sma + "TableControlRow", [row])),
+                         ("AutoSize", False), ("HideTableHeaders", False), ("GroupBy", None), ("OutOfBand", False)])
+    return Obj(type_list(sma + "FormatViewDefinition", "System.Object"), sma + "FormatViewDefinition",
+               props=[("Name", view_name), ("Control", control)],
+               ms=[("InstanceId", uuid.uuid5(uuid.NAMESPACE_URL, f"format://psgate.test/{view_name}"))])
+
+
+# The ActiveDirectory module's format data as the peer has it: one table view (the real module's views differ).
+FORMAT_DATA: typing.Dict[str, typing.List[Obj]] = {
+    AD_USER: [table_view("ADUser", [("Name", "Name", 20), ("SamAccountName", "SamAccountName", 16), ("Enabled", "Enabled", 7),
+                                    ("DistinguishedName", "DistinguishedName", 0)])],
+}
+
+
+def extended_type_definition(type_name: str) -> Obj:
+    """ExtendedTypeDefinition, serialized with its PropertySerializationSet: TypeName, TypeNames, FormatViewDefinition."""
+    sma = "System.Management.Automation."
+    return Obj(type_list(sma + "ExtendedTypeDefinition", "System.Object"), type_name, props=[
+        ("TypeName", type_name),
+        ("TypeNames", _list_of("System.String", [type_name], CORELIB)),
+        ("FormatViewDefinition", _list_of(sma + "FormatViewDefinition", FORMAT_DATA[type_name])),
+    ])
+
+
+def cmd_get_format_data(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    patterns = [str(t) for t in as_list(p.get("TypeName"))] or ["*"]
+    for type_name in FORMAT_DATA:
+        if any(fnmatch.fnmatchcase(type_name.lower(), t.lower()) for t in patterns):
+            ctx.output(extended_type_definition(type_name))
+
+
+# -- Select-Object, Measure-Object ------------------------------------------------------------------------------------
+
+
+def cmd_select_object(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    """Select-Object [-Property <names>] [-ExpandProperty <name>] [-First n] [-Last n]: the selected properties as a
+    `Selected.<type>` PSCustomObject (wildcards allowed)."""
+    items = list(source) + ([p["InputObject"]] if "InputObject" in p else [])
+    if p.get("First") is not None:
+        items = items[: int(p["First"])]
+    if p.get("Last") is not None:
+        items = items[-int(p["Last"]):] if int(p["Last"]) else []
+    wanted = [str(x) for x in as_list(p.get("Property"))]
+    for item in items:
+        if p.get("ExpandProperty") is not None:
+            found, value = property_of(item, str(p["ExpandProperty"]))
+            for v in (as_list(value) if found else []):
+                ctx.output(v if isinstance(v, Obj) else echo_value(v))
+            continue
+        if not wanted:
+            ctx.output(item if isinstance(item, Obj) else echo_value(plain(item)))
+            continue
+        names: typing.List[str] = []
+        available = property_names_of(item)
+        for w in wanted:
+            hits = [n for n in available if fnmatch.fnmatchcase(n.lower(), w.lower())] if _wildcard(w) else [w]
+            names += [n for n in hits if n.lower() not in {x.lower() for x in names}]
+        ms = []
+        for n in names:
+            _found, value = property_of(item, n)
+            real = next((a for a in available if a.lower() == n.lower()), n)
+            ms.append((real, value if isinstance(value, Obj) else echo_value(value)))
+        first = type_names_of(item)[0].removeprefix("Deserialized.")
+        ctx.output(Obj(type_list(f"Selected.{first}", "System.Management.Automation.PSCustomObject", "System.Object"), ms=ms))
+
+
+def cmd_measure_object(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    """Measure-Object: GenericMeasureInfo with the Count of its input (the statistics are not computed)."""
+    count = sum(1 for _ in source) + (1 if p.get("InputObject") is not None else 0)
+    ctx.output(Obj(
+        type_list("Microsoft.PowerShell.Commands.GenericMeasureInfo", "Microsoft.PowerShell.Commands.MeasureInfo", "System.Object"),
+        "Microsoft.PowerShell.Commands.GenericMeasureInfo",
+        props=[("Count", count), ("Average", None), ("Sum", None), ("Maximum", None), ("Minimum", None),
+               ("StandardDeviation", None), ("Property", None)],
+    ))
+
+
 def _register_defined(name: str, func: typing.Callable) -> None:
     command = COMMAND_DEFS[name.lower()]
     _register(command.name, func, command.spec())
 
 
 for _name, _func in (("Get-ADUser", cmd_get_aduser), ("New-ADUser", cmd_new_aduser), ("Set-ADUser", cmd_set_aduser),
-                     ("Import-Module", cmd_import_module)):
+                     ("Import-Module", cmd_import_module), ("Get-Command", cmd_get_command), ("Get-Help", cmd_get_help),
+                     ("Get-FormatData", cmd_get_format_data), ("Select-Object", cmd_select_object),
+                     ("Measure-Object", cmd_measure_object)):
     _register_defined(_name, _func)
 for _i in range(1, BENCH_COUNT + 1):
     _register_defined(bench_name(_i), cmd_bench(bench_name(_i)))
 for _command in list(COMMAND_DEFS.values()):
     if _command.kind == "Alias":
         _register(_command.name, COMMANDS[_command.target.lower()][0], _command.spec())
+COMMANDS["select"] = COMMANDS["select-object"]
+COMMANDS["measure"] = COMMANDS["measure-object"]
+COMMANDS["gcm"] = COMMANDS["get-command"]
 COMMANDS["ipmo"] = COMMANDS["import-module"]
+COMMANDS["help"] = COMMANDS["get-help"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
