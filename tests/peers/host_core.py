@@ -10,8 +10,14 @@ the transport lives here:
 - the object shapes PowerShell 7.4 sends (processes, error records, informational and progress records, command
   metadata, `$PSVersionTable`);
 - the emulated commands (`COMMANDS`) with their tiny command-line parser, run one pipeline per thread (`Run`);
+- the modules implicit remoting imports (`COMMAND_DEFS`: parameter sets, positions, pipeline input, help text):
+  ActiveDirectory over an in-memory directory (Get-/New-/Set-ADUser), BenchModule's 150 generated commands,
+  PSGate.Aliases; GET_COMMAND_METADATA, Get-Command (-ShowCommandInfo), Get-Help, Get-FormatData, Select-Object and
+  Measure-Object answer from them as PowerShell would;
 - the language mode: FullLanguage, or NoLanguage as in PowerShell's RestrictedRemoteServer (JEA) session: a script
-  fails the pipeline with ScriptsNotAllowed and only the visible commands run (`PsrpSession.set_language`);
+  fails the pipeline with ScriptsNotAllowed, only the visible commands run (a module name in the visible list stands
+  for its commands: a JEA role) and the RestrictedRemoteServer proxies take only their parameters
+  (`PsrpSession.set_language`, `expand_visible`, `RESTRICTED_PARAMETERS`);
 - `PsrpSession`: one runspace pool and its pipelines, fed with the client's PSRP bytes; it answers pool requests,
   stops, fails and closes pipelines as pwsh does. A transport subclasses it and says how queued messages leave
   (`flush`) and how bulk output is sent fast (`send_bulk`).
@@ -1330,6 +1336,10 @@ class Run:
                 last = index == len(statement) - 1
                 func, spec = COMMANDS[name.lower()]
                 bound = spec.bind(entry_name(name), as_typed(entry_name(name), args, spec.switches))
+                allowed = RESTRICTED_PARAMETERS.get(name.lower()) if no_language else None
+                extra = [k for k in bound if allowed is not None and k not in allowed and k not in COMMON_NAMES]
+                if extra:
+                    raise CommandError(restricted_parameter_error(entry_name(name), extra[0], line))
                 if upstream is not None:
                     source: typing.Iterator[typing.Any] = iter(upstream)
                 elif first and not ps.no_input:
@@ -2972,6 +2982,30 @@ COMMANDS["gcm"] = COMMANDS["get-command"]
 COMMANDS["ipmo"] = COMMANDS["import-module"]
 COMMANDS["help"] = COMMANDS["get-help"]
 
+# The parameters of RestrictedRemoteServer's proxies (CommandMetadata.GetRestrictedCommands): in a NoLanguage session
+# these commands take only these parameters (Get-Help: -Name and -Category, as implicit remoting calls it).
+RESTRICTED_PARAMETERS = {
+    "get-command": ["Name", "Module", "ArgumentList", "CommandType", "ListImported", "ShowCommandInfo"],
+    "get-formatdata": ["TypeName", "PowerShellVersion"],
+    "get-help": ["Name", "Category"],
+    "select-object": ["Property", "InputObject"],
+    "measure-object": ["InputObject"],
+}
+
+
+def restricted_parameter_error(command: str, parameter: str, line: str) -> Obj:
+    """A parameter the RestrictedRemoteServer proxy function does not have (FullyQualifiedErrorId names the proxy)."""
+    return error_record(
+        f"A parameter cannot be found that matches parameter name '{parameter}'.",
+        ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
+        f"NamedParameterNotFound,{command}",
+        "InvalidArgument",
+        activity=command,
+        command=command,
+        line=line,
+        exception_extra=[("ParameterName", parameter), ("CommandInvocation", None)],
+    )
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The session: one runspace pool, its pipelines and what pwsh does with the client's messages
@@ -2988,6 +3022,24 @@ RESTRICTED_REMOTE_SERVER_COMMANDS = [
 ]
 # Our NoLanguage default: that list plus what the tests call (JEA's VisibleCmdlets would add them the same way).
 DEFAULT_VISIBLE_COMMANDS = RESTRICTED_REMOTE_SERVER_COMMANDS + ["Get-Service", "Get-Process"]
+
+
+def expand_visible(names: typing.Sequence[str]) -> typing.List[str]:
+    """A visible-command list as configured: command names; a module name (ActiveDirectory, BenchModule,
+    PSGate.Aliases), like a JEA role capability that imports the module, stands for all its commands;
+    `RestrictedRemoteServer` stands for that session's list. An entry written `+Name` adds to
+    DEFAULT_VISIBLE_COMMANDS instead of replacing it (`+ActiveDirectory`: the default JEA set and the AD cmdlets)."""
+    out: typing.List[str] = list(DEFAULT_VISIBLE_COMMANDS) if any(n.strip().startswith("+") for n in names) else []
+    for entry in names:
+        name = entry.strip().lstrip("+").strip()
+        module = next((m for m in MODULES if m.lower() == name.lower()), None)
+        if module is not None:
+            out.extend(MODULES[module])
+        elif name.lower() == "restrictedremoteserver":
+            out.extend(RESTRICTED_REMOTE_SERVER_COMMANDS)
+        elif name:
+            out.append(name)
+    return out
 
 
 def parse_language(language: typing.Optional[str], visible: typing.Optional[str]) -> typing.Tuple[str, typing.Optional[typing.List[str]]]:
@@ -3028,7 +3080,7 @@ class PsrpSession:
         self.language_mode = language_mode
         if visible_commands is None and language_mode == NO_LANGUAGE:
             visible_commands = DEFAULT_VISIBLE_COMMANDS
-        self.visible_commands = None if visible_commands is None else {c.lower() for c in visible_commands}
+        self.visible_commands = None if visible_commands is None else {c.lower() for c in expand_visible(visible_commands)}
 
     def is_visible(self, name: str) -> bool:
         """Whether the client may call the command (its visibility is Public); aliases count by their own name."""
