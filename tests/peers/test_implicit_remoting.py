@@ -91,6 +91,15 @@ def test_get_aduser_shapes_and_lookups(local: Session) -> None:
         assert [u.SamAccountName for u in local.run_command("Get-ADUser", Identity=identity).output] == ["Guest"]
     assert [u.Name for u in local.run_command("Get-ADUser", "krbtgt").output] == ["krbtgt"]
     assert [u.Name for u in local.run("Get-ADUser -Identity:'Guest'").output] == ["Guest"]
+    # A Command object's parameter named as typed: `-Identity:` with its value, `-Identity` then the argument.
+    for name, value, argument in (("-Identity:", "Guest", None), ("-Identity", None, "Guest")):
+        ps = local.powershell()
+        ps.add_command("Get-ADUser").add_parameter(name, value)
+        if argument is not None:
+            ps.add_argument(argument)
+        assert [u.Name for u in local.invoke(ps).output] == ["Guest"], name
+    (limited,) = local.run_command("Get-ADUser", Filter="*", ResultSetSize=1).output  # a typed Int32
+    assert limited.Name == "Administrator"
     assert [u.Name for u in local.run("Get-ADUser -Filter \"Name -eq 'Guest'\"").output] == ["Guest"]
     assert [u.Name for u in local.run("Get-ADUser -Filter 'SamAccountName -like \"krb*\" -or Name -eq \"Guest\"'").output] == ["Guest", "krbtgt"]
     assert [u.Name for u in local.run_command("Get-ADUser", Filter="Enabled -eq $false -and Name -like 'G*'").output] == ["Guest"]
@@ -377,7 +386,9 @@ def test_metadata_has_the_recorded_windows_shapes(local: Session) -> None:
     assert _shape(ours_alias.find("MS/Obj[@N='Parameters']")) == _shape(ours_cmdlet.find("MS/Obj[@N='Parameters']"))
     function, alias, cmdlet = r.output[1:]
     assert (alias.Namespace, function.Namespace, cmdlet.Namespace) == ("PSGate.Aliases", "BenchModule", "ActiveDirectory")
-    assert "Department" in cmdlet.Parameters or "Department" in local.get_command_metadata("New-ADUser").output[1].Parameters
+    new_user, set_user = local.get_command_metadata(["New-ADUser", "Set-ADUser"]).output[1:]
+    assert new_user.Parameters["Department"].ParameterType == set_user.Parameters["Department"].ParameterType == "System.String"
+    assert "Department" not in cmdlet.Parameters, "Get-ADUser has no -Department"
 
 
 def test_metadata_filters_by_command_type(local: Session) -> None:
