@@ -10,8 +10,14 @@ the transport lives here:
 - the object shapes PowerShell 7.4 sends (processes, error records, informational and progress records, command
   metadata, `$PSVersionTable`);
 - the emulated commands (`COMMANDS`) with their tiny command-line parser, run one pipeline per thread (`Run`);
+- the modules implicit remoting imports (`COMMAND_DEFS`: parameter sets, positions, pipeline input, help text):
+  ActiveDirectory over an in-memory directory (Get-/New-/Set-ADUser), BenchModule's 150 generated commands,
+  PSGate.Aliases; GET_COMMAND_METADATA, Get-Command (-ShowCommandInfo), Get-Help, Get-FormatData, Select-Object and
+  Measure-Object answer from them as PowerShell would;
 - the language mode: FullLanguage, or NoLanguage as in PowerShell's RestrictedRemoteServer (JEA) session: a script
-  fails the pipeline with ScriptsNotAllowed and only the visible commands run (`PsrpSession.set_language`);
+  fails the pipeline with ScriptsNotAllowed, only the visible commands run (a module name in the visible list stands
+  for its commands: a JEA role) and the RestrictedRemoteServer proxies take only their parameters
+  (`PsrpSession.set_language`, `expand_visible`, `RESTRICTED_PARAMETERS`);
 - `PsrpSession`: one runspace pool and its pipelines, fed with the client's PSRP bytes; it answers pool requests,
   stops, fails and closes pipelines as pwsh does. A transport subclasses it and says how queued messages leave
   (`flush`) and how bulk output is sent fast (`send_bulk`).
@@ -559,13 +565,14 @@ def scripts_not_allowed(script: str) -> Obj:
     )
 
 
-def parameter_error(command: str, parameter: str, message: typing.Optional[str] = None) -> Obj:
+def parameter_error(command: str, parameter: str, message: typing.Optional[str] = None,
+                    fqid_type: typing.Optional[str] = None) -> Obj:
     message = message or f"A parameter cannot be found that matches parameter name '{parameter}'."
-    cmd_class = command.replace("-", "")
+    cmd_class = fqid_type or f"Microsoft.PowerShell.Commands.{command.replace('-', '')}Command"
     return error_record(
         message,
         ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
-        f"NamedParameterNotFound,Microsoft.PowerShell.Commands.{cmd_class}Command",
+        f"NamedParameterNotFound,{cmd_class}",
         "InvalidArgument",
         activity=command,
         command=command,
@@ -575,124 +582,339 @@ def parameter_error(command: str, parameter: str, message: typing.Optional[str] 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Command metadata (GET_COMMAND_METADATA), shaped after test_psrp_get_command_metadata.yml
+# Command definitions: one per emulated module command, for GET_COMMAND_METADATA, Get-Command (-ShowCommandInfo),
+# Get-Help and parameter binding. Metadata is shaped after test_psrp_get_command_metadata.yml.
+
+INT_MIN = -2147483648  # CommandParameterInfo.Position of a parameter that is not positional
+ALL_SETS = "__AllParameterSets"
+SWITCH = "System.Management.Automation.SwitchParameter"
+ACTION_PREFERENCE = "System.Management.Automation.ActionPreference"
+AD_USER = "Microsoft.ActiveDirectory.Management.ADUser"
+# Enum types a parameter may have: (name, value) in declaration order (ShowCommandParameterType.EnumValues).
+ENUMS: typing.Dict[str, typing.List[typing.Tuple[str, int]]] = {
+    ACTION_PREFERENCE: [("SilentlyContinue", 0), ("Stop", 1), ("Continue", 2), ("Inquire", 3), ("Ignore", 4),
+                        ("Suspend", 5), ("Break", 6)],
+    "Microsoft.ActiveDirectory.Management.ADSearchScope": [("Base", 0), ("OneLevel", 1), ("Subtree", 2)],
+    "Microsoft.ActiveDirectory.Management.ADAuthType": [("Negotiate", 0), ("Basic", 1)],
+    "System.Management.Automation.CommandTypes": [
+        ("Alias", 1), ("Function", 2), ("Filter", 4), ("Cmdlet", 8), ("ExternalScript", 16), ("Application", 32),
+        ("Script", 64), ("Configuration", 256), ("All", 383)],
+    "System.DayOfWeek": [("Sunday", 0), ("Monday", 1), ("Tuesday", 2), ("Wednesday", 3), ("Thursday", 4),
+                         ("Friday", 5), ("Saturday", 6)],
+}
+COMMAND_TYPES = {"Alias": 1, "Function": 2, "Filter": 4, "Cmdlet": 8}
 
 
-def _param(name: str, type_name: str, aliases: typing.Sequence[str] = (), switch: bool = False) -> typing.Tuple[str, typing.Any]:
-    alias_list = Obj(type_list(f"System.Collections.ObjectModel.Collection`1[[System.String, {CORELIB}]]", "System.Object"), value=("LST", list(aliases)))
+class ParamDef:
+    """A parameter: its .NET type (as Type.ToString() shows it), aliases, and per parameter set its position (None:
+    not positional), whether it is mandatory, takes pipeline input by value, and by property name."""
+
+    def __init__(self, name: str, type_name: str, aliases: typing.Sequence[str] = (), *,
+                 sets: typing.Optional[typing.Dict[str, typing.Tuple[typing.Optional[int], bool, bool, bool]]] = None,
+                 position: typing.Optional[int] = None, mandatory: bool = False, pipeline: bool = False,
+                 by_property: bool = False, help: str = "", validate_set: typing.Sequence[str] = ()) -> None:
+        self.name = name
+        self.type_name = type_name
+        self.aliases = list(aliases)
+        self.switch = type_name == SWITCH
+        self.sets = sets if sets is not None else {ALL_SETS: (position, mandatory, pipeline, by_property)}
+        self.help = help or f"Specifies the {name} of the command."
+        self.validate_set = list(validate_set)
+
+
+COMMON_PARAMETERS = [
+    ("Verbose", SWITCH, ["vb"]), ("Debug", SWITCH, ["db"]), ("ErrorAction", ACTION_PREFERENCE, ["ea"]),
+    ("WarningAction", ACTION_PREFERENCE, ["wa"]), ("InformationAction", ACTION_PREFERENCE, ["infa"]),
+    ("ProgressAction", ACTION_PREFERENCE, ["proga"]), ("ErrorVariable", "System.String", ["ev"]),
+    ("WarningVariable", "System.String", ["wv"]), ("InformationVariable", "System.String", ["iv"]),
+    ("OutVariable", "System.String", ["ov"]), ("OutBuffer", "System.Int32", ["ob"]),
+    ("PipelineVariable", "System.String", ["pv"]),
+]
+COMMON_PARAMETER_DEFS = [ParamDef(n, t, a) for n, t, a in COMMON_PARAMETERS]
+COMMON_NAMES = {n for n, _t, _a in COMMON_PARAMETERS}
+
+
+class CommandDef:
+    """A command of an emulated module: a Cmdlet, a Function or an Alias (`target`: the command it resolves to)."""
+
+    def __init__(self, name: str, module: str, params: typing.Sequence[ParamDef] = (), *, kind: str = "Cmdlet",
+                 help_uri: str = "", outputs: typing.Sequence[str] = (), default_set: typing.Optional[str] = None,
+                 synopsis: str = "", description: str = "", examples: typing.Sequence[typing.Tuple[str, str, str]] = (),
+                 implementing_type: str = "", target: typing.Optional[str] = None, in_metadata: bool = True,
+                 version: str = "1.0.0.0") -> None:
+        self.name = name
+        self.module = module
+        self.params = list(params)
+        self.kind = kind
+        self.help_uri = help_uri
+        self.outputs = list(outputs)
+        self.default_set = default_set
+        self.synopsis = synopsis or f"Runs {name}."
+        self.description = description or self.synopsis
+        self.examples = list(examples)  # (title, code, remarks)
+        self.implementing_type = implementing_type
+        self.target = target
+        self.in_metadata = in_metadata  # answered by GET_COMMAND_METADATA (the console's built-ins are not)
+        self.version = version
+
+    def resolved(self) -> "CommandDef":
+        """The command an alias stands for (itself for a cmdlet or function)."""
+        return COMMAND_DEFS[self.target.lower()] if self.target else self
+
+    def all_params(self) -> typing.List[ParamDef]:
+        return self.resolved().params + COMMON_PARAMETER_DEFS
+
+    def set_names(self) -> typing.List[str]:
+        """Parameter sets in declaration order; a command whose parameters all belong to every set has one,
+        __AllParameterSets."""
+        names: typing.List[str] = []
+        for p in self.resolved().params:
+            for s in p.sets:
+                if s != ALL_SETS and s not in names:
+                    names.append(s)
+        return names or [ALL_SETS]
+
+    def set_params(self, set_name: str) -> typing.List[typing.Tuple[ParamDef, typing.Tuple[typing.Optional[int], bool, bool, bool]]]:
+        out = []
+        for p in self.all_params():
+            entry = p.sets.get(set_name) or p.sets.get(ALL_SETS)
+            if entry is not None:
+                out.append((p, entry))
+        return out
+
+    def spec(self) -> "Spec":
+        """The binder's view: positional parameters in position order, the others named, switches, aliases."""
+        resolved = self.resolved()
+        positional: typing.Dict[str, int] = {}
+        for p in resolved.params:
+            for pos, *_ in p.sets.values():
+                if pos is not None:
+                    positional[p.name] = min(pos, positional.get(p.name, pos))
+        ordered = sorted(positional, key=lambda n: positional[n])
+        everything = self.all_params()
+        named = [p.name for p in everything if not p.switch and p.name not in positional]
+        switches = [p.name for p in everything if p.switch]
+        aliases = {a: p.name for p in everything for a in p.aliases}
+        return Spec(ordered, switches, named=named, aliases=aliases, implementing_type=resolved.implementing_type or None)
+
+
+COMMAND_DEFS: typing.Dict[str, CommandDef] = {}
+MODULES: typing.Dict[str, typing.List[str]] = {}  # module name -> its command names, in definition order
+MODULE_VERSIONS = {"ActiveDirectory": "1.0.1.0", "BenchModule": "1.0.0", "PSGate.Aliases": "1.0.0",
+                   "Microsoft.PowerShell.Core": "7.4.6.500", "Microsoft.PowerShell.Utility": "7.0.0.0",
+                   "Microsoft.PowerShell.Management": "7.0.0.0"}
+
+
+def define(command: CommandDef) -> CommandDef:
+    COMMAND_DEFS[command.name.lower()] = command
+    MODULES.setdefault(command.module, []).append(command.name)
+    return command
+
+
+def _p(name: str, type_name: str = "System.String", aliases: typing.Sequence[str] = (), **kw: typing.Any) -> ParamDef:
+    return ParamDef(name, type_name, aliases, **kw)
+
+
+_NULLABLE_BOOL = "System.Nullable`1[System.Boolean]"
+_AD_SERVER = [_p("Server", help="Specifies the Active Directory Domain Services instance to connect to."),
+              _p("Credential", "System.Management.Automation.PSCredential", help="Specifies the user account credentials to use to perform this task."),
+              _p("AuthType", "Microsoft.ActiveDirectory.Management.ADAuthType", help="Specifies the authentication method to use. Negotiate (0) or Basic (1).")]
+_SHOULD_PROCESS = [_p("WhatIf", SWITCH, ["wi"]), _p("Confirm", SWITCH, ["cf"])]
+_AD_NS = "Microsoft.ActiveDirectory.Management.Commands."
+
+define(CommandDef(
+    "Get-ADUser", "ActiveDirectory", [
+        _p("Filter", sets={"Filter": (None, True, False, False)},
+           help="Specifies a query string that retrieves Active Directory objects, in the PowerShell Expression Language: 'Name -eq \"x\"', or '*'."),
+        _p("Identity", AD_USER, sets={"Identity": (0, True, True, False)},
+           help="Specifies an Active Directory user object by distinguished name, GUID, security identifier or SAM account name."),
+        _p("LDAPFilter", sets={"LdapFilter": (None, True, False, False)}, help="Specifies an LDAP query string."),
+        _p("Properties", "System.String[]", ["Property"], help="Specifies the properties of the output object to retrieve from the server ('*' for all)."),
+        _p("ResultPageSize", "System.Int32", sets={"Filter": (None, False, False, False), "LdapFilter": (None, False, False, False)}),
+        _p("ResultSetSize", "System.Nullable`1[System.Int32]", sets={"Filter": (None, False, False, False), "LdapFilter": (None, False, False, False)}),
+        _p("SearchBase", sets={"Filter": (None, False, False, False), "LdapFilter": (None, False, False, False)}),
+        _p("SearchScope", "Microsoft.ActiveDirectory.Management.ADSearchScope",
+           sets={"Filter": (None, False, False, False), "LdapFilter": (None, False, False, False)},
+           help="Specifies the scope of an Active Directory search: Base (0), OneLevel (1) or Subtree (2)."),
+        _AD_SERVER[0], _AD_SERVER[1], _AD_SERVER[2],
+        _p("Partition", sets={"Identity": (None, False, False, False)}),
+    ],
+    help_uri="https://go.microsoft.com/fwlink/?LinkId=301397", outputs=[AD_USER], default_set="Filter",
+    implementing_type=_AD_NS + "GetADUser",
+    synopsis="Gets one or more Active Directory users.",
+    description="The Get-ADUser cmdlet gets a specified user object or performs a search to get multiple user objects. "
+                "The Identity parameter specifies the Active Directory user to get; the Filter and LDAPFilter "
+                "parameters search for users.",
+    examples=[("Example 1: Get all of the users in a container", "Get-ADUser -Filter * -SearchBase \"OU=Finance,OU=UserAccounts,DC=FABRIKAM,DC=COM\"", "This command gets all users in the container OU=Finance,OU=UserAccounts,DC=FABRIKAM,DC=COM."),
+              ("Example 2: Get a specified user", "Get-ADUser -Identity ChewDavid -Properties *", "This command gets the user with the name ChewDavid in the Active Directory Lightweight Directory Services (AD LDS) instance.")],
+))
+_NEW_SET_PARAMS = [
+    _p("Name", position=0, mandatory=True, help="Specifies the name of the object."),
+    _p("SamAccountName", help="Specifies the Security Account Manager (SAM) account name of the user."),
+    _p("UserPrincipalName", help="Specifies a user principal name (UPN) in the format <user>@<DNS-domain-name>."),
+    _p("GivenName", help="Specifies the user's given name."),
+    _p("Surname", help="Specifies the user's last name or surname."),
+    _p("DisplayName", help="Specifies the display name of the object."),
+    _p("Department", help="Specifies the user's department."),
+    _p("Description", help="Specifies a description of the object."),
+    _p("Path", help="Specifies the X.500 path of the Organizational Unit (OU) or container where the new object is created."),
+    _p("AccountPassword", "System.Security.SecureString"),
+    _p("Enabled", _NULLABLE_BOOL, help="Specifies if an account is enabled."),
+    _p("ChangePasswordAtLogon", _NULLABLE_BOOL),
+    _p("OtherAttributes", "System.Collections.Hashtable"),
+    _p("PassThru", SWITCH, help="Returns an object representing the item with which you are working."),
+]
+define(CommandDef(
+    "New-ADUser", "ActiveDirectory", _NEW_SET_PARAMS + _AD_SERVER[:2] + _SHOULD_PROCESS,
+    help_uri="https://go.microsoft.com/fwlink/?LinkId=301409", outputs=[AD_USER],
+    implementing_type=_AD_NS + "NewADUser",
+    synopsis="Creates an Active Directory user.",
+    description="The New-ADUser cmdlet creates an Active Directory user. You can set commonly used user property "
+                "values by using the cmdlet parameters.",
+    examples=[("Example 1: Create a user with an imported certificate", "New-ADUser -Name \"ChewDavid\" -SamAccountName ChewDavid -Enabled $true", "This command creates a user named ChewDavid."),
+              ("Example 2: Create a user and return it", "New-ADUser -Name GlenJohn -Department IT -PassThru", "This command creates a user in the IT department and writes it to the pipeline.")],
+))
+define(CommandDef(
+    "Set-ADUser", "ActiveDirectory", [
+        _p("Identity", AD_USER, sets={"Identity": (0, True, True, False)},
+           help="Specifies an Active Directory user object by distinguished name, GUID, security identifier or SAM account name. Accepts ADUser objects from the pipeline."),
+        _p("Instance", AD_USER, sets={"Instance": (None, True, False, False)}),
+        _p("Add", "System.Collections.Hashtable", sets={"Identity": (None, False, False, False)}),
+        _p("Remove", "System.Collections.Hashtable", sets={"Identity": (None, False, False, False)}),
+        _p("Replace", "System.Collections.Hashtable", sets={"Identity": (None, False, False, False)}),
+        _p("Clear", "System.String[]", sets={"Identity": (None, False, False, False)}),
+        _p("Enabled", _NULLABLE_BOOL, sets={"Identity": (None, False, False, False)}, help="Specifies if an account is enabled."),
+        _p("Department", sets={"Identity": (None, False, False, False)}, help="Specifies the user's department."),
+        _p("Description", sets={"Identity": (None, False, False, False)}, help="Specifies a description of the object."),
+        _p("DisplayName", sets={"Identity": (None, False, False, False)}, help="Specifies the display name of the object."),
+        _p("SamAccountName", sets={"Identity": (None, False, False, False)}),
+        _p("PassThru", SWITCH, help="Returns an object representing the item with which you are working."),
+    ] + _AD_SERVER[:2] + _SHOULD_PROCESS,
+    help_uri="https://go.microsoft.com/fwlink/?LinkId=291077", outputs=[AD_USER], default_set="Identity",
+    implementing_type=_AD_NS + "SetADUser",
+    synopsis="Modifies an Active Directory user.",
+    description="The Set-ADUser cmdlet modifies the properties of an Active Directory user. The Identity parameter "
+                "specifies the user; it also takes the users that Get-ADUser writes, from the pipeline.",
+    examples=[("Example 1: Set properties for a user", "Set-ADUser -Identity ChewDavid -Department Sales -PassThru", "This command sets the department of the user ChewDavid."),
+              ("Example 2: Set properties for users from the pipeline", "Get-ADUser -Filter \"Name -like 'Chew*'\" | Set-ADUser -Description Finance", "This command sets the description of the users that Get-ADUser finds.")],
+))
+
+
+# BenchModule: 150 generated commands (a cmdlet, or a function every tenth) with 5 to 15 parameters each, for metadata
+# and implicit-remoting benchmarks. Each echoes its bound parameters (cmd_bench).
+BENCH_VERBS = ["Get", "Set", "New", "Remove", "Test", "Invoke", "Start", "Stop", "Add", "Clear"]
+BENCH_TYPES = ["System.String", "System.Int32", SWITCH, "System.String[]", "System.DateTime", _NULLABLE_BOOL,
+               "System.DayOfWeek", "System.Management.Automation.PSCredential", "System.Int64", "System.Object"]
+BENCH_COUNT = 150
+
+
+def bench_name(i: int) -> str:
+    return f"{BENCH_VERBS[(i - 1) % len(BENCH_VERBS)]}-Bench{i:03d}"
+
+
+for _i in range(1, BENCH_COUNT + 1):
+    _count = 5 + (_i * 7) % 11
+    _params = []
+    for _j in range(_count):
+        _type = BENCH_TYPES[(_i + _j) % len(BENCH_TYPES)]
+        _name = "Name" if _j == 0 else f"Option{_j:02d}"
+        _params.append(_p(_name, "System.String" if _j == 0 else _type, position=0 if _j == 0 else None,
+                          mandatory=_j == 0 and _i % 3 == 0, pipeline=_j == 0,
+                          validate_set=("Low", "Medium", "High") if _j == 1 and _type == "System.String" else ()))
+    define(CommandDef(
+        bench_name(_i), "BenchModule", _params, kind="Function" if _i % 10 == 0 else "Cmdlet",
+        help_uri=f"https://psgate.test/help/BenchModule/{bench_name(_i)}",
+        outputs=["System.Management.Automation.PSCustomObject"],
+        implementing_type="" if _i % 10 == 0 else f"BenchModule.Commands.{bench_name(_i).replace('-', '')}Command",
+        synopsis=f"A generated benchmark command ({_count} parameters).",
+    ))
+
+# Aliases in a module of their own (so ActiveDirectory and BenchModule keep their exact counts).
+for _alias, _target in (("gadu", "Get-ADUser"), ("nadu", "New-ADUser"), ("sadu", "Set-ADUser"), ("gb1", "Get-Bench001")):
+    define(CommandDef(_alias, "PSGate.Aliases", kind="Alias", target=_target))
+
+# The console's built-ins: for Get-Help and Get-Command only (GET_COMMAND_METADATA answers for the modules above).
+_CORE = "https://go.microsoft.com/fwlink/?LinkID="
+for _name, _module, _uri, _params, _synopsis in (
+    ("Get-Command", "Microsoft.PowerShell.Core", _CORE + "2096579", [
+        _p("Name", "System.String[]", position=0, pipeline=True), _p("Module", "System.String[]", ["PSSnapin"]),
+        _p("CommandType", "System.Management.Automation.CommandTypes", ["Type"]), _p("ArgumentList", "System.Object[]", ["Args"], position=1),
+        _p("ListImported", SWITCH), _p("ShowCommandInfo", SWITCH), _p("Syntax", SWITCH), _p("All", SWITCH)],
+     "Gets all commands."),
+    ("Get-Help", "Microsoft.PowerShell.Core", _CORE + "2096483", [
+        _p("Name", position=0), _p("Category", "System.String[]"), _p("Parameter", "System.String[]"),
+        _p("Full", SWITCH), _p("Detailed", SWITCH), _p("Examples", SWITCH)],
+     "Displays information about PowerShell commands and concepts."),
+    ("Import-Module", "Microsoft.PowerShell.Core", _CORE + "2096585", [
+        _p("Name", "System.String[]", position=0, mandatory=True), _p("Force", SWITCH), _p("PassThru", SWITCH),
+        _p("Prefix")], "Adds modules to the current session."),
+    ("Get-FormatData", "Microsoft.PowerShell.Utility", _CORE + "2096614", [
+        _p("TypeName", "System.String[]", position=0), _p("PowerShellVersion", "System.Version")],
+     "Gets the formatting data in the current session."),
+    ("Select-Object", "Microsoft.PowerShell.Utility", _CORE + "2096716", [
+        _p("InputObject", "System.Management.Automation.PSObject", pipeline=True), _p("Property", "System.Object[]", position=0),
+        _p("ExpandProperty"), _p("First", "System.Int32"), _p("Last", "System.Int32")],
+     "Selects objects or object properties."),
+    ("Measure-Object", "Microsoft.PowerShell.Utility", _CORE + "2096617", [
+        _p("InputObject", "System.Management.Automation.PSObject", pipeline=True), _p("Property", "System.Management.Automation.PSPropertyExpression[]", position=0)],
+     "Calculates the numeric properties of objects."),
+    ("Get-Service", "Microsoft.PowerShell.Management", _CORE + "2096496", [
+        _p("Name", "System.String[]", ["ServiceName"], position=0, pipeline=True), _p("DisplayName", "System.String[]")],
+     "Gets the services on the computer."),
+    ("Get-Process", "Microsoft.PowerShell.Management", _CORE + "2096814", [
+        _p("Name", "System.String[]", ["ProcessName"], position=0), _p("Id", "System.Int32[]", ["PID"])],
+     "Gets the processes that are running on the local computer."),
+):
+    define(CommandDef(_name, _module, _params, help_uri=_uri, synopsis=_synopsis, in_metadata=False,
+                      implementing_type=f"Microsoft.PowerShell.Commands.{_name.replace('-', '')}Command",
+                      version=MODULE_VERSIONS[_module]))
+
+
+def _param(p: ParamDef) -> typing.Tuple[str, typing.Any]:
+    """A ParameterMetadata entry of the metadata's Parameters dictionary."""
+    alias_list = Obj(type_list(f"System.Collections.ObjectModel.Collection`1[[System.String, {CORELIB}]]", "System.Object"), value=("LST", list(p.aliases)))
     return (
-        name,
+        p.name,
         Obj(
             type_list("System.Management.Automation.ParameterMetadata", "System.Object"),
             "System.Management.Automation.ParameterMetadata",
-            props=[("Name", name), ("ParameterType", type_name), ("Aliases", alias_list), ("IsDynamic", False), ("SwitchParameter", switch)],
+            props=[("Name", p.name), ("ParameterType", p.type_name), ("Aliases", alias_list), ("IsDynamic", False), ("SwitchParameter", p.switch)],
         ),
     )
 
 
-COMMON_PARAMETERS = [
-    ("Verbose", "System.Management.Automation.SwitchParameter", ["vb"], True),
-    ("Debug", "System.Management.Automation.SwitchParameter", ["db"], True),
-    ("ErrorAction", "System.Management.Automation.ActionPreference", ["ea"], False),
-    ("WarningAction", "System.Management.Automation.ActionPreference", ["wa"], False),
-    ("InformationAction", "System.Management.Automation.ActionPreference", ["infa"], False),
-    ("ProgressAction", "System.Management.Automation.ActionPreference", ["proga"], False),
-    ("ErrorVariable", "System.String", ["ev"], False),
-    ("WarningVariable", "System.String", ["wv"], False),
-    ("InformationVariable", "System.String", ["iv"], False),
-    ("OutVariable", "System.String", ["ov"], False),
-    ("OutBuffer", "System.Int32", ["ob"], False),
-    ("PipelineVariable", "System.String", ["pv"], False),
-]
-
-AD_USER = "Microsoft.ActiveDirectory.Management.ADUser"
-AD_COMMANDS = {
-    "Get-ADUser": (
-        "https://go.microsoft.com/fwlink/?LinkId=301397",
-        [AD_USER],
-        [
-            ("Filter", "System.String", [], False),
-            ("Identity", AD_USER, [], False),
-            ("LDAPFilter", "System.String", [], False),
-            ("Properties", "System.String[]", ["Property"], False),
-            ("ResultPageSize", "System.Int32", [], False),
-            ("ResultSetSize", "System.Nullable`1[System.Int32]", [], False),
-            ("SearchBase", "System.String", [], False),
-            ("SearchScope", "Microsoft.ActiveDirectory.Management.ADSearchScope", [], False),
-            ("Server", "System.String", [], False),
-            ("Credential", "System.Management.Automation.PSCredential", [], False),
-            ("AuthType", "Microsoft.ActiveDirectory.Management.ADAuthType", [], False),
-            ("Partition", "System.String", [], False),
-        ],
-    ),
-    "New-ADUser": (
-        "https://go.microsoft.com/fwlink/?LinkId=301409",
-        [AD_USER],
-        [
-            ("Name", "System.String", [], False),
-            ("SamAccountName", "System.String", [], False),
-            ("UserPrincipalName", "System.String", [], False),
-            ("GivenName", "System.String", [], False),
-            ("Surname", "System.String", [], False),
-            ("DisplayName", "System.String", [], False),
-            ("Path", "System.String", [], False),
-            ("AccountPassword", "System.Security.SecureString", [], False),
-            ("Enabled", "System.Nullable`1[System.Boolean]", [], False),
-            ("ChangePasswordAtLogon", "System.Nullable`1[System.Boolean]", [], False),
-            ("OtherAttributes", "System.Collections.Hashtable", [], False),
-            ("PassThru", "System.Management.Automation.SwitchParameter", [], True),
-            ("Server", "System.String", [], False),
-            ("Credential", "System.Management.Automation.PSCredential", [], False),
-            ("WhatIf", "System.Management.Automation.SwitchParameter", ["wi"], True),
-            ("Confirm", "System.Management.Automation.SwitchParameter", ["cf"], True),
-        ],
-    ),
-    "Set-ADUser": (
-        "https://go.microsoft.com/fwlink/?LinkId=291077",
-        [AD_USER],
-        [
-            ("Identity", AD_USER, [], False),
-            ("Add", "System.Collections.Hashtable", [], False),
-            ("Remove", "System.Collections.Hashtable", [], False),
-            ("Replace", "System.Collections.Hashtable", [], False),
-            ("Clear", "System.String[]", [], False),
-            ("Enabled", "System.Nullable`1[System.Boolean]", [], False),
-            ("Description", "System.String", [], False),
-            ("DisplayName", "System.String", [], False),
-            ("SamAccountName", "System.String", [], False),
-            ("PassThru", "System.Management.Automation.SwitchParameter", [], True),
-            ("Server", "System.String", [], False),
-            ("Credential", "System.Management.Automation.PSCredential", [], False),
-            ("WhatIf", "System.Management.Automation.SwitchParameter", ["wi"], True),
-            ("Confirm", "System.Management.Automation.SwitchParameter", ["cf"], True),
-        ],
-    ),
-}
+def command_type_enum(kind: str) -> Obj:
+    return Enum("System.Management.Automation.CommandTypes", kind, COMMAND_TYPES[kind])
 
 
 def command_metadata(name: str) -> Obj:
-    help_uri, outputs, params = AD_COMMANDS[name]
+    """One command of GET_COMMAND_METADATA's answer: `Get-Command … | Select-Object Name, Namespace, HelpUri,
+    CommandType, ResolvedCommandName, OutputType, Parameters` (ServerRunspacePoolDriver.HandleGetCommandMetadata).
+    Namespace is CommandInfo's alias of ModuleName; an alias answers with its own name, type and module and with its
+    command's HelpUri, OutputType and Parameters (AliasInfo), and names that command as ResolvedCommandName."""
+    command = COMMAND_DEFS[name.lower()]
+    resolved = command.resolved()
     dict_type = (
         f"System.Collections.Generic.Dictionary`2[[System.String, {CORELIB}],"
         f"[System.Management.Automation.ParameterMetadata, {SMA}]]"
     )
-    entries = [_param(n, t, a, s) for n, t, a, s in params + COMMON_PARAMETERS]
+    info = {"Cmdlet": "CmdletInfo", "Function": "FunctionInfo", "Alias": "AliasInfo"}[command.kind]
     return Obj(
-        type_list("Selected.System.Management.Automation.CmdletInfo", "System.Management.Automation.PSCustomObject", "System.Object"),
+        type_list(f"Selected.System.Management.Automation.{info}", "System.Management.Automation.PSCustomObject", "System.Object"),
         ms=[
-            ("Name", name),
-            ("Namespace", "ActiveDirectory"),
-            ("HelpUri", help_uri),
-            ("CommandType", Enum("System.Management.Automation.CommandTypes", "Cmdlet", 8)),
-            ("ResolvedCommandName", None),
+            ("Name", command.name),
+            ("Namespace", command.module),
+            ("HelpUri", resolved.help_uri),
+            ("CommandType", command_type_enum(command.kind)),
+            ("ResolvedCommandName", resolved.name if command.target else None),
             (
                 "OutputType",
                 Obj(
                     type_list(f"System.Collections.ObjectModel.ReadOnlyCollection`1[[System.Management.Automation.PSTypeName, {SMA}]]", "System.Object"),
-                    value=("LST", outputs),
+                    value=("LST", list(resolved.outputs)),
                 ),
             ),
-            ("Parameters", Obj(type_list(dict_type, "System.Object"), value=("DCT", entries))),
+            ("Parameters", Obj(type_list(dict_type, "System.Object"), value=("DCT", [_param(p) for p in command.all_params()]))),
         ],
     )
 
@@ -702,6 +924,20 @@ def metadata_count(n: int) -> Obj:
         type_list("Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo", "System.Management.Automation.PSCustomObject", "System.Object"),
         ms=[("Count", n)],
     )
+
+
+def metadata_names(patterns: typing.Sequence[str], namespaces: typing.Sequence[str], command_types: int,
+                   visible: typing.Callable[[str], bool]) -> typing.List[str]:
+    """The commands GET_COMMAND_METADATA lists: Get-Command -Name patterns -Module namespaces -CommandType types,
+    the public ones only, sorted as Get-Command sorts (by name)."""
+    names = [
+        c.name for c in COMMAND_DEFS.values()
+        if c.in_metadata and visible(c.name)
+        and COMMAND_TYPES[c.kind] & command_types
+        and any(fnmatch.fnmatchcase(c.name.lower(), p.lower()) for p in patterns)
+        and (not namespaces or any(ns == "" or fnmatch.fnmatchcase(c.module.lower(), ns.lower()) for ns in namespaces))
+    ]
+    return sorted(names, key=str.lower)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -719,13 +955,19 @@ class Variable(str):
     pass
 
 
+class CommaList(list):
+    """An array argument written with commas; `open` while a trailing comma waits for the next element."""
+
+    open = False
+
+
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<comment>\#[^\n]*)
     | (?P<op>[|;\n])
     | '(?P<sq>(?:[^']|'')*)'
     | "(?P<dq>(?:[^"`]|`.)*)"
-    | (?P<param>-[A-Za-z_][\w-]*)(?::(?P<pval>[^\s|;]+))?
+    | (?P<param>-[A-Za-z_][\w-]*)(?::(?P<pval>'(?:[^']|'')*'|"(?:[^"`]|`.)*"|[^\s|;]+))?
     | (?P<num>-?\d+(?:\.\d+)?)(?=[\s|;]|$)
     | (?P<var>\$[\w:]+)
     | (?P<word>[^\s|;'"]+)
@@ -758,7 +1000,7 @@ def parse_script(text: str) -> typing.List[typing.List[typing.Tuple[str, typing.
                 break
             raise SyntaxError(f"unexpected text at {pos}: {text[pos:pos + 20]!r}")
         pos = m.end()
-        kind = m.lastgroup
+        kind = "param" if m.group("param") else m.lastgroup  # lastgroup would be `pval` for -Name:value
         if kind == "comment":
             continue
         if kind == "op":
@@ -776,7 +1018,10 @@ def parse_script(text: str) -> typing.List[typing.List[typing.Tuple[str, typing.
             value = Param(m.group("param")[1:])
             if m.group("pval") is not None:
                 pv = m.group("pval")
-                value.value = _literal(pv) if pv.startswith("$") else int(pv) if re.fullmatch(r"-?\d+", pv) else pv
+                if pv[:1] in "'\"" and len(pv) >= 2:
+                    value.value = pv[1:-1].replace("''", "'") if pv[0] == "'" else pv[1:-1]
+                else:
+                    value.value = _literal(pv) if pv.startswith("$") else int(pv) if re.fullmatch(r"-?\d+", pv) else pv
                 value.has_value = True
         elif kind == "num":
             num = m.group("num")
@@ -785,6 +1030,20 @@ def parse_script(text: str) -> typing.List[typing.List[typing.Tuple[str, typing.
             value = _literal(m.group("var"))
         else:
             value = m.group("word")
+            if "," in value and current is not None:
+                # `a, b` / `a,b`: an array argument (Select-Object Name, Enabled)
+                parts = [_literal(w) if w.startswith("$") else w for w in value.split(",")]
+                if value.startswith(",") and len(current) > 1:
+                    previous = current.pop()
+                    parts = (previous if isinstance(previous, CommaList) else [previous]) + parts[1:]
+                value = CommaList(x for x in parts if x != "")
+                value.open = str(m.group("word")).endswith(",")
+                current.append(value)
+                continue
+        if current is not None and len(current) > 1 and isinstance(current[-1], CommaList) and current[-1].open:
+            current[-1].append(value)
+            current[-1].open = False
+            continue
         if current is None and kind in ("sq", "dq", "num"):
             current = ["Write-Output", value]  # a bare value is output, as in PowerShell
         elif current is None:
@@ -801,11 +1060,14 @@ class Spec:
     no position (Get-Service -DisplayName)."""
 
     def __init__(self, params: typing.Sequence[str] = (), switches: typing.Sequence[str] = (), remaining: bool = False,
-                 named: typing.Sequence[str] = ()):
+                 named: typing.Sequence[str] = (), aliases: typing.Optional[typing.Dict[str, str]] = None,
+                 implementing_type: typing.Optional[str] = None):
         self.params = list(params)
         self.switches = list(switches)
         self.remaining = remaining  # extra positionals bind to the first parameter as a list (Write-Output a b c)
         self.named = list(named)
+        self.aliases = dict(aliases or {})  # alias -> parameter (-Property for -Properties, -ea for -ErrorAction)
+        self.implementing_type = implementing_type  # for the errors' FullyQualifiedErrorId (else Microsoft.PowerShell.Commands.<Verb><Noun>Command)
 
     def bind(self, command: str, args: typing.List[typing.Tuple[typing.Optional[str], typing.Any]]) -> typing.Dict[str, typing.Any]:
         names = self.params + self.named + self.switches
@@ -815,10 +1077,11 @@ class Spec:
             if name is None:
                 positional.append(value)
                 continue
-            matches = [n for n in names if n.lower() == name.lower()] or [n for n in names if n.lower().startswith(name.lower())]
+            every = [(n, n) for n in names] + list(self.aliases.items())
+            matches = {t for n, t in every if n.lower() == name.lower()} or {t for n, t in every if n.lower().startswith(name.lower())}
             if len(matches) != 1:
-                raise CommandError(parameter_error(command, name))
-            bound[matches[0]] = value
+                raise CommandError(parameter_error(command, name, fqid_type=self.implementing_type))
+            bound[matches.pop()] = value
         free = [p for p in self.params if p not in bound]
         if self.remaining and positional and free and free[0] == self.params[0]:
             bound[self.params[0]] = positional if len(positional) > 1 else positional[0]
@@ -829,7 +1092,7 @@ class Spec:
                     error_record(
                         f"A positional parameter cannot be found that accepts argument '{value}'.",
                         ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
-                        f"PositionalParameterNotFound,Microsoft.PowerShell.Commands.{command.replace('-', '')}Command",
+                        f"PositionalParameterNotFound,{self.implementing_type or 'Microsoft.PowerShell.Commands.' + command.replace('-', '') + 'Command'}",
                         "InvalidArgument",
                         activity=command,
                         command=command,
@@ -1017,13 +1280,9 @@ class Run:
     def _metadata(self, request: psrpcore.GetMetadata) -> None:
         patterns = [str(n) for n in (request.name or ["*"])]
         namespaces = [str(n) for n in (request.namespace or [])]
-        names = [
-            n
-            for n in AD_COMMANDS
-            if self.session.is_visible(n)  # Get-Command lists only the public commands of a restricted session
-            and any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)
-            and (not namespaces or any(fnmatch.fnmatchcase("activedirectory", ns.lower()) for ns in namespaces))
-        ]
+        command_types = int(request.command_type) if request.command_type is not None else 383
+        # Get-Command lists only the public commands of a restricted session
+        names = metadata_names(patterns, namespaces, command_types, self.session.is_visible)
         self.output(metadata_count(len(names)))
         for n in names:
             self.output(command_metadata(n))
@@ -1077,6 +1336,10 @@ class Run:
                 last = index == len(statement) - 1
                 func, spec = COMMANDS[name.lower()]
                 bound = spec.bind(entry_name(name), as_typed(entry_name(name), args, spec.switches))
+                allowed = RESTRICTED_PARAMETERS.get(name.lower()) if no_language else None
+                extra = [k for k in bound if allowed is not None and k not in allowed and k not in COMMON_NAMES]
+                if extra:
+                    raise CommandError(restricted_parameter_error(entry_name(name), extra[0], line))
                 if upstream is not None:
                     source: typing.Iterator[typing.Any] = iter(upstream)
                 elif first and not ps.no_input:
@@ -1856,6 +2119,895 @@ _register("TabExpansion2", cmd_tab_expansion2, Spec(["inputScript", "cursorColum
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Modules for implicit remoting: ActiveDirectory (an in-memory directory), BenchModule, Import-Module, Get-Command
+# (-ShowCommandInfo), Get-Help, Get-FormatData, Select-Object and Measure-Object. The definitions are COMMAND_DEFS.
+
+
+def type_names_of(value: typing.Any) -> typing.List[str]:
+    """The type names of a value as the server sees it (our Obj, a deserialized psrpcore object, a primitive)."""
+    if isinstance(value, Obj):
+        return list(value.types)
+    names = list(getattr(getattr(value, "PSObject", None), "type_names", []) or [])
+    if names:
+        return names
+    primitive = {bool: "System.Boolean", int: "System.Int32", float: "System.Double", str: "System.String"}
+    for kind, name in primitive.items():
+        if isinstance(value, kind):
+            return [name, "System.ValueType", "System.Object"] if kind is not str else [name, "System.Object"]
+    return ["System.Object"]
+
+
+def property_names_of(value: typing.Any) -> typing.List[str]:
+    if isinstance(value, Obj):
+        return [k for k, _ in (value.props or []) + (value.ms or [])]
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    ps = getattr(value, "PSObject", None)
+    if ps is None:
+        return []
+    return [p.name for p in list(ps.adapted_properties) + list(ps.extended_properties)]
+
+
+def property_of(value: typing.Any, name: str) -> typing.Tuple[bool, typing.Any]:
+    """(found, value) of a property read as PowerShell reads it: case-insensitively, adapted or extended."""
+    if isinstance(value, Obj):
+        for k, v in (value.props or []) + (value.ms or []):
+            if k.lower() == name.lower():
+                return True, v
+        return False, None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if str(k).lower() == name.lower():
+                return True, plain(v)
+        return False, None
+    ps = getattr(value, "PSObject", None)
+    if ps is not None:
+        for p in list(ps.adapted_properties) + list(ps.extended_properties):
+            if p.name.lower() == name.lower():
+                return True, plain(p.get_value(value))
+    return False, None
+
+
+def missing_mandatory(command: CommandDef, names: typing.Sequence[str], line: str) -> Obj:
+    """ParameterBindingException for missing mandatory parameters (a remote runspace cannot prompt for them)."""
+    return error_record(
+        f"Cannot process command because of one or more missing mandatory parameters: {' '.join(names)}.",
+        ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
+        f"MissingMandatoryParameter,{command.implementing_type or command.name}",
+        "InvalidArgument",
+        activity=command.name,
+        command=command.name,
+        line=line,
+        exception_extra=[("ParameterName", names[0]), ("CommandInvocation", None)],
+    )
+
+
+def as_list(value: typing.Any) -> typing.List[typing.Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def as_bool(command: str, parameter: str, value: typing.Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return bool(value)
+    text = str(value).strip().lower().lstrip("$")
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise CommandError(parameter_error(command, parameter, f"Cannot process argument transformation on parameter "
+                                       f"'{parameter}'. Cannot convert value \"{value}\" to type \"System.Boolean\". "
+                                       "Boolean parameters accept only Boolean values and numbers, such as $True, "
+                                       "$False, 1 or 0."))
+
+
+# -- the directory ----------------------------------------------------------------------------------------------------
+
+AD_DOMAIN_DN = "DC=psgate,DC=test"
+AD_DOMAIN_SID = "S-1-5-21-3623811015-3361044348-30300820"
+AD_USERS_DN = "CN=Users," + AD_DOMAIN_DN
+AD_EXTRA_PROPERTIES = ["Department", "Description", "DisplayName"]  # shown when set or asked for with -Properties
+
+
+class Directory:
+    """The in-memory Active Directory of one peer process (shared by its sessions): users as dicts."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users: typing.List[typing.Dict[str, typing.Any]] = []
+        self.next_rid = 1104
+        self.add("Administrator", rid=500, enabled=True, Description="Built-in account for administering the computer/domain")
+        self.add("Guest", rid=501, enabled=False, Description="Built-in account for guest access to the computer/domain")
+        self.add("krbtgt", rid=502, enabled=False, Description="Key Distribution Center Service Account")
+
+    def add(self, name: str, *, rid: typing.Optional[int] = None, enabled: bool = False, path: str = AD_USERS_DN,
+            sam: typing.Optional[str] = None, **extra: typing.Any) -> typing.Dict[str, typing.Any]:
+        if rid is None:
+            rid, self.next_rid = self.next_rid, self.next_rid + 1
+        user: typing.Dict[str, typing.Any] = {
+            "Name": name, "SamAccountName": sam or name, "DistinguishedName": f"CN={name},{path}", "Enabled": enabled,
+            "GivenName": None, "Surname": None, "UserPrincipalName": None, "ObjectClass": "user",
+            "ObjectGUID": uuid.uuid5(uuid.NAMESPACE_URL, f"ad://psgate.test/{name}"), "SID": f"{AD_DOMAIN_SID}-{rid}",
+            "Department": None, "Description": None, "DisplayName": None,
+        }
+        user.update({k: v for k, v in extra.items() if k in user})
+        self.users.append(user)
+        return user
+
+    def find(self, identity: typing.Any) -> typing.Optional[typing.Dict[str, typing.Any]]:
+        """Identity as the AD cmdlets resolve it: DN, GUID, SID, SAM account name (and, leniently, Name); an ADUser
+        object (deserialized, as implicit remoting sends it back) by its DistinguishedName, ObjectGUID, SID or
+        SamAccountName property."""
+        keys: typing.List[str] = []
+        if isinstance(identity, (str, int, uuid.UUID)):
+            keys = [str(identity)]
+        else:
+            for prop in ("DistinguishedName", "ObjectGUID", "SID", "SamAccountName", "Name"):
+                found, value = property_of(identity, prop)
+                if found and value is not None:
+                    sid_found, sid_value = property_of(value, "Value") if prop == "SID" and not isinstance(value, str) else (False, None)
+                    keys.append(str(sid_value if sid_found else value))
+            if not keys:
+                keys = [str(identity)]
+        for key in keys:
+            for field in ("DistinguishedName", "ObjectGUID", "SID", "SamAccountName", "Name"):
+                for user in self.users:
+                    if str(user[field]).lower() == key.lower():
+                        return user
+        return None
+
+
+DIRECTORY = Directory()
+
+
+def identity_text(identity: typing.Any) -> str:
+    if isinstance(identity, (str, int, uuid.UUID)):
+        return str(identity)
+    for prop in ("DistinguishedName", "SamAccountName", "Name"):
+        found, value = property_of(identity, prop)
+        if found and value is not None:
+            return str(value)
+    return str(identity)
+
+
+def sid_object(sid: str) -> Obj:
+    return Obj(
+        type_list("System.Security.Principal.SecurityIdentifier", "System.Security.Principal.IdentityReference", "System.Object"),
+        sid,
+        props=[("BinaryLength", 28), ("AccountDomainSid", sid.rsplit("-", 1)[0]), ("Value", sid)],
+    )
+
+
+def aduser_object(user: typing.Dict[str, typing.Any], requested: typing.Sequence[str] = ()) -> Obj:
+    """An ADUser as the AD module writes it: the default properties (and the extra ones set or asked for) as adapted
+    properties, sorted by name as ADEntityAdapter lists them; ToString is the distinguished name."""
+    wanted = {r.lower() for r in requested}
+    names = ["DistinguishedName", "Enabled", "GivenName", "Name", "ObjectClass", "ObjectGUID", "SamAccountName", "SID",
+             "Surname", "UserPrincipalName"]
+    names += [n for n in AD_EXTRA_PROPERTIES if user.get(n) is not None or n.lower() in wanted or "*" in wanted]
+    props = [(n, sid_object(user[n]) if n == "SID" else user[n]) for n in sorted(names, key=str.lower)]
+    return Obj(
+        type_list(AD_USER, "Microsoft.ActiveDirectory.Management.ADAccount", "Microsoft.ActiveDirectory.Management.ADPrincipal",
+                  "Microsoft.ActiveDirectory.Management.ADObject", "Microsoft.ActiveDirectory.Management.ADEntity", "System.Object"),
+        user["DistinguishedName"],
+        props=props,
+    )
+
+
+def ad_error(command: str, exception: str, message: str, category: str, target: typing.Any, line: str) -> Obj:
+    """An AD cmdlet's error: FullyQualifiedErrorId `ActiveDirectoryCmdlet:<exception>,<cmdlet class>`."""
+    bases = {
+        "ADIdentityNotFoundException": ["ADIdentityResolutionException", "ADException"],
+        "ADIdentityAlreadyExistsException": ["ADException"],
+        "ADFilterParsingException": ["ADException"],
+    }[exception]
+    ns = "Microsoft.ActiveDirectory.Management."
+    return error_record(
+        message,
+        [ns + exception] + [ns + b for b in bases],
+        f"ActiveDirectoryCmdlet:{ns}{exception},{_AD_NS}{command.replace('-', '')}",
+        category,
+        activity=command,
+        target=target,
+        command=command,
+        line=line,
+    )
+
+
+def ad_not_found(command: str, identity: typing.Any, line: str) -> Obj:
+    text = identity_text(identity)
+    return ad_error(command, "ADIdentityNotFoundException",
+                    f"Cannot find an object with identity: '{text}' under: '{AD_DOMAIN_DN}'.", "ObjectNotFound", text, line)
+
+
+_AD_CLAUSE = re.compile(
+    r"""^\(?\s*(?P<attr>[A-Za-z][\w-]*)\s+-(?P<op>eq|ne|like|notlike)\s+(?P<value>'(?:[^']|'')*'|"[^"]*"|\S+?)\s*\)?$""",
+    re.I,
+)
+_LDAP_NAMES = {"samaccountname": "SamAccountName", "name": "Name", "cn": "Name", "givenname": "GivenName",
+               "sn": "Surname", "department": "Department", "displayname": "DisplayName", "description": "Description",
+               "userprincipalname": "UserPrincipalName", "distinguishedname": "DistinguishedName"}
+
+
+def _user_field(user: typing.Dict[str, typing.Any], attr: str) -> typing.Any:
+    for key, value in user.items():
+        if key.lower() == attr.lower():
+            return value
+    return _LDAP_NAMES.get(attr.lower()) and user.get(_LDAP_NAMES[attr.lower()])
+
+
+def _matches(actual: typing.Any, op: str, expected: typing.Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        same = bool(actual) == bool(expected) if actual is not None else False
+    elif op in ("like", "notlike"):
+        same = actual is not None and fnmatch.fnmatchcase(str(actual).lower(), str(expected).lower())
+    else:
+        same = actual is not None and str(actual).lower() == str(expected).lower()
+    return same if op in ("eq", "like") else not same
+
+
+def ad_filter(text: str, command: str, line: str) -> typing.Callable[[typing.Dict[str, typing.Any]], bool]:
+    """The AD module's -Filter, in the part the peer understands: `*`, and `Attr -eq|-ne|-like|-notlike value`
+    clauses joined by -and/-or (left to right); anything else is ADFilterParsingException."""
+    source = text.strip()
+    if source.startswith("{") and source.endswith("}"):
+        source = source[1:-1].strip()
+    if source == "*":
+        return lambda user: True
+    parts = re.split(r"\s+-(and|or)\s+", source, flags=re.I)
+    clauses: typing.List[typing.Tuple[str, str, typing.Any]] = []
+    for part in parts[::2]:
+        m = _AD_CLAUSE.match(part.strip())
+        if not m:
+            raise CommandError(ad_error(command, "ADFilterParsingException",
+                                        f"Error parsing query: '{text}' Error Message: 'syntax error' at position: '1'.",
+                                        "ParserError", text, line))
+        raw = m.group("value")
+        value: typing.Any = raw[1:-1].replace("''", "'") if raw[:1] in "'\"" else raw
+        if raw.lower() in ("$true", "$false"):
+            value = raw.lower() == "$true"
+        clauses.append((m.group("attr"), m.group("op").lower(), value))
+    joins = [j.lower() for j in parts[1::2]]
+
+    def test(user: typing.Dict[str, typing.Any]) -> bool:
+        result = _matches(_user_field(user, clauses[0][0]), clauses[0][1], clauses[0][2])
+        for join, (attr, op, value) in zip(joins, clauses[1:]):
+            this = _matches(_user_field(user, attr), op, value)
+            result = (result and this) if join == "and" else (result or this)
+        return result
+
+    return test
+
+
+def ldap_filter(text: str) -> typing.Callable[[typing.Dict[str, typing.Any]], bool]:
+    """-LDAPFilter: every `(attribute=value)` term must match (wildcards allowed); objectClass/objectCategory terms
+    match every user."""
+    terms = [(a, v) for a, v in re.findall(r"\(\s*([A-Za-z][\w-]*)\s*=\s*([^()]*)\)", text)
+             if a.lower() not in ("objectclass", "objectcategory")]
+    return lambda user: all(_matches(_user_field(user, a), "like", v) for a, v in terms)
+
+
+def cmd_get_aduser(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    command = COMMAND_DEFS["get-aduser"]
+    requested = [str(r) for r in as_list(p.get("Properties"))]
+    with DIRECTORY.lock:
+        if "Identity" in p:
+            identities: typing.List[typing.Any] = [p["Identity"]]
+        elif "Filter" in p or "LDAPFilter" in p:
+            test = ad_filter(str(p["Filter"]), command.name, ctx.line) if "Filter" in p else ldap_filter(str(p["LDAPFilter"]))
+            base = str(p.get("SearchBase") or AD_DOMAIN_DN).lower()
+            found = [u for u in DIRECTORY.users if u["DistinguishedName"].lower().endswith(base) and test(u)]
+            limit = p.get("ResultSetSize")
+            for user in found[: int(limit) if limit is not None else None]:
+                ctx.output(aduser_object(user, requested))
+            return
+        else:
+            identities = list(source)
+            if not identities:
+                raise CommandError(missing_mandatory(command, ["Filter"], ctx.line))
+        for identity in identities:
+            user = DIRECTORY.find(identity)
+            if user is None:  # the AD cmdlets throw this one (-ErrorAction cannot silence it)
+                raise CommandError(ad_not_found(command.name, identity, ctx.line))
+            ctx.output(aduser_object(user, requested))
+
+
+def cmd_new_aduser(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    command = COMMAND_DEFS["new-aduser"]
+    if p.get("Name") in (None, ""):
+        raise CommandError(missing_mandatory(command, ["Name"], ctx.line))
+    name = str(p["Name"])
+    path = str(p.get("Path") or AD_USERS_DN)
+    with DIRECTORY.lock:
+        sam = str(p.get("SamAccountName") or name)
+        if DIRECTORY.find(f"CN={name},{path}") is not None or DIRECTORY.find(sam) is not None:
+            raise CommandError(ad_error(command.name, "ADIdentityAlreadyExistsException", "The specified account already exists",
+                                        "ResourceExists", f"CN={name},{path}", ctx.line))
+        fields = {k: str(p[k]) for k in ("GivenName", "Surname", "DisplayName", "Department", "Description", "UserPrincipalName") if p.get(k) is not None}
+        enabled = as_bool(command.name, "Enabled", p["Enabled"]) if p.get("Enabled") is not None else False
+        if p.get("WhatIf"):
+            ctx.information(f'What if: Performing the operation "New" on target "CN={name},{path}".', "", ["PSHOST"])
+            return
+        user = DIRECTORY.add(name, enabled=enabled, path=path, sam=sam, **fields)
+        if p.get("PassThru"):
+            ctx.output(aduser_object(user))
+
+
+def cmd_set_aduser(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    command = COMMAND_DEFS["set-aduser"]
+    identities = [p["Identity"]] if "Identity" in p else [p["Instance"]] if "Instance" in p else list(source)
+    if not identities:
+        raise CommandError(missing_mandatory(command, ["Identity"], ctx.line))
+    changes = {k: (None if p[k] is None else str(p[k])) for k in ("Department", "Description", "DisplayName", "SamAccountName") if k in p}
+    if p.get("Enabled") is not None:
+        changes["Enabled"] = as_bool(command.name, "Enabled", p["Enabled"])
+    for prop in as_list(p.get("Clear")):
+        changes[str(prop)] = None
+    for table in ("Replace", "Add"):
+        for k, v in (p.get(table) or {}).items():
+            changes[str(k)] = plain(v)
+    with DIRECTORY.lock:
+        for identity in identities:
+            user = DIRECTORY.find(identity)
+            if user is None:
+                raise CommandError(ad_not_found(command.name, identity, ctx.line))
+            if not p.get("WhatIf"):
+                for k, v in changes.items():
+                    key = next((f for f in user if f.lower() == k.lower()), None)
+                    if key is not None and key not in ("ObjectGUID", "SID", "DistinguishedName", "ObjectClass", "Name"):
+                        user[key] = v
+            if p.get("PassThru"):
+                ctx.output(aduser_object(user))
+
+
+def module_info(name: str) -> Obj:
+    kind = ("Binary", 1) if name == "ActiveDirectory" else ("Manifest", 1) if name.startswith("Microsoft.") else ("Script", 0)
+    return Obj(
+        type_list("System.Management.Automation.PSModuleInfo", "System.Object"),
+        name,
+        props=[("Name", name), ("Path", f"C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules\\{name}\\{name}.psd1"),
+               ("Description", ""), ("ModuleType", Enum("System.Management.Automation.ModuleType", kind[0], kind[1])),
+               ("Version", Ver(MODULE_VERSIONS.get(name, "1.0.0"))), ("ExportedCommands", "System.Collections.Generic.Dictionary`2[System.String,System.Management.Automation.CommandInfo]")],
+    )
+
+
+def cmd_import_module(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    """Import-Module: a module the peer emulates imports (its commands are always there); another one is
+    PowerShell's Modules_ModuleNotFound error (non-terminating)."""
+    if p.get("Name") is None:
+        raise CommandError(missing_mandatory(COMMAND_DEFS["import-module"], ["Name"], ctx.line))
+    for name in as_list(p.get("Name")):
+        module = next((m for m in MODULES if m.lower() == str(name).lower()), None)
+        if module is None:
+            ctx.error(error_record(
+                f"The specified module '{name}' was not loaded because no valid module file was found in any module directory.",
+                ["System.IO.FileNotFoundException", "System.IO.IOException"],
+                "Modules_ModuleNotFound,Microsoft.PowerShell.Commands.ImportModuleCommand",
+                "ResourceUnavailable",
+                activity="Import-Module",
+                target=str(name),
+                command="Import-Module",
+                line=ctx.line,
+                write_error_stream=True,
+                exception_extra=[("FileName", None), ("FusionLog", None)],
+            ))
+        elif p.get("PassThru"):
+            ctx.output(module_info(module))
+
+
+def cmd_bench(name: str) -> typing.Callable[[Context, dict, typing.Iterator], None]:
+    """A BenchModule command: one object per call (or per pipeline input, which binds to Name) with its bound
+    parameters as properties."""
+    def run(ctx: Context, p: dict, source: typing.Iterator) -> None:
+        command = COMMAND_DEFS[name.lower()]
+        calls = [p] if "Name" in p else [dict(p, Name=item) for item in source] or [p]
+        for bound in calls:
+            if "Name" not in bound and command.params[0].sets[ALL_SETS][1]:
+                raise CommandError(missing_mandatory(command, ["Name"], ctx.line))
+            ctx.output(Obj(
+                type_list("BenchModule.Result", "System.Management.Automation.PSCustomObject", "System.Object"),
+                ms=[("Command", name), ("ParameterCount", len(bound))] + [(k, echo_value(plain(v))) for k, v in bound.items()],
+            ))
+    return run
+
+
+# -- Get-Command --------------------------------------------------------------------------------------------------------
+
+_TYPE_ALIASES = {"System.String": "string", "System.Int32": "int", "System.Int64": "long", "System.Boolean": "bool",
+                 "System.Object": "Object", "System.DateTime": "datetime", "System.Collections.Hashtable": "hashtable",
+                 "System.Management.Automation.PSCredential": "pscredential", "System.Security.SecureString": "securestring",
+                 "System.Version": "version", "System.Management.Automation.PSObject": "psobject", SWITCH: "switch"}
+
+
+def syntax_type(type_name: str) -> str:
+    """A parameter type as PowerShell's syntax text names it (`string[]`, `ADUser`, `System.Nullable[bool]`)."""
+    if type_name.endswith("[]"):
+        return syntax_type(type_name[:-2]) + "[]"
+    m = re.fullmatch(r"System\.Nullable`1\[(.+)\]", type_name)
+    if m:
+        return f"System.Nullable[{syntax_type(m.group(1))}]"
+    return _TYPE_ALIASES.get(type_name, type_name.rsplit(".", 1)[-1])
+
+
+def syntax_line(command: CommandDef, set_name: str) -> str:
+    """CommandParameterSetInfo.ToString(): positional parameters by position, then mandatory named ones, then the
+    rest; `[<CommonParameters>]` last."""
+    entries = [(p, e) for p, e in command.set_params(set_name) if p not in COMMON_PARAMETER_DEFS]
+    ordered = sorted([x for x in entries if x[1][0] is not None], key=lambda x: x[1][0] or 0)
+    ordered += [x for x in entries if x[1][0] is None and x[1][1]] + [x for x in entries if x[1][0] is None and not x[1][1]]
+    parts = []
+    for p, (position, mandatory, _pipe, _by) in ordered:
+        if p.switch:
+            parts.append(f"-{p.name}" if mandatory else f"[-{p.name}]")
+            continue
+        name = f"[-{p.name}]" if position is not None else f"-{p.name}"
+        text = f"{name} <{syntax_type(p.type_name)}>"
+        parts.append(text if mandatory else f"[{text}]")
+    return " ".join([command.resolved().name] + parts + ["[<CommonParameters>]"])
+
+
+def definition(command: CommandDef) -> str:
+    if command.kind == "Alias":
+        return command.resolved().name
+    if command.kind == "Function":
+        params = ", ".join(f"[{syntax_type(p.type_name)}]${p.name}" for p in command.params)
+        return f"\n    [CmdletBinding()]\n    param({params})\n    $PSBoundParameters\n"
+    return "\r\n" + "\r\n\r\n".join(syntax_line(command, s) for s in command.set_names()) + "\r\n"
+
+
+def command_info(command: CommandDef) -> Obj:
+    """Get-Command's CmdletInfo / FunctionInfo / AliasInfo at remoting's depth: collections and other objects under
+    the top level are their ToString() text, enums stay enums."""
+    resolved = command.resolved()
+    info = {"Cmdlet": "CmdletInfo", "Function": "FunctionInfo", "Alias": "AliasInfo"}[command.kind]
+    verb, _, noun = command.name.partition("-")
+    sets = command.set_names()
+    common = [
+        ("Name", command.name),
+        ("CommandType", command_type_enum(command.kind)),
+        ("Source", command.module),
+        ("Version", Ver(MODULE_VERSIONS.get(command.module, command.version))),
+        ("Visibility", Enum("System.Management.Automation.SessionStateEntryVisibility", "Public", 0)),
+        ("ModuleName", command.module),
+        ("Module", command.module),
+        ("RemotingCapability", Enum("System.Management.Automation.RemotingCapability", "PowerShell", 1)),
+        ("Parameters", "System.Collections.Generic.Dictionary`2[System.String,System.Management.Automation.ParameterMetadata]"),
+        ("ParameterSets", "System.Collections.ObjectModel.ReadOnlyCollection`1[System.Management.Automation.CommandParameterSetInfo]"),
+    ]
+    output_type = "System.Collections.ObjectModel.ReadOnlyCollection`1[System.Management.Automation.PSTypeName]"
+    if command.kind == "Cmdlet":
+        props = [("Verb", verb), ("Noun", noun), ("HelpFile", f"{command.module}.dll-Help.xml"), ("PSSnapIn", None),
+                 ("ImplementingType", command.implementing_type), ("Definition", definition(command)),
+                 ("DefaultParameterSet", command.default_set), ("OutputType", output_type),
+                 ("Options", Enum("System.Management.Automation.ScopedItemOptions", "ReadOnly", 1))]
+    elif command.kind == "Function":
+        props = [("Verb", verb), ("Noun", noun), ("HelpFile", ""), ("ScriptBlock", definition(command)),
+                 ("CmdletBinding", True), ("DefaultParameterSet", command.default_set), ("Definition", definition(command)),
+                 ("Options", Enum("System.Management.Automation.ScopedItemOptions", "None", 0)), ("Description", ""),
+                 ("OutputType", output_type)]
+    else:
+        props = [("ResolvedCommand", resolved.name), ("ReferencedCommand", resolved.name),
+                 ("ResolvedCommandName", resolved.name), ("Definition", resolved.name),
+                 ("Options", Enum("System.Management.Automation.ScopedItemOptions", "None", 0)), ("Description", ""),
+                 ("OutputType", output_type)]
+    return Obj(
+        type_list(f"System.Management.Automation.{info}", "System.Management.Automation.CommandInfo", "System.Object"),
+        command.name,
+        props=props + common,
+        ms=[("HelpUri", resolved.help_uri)] + ([("DLL", f"C:\\Windows\\Microsoft.Net\\assembly\\GAC_64\\{command.module}.dll")] if command.kind == "Cmdlet" else []),
+    )
+
+
+PSOBJECT_ARRAY = type_list("System.Management.Automation.PSObject[]", "System.Array", "System.Object")
+CUSTOM = type_list("System.Management.Automation.PSCustomObject", "System.Object")
+
+
+def show_parameter_type(type_name: str) -> Obj:
+    """GetCommandCommand.GetParameterType: FullName, IsEnum, IsArray, EnumValues (an ArrayList of the enum's values),
+    HasFlagAttribute, ElementType (for arrays), ImplementsDictionary (always false: it tests the Type object)."""
+    is_array = type_name.endswith("[]")
+    m = re.fullmatch(r"System\.Nullable`1\[(.+)\]", type_name)
+    full_name = f"System.Nullable`1[[{m.group(1)}, {CORELIB}]]" if m else type_name
+    values = ENUMS.get(type_name)
+    return Obj(CUSTOM, ms=[
+        ("FullName", full_name),
+        ("IsEnum", values is not None),
+        ("IsArray", is_array),
+        ("EnumValues", Obj(type_list("System.Collections.ArrayList", "System.Object"),
+                           value=("LST", [Enum(type_name, n, v) for n, v in values or []]))),
+        ("HasFlagAttribute", False),
+        ("ElementType", show_parameter_type(type_name[:-2]) if is_array else None),
+        ("ImplementsDictionary", False),
+    ])
+
+
+def show_command_info(command: CommandDef) -> Obj:
+    """Get-Command -ShowCommandInfo (GetCommandCommand.ConvertToShowCommandInfo): PSCustomObjects of note properties —
+    Name, ModuleName, Module{Name}, CommandType, Definition, ParameterSets[{Name, IsDefault, Parameters[{Name,
+    IsMandatory, ValueFromPipeline, Position, ParameterType, HasParameterSet, ValidParamSetValues}]}]."""
+    resolved = command.resolved()
+    sets = command.set_names()
+    set_objects = []
+    for set_name in sets:
+        params = []
+        for p, (position, mandatory, pipeline, _by) in command.set_params(set_name):
+            valid = (Obj(type_list("System.String[]", "System.Array", "System.Object"), value=("LST", p.validate_set))
+                     if p.validate_set else
+                     Obj(type_list(f"System.Collections.Generic.List`1[[System.String, {CORELIB}]]", "System.Object"), value=("LST", [])))
+            params.append(Obj(CUSTOM, ms=[
+                ("Name", p.name), ("IsMandatory", mandatory), ("ValueFromPipeline", pipeline),
+                ("Position", INT_MIN if position is None else position), ("ParameterType", show_parameter_type(p.type_name)),
+                ("HasParameterSet", bool(p.validate_set)), ("ValidParamSetValues", valid),
+            ]))
+        set_objects.append(Obj(CUSTOM, ms=[
+            ("Name", set_name), ("IsDefault", set_name == resolved.default_set or len(sets) == 1),
+            ("Parameters", Obj(PSOBJECT_ARRAY, value=("LST", params))),
+        ]))
+    return Obj(CUSTOM, ms=[
+        ("Name", command.name),
+        ("ModuleName", command.module),
+        ("Module", Obj(CUSTOM, ms=[("Name", command.module)])),
+        ("CommandType", command_type_enum(command.kind)),
+        ("Definition", definition(command)),
+        ("ParameterSets", Obj(PSOBJECT_ARRAY, value=("LST", set_objects))),
+    ])
+
+
+def command_types_of(value: typing.Any) -> int:
+    if value is None:
+        return 383
+    total = 0
+    for item in as_list(value):
+        if isinstance(item, int):
+            total |= int(item)
+            continue
+        for part in str(item).split(","):
+            names = {n.lower(): v for n, v in ENUMS["System.Management.Automation.CommandTypes"]}
+            if part.strip().lower() not in names:
+                raise CommandError(parameter_error("Get-Command", "CommandType", f"Cannot bind parameter 'CommandType'. Cannot convert value \"{part.strip()}\" to type \"System.Management.Automation.CommandTypes\"."))
+            total |= names[part.strip().lower()]
+    return total
+
+
+def cmd_get_command(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    """Get-Command [[-Name] <string[]>] [-Module <string[]>] [-CommandType <CommandTypes>] [-ShowCommandInfo]: the
+    commands of the emulated modules and the console's built-ins, the public ones only, sorted by name. A name
+    without wildcards that matches nothing is CommandNotFoundException (non-terminating)."""
+    names = [str(n) for n in as_list(p.get("Name"))] or ["*"]
+    modules = [str(m) for m in as_list(p.get("Module"))]
+    types = command_types_of(p.get("CommandType"))
+    session = ctx.run.session
+    found = [
+        c for c in COMMAND_DEFS.values()
+        if session.is_visible(c.name) and COMMAND_TYPES[c.kind] & types
+        and any(fnmatch.fnmatchcase(c.name.lower(), n.lower()) for n in names)
+        and (not modules or any(fnmatch.fnmatchcase(c.module.lower(), m.lower()) for m in modules))
+    ]
+    for n in names:
+        if not _wildcard(n) and not any(c.name.lower() == n.lower() for c in found):
+            ctx.error(error_record(
+                str(not_recognized(n, ctx.line).to_string), [
+                    "System.Management.Automation.CommandNotFoundException", "System.Management.Automation.RuntimeException"],
+                "CommandNotFoundException,Microsoft.PowerShell.Commands.GetCommandCommand", "ObjectNotFound",
+                activity="Get-Command", target=n, command="Get-Command", line=ctx.line, write_error_stream=True,
+                exception_extra=[("CommandName", n)],
+            ))
+    for c in sorted(found, key=lambda c: c.name.lower()):
+        ctx.output(show_command_info(c) if p.get("ShowCommandInfo") else command_info(c))
+
+
+# -- Get-Help -----------------------------------------------------------------------------------------------------------
+
+HELP_CATEGORIES = ["Alias", "Cmdlet", "Provider", "General", "FAQ", "Glossary", "HelpFile", "ScriptCommand", "Function",
+                   "Filter", "ExternalScript", "All", "DefaultHelp", "DscResource", "Class", "Configuration"]
+
+
+def maml(kind: str, ms: typing.List[typing.Tuple[str, typing.Any]]) -> Obj:
+    """A MAML element as MamlNode makes it: note properties, one type name `MamlCommandHelpInfo#<element>`."""
+    return Obj(type_list(f"MamlCommandHelpInfo#{kind}"), ms=ms)
+
+
+def paras(*texts: str) -> Obj:
+    """A MAML text block: a PSObject[] of MamlParaTextItem (Text)."""
+    items = [Obj(type_list("MamlParaTextItem", "MamlTextItem"), ms=[("Text", t)]) for t in texts]
+    return Obj(PSOBJECT_ARRAY, value=("LST", items))
+
+
+def one_or_many(items: typing.List[Obj]) -> typing.Any:
+    """MamlNode: one child element is the object itself, several of the same name a PSObject[]."""
+    return items[0] if len(items) == 1 else Obj(PSOBJECT_ARRAY, value=("LST", items))
+
+
+def _help_type(type_name: str) -> str:
+    m = re.fullmatch(r"System\.Nullable`1\[(.+)\]", type_name)
+    return (m.group(1) if m else type_name).rsplit(".", 1)[-1]
+
+
+def help_parameter(p: ParamDef, entry: typing.Tuple[typing.Optional[int], bool, bool, bool], full: bool) -> Obj:
+    position, mandatory, pipeline, by_property = entry
+    ms: typing.List[typing.Tuple[str, typing.Any]] = [("name", p.name)]
+    if full:
+        ms.append(("description", paras(p.help)))
+    if not p.switch:
+        ms.append(("parameterValue", Obj(value=_help_type(p.type_name), ms=[("required", "true"), ("variableLength", "false")])))
+    if full:
+        ms.append(("type", maml("type", [("name", _help_type(p.type_name))])))
+        ms.append(("defaultValue", "False" if p.switch else "None"))
+    pipe = "True (ByPropertyName, ByValue)" if pipeline and by_property else "True (ByValue)" if pipeline else "True (ByPropertyName)" if by_property else "False"
+    ms += [("required", "true" if mandatory else "false"), ("variableLength", "true" if p.type_name.endswith("[]") else "false"),
+           ("globbing", "false"), ("pipelineInput", pipe), ("position", "named" if position is None else str(position)),
+           ("aliases", ", ".join(p.aliases) or "none")]
+    return maml("parameter", ms)
+
+
+def help_object(command: CommandDef) -> Obj:
+    """The full help of a command: MamlCommandHelpInfo as MamlNode builds it from the module's MAML (details,
+    description, syntax, parameters, inputTypes, returnValues, examples, relatedLinks, the MAML namespaces), then
+    HelpInfo's Name, Category, Synopsis, Component, Role, Functionality and the command's PSSnapIn and ModuleName.
+    Type names: MamlCommandHelpInfo#<module>#<command>, MamlCommandHelpInfo#<module>, MamlCommandHelpInfo, HelpInfo."""
+    verb, _, noun = command.name.partition("-")
+    syntax_items = [maml("syntaxItem", [("name", command.name), ("parameter", one_or_many(
+        [help_parameter(p, e, False) for p, e in command.set_params(s) if p not in COMMON_PARAMETER_DEFS]) if command.params else None)])
+        for s in command.set_names()]
+    params = [help_parameter(p, next(iter(p.sets.values())), True) for p in command.params]
+    pipeline_types = sorted({p.type_name for p in command.params if any(e[2] for e in p.sets.values())})
+    examples = [maml("example", [("title", f"-------------------------- {title} --------------------------"),
+                                 ("introduction", paras("PS C:\\>")), ("code", code), ("remarks", paras(remarks, ""))])
+                for title, code, remarks in command.examples]
+    links = [maml("navigationLink", [("linkText", "Online Version:"), ("uri", command.help_uri)])]
+    links += [maml("navigationLink", [("linkText", other), ("uri", "")])
+              for other in MODULES.get(command.module, []) if other != command.name and COMMAND_DEFS[other.lower()].kind != "Alias"][:3]
+    ms: typing.List[typing.Tuple[str, typing.Any]] = [
+        ("details", maml("details", [("name", command.name), ("description", paras(command.synopsis)), ("verb", verb), ("noun", noun)])),
+        ("description", paras(command.description)),
+        ("syntax", maml("syntax", [("syntaxItem", one_or_many(syntax_items))])),
+        ("parameters", maml("parameters", [("parameter", one_or_many(params))]) if params else ""),
+        ("inputTypes", maml("inputTypes", [("inputType", maml("inputType", [("type", maml("type", [("name", "None or " + " or ".join(pipeline_types) if pipeline_types else "None")])), ("description", paras(""))]))])),
+        ("returnValues", maml("returnValues", [("returnValue", maml("returnValue", [("type", maml("type", [("name", " or ".join(command.outputs) or "None")])), ("description", paras(""))]))])),
+    ]
+    if examples:
+        ms.append(("examples", maml("examples", [("example", one_or_many(examples))])))
+    ms += [
+        ("relatedLinks", maml("relatedLinks", [("navigationLink", one_or_many(links))])),
+        ("xmlns:maml", "http://schemas.microsoft.com/maml/2004/10"),
+        ("xmlns:command", "http://schemas.microsoft.com/maml/dev/command/2004/10"),
+        ("xmlns:dev", "http://schemas.microsoft.com/maml/dev/2004/10"),
+        ("xmlns:MSHelp", "http://msdn.microsoft.com/mshelp"),
+        ("Name", command.name),
+        ("Category", "Function" if command.kind == "Function" else "Cmdlet"),
+        ("Synopsis", command.synopsis),
+        ("Component", None),
+        ("Role", None),
+        ("Functionality", None),
+        ("PSSnapIn", None),
+        ("ModuleName", command.module),
+    ]
+    return Obj(type_list(f"MamlCommandHelpInfo#{command.module}#{command.name}", f"MamlCommandHelpInfo#{command.module}",
+                         "MamlCommandHelpInfo", "HelpInfo"), ms=ms)
+
+
+def help_view(obj: Obj, view: str) -> Obj:
+    """GetHelpCommand.TransformView: `<type>#<view>` for each type name on top of the original ones."""
+    return Obj([f"{t}#{view}" for t in obj.types if t.lower() not in ("system.string", "system.object")] + obj.types,
+               obj.to_string, obj.value, obj.props, obj.ms)
+
+
+def help_not_found(name: str, line: str) -> Obj:
+    return error_record(
+        f'Get-Help could not find {name} in a help file in this session. To download updated help topics type: "Update-Help". '
+        "To get help online, search for the help topic in the TechNet library at https://go.microsoft.com/fwlink/?LinkID=107116.",
+        ["Microsoft.PowerShell.Commands.HelpNotFoundException"],
+        "HelpNotFound,Microsoft.PowerShell.Commands.GetHelpCommand",
+        "ResourceUnavailable",
+        activity="Get-Help",
+        command="Get-Help",
+        line=line,
+        write_error_stream=True,
+    )
+
+
+def cmd_get_help(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    """Get-Help [[-Name] <string>] [-Category <string[]>] [-Full | -Detailed | -Examples | -Parameter <string[]>]:
+    the help of an emulated command (an alias gives its command's help), the visible ones only."""
+    name = str(p.get("Name") or "Get-Help")
+    categories = [str(c) for c in as_list(p.get("Category"))]
+    for category in categories:
+        if category.lower() not in {c.lower() for c in HELP_CATEGORIES}:
+            ctx.error(error_record(
+                f"The help category {category} is not valid.", ["Microsoft.PowerShell.Commands.HelpCategoryInvalidException"],
+                "InvalidHelpCategory,Microsoft.PowerShell.Commands.GetHelpCommand", "InvalidArgument",
+                activity="Get-Help", command="Get-Help", line=ctx.line, write_error_stream=True))
+            return
+    session = ctx.run.session
+    matches = [c for c in COMMAND_DEFS.values() if fnmatch.fnmatchcase(c.name.lower(), name.lower()) and session.is_visible(c.name)]
+    helps = []
+    for c in matches:
+        target = c.resolved()
+        category = "Function" if target.kind == "Function" else "Cmdlet"
+        wanted = {x.lower() for x in categories}
+        if wanted and not wanted & {category.lower(), "all", "alias" if c.kind == "Alias" else category.lower()}:
+            continue
+        if target not in helps:
+            helps.append(target)
+    if not helps:
+        if not _wildcard(name):
+            ctx.error(help_not_found(name, ctx.line))
+        return
+    if len(helps) > 1:  # several topics: their short help (HelpInfoShort)
+        for c in sorted(helps, key=lambda c: c.name.lower()):
+            ctx.output(Obj(type_list("HelpInfoShort"), ms=[("Name", c.name), ("Category", "Cmdlet" if c.kind == "Cmdlet" else "Function"),
+                                                           ("Component", None), ("Role", None), ("Functionality", None),
+                                                           ("Synopsis", c.synopsis)]))
+        return
+    full = help_object(helps[0])
+    if p.get("Parameter") is not None:
+        patterns = [str(x) for x in as_list(p["Parameter"])]
+        found = [help_parameter(q, next(iter(q.sets.values())), True) for q in helps[0].params
+                 if any(fnmatch.fnmatchcase(q.name.lower(), x.lower()) for x in patterns)]
+        if not found:
+            shown = patterns[0] if not isinstance(p["Parameter"], list) else "System.String[]"
+            ctx.error(error_record(
+                f"No parameter matches criteria {shown}.", ["System.ArgumentException"],
+                "NoParmsFound,Microsoft.PowerShell.Commands.GetHelpCommand", "InvalidArgument",
+                activity="Get-Help", command="Get-Help", line=ctx.line, write_error_stream=True))
+        for item in found:
+            ctx.output(item)
+        return
+    view = "FullView" if p.get("Full") else "DetailedView" if p.get("Detailed") else "ExamplesView" if p.get("Examples") else None
+    ctx.output(help_view(full, view) if view else full)
+
+
+# -- Get-FormatData -----------------------------------------------------------------------------------------------------
+
+
+def _list_of(type_name: str, items: typing.List[typing.Any], assembly: str = SMA) -> Obj:
+    return Obj(type_list(f"System.Collections.Generic.List`1[[{type_name}, {assembly}]]", "System.Object"), value=("LST", items))
+
+
+def table_view(view_name: str, columns: typing.Sequence[typing.Tuple[str, str, int]]) -> Obj:
+    """A FormatViewDefinition holding a TableControl: one header (Label, Alignment, Width) and one row column
+    (Alignment, DisplayEntry{ValueType, Value}, FormatString) per property."""
+    sma = "System.Management.Automation."
+    alignment = lambda name, value: Enum(sma + "Alignment", name, value)  # noqa: E731
+    headers = [Obj(type_list(sma + "TableControlColumnHeader", "System.Object"), sma + "TableControlColumnHeader",
+                   props=[("Label", label), ("Alignment", alignment("Undefined", 0)), ("Width", width)])
+               for _prop, label, width in columns]
+    cells = [Obj(type_list(sma + "TableControlColumn", "System.Object"), prop,
+                 props=[("Alignment", alignment("Undefined", 0)),
+                        ("DisplayEntry", Obj(type_list(sma + "DisplayEntry", "System.Object"), f"property: {prop}",
+                                             props=[("ValueType", Enum(sma + "DisplayEntryValueType", "Property", 0)), ("Value", prop)])),
+                        ("FormatString", None)])
+             for prop, _label, _width in columns]
+    row = Obj(type_list(sma + "TableControlRow", "System.Object"), sma + "TableControlRow",
+              props=[("Columns", _list_of(sma + "TableControlColumn", cells)), ("SelectedBy", None), ("Wrap", False)])
+    control = Obj(type_list(sma + "TableControl", sma + "PSControl", "System.Object"), sma + "TableControl",
+                  props=[("Headers", _list_of(sma + "TableControlColumnHeader", headers)), ("Rows", _list_of(sma + "TableControlRow", [row])),
+                         ("AutoSize", False), ("HideTableHeaders", False), ("GroupBy", None), ("OutOfBand", False)])
+    return Obj(type_list(sma + "FormatViewDefinition", "System.Object"), sma + "FormatViewDefinition",
+               props=[("Name", view_name), ("Control", control)],
+               ms=[("InstanceId", uuid.uuid5(uuid.NAMESPACE_URL, f"format://psgate.test/{view_name}"))])
+
+
+# The ActiveDirectory module's format data as the peer has it: one table view (the real module's views differ).
+FORMAT_DATA: typing.Dict[str, typing.List[Obj]] = {
+    AD_USER: [table_view("ADUser", [("Name", "Name", 20), ("SamAccountName", "SamAccountName", 16), ("Enabled", "Enabled", 7),
+                                    ("DistinguishedName", "DistinguishedName", 0)])],
+}
+
+
+def extended_type_definition(type_name: str) -> Obj:
+    """ExtendedTypeDefinition, serialized with its PropertySerializationSet: TypeName, TypeNames, FormatViewDefinition."""
+    sma = "System.Management.Automation."
+    return Obj(type_list(sma + "ExtendedTypeDefinition", "System.Object"), type_name, props=[
+        ("TypeName", type_name),
+        ("TypeNames", _list_of("System.String", [type_name], CORELIB)),
+        ("FormatViewDefinition", _list_of(sma + "FormatViewDefinition", FORMAT_DATA[type_name])),
+    ])
+
+
+def cmd_get_format_data(ctx: Context, p: dict, _input: typing.Iterator) -> None:
+    patterns = [str(t) for t in as_list(p.get("TypeName"))] or ["*"]
+    for type_name in FORMAT_DATA:
+        if any(fnmatch.fnmatchcase(type_name.lower(), t.lower()) for t in patterns):
+            ctx.output(extended_type_definition(type_name))
+
+
+# -- Select-Object, Measure-Object ------------------------------------------------------------------------------------
+
+
+def cmd_select_object(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    """Select-Object [-Property <names>] [-ExpandProperty <name>] [-First n] [-Last n]: the selected properties as a
+    `Selected.<type>` PSCustomObject (wildcards allowed)."""
+    items = list(source) + ([p["InputObject"]] if "InputObject" in p else [])
+    if p.get("First") is not None:
+        items = items[: int(p["First"])]
+    if p.get("Last") is not None:
+        items = items[-int(p["Last"]):] if int(p["Last"]) else []
+    wanted = [str(x) for x in as_list(p.get("Property"))]
+    for item in items:
+        if p.get("ExpandProperty") is not None:
+            found, value = property_of(item, str(p["ExpandProperty"]))
+            for v in (as_list(value) if found else []):
+                ctx.output(v if isinstance(v, Obj) else echo_value(v))
+            continue
+        if not wanted:
+            ctx.output(item if isinstance(item, Obj) else echo_value(plain(item)))
+            continue
+        names: typing.List[str] = []
+        available = property_names_of(item)
+        for w in wanted:
+            hits = [n for n in available if fnmatch.fnmatchcase(n.lower(), w.lower())] if _wildcard(w) else [w]
+            names += [n for n in hits if n.lower() not in {x.lower() for x in names}]
+        ms = []
+        for n in names:
+            _found, value = property_of(item, n)
+            real = next((a for a in available if a.lower() == n.lower()), n)
+            ms.append((real, value if isinstance(value, Obj) else echo_value(value)))
+        first = type_names_of(item)[0].removeprefix("Deserialized.")
+        ctx.output(Obj(type_list(f"Selected.{first}", "System.Management.Automation.PSCustomObject", "System.Object"), ms=ms))
+
+
+def cmd_measure_object(ctx: Context, p: dict, source: typing.Iterator) -> None:
+    """Measure-Object: GenericMeasureInfo with the Count of its input (the statistics are not computed)."""
+    count = sum(1 for _ in source) + (1 if p.get("InputObject") is not None else 0)
+    ctx.output(Obj(
+        type_list("Microsoft.PowerShell.Commands.GenericMeasureInfo", "Microsoft.PowerShell.Commands.MeasureInfo", "System.Object"),
+        "Microsoft.PowerShell.Commands.GenericMeasureInfo",
+        props=[("Count", count), ("Average", None), ("Sum", None), ("Maximum", None), ("Minimum", None),
+               ("StandardDeviation", None), ("Property", None)],
+    ))
+
+
+def _register_defined(name: str, func: typing.Callable) -> None:
+    command = COMMAND_DEFS[name.lower()]
+    _register(command.name, func, command.spec())
+
+
+for _name, _func in (("Get-ADUser", cmd_get_aduser), ("New-ADUser", cmd_new_aduser), ("Set-ADUser", cmd_set_aduser),
+                     ("Import-Module", cmd_import_module), ("Get-Command", cmd_get_command), ("Get-Help", cmd_get_help),
+                     ("Get-FormatData", cmd_get_format_data), ("Select-Object", cmd_select_object),
+                     ("Measure-Object", cmd_measure_object)):
+    _register_defined(_name, _func)
+for _i in range(1, BENCH_COUNT + 1):
+    _register_defined(bench_name(_i), cmd_bench(bench_name(_i)))
+for _command in list(COMMAND_DEFS.values()):
+    if _command.kind == "Alias":
+        _register(_command.name, COMMANDS[_command.target.lower()][0], _command.spec())
+COMMANDS["select"] = COMMANDS["select-object"]
+COMMANDS["measure"] = COMMANDS["measure-object"]
+COMMANDS["gcm"] = COMMANDS["get-command"]
+COMMANDS["ipmo"] = COMMANDS["import-module"]
+COMMANDS["help"] = COMMANDS["get-help"]
+
+# The parameters of RestrictedRemoteServer's proxies (CommandMetadata.GetRestrictedCommands): in a NoLanguage session
+# these commands take only these parameters (Get-Help: -Name and -Category, as implicit remoting calls it).
+RESTRICTED_PARAMETERS = {
+    "get-command": ["Name", "Module", "ArgumentList", "CommandType", "ListImported", "ShowCommandInfo"],
+    "get-formatdata": ["TypeName", "PowerShellVersion"],
+    "get-help": ["Name", "Category"],
+    "select-object": ["Property", "InputObject"],
+    "measure-object": ["InputObject"],
+}
+
+
+def restricted_parameter_error(command: str, parameter: str, line: str) -> Obj:
+    """A parameter the RestrictedRemoteServer proxy function does not have (FullyQualifiedErrorId names the proxy)."""
+    return error_record(
+        f"A parameter cannot be found that matches parameter name '{parameter}'.",
+        ["System.Management.Automation.ParameterBindingException", "System.Management.Automation.RuntimeException"],
+        f"NamedParameterNotFound,{command}",
+        "InvalidArgument",
+        activity=command,
+        command=command,
+        line=line,
+        exception_extra=[("ParameterName", parameter), ("CommandInvocation", None)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The session: one runspace pool, its pipelines and what pwsh does with the client's messages
 
 
@@ -1870,6 +3022,24 @@ RESTRICTED_REMOTE_SERVER_COMMANDS = [
 ]
 # Our NoLanguage default: that list plus what the tests call (JEA's VisibleCmdlets would add them the same way).
 DEFAULT_VISIBLE_COMMANDS = RESTRICTED_REMOTE_SERVER_COMMANDS + ["Get-Service", "Get-Process"]
+
+
+def expand_visible(names: typing.Sequence[str]) -> typing.List[str]:
+    """A visible-command list as configured: command names; a module name (ActiveDirectory, BenchModule,
+    PSGate.Aliases), like a JEA role capability that imports the module, stands for all its commands;
+    `RestrictedRemoteServer` stands for that session's list. An entry written `+Name` adds to
+    DEFAULT_VISIBLE_COMMANDS instead of replacing it (`+ActiveDirectory`: the default JEA set and the AD cmdlets)."""
+    out: typing.List[str] = list(DEFAULT_VISIBLE_COMMANDS) if any(n.strip().startswith("+") for n in names) else []
+    for entry in names:
+        name = entry.strip().lstrip("+").strip()
+        module = next((m for m in MODULES if m.lower() == name.lower()), None)
+        if module is not None:
+            out.extend(MODULES[module])
+        elif name.lower() == "restrictedremoteserver":
+            out.extend(RESTRICTED_REMOTE_SERVER_COMMANDS)
+        elif name:
+            out.append(name)
+    return out
 
 
 def parse_language(language: typing.Optional[str], visible: typing.Optional[str]) -> typing.Tuple[str, typing.Optional[typing.List[str]]]:
@@ -1910,7 +3080,7 @@ class PsrpSession:
         self.language_mode = language_mode
         if visible_commands is None and language_mode == NO_LANGUAGE:
             visible_commands = DEFAULT_VISIBLE_COMMANDS
-        self.visible_commands = None if visible_commands is None else {c.lower() for c in visible_commands}
+        self.visible_commands = None if visible_commands is None else {c.lower() for c in expand_visible(visible_commands)}
 
     def is_visible(self, name: str) -> bool:
         """Whether the client may call the command (its visibility is Public); aliases count by their own name."""

@@ -31,7 +31,10 @@ Environment:
                            `TabExpansion2` included); Command objects with parameters work as in FullLanguage
   PSRP_HOST_VISIBLE_COMMANDS  comma-separated visible commands (NoLanguage default: Get-Command, Get-FormatData,
                            Clear-Host, Select-Object, Get-Help, Measure-Object, Out-Default, Exit-PSSession — the
-                           RestrictedRemoteServer list — plus Get-Service, Get-Process); also restricts FullLanguage
+                           RestrictedRemoteServer list — plus Get-Service, Get-Process); also restricts FullLanguage.
+                           A module name (ActiveDirectory, BenchModule, PSGate.Aliases) stands for its commands,
+                           RestrictedRemoteServer for that list; `+NAME` adds to the default list instead of
+                           replacing it (`+ActiveDirectory`: a JEA role exposing the AD module)
 sshd.py can serve this NoLanguage host as a second subsystem, `powershell-jea` (Sshd(jea_subsystem=True)).
 """
 

@@ -10,7 +10,8 @@ user `psgate-test` (password PASSWORD, authorized ed25519 and RSA client keys) a
 
 `Sshd(jea_subsystem=True)` adds a second subsystem, `powershell-jea`: the same host in NoLanguage mode
 (PSRP_HOST_LANGUAGE=NoLanguage, a JEA-like RestrictedRemoteServer session; `jea_visible_commands` sets
-PSRP_HOST_VISIBLE_COMMANDS, else the host's default list). Its wrapper sets both variables itself, so a client's
+PSRP_HOST_VISIBLE_COMMANDS, else the host's default list; `["+ActiveDirectory"]` adds the AD module's commands to
+it, as a JEA role for implicit remoting). Its wrapper sets both variables itself, so a client's
 SetEnv cannot lift the restriction. The default server has only `powershell`.
 
 From a shell: `python3 tests/peers/sshd.py [--no-subsystem] [--jea-subsystem] [--port N]` starts one, prints its

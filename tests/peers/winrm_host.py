@@ -17,8 +17,13 @@ FullLanguage; `--restricted-configuration NAME` (repeatable) adds a NoLanguage o
 PowerShell's ScriptsNotAllowed ParseException, and only the visible commands run — `--visible-commands A,B,…`, by
 default RestrictedRemoteServer's (Get-Command, Get-FormatData, Clear-Host, Select-Object, Get-Help, Measure-Object,
 Out-Default, Exit-PSSession) plus Get-Service and Get-Process; any other command, `prompt` and `TabExpansion2`
-included, is not recognized (CommandNotFoundException). Command objects with parameters run as in FullLanguage. A
-client picks it by its resource URI, http://schemas.microsoft.com/powershell/NAME (pypsrp: configuration_name=NAME).
+included, is not recognized (CommandNotFoundException). In the list a module name (ActiveDirectory, BenchModule,
+PSGate.Aliases) stands for its commands, as a JEA role that imports the module, `RestrictedRemoteServer` for that
+list, and a `+` entry adds to the default instead of replacing it (`--visible-commands +ActiveDirectory`: the JEA
+endpoint for implicit remoting of the AD module). Get-Command, Get-Help, Get-FormatData, Select-Object and
+Measure-Object take only the parameters of RestrictedRemoteServer's proxies there (Get-Help: -Name, -Category).
+Command objects with parameters run as in FullLanguage. A client picks it by its resource URI,
+http://schemas.microsoft.com/powershell/NAME (pypsrp: configuration_name=NAME).
 
 Authentication: NTLM through pyspnego 0.12.4's acceptor (offered as `WWW-Authenticate: Negotiate`; the users are an
 NTLM_USER_FILE; raw NTLM tokens, or NTLM inside SPNEGO, whose final token comes back in the 200's WWW-Authenticate as
@@ -81,8 +86,9 @@ Where this peer differs from Windows (each a deliberate simplification or a gues
   test_psrp_disconnect_runspaces.yml shows there (that response repeats an earlier response's MessageID and object id:
   it looks edited). Object ids continue across a Connect, as in that recording's connectResponseXml.
 - A shell of another user is answered as not found; Windows may answer access denied.
-- A --restricted-configuration emulates only the language mode and the command visibility of RestrictedRemoteServer:
-  its visible commands that the peer does not emulate (Get-Command, Select-Object, Out-Default, …) are not recognized.
+- A --restricted-configuration emulates only the language mode, the command visibility and the proxies' parameters
+  of RestrictedRemoteServer: its visible commands that the peer does not emulate (Clear-Host, Out-Default,
+  Exit-PSSession) are not recognized.
 - A request larger than MaxEnvelopeSizekb is refused with DSP0226's wsman:EncodingLimit fault (MaxEnvelopeSize
   detail); its WS-Management code and text are ours. wsman:Locale, DataLocale and OptionSets other than
   WINRS_NOPROFILE are accepted and ignored; protocolversion is not negotiated at the WS-Management layer.
@@ -1531,7 +1537,8 @@ def parse_args(argv: typing.Optional[typing.Sequence[str]] = None) -> argparse.N
     p.add_argument("--visible-commands", metavar="A,B,…",
                    help="the commands a --restricted-configuration exposes (default: Get-Command, Get-FormatData, "
                         "Clear-Host, Select-Object, Get-Help, Measure-Object, Out-Default, Exit-PSSession, Get-Service, "
-                        "Get-Process)")
+                        "Get-Process); a module name (ActiveDirectory, BenchModule) stands for its commands, "
+                        "RestrictedRemoteServer for that list; +NAME adds to the default list")
     p.add_argument("--idle-timeout", type=float, default=7200.0, help="default shell IdleTimeout in seconds (7200)")
     p.add_argument("--max-envelope-kb", type=int, default=500, help="MaxEnvelopeSizekb (500)")
     p.add_argument("--max-timeout-ms", type=int, default=60000, help="MaxTimeoutms (60000)")
