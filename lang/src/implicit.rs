@@ -374,6 +374,9 @@ pub(crate) fn prune(cx: &mut Ctx<'_>) {
     }
 }
 
+/// A Command object's parameters: `(Some(name), value)`, or `(None, value)` by position.
+type Parameters = Vec<(Option<String>, Value)>;
+
 /// A proxy call: the real command runs in the module's session as a Command object with the arguments as typed
 /// (names completed from the command's metadata), the pipeline's objects as its input.
 pub(crate) fn call(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, args: Vec<Arg>, input: Option<Vec<Value>>, line: &str, sink: &mut Sink<'_>) -> R<()> {
@@ -391,7 +394,7 @@ pub(crate) fn call(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, args: Vec<Arg
 /// The Command object's parameters from the arguments as typed: `-Sam` completed to `-SamAccountName` (or an
 /// alias to its parameter) where the metadata says so, a non-switch name paired with the value after it, values
 /// by position as positional arguments. `-AsJob`, which PowerShell's proxies add, says to run it as a job.
-fn parameters(proxy: &Proxy, args: Vec<Arg>) -> R<(Vec<(Option<String>, Value)>, bool)> {
+fn parameters(proxy: &Proxy, args: Vec<Arg>) -> R<(Parameters, bool)> {
     let mut out = Vec::new();
     let mut as_job = false;
     let mut args = args.into_iter().peekable();
