@@ -3,6 +3,8 @@
     python bench/pypsrp_client.py open PORT K         → one JSON line: {"open_seconds": [K times]}
     python bench/pypsrp_client.py receive PORT COUNT  → one JSON line: {"objects", "seconds", "cpu_seconds",
                                                         "open_seconds", "checked"}
+    python bench/pypsrp_client.py metadata PORT K MODULE → one JSON line: {"commands": [per run], "seconds": [K times],
+                                                        "cpu_seconds": [K], "parameters": [per run]}
 
 The user and password come from PSGATE_BENCH_USER and PSGATE_BENCH_PASSWORD. The connection is the one
 tests/peers/test_winrm_peer.py proves: HTTP on 127.0.0.1, NTLM, MS-WSMV message encryption always.
@@ -57,6 +59,21 @@ def main() -> None:
         return
     pool, open_seconds = open_pool(port)
     result = {"open_seconds": open_seconds}
+    if mode == "metadata":
+        # Implicit remoting's discovery: GET_COMMAND_METADATA for every command of MODULE, timed around
+        # RunspacePool.get_command_metadata(), which returns the deserialized CommandMetadata objects. One run first,
+        # not counted (it pulls in code and caches).
+        runs, module = int(sys.argv[3]), sys.argv[4]
+        result.update({"commands": [], "seconds": [], "cpu_seconds": [], "parameters": []})
+        for i in range(runs + 1):
+            start, cpu = time.perf_counter(), time.process_time()
+            found = pool.get_command_metadata("*", namespace=[module])
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+            if i > 0:
+                result["commands"].append(len(found))
+                result["seconds"].append(elapsed)
+                result["cpu_seconds"].append(cpu)
+                result["parameters"].append(sum(len(c.parameters or {}) for c in found))
     if mode == "receive":
         count = int(sys.argv[3])
         ps = PowerShell(pool)

@@ -3,6 +3,11 @@
 //! `cargo run --release -p psgate-bench -- relay [--quick] [--runs N] [--sessions N] [--objects N]`
 //! `cargo run --release -p psgate-bench -- winrm [--quick] [--objects N] [--runs N] [--open-rounds N]`
 //! `cargo run --release -p psgate-bench -- prompt [--quick]`
+//! `cargo run --release -p psgate-bench -- implicit [--quick]`
+//!
+//! implicit: Import-PSSession's discovery of a 150-command module over WinRM, psgate's engine beside pypsrp 0.9.1's
+//! get_command_metadata in the same run (time, CPU, the peer's bytes), and a proxy call's overhead over the same
+//! command run by Invoke-Command (bench/src/implicit.rs).
 //!
 //! prompt: a line at psgate's prompt excluding the target: the language core on 200 sessions in memory, the
 //! relay's path for a line on session 0, and parsing beside the poshtree crate in the same run (bench/src/prompt.rs).
@@ -44,8 +49,9 @@ fn main() -> anyhow::Result<()> {
         Some("relay") => relay::run(&args[1..]),
         Some("winrm") => winrm::run(&args[1..]),
         Some("prompt") => prompt::run(args.iter().any(|a| a == "--quick")),
+        Some("implicit") => implicit::run(args.iter().any(|a| a == "--quick")),
         _ => bail!(
-            "usage: psgate-bench clixml|psrp|relay|winrm|prompt [--quick]  (relay also: --runs N --sessions N --objects N; \
+            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit [--quick]  (relay also: --runs N --sessions N --objects N; \
              winrm also: --objects N --runs N --open-rounds N)"
         ),
     }
@@ -58,6 +64,7 @@ struct Dataset {
     bytes: usize,
 }
 
+mod implicit;
 mod measure;
 mod prompt;
 mod psrp;

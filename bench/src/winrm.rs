@@ -37,10 +37,10 @@ const PASSWORD: &str = "Bench-Secret-1";
 const EVENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The peer as a child process, killed on drop.
-struct Peer {
+pub(crate) struct Peer {
     child: Child,
     url: String,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Peer {
@@ -51,7 +51,7 @@ impl Drop for Peer {
 }
 
 impl Peer {
-    fn start() -> anyhow::Result<Peer> {
+    pub(crate) fn start() -> anyhow::Result<Peer> {
         let mut child = Command::new(python())
             .arg(repo().join("tests/peers/winrm_host.py"))
             .args(["--port", "0", "--auth", "ntlm", "--fast", "--user"])
@@ -72,7 +72,7 @@ impl Peer {
         Ok(Peer { child, url, port })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -82,7 +82,7 @@ fn target(peer: &Peer) -> anyhow::Result<WinrmTarget> {
     Ok(WinrmTarget::new(options))
 }
 
-async fn next(s: &mut Session) -> anyhow::Result<ClientEvent> {
+pub(crate) async fn next(s: &mut Session) -> anyhow::Result<ClientEvent> {
     tokio::time::timeout(EVENT_TIMEOUT, s.events.recv()).await.context("no event in time")?.context("the session ended")
 }
 
@@ -106,11 +106,11 @@ async fn psgate_open_timed(peer: &Peer) -> anyhow::Result<(Session, f64, f64)> {
     Ok((s, start.elapsed().as_secs_f64(), connected))
 }
 
-async fn psgate_open(peer: &Peer) -> anyhow::Result<(Session, f64)> {
+pub(crate) async fn psgate_open(peer: &Peer) -> anyhow::Result<(Session, f64)> {
     psgate_open_timed(peer).await.map(|(s, secs, _)| (s, secs))
 }
 
-async fn psgate_close(mut s: Session) -> anyhow::Result<()> {
+pub(crate) async fn psgate_close(mut s: Session) -> anyhow::Result<()> {
     s.with(|c| c.close()).await?;
     while !matches!(next(&mut s).await?, ClientEvent::SessionClosed) {}
     Ok(())
@@ -168,7 +168,7 @@ async fn psgate_receive(peer: &Peer, n: usize) -> anyhow::Result<Measured> {
     Ok(m)
 }
 
-fn pypsrp(peer: &Peer, args: &[String]) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn pypsrp(peer: &Peer, args: &[String]) -> anyhow::Result<serde_json::Value> {
     let out = Command::new(python())
         .arg(repo().join("bench/pypsrp_client.py"))
         .args(args)
@@ -302,7 +302,7 @@ async fn raw_receive(peer: &Peer, n: usize) -> anyhow::Result<Measured> {
     Ok(m)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,

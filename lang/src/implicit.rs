@@ -13,7 +13,7 @@ use crate::bind::{Arg, Bound, Kind, Pipe, Signature, p};
 use crate::cmdlets::Cmdlet;
 use crate::error::{Category, ErrorSpec, Failure};
 use crate::eval::{Ctx, Flow, R, Sink};
-use crate::remote::{Invocation, Remoting as _};
+use crate::remote::{Invocation, Remoting as _, SaveError};
 use crate::values::{self, text};
 
 /// A module Import-PSSession made.
@@ -77,6 +77,28 @@ pub(crate) static CMDLETS: &[Cmdlet] = &[
         aliases: &["ipsn"],
         synopsis: "Imports commands from another session into psgate's prompt.",
         run: import_pssession,
+    },
+    Cmdlet {
+        sig: Signature {
+            name: "Export-PSSession",
+            class: "Microsoft.PowerShell.Commands.ExportPSSessionCommand",
+            params: &[
+                p("Session", Kind::Session, "The session whose commands are exported.").at(0).mandatory(&["*"]),
+                p("OutputModule", Kind::String, "The module's folder (psgate shell: a path on this machine).").alias(&["PSPath", "ModuleName"]).at(1).mandatory(&["*"]),
+                p("CommandName", Kind::Strings, "Only the commands with these names (wildcards allowed).").alias(&["Name"]).at(2),
+                p("FormatTypeName", Kind::Strings, "The types whose formatting is exported (accepted).").at(3),
+                p("Force", Kind::Switch, "Overwrite the module's files."),
+                p("Encoding", Kind::String, "Accepted: the files are UTF-8."),
+                p("AllowClobber", Kind::Switch, "Export commands that would hide psgate's own."),
+                p("ArgumentList", Kind::Objects, "Arguments for the exported aliases' commands (accepted).").alias(&["Args"]),
+                p("CommandType", COMMAND_TYPES, "Only commands of these types (Alias, Function, Filter, Cmdlet).").alias(&["Type"]),
+                p("Module", Kind::Strings, "Only the commands of these modules (snap-ins) in the session.").alias(&["PSSnapin"]),
+            ],
+            sets: &[],
+        },
+        aliases: &["epsn"],
+        synopsis: "Saves commands from another session as a PowerShell module for ordinary remoting.",
+        run: export_pssession,
     },
     Cmdlet {
         sig: Signature {
@@ -169,17 +191,42 @@ fn shadowed(cx: &Ctx<'_>, name: &str) -> bool {
 }
 
 fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
-    let Some(given) = b.items("Session").into_iter().next() else { return Ok(()) };
+    let Some((info, proxies)) = proxies_of(cx, b, "Import-PSSession")? else { return Ok(()) };
+    let modules = b.strings("Module");
+    let prefix = b.string("Prefix").unwrap_or_default();
+    if !b.switch("DisableNameChecking") && proxies.iter().any(|p| p.meta.command_type != "Alias" && !approved(&p.meta.name)) {
+        let module = next_name(cx);
+        warn(
+            cx,
+            &format!(
+                "The names of some imported commands from the module '{module}' include unapproved verbs that might make them less discoverable. To find the commands with unapproved verbs, run the Import-Module command again with the Verbose parameter. For a list of approved verbs, type Get-Verb."
+            ),
+        );
+    }
+    let name = take_name(cx);
+    let module = Module { name, session: info.id, computer_name: info.computer_name.clone(), modules, prefix, proxies };
+    // The last import wins: a proxy of an earlier module with the same name is hidden by this one (AllowClobber).
+    let object = module_object(&module);
+    cx.rs.modules.push(module);
+    cx.emit(sink, object);
+    Ok(())
+}
+
+/// Import-PSSession's and Export-PSSession's discovery: the session, and the proxies its commands make after
+/// PowerShell's filters (`None`: no session given).
+fn proxies_of(cx: &mut Ctx<'_>, b: &Bound, activity: &str) -> R<Option<(SessionInfo, Vec<Proxy>)>> {
+    let Some(given) = b.items("Session").into_iter().next() else { return Ok(None) };
     let Some(info) = session_info(cx, &given).filter(|s| s.state == SessionState::Opened) else {
         let name = values::property(&given, "Name").map(|n| text(&n)).unwrap_or_default();
         return Err(Flow::Error(module_error(
             "ImplicitRemotingSessionNotOpen",
-            format!("The session {name} is not open: Import-PSSession needs an open session. Connect it (Connect-PSSession) or open a new one (New-PSSession)."),
+            format!("The session {name} is not open: {activity} needs an open session. Connect it (Connect-PSSession) or open a new one (New-PSSession)."),
             Category::InvalidOperation,
             Some(name),
-            "Import-PSSession",
+            activity,
         )));
     };
+    let class = format!("Microsoft.PowerShell.Commands.{}Command", activity.replace('-', ""));
     let names = match b.strings("CommandName") {
         n if n.is_empty() => vec!["*".to_owned()],
         n => n,
@@ -191,11 +238,11 @@ fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
     let found = discover(cx, info.id, &names, &modules)?;
     if found.is_empty() && asked {
         return Err(Flow::Error(module_error(
-            "ErrorNoResultsFromRemoteEnd,Microsoft.PowerShell.Commands.ImportPSSessionCommand",
+            &format!("ErrorNoResultsFromRemoteEnd,{class}"),
             "Running the Get-Command command in a remote session returned no results.".into(),
             Category::InvalidResult,
             None,
-            "Import-PSSession",
+            activity,
         )));
     }
     let mut chosen: Vec<(String, CommandMetadata)> = Vec::new();
@@ -210,11 +257,11 @@ fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
         }
         if !is_safe_name(&meta.name) {
             cx.write_error(module_error(
-                "ErrorSkippedUnsafeCommandName,Microsoft.PowerShell.Commands.ImportPSSessionCommand",
+                &format!("ErrorSkippedUnsafeCommandName,{class}"),
                 format!("Proxy creation has been skipped for the '{}' command, because PowerShell could not verify the safety of the command name.", meta.name),
                 Category::InvalidData,
                 Some(meta.name.clone()),
-                "Import-PSSession",
+                activity,
             ))?;
             continue;
         }
@@ -259,25 +306,80 @@ fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
                 "No command proxies have been created, because all of the requested remote commands would shadow existing local commands.  Use the AllowClobber parameter if you want to shadow existing local commands.".into(),
                 Category::InvalidResult,
                 None,
-                "Import-PSSession",
+                activity,
             )));
         }
     }
-    if !b.switch("DisableNameChecking") && proxies.iter().any(|p| p.meta.command_type != "Alias" && !approved(&p.meta.name)) {
-        let module = next_name(cx);
-        warn(
-            cx,
-            &format!(
-                "The names of some imported commands from the module '{module}' include unapproved verbs that might make them less discoverable. To find the commands with unapproved verbs, run the Import-Module command again with the Verbose parameter. For a list of approved verbs, type Get-Verb."
-            ),
-        );
+    Ok(Some((info, proxies)))
+}
+
+/// Export-PSSession: the session's commands as a PowerShell module (`.psm1`, `.psd1`, `.format.ps1xml`) that makes
+/// its own session with ordinary remoting (WinRM or SSH) on the user's machine. `psgate shell` writes the files;
+/// where the console cannot (the browser), each file is output with its text.
+fn export_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
+    let Some((info, proxies)) = proxies_of(cx, b, "Export-PSSession")? else { return Ok(()) };
+    let folder = b.string("OutputModule").unwrap_or_default();
+    let leaf = folder.trim_end_matches(['/', '\\']).rsplit(['/', '\\']).next().unwrap_or_default().to_owned();
+    if leaf.is_empty() || !is_safe_name(&leaf) {
+        return Err(Flow::Error(module_error(
+            "ExportProxyCommand_CannotCreateOutputDirectory,Microsoft.PowerShell.Commands.ExportPSSessionCommand",
+            format!("Cannot create the module {folder} due to the following: its name is not a module name. Use a different argument for the -OutputModule parameter and retry."),
+            Category::ResourceUnavailable,
+            Some(folder),
+            "Export-PSSession",
+        )));
     }
-    let name = take_name(cx);
-    let module = Module { name, session: info.id, computer_name: info.computer_name.clone(), modules, prefix, proxies };
-    // The last import wins: a proxy of an earlier module with the same name is hidden by this one (AllowClobber).
-    let object = module_object(&module);
-    cx.rs.modules.push(module);
-    cx.emit(sink, object);
+    let target = cx.remoting.target_of(info.id);
+    let target = match target {
+        Some(t) if t.transport == psgate_shared::api::Transport::Ssh => crate::export::ExportTarget::Ssh {
+            host_name: t.computer_name.clone(),
+            port: t.port.unwrap_or(22),
+            user_name: t.user.clone().unwrap_or_default(),
+            subsystem: t.subsystem.clone().filter(|s| s != "powershell"),
+        },
+        Some(t) => crate::export::ExportTarget::WinRm {
+            computer_name: t.computer_name.clone(),
+            port: t.port,
+            use_ssl: t.use_ssl,
+            configuration_name: t.configuration_name.clone(),
+            authentication: t.authentication.map(|a| format!("{a:?}")),
+            user: t.user.clone(),
+        },
+        None => crate::export::ExportTarget::WinRm { computer_name: info.computer_name.clone(), port: None, use_ssl: false, configuration_name: info.configuration_name.clone(), authentication: None, user: None },
+    };
+    let module = Module { name: leaf.clone(), session: info.id, computer_name: info.computer_name.clone(), modules: b.strings("Module"), prefix: String::new(), proxies };
+    let line = format!("Export-PSSession -Session <{}> -OutputModule {folder}", info.name);
+    let files = crate::export::module_files(&module, &leaf, &target, &line);
+    let mut unsaved = false;
+    for (name, content) in files {
+        let path = format!("{}/{name}", folder.trim_end_matches(['/', '\\']));
+        let saved = cx.host.save(&path, &content, b.switch("Force"));
+        let (path, why) = match saved {
+            Ok(p) => (p, None),
+            Err(SaveError::Unsupported) => {
+                unsaved = true;
+                (path, None)
+            }
+            Err(SaveError::Failed(why)) => (path, Some(why)),
+        };
+        if let Some(why) = why {
+            return Err(Flow::Error(module_error(
+                "ExportProxyCommand_CannotCreateOutputDirectory,Microsoft.PowerShell.Commands.ExportPSSessionCommand",
+                format!("Cannot create the module {folder} due to the following: {why}. Use a different argument for the -OutputModule parameter and retry."),
+                Category::ResourceUnavailable,
+                Some(folder.clone()),
+                "Export-PSSession",
+            )));
+        }
+        let mut props = vec![("Name", Value::string(name.as_str())), ("FullName", Value::string(path.as_str())), ("Length", values::int(content.len() as i64))];
+        if unsaved {
+            props.push(("Content", Value::string(content)));
+        }
+        cx.emit(sink, values::object(&["System.IO.FileInfo", "System.IO.FileSystemInfo"], Some(path), props));
+    }
+    if unsaved {
+        warn(cx, "This console cannot write files on your machine: each file's text is in its Content property. psgate shell writes them (Export-PSSession there).");
+    }
     Ok(())
 }
 

@@ -260,4 +260,19 @@ pub trait Host {
     fn stopping(&self) -> bool;
     /// Clear-Host.
     fn clear(&mut self);
+    /// Writes a file on the user's machine (Export-PSSession's module), replacing one only with `force`: the
+    /// path written. A console that is not on the user's machine cannot ([`SaveError::Unsupported`]).
+    fn save(&mut self, path: &str, content: &str, force: bool) -> Result<String, SaveError> {
+        let _ = (path, content, force);
+        Err(SaveError::Unsupported)
+    }
+}
+
+/// Why [`Host::save`] wrote nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SaveError {
+    /// This console has no files of the user's to write.
+    Unsupported,
+    /// It could not (the reason, for the user).
+    Failed(String),
 }

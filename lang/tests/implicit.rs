@@ -197,3 +197,18 @@ fn completion_offers_proxies_and_their_parameters() {
     let c = psgate_lang::complete(&w.rs, &w.fake.sessions, "New-remADUser -Sam", 18);
     assert_eq!(c.matches.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["-SamAccountName"]);
 }
+
+#[test]
+fn export_pssession_where_the_console_cannot_write_files() {
+    let mut w = ad_world();
+    let shown = w.run("Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote | % Name");
+    assert!(shown.contains("ADRemote.psm1\nADRemote.psd1\nADRemote.format.ps1xml"), "{shown}");
+    assert!(warnings(&w).iter().any(|m| m.contains("in its Content property")), "{:?}", warnings(&w));
+    let psd1 = w.run("(Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote)[1].Content");
+    assert!(psd1.contains("RootModule = 'ADRemote.psm1'") && psd1.contains("'Get-ADUser'"), "{psd1}");
+    // The module does not name psgate's session: it makes its own with the user's credential, asked for there.
+    let psm1 = w.run("(Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote)[0].Content");
+    assert!(psm1.contains("PromptForCredential") && !psm1.contains("Pa$$w0rd"), "{psm1}");
+    let shown = w.run("Export-PSSession -Session $session -OutputModule 'bad name;x'");
+    assert!(shown.contains("Cannot create the module"), "{shown}");
+}

@@ -397,7 +397,7 @@ fn help_commands_and_history() {
     assert!(params.starts_with("    -Session <PSSession>"), "{params}");
     assert!(w.run("Get-Help etsn").contains("Enter-PSSession"));
     assert!(w.run("Get-Help Nope-Nothing").contains("HelpNotFound"));
-    same(&w.run("gcm *-PSSession | % Name"), "Connect-PSSession\nDisconnect-PSSession\nEnter-PSSession\nExit-PSSession\nGet-PSSession\nImport-PSSession\nNew-PSSession\nReceive-PSSession\nRemove-PSSession");
+    same(&w.run("gcm *-PSSession | % Name"), "Connect-PSSession\nDisconnect-PSSession\nEnter-PSSession\nExit-PSSession\nExport-PSSession\nGet-PSSession\nImport-PSSession\nNew-PSSession\nReceive-PSSession\nRemove-PSSession");
     same(&w.run("Get-Command gsn | % Name"), "gsn -> Get-PSSession");
     same(&w.run("Get-Command -Verb Enter | ft CommandType, Name, Source"), "\nCommandType Name            Source\n----------- ----            ------\nCmdlet      Enter-PSSession psgate");
     let mut w = World::new();

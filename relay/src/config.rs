@@ -294,6 +294,10 @@ pub struct Config {
     pub known_hosts: Option<PathBuf>,
     /// Trust and record the key of an SSH host seen for the first time (a changed key is always refused).
     pub accept_new_host_keys: bool,
+    /// The prompt may write files on this machine (Export-PSSession's module): set by `psgate shell`, where the
+    /// machine is the user's own; never from a configuration file (a relay must not write where its users say).
+    #[serde(skip)]
+    pub prompt_writes_files: bool,
     /// The target allow-list; empty: no target is allowed.
     pub allow: Vec<AllowRule>,
     /// `[auth]`: browser logins.
@@ -318,6 +322,7 @@ impl Default for Config {
             local_command: None,
             known_hosts: None,
             accept_new_host_keys: false,
+            prompt_writes_files: false,
             allow: Vec::new(),
             auth: AuthConfig::default(),
             embed: EmbedConfig::default(),

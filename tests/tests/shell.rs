@@ -182,3 +182,36 @@ fn on_a_terminal_it_prompts_completes_and_recalls() {
     assert!(screen.contains("Get-PSSession | % Name"), "Tab completed the name: {screen}");
     assert!(screen.matches("typed").count() >= 3, "the session's name, printed twice (the line and its recall): {screen}");
 }
+
+#[test]
+fn implicit_remoting_in_the_shell_and_export_pssession_writes_the_module_here() {
+    let dir = std::env::temp_dir().join(format!("psgate-export-{}", uuid::Uuid::new_v4()));
+    let module = dir.join("ADRemote");
+    let out = shell(
+        &[],
+        &format!(
+            "$s = New-PSSession -Name ad
+Invoke-Command -Session $s -ScriptBlock {{ Import-Module ActiveDirectory }}
+Import-PSSession -Session $s -Module ActiveDirectory -Prefix rem | % ExportedCommands
+New-remADUser -Name ada -PassThru | % SamAccountName
+Export-PSSession -Session $s -Module ActiveDirectory -OutputModule {} | % Name
+",
+            module.display()
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(lines(&out.stdout), ["Get-remADUser", "New-remADUser", "Set-remADUser", "ada", "ADRemote.psm1", "ADRemote.psd1", "ADRemote.format.ps1xml"], "{}", text(&out.stderr));
+    // The module, for an ordinary pwsh with ordinary remoting: a manifest naming the script module, the proxies
+    // under the commands' own names, exported.
+    let psd1 = std::fs::read_to_string(module.join("ADRemote.psd1")).expect("the manifest");
+    assert!(psd1.contains("RootModule = 'ADRemote.psm1'") && psd1.contains("ImplicitRemoting = $true"), "{psd1}");
+    let psm1 = std::fs::read_to_string(module.join("ADRemote.psm1")).expect("the module");
+    for name in ["Get-ADUser", "New-ADUser", "Set-ADUser"] {
+        assert!(psm1.contains(&format!("'{name}'")), "{name} is not in the module");
+    }
+    assert!(psm1.contains("Export-ModuleMember"), "{psm1}");
+    // Again without -Force: the files are there, PowerShell's error.
+    let again = shell(&[], &format!("$s = New-PSSession\nExport-PSSession -Session $s -Module ActiveDirectory -OutputModule {}\n", module.display()));
+    assert!(!again.status.success() && text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

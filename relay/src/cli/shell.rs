@@ -62,6 +62,8 @@ fn config(args: &ShellArgs) -> anyhow::Result<Config> {
         config.known_hosts = Some(k.clone());
     }
     config.accept_new_host_keys |= args.accept_new_host_key;
+    // The shell runs on the user's machine: Export-PSSession writes its module here.
+    config.prompt_writes_files = true;
     if let Some(ca) = &args.ca_file {
         config.winrm.ca_file = Some(ca.clone());
     }

@@ -506,6 +506,11 @@ impl Manager {
         self.publish(owner, message);
     }
 
+    /// Whether the prompt may write files on this machine (`psgate shell`).
+    pub(super) fn prompt_writes_files(&self) -> bool {
+        self.config.prompt_writes_files
+    }
+
     /// The users' prompts.
     pub(super) fn prompts(&self) -> &Mutex<HashMap<String, Arc<super::prompt::UserPrompt>>> {
         &self.prompts

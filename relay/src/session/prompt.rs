@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use psgate_lang::{Host, Invocation, RemoteError, RemoteEvent, Remoting, RunId, Runspace};
+use psgate_lang::{Host, Invocation, RemoteError, RemoteEvent, Remoting, RunId, Runspace, SaveError};
 use psgate_shared::api::{
     Completion, ErrorCode, HostAnswer, LOCAL_SESSION, OutputBufferingMode, PipelineId, PipelineRecord, PipelineState, RecordKind, RemoteShell, ServerMessage, SessionId,
     SessionInfo, SessionState, Target,
@@ -96,7 +96,7 @@ pub fn run(manager: &Arc<Manager>, owner: &str, line: String) -> Result<(Pipelin
     let (manager, owner, out) = (manager.clone(), owner.to_owned(), buffer.clone());
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut host = RelayHost { buffer: out.clone(), pipeline, stop, calls, next_call: 0 };
+        let mut host = RelayHost { buffer: out.clone(), pipeline, stop, calls, next_call: 0, writes_files: manager.prompt_writes_files() };
         let (outcome, entered) = {
             let mut rs = lock(&prompt.runspace);
             let mut remoting = RelayRemoting { manager: manager.clone(), owner: owner.clone(), prompt: prompt.clone(), handle };
@@ -222,9 +222,35 @@ struct RelayHost {
     stop: Arc<AtomicBool>,
     calls: Arc<Mutex<HashMap<i64, mpsc::Sender<HostAnswer>>>>,
     next_call: i64,
+    /// Files may be written on this machine (`psgate shell`).
+    writes_files: bool,
 }
 
 impl Host for RelayHost {
+    fn save(&mut self, path: &str, content: &str, force: bool) -> Result<String, SaveError> {
+        if !self.writes_files {
+            return Err(SaveError::Unsupported);
+        }
+        let path = std::path::Path::new(path);
+        let fail = |e: std::io::Error| SaveError::Failed(e.to_string());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if force {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        let mut file = options.open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => SaveError::Failed(format!("the file '{}' already exists (use -Force to overwrite it)", path.display())),
+            _ => fail(e),
+        })?;
+        std::io::Write::write_all(&mut file, content.as_bytes()).map_err(fail)?;
+        Ok(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string())
+    }
+
     fn output(&mut self, value: Value) {
         match clixml::encode_message(&value) {
             Ok(text) => {

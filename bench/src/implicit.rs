@@ -1,0 +1,274 @@
+//! Implicit remoting (`psgate-bench implicit`): Import-PSSession's discovery of a 150-command module, psgate's
+//! engine beside pypsrp 0.9.1 in the same run, against the same WS-Management test peer (tests/peers/winrm_host.py,
+//! its BenchModule), HTTP with NTLM and message encryption; and a proxy call's overhead over the same command typed
+//! as Invoke-Command, in the language core.
+//!
+//! - Discovery: GET_COMMAND_METADATA for `*` in namespace `BenchModule`, from sending it until every answer is
+//!   received and read into command metadata (psgate: the session task's events, then `CommandMetadata::from_value`
+//!   as Import-PSSession reads them; pypsrp: `RunspacePool.get_command_metadata`, which returns its deserialized
+//!   `CommandMetadata` objects). Both must find 150 commands. Median of several runs on one open session each.
+//! - Bytes on the wire: what the peer process read and wrote during the discovery (/proc/PID/io `rchar`, `wchar`:
+//!   its socket traffic, the same measure for both clients, HTTP and encryption included).
+//! - Proxy overhead: `Get-remBench001 -Name x` against `Invoke-Command -Session $s { Get-Bench001 -Name x
+//!   -Count 3 }`, each through the language core on an in-memory remoting side that answers at once: what psgate adds
+//!   before the command leaves (resolving the proxy and its parameters from the metadata, building the Command
+//!   object), per call.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use psgate_lang::{Host, Invocation, RemoteError, RemoteEvent, Remoting, RunId, Runspace};
+use psgate_shared::api::{Availability, ErrorCode, HostAnswer, OutputBufferingMode, PipelineId, PipelineState, RecordKind, RemoteShell, SessionId, SessionInfo, SessionState, Target, Transport};
+use psgate_shared::clixml::Value;
+use psgate_shared::psrp::host::HostMethod;
+use psgate_shared::psrp::messages::{CommandMetadata, PoolState, metadata_count};
+use psgate_shared::psrp::outofproc::ClientEvent;
+use psgate_shared::psrp::pool::Event;
+use uuid::Uuid;
+
+use crate::measure::{cpu_seconds, thousands};
+use crate::winrm::{Peer, median, next, psgate_close, psgate_open, pypsrp};
+
+const MODULE: &str = "BenchModule";
+const COMMANDS: usize = 150;
+
+/// The peer's socket traffic so far: bytes read, bytes written.
+fn peer_io(peer: &Peer) -> (u64, u64) {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", peer.pid())).unwrap_or_default();
+    let field = |name: &str| io.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    (field("rchar:"), field("wchar:"))
+}
+
+/// One discovery by psgate on an open session: seconds, CPU seconds, commands, parameters, the peer's bytes.
+struct Discovery {
+    seconds: f64,
+    cpu: f64,
+    commands: usize,
+    parameters: usize,
+    bytes: (u64, u64),
+}
+
+async fn psgate_discover(peer: &Peer, s: &mut psgate_relay::session::outofproc::Session) -> anyhow::Result<Discovery> {
+    let me = std::process::id().to_string();
+    let id = Uuid::new_v4();
+    let io = peer_io(peer);
+    let (start, cpu) = (Instant::now(), cpu_seconds(&me, false));
+    s.with(move |c| c.command_metadata(id, &["*"], &[MODULE])).await??;
+    let mut found: Vec<CommandMetadata> = Vec::new();
+    let mut expected = None;
+    loop {
+        match next(s).await? {
+            ClientEvent::Psrp(Event::Output { pipeline, value }) if pipeline == id => match metadata_count(&value) {
+                Some(n) => expected = Some(n as usize),
+                None => found.push(CommandMetadata::from_value(&value).context("a command's metadata")?),
+            },
+            ClientEvent::Psrp(Event::PipelineState { pipeline, state, error }) if pipeline == id && state.is_terminal() => {
+                if error.is_some() {
+                    bail!("the discovery ended {state:?}: {error:?}");
+                }
+                break;
+            }
+            ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken, error }) => bail!("broken: {error:?}"),
+            _ => {}
+        }
+    }
+    let (seconds, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds(&me, false) - cpu);
+    let after = peer_io(peer);
+    if expected != Some(found.len()) {
+        bail!("psgate read {} commands, the count said {expected:?}", found.len());
+    }
+    s.with(move |c| c.close_pipeline(id)).await?;
+    Ok(Discovery { seconds, cpu, commands: found.len(), parameters: found.iter().map(|c| c.parameters.len()).sum(), bytes: (after.0 - io.0, after.1 - io.1) })
+}
+
+/// An in-memory remoting side: one open session, every run answered at once with one object.
+#[derive(Default)]
+struct Memory {
+    sessions: Vec<SessionInfo>,
+    commands: Vec<Value>,
+    runs: HashMap<u64, VecDeque<RemoteEvent>>,
+    next: u64,
+}
+
+impl Memory {
+    fn queue(&mut self, events: Vec<RemoteEvent>) -> RunId {
+        self.next += 1;
+        self.runs.insert(self.next, events.into());
+        RunId(self.next)
+    }
+}
+
+impl Remoting for Memory {
+    fn sessions(&mut self) -> Vec<SessionInfo> {
+        self.sessions.clone()
+    }
+    fn open(&mut self, targets: Vec<Target>) -> Vec<Result<SessionInfo, RemoteError>> {
+        targets.iter().map(|_| Err(RemoteError::new(ErrorCode::NotSupported, "no"))).collect()
+    }
+    fn remove(&mut self, _ids: &[SessionId]) -> Result<(), RemoteError> {
+        Ok(())
+    }
+    fn disconnect(&mut self, ids: &[SessionId], _i: Option<u32>, _m: Option<OutputBufferingMode>) -> Vec<Result<SessionInfo, RemoteError>> {
+        ids.iter().map(|_| Err(RemoteError::new(ErrorCode::NotSupported, "no"))).collect()
+    }
+    fn connect(&mut self, ids: &[SessionId]) -> Vec<Result<SessionInfo, RemoteError>> {
+        ids.iter().map(|_| Err(RemoteError::new(ErrorCode::NotSupported, "no"))).collect()
+    }
+    fn remote_shells(&mut self, _t: &Target) -> Result<Vec<RemoteShell>, RemoteError> {
+        Ok(Vec::new())
+    }
+    fn start(&mut self, invocation: Invocation, _tag: bool) -> Result<RunId, RemoteError> {
+        let session = invocation.sessions[0];
+        let name = invocation.pipeline.commands.first().map(|c| c.text.clone()).unwrap_or_default();
+        Ok(self.queue(vec![
+            RemoteEvent::Output { session, value: Value::string(name) },
+            RemoteEvent::Finished { session, computer_name: "srv02".into(), state: PipelineState::Completed, error: None },
+            RemoteEvent::Done,
+        ]))
+    }
+    fn receive(&mut self, _s: SessionId) -> Result<RunId, RemoteError> {
+        Err(RemoteError::new(ErrorCode::NotSupported, "no"))
+    }
+    fn command_metadata(&mut self, session: SessionId, _names: &[String], _modules: &[String]) -> Result<RunId, RemoteError> {
+        let mut events: Vec<RemoteEvent> = self.commands.iter().map(|v| RemoteEvent::Output { session, value: v.clone() }).collect();
+        events.push(RemoteEvent::Finished { session, computer_name: "srv02".into(), state: PipelineState::Completed, error: None });
+        events.push(RemoteEvent::Done);
+        Ok(self.queue(events))
+    }
+    fn next_event(&mut self, run: RunId, _wait: Duration) -> Option<RemoteEvent> {
+        Some(self.runs.get_mut(&run.0).and_then(VecDeque::pop_front).unwrap_or(RemoteEvent::Done))
+    }
+    fn answer(&mut self, _s: SessionId, _p: PipelineId, _c: i64, _a: HostAnswer) -> Result<(), RemoteError> {
+        Ok(())
+    }
+    fn stop(&mut self, _run: RunId) {}
+    fn forget(&mut self, run: RunId) {
+        self.runs.remove(&run.0);
+    }
+}
+
+/// A console that only counts.
+#[derive(Default)]
+struct Count {
+    objects: usize,
+    errors: usize,
+}
+
+impl Host for Count {
+    fn output(&mut self, _v: Value) {
+        self.objects += 1;
+    }
+    fn record(&mut self, kind: RecordKind, _v: Value) {
+        self.errors += usize::from(kind == RecordKind::Error);
+    }
+    fn call(&mut self, _m: HostMethod, _a: Vec<Value>) -> Option<HostAnswer> {
+        None
+    }
+    fn interactive(&self) -> bool {
+        false
+    }
+    fn stopping(&self) -> bool {
+        false
+    }
+    fn clear(&mut self) {}
+}
+
+/// Microseconds per line, over `n` runs of `line` (after the import).
+fn per_line(rs: &mut Runspace, memory: &mut Memory, line: &str, n: usize) -> anyhow::Result<f64> {
+    let mut console = Count::default();
+    let start = Instant::now();
+    for _ in 0..n {
+        rs.run(line, memory, &mut console);
+    }
+    let micros = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    if console.errors > 0 || console.objects != n {
+        bail!("{line}: {} objects and {} errors over {n} runs", console.objects, console.errors);
+    }
+    Ok(micros)
+}
+
+pub fn run(quick: bool) -> anyhow::Result<()> {
+    let runs = if quick { 3 } else { 9 };
+    let peer = Peer::start()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    println!("Implicit remoting: Import-PSSession's discovery of the {COMMANDS}-command {MODULE} (GET_COMMAND_METADATA), WinRM (HTTP, NTLM, encrypted), median of {runs}");
+    // psgate: one session, one discovery not counted, then `runs`.
+    let (mut psgate, metadata) = rt.block_on(async {
+        let (mut s, _) = psgate_open(&peer).await?;
+        let _ = psgate_discover(&peer, &mut s).await?;
+        let mut all = Vec::new();
+        for _ in 0..runs {
+            all.push(psgate_discover(&peer, &mut s).await?);
+        }
+        // The answers once more, as values, for the proxy-overhead part.
+        let id = Uuid::new_v4();
+        s.with(move |c| c.command_metadata(id, &["Get-Bench001"], &[MODULE])).await??;
+        let mut values = Vec::new();
+        loop {
+            match next(&mut s).await? {
+                ClientEvent::Psrp(Event::Output { pipeline, value }) if pipeline == id => values.push(value),
+                ClientEvent::Psrp(Event::PipelineState { pipeline, state, .. }) if pipeline == id && state.is_terminal() => break,
+                _ => {}
+            }
+        }
+        psgate_close(s).await?;
+        anyhow::Ok((all, values))
+    })?;
+    let before = peer_io(&peer);
+    let v = pypsrp(&peer, &["metadata".into(), peer.port.to_string(), runs.to_string(), MODULE.into()])?;
+    let after = peer_io(&peer);
+    let list = |k: &str| -> Vec<f64> { v[k].as_array().map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect()).unwrap_or_default() };
+    let (mut py_seconds, mut py_cpu, py_commands, py_params) = (list("seconds"), list("cpu_seconds"), list("commands"), list("parameters"));
+    if py_commands.iter().any(|c| *c as usize != COMMANDS) || psgate.iter().any(|d| d.commands != COMMANDS) {
+        bail!("commands found: pypsrp {py_commands:?}, psgate {:?}", psgate.iter().map(|d| d.commands).collect::<Vec<_>>());
+    }
+    let params = psgate[0].parameters;
+    if py_params.iter().any(|p| *p as usize != params) {
+        bail!("parameters found: pypsrp {py_params:?}, psgate {params}");
+    }
+    let mut seconds: Vec<f64> = psgate.iter().map(|d| d.seconds).collect();
+    let mut cpu: Vec<f64> = psgate.iter().map(|d| d.cpu).collect();
+    let (ours, theirs) = (median(&mut seconds), median(&mut py_seconds));
+    let (our_cpu, their_cpu) = (median(&mut cpu), median(&mut py_cpu));
+    psgate.sort_by_key(|d| d.bytes.0 + d.bytes.1);
+    let bytes = psgate[psgate.len() / 2].bytes;
+    println!("  {:<34} {:>10} {:>10} {:>12} {:>12}", "", "wall ms", "CPU ms", "peer read B", "peer wrote B");
+    println!("  {:<34} {:>10.1} {:>10.1} {:>12} {:>12}", "psgate (engine, 150 commands read)", ours * 1e3, our_cpu * 1e3, thousands(bytes.0 as f64), thousands(bytes.1 as f64));
+    // pypsrp's bytes: its whole script (open, runs + 1, close) less nothing: shown per run, the open and close
+    // included once, so an upper bound.
+    let per = |b: u64| b as f64 / (runs + 1) as f64;
+    println!("  {:<34} {:>10.1} {:>10.1} {:>12} {:>12}", "pypsrp 0.9.1 get_command_metadata", theirs * 1e3, their_cpu * 1e3, thousands(per(after.0 - before.0)), thousands(per(after.1 - before.1)));
+    println!("  pypsrp / psgate: {:.1}× the wall time, {:.1}× the CPU ({params} parameters in all, both)", theirs / ours, their_cpu / our_cpu.max(1e-6));
+
+    // A proxy call's overhead, in the language core.
+    let info = SessionInfo {
+        id: SessionId(1),
+        name: "s".into(),
+        computer_name: "srv02".into(),
+        transport: Transport::Winrm,
+        state: SessionState::Opened,
+        availability: Availability::Available,
+        reason: None,
+        prompt: None,
+        configuration_name: Some("Microsoft.PowerShell".into()),
+        instance_id: None,
+        can_disconnect: true,
+    };
+    let mut memory = Memory { sessions: vec![info.clone()], commands: metadata, ..Memory::default() };
+    let mut rs = Runspace::new();
+    rs.set_variable("s", psgate_lang::session::object(&info));
+    let mut console = Count::default();
+    rs.run("Import-PSSession -Session $s -Module BenchModule -CommandName Get-Bench001 -Prefix rem", &mut memory, &mut console);
+    if console.errors > 0 || rs.modules().is_empty() {
+        bail!("the import failed in memory");
+    }
+    let n = if quick { 2_000 } else { 20_000 };
+    let proxy = per_line(&mut rs, &mut memory, "Get-remBench001 -Name x", n)?;
+    let plain = per_line(&mut rs, &mut memory, "Invoke-Command -Session $s -ScriptBlock { Get-Bench001 -Name x }", n)?;
+    println!("\nA proxy call in the language core (in-memory remoting side, {n} calls each):");
+    println!("  Get-remBench001 -Name x                                  {proxy:>7.1} µs per line");
+    println!("  Invoke-Command -Session $s -ScriptBlock {{ Get-Bench001 -Name x }} {plain:>7.1} µs per line");
+    println!("  the proxy: {:+.1} µs ({:.2}×) beside the plain run", proxy - plain, proxy / plain);
+    Ok(())
+}
