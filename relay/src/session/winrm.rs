@@ -269,6 +269,9 @@ pub struct Shell {
     closing: bool,
     /// Why the session broke, when a request failed.
     failure: Option<ErrorCode>,
+    /// Disconnects so far: a Receive sent before the last one may come back with a fault about it after a
+    /// reconnect, which says nothing of the shell now.
+    epoch: u64,
 }
 
 impl fmt::Debug for Shell {
@@ -293,6 +296,7 @@ impl Shell {
             max_chunk,
             closing: false,
             failure: None,
+            epoch: 0,
         }
     }
 
@@ -436,6 +440,7 @@ impl Shell {
             (Op::Signal(pid, _), Ok(_)) => self.events.push_back(ClientEvent::Stopping(pid)),
             (Op::Signal(pid, _), Err(e)) => tracing::warn!(%pid, error = %e, "stopping a command"),
             (Op::Disconnect(..), Ok(_)) => {
+                self.epoch += 1;
                 self.phase = Phase::Disconnected;
                 self.events.push_back(ClientEvent::Disconnected);
             }
@@ -472,7 +477,7 @@ impl Shell {
     /// The answer to a Receive: what it says of the command and the shell, and the PSRP data it carries, which
     /// the caller feeds with [`Shell::feed_received`] — after sending the next Receive, so that the target produces
     /// the next batch while this one is decoded.
-    fn receive_done(&mut self, key: Option<Uuid>, result: Result<Response, WinrmOpError>) -> Option<ReceiveResponse> {
+    fn receive_done(&mut self, key: Option<Uuid>, epoch: u64, result: Result<Response, WinrmOpError>) -> Option<ReceiveResponse> {
         match result {
             Ok(Response::Receive(r)) => {
                 if let (Some(pid), Some(state)) = (key, &r.command_state)
@@ -486,9 +491,12 @@ impl Shell {
             Ok(other) => self.broken(&format!("the target answered {:?} to a Receive", other.action())),
             Err(e) => match e.kind() {
                 Some(FaultKind::OperationTimeout) => {}
+                // Sent before a disconnect: its fault is about that, not about the shell now (reconnected).
+                _ if epoch != self.epoch => {}
                 // Disconnected (by us, or by the server's own idle rules): the Receive ends.
                 _ if matches!(self.phase, Phase::Disconnecting | Phase::Disconnected | Phase::Reconnecting | Phase::Closing | Phase::Closed) => {}
                 Some(FaultKind::ShellDisconnected) => {
+                    self.epoch += 1;
                     self.phase = Phase::Disconnected;
                     self.events.push_back(ClientEvent::Disconnected);
                 }
@@ -655,7 +663,7 @@ fn split_fragments(data: &[u8], max: usize) -> Vec<Vec<u8>> {
 }
 
 type Answer = (WinrmClient, Result<Response, WinrmOpError>);
-type Received = (Option<Uuid>, Answer);
+type Received = (Option<Uuid>, u64, Answer);
 
 /// The Receives in flight, each a task of its own (on a multi-threaded runtime, the next batch is read and parsed on
 /// one core while the last is decoded on the other), at most one per shell or command.
@@ -686,11 +694,11 @@ impl Receives {
                 },
             };
             let Some(shell_ref) = shell.shell.clone() else { return };
-            let (config, timeout) = (shell.config.clone(), self.timeout);
+            let (config, timeout, epoch) = (shell.config.clone(), self.timeout, shell.epoch);
             self.keys.insert(key);
             self.tasks.push(tokio::spawn(async move {
                 let r = call(&mut client, &config, Request::receive(&shell_ref, key), timeout).await;
-                (key, (client, r))
+                (key, epoch, (client, r))
             }));
         }
     }
@@ -781,9 +789,9 @@ async fn run(mut shell: Shell, target: WinrmTarget, control: WinrmClient, mut jo
                 shell.op_done(op, result);
             }
             Some(joined) = receives.tasks.next(), if !receives.tasks.is_empty() && pending.len() < MAX_PENDING_EVENTS => match joined {
-                Ok((key, (client, result))) => {
+                Ok((key, epoch, (client, result))) => {
                     receives.done(key, client);
-                    if let Some(received) = shell.receive_done(key, result) {
+                    if let Some(received) = shell.receive_done(key, epoch, result) {
                         // The next Receive first, then the decoding of this one.
                         if pending.len() < MAX_PENDING_EVENTS {
                             receives.start(&mut shell);
