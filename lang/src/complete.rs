@@ -78,6 +78,20 @@ pub fn complete(rs: &Runspace, sessions: &[SessionInfo], input: &str, cursor: us
                 let ty = if p.switch { "switch".to_owned() } else { crate::implicit::short_type(&p.type_name) };
                 out.matches.push(completion(format!("-{}", p.name), &p.name, "ParameterName", &format!("[{ty}]")));
             }
+            return out;
+        }
+        // A value: the enum's names or the ValidateSet `Get-Command -ShowCommandInfo` gave.
+        let previous = element.split_whitespace().last().and_then(|w| w.strip_prefix('-'));
+        if let Some(name) = previous {
+            let mut seen: Vec<&str> = Vec::new();
+            for p in proxy.sets.iter().flat_map(|s| s.parameters.iter()).filter(|p| p.name.to_lowercase().starts_with(&name.to_lowercase())) {
+                for v in p.values.iter().filter(|v| prefix(v, word)) {
+                    if !seen.contains(&v.as_str()) {
+                        seen.push(v);
+                        out.matches.push(completion(v.clone(), v, "ParameterValue", &p.type_name));
+                    }
+                }
+            }
         }
         return out;
     }

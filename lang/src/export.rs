@@ -309,7 +309,7 @@ mod tests {
 
     fn proxy(local: &str, remote: &str, command_type: &str, params: Vec<ParameterMetadata>) -> Proxy {
         let meta = CommandMetadata { name: remote.into(), namespace: "Demo".into(), help_uri: String::new(), command_type: command_type.into(), resolved_command_name: None, output_type: vec![], parameters: params };
-        Proxy { name: local.into(), meta }
+        Proxy { name: local.into(), meta, sets: Vec::new() }
     }
 
     fn module() -> Module {

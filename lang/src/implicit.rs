@@ -40,6 +40,84 @@ pub struct Proxy {
     pub name: String,
     /// What the server said of the command (`New-ADUser`).
     pub meta: CommandMetadata,
+    /// What `Get-Command -ShowCommandInfo` adds, where the endpoint answers it: parameter sets, mandatory
+    /// parameters, positions, pipeline input, enum values (PowerShell's own proxies lose all of this).
+    pub sets: Vec<ParameterSet>,
+}
+
+/// A parameter set of a command, as `Get-Command -ShowCommandInfo` describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParameterSet {
+    /// `Name`
+    pub name: String,
+    /// `IsDefault`
+    pub is_default: bool,
+    /// `Parameters`
+    pub parameters: Vec<SetParameter>,
+}
+
+/// A parameter in a [`ParameterSet`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetParameter {
+    /// `Name`
+    pub name: String,
+    /// `IsMandatory`
+    pub mandatory: bool,
+    /// `Position` (`None`: named only).
+    pub position: Option<i64>,
+    /// `ValueFromPipeline`
+    pub from_pipeline: bool,
+    /// `ParameterType.FullName`
+    pub type_name: String,
+    /// The values it takes: an enum's names, or its `ValidateSet`.
+    pub values: Vec<String>,
+}
+
+/// Reads `Get-Command -ShowCommandInfo`'s objects: the command's name and its parameter sets.
+pub fn show_command_info(v: &Value) -> Option<(String, Vec<ParameterSet>)> {
+    let name = values::property(v, "Name").map(|n| text(&n))?;
+    let bool_of = |v: &Value, n: &str| values::property(v, n).is_some_and(|b| values::truthy(&b));
+    let texts = |v: Option<Value>| -> Vec<String> { v.map(values::enumerate).unwrap_or_default().iter().map(text).filter(|t| !t.is_empty()).collect() };
+    let sets = values::enumerate(values::property(v, "ParameterSets")?)
+        .iter()
+        .map(|set| ParameterSet {
+            name: values::property(set, "Name").map(|n| text(&n)).unwrap_or_default(),
+            is_default: bool_of(set, "IsDefault"),
+            parameters: values::enumerate(values::property(set, "Parameters").unwrap_or(Value::Nil))
+                .iter()
+                .map(|p| {
+                    let ty = values::property(p, "ParameterType").unwrap_or(Value::Nil);
+                    let mut allowed = if bool_of(p, "HasParameterSet") { texts(values::property(p, "ValidParamSetValues")) } else { Vec::new() };
+                    if allowed.is_empty() && bool_of(&ty, "IsEnum") {
+                        allowed = texts(values::property(&ty, "EnumValues"));
+                    }
+                    SetParameter {
+                        name: values::property(p, "Name").map(|n| text(&n)).unwrap_or_default(),
+                        mandatory: bool_of(p, "IsMandatory"),
+                        position: values::property(p, "Position").and_then(|x| values::integer(&x)).filter(|x| *x >= 0),
+                        from_pipeline: bool_of(p, "ValueFromPipeline"),
+                        type_name: values::property(&ty, "FullName").map(|n| text(&n)).unwrap_or_default(),
+                        values: allowed,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Some((name, sets))
+}
+
+/// `Get-Command -ShowCommandInfo` in the session for these commands, as a Command object (a JEA endpoint's
+/// Get-Command takes it); nothing where the endpoint refuses or lacks it.
+fn richer(cx: &mut Ctx<'_>, session: SessionId, names: &[String], modules: &[String]) -> R<Vec<(String, Vec<ParameterSet>)>> {
+    let list = |items: &[String]| values::array(items.iter().map(|s| Value::string(s.as_str())).collect());
+    let mut get_command = Command::named("Get-Command").param("Name", list(names)).param("ShowCommandInfo", Value::Bool(true));
+    if !modules.is_empty() {
+        get_command = get_command.param("Module", list(modules));
+    }
+    let pipeline = PipelineSpec { commands: vec![get_command], no_input: true, add_to_history: false, is_nested: false };
+    let invocation = Invocation { sessions: vec![session], pipeline, throttle_limit: 1, text: "Get-Command -ShowCommandInfo".into(), input: None };
+    let Ok(run) = cx.remoting.start(invocation, false) else { return Ok(Vec::new()) };
+    Ok(fetch_quietly(cx, run)?.iter().filter_map(show_command_info).collect())
 }
 
 /// The commands Import-PSSession does not proxy unless asked for by name: the ones a restricted endpoint keeps
@@ -191,8 +269,18 @@ fn shadowed(cx: &Ctx<'_>, name: &str) -> bool {
 }
 
 fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
-    let Some((info, proxies)) = proxies_of(cx, b, "Import-PSSession")? else { return Ok(()) };
+    let Some((info, mut proxies)) = proxies_of(cx, b, "Import-PSSession")? else { return Ok(()) };
     let modules = b.strings("Module");
+    if !proxies.is_empty() {
+        let mut names: Vec<String> = proxies.iter().map(|p| p.meta.name.clone()).collect();
+        names.sort_unstable_by_key(|n| n.to_lowercase());
+        names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        for (name, sets) in richer(cx, info.id, &names, &modules)? {
+            for p in proxies.iter_mut().filter(|p| p.meta.name.eq_ignore_ascii_case(&name)) {
+                p.sets = sets.clone();
+            }
+        }
+    }
     let prefix = b.string("Prefix").unwrap_or_default();
     if !b.switch("DisableNameChecking") && proxies.iter().any(|p| p.meta.command_type != "Alias" && !approved(&p.meta.name)) {
         let module = next_name(cx);
@@ -290,7 +378,7 @@ fn proxies_of(cx: &mut Ctx<'_>, b: &Bound, activity: &str) -> R<Option<(SessionI
             clobbered.push(name);
             continue;
         }
-        proxies.push(Proxy { name, meta });
+        proxies.push(Proxy { name, meta, sets: Vec::new() });
     }
     if !clobbered.is_empty() {
         warn(
@@ -482,7 +570,8 @@ type Parameters = Vec<(Option<String>, Value)>;
 /// A proxy call: the real command runs in the module's session as a Command object with the arguments as typed
 /// (names completed from the command's metadata), the pipeline's objects as its input.
 pub(crate) fn call(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, args: Vec<Arg>, input: Option<Vec<Value>>, line: &str, sink: &mut Sink<'_>) -> R<()> {
-    let (parameters, as_job) = parameters(proxy, args)?;
+    let (mut parameters, as_job) = parameters(proxy, args)?;
+    ask_missing(cx, proxy, &mut parameters, input.is_some())?;
     let session = ready(cx, module, &proxy.name)?;
     let pipeline = PipelineSpec { commands: vec![Command { parameters, ..Command::named(proxy.meta.name.as_str()) }], no_input: input.is_none(), add_to_history: false, is_nested: false };
     let invocation = Invocation { sessions: vec![session], pipeline, throttle_limit: 1, text: line.to_owned(), input };
@@ -491,6 +580,55 @@ pub(crate) fn call(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, args: Vec<Arg
     }
     let run = cx.remoting.start(invocation, false).map_err(|e| Flow::Error(module_error("ImplicitRemotingRunFailed", e.message, Category::InvalidOperation, Some(proxy.name.clone()), &proxy.name)))?;
     cx.follow(run, sink).map(drop)
+}
+
+/// The parameter set a call is in: the one every named parameter belongs to, the default one first.
+pub fn chosen_set<'a>(proxy: &'a Proxy, named: &[&str]) -> Option<&'a ParameterSet> {
+    let fits = |s: &&ParameterSet| named.iter().all(|n| s.parameters.iter().any(|p| p.name.eq_ignore_ascii_case(n)));
+    proxy.sets.iter().filter(|s| s.is_default).find(fits).or_else(|| proxy.sets.iter().find(fits))
+}
+
+/// A mandatory parameter the call does not give (by name, by position, from the pipeline) is asked for here, as
+/// PowerShell asks for a local command's (its own proxies cannot: they do not know what is mandatory). Where
+/// nobody can answer, the server's binder says what is missing.
+fn ask_missing(cx: &mut Ctx<'_>, proxy: &Proxy, parameters: &mut Parameters, piped: bool) -> R<()> {
+    if !cx.host.interactive() {
+        return Ok(());
+    }
+    let named: Vec<&str> = parameters.iter().filter_map(|(n, _)| n.as_deref()).collect();
+    let Some(set) = chosen_set(proxy, &named) else { return Ok(()) };
+    let positional = parameters.iter().filter(|(n, _)| n.is_none()).count() as i64;
+    let mut by_position: Vec<&SetParameter> = set.parameters.iter().filter(|p| p.position.is_some() && !named.iter().any(|n| n.eq_ignore_ascii_case(&p.name))).collect();
+    by_position.sort_by_key(|p| p.position);
+    let taken: Vec<&str> = by_position.iter().take(positional.max(0) as usize).map(|p| p.name.as_str()).collect();
+    let missing: Vec<&SetParameter> = set
+        .parameters
+        .iter()
+        .filter(|p| p.mandatory && !named.iter().any(|n| n.eq_ignore_ascii_case(&p.name)) && !taken.contains(&p.name.as_str()) && !(piped && p.from_pipeline))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let fields = missing.iter().map(|p| crate::host::field(&p.name, if p.type_name.ends_with("[]") { Kind::Strings } else { Kind::String }, "")).collect();
+    let caption = format!("cmdlet {} at command pipeline position {}", proxy.name, cx.pipeline_position.max(1));
+    let answer = cx.host.call(psgate_shared::psrp::host::HostMethod::Prompt, vec![Value::string(caption), Value::string("Supply values for the following parameters:"), values::array(fields)]);
+    let Some(psgate_shared::api::HostAnswer::Fields { fields }) = answer else { return Err(Flow::Stopped) };
+    for p in missing {
+        let Some(given) = fields.iter().find(|f| f.name.eq_ignore_ascii_case(&p.name)).map(|f| f.text.clone()).filter(|t| !t.trim().is_empty()) else {
+            return Err(Flow::Error(Failure::new(ErrorSpec {
+                message: format!("Cannot bind argument to parameter '{}' because it is an empty string.", p.name),
+                id: format!("ParameterArgumentValidationErrorEmptyStringNotAllowed,{}", proxy.name),
+                category: Category::InvalidData,
+                exception: "System.Management.Automation.ParameterBindingValidationException",
+                target: None,
+                activity: proxy.name.clone(),
+                position: None,
+            })));
+        };
+        let value = if p.type_name.ends_with("[]") { values::array(given.split(',').map(|s| Value::string(s.trim())).collect()) } else { Value::string(given) };
+        parameters.push((Some(p.name.clone()), value));
+    }
+    Ok(())
 }
 
 /// The Command object's parameters from the arguments as typed: `-Sam` completed to `-SamAccountName` (or an
@@ -651,7 +789,7 @@ pub(crate) fn help(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, b: &Bound, si
             let pipeline = PipelineSpec { commands: vec![get_help], no_input: true, add_to_history: false, is_nested: false };
             let invocation = Invocation { sessions: vec![session], pipeline, throttle_limit: 1, text: format!("Get-Help {}", proxy.meta.name), input: None };
             match cx.remoting.start(invocation, false) {
-                Ok(run) => fetch_help(cx, run)?,
+                Ok(run) => fetch_quietly(cx, run)?,
                 Err(_) => Vec::new(),
             }
         }
@@ -673,8 +811,8 @@ pub(crate) fn help(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, b: &Bound, si
     Ok(())
 }
 
-/// The remote Get-Help's objects, or none when it failed (not there, no help).
-fn fetch_help(cx: &mut Ctx<'_>, run: crate::remote::RunId) -> R<Vec<Value>> {
+/// A remote command's objects, or none when it failed (not there, not allowed): Get-Help, Get-Command.
+fn fetch_quietly(cx: &mut Ctx<'_>, run: crate::remote::RunId) -> R<Vec<Value>> {
     let mut out = Vec::new();
     let mut failed = false;
     loop {

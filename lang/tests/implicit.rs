@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Event, World, command_metadata, same};
+use common::{Event, World, command_metadata, same, show_command_info};
 use psgate_shared::api::{RecordKind, SessionState};
 
 const STRING: &str = "System.String";
@@ -46,7 +46,8 @@ fn warnings(w: &World) -> Vec<String> {
 fn import_pssession_asks_the_module_and_makes_prefixed_proxies() {
     let mut w = ad_world();
     let shown = w.run("Import-PSSession -Session $session -Module ActiveDirectory -Prefix rem");
-    assert_eq!(w.fake.log.last().map(String::as_str), Some("metadata 1 names=* modules=ActiveDirectory"));
+    let asked: Vec<&str> = w.fake.log.iter().rev().take(2).map(String::as_str).collect();
+    assert_eq!(asked, ["start [1] throttle=1 Get-Command NameGet-ADUser New-ADUser Set-ADUser ShowCommandInfoTrue ModuleActiveDirectory", "metadata 1 names=* modules=ActiveDirectory"]);
     assert!(shown.contains("ModuleType Version"), "{shown}");
     assert!(shown.contains("{Get-remADUser, New-remADUser, Set-remADUser, remgadu}"), "{shown}");
     same(
@@ -211,4 +212,30 @@ fn export_pssession_where_the_console_cannot_write_files() {
     assert!(psm1.contains("PromptForCredential") && !psm1.contains("Pa$$w0rd"), "{psm1}");
     let shown = w.run("Export-PSSession -Session $session -OutputModule 'bad name;x'");
     assert!(shown.contains("Cannot create the module"), "{shown}");
+}
+
+#[test]
+fn get_command_show_command_info_makes_proxies_ask_and_complete_like_local_commands() {
+    let mut w = ad_world();
+    w.fake.show = vec![
+        show_command_info("New-ADUser", &[("Name", true, Some(0), &[]), ("SamAccountName", false, None, &[])]),
+        show_command_info("Get-ADUser", &[("Filter", false, None, &[]), ("SearchScope", false, None, &["Base", "OneLevel", "Subtree"])]),
+    ];
+    w.run("Import-PSSession -Session $session -Module ActiveDirectory -Prefix rem");
+    // A missing mandatory parameter is asked for here, with PowerShell's words, and goes with the command.
+    w.console.answers.push_back(psgate_shared::api::HostAnswer::Fields { fields: vec![psgate_shared::api::FieldAnswer { name: "Name".into(), text: "ada".into(), secure: false }] });
+    w.run("New-remADUser -SamAccountName ada");
+    let asked = w.console.events.iter().find_map(|e| match e {
+        Event::Call(psgate_shared::psrp::host::HostMethod::Prompt, args) => Some(psgate_lang::values::text(&args[0])),
+        _ => None,
+    });
+    assert_eq!(asked.as_deref(), Some("cmdlet New-remADUser at command pipeline position 1"));
+    assert_eq!(w.fake.log.last().map(String::as_str), Some("start [1] throttle=1 New-ADUser SamAccountNameada Nameada"));
+    // Given by position: nothing is asked.
+    w.console.events.clear();
+    w.run("New-remADUser bob");
+    assert!(!w.console.events.iter().any(|e| matches!(e, Event::Call(..))));
+    // An enum's values complete.
+    let c = psgate_lang::complete(&w.rs, &w.fake.sessions, "Get-remADUser -SearchScope S", 28);
+    assert_eq!(c.matches.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["Subtree"]);
 }

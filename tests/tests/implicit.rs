@@ -9,7 +9,8 @@ mod at_prompt;
 
 use at_prompt::{lines, prompt, prompt_with};
 use psgate_relay::config::{AllowRule, Config};
-use psgate_shared::api::{HostAnswer, PipelineState, RecordKind, Transport};
+use psgate_shared::api::{FieldAnswer, HostAnswer, LOCAL_SESSION, PipelineState, RecordKind, ServerMessage, Transport};
+use serde_json::json;
 use psgate_tests::Sshd;
 use psgate_tests::relay::{Client, relay_with};
 use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
@@ -47,6 +48,10 @@ fn allow_peer(peer: &WinrmPeer) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm] })
 }
 
+fn fields(name: &str, text: &str) -> HostAnswer {
+    HostAnswer::Fields { fields: vec![FieldAnswer { name: name.into(), text: text.into(), secure: false }] }
+}
+
 fn credential() -> HostAnswer {
     HostAnswer::Credential { user: USER.into(), password: PASSWORD.into() }
 }
@@ -74,6 +79,19 @@ async fn the_issue_lines_on_the_local_test_host_with_help_lifetime_and_repair() 
     assert!(!shown.text.contains("New-ADUser -"), "the remote name shows in the syntax: {}", shown.text);
     let shown = prompt(&mut c, "Get-Help New-remADUser -Examples").await;
     assert!(shown.text.contains("New-remADUser"), "{}", shown.text);
+    // Beyond PowerShell's proxies, from Get-Command -ShowCommandInfo: a missing mandatory parameter is asked for
+    // here, and an enum's values complete.
+    let shown = prompt_with(&mut c, "New-remADUser -SamAccountName zed -PassThru | % Name", vec![fields("Name", "zed")]).await;
+    assert_eq!(lines(&shown.text), ["zed"], "{shown:?}");
+    let input = "Get-remADUser -SearchScope Sub";
+    c.send(json!({"type": "complete", "session": LOCAL_SESSION, "input": input, "cursor": input.len()})).await;
+    let texts: Vec<String> = c
+        .until(|m| match m {
+            ServerMessage::Completions { session, matches, .. } if *session == LOCAL_SESSION => Some(matches.iter().map(|m| m.text.clone()).collect()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(texts, ["Subtree"]);
     // -CommandName and the clobber check.
     let shown = prompt(&mut c, "Import-PSSession $session -CommandName Get-ADUser -Prefix rem").await;
     assert!(shown.errors[0].starts_with("No command proxies have been created"), "{shown:?}");

@@ -31,6 +31,44 @@ pub struct Fake {
     pub commands: Vec<Value>,
     /// What a remote Get-Help answers (none: it fails as on a restricted endpoint).
     pub help: Option<Value>,
+    /// What `Get-Command -ShowCommandInfo` answers.
+    pub show: Vec<Value>,
+}
+
+/// A command as `Get-Command -ShowCommandInfo` sends it: one set of `(name, mandatory, position, enum values)`.
+pub fn show_command_info(name: &str, params: &[(&str, bool, Option<i32>, &[&str])]) -> Value {
+    let v = psgate_lang::values::object;
+    let t = Value::string;
+    let parameters = params
+        .iter()
+        .map(|(n, mandatory, position, enums)| {
+            let ty = v(
+                &["System.Management.Automation.PSCustomObject"],
+                None,
+                vec![
+                    ("FullName", t(if enums.is_empty() { "System.String" } else { "Microsoft.ActiveDirectory.Management.ADSearchScope" })),
+                    ("IsEnum", Value::Bool(!enums.is_empty())),
+                    ("IsArray", Value::Bool(false)),
+                    ("EnumValues", psgate_lang::values::array(enums.iter().map(|e| t(*e)).collect())),
+                ],
+            );
+            v(
+                &["System.Management.Automation.PSCustomObject"],
+                None,
+                vec![
+                    ("Name", t(*n)),
+                    ("IsMandatory", Value::Bool(*mandatory)),
+                    ("ValueFromPipeline", Value::Bool(false)),
+                    ("Position", Value::I32(position.unwrap_or(i32::MIN))),
+                    ("ParameterType", ty),
+                    ("HasParameterSet", Value::Bool(false)),
+                    ("ValidParamSetValues", psgate_lang::values::array(Vec::new())),
+                ],
+            )
+        })
+        .collect();
+    let set = v(&["System.Management.Automation.PSCustomObject"], None, vec![("Name", t("__AllParameterSets")), ("IsDefault", Value::Bool(true)), ("Parameters", psgate_lang::values::array(parameters))]);
+    v(&["System.Management.Automation.PSCustomObject"], None, vec![("Name", t(name)), ("ModuleName", t("ActiveDirectory")), ("ParameterSets", psgate_lang::values::array(vec![set]))])
 }
 
 /// A command's metadata as a server sends it: `params` are `(name, type, switch)`.
@@ -176,6 +214,18 @@ impl Remoting for Fake {
             None => String::new(),
         };
         self.log.push(format!("start {:?} throttle={} {what}{input}", invocation.sessions.iter().map(|i| i.0).collect::<Vec<_>>(), invocation.throttle_limit));
+        if what.starts_with("Get-Command")
+            && what.contains("ShowCommandInfo")
+            && let Some(id) = invocation.sessions.first()
+        {
+            self.next_run += 1;
+            let computer = self.sessions.iter().find(|s| s.id == *id).map(|s| s.computer_name.clone()).unwrap_or_default();
+            let mut events: VecDeque<RemoteEvent> = self.show.iter().map(|v| RemoteEvent::Output { session: *id, value: v.clone() }).collect();
+            events.push_back(RemoteEvent::Finished { session: *id, computer_name: computer, state: PipelineState::Completed, error: None });
+            events.push_back(RemoteEvent::Done);
+            self.runs.insert(self.next_run, events);
+            return Ok(RunId(self.next_run));
+        }
         if what.starts_with("Get-Help")
             && let Some(id) = invocation.sessions.first()
         {
