@@ -604,7 +604,10 @@ fn ask_missing(cx: &mut Ctx<'_>, proxy: &Proxy, parameters: &mut Parameters, pip
     let missing: Vec<&SetParameter> = set
         .parameters
         .iter()
-        .filter(|p| p.mandatory && !named.iter().any(|n| n.eq_ignore_ascii_case(&p.name)) && !taken.contains(&p.name.as_str()) && !(piped && p.from_pipeline))
+        .filter(|p| {
+            let given = named.iter().any(|n| n.eq_ignore_ascii_case(&p.name)) || taken.contains(&p.name.as_str()) || (piped && p.from_pipeline);
+            p.mandatory && !given
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
