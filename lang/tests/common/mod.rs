@@ -49,14 +49,14 @@ pub fn show_command_info(name: &str, params: &[(&str, bool, Option<i32>, &[&str]
                     ("FullName", t(if enums.is_empty() { "System.String" } else { "Microsoft.ActiveDirectory.Management.ADSearchScope" })),
                     ("IsEnum", Value::Bool(!enums.is_empty())),
                     ("IsArray", Value::Bool(false)),
-                    ("EnumValues", psgate_lang::values::array(enums.iter().map(|e| t(*e)).collect())),
+                    ("EnumValues", psgate_lang::values::array(enums.iter().map(|e| t(e)).collect())),
                 ],
             );
             v(
                 &["System.Management.Automation.PSCustomObject"],
                 None,
                 vec![
-                    ("Name", t(*n)),
+                    ("Name", t(n)),
                     ("IsMandatory", Value::Bool(*mandatory)),
                     ("ValueFromPipeline", Value::Bool(false)),
                     ("Position", Value::I32(position.unwrap_or(i32::MIN))),
