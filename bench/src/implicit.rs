@@ -7,14 +7,16 @@
 //!   received and read into command metadata (psgate: the session task's events, then `CommandMetadata::from_value`
 //!   as Import-PSSession reads them; pypsrp: `RunspacePool.get_command_metadata`, which returns its deserialized
 //!   `CommandMetadata` objects). Both must find 150 commands. Median of several runs on one open session each.
-//! - Bytes on the wire: what the peer process read and wrote during the discovery (/proc/PID/io `rchar`, `wchar`:
-//!   its socket traffic, the same measure for both clients, HTTP and encryption included).
+//! - Bytes on the wire: both clients reach the peer through a counting TCP relay in this process (bytes each way,
+//!   HTTP, NTLM and encryption included: the same measure for both), read around each discovery.
 //! - Proxy overhead: `Get-remBench001 -Name x` against `Invoke-Command -Session $s { Get-Bench001 -Name x
 //!   -Count 3 }`, each through the language core on an in-memory remoting side that answers at once: what psgate adds
 //!   before the command leaves (resolving the proxy and its parameters from the metadata, building the Command
 //!   object), per call.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -28,16 +30,71 @@ use psgate_shared::psrp::pool::Event;
 use uuid::Uuid;
 
 use crate::measure::{cpu_seconds, thousands};
-use crate::winrm::{Peer, median, next, psgate_close, psgate_open, pypsrp};
+use crate::winrm::{Peer, median, next, psgate_close, pypsrp};
 
 const MODULE: &str = "BenchModule";
 const COMMANDS: usize = 150;
 
-/// The peer's socket traffic so far: bytes read, bytes written.
-fn peer_io(peer: &Peer) -> (u64, u64) {
-    let io = std::fs::read_to_string(format!("/proc/{}/io", peer.pid())).unwrap_or_default();
-    let field = |name: &str| io.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-    (field("rchar:"), field("wchar:"))
+/// Bytes through the counting relay so far: to the peer, from the peer.
+#[derive(Clone, Default)]
+struct Wire(Arc<(AtomicU64, AtomicU64)>);
+
+impl Wire {
+    fn now(&self) -> (u64, u64) {
+        (self.0.0.load(Ordering::Relaxed), self.0.1.load(Ordering::Relaxed))
+    }
+}
+
+/// A TCP relay to `port` on 127.0.0.1 that counts what passes: its port.
+async fn counting_relay(port: u16, wire: Wire) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let local = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { continue };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let (up, down) = (wire.clone(), wire.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                    up.0.0.fetch_add(n as u64, Ordering::Relaxed);
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sw.shutdown().await;
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                    down.0.1.fetch_add(n as u64, Ordering::Relaxed);
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = cw.shutdown().await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+/// A psgate session to the peer through the relay on `port`.
+async fn open_through(port: u16) -> anyhow::Result<psgate_relay::session::outofproc::Session> {
+    use psgate_relay::transport::winrm::{AuthMethod, Endpoint, WinrmOptions};
+    let url = format!("http://127.0.0.1:{port}/wsman");
+    let options = WinrmOptions::new(Endpoint::parse(&url)?, crate::winrm::USER, crate::winrm::PASSWORD.to_owned().into(), AuthMethod::Ntlm);
+    let mut s = psgate_relay::session::winrm::connect(psgate_relay::session::winrm::WinrmTarget::new(options), None).await?;
+    s.with(|c| c.open()).await??;
+    loop {
+        match next(&mut s).await? {
+            ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. }) => return Ok(s),
+            ClientEvent::Psrp(Event::PoolState { state: state @ (PoolState::Broken | PoolState::Closed), error }) => bail!("the pool is {state:?}: {error:?}"),
+            _ => {}
+        }
+    }
 }
 
 /// One discovery by psgate on an open session: seconds, CPU seconds, commands, parameters, the peer's bytes.
@@ -49,10 +106,10 @@ struct Discovery {
     bytes: (u64, u64),
 }
 
-async fn psgate_discover(peer: &Peer, s: &mut psgate_relay::session::outofproc::Session) -> anyhow::Result<Discovery> {
+async fn psgate_discover(wire: &Wire, s: &mut psgate_relay::session::outofproc::Session) -> anyhow::Result<Discovery> {
     let me = std::process::id().to_string();
     let id = Uuid::new_v4();
-    let io = peer_io(peer);
+    let io = wire.now();
     let (start, cpu) = (Instant::now(), cpu_seconds(&me, false));
     s.with(move |c| c.command_metadata(id, &["*"], &[MODULE])).await??;
     let mut found: Vec<CommandMetadata> = Vec::new();
@@ -74,7 +131,7 @@ async fn psgate_discover(peer: &Peer, s: &mut psgate_relay::session::outofproc::
         }
     }
     let (seconds, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds(&me, false) - cpu);
-    let after = peer_io(peer);
+    let after = wire.now();
     if expected != Some(found.len()) {
         bail!("psgate read {} commands, the count said {expected:?}", found.len());
     }
@@ -194,12 +251,14 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     println!("Implicit remoting: Import-PSSession's discovery of the {COMMANDS}-command {MODULE} (GET_COMMAND_METADATA), WinRM (HTTP, NTLM, encrypted), median of {runs}");
     // psgate: one session, one discovery not counted, then `runs`.
+    let wire = Wire::default();
+    let through = rt.block_on(counting_relay(peer.port, wire.clone()))?;
     let (mut psgate, metadata) = rt.block_on(async {
-        let (mut s, _) = psgate_open(&peer).await?;
-        let _ = psgate_discover(&peer, &mut s).await?;
+        let mut s = open_through(through).await?;
+        let _ = psgate_discover(&wire, &mut s).await?;
         let mut all = Vec::new();
         for _ in 0..runs {
-            all.push(psgate_discover(&peer, &mut s).await?);
+            all.push(psgate_discover(&wire, &mut s).await?);
         }
         // The answers once more, as values, for the proxy-overhead part.
         let id = Uuid::new_v4();
@@ -215,9 +274,15 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         psgate_close(s).await?;
         anyhow::Ok((all, values))
     })?;
-    let before = peer_io(&peer);
-    let v = pypsrp(&peer, &["metadata".into(), peer.port.to_string(), runs.to_string(), MODULE.into()])?;
-    let after = peer_io(&peer);
+    // pypsrp through the same relay. Its bytes per discovery: the script with `runs` discoveries less the same
+    // script with none (its open, the uncounted first discovery and its close), divided by `runs`.
+    let before = wire.now();
+    let v = pypsrp(&peer, &["metadata".into(), through.to_string(), runs.to_string(), MODULE.into()])?;
+    let mid = wire.now();
+    pypsrp(&peer, &["metadata".into(), through.to_string(), "0".into(), MODULE.into()])?;
+    let after = wire.now();
+    let per = |a: u64, b: u64, c: u64| (b - a).saturating_sub(c - b) as f64 / runs as f64;
+    let (sent, received) = (per(before.0, mid.0, after.0), per(before.1, mid.1, after.1));
     let list = |k: &str| -> Vec<f64> { v[k].as_array().map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect()).unwrap_or_default() };
     let (mut py_seconds, mut py_cpu, py_commands, py_params) = (list("seconds"), list("cpu_seconds"), list("commands"), list("parameters"));
     if py_commands.iter().any(|c| *c as usize != COMMANDS) || psgate.iter().any(|d| d.commands != COMMANDS) {
@@ -233,12 +298,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let (our_cpu, their_cpu) = (median(&mut cpu), median(&mut py_cpu));
     psgate.sort_by_key(|d| d.bytes.0 + d.bytes.1);
     let bytes = psgate[psgate.len() / 2].bytes;
-    println!("  {:<34} {:>10} {:>10} {:>12} {:>12}", "", "wall ms", "CPU ms", "peer read B", "peer wrote B");
+    println!("  {:<34} {:>10} {:>10} {:>12} {:>12}", "", "wall ms", "CPU ms", "bytes sent", "bytes recv");
     println!("  {:<34} {:>10.1} {:>10.1} {:>12} {:>12}", "psgate (engine, 150 commands read)", ours * 1e3, our_cpu * 1e3, thousands(bytes.0 as f64), thousands(bytes.1 as f64));
-    // pypsrp's bytes: its whole script (open, runs + 1, close) less nothing: shown per run, the open and close
-    // included once, so an upper bound.
-    let per = |b: u64| b as f64 / (runs + 1) as f64;
-    println!("  {:<34} {:>10.1} {:>10.1} {:>12} {:>12}", "pypsrp 0.9.1 get_command_metadata", theirs * 1e3, their_cpu * 1e3, thousands(per(after.0 - before.0)), thousands(per(after.1 - before.1)));
+    println!("  {:<34} {:>10.1} {:>10.1} {:>12} {:>12}", "pypsrp 0.9.1 get_command_metadata", theirs * 1e3, their_cpu * 1e3, thousands(sent), thousands(received));
     println!("  pypsrp / psgate: {:.1}× the wall time, {:.1}× the CPU ({params} parameters in all, both)", theirs / ours, their_cpu / our_cpu.max(1e-6));
 
     // A proxy call's overhead, in the language core.

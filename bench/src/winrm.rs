@@ -32,8 +32,8 @@ use uuid::Uuid;
 
 use crate::{python, repo};
 
-const USER: &str = "PSGATE\\ada";
-const PASSWORD: &str = "Bench-Secret-1";
+pub(crate) const USER: &str = "PSGATE\\ada";
+pub(crate) const PASSWORD: &str = "Bench-Secret-1";
 const EVENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The peer as a child process, killed on drop.
