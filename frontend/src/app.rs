@@ -90,6 +90,8 @@ pub struct State {
     pub history_wanted: u32,
     /// The session psgate's prompt has entered (its lines go there; `exit` comes back).
     pub entered: Option<SessionId>,
+    /// The modules Import-PSSession made at psgate's prompt (the sessions panel shows them by session).
+    pub modules: Vec<psgate_shared::api::PromptModule>,
     /// The sessions panel asked for sessions: the console shows the first new one (not those typed at the prompt).
     pub follow_new: bool,
     /// The console shown was chosen by the page, not the user: a page that comes back shows the first session's
@@ -673,6 +675,7 @@ impl State {
                 }
                 self.entered = entered;
             }
+            ServerMessage::PromptModules { modules } => self.modules = modules,
             ServerMessage::Sessions { sessions } => {
                 if self.follow_new
                     && let Some(new) = sessions.iter().find(|s| self.session(s.id).is_none())

@@ -271,6 +271,18 @@ impl HostAnswer {
 }
 
 /// One field of a [`HostAnswer::Fields`] answer.
+
+/// A module of implicit remoting at psgate's prompt (`prompt_modules`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptModule {
+    /// Its name (`tmp_….psgate`).
+    pub name: String,
+    /// The session its commands run in.
+    pub session: SessionId,
+    /// Its commands' local names (`New-remADUser`).
+    pub commands: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldAnswer {
     /// The field's name (from the `Prompt` call's field descriptions).
@@ -720,6 +732,12 @@ server_message! {
         /// The entered session.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         entered: Option<SessionId>,
+    },
+    /// The modules Import-PSSession made at psgate's prompt, each with its session and commands (the sessions panel
+    /// shows them). Sent after `hello` when there are any, and whenever they change.
+    PromptModules {
+        /// The modules, oldest first.
+        modules: Vec<PromptModule>,
     },
     /// The answer to `complete`: replace `replacement_length` UTF-16 code units of `input` from
     /// `replacement_index` with one of `matches` (none: nothing completes, or the session was busy).

@@ -47,6 +47,12 @@ describe('implicit remoting', () => {
     await run('Invoke-Command -Command { Import-Module ActiveDirectory } -Session $session');
     const imported = await run('Import-PSSession -Session $session -Module ActiveDirectory -Prefix rem');
     assert.match(await text(imported), /tmp_[\s\S]*New-remADUser/);
+    // The sessions panel shows the module by its session, and a reload keeps it (it lives in the relay).
+    await page.locator('#sessions tr.session-row .session-module', { hasText: 'tmp_' }).waitFor();
+    assert.match(await page.locator('#sessions tr.session-row .session-module').getAttribute('title'), /New-remADUser/);
+    await page.reload();
+    await page.locator('#sessions tr.session-row .session-module', { hasText: 'tmp_' }).waitFor();
+    await page.locator('.console-input-line .console-prompt', { hasText: 'PS psgate>' }).waitFor();
     await run('New-remADUser -Name ada -SamAccountName ada');
     const users = await run('Get-remADUser -Filter * | Set-remADUser -Department Ops -PassThru | ft Name, SamAccountName, Department');
     const table = users.locator('table').first();

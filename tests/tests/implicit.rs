@@ -73,6 +73,17 @@ async fn the_issue_lines_on_the_local_test_host_with_help_lifetime_and_repair() 
     let mut c = Client::connect(&relay, "alice").await;
     prompt(&mut c, "$session = New-PSSession -Name ad").await;
     the_issue_lines(&mut c, true).await;
+    // The pages hear of the module (the sessions panel shows it), a page that comes back too.
+    let mut tab = Client::connect(&relay, "alice").await;
+    let modules = tab
+        .until(|m| match m {
+            ServerMessage::PromptModules { modules } => Some(modules.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(modules.len(), 1, "{modules:?}");
+    assert!(modules[0].name.starts_with("tmp_") && modules[0].commands.contains(&"New-remADUser".to_owned()), "{modules:?}");
+    drop(tab);
     // Help from the session, under the proxy's name.
     let shown = prompt(&mut c, "Get-Help New-remADUser -Full").await;
     assert!(shown.text.contains("NAME\n    New-remADUser") && shown.text.contains("PARAMETERS") && shown.text.contains("-SamAccountName"), "{}", shown.text);

@@ -139,7 +139,7 @@ fn ConsolePage() -> Html {
                 <button type="button" class="secondary" id="logout" onclick={logout}>{ "Log out" }</button>
             </header>
             <main class="app-layout">
-                <Sessions sessions={state.sessions.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open}
+                <Sessions sessions={state.sessions.clone()} modules={state.modules.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open}
                     kiosk={page.as_ref().filter(|c| c.kiosk).map(|c| c.kiosk_targets.clone())} remote_shells={state.remote_shells.clone()} />
                 if !state.notices.is_empty() {
                     <div class="notices" role="alert">
@@ -215,6 +215,8 @@ pub(crate) fn Login(props: &LoginProps) -> Html {
 #[derive(Properties, PartialEq)]
 struct SessionsProps {
     sessions: Vec<SessionInfo>,
+    /// The prompt's imported modules.
+    modules: Vec<psgate_shared::api::PromptModule>,
     active: Option<SessionId>,
     send: Callback<ClientMessage>,
     on_action: Callback<Action>,
@@ -429,7 +431,9 @@ fn Sessions(props: &SessionsProps) -> Html {
                         html! {
                             <tr {class} data-id={id.0.to_string()} onclick={select} title={s.reason.clone()}>
                                 <td class="num">{ id.0 }</td>
-                                <td>{ &s.name }</td>
+                                <td>{ &s.name }{ for props.modules.iter().filter(|m| m.session == id).map(|m| html! {
+                                    <span class="session-module" title={m.commands.join(", ")}>{ " " }{ &m.name }</span>
+                                }) }</td>
                                 <td>{ &s.computer_name }</td>
                                 <td>{ transport_label(s.transport) }</td>
                                 <td class={classes!("state", format!("state-{}", state.to_ascii_lowercase()))}>{ state }</td>

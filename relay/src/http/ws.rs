@@ -101,6 +101,11 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
     if let Some(entered) = manager.entered(&user) {
         let _ = out.send(ServerMessage::PromptState { entered: Some(entered) }).await;
     }
+    // And the modules Import-PSSession made there (the sessions panel shows them).
+    let modules = manager.prompt_modules(&user);
+    if !modules.is_empty() {
+        let _ = out.send(ServerMessage::PromptModules { modules }).await;
+    }
     let changes = tokio::spawn(changes(manager.clone(), user.clone(), out.clone()));
     let mut conn = Connection { manager, user, out, followers: HashMap::new() };
     let login_ended = auth.ended(&key);

@@ -511,6 +511,11 @@ impl Manager {
         self.config.prompt_writes_files
     }
 
+    /// The modules Import-PSSession made at `owner`'s prompt.
+    pub fn prompt_modules(&self, owner: &str) -> Vec<psgate_shared::api::PromptModule> {
+        lock(&self.prompts).get(owner).map(|p| p.modules()).unwrap_or_default()
+    }
+
     /// The users' prompts.
     pub(super) fn prompts(&self) -> &Mutex<HashMap<String, Arc<super::prompt::UserPrompt>>> {
         &self.prompts

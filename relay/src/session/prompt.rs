@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use psgate_lang::{Host, Invocation, RemoteError, RemoteEvent, Remoting, RunId, Runspace, SaveError};
 use psgate_shared::api::{
-    Completion, ErrorCode, HostAnswer, LOCAL_SESSION, OutputBufferingMode, PipelineId, PipelineRecord, PipelineState, RecordKind, RemoteShell, ServerMessage, SessionId,
-    SessionInfo, SessionState, Target,
+    Completion, ErrorCode, HostAnswer, LOCAL_SESSION, OutputBufferingMode, PipelineId, PipelineRecord, PipelineState, PromptModule, RecordKind, RemoteShell, ServerMessage,
+    SessionId, SessionInfo, SessionState, Target,
 };
 use psgate_shared::clixml::{self, Value};
 use psgate_shared::psrp::host::HostMethod;
@@ -42,6 +42,8 @@ pub struct UserPrompt {
     runspace: Mutex<Runspace>,
     /// The entered session, readable while a line runs.
     entered: Mutex<Option<SessionId>>,
+    /// The modules Import-PSSession made, as the pages show them, readable while a line runs.
+    modules: Mutex<Vec<PromptModule>>,
     /// The prompt's lines, the last [`PIPELINES_KEPT`].
     lines: Mutex<BTreeMap<PipelineId, Line>>,
     /// Runs of pipelines on sessions (Invoke-Command, jobs, Receive-PSSession); they outlive the line that
@@ -97,12 +99,23 @@ pub fn run(manager: &Arc<Manager>, owner: &str, line: String) -> Result<(Pipelin
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut host = RelayHost { buffer: out.clone(), pipeline, stop, calls, next_call: 0, writes_files: manager.prompt_writes_files() };
-        let (outcome, entered) = {
+        let (outcome, entered, modules) = {
             let mut rs = lock(&prompt.runspace);
             let mut remoting = RelayRemoting { manager: manager.clone(), owner: owner.clone(), prompt: prompt.clone(), handle };
             let outcome = rs.run(&line, &mut remoting, &mut host);
-            (outcome, rs.entered().map(|e| e.session))
+            let modules: Vec<PromptModule> =
+                rs.modules().iter().map(|m| PromptModule { name: m.name.clone(), session: m.session, commands: m.proxies.iter().map(|p| p.name.clone()).collect() }).collect();
+            (outcome, rs.entered().map(|e| e.session), modules)
         };
+        let modules_changed = {
+            let mut m = lock(&prompt.modules);
+            let changed = *m != modules;
+            *m = modules.clone();
+            changed
+        };
+        if modules_changed {
+            manager.publish_to(&owner, ServerMessage::PromptModules { modules });
+        }
         let changed = {
             let mut e = lock(&prompt.entered);
             let changed = *e != entered;
@@ -119,6 +132,11 @@ pub fn run(manager: &Arc<Manager>, owner: &str, line: String) -> Result<(Pipelin
 }
 
 impl UserPrompt {
+    /// The modules Import-PSSession made.
+    pub fn modules(&self) -> Vec<PromptModule> {
+        lock(&self.modules).clone()
+    }
+
     /// The session Enter-PSSession entered.
     pub fn entered(&self) -> Option<SessionId> {
         *lock(&self.entered)
