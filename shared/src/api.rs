@@ -270,8 +270,6 @@ impl HostAnswer {
     }
 }
 
-/// One field of a [`HostAnswer::Fields`] answer.
-
 /// A module of implicit remoting at psgate's prompt (`prompt_modules`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptModule {
@@ -283,6 +281,7 @@ pub struct PromptModule {
     pub commands: Vec<String>,
 }
 
+/// One field of a [`HostAnswer::Fields`] answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldAnswer {
     /// The field's name (from the `Prompt` call's field descriptions).
