@@ -430,7 +430,12 @@ fn export_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
             port: t.port,
             use_ssl: t.use_ssl,
             configuration_name: t.configuration_name.clone(),
-            authentication: t.authentication.map(|a| format!("{a:?}")),
+            // PowerShell's AuthenticationMechanism has no NTLM-only value: Negotiate does NTLM.
+            authentication: t.authentication.map(|a| match a {
+                psgate_shared::api::WinrmAuth::Negotiate | psgate_shared::api::WinrmAuth::Ntlm => "Negotiate".to_owned(),
+                psgate_shared::api::WinrmAuth::Kerberos => "Kerberos".to_owned(),
+                psgate_shared::api::WinrmAuth::Basic => "Basic".to_owned(),
+            }),
             user: t.user.clone(),
         },
         None => crate::export::ExportTarget::WinRm { computer_name: info.computer_name.clone(), port: None, use_ssl: false, configuration_name: info.configuration_name.clone(), authentication: None, user: None },

@@ -210,6 +210,10 @@ fn export_pssession_where_the_console_cannot_write_files() {
     // The module does not name psgate's session: it makes its own with the user's credential, asked for there.
     let psm1 = w.run("(Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote)[0].Content");
     assert!(psm1.contains("PromptForCredential") && !psm1.contains("Pa$$w0rd"), "{psm1}");
+    // The session's authentication goes in PowerShell's words.
+    w.run("$kerberos = New-PSSession -ComputerName srv03 -Credential $cred -Authentication Kerberos");
+    let psm1 = w.run("(Export-PSSession -Session $kerberos -Module ActiveDirectory -OutputModule ADRemote)[0].Content");
+    assert!(psm1.contains("-ComputerName 'srv03'") && psm1.contains("-Authentication 'Kerberos'"), "{psm1}");
     let shown = w.run("Export-PSSession -Session $session -OutputModule 'bad name;x'");
     assert!(shown.contains("Cannot create the module"), "{shown}");
 }
