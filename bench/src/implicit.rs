@@ -14,14 +14,13 @@
 //!   before the command leaves (resolving the proxy and its parameters from the metadata, building the Command
 //!   object), per call.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use psgate_lang::{Host, Invocation, RemoteError, RemoteEvent, Remoting, RunId, Runspace};
-use psgate_shared::api::{Availability, ErrorCode, HostAnswer, OutputBufferingMode, PipelineId, PipelineState, RecordKind, RemoteShell, SessionId, SessionInfo, SessionState, Target, Transport};
+use psgate_lang::{Host, Runspace};
+use psgate_shared::api::{HostAnswer, RecordKind};
 use psgate_shared::clixml::Value;
 use psgate_shared::psrp::host::HostMethod;
 use psgate_shared::psrp::messages::{CommandMetadata, PoolState, metadata_count};
@@ -30,6 +29,7 @@ use psgate_shared::psrp::pool::Event;
 use uuid::Uuid;
 
 use crate::measure::{cpu_seconds, thousands};
+use crate::prompt::Memory;
 use crate::winrm::{Peer, median, next, psgate_close, pypsrp};
 
 const MODULE: &str = "BenchModule";
@@ -139,72 +139,6 @@ async fn psgate_discover(wire: &Wire, s: &mut psgate_relay::session::outofproc::
     Ok(Discovery { seconds, cpu, commands: found.len(), parameters: found.iter().map(|c| c.parameters.len()).sum(), bytes: (after.0 - io.0, after.1 - io.1) })
 }
 
-/// An in-memory remoting side: one open session, every run answered at once with one object.
-#[derive(Default)]
-struct Memory {
-    sessions: Vec<SessionInfo>,
-    commands: Vec<Value>,
-    runs: HashMap<u64, VecDeque<RemoteEvent>>,
-    next: u64,
-}
-
-impl Memory {
-    fn queue(&mut self, events: Vec<RemoteEvent>) -> RunId {
-        self.next += 1;
-        self.runs.insert(self.next, events.into());
-        RunId(self.next)
-    }
-}
-
-impl Remoting for Memory {
-    fn sessions(&mut self) -> Vec<SessionInfo> {
-        self.sessions.clone()
-    }
-    fn open(&mut self, targets: Vec<Target>) -> Vec<Result<SessionInfo, RemoteError>> {
-        targets.iter().map(|_| Err(RemoteError::new(ErrorCode::NotSupported, "no"))).collect()
-    }
-    fn remove(&mut self, _ids: &[SessionId]) -> Result<(), RemoteError> {
-        Ok(())
-    }
-    fn disconnect(&mut self, ids: &[SessionId], _i: Option<u32>, _m: Option<OutputBufferingMode>) -> Vec<Result<SessionInfo, RemoteError>> {
-        ids.iter().map(|_| Err(RemoteError::new(ErrorCode::NotSupported, "no"))).collect()
-    }
-    fn connect(&mut self, ids: &[SessionId]) -> Vec<Result<SessionInfo, RemoteError>> {
-        ids.iter().map(|_| Err(RemoteError::new(ErrorCode::NotSupported, "no"))).collect()
-    }
-    fn remote_shells(&mut self, _t: &Target) -> Result<Vec<RemoteShell>, RemoteError> {
-        Ok(Vec::new())
-    }
-    fn start(&mut self, invocation: Invocation, _tag: bool) -> Result<RunId, RemoteError> {
-        let session = invocation.sessions[0];
-        let name = invocation.pipeline.commands.first().map(|c| c.text.clone()).unwrap_or_default();
-        Ok(self.queue(vec![
-            RemoteEvent::Output { session, value: Value::string(name) },
-            RemoteEvent::Finished { session, computer_name: "srv02".into(), state: PipelineState::Completed, error: None },
-            RemoteEvent::Done,
-        ]))
-    }
-    fn receive(&mut self, _s: SessionId) -> Result<RunId, RemoteError> {
-        Err(RemoteError::new(ErrorCode::NotSupported, "no"))
-    }
-    fn command_metadata(&mut self, session: SessionId, _names: &[String], _modules: &[String]) -> Result<RunId, RemoteError> {
-        let mut events: Vec<RemoteEvent> = self.commands.iter().map(|v| RemoteEvent::Output { session, value: v.clone() }).collect();
-        events.push(RemoteEvent::Finished { session, computer_name: "srv02".into(), state: PipelineState::Completed, error: None });
-        events.push(RemoteEvent::Done);
-        Ok(self.queue(events))
-    }
-    fn next_event(&mut self, run: RunId, _wait: Duration) -> Option<RemoteEvent> {
-        Some(self.runs.get_mut(&run.0).and_then(VecDeque::pop_front).unwrap_or(RemoteEvent::Done))
-    }
-    fn answer(&mut self, _s: SessionId, _p: PipelineId, _c: i64, _a: HostAnswer) -> Result<(), RemoteError> {
-        Ok(())
-    }
-    fn stop(&mut self, _run: RunId) {}
-    fn forget(&mut self, run: RunId) {
-        self.runs.remove(&run.0);
-    }
-}
-
 /// A console that only counts.
 #[derive(Default)]
 struct Count {
@@ -304,20 +238,10 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     println!("  pypsrp / psgate: {:.1}× the wall time, {:.1}× the CPU ({params} parameters in all, both)", theirs / ours, their_cpu / our_cpu.max(1e-6));
 
     // A proxy call's overhead, in the language core.
-    let info = SessionInfo {
-        id: SessionId(1),
-        name: "s".into(),
-        computer_name: "srv02".into(),
-        transport: Transport::Winrm,
-        state: SessionState::Opened,
-        availability: Availability::Available,
-        reason: None,
-        prompt: None,
-        configuration_name: Some("Microsoft.PowerShell".into()),
-        instance_id: None,
-        can_disconnect: true,
-    };
-    let mut memory = Memory { sessions: vec![info.clone()], commands: metadata, ..Memory::default() };
+    let info = crate::prompt::info(1, "srv02");
+    let mut memory = Memory::default();
+    memory.sessions = vec![info.clone()];
+    memory.commands = metadata;
     let mut rs = Runspace::new();
     rs.set_variable("s", psgate_lang::session::object(&info));
     let mut console = Count::default();

@@ -20,14 +20,18 @@ use psgate_shared::api::{
 use psgate_shared::clixml::{self, Value};
 use psgate_shared::psrp::host::HostMethod;
 
-/// Sessions held in memory: open at once, runs answer at once (one object per session).
-struct Memory {
-    sessions: Vec<SessionInfo>,
+/// Sessions held in memory: open at once, runs answer at once (one object per session), GET_COMMAND_METADATA with
+/// `commands`.
+#[derive(Default)]
+pub(crate) struct Memory {
+    pub(crate) sessions: Vec<SessionInfo>,
     runs: std::collections::HashMap<u64, std::collections::VecDeque<RemoteEvent>>,
     next: u64,
+    /// What GET_COMMAND_METADATA answers.
+    pub(crate) commands: Vec<Value>,
 }
 
-fn info(id: u64, computer: &str) -> SessionInfo {
+pub(crate) fn info(id: u64, computer: &str) -> SessionInfo {
     SessionInfo {
         id: SessionId(id),
         name: format!("Runspace{id}"),
@@ -82,8 +86,13 @@ impl Remoting for Memory {
     fn receive(&mut self, _s: SessionId) -> Result<RunId, RemoteError> {
         Err(RemoteError::new(ErrorCode::NotSupported, "no"))
     }
-    fn command_metadata(&mut self, _s: SessionId, _names: &[String], _modules: &[String]) -> Result<RunId, RemoteError> {
-        Err(RemoteError::new(ErrorCode::NotSupported, "no"))
+    fn command_metadata(&mut self, session: SessionId, _names: &[String], _modules: &[String]) -> Result<RunId, RemoteError> {
+        self.next += 1;
+        let mut events: std::collections::VecDeque<RemoteEvent> = self.commands.iter().map(|v| RemoteEvent::Output { session, value: v.clone() }).collect();
+        events.push_back(RemoteEvent::Finished { session, computer_name: String::new(), state: PipelineState::Completed, error: None });
+        events.push_back(RemoteEvent::Done);
+        self.runs.insert(self.next, events);
+        Ok(RunId(self.next))
     }
     fn next_event(&mut self, run: RunId, _wait: Duration) -> Option<RemoteEvent> {
         Some(self.runs.get_mut(&run.0).and_then(|q| q.pop_front()).unwrap_or(RemoteEvent::Done))
@@ -173,7 +182,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let mut worlds: Vec<(Memory, Runspace)> = [10u64, 200]
         .iter()
         .map(|&n| {
-            let mut memory = Memory { sessions: (1..=n).map(|i| info(i, &format!("srv{i:03}"))).collect(), runs: Default::default(), next: 0 };
+            let mut memory = Memory { sessions: (1..=n).map(|i| info(i, &format!("srv{i:03}"))).collect(), ..Memory::default() };
             let mut rs = Runspace::new();
             rs.run("$cred = Get-Credential; $session1 = (Get-PSSession)[0]", &mut memory, &mut Clixml::default());
             (memory, rs)

@@ -7,10 +7,9 @@
 mod winrm_peer;
 mod at_prompt;
 
-use at_prompt::{lines, prompt, prompt_with};
+use at_prompt::{completions, lines, prompt, prompt_with};
 use psgate_relay::config::{AllowRule, Config};
-use psgate_shared::api::{FieldAnswer, HostAnswer, LOCAL_SESSION, PipelineState, RecordKind, ServerMessage, Transport};
-use serde_json::json;
+use psgate_shared::api::{FieldAnswer, HostAnswer, PipelineState, RecordKind, ServerMessage, Transport};
 use psgate_tests::Sshd;
 use psgate_tests::relay::{Client, relay_with};
 use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
@@ -94,15 +93,7 @@ async fn the_issue_lines_on_the_local_test_host_with_help_lifetime_and_repair() 
     // here, and an enum's values complete.
     let shown = prompt_with(&mut c, "New-remADUser -SamAccountName zed -PassThru | % Name", vec![fields("Name", "zed")]).await;
     assert_eq!(lines(&shown.text), ["zed"], "{shown:?}");
-    let input = "Get-remADUser -SearchScope Sub";
-    c.send(json!({"type": "complete", "session": LOCAL_SESSION, "input": input, "cursor": input.len()})).await;
-    let texts: Vec<String> = c
-        .until(|m| match m {
-            ServerMessage::Completions { session, matches, .. } if *session == LOCAL_SESSION => Some(matches.iter().map(|m| m.text.clone()).collect()),
-            _ => None,
-        })
-        .await;
-    assert_eq!(texts, ["Subtree"]);
+    assert_eq!(completions(&mut c, "Get-remADUser -SearchScope Sub").await, ["Subtree"]);
     // -CommandName and the clobber check.
     let shown = prompt(&mut c, "Import-PSSession $session -CommandName Get-ADUser -Prefix rem").await;
     assert!(shown.errors[0].starts_with("No command proxies have been created"), "{shown:?}");

@@ -14,7 +14,7 @@ use psgate_tests::Sshd;
 use psgate_tests::relay::{Client, Relay, outputs, relay, relay_with};
 use serde_json::json;
 use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
-use at_prompt::{entered_after, lines, prompt, prompt_with};
+use at_prompt::{completions, entered_after, lines, prompt, prompt_with};
 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,14 +97,7 @@ async fn completion_at_the_prompt() {
     let mut c = Client::connect(&relay, "alice").await;
     prompt(&mut c, "$session1 = New-PSSession").await;
     for (input, expect) in [("Enter-PSS", "Enter-PSSession"), ("Get-PSSession -Comp", "-ComputerName"), ("Enter-PSSession -Session $se", "$session1")] {
-        c.send(json!({"type": "complete", "session": LOCAL_SESSION, "input": input, "cursor": input.len()})).await;
-        let texts: Vec<String> = c
-            .until(|m| match m {
-                ServerMessage::Completions { session, matches, .. } if *session == LOCAL_SESSION => Some(matches.iter().map(|m| m.text.clone()).collect()),
-                _ => None,
-            })
-            .await;
-        assert_eq!(texts, [expect], "{input}");
+        assert_eq!(completions(&mut c, input).await, [expect], "{input}");
     }
 }
 

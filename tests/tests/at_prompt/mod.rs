@@ -84,3 +84,13 @@ pub async fn prompt(c: &mut Client, line: &str) -> Shown {
 pub fn lines(text: &str) -> Vec<String> {
     text.lines().map(|l| l.trim_end().to_owned()).filter(|l| !l.is_empty()).collect()
 }
+
+/// Tab completion at the prompt for `input` with the cursor at its end: the candidates' texts.
+pub async fn completions(c: &mut Client, input: &str) -> Vec<String> {
+    c.send(json!({"type": "complete", "session": LOCAL_SESSION, "input": input, "cursor": input.len()})).await;
+    c.until(|m| match m {
+        ServerMessage::Completions { session, matches, .. } if *session == LOCAL_SESSION => Some(matches.iter().map(|m| m.text.clone()).collect()),
+        _ => None,
+    })
+    .await
+}
