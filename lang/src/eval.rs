@@ -334,10 +334,18 @@ impl Ctx<'_> {
             Sink::Host if value.is_nil() => {}
             Sink::Host => {
                 let value = self.live(value);
+                let value = self.formatted(value);
                 self.host.output(value);
             }
             Sink::Collect(v) => v.push(value),
         }
+    }
+
+    /// An object laid out by the view an import's format data has for its type (the newest import's first).
+    fn formatted(&mut self, value: Value) -> Value {
+        let Some(view) = crate::format_data::view_for(self.rs.modules.iter().rev().flat_map(|m| m.formats.iter()), &value).cloned() else { return value };
+        let mut eval = |script: &str, item: &Value| self.invoke_block(script, Some(item)).ok().map(values::collapse);
+        crate::format_data::apply(&view, value, &mut eval)
     }
 
     /// A non-terminating error: written (or not, or made terminating) as `-ErrorAction` says.

@@ -58,7 +58,7 @@ pub fn module_files(module: &Module, leaf: &str, target: &ExportTarget, command_
     vec![
         (format!("{leaf}.psm1"), psm1(module, target, command_line, &proxies)),
         (format!("{leaf}.psd1"), psd1(module, leaf, command_line, &names)),
-        (format!("{leaf}.format.ps1xml"), "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Configuration>\n  <ViewDefinitions />\n</Configuration>\n".to_owned()),
+        (format!("{leaf}.format.ps1xml"), crate::format_data::ps1xml(&module.formats)),
     ]
 }
 
@@ -300,6 +300,7 @@ fn proxy(out: &mut String, p: &Proxy) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format_data::{FormatColumn, FormatView, Source};
     use psgate_shared::api::SessionId;
     use psgate_shared::psrp::messages::{CommandMetadata, ParameterMetadata};
 
@@ -321,6 +322,16 @@ mod tests {
             computer_name: "srv'02".into(),
             modules: vec!["ActiveDirectory".into(), "O'Module".into()],
             prefix: "rem".into(),
+            formats: vec![FormatView {
+                name: "AD<User>".into(),
+                types: vec!["Microsoft.ActiveDirectory.Management.ADUser".into()],
+                list: false,
+                columns: vec![
+                    FormatColumn { label: "Name".into(), labelled: false, source: Source::Property("Name".into()), width: 20, alignment: String::new() },
+                    FormatColumn { label: "On?".into(), labelled: true, source: Source::Property("Enabled".into()), width: 0, alignment: "Right".into() },
+                    FormatColumn { label: "Size".into(), labelled: true, source: Source::Script("\"{0:N2}\" -f ($_.Size / 1GB) -lt 3 -and 'a' -ne \"b\"".into()), width: 8, alignment: String::new() },
+                ],
+            }],
             proxies: vec![
                 proxy("Get-remADUser", "Get-ADUser", "Cmdlet", cmdlet),
                 proxy("remgadu", "Get-ADUser", "Alias", vec![]),
@@ -525,7 +536,38 @@ mod tests {
         let f = files(&winrm(None));
         let names: Vec<&str> = f.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["AD'Tools.psm1", "AD'Tools.psd1", "AD'Tools.format.ps1xml"]);
-        assert_eq!(file(&f, ".format.ps1xml"), "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Configuration>\n  <ViewDefinitions />\n</Configuration>\n");
+        // The format file: PowerShell's schema, well-formed, the view for the type and its deserialized name.
+        let xml = file(&f, ".format.ps1xml");
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let (mut path, mut seen, mut text) = (Vec::new(), Vec::new(), String::new());
+        loop {
+            match reader.read_event().unwrap_or_else(|e| panic!("{e}\n{xml}")) {
+                quick_xml::events::Event::Start(e) => {
+                    path.push(e.name().into_inner().to_owned());
+                    text.clear();
+                }
+                quick_xml::events::Event::End(_) => {
+                    seen.push((path.join("/"), std::mem::take(&mut text).trim().to_owned()));
+                    path.pop();
+                }
+                quick_xml::events::Event::Text(t) => text.push_str(&t.into_inner()),
+                quick_xml::events::Event::GeneralRef(r) => {
+                    let entity = format!("&{};", r.into_inner());
+                    text.push_str(&quick_xml::escape::unescape(&entity).unwrap_or_else(|e| panic!("{entity}: {e}")));
+                }
+                quick_xml::events::Event::Eof => break,
+                _ => {}
+            }
+        }
+        let at = |p: &str| -> Vec<&str> { seen.iter().filter(|(q, t)| q.ends_with(p) && !t.is_empty()).map(|(_, t)| t.as_str()).collect() };
+        assert_eq!(at("View/Name"), ["AD<User>"]);
+        assert_eq!(at("ViewSelectedBy/TypeName"), ["Microsoft.ActiveDirectory.Management.ADUser", "Deserialized.Microsoft.ActiveDirectory.Management.ADUser"]);
+        assert_eq!(at("TableColumnHeader/Label"), ["On?", "Size"]);
+        assert_eq!(at("TableColumnHeader/Width"), ["20", "8"]);
+        assert_eq!(at("TableColumnHeader/Alignment"), ["Right"]);
+        assert_eq!(at("TableColumnItem/PropertyName"), ["Name", "Enabled"]);
+        assert_eq!(at("TableColumnItem/ScriptBlock"), ["\"{0:N2}\" -f ($_.Size / 1GB) -lt 3 -and 'a' -ne \"b\""]);
+        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Configuration>\n  <ViewDefinitions>\n"), "{xml}");
     }
 
     #[test]

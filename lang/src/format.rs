@@ -30,7 +30,8 @@ pub fn default_columns(v: &Value) -> Vec<String> {
             return cols.iter().map(|c| (*c).to_owned()).collect();
         }
     }
-    if let Some(set) = display_set(v).filter(|_| !formatted) {
+    // Format-Table's own objects carry only the chosen properties; an import's view puts its columns in the set.
+    if let Some(set) = display_set(v) {
         return set;
     }
     o.properties().filter(|p| !p.value.is_member_set()).map(|p| p.name.to_string()).collect()
@@ -168,7 +169,8 @@ fn list(block: &[Value]) -> String {
     let mut out = String::new();
     for v in block {
         let Some(o) = v.as_object() else { continue };
-        let names: Vec<String> = if o.type_names().next() == Some(FORMAT_LIST) || display_set(v).is_none() {
+        // Format-List shows the display property set where there is one, as PowerShell does (`fl *`: all).
+        let names: Vec<String> = if display_set(v).is_none() {
             o.properties().filter(|p| !p.value.is_member_set()).map(|p| p.name.to_string()).collect()
         } else {
             default_columns(v)

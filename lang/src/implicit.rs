@@ -31,6 +31,8 @@ pub struct Module {
     pub prefix: String,
     /// The proxies, by local name.
     pub proxies: Vec<Proxy>,
+    /// The views of the format data imported with them (`-FormatTypeName`, else their commands' output types).
+    pub formats: Vec<crate::format_data::FormatView>,
 }
 
 /// One proxy: a local name for a remote command.
@@ -120,9 +122,27 @@ fn richer(cx: &mut Ctx<'_>, session: SessionId, names: &[String], modules: &[Str
     Ok(fetch_quietly(cx, run)?.iter().filter_map(show_command_info).collect())
 }
 
-/// The commands Import-PSSession does not proxy unless asked for by name: the ones a restricted endpoint keeps
-/// for implicit remoting itself (PowerShell's default skip list).
+/// The commands Import-PSSession does not proxy unless asked for by name, when the server declares none: the ones
+/// implicit remoting and 1:1 remoting use themselves (PowerShell's default skip list).
 const SKIPPED: &[&str] = &["Get-Command", "Get-FormatData", "Get-Help", "Select-Object", "Measure-Object", "Exit-PSSession", "Out-Default"];
+
+/// The server's `$PSSenderInfo.ApplicationPrivateData` (APPLICATION_PRIVATE_DATA's `ApplicationPrivateData`).
+fn private_data(cx: &mut Ctx<'_>, session: SessionId) -> Option<Value> {
+    values::property(&cx.remoting.application_private_data(session)?, "ApplicationPrivateData")
+}
+
+/// The commands not to proxy: the list the server declares in its application private data
+/// (`ImplicitRemoting.CommandsToSkip`, even an empty one), else PowerShell's default.
+fn skip_list(cx: &mut Ctx<'_>, session: SessionId) -> Vec<String> {
+    let declared = private_data(cx, session)
+        .and_then(|d| values::property(&d, "ImplicitRemoting"))
+        .filter(|d| d.as_object().is_some_and(|o| matches!(o.content, psgate_shared::clixml::Content::Dict(_))))
+        .and_then(|d| values::property(&d, "CommandsToSkip"));
+    match declared {
+        Some(list) => values::enumerate(list).iter().map(text).filter(|t| !t.is_empty()).collect(),
+        None => SKIPPED.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
 
 /// The command types Import-PSSession imports when not told (all but applications and scripts).
 const DEFAULT_TYPES: &[&str] = &["Alias", "Function", "Filter", "Cmdlet", "Configuration"];
@@ -142,7 +162,7 @@ pub(crate) static CMDLETS: &[Cmdlet] = &[
             params: &[
                 p("Session", Kind::Session, "The session whose commands are imported.").at(0).mandatory(&["*"]),
                 p("CommandName", Kind::Strings, "Only the commands with these names (wildcards allowed).").alias(&["Name"]).at(2),
-                p("FormatTypeName", Kind::Strings, "The types whose formatting is imported (accepted; psgate lays objects out itself).").at(3),
+                p("FormatTypeName", Kind::Strings, "The types whose format data (Get-FormatData) is imported; without it, the commands' output types.").at(3),
                 p("Prefix", Kind::String, "Added to each proxy's noun: New-ADUser becomes New-<Prefix>ADUser."),
                 p("DisableNameChecking", Kind::Switch, "No warning for unapproved verbs."),
                 p("AllowClobber", Kind::Switch, "Proxies may hide commands of psgate's prompt or of other imported modules."),
@@ -164,7 +184,7 @@ pub(crate) static CMDLETS: &[Cmdlet] = &[
                 p("Session", Kind::Session, "The session whose commands are exported.").at(0).mandatory(&["*"]),
                 p("OutputModule", Kind::String, "The module's folder (psgate shell: a path on this machine).").alias(&["PSPath", "ModuleName"]).at(1).mandatory(&["*"]),
                 p("CommandName", Kind::Strings, "Only the commands with these names (wildcards allowed).").alias(&["Name"]).at(2),
-                p("FormatTypeName", Kind::Strings, "The types whose formatting is exported (accepted).").at(3),
+                p("FormatTypeName", Kind::Strings, "The types whose format data goes into the module's format file; without it, the commands' output types.").at(3),
                 p("Force", Kind::Switch, "Overwrite the module's files."),
                 p("Encoding", Kind::String, "Accepted: the files are UTF-8."),
                 p("AllowClobber", Kind::Switch, "Export commands that would hide psgate's own."),
@@ -269,7 +289,7 @@ fn shadowed(cx: &Ctx<'_>, name: &str) -> bool {
 }
 
 fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
-    let Some((info, mut proxies)) = proxies_of(cx, b, "Import-PSSession")? else { return Ok(()) };
+    let Some((info, mut proxies, formats)) = proxies_of(cx, b, "Import-PSSession")? else { return Ok(()) };
     let modules = b.strings("Module");
     if !proxies.is_empty() {
         let mut names: Vec<String> = proxies.iter().map(|p| p.meta.name.clone()).collect();
@@ -292,7 +312,7 @@ fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
         );
     }
     let name = take_name(cx);
-    let module = Module { name, session: info.id, computer_name: info.computer_name.clone(), modules, prefix, proxies };
+    let module = Module { name, session: info.id, computer_name: info.computer_name.clone(), modules, prefix, proxies, formats };
     // The last import wins: a proxy of an earlier module with the same name is hidden by this one (AllowClobber).
     let object = module_object(&module);
     cx.rs.modules.push(module);
@@ -300,9 +320,12 @@ fn import_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
     Ok(())
 }
 
+/// What a discovery found: the session, the proxies, the format data's views.
+type Discovered = (SessionInfo, Vec<Proxy>, Vec<crate::format_data::FormatView>);
+
 /// Import-PSSession's and Export-PSSession's discovery: the session, and the proxies its commands make after
 /// PowerShell's filters (`None`: no session given).
-fn proxies_of(cx: &mut Ctx<'_>, b: &Bound, activity: &str) -> R<Option<(SessionInfo, Vec<Proxy>)>> {
+fn proxies_of(cx: &mut Ctx<'_>, b: &Bound, activity: &str) -> R<Option<Discovered>> {
     let Some(given) = b.items("Session").into_iter().next() else { return Ok(None) };
     let Some(info) = session_info(cx, &given).filter(|s| s.state == SessionState::Opened) else {
         let name = values::property(&given, "Name").map(|n| text(&n)).unwrap_or_default();
@@ -333,6 +356,7 @@ fn proxies_of(cx: &mut Ctx<'_>, b: &Bound, activity: &str) -> R<Option<(SessionI
             activity,
         )));
     }
+    let skipped = skip_list(cx, info.id);
     let mut chosen: Vec<(String, CommandMetadata)> = Vec::new();
     for mut meta in found {
         let wanted_type = if types.is_empty() {
@@ -354,7 +378,7 @@ fn proxies_of(cx: &mut Ctx<'_>, b: &Bound, activity: &str) -> R<Option<(SessionI
             continue;
         }
         // Skipped unless asked for by its very name.
-        if SKIPPED.iter().any(|s| s.eq_ignore_ascii_case(&meta.name)) && !names.iter().any(|n| n.eq_ignore_ascii_case(&meta.name)) {
+        if skipped.iter().any(|s| s.eq_ignore_ascii_case(&meta.name)) && !names.iter().any(|n| n.eq_ignore_ascii_case(&meta.name)) {
             continue;
         }
         // An alias: its proxy runs the command it names, under the alias's own name.
@@ -398,14 +422,65 @@ fn proxies_of(cx: &mut Ctx<'_>, b: &Bound, activity: &str) -> R<Option<(SessionI
             )));
         }
     }
-    Ok(Some((info, proxies)))
+    let formats = format_data(cx, b, info.id, &proxies, activity)?;
+    Ok(Some((info, proxies, formats)))
+}
+
+/// The format data Import-PSSession and Export-PSSession bring: `Get-FormatData` in the session, as a Command
+/// object, for the types `-FormatTypeName` names; without it, for the output types the commands declare
+/// (PowerShell asks for every type, `*`, which `-FormatTypeName *` still does); none when only `-CommandName`
+/// was given, as in PowerShell. Types asked for by name that the server has no views for are an error, as there.
+fn format_data(cx: &mut Ctx<'_>, b: &Bound, session: SessionId, proxies: &[Proxy], activity: &str) -> R<Vec<crate::format_data::FormatView>> {
+    let given = b.has("FormatTypeName");
+    let mut types = b.strings("FormatTypeName");
+    if !given {
+        if b.has("CommandName") {
+            return Ok(Vec::new());
+        }
+        for t in proxies.iter().flat_map(|p| p.meta.output_type.iter()) {
+            let t = t.strip_prefix("Deserialized.").unwrap_or(t);
+            if !t.is_empty() && !types.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                types.push(t.to_owned());
+            }
+        }
+    }
+    if types.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = values::array(types.iter().map(|s| Value::string(s.as_str())).collect());
+    let mut command = Command::named("Get-FormatData").param("TypeName", list);
+    // PowerShell 5.1 and later shape their answer for the client's version: psgate reads 5.1's views.
+    let version = private_data(cx, session).and_then(|d| values::property(&d, "PSVersionTable")).and_then(|t| values::property(&t, "PSVersion"));
+    if let Some(Value::Version(v)) = version.as_ref().map(values::primitive)
+        && (v.major, v.minor) >= (5, 1)
+    {
+        command = command.param("PowerShellVersion", Value::Version(psgate_shared::clixml::Version::new(5, 1)));
+    }
+    let pipeline = PipelineSpec { commands: vec![command], no_input: true, add_to_history: false, is_nested: false };
+    let invocation = Invocation { sessions: vec![session], pipeline, throttle_limit: 1, text: "Get-FormatData".into(), input: None };
+    let class = format!("Microsoft.PowerShell.Commands.{}Command", activity.replace('-', ""));
+    let found = match cx.remoting.start(invocation, false) {
+        Ok(run) => fetch(cx, run)?,
+        Err(_) => None,
+    };
+    match found {
+        Some(found) if !found.is_empty() || !given => Ok(crate::format_data::read(&found)),
+        None if !given => Ok(Vec::new()),
+        _ => Err(Flow::Error(module_error(
+            &format!("ErrorNoResultsFromRemoteEnd,{class}"),
+            "Running the Get-FormatData command in a remote session returned no results.".into(),
+            Category::InvalidResult,
+            None,
+            activity,
+        ))),
+    }
 }
 
 /// Export-PSSession: the session's commands as a PowerShell module (`.psm1`, `.psd1`, `.format.ps1xml`) that makes
 /// its own session with ordinary remoting (WinRM or SSH) on the user's machine. `psgate shell` writes the files;
 /// where the console cannot (the browser), each file is output with its text.
 fn export_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
-    let Some((info, proxies)) = proxies_of(cx, b, "Export-PSSession")? else { return Ok(()) };
+    let Some((info, proxies, formats)) = proxies_of(cx, b, "Export-PSSession")? else { return Ok(()) };
     let folder = b.string("OutputModule").unwrap_or_default();
     let leaf = folder.trim_end_matches(['/', '\\']).rsplit(['/', '\\']).next().unwrap_or_default().to_owned();
     if leaf.is_empty() || !is_safe_name(&leaf) {
@@ -440,7 +515,7 @@ fn export_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
         },
         None => crate::export::ExportTarget::WinRm { computer_name: info.computer_name.clone(), port: None, use_ssl: false, configuration_name: info.configuration_name.clone(), authentication: None, user: None },
     };
-    let module = Module { name: leaf.clone(), session: info.id, computer_name: info.computer_name.clone(), modules: b.strings("Module"), prefix: String::new(), proxies };
+    let module = Module { name: leaf.clone(), session: info.id, computer_name: info.computer_name.clone(), modules: b.strings("Module"), prefix: String::new(), proxies, formats };
     let line = format!("Export-PSSession -Session <{}> -OutputModule {folder}", info.name);
     let files = crate::export::module_files(&module, &leaf, &target, &line);
     let mut unsaved = false;
@@ -821,6 +896,11 @@ pub(crate) fn help(cx: &mut Ctx<'_>, module: usize, proxy: &Proxy, b: &Bound, si
 
 /// A remote command's objects, or none when it failed (not there, not allowed): Get-Help, Get-Command.
 fn fetch_quietly(cx: &mut Ctx<'_>, run: crate::remote::RunId) -> R<Vec<Value>> {
+    Ok(fetch(cx, run)?.unwrap_or_default())
+}
+
+/// A run's output (`None`: it failed or wrote errors), its records not shown.
+fn fetch(cx: &mut Ctx<'_>, run: crate::remote::RunId) -> R<Option<Vec<Value>>> {
     let mut out = Vec::new();
     let mut failed = false;
     loop {
@@ -841,7 +921,7 @@ fn fetch_quietly(cx: &mut Ctx<'_>, run: crate::remote::RunId) -> R<Vec<Value>> {
             _ => {}
         }
     }
-    Ok(if failed { Vec::new() } else { out })
+    Ok((!failed).then_some(out))
 }
 
 /// Help made from the metadata alone: the syntax and the online help's address.

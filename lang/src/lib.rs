@@ -15,6 +15,7 @@ pub mod complete;
 mod error;
 mod eval;
 pub mod format;
+pub mod format_data;
 pub mod fuzzing;
 mod help;
 mod host;

@@ -147,6 +147,12 @@ pub trait Remoting {
         let _ = session;
         None
     }
+    /// The APPLICATION_PRIVATE_DATA the session's server sent (MS-PSRP 2.2.2.13): its `PSVersionTable`, and the
+    /// `ImplicitRemoting.CommandsToSkip` an endpoint may declare; `None`: not known.
+    fn application_private_data(&mut self, session: SessionId) -> Option<Value> {
+        let _ = session;
+        None
+    }
 }
 
 /// The remoting side as a line sees it: the sessions' list read once and reused until the line changes them
@@ -239,6 +245,9 @@ impl Remoting for Cached<'_> {
     }
     fn local_computer(&mut self, computer: &str) -> bool {
         self.inner.local_computer(computer)
+    }
+    fn application_private_data(&mut self, session: SessionId) -> Option<Value> {
+        self.inner.application_private_data(session)
     }
     fn target_of(&mut self, session: SessionId) -> Option<Target> {
         self.inner.target_of(session)

@@ -243,3 +243,113 @@ fn get_command_show_command_info_makes_proxies_ask_and_complete_like_local_comma
     let c = psgate_lang::complete(&w.rs, &w.fake.sessions, "Get-remADUser -SearchScope S", 28);
     assert_eq!(c.matches.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["Subtree"]);
 }
+
+/// The server's APPLICATION_PRIVATE_DATA: its `PSVersionTable.PSVersion`, and a skip list if it declares one.
+fn private_data(version: (u32, u32), skip: Option<&[&str]>) -> psgate_shared::clixml::Value {
+    use psgate_shared::clixml::{Content, Object, Value, Version};
+    let dict = |entries: Vec<(&str, Value)>| Value::object(Object { content: Content::Dict(entries.into_iter().map(|(k, v)| (Value::string(k), v)).collect()), ..Object::default() });
+    let mut entries = vec![("PSVersionTable", dict(vec![("PSVersion", Value::Version(Version::new(version.0, version.1)))]))];
+    if let Some(skip) = skip {
+        let names = psgate_lang::values::array(skip.iter().map(|s| Value::string(*s)).collect());
+        entries.push(("ImplicitRemoting", dict(vec![("CommandsToSkip", names)])));
+    }
+    psgate_lang::values::object(&[], None, vec![("ApplicationPrivateData", dict(entries))])
+}
+
+#[test]
+fn the_skip_list_the_server_declares_replaces_powershells() {
+    // Declared: Get-Process is skipped, Get-Help (on PowerShell's default list) is not.
+    let mut w = ad_world();
+    w.fake.private_data = Some(private_data((5, 1), Some(&["get-process"])));
+    w.run("Import-PSSession $session -DisableNameChecking -Prefix x");
+    let names = w.run("(Get-Module).ExportedCommands");
+    assert!(names.contains("Get-xHelp") && !names.contains("Get-xProcess") && names.contains("Get-xADUser"), "{names}");
+    // Asked for by its very name, a skipped command is imported.
+    w.run("Import-PSSession $session -CommandName Get-Process -Prefix y");
+    assert!(w.run("(Get-Module)[1].ExportedCommands").contains("Get-yProcess"));
+    // An empty declared list skips nothing; no declaration: PowerShell's default list.
+    let mut w = ad_world();
+    w.fake.private_data = Some(private_data((5, 1), Some(&[])));
+    w.run("Import-PSSession $session -DisableNameChecking -Prefix x");
+    assert!(w.run("(Get-Module).ExportedCommands").contains("Get-xHelp"));
+    let mut w = ad_world();
+    w.fake.private_data = Some(private_data((5, 1), None));
+    w.run("Import-PSSession $session -DisableNameChecking -Prefix x");
+    let names = w.run("(Get-Module).ExportedCommands");
+    assert!(!names.contains("Get-xHelp") && names.contains("Get-xProcess"), "{names}");
+}
+
+/// `Get-FormatData`'s answer for `type_name`: one table view of `(label, property or script, is script, width)`.
+fn table_view(type_name: &str, columns: &[(&str, &str, bool, i32)]) -> psgate_shared::clixml::Value {
+    use psgate_lang::values::{array, object};
+    use psgate_shared::clixml::Value;
+    let sma = |t: &str| format!("Deserialized.System.Management.Automation.{t}");
+    let headers = columns.iter().map(|(label, _, _, width)| object(&[&sma("TableControlColumnHeader")], None, vec![("Label", Value::string(*label)), ("Width", Value::I32(*width))])).collect();
+    let cells = columns
+        .iter()
+        .map(|(_, value, script, _)| {
+            let kind = object(&[&sma("DisplayEntryValueType")], Some(if *script { "ScriptBlock" } else { "Property" }.into()), vec![]);
+            let entry = object(&[&sma("DisplayEntry")], None, vec![("ValueType", kind), ("Value", Value::string(*value))]);
+            object(&[&sma("TableControlColumn")], None, vec![("DisplayEntry", entry)])
+        })
+        .collect();
+    let row = object(&[&sma("TableControlRow")], None, vec![("Columns", array(cells))]);
+    let control = object(&[&sma("TableControl"), &sma("PSControl")], None, vec![("Headers", array(headers)), ("Rows", array(vec![row]))]);
+    let view = object(&[&sma("FormatViewDefinition")], None, vec![("Name", Value::string("Results")), ("Control", control)]);
+    object(
+        &[&sma("ExtendedTypeDefinition")],
+        None,
+        vec![("TypeName", Value::string(type_name)), ("TypeNames", array(vec![Value::string(type_name)])), ("FormatViewDefinition", array(vec![view]))],
+    )
+}
+
+/// A command's metadata declaring its output types.
+fn with_output(mut v: psgate_shared::clixml::Value, types: &[&str]) -> psgate_shared::clixml::Value {
+    use psgate_shared::clixml::{Property, Value};
+    if let Value::Object(o) = &mut v {
+        let o = std::sync::Arc::make_mut(o);
+        o.extended.retain(|p| p.name.as_str() != "OutputType");
+        o.extended.push(Property::new("OutputType", psgate_lang::values::array(types.iter().map(|t| Value::string(*t)).collect())));
+    }
+    v
+}
+
+#[test]
+fn format_data_of_the_output_types_lays_their_objects_out() {
+    let mut w = ad_world();
+    w.fake.private_data = Some(private_data((5, 1), None));
+    w.fake.commands[0] = with_output(w.fake.commands[0].clone(), &["Fake.Result"]);
+    // A labelled property, a script column, and a script that is not a pure expression (never run).
+    w.fake.format_data = vec![table_view("Fake.Result", &[("What", "Sent", false, 20), ("", "$_.Sent.Length", true, 6), ("Gone", "Remove-PSSession -Id 1", true, 0)])];
+    w.run("Import-PSSession $session -Module ActiveDirectory -Prefix rem");
+    // Asked for the commands' output types (the renderers size the columns to their text, not to the view's widths), shaped for PowerShell 5.1 (the server is 5.1 or later).
+    assert!(w.fake.log.iter().any(|l| l == "start [1] throttle=1 Get-FormatData TypeNameFake.Result PowerShellVersion5.1"), "{:?}", w.fake.log);
+    same(
+        &w.run("Get-remADUser -Filter *"),
+        "
+What               $_.Sent.Length Gone
+----               -------------- ----
+Get-ADUser Filter*             18",
+    );
+    // The script that was not an expression did nothing: the session is still there.
+    same(&w.run("(Get-PSSession).Count"), "1");
+    // The objects themselves are untouched: a variable holds the deserialized object, without the view's notes.
+    same(&w.run("$u = Get-remADUser -Filter *; \"[$($u.What)] $($u.Sent)\""), "[] Get-ADUser Filter*");
+    // Exported with the module, as a format file.
+    let xml = w.run("(Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote)[2].Content");
+    assert!(xml.contains("<TypeName>Deserialized.Fake.Result</TypeName>") && xml.contains("<ScriptBlock>$_.Sent.Length</ScriptBlock>"), "{xml}");
+}
+
+#[test]
+fn which_format_data_is_asked_for() {
+    // -CommandName alone: none, as in PowerShell.
+    let mut w = ad_world();
+    w.fake.commands[0] = with_output(w.fake.commands[0].clone(), &["Fake.Result"]);
+    w.run("Import-PSSession $session -CommandName Get-ADUser");
+    assert!(!w.fake.log.iter().any(|l| l.contains("Get-FormatData")), "{:?}", w.fake.log);
+    // -FormatTypeName as given; a server before 5.1 gets no -PowerShellVersion; no views for a named type: an error.
+    w.fake.private_data = Some(private_data((4, 0), None));
+    let shown = w.run("Import-PSSession $session -CommandName Set-ADUser -FormatTypeName *User -AllowClobber");
+    assert_eq!(w.fake.log.last().map(String::as_str), Some("start [1] throttle=1 Get-FormatData TypeName*User"));
+    assert!(shown.contains("Running the Get-FormatData command in a remote session returned no results."), "{shown}");
+}

@@ -61,6 +61,14 @@ describe('implicit remoting', () => {
     assert.equal(await table.locator('tbody tr', { hasText: 'ada' }).count(), 1);
     assert.equal(await table.locator('tbody tr', { hasText: 'Ops' }).count(), await table.locator('tbody tr').count());
     await shot('implicit-users.png');
+    // Without Format-Table, the server's view of ADUser (the module's format data) lays the users out: a table of
+    // its four columns, not the list ten properties would make.
+    const viewed = await run('Get-remADUser -Identity ada');
+    const view = viewed.locator('table').first();
+    await view.waitFor();
+    assert.deepEqual(await view.locator('th').allTextContents(), ['Name', 'SamAccountName', 'Enabled', 'DistinguishedName']);
+    assert.equal(await view.locator('tbody tr', { hasText: 'CN=ada,' }).count(), 1);
+    await shot('implicit-view.png');
   });
 
   test('Get-Help shows the remote help under the prefixed name', async () => {

@@ -125,6 +125,7 @@ class HostPool(ServerRunspacePool):
 
     def __init__(self) -> None:
         super().__init__(application_private_data={"PSVersionTable": {}})
+        self.commands_to_skip = commands_to_skip_from_env()
 
     # PowerShell reads property names case-insensitively, psrpcore does not: pypsrp 0.9.1 names the call id of
     # SET_MAX/MIN_RUNSPACES "CI" (test_psrp_set_runspaces.yml), which Windows accepts and psrpcore cannot read.
@@ -159,7 +160,7 @@ class HostPool(ServerRunspacePool):
             )
         elif isinstance(message, ApplicationPrivateData):
             message_type = PSRPMessageType.ApplicationPrivateData
-            body = to_clixml(application_private_data())
+            body = to_clixml(application_private_data(self.commands_to_skip))
         elif message is None:
             message_type = message_type or PSRPMessageType.PipelineOutput
             body = b"<Nil />"
@@ -218,12 +219,25 @@ def version_table_entries() -> typing.List[typing.Tuple[str, typing.Any]]:
     ]
 
 
-def application_private_data() -> Obj:
+def application_private_data(commands_to_skip: typing.Optional[typing.Sequence[str]] = None) -> Obj:
+    """APPLICATION_PRIVATE_DATA: `$PSVersionTable`, and, where the endpoint declares it, implicit remoting's
+    `ImplicitRemoting.CommandsToSkip` (a PSPrimitiveDictionary holding a string[], as a session configuration's
+    GetApplicationPrivateData puts it)."""
     prim = type_list(
         "System.Management.Automation.PSPrimitiveDictionary", "System.Collections.Hashtable", "System.Object"
     )
     table = Obj(prim, value=("DCT", version_table_entries()))
-    return Obj(ms=[("ApplicationPrivateData", Obj(prim, value=("DCT", [("PSVersionTable", table)])))])
+    entries: typing.List[typing.Tuple[str, typing.Any]] = [("PSVersionTable", table)]
+    if commands_to_skip is not None:
+        names = Obj(type_list("System.String[]", "System.Array", "System.Object"), value=("LST", list(commands_to_skip)))
+        entries.append(("ImplicitRemoting", Obj(prim, value=("DCT", [("CommandsToSkip", names)]))))
+    return Obj(ms=[("ApplicationPrivateData", Obj(prim, value=("DCT", entries)))])
+
+
+def commands_to_skip_from_env() -> typing.Optional[typing.List[str]]:
+    """PSRP_HOST_COMMANDS_TO_SKIP (comma-separated, may be empty): the skip list the endpoint declares; unset: none."""
+    value = os.environ.get("PSRP_HOST_COMMANDS_TO_SKIP")
+    return None if value is None else [c.strip() for c in value.split(",") if c.strip()]
 
 
 def ps_version_table() -> Obj:

@@ -35,6 +35,8 @@ Environment:
                            A module name (ActiveDirectory, BenchModule, PSGate.Aliases) stands for its commands,
                            RestrictedRemoteServer for that list; `+NAME` adds to the default list instead of
                            replacing it (`+ActiveDirectory`: a JEA role exposing the AD module)
+  PSRP_HOST_COMMANDS_TO_SKIP  comma-separated (may be empty): the implicit remoting skip list the endpoint declares
+                           in its application private data (`ImplicitRemoting.CommandsToSkip`); unset: none declared
 sshd.py can serve this NoLanguage host as a second subsystem, `powershell-jea` (Sshd(jea_subsystem=True)).
 """
 

@@ -522,3 +522,23 @@ def test_over_winrm_with_pypsrp(tmp_path: Path) -> None:
             with RunspacePool(peer.wsman(), **kw) as rp:
                 metadata = rp.get_command_metadata("*", namespace=["BenchModule"])
                 assert len(metadata) == (0 if configuration else 150)
+
+
+# -- the endpoint's own skip list ---------------------------------------------------------------------------------------
+
+
+def test_a_declared_skip_list_travels_in_the_application_private_data(tmp_path: Path) -> None:
+    """PSRP_HOST_COMMANDS_TO_SKIP: the endpoint declares ImplicitRemoting.CommandsToSkip beside $PSVersionTable, as a
+    session configuration's GetApplicationPrivateData does; unset, there is no ImplicitRemoting entry (Windows'
+    default endpoints declare none: clients then use PowerShell's default list)."""
+    with Session.spawn(host_argv(), env=host_env(tmp_path, PSRP_HOST_COMMANDS_TO_SKIP="Get-Command,Select-Object")) as s:
+        s.open()
+        data = s.pool.application_private_data
+        assert list(data["ImplicitRemoting"]["CommandsToSkip"]) == ["Get-Command", "Select-Object"]
+        assert str(data["PSVersionTable"]["PSVersion"]).startswith("7.")
+    with Session.spawn(host_argv(), env=host_env(tmp_path, PSRP_HOST_COMMANDS_TO_SKIP="")) as s:
+        s.open()
+        assert list(s.pool.application_private_data["ImplicitRemoting"]["CommandsToSkip"]) == []
+    with Session.spawn(host_argv(), env=host_env(tmp_path)) as s:
+        s.open()
+        assert "ImplicitRemoting" not in s.pool.application_private_data

@@ -29,6 +29,12 @@ async fn the_issue_lines(c: &mut Client, import: bool) {
     // A proxy with named parameters; -PassThru's object comes back deserialized.
     let shown = prompt(c, "New-remADUser -Name ada -SamAccountName ada -PassThru | % SamAccountName").await;
     assert_eq!((lines(&shown.text), shown.errors.len()), (vec!["ada".to_owned()], 0), "{shown:?}");
+    // The module's format data (Get-FormatData for the commands' output type, ADUser): the server's table view of
+    // four columns, not the list ten properties would make.
+    let shown = prompt(c, "Get-remADUser -Identity ada").await;
+    let table = lines(&shown.text);
+    assert_eq!(table[0].split_whitespace().collect::<Vec<_>>(), ["Name", "SamAccountName", "Enabled", "DistinguishedName"], "{shown:?}");
+    assert!(table[2].starts_with("ada") && table[2].contains("CN=ada,"), "{table:?}");
     // Positional, and the name prefix completed from the metadata.
     let shown = prompt(c, "New-remADUser bob -Sam bob").await;
     assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
@@ -169,4 +175,26 @@ async fn a_jea_endpoint_imports_without_script_text() {
     the_issue_lines(&mut c, false).await;
     let shown = prompt(&mut c, "Invoke-Command -Session $session -ScriptBlock { $x = 1 }").await;
     assert!(shown.errors[0].starts_with("The syntax is not supported by this runspace"), "{shown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_skip_list_an_endpoint_declares_is_followed() {
+    // The test host declares `ImplicitRemoting.CommandsToSkip` in its application private data, as a session
+    // configuration may: New-ADUser is not imported unless asked for by its name.
+    let relay = relay_with(|c: &mut Config| {
+        if let Some(argv) = c.local_command.as_mut() {
+            argv.splice(0..0, ["env".to_owned(), "PSRP_HOST_COMMANDS_TO_SKIP=New-ADUser".to_owned()]);
+        }
+    })
+    .await;
+    let mut c = Client::connect(&relay, "alice").await;
+    prompt(&mut c, "$session = New-PSSession -Name ad").await;
+    prompt(&mut c, "Invoke-Command -Command { Import-Module ActiveDirectory } -Session $session").await;
+    let shown = prompt(&mut c, "Import-PSSession -Session $session -Module ActiveDirectory -Prefix rem").await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    let names = lines(&prompt(&mut c, "Get-Command -Name *-rem* | % Name").await.text);
+    assert_eq!(names, ["Get-remADUser", "Set-remADUser"]);
+    prompt(&mut c, "Import-PSSession -Session $session -CommandName New-ADUser -Prefix new").await;
+    let shown = prompt(&mut c, "New-newADUser -Name ada -SamAccountName ada -PassThru | % SamAccountName").await;
+    assert_eq!(lines(&shown.text), ["ada"], "{shown:?}");
 }

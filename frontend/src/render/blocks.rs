@@ -655,7 +655,7 @@ fn format_value(value: &Value) -> Kind<'_> {
     }
     match value.as_object() {
         Some(obj) if matches!(obj.content, Content::None) && obj.properties().next().is_some() => {
-            let names = views::display_property_set(obj).filter(|_| forced.is_none()).unwrap_or_else(|| property_names(obj).map(str::to_owned).collect());
+            let names = views::display_property_set(obj).unwrap_or_else(|| property_names(obj).map(str::to_owned).collect());
             let format = forced.unwrap_or(if names.len() <= 4 { Format::Table } else { Format::List });
             let mut key = format!("{format:?}");
             for n in &names {
@@ -958,6 +958,24 @@ mod tests {
         assert_eq!(t.format, Format::List);
         let row = t.rows.get(0).expect("a row");
         assert_eq!(t.list_lines(&row).len(), 6);
+    }
+
+    #[test]
+    fn an_imported_view_lays_out_its_columns_in_its_control() {
+        // What psgate's prompt makes of an object whose type has a view in an import's format data: the view's
+        // layout first among the type names, its columns as the display property set (here five: a table all the same).
+        let set = |names: &str| format!(r#"<MS N="PSStandardMembers"><Obj N="DefaultDisplayPropertySet"><TN><T>System.Management.Automation.PSPropertySet</T><T>System.Object</T></TN><MS><Obj N="ReferencedPropertyNames"><TN><T>System.Object[]</T></TN><LST>{names}</LST></Obj></MS></Obj></MS>"#);
+        let six = r#"<S N="Name">a</S><I32 N="Id">1</I32><B N="Ok">true</B><S N="X">x</S><S N="Y">y</S><S N="Z">z</S>"#;
+        let obj = |layout: &str, names: &str| format!(r#"<Obj><TN><T>{layout}</T><T>Deserialized.Contoso.User</T><T>Deserialized.System.Object</T></TN><MS>{six}{}</MS></Obj>"#, set(names));
+        let d = doc(&obj("psgate.Format.Table", "<S>Z</S><S>Y</S><S>X</S><S>Ok</S><S>Name</S>"));
+        let b = blocks(&d);
+        let t = tables(&b)[0];
+        assert_eq!((t.format, t.headings()), (Format::Table, vec!["Z", "Y", "X", "Ok", "Name"]));
+        let d = doc(&obj("psgate.Format.List", "<S>Id</S><S>Name</S>"));
+        let b = blocks(&d);
+        let t = tables(&b)[0];
+        let row = t.rows.get(0).expect("a row");
+        assert_eq!((t.format, t.list_lines(&row).len()), (Format::List, 2));
     }
 
     #[test]

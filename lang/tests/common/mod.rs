@@ -33,6 +33,10 @@ pub struct Fake {
     pub help: Option<Value>,
     /// What `Get-Command -ShowCommandInfo` answers.
     pub show: Vec<Value>,
+    /// What `Get-FormatData` answers.
+    pub format_data: Vec<Value>,
+    /// The sessions' APPLICATION_PRIVATE_DATA.
+    pub private_data: Option<Value>,
 }
 
 /// A command as `Get-Command -ShowCommandInfo` sends it: one set of `(name, mandatory, position, enum values)`.
@@ -214,13 +218,20 @@ impl Remoting for Fake {
             None => String::new(),
         };
         self.log.push(format!("start {:?} throttle={} {what}{input}", invocation.sessions.iter().map(|i| i.0).collect::<Vec<_>>(), invocation.throttle_limit));
-        if what.starts_with("Get-Command")
-            && what.contains("ShowCommandInfo")
+        let canned = if what.starts_with("Get-Command") && what.contains("ShowCommandInfo") {
+            Some(&self.show)
+        } else if what.starts_with("Get-FormatData") {
+            Some(&self.format_data)
+        } else {
+            None
+        };
+        if let Some(canned) = canned
             && let Some(id) = invocation.sessions.first()
         {
+            let canned = canned.clone();
             self.next_run += 1;
             let computer = self.sessions.iter().find(|s| s.id == *id).map(|s| s.computer_name.clone()).unwrap_or_default();
-            let mut events: VecDeque<RemoteEvent> = self.show.iter().map(|v| RemoteEvent::Output { session: *id, value: v.clone() }).collect();
+            let mut events: VecDeque<RemoteEvent> = canned.into_iter().map(|value| RemoteEvent::Output { session: *id, value }).collect();
             events.push_back(RemoteEvent::Finished { session: *id, computer_name: computer, state: PipelineState::Completed, error: None });
             events.push_back(RemoteEvent::Done);
             self.runs.insert(self.next_run, events);
@@ -333,6 +344,10 @@ impl Remoting for Fake {
 
     fn local_computer(&mut self, computer: &str) -> bool {
         self.local.iter().any(|c| c.eq_ignore_ascii_case(computer))
+    }
+
+    fn application_private_data(&mut self, _session: SessionId) -> Option<Value> {
+        self.private_data.clone()
     }
 
     fn target_of(&mut self, session: SessionId) -> Option<Target> {

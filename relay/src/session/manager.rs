@@ -262,6 +262,9 @@ struct Entry {
     info: Mutex<SessionInfo>,
     commands: mpsc::UnboundedSender<Command>,
     pipelines: Mutex<BTreeMap<PipelineId, Kept>>,
+    /// The target's APPLICATION_PRIVATE_DATA (its `$PSVersionTable`, implicit remoting's `CommandsToSkip`), once
+    /// opened.
+    private_data: Mutex<Option<Value>>,
     /// True once the session's task has ended (closed at the target, or never opened).
     ended: watch::Sender<bool>,
 }
@@ -621,7 +624,7 @@ impl Manager {
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
-        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), ended: watch::Sender::new(false) });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), ended: watch::Sender::new(false) });
         inner.sessions.insert(id, entry.clone());
         (id, entry, rx)
     }
@@ -833,6 +836,11 @@ impl Manager {
     /// The target a session of `owner` was opened with (credentials included), for a new session like it.
     pub fn target_of(&self, owner: &str, id: SessionId) -> Result<Target, ApiError> {
         Ok(self.entry(owner, id)?.origin.0.clone())
+    }
+
+    /// The APPLICATION_PRIVATE_DATA a session of `owner` received when it last opened.
+    pub fn application_private_data(&self, owner: &str, id: SessionId) -> Option<Value> {
+        lock(&self.entry(owner, id).ok()?.private_data).clone()
     }
 
     /// A session's `ComputerName`.
@@ -1443,6 +1451,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
     };
     tracing::info!(session = id.0, "session opened");
     let shell = session.with(|c| c.shell()).await.ok().flatten();
+    *lock(&entry.private_data) = session.with(|c| c.pool().application_private_data().cloned()).await.ok().flatten();
     if let Some(record) = &shell {
         manager.keep(&entry.owner, &target, record);
     }

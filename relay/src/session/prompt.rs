@@ -536,6 +536,10 @@ impl Remoting for RelayRemoting {
     fn target_of(&mut self, session: SessionId) -> Option<Target> {
         self.manager.target_of(&self.owner, session).ok()
     }
+
+    fn application_private_data(&mut self, session: SessionId) -> Option<Value> {
+        self.manager.application_private_data(&self.owner, session)
+    }
 }
 
 /// Sessions after a disconnect or connect: those in `want`, else why not.
