@@ -19,6 +19,15 @@
 //! ports = [22]                       # empty or absent: any port
 //! transports = ["ssh"]               # empty or absent: any transport
 //!
+//! quotas = { max_shells_per_user = 2 }   # this rule's targets only, within [quotas]
+//!
+//! [quotas]                           # PowerShell's WSMan:\localhost\Shell quotas for the relay's users (see crate::quotas)
+//! max_shells_per_user = 30
+//! max_concurrent_users = 10
+//! max_connections = 300              # WebSockets and API requests at once; beyond: 503 with Retry-After
+//! idle_timeout_secs = 7200           # IdleTimeout: a session unused this long is closed, with a warning first
+//! max_shell_run_time_secs = 28800    # MaxShellRunTime: a session is closed this long after it opened
+//!
 //! [auth]
 //! idle_timeout_secs = 28800          # a browser login ends after this long without activity (kiosk: 900)
 //!
@@ -82,6 +91,9 @@ pub struct AllowRule {
     /// Allowed transports; empty: any.
     #[serde(default)]
     pub transports: Vec<Transport>,
+    /// Quotas for the sessions to this rule's targets, within `[quotas]` (the smaller wins).
+    #[serde(default)]
+    pub quotas: crate::quotas::Quotas,
 }
 
 impl AllowRule {
@@ -308,6 +320,8 @@ pub struct Config {
     pub kiosk: KioskConfig,
     /// `[winrm]`: WinRM targets.
     pub winrm: WinrmConfig,
+    /// `[quotas]`: the relay's session quotas for its users.
+    pub quotas: crate::quotas::Quotas,
 }
 
 impl Default for Config {
@@ -328,6 +342,7 @@ impl Default for Config {
             embed: EmbedConfig::default(),
             kiosk: KioskConfig::default(),
             winrm: WinrmConfig::default(),
+            quotas: crate::quotas::Quotas::default(),
         }
     }
 }
@@ -383,11 +398,13 @@ impl Config {
         if self.local_command.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::Invalid("local_command is empty".into()));
         }
-        for rule in &self.allow {
+        for (i, rule) in self.allow.iter().enumerate() {
             if rule.hosts.is_empty() || rule.hosts.iter().any(|h| h.trim().is_empty()) {
                 return Err(ConfigError::Invalid("an [[allow]] rule needs hosts, none empty".into()));
             }
+            rule.quotas.validate(&format!("[[allow]] rule {} quotas:", i + 1), false).map_err(ConfigError::Invalid)?;
         }
+        self.quotas.validate("[quotas]", true).map_err(ConfigError::Invalid)?;
         if !(1..=3600).contains(&self.winrm.operation_timeout_secs) {
             return Err(ConfigError::Invalid("[winrm] operation_timeout_secs must be between 1 and 3600".into()));
         }
@@ -527,6 +544,35 @@ mod tests {
             ("a*b*c", "aXXbYY", false),
         ] {
             assert_eq!(glob_match(pattern, text), expect, "{pattern} vs {text}");
+        }
+    }
+
+    #[test]
+    fn quotas_global_and_per_rule() {
+        let c = Config::parse(
+            r#"
+            [[allow]]
+            hosts = ["dc*"]
+            quotas = { max_shells_per_user = 1, idle_timeout_secs = 600 }
+            [quotas]
+            max_shells_per_user = 30
+            max_concurrent_users = 10
+            max_connections = 300
+            idle_timeout_secs = 7200
+            "#,
+        )
+        .expect("valid");
+        assert_eq!((c.quotas.max_shells_per_user, c.quotas.max_concurrent_users, c.quotas.max_connections), (Some(30), Some(10), Some(300)));
+        let tight = c.quotas.tightened(&c.allow[0].quotas);
+        assert_eq!((tight.max_shells_per_user, tight.idle_timeout_secs, tight.max_concurrent_users), (Some(1), Some(600), Some(10)));
+        for (text, says) in [
+            ("[quotas]\nmax_shells_per_user = 0", "max_shells_per_user must be at least 1"),
+            ("[quotas]\nmax_shells_per_user = -1", "invalid value"),
+            ("[quotas]\nmax_shell_per_user = 3", "unknown field"),
+            ("[[allow]]\nhosts = [\"a\"]\nquotas = { max_connections = 3 }", "set them in [quotas]"),
+        ] {
+            let e = Config::parse(text).expect_err(text);
+            assert!(e.contains(says), "{text}: {e}");
         }
     }
 

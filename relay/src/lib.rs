@@ -10,4 +10,5 @@ pub mod session;
 pub mod seal;
 pub mod store;
 pub mod transport;
+pub mod quotas;
 pub mod wsman;

@@ -46,7 +46,7 @@ pub async fn relay_on(store: Arc<Store>, change: impl FnOnce(&mut Config)) -> Re
     let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         local_command: Some(local_host_argv().iter().map(|s| s.to_string_lossy().into_owned()).collect()),
-        allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![Transport::Local] }],
+        allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![Transport::Local], ..AllowRule::default() }],
         ..Config::default()
     };
     change(&mut config);

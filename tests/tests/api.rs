@@ -357,7 +357,7 @@ async fn a_session_over_ssh_runs_commands() {
     let port = sshd.port();
     let relay = relay_with(|c| {
         c.known_hosts = Some(known_hosts.into());
-        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh] });
+        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh], ..AllowRule::default() });
     })
     .await;
     let mut c = Client::connect(&relay, "alice").await;

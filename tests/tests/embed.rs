@@ -44,8 +44,8 @@ fn config() -> Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         local_command: Some(local_host_argv().iter().map(|s| s.to_string_lossy().into_owned()).collect()),
         allow: vec![
-            AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![Transport::Local] },
-            AllowRule { hosts: vec!["*".into()], ports: vec![], transports: vec![Transport::Ssh] },
+            AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![Transport::Local], ..AllowRule::default() },
+            AllowRule { hosts: vec!["*".into()], ports: vec![], transports: vec![Transport::Ssh], ..AllowRule::default() },
         ],
         ..Config::default()
     }

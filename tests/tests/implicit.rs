@@ -50,7 +50,7 @@ async fn the_issue_lines(c: &mut Client, import: bool) {
 
 fn allow_peer(peer: &WinrmPeer) -> impl FnOnce(&mut Config) {
     let port = peer.port;
-    move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm] })
+    move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm], ..AllowRule::default() })
 }
 
 fn fields(name: &str, text: &str) -> HostAnswer {
@@ -136,7 +136,7 @@ async fn the_issue_lines_over_ssh_behind_a_real_sshd() {
     let known_hosts = sshd.get("known_hosts");
     let relay = relay_with(|c: &mut Config| {
         c.known_hosts = Some(known_hosts.into());
-        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh] });
+        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh], ..AllowRule::default() });
     })
     .await;
     let mut c = Client::connect(&relay, "alice").await;

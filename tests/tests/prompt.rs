@@ -108,7 +108,7 @@ async fn ssh_sessions_from_the_prompt_behind_a_real_sshd() {
     let known_hosts = sshd.get("known_hosts");
     let relay = relay_with(|c: &mut Config| {
         c.known_hosts = Some(known_hosts.into());
-        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh] });
+        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh], ..AllowRule::default() });
     })
     .await;
     let mut c = Client::connect(&relay, "alice").await;
@@ -129,7 +129,7 @@ async fn ssh_sessions_from_the_prompt_behind_a_real_sshd() {
 
 fn allow_peer(peer: &WinrmPeer) -> impl FnOnce(&mut Config) {
     let port = peer.port;
-    move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into(), "localhost".into()], ports: vec![port], transports: vec![Transport::Winrm] })
+    move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into(), "localhost".into()], ports: vec![port], transports: vec![Transport::Winrm], ..AllowRule::default() })
 }
 
 fn credential() -> HostAnswer {
@@ -239,7 +239,7 @@ async fn a_jea_ssh_subsystem_from_the_prompt() {
     let known_hosts = sshd.get("known_hosts");
     let relay = relay_with(|c: &mut Config| {
         c.known_hosts = Some(known_hosts.into());
-        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh] });
+        c.allow.push(AllowRule { hosts: vec![host.clone()], ports: vec![port], transports: vec![Transport::Ssh], ..AllowRule::default() });
     })
     .await;
     let mut c = Client::connect(&relay, "alice").await;

@@ -18,7 +18,7 @@ use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
 
 fn allow_peer(peer: &WinrmPeer) -> impl FnOnce(&mut Config) {
     let port = peer.port;
-    move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm] })
+    move |c: &mut Config| c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm], ..AllowRule::default() })
 }
 
 fn target(peer: &WinrmPeer) -> serde_json::Value {
@@ -234,4 +234,34 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })));
     let p = c.run(s, "Write-Output after").await;
     assert_eq!(outputs(&c.until_done(p).await), vec![psgate_shared::clixml::Value::string("after")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_session_is_idle_from_its_disconnection_and_its_shell_is_deleted_at_the_idle_timeout() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let allow = allow_peer(&peer);
+    let relay = relay_with(move |c: &mut Config| {
+        allow(c);
+        c.quotas.idle_timeout_secs = Some(3);
+        c.quotas.warning_secs = Some(1);
+    })
+    .await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let s = c.new_session_on(target(&peer)).await;
+    // A command runs on; connected, that is not idle time. Disconnected, the session is idle whatever runs (as on
+    // Windows): the relay's IdleTimeout closes it, and the target's shell goes with it.
+    c.run(s, "Start-Sleep -Seconds 30").await;
+    c.send(json!({"type": "disconnect_sessions", "ids": [s]})).await;
+    let info = state_change(&mut c, s, SessionState::Opened).await;
+    assert_eq!(info.state, SessionState::Disconnected, "{info:?}");
+    let disconnected = std::time::Instant::now();
+    let info = c
+        .until(|m| match m {
+            ServerMessage::SessionChanged { session } if session.id == s && session.state == SessionState::Closed => Some(session.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(disconnected.elapsed() >= std::time::Duration::from_millis(2500), "closed {:?} after the disconnection", disconnected.elapsed());
+    assert_eq!(info.reason.as_deref(), Some("Closed by the relay: idle for 3 s, its IdleTimeout (idle_timeout_secs)."));
+    assert!(remote_shells(&mut c, &peer).await.is_empty(), "the target deleted the shell");
 }

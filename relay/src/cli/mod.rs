@@ -36,6 +36,16 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
   hosts = [\"srv*.contoso.com\", \"10.0.0.5\"]   # * and ? wildcards, case-insensitive
   ports = [22, 5985, 5986]               # absent: any port
   transports = [\"ssh\", \"winrm\"]          # ssh, winrm, local; absent: any
+  quotas = { max_shells_per_user = 2 }   # quotas for this rule's targets, within [quotas] (the smaller wins)
+  [quotas]                               # PowerShell's WSMan:\\localhost\\Shell quotas, for the relay's own users
+                                         # (absent: no limit)
+  max_shells_per_user = 30               # MaxShellsPerUser: New-PSSession beyond it is refused
+  max_concurrent_users = 10              # MaxConcurrentUsers: users holding sessions at once
+  max_connections = 300                  # MaxConnections: API requests and WebSockets at once; beyond: 503 + Retry-After
+  idle_timeout_secs = 7200               # IdleTimeout: a session its user has not used this long is closed (a
+                                         # disconnected one counts from its disconnection; a running command is use)
+  max_shell_run_time_secs = 28800        # MaxShellRunTime: a session is closed this long after it opened
+  warning_secs = 300                     # the user's pages are warned this long before either close
   [winrm]                                # WinRM targets
   ca_file = \"/etc/psgate/winrm-ca.pem\"   # CA certificates for HTTPS targets, besides the system's
   danger_accept_invalid_certificates = false   # lab only: any HTTPS certificate

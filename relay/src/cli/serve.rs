@@ -37,6 +37,7 @@ pub fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
         auth: Arc::new(Auth::new(store, &config)),
         manager,
         allowed_origins: Arc::new(config.allowed_origins.clone()),
+        connections: crate::http::Connections::new(config.quotas.max_connections),
         config,
     }
 }
@@ -100,7 +101,7 @@ pub fn demo(port: u16, assets: PathBuf, options: DemoOptions) -> anyhow::Result<
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         assets: assets.clone(),
         local_command: Some(demo_command()),
-        allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![local] }],
+        allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![local], ..AllowRule::default() }],
         auth: AuthConfig { idle_timeout_secs: options.idle_timeout_secs },
         embed: EmbedConfig { frame_ancestors: options.frame_ancestors, ..EmbedConfig::default() },
         kiosk: KioskConfig { enabled: options.kiosk, targets: if options.kiosk { vec![pick("Demo shell"), pick("Scratch shell")] } else { Vec::new() } },

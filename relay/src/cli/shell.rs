@@ -53,7 +53,7 @@ fn config(args: &ShellArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(Some(path))?,
         None => Config {
-            allow: vec![AllowRule { hosts: vec!["*".into()], ports: vec![], transports: vec![] }],
+            allow: vec![AllowRule { hosts: vec!["*".into()], ports: vec![], transports: vec![], ..AllowRule::default() }],
             local_command: Some(super::serve::demo_command()),
             ..Config::default()
         },

@@ -48,8 +48,15 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
         tracing::warn!(%user, origin = ?headers.get(ORIGIN), "websocket from a foreign origin refused");
         return (StatusCode::FORBIDDEN, "this origin may not use the relay").into_response();
     }
+    let permit = match api.connections.take() {
+        Ok(permit) => permit,
+        Err(busy) => return busy.into_response(),
+    };
     let (manager, auth) = (api.manager.clone(), api.auth.clone());
-    ws.on_upgrade(move |socket| connection(socket, manager, user, auth, login.key))
+    ws.on_upgrade(move |socket| async move {
+        connection(socket, manager, user, auth, login.key).await;
+        drop(permit);
+    })
 }
 
 /// One connection. `auth` and `key` name its login: a message from the browser is activity on it, and when it

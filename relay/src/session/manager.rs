@@ -265,6 +265,10 @@ struct Entry {
     /// The target's APPLICATION_PRIVATE_DATA (its `$PSVersionTable`, implicit remoting's `CommandsToSkip`), once
     /// opened.
     private_data: Mutex<Option<Value>>,
+    /// The first allow-list rule its target matched (whose quotas count it).
+    rule: Option<usize>,
+    /// The last request of its user (a pipeline, a completion, an attach…), for the IdleTimeout quota.
+    activity: Mutex<tokio::time::Instant>,
     /// True once the session's task has ended (closed at the target, or never opened).
     ended: watch::Sender<bool>,
 }
@@ -454,7 +458,7 @@ impl Manager {
             target.password = Some(sealer.open(sealed, &row.key)?);
         }
         self.check_target(&target).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        let (id, entry, rx) = self.add_entry(&row.owner, &target, SessionState::Disconnected);
+        let (id, entry, rx) = self.add_entry(&row.owner, &target, SessionState::Disconnected, false).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         self.update(&entry, |i| i.instance_id = Some(row.key.clone()));
         tracing::info!(session = id.0, owner = %row.owner, shell = %row.key, "WinRM session kept over the restart: disconnected");
         tokio::spawn(drive(self.clone(), entry, target, Start::Restored(record), rx));
@@ -596,16 +600,29 @@ impl Manager {
                 return Err(ApiError::new(ErrorCode::InvalidTarget, format!("a session of this relay is attached to shell {shell} already")));
             }
         }
-        let (id, entry, rx) = self.add_entry(owner, &target, SessionState::Opening);
+        let (id, entry, rx) = self.add_entry(owner, &target, SessionState::Opening, true)?;
         let info = lock(&entry.info).clone();
         tracing::info!(session = id.0, owner, computer = %info.computer_name, transport = ?info.transport, "new session");
         tokio::spawn(drive(self.clone(), entry, target, Start::New, rx));
         Ok(info)
     }
 
-    fn add_entry(&self, owner: &str, target: &Target, state: SessionState) -> (SessionId, Arc<Entry>, mpsc::UnboundedReceiver<Command>) {
+    /// A new session's entry; with `admit`, only within the quotas (checked and taken under one lock, so that two
+    /// New-PSSession racing for a user's last slot cannot both have it).
+    fn add_entry(&self, owner: &str, target: &Target, state: SessionState, admit: bool) -> Result<(SessionId, Arc<Entry>, mpsc::UnboundedReceiver<Command>), ApiError> {
+        let port = crate::config::default_port(target.transport, target.use_ssl, target.port);
+        let rule = crate::quotas::rule_of(&self.config.allow, target.computer_name.trim(), port, target.transport);
         let (commands, rx) = mpsc::unbounded_channel();
         let mut inner = lock(&self.inner);
+        if admit {
+            let rule_quotas = rule.map(|i| (i, &self.config.allow[i].quotas));
+            let infos: Vec<(Arc<Entry>, SessionState)> = inner.sessions.values().map(|e| (e.clone(), lock(&e.info).state)).collect();
+            let held = infos.iter().map(|(e, state)| crate::quotas::Held { owner: &e.owner, rule: e.rule, state: *state });
+            if let Err(refusal) = crate::quotas::admit(&self.config.quotas, rule_quotas, owner, held) {
+                tracing::info!(owner, computer = %target.computer_name.trim(), ?refusal, "New-PSSession refused by a quota");
+                return Err(ApiError::new(ErrorCode::QuotaExceeded, refusal.message()));
+            }
+        }
         inner.next_session += 1;
         let id = SessionId(inner.next_session);
         let winrm = target.transport == Transport::Winrm;
@@ -624,9 +641,9 @@ impl Manager {
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
-        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), ended: watch::Sender::new(false) });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(tokio::time::Instant::now()), ended: watch::Sender::new(false) });
         inner.sessions.insert(id, entry.clone());
-        (id, entry, rx)
+        Ok((id, entry, rx))
     }
 
     /// Disconnect-PSSession on `owner`'s sessions (all checked before any is disconnected).
@@ -751,13 +768,24 @@ impl Manager {
             .collect())
     }
 
+    /// A session of `owner`, for one of their requests (which is activity on it: the IdleTimeout quota).
     fn entry(&self, owner: &str, id: SessionId) -> Result<Arc<Entry>, ApiError> {
-        lock(&self.inner)
+        let entry = lock(&self.inner)
             .sessions
             .get(&id)
             .filter(|e| e.owner == owner)
             .cloned()
-            .ok_or_else(|| ApiError::new(ErrorCode::UnknownSession, format!("there is no session {}", id.0)))
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownSession, format!("there is no session {}", id.0)))?;
+        *lock(&entry.activity) = tokio::time::Instant::now();
+        Ok(entry)
+    }
+
+    /// The quotas of a session: `[quotas]` tightened by its rule's.
+    fn quotas_of(&self, entry: &Entry) -> crate::quotas::Quotas {
+        match entry.rule.and_then(|i| self.config.allow.get(i)) {
+            Some(rule) => self.config.quotas.tightened(&rule.quotas),
+            None => self.config.quotas.clone(),
+        }
     }
 
     /// Get-PSSession: `owner`'s sessions, optionally filtered (case-insensitive), by id.
@@ -1485,7 +1513,39 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prompt_stale = reattached;
+    // IdleTimeout and MaxShellRunTime: the session's clock, and the warning given for the close it announces.
+    let mut clock = crate::quotas::Clock::new(&manager.quotas_of(&entry), tokio::time::Instant::now());
+    let mut was_busy = false;
     let reason = loop {
+        // A pipeline running in a connected session is activity (the client keeps asking for its output); its end
+        // starts the idle clock. A disconnected session is idle from its disconnection, whatever runs.
+        let busy = running.is_some() && !disconnected;
+        if busy || was_busy {
+            *lock(&entry.activity) = tokio::time::Instant::now();
+        }
+        was_busy = busy;
+        let now = tokio::time::Instant::now();
+        let due = clock.due(*lock(&entry.activity), busy, now);
+        match due {
+            crate::quotas::Due::Close(why) => {
+                tracing::info!(session = id.0, %why, "session closed by a relay quota");
+                quota_close(&manager, &entry, &mut session, running.take(), queued.drain(..).collect(), &why).await;
+                if let Some(key) = &shell_key {
+                    manager.forget(key);
+                }
+                let _ = wait_close(&mut commands, id).await;
+                return;
+            }
+            crate::quotas::Due::Warn(warning) => {
+                let name = lock(&entry.info).name.clone();
+                let message = format!("The session {name} (Id {}) {warning}", id.0);
+                manager.update(&entry, |i| i.reason = Some(message.clone()));
+                manager.publish(&entry.owner, ServerMessage::TargetRefused { computer_name: target.computer_name.trim().to_owned(), code: ErrorCode::QuotaExceeded, message });
+            }
+            crate::quotas::Due::Clear => manager.update(&entry, |i| i.reason = None),
+            crate::quotas::Due::Nothing => {}
+        }
+        let wake = clock.next_wake(*lock(&entry.activity), busy);
         // A console command ended: ask for the prompt again (its location may have changed), as the console does.
         if prompt_stale && running.is_none() && internal.is_none() {
             prompt_stale = false;
@@ -1566,6 +1626,8 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                     }
                     None
                 }
+                // A quota's warning or close is due (the loop's top sees to it).
+                _ = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } }, if wake.is_some() => None,
                 // The target did not answer the relay's own pipeline in time: stop it and go on without it.
                 _ = tokio::time::sleep_until(deadline), if internal.is_some() => {
                     if let Some(i) = internal.take() {
@@ -1699,6 +1761,35 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
         i.reason = Some(reason);
     });
     let _ = wait_close(&mut commands, id).await;
+}
+
+/// Closes a session a relay quota ended (IdleTimeout, MaxShellRunTime): its pipelines stop with the reason, the
+/// target closes it (over WinRM, its shell is deleted), and it stays listed as `Closed` with the reason until
+/// the user removes it.
+async fn quota_close(manager: &Manager, entry: &Entry, session: &mut Session, running: Option<Running>, queued: Vec<Command>, why: &str) {
+    let id = lock(&entry.info).id;
+    let error = || clixml::encode_message(&Value::string(why)).ok();
+    if let Some(mut r) = running {
+        flush_progress(id, &mut r);
+        r.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline: r.id, seq, state: PipelineState::Stopped, error: error() });
+    }
+    for c in queued {
+        refuse(c, id, why);
+    }
+    let _ = session.with(|c| c.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(e) = session.events.recv().await {
+            if matches!(e, ClientEvent::SessionClosed) {
+                break;
+            }
+        }
+    })
+    .await;
+    manager.update(entry, |i| {
+        i.state = SessionState::Closed;
+        i.availability = Availability::None;
+        i.reason = Some(why.to_owned());
+    });
 }
 
 /// Starts the PSRP key exchange (the RSA key is made off the runtime); `Err`: the connection is gone.

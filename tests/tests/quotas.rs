@@ -1,0 +1,227 @@
+//! The relay's own quotas (`[quotas]`, an allow rule's `quotas`), with PowerShell's meanings and words: New-PSSession
+//! beyond MaxShellsPerUser or MaxConcurrentUsers refused with nothing connected, the last slot won by one of two
+//! racing requests, MaxConnections answered with 503 and `Retry-After`.
+
+mod at_prompt;
+
+use at_prompt::{lines, prompt};
+use psgate_relay::config::{AllowRule, Config};
+use psgate_relay::quotas::Quotas;
+use psgate_shared::api::{ErrorCode, PipelineState, ServerMessage, SessionState, Target, Transport};
+use psgate_tests::relay::{Client, Relay, login, open_ws, relay_with};
+
+fn with_quotas(global: Quotas, rule: Quotas) -> impl FnOnce(&mut Config) {
+    move |c: &mut Config| {
+        c.quotas = global;
+        c.allow = vec![AllowRule { hosts: vec!["localhost".into()], transports: vec![Transport::Local], quotas: rule, ..AllowRule::default() }];
+    }
+}
+
+fn local() -> Target {
+    serde_json::from_value(serde_json::json!({"computer_name": "localhost", "transport": "local"})).expect("a target")
+}
+
+/// The user's sessions that the relay holds, not closed.
+fn held(relay: &Relay, user: &str) -> usize {
+    relay.manager.list(user, None, None).iter().filter(|s| !matches!(s.state, SessionState::Closed | SessionState::Broken)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_pssession_beyond_max_shells_per_user_is_refused_in_powershells_words() {
+    let relay = relay_with(with_quotas(Quotas { max_shells_per_user: Some(2), ..Quotas::default() }, Quotas::default())).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let shown = prompt(&mut c, "$a, $b = New-PSSession -ComputerName localhost, localhost").await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    let shown = prompt(&mut c, "$c = New-PSSession -ComputerName localhost").await;
+    assert_eq!(
+        shown.errors,
+        ["[localhost] Connecting to remote server localhost failed with the following error message : This user is allowed a maximum number of 2 concurrent shells, which has been exceeded. Close existing shells or raise the quota for this user. (psgate relay: max_shells_per_user in [quotas]) For more information, see the about_Remote_Troubleshooting Help topic."],
+        "{shown:?}"
+    );
+    // Nothing was connected for it; the other user has a quota of their own.
+    assert_eq!(held(&relay, "alice"), 2);
+    let mut bob = Client::connect(&relay, "bob").await;
+    bob.new_session().await;
+    // A slot freed is a slot to take; the panel's request is refused the same way, with the quota's code.
+    prompt(&mut c, "Remove-PSSession $a").await;
+    assert_eq!(lines(&prompt(&mut c, "(New-PSSession -ComputerName localhost).State").await.text), ["Opened"]);
+    c.send(serde_json::json!({"type": "new_sessions", "targets": [{"computer_name": "localhost", "transport": "local"}]})).await;
+    let (code, message) = c
+        .until(|m| match m {
+            ServerMessage::TargetRefused { code, message, .. } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::QuotaExceeded);
+    assert!(message.starts_with("This user is allowed a maximum number of 2 concurrent shells"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_quota_tightens_and_never_loosens() {
+    // [quotas] allows 3, the rule for localhost 1: the rule wins.
+    let relay = relay_with(with_quotas(Quotas { max_shells_per_user: Some(3), ..Quotas::default() }, Quotas { max_shells_per_user: Some(1), ..Quotas::default() })).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    c.new_session().await;
+    let shown = prompt(&mut c, "New-PSSession -ComputerName localhost").await;
+    assert!(shown.errors[0].contains("maximum number of 1 concurrent shells") && shown.errors[0].contains("the quotas of [[allow]] rule 1"), "{shown:?}");
+    // A rule of 10 under [quotas] of 1: 1.
+    let relay = relay_with(with_quotas(Quotas { max_shells_per_user: Some(1), ..Quotas::default() }, Quotas { max_shells_per_user: Some(10), ..Quotas::default() })).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    c.new_session().await;
+    let shown = prompt(&mut c, "New-PSSession -ComputerName localhost").await;
+    assert!(shown.errors[0].contains("maximum number of 1 concurrent shells") && shown.errors[0].contains("in [quotas]"), "{shown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_users_keeps_the_next_user_out_until_a_user_leaves() {
+    let relay = relay_with(with_quotas(Quotas { max_concurrent_users: Some(1), ..Quotas::default() }, Quotas::default())).await;
+    let mut alice = Client::connect(&relay, "alice").await;
+    alice.new_session().await;
+    // Alice holds a session: she may open more; Bob may not open his first.
+    alice.new_session().await;
+    let mut bob = Client::connect(&relay, "bob").await;
+    let shown = prompt(&mut bob, "New-PSSession -ComputerName localhost").await;
+    assert!(shown.errors[0].contains("The maximum number of users (1) executing shell operations has been exceeded."), "{shown:?}");
+    assert_eq!(held(&relay, "bob"), 0);
+    prompt(&mut alice, "Get-PSSession | Remove-PSSession").await;
+    bob.new_session().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_new_pssessions_racing_for_the_last_slot_one_wins() {
+    let relay = relay_with(with_quotas(Quotas { max_shells_per_user: Some(3), ..Quotas::default() }, Quotas::default())).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    c.new_session().await;
+    c.new_session().await;
+    for _ in 0..20 {
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (manager, start) = (relay.manager.clone(), start.clone());
+                tokio::task::spawn_blocking(move || {
+                    start.wait();
+                    manager.create("alice", local()).map(|s| s.id)
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for r in racers {
+            match r.await.expect("a racer") {
+                Ok(id) => won.push(id),
+                Err(e) => assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "exactly one of two racers takes the last slot");
+        assert_eq!(held(&relay, "alice"), 3);
+        relay.manager.remove("alice", Some(&won)).expect("removed");
+    }
+}
+
+/// A GET with the login cookie: the status and the `Retry-After` header.
+async fn get(relay: &Relay, path: &str, cookie: &str) -> (u16, Option<String>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n", relay.addr);
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.expect("read");
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let retry = resp.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned));
+    (status, retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_connections_the_relay_answers_503_with_retry_after_never_a_hang() {
+    let relay = relay_with(|c: &mut Config| c.quotas.max_connections = Some(2)).await;
+    let cookie = login(&relay, "alice", "alice-pw").await;
+    let origin = format!("http://{}", relay.addr);
+    let first = open_ws(&relay, Some(&cookie), Some(&origin)).await.expect("the first WebSocket");
+    assert_eq!(get(&relay, "/api/me", &cookie).await.0, 200, "one WebSocket and one request fit");
+    let second = open_ws(&relay, Some(&cookie), Some(&origin)).await.expect("the second WebSocket");
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(5), open_ws(&relay, Some(&cookie), Some(&origin))).await.expect("no hang");
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+        }
+        other => panic!("a third WebSocket: {other:?}"),
+    }
+    assert_eq!(get(&relay, "/api/me", &cookie).await, (503, Some("5".to_owned())));
+    // The assets are not counted; a closed WebSocket gives its slot back.
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        if get(&relay, "/api/me", &cookie).await.0 == 200 {
+            again = Some(());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "the slot of a closed WebSocket comes back");
+    drop(second);
+}
+
+/// The session's changes until it is no longer opened: the warnings the pages got on the way, and its last state.
+async fn until_closed(c: &mut Client, id: psgate_shared::api::SessionId) -> (Vec<String>, psgate_shared::api::SessionInfo, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let mut warnings = Vec::new();
+    loop {
+        match c.next().await {
+            ServerMessage::TargetRefused { code: ErrorCode::QuotaExceeded, message, .. } => warnings.push(message),
+            ServerMessage::SessionChanged { session } if session.id == id && session.state == SessionState::Closed => return (warnings, session, start.elapsed()),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_warned_then_closed_and_use_keeps_it_open() {
+    // The clock's arithmetic is tested with injected time (psgate_relay::quotas); here the relay runs it for real,
+    // in seconds: a 3 s IdleTimeout with its warning 1 s before.
+    let relay = relay_with(with_quotas(Quotas { idle_timeout_secs: Some(3), warning_secs: Some(1), ..Quotas::default() }, Quotas::default())).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let id = c.new_session().await;
+    // A pipeline running for 4 s is not idle time, and its end starts the clock again.
+    let p = c.run(id, "Start-Sleep -Seconds 4; 'done'").await;
+    let events = c.until_done(p).await;
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{events:?}");
+    let (warnings, info, after) = until_closed(&mut c, id).await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!("The session demo (Id {}) will be closed in 1 s: the relay closes a session idle for 3 s (its IdleTimeout, idle_timeout_secs).", id.0)),
+        "{warnings:?}"
+    );
+    assert_eq!(info.reason.as_deref(), Some("Closed by the relay: idle for 3 s, its IdleTimeout (idle_timeout_secs)."));
+    assert!(after >= std::time::Duration::from_millis(2500), "closed after {after:?}, not 3 s idle");
+    // It stays listed, Closed with its reason, until removed.
+    let listed = relay.manager.list("alice", None, None);
+    assert_eq!(listed.iter().find(|s| s.id == id).map(|s| s.state), Some(SessionState::Closed));
+    assert_eq!(held(&relay, "alice"), 0, "a closed session holds no quota");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_shell_run_time_closes_a_busy_session_and_stops_its_pipeline() {
+    let relay = relay_with(with_quotas(Quotas { max_shell_run_time_secs: Some(3), warning_secs: Some(1), ..Quotas::default() }, Quotas::default())).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let id = c.new_session().await;
+    let p = c.run(id, "Start-Sleep -Seconds 20").await;
+    let mut warned = false;
+    loop {
+        match c.next().await {
+            ServerMessage::TargetRefused { code: ErrorCode::QuotaExceeded, message, .. } => {
+                assert!(message.contains("will be closed in") && message.contains("(its MaxShellRunTime, max_shell_run_time_secs)"), "{message}");
+                warned = true;
+            }
+            ServerMessage::PipelineState { pipeline, state, error, .. } if pipeline == p && state.is_terminal() => {
+                assert!(warned, "the warning comes first");
+                assert_eq!(state, PipelineState::Stopped);
+                let error = psgate_shared::clixml::decode_message(error.expect("why").as_bytes()).expect("text");
+                assert_eq!(psgate_lang::values::text(&error), "Closed by the relay: open for 3 s, its MaxShellRunTime (max_shell_run_time_secs).");
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (_, info, _) = until_closed(&mut c, id).await;
+    assert!(info.reason.is_some_and(|r| r.contains("MaxShellRunTime")));
+}
