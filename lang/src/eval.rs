@@ -377,7 +377,14 @@ impl Ctx<'_> {
     /// A PSSession object as its session is now, or Closed when the session is gone.
     fn refresh(&mut self, v: &Value) -> Value {
         match crate::session::id_of(v) {
-            Some(id) => self.remoting.object_of(id).unwrap_or_else(|| crate::session::closed(v)),
+            // With the time the relay's quotas leave it (IdleTimeLeft, RunTimeLeft), where they apply.
+            Some(id) => match self.remoting.object_of(id) {
+                Some(object) => {
+                    let left = self.remoting.time_left(id);
+                    crate::quota::with_time_left(object, left)
+                }
+                None => crate::session::closed(v),
+            },
             None => v.clone(),
         }
     }

@@ -27,7 +27,10 @@ pub fn default_columns(v: &Value) -> Vec<String> {
     let formatted = o.type_names().next().is_some_and(|t| t == FORMAT_TABLE || t == FORMAT_LIST);
     for t in o.type_names().filter(|_| !formatted) {
         if let Some(cols) = view(t.strip_prefix("Deserialized.").unwrap_or(t)) {
-            return cols.iter().map(|c| (*c).to_owned()).collect();
+            let mut cols: Vec<String> = cols.iter().map(|c| (*c).to_owned()).collect();
+            // A PSSession under the relay's IdleTimeout or MaxShellRunTime shows the time they leave it.
+            cols.extend(["IdleTimeLeft", "RunTimeLeft"].iter().filter(|c| o.property(c).is_some()).map(|c| (*c).to_owned()));
+            return cols;
         }
     }
     // Format-Table's own objects carry only the chosen properties; an import's view puts its columns in the set.

@@ -102,6 +102,36 @@ pub enum RemoteEvent {
     Done,
 }
 
+/// A quota as Get-PSGateQuota shows it: PowerShell's name, where it is set, the limit and the use now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaUse {
+    /// `MaxShellsPerUser`, `IdleTimeout`, …
+    pub quota: String,
+    /// Where it is set (`[quotas]`, `[[allow]] rule 2 (dc*)`).
+    pub scope: String,
+    /// The limit (`None`: none).
+    pub limit: Option<u64>,
+    /// Limit and use are seconds (a TimeSpan), not counts.
+    pub seconds: bool,
+    /// The use now, where it is a count or an elapsed time.
+    pub used: Option<u64>,
+    /// Whose use (Get-PSGateQuota -AllUsers; `None`: the relay's as a whole).
+    pub user: Option<String>,
+}
+
+/// Any user's session, for a relay admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSession {
+    /// Its owner.
+    pub owner: String,
+    /// The session.
+    pub info: SessionInfo,
+    /// Seconds until IdleTimeout closes it (`None`: no such quota, or a command runs).
+    pub idle_left_secs: Option<u64>,
+    /// Seconds until MaxShellRunTime closes it.
+    pub run_left_secs: Option<u64>,
+}
+
 /// The user's sessions, as the prompt's cmdlets use them. Every method may block (the relay waits for targets);
 /// none may panic.
 pub trait Remoting {
@@ -146,6 +176,25 @@ pub trait Remoting {
     fn target_of(&mut self, session: SessionId) -> Option<Target> {
         let _ = session;
         None
+    }
+    /// The relay's quotas for the user (`all_users`: every user's use; admins only).
+    fn quotas(&mut self, all_users: bool) -> Result<Vec<QuotaUse>, RemoteError> {
+        let _ = all_users;
+        Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt has no session quotas: it is not a relay's"))
+    }
+    /// Every user's sessions (admins only).
+    fn user_sessions(&mut self) -> Result<Vec<UserSession>, RemoteError> {
+        Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt has no other users: it is not a relay's"))
+    }
+    /// Closes any user's session (admins only; audited).
+    fn close_user_session(&mut self, owner: &str, session: SessionId) -> Result<(), RemoteError> {
+        let _ = (owner, session);
+        Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt has no other users: it is not a relay's"))
+    }
+    /// The time the quotas leave a session of the user: (idle, run) seconds; `None` each where none applies.
+    fn time_left(&mut self, session: SessionId) -> (Option<u64>, Option<u64>) {
+        let _ = session;
+        (None, None)
     }
     /// The APPLICATION_PRIVATE_DATA the session's server sent (MS-PSRP 2.2.2.13): its `PSVersionTable`, and the
     /// `ImplicitRemoting.CommandsToSkip` an endpoint may declare; `None`: not known.
@@ -248,6 +297,18 @@ impl Remoting for Cached<'_> {
     }
     fn application_private_data(&mut self, session: SessionId) -> Option<Value> {
         self.inner.application_private_data(session)
+    }
+    fn quotas(&mut self, all_users: bool) -> Result<Vec<QuotaUse>, RemoteError> {
+        self.inner.quotas(all_users)
+    }
+    fn user_sessions(&mut self) -> Result<Vec<UserSession>, RemoteError> {
+        self.inner.user_sessions()
+    }
+    fn close_user_session(&mut self, owner: &str, session: SessionId) -> Result<(), RemoteError> {
+        self.changed().close_user_session(owner, session)
+    }
+    fn time_left(&mut self, session: SessionId) -> (Option<u64>, Option<u64>) {
+        self.inner.time_left(session)
     }
     fn target_of(&mut self, session: SessionId) -> Option<Target> {
         self.inner.target_of(session)

@@ -213,7 +213,7 @@ pub fn text(v: &Value) -> String {
         Value::Single(x) => clixml::single_text(*x),
         Value::Double(x) => clixml::double_text(*x),
         Value::DateTime(d) => d.to_string(),
-        Value::TimeSpan(t) => t.to_string(),
+        Value::TimeSpan(t) => timespan_text(t.0),
         Value::Bytes(b) => b.iter().map(u8::to_string).collect::<Vec<_>>().join(" "),
         Value::SecureString(_) => "System.Security.SecureString".into(),
         Value::Guid(g) => g.to_string(),
@@ -235,6 +235,23 @@ pub fn text(v: &Value) -> String {
             }
         },
     }
+}
+
+/// A TimeSpan as .NET's `ToString()` writes it: `[-][d.]hh:mm:ss[.fffffff]` (`01:00:00`, `1.02:03:04.5000000`).
+pub fn timespan_text(ticks: i64) -> String {
+    let sign = if ticks < 0 { "-" } else { "" };
+    let t = ticks.unsigned_abs();
+    let (secs, frac) = (t / 10_000_000, t % 10_000_000);
+    let (days, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let mut out = String::from(sign);
+    if days > 0 {
+        out.push_str(&format!("{days}."));
+    }
+    out.push_str(&format!("{h:02}:{m:02}:{s:02}"));
+    if frac > 0 {
+        out.push_str(&format!(".{frac:07}"));
+    }
+    out
 }
 
 /// A property of an object, ignoring case; `Count`/`Length` of collections and strings.
@@ -463,5 +480,16 @@ pub fn sort_order(a: &Value, b: &Value) -> std::cmp::Ordering {
         (true, false) => std::cmp::Ordering::Less,
         (false, true) => std::cmp::Ordering::Greater,
         _ => order(a, b, false).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timespans_read_as_dotnet_writes_them() {
+        let s = 10_000_000;
+        for (ticks, text) in [(3600 * s, "01:00:00"), (0, "00:00:00"), (-(90 * s), "-00:01:30"), ((86_400 + 3723) * s + 5_000_000, "1.01:02:03.5000000")] {
+            assert_eq!(super::timespan_text(ticks), text);
+        }
     }
 }

@@ -424,7 +424,8 @@ fn completion_of_commands_parameters_variables_and_sessions() {
     let sessions = psgate_lang::Remoting::sessions(&mut w.fake);
     let texts = |line: &str| -> Vec<String> { psgate_lang::complete(&w.rs, &sessions, line, line.len()).matches.into_iter().map(|m| m.text).collect() };
     assert_eq!(texts("Enter-PSS"), ["Enter-PSSession"]);
-    assert_eq!(texts("Get-PSSession | Remove-PS"), ["Remove-PSSession"]);
+    assert_eq!(texts("Get-PSSession | Remove-PSS"), ["Remove-PSSession"]);
+    assert_eq!(texts("Remove-PS"), ["Remove-PSGateSession", "Remove-PSSession"]);
     assert_eq!(texts("gsn -Comp"), ["-ComputerName"]);
     assert_eq!(texts("New-PSSession -Con"), ["-ConfigurationName"]);
     assert_eq!(texts("$ses"), ["$session1"]);

@@ -37,6 +37,32 @@ pub struct Quotas {
     pub warning_secs: Option<u64>,
 }
 
+/// `[quotas] max_connections` (MaxConnections): a permit per API request in flight and per open WebSocket; beyond
+/// the limit, a refusal at once (the web server answers 503 with `Retry-After`), never a wait.
+#[derive(Clone, Debug, Default)]
+pub struct Connections(Option<(std::sync::Arc<tokio::sync::Semaphore>, u32)>);
+
+impl Connections {
+    /// At most `limit` at once (`None`: no limit).
+    pub fn new(limit: Option<u32>) -> Connections {
+        Connections(limit.map(|n| (std::sync::Arc::new(tokio::sync::Semaphore::new(n as usize)), n)))
+    }
+
+    /// A permit, held as long as the request or WebSocket lasts; `Err`: refused, with the limit.
+    pub fn take(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, u32> {
+        let Some((permits, limit)) = &self.0 else { return Ok(None) };
+        permits.clone().try_acquire_owned().map(Some).map_err(|_| {
+            tracing::warn!(limit, "a connection refused: max_connections reached");
+            *limit
+        })
+    }
+
+    /// The connections open now (`None`: not counted, no limit).
+    pub fn in_use(&self) -> Option<u64> {
+        self.0.as_ref().map(|(p, n)| u64::from(*n).saturating_sub(p.available_permits() as u64))
+    }
+}
+
 /// The default lead time of a close warning.
 pub const DEFAULT_WARNING_SECS: u64 = 300;
 

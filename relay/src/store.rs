@@ -78,8 +78,15 @@ impl Store {
                  last_seen INTEGER NOT NULL, expires INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS logins_user ON logins (user);
              CREATE TABLE IF NOT EXISTS winrm_sessions (key TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, target TEXT NOT NULL,
-                 shell TEXT NOT NULL, sealed_password BLOB, updated INTEGER NOT NULL);",
+                 shell TEXT NOT NULL, sealed_password BLOB, updated INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL,
+                 action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);",
         )?;
+        // Relay admins (psgate user add --admin), added to databases made before the flag.
+        let has_admin: bool = db.prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'admin'")?.exists([])?;
+        if !has_admin {
+            db.execute_batch("ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")?;
+        }
         Ok(Store { db: Mutex::new(db), path: None })
     }
 
@@ -136,6 +143,30 @@ impl Store {
         Ok(())
     }
 
+    /// Makes `name` a relay admin or not (`false` for an unknown user).
+    pub fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
+        Ok(self.db().execute("UPDATE users SET admin = ?2 WHERE name = ?1", (name, admin))? > 0)
+    }
+
+    /// Whether `name` is a relay admin (who sees every user's sessions and may close them).
+    pub fn is_admin(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.db().query_row("SELECT admin FROM users WHERE name = ?1", [name], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false))
+    }
+
+    /// Records what `actor` did to `subject` (milliseconds since the Unix epoch).
+    pub fn audit(&self, time: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError> {
+        self.db().execute("INSERT INTO audit (time, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)", (time, actor, action, subject, detail))?;
+        Ok(())
+    }
+
+    /// The audit, oldest first: (time, actor, action, subject, detail).
+    pub fn audit_rows(&self) -> Result<Vec<AuditRow>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT time, actor, action, subject, detail FROM audit ORDER BY id")?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// Whether `password` is `name`'s. Slow (argon2): call from a blocking context. An unknown user costs a hash
     /// too, so timing does not tell which names exist.
     pub fn verify(&self, name: &str, password: &str) -> Result<bool, StoreError> {
@@ -149,6 +180,9 @@ impl Store {
         Ok(Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
     }
 }
+
+/// One record of the audit: (time in milliseconds since the Unix epoch, actor, action, subject, detail).
+pub type AuditRow = (i64, String, String, String, String);
 
 /// A stored login (times in milliseconds since the Unix epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,5 +271,30 @@ mod tests {
         store.add_login("h4", "alice", 1_000, 100_000).expect("login");
         store.set_user("alice", "new").expect("change");
         assert!(store.login("h4").expect("read").is_none(), "a new password ends the logins");
+    }
+
+    #[test]
+    fn a_database_from_before_the_admin_flag_gets_it_and_admins_are_audited() {
+        let dir = std::env::temp_dir().join(format!("psgate-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("old.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let old = Connection::open(&path).expect("open");
+            old.execute_batch("CREATE TABLE users (name TEXT PRIMARY KEY NOT NULL, password_hash TEXT NOT NULL, created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+                               INSERT INTO users (name, password_hash) VALUES ('root', 'x');")
+                .expect("the old schema");
+        }
+        let store = Store::open(&path).expect("opened and migrated");
+        assert!(!store.is_admin("root").expect("read"), "nobody is an admin by default");
+        assert!(store.set_admin("root", true).expect("set"));
+        assert!(!store.set_admin("nobody", true).expect("set"), "an unknown user is not made one");
+        assert!(store.is_admin("root").expect("read") && !store.is_admin("nobody").expect("read"));
+        drop(store);
+        let store = Store::open(&path).expect("opened again");
+        assert!(store.is_admin("root").expect("kept"));
+        store.audit(42, "root", "Remove-PSGateSession", "alice/3", "session 3 on srv02").expect("audit");
+        assert_eq!(store.audit_rows().expect("rows"), [(42, "root".into(), "Remove-PSGateSession".into(), "alice/3".into(), "session 3 on srv02".into())]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -225,3 +225,68 @@ async fn max_shell_run_time_closes_a_busy_session_and_stops_its_pipeline() {
     let (_, info, _) = until_closed(&mut c, id).await;
     assert!(info.reason.is_some_and(|r| r.contains("MaxShellRunTime")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_see_their_quotas_and_the_time_left_to_their_sessions() {
+    let global = Quotas { max_shells_per_user: Some(5), max_concurrent_users: Some(10), idle_timeout_secs: Some(3600), max_shell_run_time_secs: Some(7200), max_connections: Some(50), ..Quotas::default() };
+    let relay = relay_with(with_quotas(global, Quotas { max_shells_per_user: Some(2), ..Quotas::default() })).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    c.new_session().await;
+    let mut bob = Client::connect(&relay, "bob").await;
+    bob.new_session().await;
+    // Get-PSGateQuota: each limit, where it is set, and this user's use.
+    let shown = prompt(&mut c, "Get-PSGateQuota | % { '{0} {1} {2} {3}' -f $_.Quota, $_.Limit, $_.Used, $_.Scope }").await;
+    let rows = lines(&shown.text);
+    assert!(rows.contains(&"MaxShellsPerUser 5 1 [quotas]".to_owned()), "{rows:?}");
+    assert!(rows.contains(&"MaxShellsPerUser 2 1 [[allow]] rule 1 (localhost)".to_owned()), "{rows:?}");
+    assert!(rows.contains(&"MaxConcurrentUsers 10 2 [quotas]".to_owned()), "{rows:?}");
+    assert!(rows.iter().any(|r| r.starts_with("IdleTimeout 01:00:00 00:00:0")), "{rows:?}");
+    assert!(rows.iter().any(|r| r.starts_with("MaxShellRunTime 02:00:00 00:00:")), "{rows:?}");
+    // One WebSocket per user (the prompt's line is its own, not an API request).
+    assert!(rows.contains(&"MaxConnections 50 2 [quotas]".to_owned()), "{rows:?}");
+    // Get-PSSession shows the time the quotas leave each session.
+    let shown = prompt(&mut c, "Get-PSSession").await;
+    let table = lines(&shown.text);
+    assert!(table[0].ends_with("IdleTimeLeft RunTimeLeft"), "{table:?}");
+    assert!(table[2].contains(" 00:59:5") && table[2].contains(" 01:59:5"), "{table:?}");
+    // -AllUsers is for relay admins.
+    let shown = prompt(&mut c, "Get-PSGateQuota -AllUsers").await;
+    assert!(shown.errors[0].starts_with("Access is denied: only a relay admin"), "{shown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_admin_sees_every_users_sessions_and_closes_one_audited() {
+    let store = std::sync::Arc::new(psgate_relay::store::Store::in_memory().expect("db"));
+    for user in ["root", "alice"] {
+        store.set_user(user, &format!("{user}-pw")).expect("user");
+    }
+    assert!(store.set_admin("root", true).expect("admin"));
+    let relay = psgate_tests::relay::relay_on(store.clone(), |c: &mut Config| c.quotas.idle_timeout_secs = Some(600)).await;
+    let mut alice = Client::connect(&relay, "alice").await;
+    let id = alice.new_session().await;
+    let mut root = Client::connect(&relay, "root").await;
+    root.new_session().await;
+    let shown = prompt(&mut root, "Get-PSGateSession -User al* | % { '{0} {1} {2} {3}' -f $_.User, $_.Id, $_.State, $_.IdleTimeLeft }").await;
+    assert_eq!(lines(&shown.text).len(), 1, "{shown:?}");
+    assert!(lines(&shown.text)[0].starts_with(&format!("alice {} Opened 00:0", id.0)), "{shown:?}");
+    assert_eq!(lines(&prompt(&mut root, "(Get-PSGateQuota -AllUsers -Name IdleTimeout).User").await.text), ["alice", "root"]);
+    // Alice may not do the same.
+    let shown = prompt(&mut alice, "Get-PSGateSession").await;
+    assert!(shown.errors[0].starts_with("Access is denied"), "{shown:?}");
+    let shown = prompt(&mut alice, "Remove-PSGateSession -User root -Id 2").await;
+    assert!(shown.errors[0].starts_with("Access is denied"), "{shown:?}");
+    // The admin closes Alice's session; she is told, and the audit has it.
+    let shown = prompt(&mut root, &format!("Remove-PSGateSession -User alice -Id {}", id.0)).await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    let told = alice
+        .until(|m| match m {
+            ServerMessage::TargetRefused { message, .. } if message.contains("closed your session") => Some(message.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(told, format!("The relay admin root closed your session {} on localhost.", id.0));
+    assert_eq!(held(&relay, "alice"), 0);
+    let audit = store.audit_rows().expect("audit");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!((audit[0].1.as_str(), audit[0].2.as_str(), audit[0].3.clone()), ("root", "Remove-PSGateSession", format!("alice/{}", id.0)));
+}

@@ -114,6 +114,13 @@ enum UserCommand {
     Add {
         /// The user name.
         name: String,
+        /// Make the user a relay admin: sees every user's sessions and quota use (Get-PSGateSession,
+        /// Get-PSGateQuota -AllUsers) and may close any session (Remove-PSGateSession, recorded in the audit).
+        #[arg(long, conflicts_with = "no_admin")]
+        admin: bool,
+        /// Take the user's admin rights away.
+        #[arg(long)]
+        no_admin: bool,
         /// The TOML configuration file that names the database.
         #[arg(long, value_name = "FILE", env = "PSGATE_CONFIG")]
         config: Option<PathBuf>,
@@ -129,7 +136,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Invoke(args) => invoke::run(*args),
         Command::Shell(args) => shell::run(*args),
         Command::Serve { config } => serve::serve(config.as_deref()).map(|()| ExitCode::SUCCESS),
-        Command::User(UserCommand::Add { name, config }) => serve::add_user(config.as_deref(), &name).map(|()| ExitCode::SUCCESS),
+        Command::User(UserCommand::Add { name, admin, no_admin, config }) => {
+            let flag = if admin { Some(true) } else if no_admin { Some(false) } else { None };
+            serve::add_user(config.as_deref(), &name, flag).map(|()| ExitCode::SUCCESS)
+        }
         Command::Demo { port, assets, kiosk, frame_ancestors, idle_timeout } => {
             serve::demo(port, assets, serve::DemoOptions { kiosk, frame_ancestors, idle_timeout_secs: idle_timeout }).map(|()| ExitCode::SUCCESS)
         }

@@ -33,11 +33,12 @@ pub fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
             Manager::new(config.clone())
         }
     };
+    let connections = manager.connections().clone();
     Api {
         auth: Arc::new(Auth::new(store, &config)),
         manager,
         allowed_origins: Arc::new(config.allowed_origins.clone()),
-        connections: crate::http::Connections::new(config.quotas.max_connections),
+        connections,
         config,
     }
 }
@@ -133,7 +134,8 @@ pub fn demo(port: u16, assets: PathBuf, options: DemoOptions) -> anyhow::Result<
 }
 
 /// `psgate user add NAME`: the password from standard input's first line, or a prompt (not echoed) on a terminal.
-pub fn add_user(config_file: Option<&Path>, name: &str) -> anyhow::Result<()> {
+/// `admin`: make the user a relay admin (`Some(true)`), or not (`Some(false)`); `None`: as before (a new user is not).
+pub fn add_user(config_file: Option<&Path>, name: &str, admin: Option<bool>) -> anyhow::Result<()> {
     let config = Config::load(config_file)?;
     let store = Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
     let password = if std::io::stdin().is_terminal() {
@@ -154,6 +156,10 @@ pub fn add_user(config_file: Option<&Path>, name: &str) -> anyhow::Result<()> {
         line
     };
     store.set_user(name, password.trim_end_matches(['\r', '\n']))?;
-    eprintln!("user {name} saved in {}", config.database.display());
+    if let Some(admin) = admin {
+        store.set_admin(name, admin)?;
+    }
+    let role = if store.is_admin(name)? { " (relay admin)" } else { "" };
+    eprintln!("user {name}{role} saved in {}", config.database.display());
     Ok(())
 }

@@ -35,36 +35,15 @@ pub struct Api {
     /// The configuration (kiosk mode, the embed page).
     pub config: Arc<Config>,
     /// `[quotas] max_connections`: the API requests and WebSockets open at once.
-    pub connections: Connections,
+    pub connections: crate::quotas::Connections,
 }
-
-/// `[quotas] max_connections` (MaxConnections): a permit per API request in flight and per open WebSocket; beyond
-/// the limit, 503 with `Retry-After`, at once (never a wait).
-#[derive(Clone, Debug, Default)]
-pub struct Connections(Option<(Arc<tokio::sync::Semaphore>, u32)>);
 
 /// How long a refused client is told to wait, in seconds.
 const RETRY_AFTER_SECS: u32 = 5;
 
-impl Connections {
-    /// At most `limit` at once (`None`: no limit).
-    pub fn new(limit: Option<u32>) -> Connections {
-        Connections(limit.map(|n| (Arc::new(tokio::sync::Semaphore::new(n as usize)), n)))
-    }
-
-    /// A permit, held as long as the request or WebSocket lasts; `Err`: refused (answer it: a 503).
-    pub fn take(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Busy> {
-        let Some((permits, limit)) = &self.0 else { return Ok(None) };
-        permits.clone().try_acquire_owned().map(Some).map_err(|_| {
-            tracing::warn!(limit, "a connection refused: max_connections reached");
-            Busy(*limit)
-        })
-    }
-}
-
 /// A connection refused by `max_connections` (the limit): 503 with `Retry-After`.
 #[derive(Debug)]
-pub struct Busy(u32);
+pub struct Busy(pub u32);
 
 impl IntoResponse for Busy {
     fn into_response(self) -> Response {
@@ -75,13 +54,13 @@ impl IntoResponse for Busy {
 
 /// Counts an API request against `max_connections` while it runs (the WebSocket's upgrade takes its own permit,
 /// kept by the connection).
-async fn limit_connections(axum::extract::State(connections): axum::extract::State<Connections>, req: Request, next: Next) -> Response {
+async fn limit_connections(axum::extract::State(connections): axum::extract::State<crate::quotas::Connections>, req: Request, next: Next) -> Response {
     if req.uri().path() == "/api/ws" {
         return next.run(req).await;
     }
     match connections.take() {
         Ok(_permit) => next.run(req).await,
-        Err(busy) => busy.into_response(),
+        Err(limit) => Busy(limit).into_response(),
     }
 }
 

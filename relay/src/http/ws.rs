@@ -50,7 +50,7 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
     }
     let permit = match api.connections.take() {
         Ok(permit) => permit,
-        Err(busy) => return busy.into_response(),
+        Err(limit) => return super::Busy(limit).into_response(),
     };
     let (manager, auth) = (api.manager.clone(), api.auth.clone());
     ws.on_upgrade(move |socket| async move {

@@ -20,6 +20,7 @@ use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
 use psgate_shared::psrp::messages::{self, ErrorRecordView, PipelineSpec, PipelineState as PsrpPipelineState, PoolState};
 use psgate_shared::psrp::outofproc::{ClientEvent, OutOfProcClient};
 use psgate_shared::psrp::pool::{self, Event, PoolConfig, RunspacePool};
+use psgate_lang::remote as lang_quota;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -269,6 +270,8 @@ struct Entry {
     rule: Option<usize>,
     /// The last request of its user (a pipeline, a completion, an attach…), for the IdleTimeout quota.
     activity: Mutex<tokio::time::Instant>,
+    /// When it opened (for MaxShellRunTime; `None`: not yet).
+    opened_at: Mutex<Option<tokio::time::Instant>>,
     /// True once the session's task has ended (closed at the target, or never opened).
     ended: watch::Sender<bool>,
 }
@@ -426,12 +429,15 @@ pub struct Manager {
     store: Option<(Arc<Store>, Sealer)>,
     /// Each user's prompt (`PS psgate>`).
     prompts: Mutex<HashMap<String, Arc<super::prompt::UserPrompt>>>,
+    /// `[quotas] max_connections`: the API's requests and WebSockets now.
+    connections: crate::quotas::Connections,
 }
 
 impl Manager {
     /// A manager that opens sessions the allow-list in `config` lets through.
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default() })
+        let limit = config.quotas.max_connections;
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit) })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -441,7 +447,8 @@ impl Manager {
             tracing::error!(error = %e, "reading the kept WinRM sessions");
             Vec::new()
         });
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default() });
+        let limit = config.quotas.max_connections;
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit) });
         for row in rows {
             if let Err(e) = manager.restore(&row) {
                 tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
@@ -641,7 +648,7 @@ impl Manager {
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
-        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(tokio::time::Instant::now()), ended: watch::Sender::new(false) });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(tokio::time::Instant::now()), opened_at: Mutex::default(), ended: watch::Sender::new(false) });
         inner.sessions.insert(id, entry.clone());
         Ok((id, entry, rx))
     }
@@ -778,6 +785,136 @@ impl Manager {
             .ok_or_else(|| ApiError::new(ErrorCode::UnknownSession, format!("there is no session {}", id.0)))?;
         *lock(&entry.activity) = tokio::time::Instant::now();
         Ok(entry)
+    }
+
+    /// `[quotas] max_connections`'s count.
+    pub fn connections(&self) -> &crate::quotas::Connections {
+        &self.connections
+    }
+
+    /// Whether `user` is a relay admin (flagged in the database: `psgate user add --admin`).
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.store.as_ref().is_some_and(|(store, _)| store.is_admin(user).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the admin flag");
+            false
+        }))
+    }
+
+    fn refuse_non_admin(&self, user: &str) -> Result<(), ApiError> {
+        if self.is_admin(user) {
+            Ok(())
+        } else {
+            Err(ApiError::new(ErrorCode::TargetNotAllowed, "Access is denied: only a relay admin (psgate user add --admin) sees and closes other users' sessions."))
+        }
+    }
+
+    /// The time the quotas leave a session: (idle, run) seconds, each `None` where no quota applies (idle: also
+    /// while a command runs in it, connected).
+    fn time_left_of(&self, entry: &Entry) -> (Option<u64>, Option<u64>) {
+        let quotas = self.quotas_of(entry);
+        let info = lock(&entry.info).clone();
+        if matches!(info.state, SessionState::Closed | SessionState::Broken) {
+            return (None, None);
+        }
+        let now = tokio::time::Instant::now();
+        let busy = info.state == SessionState::Opened && info.availability == Availability::Busy;
+        let idle = quotas.idle_timeout_secs.filter(|_| !busy).map(|t| t.saturating_sub(now.saturating_duration_since(*lock(&entry.activity)).as_secs()));
+        let opened = *lock(&entry.opened_at);
+        let run = quotas.max_shell_run_time_secs.map(|t| t.saturating_sub(opened.map_or(0, |o| now.saturating_duration_since(o).as_secs())));
+        (idle, run)
+    }
+
+    /// The time the quotas leave one of `owner`'s sessions (not a request on it: asking does not keep it open).
+    pub fn time_left(&self, owner: &str, id: SessionId) -> (Option<u64>, Option<u64>) {
+        let entry = lock(&self.inner).sessions.get(&id).filter(|e| e.owner == owner).cloned();
+        entry.map_or((None, None), |e| self.time_left_of(&e))
+    }
+
+    /// Get-PSGateQuota: each quota that applies to `owner` (`all_users`, admins only: every user's use).
+    pub fn quota_use(&self, owner: &str, all_users: bool) -> Result<Vec<lang_quota::QuotaUse>, ApiError> {
+        if all_users {
+            self.refuse_non_admin(owner)?;
+        }
+        /// A session as the quotas see it: owner, rule, state, opened, last request.
+        struct Seen(String, Option<usize>, SessionState, Option<tokio::time::Instant>, tokio::time::Instant);
+        let held: Vec<Seen> = lock(&self.inner).sessions.values().map(|e| Seen(e.owner.clone(), e.rule, lock(&e.info).state, *lock(&e.opened_at), *lock(&e.activity))).collect();
+        let live = |h: &&Seen| !matches!(h.2, SessionState::Closed | SessionState::Broken);
+        let mut users: Vec<String> = if all_users { held.iter().filter(live).map(|h| h.0.clone()).collect() } else { vec![owner.to_owned()] };
+        users.sort_unstable();
+        users.dedup();
+        let mut scopes: Vec<(Option<usize>, String, &crate::quotas::Quotas)> = vec![(None, "[quotas]".to_owned(), &self.config.quotas)];
+        for (i, rule) in self.config.allow.iter().enumerate().filter(|(_, r)| r.quotas != crate::quotas::Quotas::default()) {
+            scopes.push((Some(i), format!("[[allow]] rule {} ({})", i + 1, rule.hosts.join(", ")), &rule.quotas));
+        }
+        let now = tokio::time::Instant::now();
+        let mut out = Vec::new();
+        let row = |quota: &str, scope: &str, limit: Option<u64>, seconds: bool, used: Option<u64>, user: Option<&str>| lang_quota::QuotaUse {
+            quota: quota.to_owned(),
+            scope: scope.to_owned(),
+            limit,
+            seconds,
+            used,
+            user: user.filter(|_| all_users).map(str::to_owned),
+        };
+        for (rule, scope, q) in &scopes {
+            let in_scope: Vec<_> = held.iter().filter(live).filter(|h| rule.is_none() || h.1 == *rule).collect();
+            for user in &users {
+                let mine: Vec<_> = in_scope.iter().filter(|h| &h.0 == user).collect();
+                if let Some(max) = q.max_shells_per_user {
+                    out.push(row("MaxShellsPerUser", scope, Some(u64::from(max)), false, Some(mine.len() as u64), Some(user)));
+                }
+                if let Some(t) = q.idle_timeout_secs {
+                    // The longest idle of the user's sessions now.
+                    let idle = mine.iter().map(|h| now.saturating_duration_since(h.4).as_secs()).max();
+                    out.push(row("IdleTimeout", scope, Some(t), true, idle, Some(user)));
+                }
+                if let Some(t) = q.max_shell_run_time_secs {
+                    let run = mine.iter().filter_map(|h| h.3).map(|o| now.saturating_duration_since(o).as_secs()).max();
+                    out.push(row("MaxShellRunTime", scope, Some(t), true, run, Some(user)));
+                }
+            }
+            if let Some(max) = q.max_concurrent_users {
+                let mut holders: Vec<&String> = in_scope.iter().map(|h| &h.0).collect();
+                holders.sort_unstable();
+                holders.dedup();
+                out.push(row("MaxConcurrentUsers", scope, Some(u64::from(max)), false, Some(holders.len() as u64), None));
+            }
+            if rule.is_none()
+                && let Some(max) = q.max_connections
+            {
+                out.push(row("MaxConnections", scope, Some(u64::from(max)), false, self.connections.in_use(), None));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Get-PSGateSession (admins): every user's sessions, with the time their quotas leave them.
+    pub fn user_sessions(&self, admin: &str) -> Result<Vec<lang_quota::UserSession>, ApiError> {
+        self.refuse_non_admin(admin)?;
+        let entries: Vec<Arc<Entry>> = lock(&self.inner).sessions.values().cloned().collect();
+        Ok(entries
+            .iter()
+            .map(|e| {
+                let (idle_left_secs, run_left_secs) = self.time_left_of(e);
+                lang_quota::UserSession { owner: e.owner.clone(), info: lock(&e.info).clone(), idle_left_secs, run_left_secs }
+            })
+            .collect())
+    }
+
+    /// Remove-PSGateSession (admins): closes `owner`'s session `id`, and records it in the audit.
+    pub fn admin_close(&self, admin: &str, owner: &str, id: SessionId) -> Result<Removed, ApiError> {
+        self.refuse_non_admin(admin)?;
+        let computer = self.computer_name(owner, id)?;
+        let removed = self.remove(owner, Some(&[id]))?;
+        tracing::warn!(admin, owner, session = id.0, %computer, "an admin closed another user's session");
+        if let Some((store, _)) = &self.store {
+            let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            if let Err(e) = store.audit(time, admin, "Remove-PSGateSession", &format!("{owner}/{}", id.0), &format!("session {} on {computer}", id.0)) {
+                tracing::error!(error = %e, "writing the audit");
+            }
+        }
+        self.publish(owner, ServerMessage::TargetRefused { computer_name: computer.clone(), code: ErrorCode::TargetNotAllowed, message: format!("The relay admin {admin} closed your session {} on {computer}.", id.0) });
+        Ok(removed)
     }
 
     /// The quotas of a session: `[quotas]` tightened by its rule's.
@@ -1514,7 +1651,8 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prompt_stale = reattached;
     // IdleTimeout and MaxShellRunTime: the session's clock, and the warning given for the close it announces.
-    let mut clock = crate::quotas::Clock::new(&manager.quotas_of(&entry), tokio::time::Instant::now());
+    let opened_at = *lock(&entry.opened_at).get_or_insert_with(tokio::time::Instant::now);
+    let mut clock = crate::quotas::Clock::new(&manager.quotas_of(&entry), opened_at);
     let mut was_busy = false;
     let reason = loop {
         // A pipeline running in a connected session is activity (the client keeps asking for its output); its end

@@ -540,6 +540,25 @@ impl Remoting for RelayRemoting {
     fn application_private_data(&mut self, session: SessionId) -> Option<Value> {
         self.manager.application_private_data(&self.owner, session)
     }
+
+    fn quotas(&mut self, all_users: bool) -> Result<Vec<psgate_lang::QuotaUse>, RemoteError> {
+        self.manager.quota_use(&self.owner, all_users).map_err(remote_error)
+    }
+
+    fn user_sessions(&mut self) -> Result<Vec<psgate_lang::UserSession>, RemoteError> {
+        self.manager.user_sessions(&self.owner).map_err(remote_error)
+    }
+
+    fn close_user_session(&mut self, owner: &str, session: SessionId) -> Result<(), RemoteError> {
+        let removed = self.manager.admin_close(&self.owner, owner, session).map_err(remote_error)?;
+        // As Remove-PSSession: the line ends once the target has closed it.
+        self.handle.block_on(removed.closed(Duration::from_secs(10)));
+        Ok(())
+    }
+
+    fn time_left(&mut self, session: SessionId) -> (Option<u64>, Option<u64>) {
+        self.manager.time_left(&self.owner, session)
+    }
 }
 
 /// Sessions after a disconnect or connect: those in `want`, else why not.
