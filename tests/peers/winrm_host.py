@@ -6,7 +6,7 @@ does, shaped after the recorded responses in shared/fixtures/winrm-recorded: Cre
 Receive (OperationTimeout → the w:TimedOut fault), Signal (powershell/signal/crtl_c and ctrl_c stop a pipeline,
 anything else — …/signal/terminate — releases the command), Delete, Disconnect (IdleTimeOut, BufferMode Block/Drop),
 Reconnect, Connect (connectXml → connectResponseXml, and per command), Enumerate (+ Pull) of shells and commands,
-WS-Transfer Get of the configuration (cfg:Config with MaxEnvelopeSizekb …) and of a shell. The PowerShell side is
+WS-Transfer Get and Put of the configuration (below) and Get of a shell. The PowerShell side is
 the same as the out-of-process test host's: psrpcore 0.3.1's server role with the emulated commands of host_core.py
 (Get-Date, Get-Process, Get-Service, every stream, host calls, pipeline input, Test-Long, Get-Objects with a fast
 mode, …).
@@ -24,6 +24,28 @@ endpoint for implicit remoting of the AD module). Get-Command, Get-Help, Get-For
 Measure-Object take only the parameters of RestrictedRemoteServer's proxies there (Get-Help: -Name, -Category).
 Command objects with parameters run as in FullLanguage. A client picks it by its resource URI,
 http://schemas.microsoft.com/powershell/NAME (pypsrp: configuration_name=NAME).
+
+Configuration, WS-Transfer Get and Put as Windows' WinRM service answers them:
+http://schemas.microsoft.com/wbem/wsman/1/config (cfg:Config, the recorded layout), …/config/service (cfg:Service) and
+…/config/winrs (cfg:Winrs), each in the namespace of its own URI, and …/config/plugin with the selector
+Name=CONFIGURATION: one PlugInConfiguration per configuration served (--configuration, --restricted-configuration) as
+PowerShell registers it, its Quotas (IdleTimeoutms, MaxConcurrentUsers, MaxProcessesPerShell, MaxMemoryPerShellMB,
+MaxShellsPerUser, MaxConcurrentCommandsPerShell, MaxShells, MaxIdleTimeoutms) included. A Put carries the resource's
+element with the settings to set (a Get's whole answer or some of its elements); every value is checked first (out of
+its range or not a number: SchemaValidationError 2150858817; Winrs/IdleTimeout, the plugin's IdleTimeoutms or
+MaxIdleTimeoutms: ERROR_WINRS_IDLETIMEOUT_OUTOFBOUNDS 2150859250; CbtHardeningLevel: 2150859192), then all are set and
+the answer is the resource as a Get now shows it. A change is effective where the peer emulates the setting —
+Winrs/MaxShellsPerUser, Winrs/MaxConcurrentUsers and Service/MaxConcurrentOperationsPerUser (the quotas below),
+Winrs/IdleTimeout (new shells' default), MaxEnvelopeSizekb, MaxTimeoutms, Service/AllowUnencrypted, Service/Auth/Basic,
+Service/Auth/Negotiate (NTLM), CbtHardeningLevel — and only kept and shown otherwise. Refused as Windows refuses them: a
+Put by a user not in `--admin-users A,B` (Access is denied, code 5; by default every user may); a change to
+Winrs/MaxShellRunTime or Service/MaxConcurrentOperations, read-only since WinRM 2.0
+(ERROR_WSMAN_DEPRECATED_CONFIG_SETTING 2150859182); a change to a setting Group Policy controls, `--gpo-setting
+Winrs/MaxShellsPerUser=5` (repeatable: the value is fixed and effective, a Get marks it Source="GPO", a Put gets
+2150858890 "The config setting MaxShellsPerUser cannot be changed because is controlled by policies. …"); an unknown
+plugin Name (ERROR_WSMAN_RESOURCE_NOT_FOUND 2150858752). A plugin Put is answered like the others: on Windows it takes
+effect after `Restart-Service WinRM` and nothing in the answer says so (PowerShell's WSMan provider and
+Set-PSSessionConfiguration warn by themselves), so the peer keeps and shows the new values; it enforces no plugin quota.
 
 Authentication: NTLM through pyspnego 0.12.4's acceptor (offered as `WWW-Authenticate: Negotiate`; the users are an
 NTLM_USER_FILE; raw NTLM tokens, or NTLM inside SPNEGO, whose final token comes back in the 200's WWW-Authenticate as
@@ -54,7 +76,7 @@ Run it with $PSGATE_PYTHON (psrpcore, pyspnego; `source scripts/env.sh`). It pri
 
 `--help` lists the rest: quotas (--max-shells-per-user, --max-concurrent-users,
 --max-concurrent-operations-per-user), --idle-timeout, --buffer-bytes, --max-envelope-kb, --fast, --configuration,
---restricted-configuration, --visible-commands.
+--restricted-configuration, --visible-commands, --admin-users, --gpo-setting.
 
 Where this peer differs from Windows (each a deliberate simplification or a guess where nothing recorded says more):
 - Only the PowerShell plugin: a resource URI outside http://schemas.microsoft.com/powershell/ (the cmd shell, WMI)
@@ -89,6 +111,17 @@ Where this peer differs from Windows (each a deliberate simplification or a gues
 - A --restricted-configuration emulates only the language mode, the command visibility and the proxies' parameters
   of RestrictedRemoteServer: its visible commands that the peer does not emulate (Clear-Host, Out-Default,
   Exit-PSSession) are not recognized.
+- Configuration: no Put is recorded. The refusals' codes are the SDK's (wsmerror.h); MS-WSMV <18> gives 2150859182 for
+  MaxConcurrentOperations, <30> only wsman:InternalError for MaxShellRunTime (the same code is used). The GPO text is
+  the one Windows users report; the subcodes of the GPO, read-only, IdleTimeout and CbtHardeningLevel faults
+  (w:InternalError) and of the unknown plugin (a:DestinationUnreachable, ResourceNotFound) are inferred. A Put that
+  repeats the current value of a read-only or policy-controlled setting is accepted (MS-WSMV speaks of attempts to
+  modify it). cfg:Service and cfg:Winrs carry no xml:lang, like the recorded cfg:Config (unverified); the plugin does
+  (MS-WSMV 3.1.4.1.34.3). A plugin Put takes the root attributes and Quotas only (Resources and InitializationParameters
+  stay the peer's), a Quotas element left out changes nothing, and IdleTimeoutms above MaxIdleTimeoutms is refused
+  with 2150859250 (inferred). Winrs/IdleTimeout takes 0–2147483647 as MS-WSMV 2.2.4.42 says (Windows 7 treats 0–59999
+  as 60000; not emulated). Any user may Get the configuration (Windows' RootSDDL lets administrators and interactive
+  users read it). No Enumerate of plugins, no …/config/client, …/service/auth or listener resources.
 - A request larger than MaxEnvelopeSizekb is refused with DSP0226's wsman:EncodingLimit fault (MaxEnvelopeSize
   detail); its WS-Management code and text are ours. wsman:Locale, DataLocale and OptionSets other than
   WINRS_NOPROFILE are accepted and ignored; protocolversion is not negotiated at the WS-Management layer.
@@ -136,6 +169,7 @@ from host_core import (  # noqa: E402
     NULL_GUID,
     HostPool,
     NO_LANGUAGE,
+    PS_VERSION,
     PsrpSession,
     Run,
     fragments,
@@ -203,7 +237,16 @@ QUOTA_MAX_SHELLUSERS = 2150859179  # ERROR_WSMAN_QUOTA_MAX_SHELLUSERS 0x803381AB
 SHELL_DISCONNECTED = 2150859204  # ERROR_WINRS_SHELL_DISCONNECTED 0x803381C4
 SESSIONID_MISMATCH = 2150859206  # ERROR_WINRS_SHELL_CLIENTSESSIONID_MISMATCH 0x803381C6
 CONNECTED_ELSEWHERE = 2150859213  # ERROR_WINRS_SHELL_CONNECTED_TO_DIFFERENT_CLIENT 0x803381CD
-ACCESS_DENIED = 5
+ACCESS_DENIED = 5  # ERROR_ACCESS_DENIED (winrm.cmd shows it as 0x80070005)
+# Configuration (WS-Transfer Get/Put of http://schemas.microsoft.com/wbem/wsman/1/config…); values and texts from the
+# SDK's wsmerror.h, the subcodes from its "wsman, code=…, subcode=…" comments where it has one.
+RESOURCE_NOT_FOUND = 2150858752  # ERROR_WSMAN_RESOURCE_NOT_FOUND 0x80338000 (an unknown plugin Name)
+INVALID_REPRESENTATION = 2150858773  # ERROR_WSMAN_INVALID_REPRESENTATION 0x80338015
+SCHEMA_VALIDATION = 2150858817  # ERROR_WSMAN_SCHEMA_VALIDATION_ERROR 0x80338041
+GPO_CONTROLLED = 2150858890  # ERROR_WSMAN_CONFIG_CANNOT_CHANGE_GPO_CONTROLLED_SETTING 0x8033808A
+DEPRECATED_SETTING = 2150859182  # ERROR_WSMAN_DEPRECATED_CONFIG_SETTING 0x803381AE (MS-WSMV <18>: MaxConcurrentOperations)
+CBT_HARDENING_INVALID = 2150859192  # ERROR_SERVICE_CBT_HARDENING_INVALID 0x803381B8
+IDLETIMEOUT_OUT_OF_BOUNDS = 2150859250  # ERROR_WINRS_IDLETIMEOUT_OUTOFBOUNDS 0x803381F2
 
 # Message types whose loss Drop mode allows (output and the other streams); state messages and host calls are kept.
 DROPPABLE = {0x00041004, 0x00041005, 0x00041007, 0x00041008, 0x00041009, 0x00041010, 0x00041011}
@@ -351,6 +394,61 @@ def max_users(n: int) -> WSManFault:
         "quota. ")
 
 
+def access_denied() -> WSManFault:
+    """A configuration change by a user who is not an administrator (what winrm.cmd shows as 0x80070005)."""
+    return WSManFault(ACCESS_DENIED, "w:AccessDenied", "Access is denied. ")
+
+
+def resource_not_found() -> WSManFault:
+    # The subcode and detail are DSP0226's for a resource that does not exist (MS-WSMV 4.x's example of this code).
+    return WSManFault(RESOURCE_NOT_FOUND, "a:DestinationUnreachable",
+                      "The WS-Management service cannot process the request. The service cannot find the resource "
+                      "identified by the resource URI and selectors. ", detail="ResourceNotFound")
+
+
+def invalid_representation() -> WSManFault:
+    return WSManFault(INVALID_REPRESENTATION, "w:InvalidRepresentation",
+                      "The WS-Management service cannot identify the format of the object passed to a Put or Create "
+                      "method. The input XML may not be appropriate for the resource or uses the wrong schema for the "
+                      "resource. Change the input XML in the request. ")
+
+
+def schema_invalid() -> WSManFault:
+    """A setting that is not in the resource's schema, or a value of the wrong type or out of its range (MS-WSMV
+    2.2.4.42: wsman:SchemaValidationError)."""
+    return WSManFault(SCHEMA_VALIDATION, "w:SchemaValidationError",
+                      "The SOAP XML in the message does not match the corresponding XML schema definition. Change the "
+                      "XML and retry. ")
+
+
+def gpo_controlled(name: str) -> WSManFault:
+    # The text is the one Windows users report (Set-Item WSMan:\…, Enable-WSManCredSSP, winrm set); the subcode is ours.
+    text = (f"The config setting {name} cannot be changed because is controlled by policies. The policy would need to "
+            'be set to "Not Configured" in order to change the config setting. ')
+    return WSManFault(GPO_CONTROLLED, "w:InternalError", text, sender=False)
+
+
+def deprecated_setting() -> WSManFault:
+    # MS-WSMV <18> (Service/MaxConcurrentOperations: Code 2150859182) and <30> (Winrs/MaxShellRunTime: wsman:InternalError,
+    # no code given: the same one is used).
+    return WSManFault(DEPRECATED_SETTING, "w:InternalError",
+                      "The WinRM service cannot process the request because it is trying to update a deprecated setting. "
+                      "Remove this setting from the command and try again. ", sender=False)
+
+
+def cbt_hardening_invalid() -> WSManFault:
+    return WSManFault(CBT_HARDENING_INVALID, "w:InternalError",
+                      "The WinRM service cannot process the request. The Channel Binding Token Hardening Level "
+                      '(CbtHardeningLevel) value is invalid. The valid values are "None", "Relaxed" and "Strict". Change '
+                      "the CbtHardeningLevel value and try again. ", sender=False)
+
+
+def idle_timeout_out_of_bounds() -> WSManFault:
+    return WSManFault(IDLETIMEOUT_OUT_OF_BOUNDS, "w:InternalError",
+                      "The WS-Management service cannot process the request. The requested IdleTimeout is outside the "
+                      "allowed range. ", sender=False)
+
+
 def bad_timeout(text: str) -> WSManFault:
     return WSManFault(
         INVALID_HEADER, "a:InvalidMessageInformationHeader",
@@ -363,8 +461,182 @@ def bad_timeout(text: str) -> WSManFault:
 # Configuration
 
 
+U32 = 4294967295
+I31 = 2147483647
+
+
+class Setting(typing.NamedTuple):
+    """One setting of the configuration tree: its path under cfg:Config (containers joined with /), type and range."""
+
+    path: str
+    kind: str = "uint"  # uint, idle (a uint whose range fault is IDLETIMEOUT_OUTOFBOUNDS), bool, str, cbt
+    low: int = 0
+    high: int = U32
+
+
+# http://schemas.microsoft.com/wbem/wsman/1/config in Windows' order (test_wsman_update_envelope_size_*.yml); ranges
+# from MS-WSMV 2.2.4.10, 2.2.4.36 and 2.2.4.42 (and its notes for Windows 7 and later).
+SETTINGS = {s.path: s for s in [
+    Setting("MaxEnvelopeSizekb", low=32), Setting("MaxTimeoutms", low=500), Setting("MaxBatchItems", low=1),
+    Setting("MaxProviderRequests", low=1),
+    Setting("Client/NetworkDelayms"), Setting("Client/URLPrefix", "str"), Setting("Client/AllowUnencrypted", "bool"),
+    Setting("Client/Auth/Basic", "bool"), Setting("Client/Auth/Digest", "bool"), Setting("Client/Auth/Kerberos", "bool"),
+    Setting("Client/Auth/Negotiate", "bool"), Setting("Client/Auth/Certificate", "bool"),
+    Setting("Client/Auth/CredSSP", "bool"), Setting("Client/DefaultPorts/HTTP", low=1, high=65535),
+    Setting("Client/DefaultPorts/HTTPS", low=1, high=65535), Setting("Client/TrustedHosts", "str"),
+    Setting("Service/RootSDDL", "str"), Setting("Service/MaxConcurrentOperations", low=1),
+    Setting("Service/MaxConcurrentOperationsPerUser", low=1), Setting("Service/EnumerationTimeoutms", low=500),
+    Setting("Service/MaxConnections", low=1, high=512), Setting("Service/MaxPacketRetrievalTimeSeconds", low=1),
+    Setting("Service/AllowUnencrypted", "bool"), Setting("Service/Auth/Basic", "bool"),
+    Setting("Service/Auth/Kerberos", "bool"), Setting("Service/Auth/Negotiate", "bool"),
+    Setting("Service/Auth/Certificate", "bool"), Setting("Service/Auth/CredSSP", "bool"),
+    Setting("Service/Auth/CbtHardeningLevel", "cbt"), Setting("Service/DefaultPorts/HTTP", low=1, high=65535),
+    Setting("Service/DefaultPorts/HTTPS", low=1, high=65535), Setting("Service/IPv4Filter", "str"),
+    Setting("Service/IPv6Filter", "str"), Setting("Service/EnableCompatibilityHttpListener", "bool"),
+    Setting("Service/EnableCompatibilityHttpsListener", "bool"), Setting("Service/CertificateThumbprint", "str"),
+    Setting("Service/AllowRemoteAccess", "bool"),
+    Setting("Winrs/AllowRemoteShellAccess", "bool"), Setting("Winrs/IdleTimeout", "idle", high=I31),
+    Setting("Winrs/MaxConcurrentUsers", low=1, high=I31), Setting("Winrs/MaxShellRunTime"),
+    Setting("Winrs/MaxProcessesPerShell", high=I31), Setting("Winrs/MaxMemoryPerShellMB", high=I31),
+    Setting("Winrs/MaxShellsPerUser", high=I31),
+]}
+# Read-only since WinRM 2.0 (MS-WSMV <18>, <30>): a Put may repeat the value, not change it.
+DEPRECATED = {"Service/MaxConcurrentOperations", "Winrs/MaxShellRunTime"}
+# Resource URI → (its settings' path prefix, the element, the namespace of the answer: the resource URI itself, as
+# PowerShell's CredSSP.cs reads cfg:Service from …/config/service and cfg:Auth from …/config/client/auth).
+CONFIG_RESOURCES = {
+    CONFIG_URI: ("", "Config", CONFIG_URI),
+    CONFIG_URI + "/service": ("Service/", "Service", CONFIG_URI + "/service"),
+    CONFIG_URI + "/winrs": ("Winrs/", "Winrs", CONFIG_URI + "/winrs"),
+}
+PLUGIN_URI = CONFIG_URI + "/plugin"
+PLUGIN_NS = "http://schemas.microsoft.com/wbem/wsman/1/config/PluginConfiguration"
+PLUGIN_ATTRS = ("Name", "Filename", "SDKVersion", "XmlRenderingType", "Enabled", "Architecture", "UseSharedProcess",
+                "ProcessIdleTimeoutSec", "RunAsUser", "RunAsPassword", "AutoRestart", "OutputBufferingMode")
+# The plugin's Quotas as PowerShell writes them (WSManConfigurationOption.ConstructQuotas: this order, these defaults)
+# with MS-WSMV 2.2.4.23's ranges; MaxConcurrentOperations(PerUser) are the schema's other, optional ones.
+PLUGIN_QUOTAS = {
+    "IdleTimeoutms": ("7200000", 60000, I31), "MaxConcurrentUsers": (str(I31), 1, I31),
+    "MaxProcessesPerShell": (str(I31), 0, I31), "MaxMemoryPerShellMB": (str(I31), 0, I31),
+    "MaxShellsPerUser": (str(I31), 1, I31), "MaxConcurrentCommandsPerShell": (str(I31), 1, I31),
+    "MaxShells": (str(I31), 1, I31), "MaxIdleTimeoutms": (str(I31), 60000, I31),
+    "MaxConcurrentOperations": ("", 1, U32), "MaxConcurrentOperationsPerUser": ("", 1, U32),
+}
+
+
+def config_resource(uri: str) -> typing.Optional[str]:
+    """The key of CONFIG_RESOURCES a resource URI names (any case, a trailing / allowed), or None."""
+    uri = uri.rstrip("/").lower()
+    return next((k for k in CONFIG_RESOURCES if k.lower() == uri), None)
+
+
+def _number(text: str, low: int, high: int, idle: bool = False) -> str:
+    if not re.fullmatch(r"[0-9]+", text):
+        raise schema_invalid()
+    if not low <= int(text) <= high:
+        raise idle_timeout_out_of_bounds() if idle else schema_invalid()
+    return str(int(text))
+
+
+def setting_value(s: Setting, text: str) -> str:
+    """The value a Put asks for, as the configuration then holds it; raises the fault Windows gives for a bad one."""
+    text = text.strip()
+    if s.kind == "str":
+        return text
+    if s.kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise schema_invalid()
+        return text.lower()
+    if s.kind == "cbt":
+        value = next((v for v in ("None", "Relaxed", "Strict") if v.lower() == text.lower()), None)
+        if value is None:
+            raise cbt_hardening_invalid()
+        return value
+    if s.path in DEPRECATED:
+        return _number(text, 0, U32)  # any number: changing it is the fault
+    return _number(text, s.low, s.high, idle=s.kind == "idle")
+
+
+class Plugin:
+    """A session configuration's WinRM plugin (…/config/plugin?Name=NAME) as PowerShell registers it: Windows
+    PowerShell's Register-PSSessionConfiguration for microsoft.powershell*, PowerShell 7's Enable-PSRemoting /
+    Install-PowerShellRemoting.ps1 for the others; attribute order and xml:lang as in MS-WSMV 3.1.4.1.34.3."""
+
+    def __init__(self, name: str, restricted: bool) -> None:
+        windows_powershell = name.lower().startswith("microsoft.powershell")
+        self.name = name
+        self.attrs = {
+            "Name": name,
+            "Filename": ("%windir%\\system32\\pwrshplugin.dll" if windows_powershell
+                         else f"%windir%\\system32\\PowerShell\\{PS_VERSION}\\pwrshplugin.dll"),
+            "SDKVersion": "2", "XmlRenderingType": "text", "Enabled": "true", "Architecture": "64",
+            "UseSharedProcess": "false", "ProcessIdleTimeoutSec": "0", "RunAsUser": "", "RunAsPassword": "",
+            "AutoRestart": "false", "OutputBufferingMode": "Block",
+        }
+        self.params = [("PSVersion", "5.1" if windows_powershell else ".".join(PS_VERSION.split(".")[:2]))]
+        if restricted:  # the parameter Set-PSSessionConfiguration reads
+            self.params.append(("sessiontype", "RestrictedRemoteServer"))
+        self.sddl = ("O:NSG:BAD:P(A;;GA;;;BA)(A;;GA;;;IU)(A;;GA;;;RM)S:P(AU;FA;GA;;;WD)(AU;SA;GXGW;;;WD)"
+                     if windows_powershell else "O:NSG:BAD:P(A;;GA;;;BA)S:P(AU;FA;GA;;;WD)(AU;SA;GXGW;;;WD)")
+        self.quotas = {k: v[0] for k, v in PLUGIN_QUOTAS.items() if v[0]}
+
+    def xml(self) -> str:
+        def attrs(items: typing.Iterable[typing.Tuple[str, str]]) -> str:
+            return "".join(f' {k}="{escape(v, {chr(34): "&quot;"})}"' for k, v in items)
+
+        uri = escape(PS_URI_PREFIX + self.name, {chr(34): "&quot;"})
+        params = "".join(f"<Param{attrs([('Name', k), ('Value', v)])}/>" for k, v in self.params)
+        return (f'<PlugInConfiguration xmlns="{PLUGIN_NS}"{attrs(self.attrs.items())} xml:lang="en-US">'
+                f"<InitializationParameters>{params}</InitializationParameters><Resources>"
+                f'<Resource ResourceUri="{uri}" SupportsOptions="true" ExactMatch="true"><Security Uri="{uri}" '
+                f'ExactMatch="true" Sddl="{self.sddl}"/><Capability Type="Shell"/></Resource></Resources>'
+                f"<Quotas{attrs(self.quotas.items())}/></PlugInConfiguration>")
+
+    def changes(self, item: typing.Optional[ET.Element]) -> typing.Tuple[typing.Dict[str, str], typing.Dict[str, str]]:
+        """The root attributes and Quotas a Put's PlugInConfiguration sets, checked; Resources and
+        InitializationParameters are kept as they are (the peer serves what its command line says)."""
+        if (item is None or not item.tag.startswith(f"{{{PLUGIN_NS}}}")
+                or item.tag.rsplit("}", 1)[-1].lower() != "pluginconfiguration"):
+            raise invalid_representation()
+        attrs: typing.Dict[str, str] = {}
+        for key, value in item.attrib.items():
+            if key.startswith("{") or key == "lang":
+                continue  # xml:lang (and lang), as a Get gave them: PowerShell's WSMan provider drops xml:lang first
+            if key not in PLUGIN_ATTRS:
+                raise schema_invalid()
+            value = value.strip()
+            if key in ("Enabled", "UseSharedProcess", "AutoRestart") and value.lower() not in ("true", "false"):
+                raise schema_invalid()
+            if key == "ProcessIdleTimeoutSec":
+                value = _number(value, 0, 1209600)
+            elif key in ("SDKVersion", "Architecture"):
+                value = _number(value, 1, 2 if key == "SDKVersion" else 64)
+            elif key == "OutputBufferingMode" and value not in ("Block", "Drop"):
+                raise schema_invalid()
+            elif key == "XmlRenderingType":
+                if value.lower() not in ("text", "xmlreader"):
+                    raise schema_invalid()
+                value = "text"  # MS-WSMV 3.1.4.1.34.2: XmlReader is taken as text
+            attrs[key] = value
+        if attrs.get("Name", self.name).lower() != self.name.lower():
+            raise invalid_representation()  # a Put does not rename a plugin
+        attrs.pop("Name", None)
+        quotas: typing.Dict[str, str] = {}
+        element = next((c for c in item if c.tag == f"{{{PLUGIN_NS}}}Quotas"), None)
+        for key, value in (element.attrib.items() if element is not None else ()):
+            if key not in PLUGIN_QUOTAS:
+                raise schema_invalid()
+            _default, low, high = PLUGIN_QUOTAS[key]
+            quotas[key] = _number(value.strip(), low, high, idle=key.endswith("IdleTimeoutms"))
+        merged = {**self.quotas, **quotas}
+        if int(merged["IdleTimeoutms"]) > int(merged["MaxIdleTimeoutms"]):
+            raise idle_timeout_out_of_bounds()
+        return attrs, quotas
+
+
 class Config:
-    """What the command line sets (defaults: Windows Server's, see test_wsman_update_envelope_size_*.yml)."""
+    """What the command line sets (defaults: Windows Server's, see test_wsman_update_envelope_size_*.yml), and the
+    configuration's settings as WS-Transfer Get shows them and Put changes them."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.auth = {a.strip().lower() for a in args.auth.split(",") if a.strip()}
@@ -384,44 +656,178 @@ class Config:
         self.max_concurrent_users = args.max_concurrent_users
         self.max_operations_per_user = args.max_concurrent_operations_per_user
         self.fast = args.fast or os.environ.get("WINRM_HOST_FAST") == "1"
+        self.admin_users = (None if args.admin_users is None
+                            else {u.strip().lower() for u in args.admin_users.split(",") if u.strip()})
+        self.lock = threading.RLock()
+        self.values = self._initial_values()
+        self.gpo: typing.Set[str] = set()
+        for entry in args.gpo_setting or []:
+            self._set_by_policy(entry)
+        self.plugins = {key: Plugin(name, key in self.restricted) for key, name in self.configurations.items()}
 
+    def _initial_values(self) -> typing.Dict[str, str]:
+        def b(v: typing.Any) -> str:
+            return "true" if v else "false"
 
-def config_xml(c: Config) -> str:
-    """The WS-Transfer Get answer for http://schemas.microsoft.com/wbem/wsman/1/config (recorded layout)."""
-    def b(v: bool) -> str:
-        return "true" if v else "false"
+        def quota(v: typing.Optional[int], default: int) -> str:
+            return str(default if v is None else v)
 
-    def quota(v: typing.Optional[int], default: int) -> str:
-        return str(default if v is None else v)
+        values = {
+            "MaxEnvelopeSizekb": str(self.max_envelope_kb), "MaxTimeoutms": str(self.max_timeout_ms),
+            "MaxBatchItems": "32000", "MaxProviderRequests": "4294967295",
+            "Client/NetworkDelayms": "5000", "Client/URLPrefix": "wsman", "Client/AllowUnencrypted": "false",
+            "Client/Auth/Basic": "true", "Client/Auth/Digest": "true", "Client/Auth/Kerberos": "true",
+            "Client/Auth/Negotiate": "true", "Client/Auth/Certificate": "true", "Client/Auth/CredSSP": "false",
+            "Client/DefaultPorts/HTTP": "5985", "Client/DefaultPorts/HTTPS": "5986", "Client/TrustedHosts": "",
+            "Service/RootSDDL": "O:NSG:BAD:P(A;;GA;;;BA)(A;;GR;;;IU)S:P(AU;FA;GA;;;WD)(AU;SA;GXGW;;;WD)",
+            "Service/MaxConcurrentOperations": "4294967295",
+            "Service/MaxConcurrentOperationsPerUser": quota(self.max_operations_per_user, 1500),
+            "Service/EnumerationTimeoutms": "240000", "Service/MaxConnections": "300",
+            "Service/MaxPacketRetrievalTimeSeconds": "120", "Service/AllowUnencrypted": b(self.allow_unencrypted),
+            "Service/Auth/Basic": b("basic" in self.auth), "Service/Auth/Kerberos": b("kerberos" in self.auth),
+            "Service/Auth/Negotiate": b(self.auth & {"ntlm", "kerberos"}), "Service/Auth/Certificate": "false",
+            "Service/Auth/CredSSP": "false", "Service/Auth/CbtHardeningLevel": self.cbt_hardening,
+            "Service/DefaultPorts/HTTP": "5985", "Service/DefaultPorts/HTTPS": "5986", "Service/IPv4Filter": "*",
+            "Service/IPv6Filter": "*", "Service/EnableCompatibilityHttpListener": "false",
+            "Service/EnableCompatibilityHttpsListener": "false", "Service/CertificateThumbprint": "",
+            "Service/AllowRemoteAccess": "true",
+            "Winrs/AllowRemoteShellAccess": "true", "Winrs/IdleTimeout": str(int(self.idle_timeout * 1000)),
+            "Winrs/MaxConcurrentUsers": quota(self.max_concurrent_users, I31), "Winrs/MaxShellRunTime": str(I31),
+            "Winrs/MaxProcessesPerShell": str(I31), "Winrs/MaxMemoryPerShellMB": str(I31),
+            "Winrs/MaxShellsPerUser": quota(self.max_shells_per_user, I31),
+        }
+        assert list(values) == list(SETTINGS)
+        return values
 
-    return (
-        '<cfg:Config xmlns:cfg="http://schemas.microsoft.com/wbem/wsman/1/config">'
-        f"<cfg:MaxEnvelopeSizekb>{c.max_envelope_kb}</cfg:MaxEnvelopeSizekb><cfg:MaxTimeoutms>{c.max_timeout_ms}</cfg:MaxTimeoutms>"
-        "<cfg:MaxBatchItems>32000</cfg:MaxBatchItems><cfg:MaxProviderRequests>4294967295</cfg:MaxProviderRequests>"
-        "<cfg:Client><cfg:NetworkDelayms>5000</cfg:NetworkDelayms><cfg:URLPrefix>wsman</cfg:URLPrefix>"
-        "<cfg:AllowUnencrypted>false</cfg:AllowUnencrypted><cfg:Auth><cfg:Basic>true</cfg:Basic><cfg:Digest>true</cfg:Digest>"
-        "<cfg:Kerberos>true</cfg:Kerberos><cfg:Negotiate>true</cfg:Negotiate><cfg:Certificate>true</cfg:Certificate>"
-        "<cfg:CredSSP>false</cfg:CredSSP></cfg:Auth><cfg:DefaultPorts><cfg:HTTP>5985</cfg:HTTP><cfg:HTTPS>5986</cfg:HTTPS>"
-        "</cfg:DefaultPorts><cfg:TrustedHosts></cfg:TrustedHosts></cfg:Client>"
-        "<cfg:Service><cfg:RootSDDL>O:NSG:BAD:P(A;;GA;;;BA)(A;;GR;;;IU)S:P(AU;FA;GA;;;WD)(AU;SA;GXGW;;;WD)</cfg:RootSDDL>"
-        "<cfg:MaxConcurrentOperations>4294967295</cfg:MaxConcurrentOperations>"
-        f"<cfg:MaxConcurrentOperationsPerUser>{quota(c.max_operations_per_user, 1500)}</cfg:MaxConcurrentOperationsPerUser>"
-        "<cfg:EnumerationTimeoutms>240000</cfg:EnumerationTimeoutms><cfg:MaxConnections>300</cfg:MaxConnections>"
-        "<cfg:MaxPacketRetrievalTimeSeconds>120</cfg:MaxPacketRetrievalTimeSeconds>"
-        f"<cfg:AllowUnencrypted>{b(c.allow_unencrypted)}</cfg:AllowUnencrypted><cfg:Auth><cfg:Basic>{b('basic' in c.auth)}</cfg:Basic>"
-        f"<cfg:Kerberos>{b('kerberos' in c.auth)}</cfg:Kerberos><cfg:Negotiate>{b('ntlm' in c.auth or 'kerberos' in c.auth)}</cfg:Negotiate><cfg:Certificate>false</cfg:Certificate>"
-        f"<cfg:CredSSP>false</cfg:CredSSP><cfg:CbtHardeningLevel>{c.cbt_hardening}</cfg:CbtHardeningLevel></cfg:Auth>"
-        "<cfg:DefaultPorts><cfg:HTTP>5985</cfg:HTTP><cfg:HTTPS>5986</cfg:HTTPS></cfg:DefaultPorts><cfg:IPv4Filter>*</cfg:IPv4Filter>"
-        "<cfg:IPv6Filter>*</cfg:IPv6Filter><cfg:EnableCompatibilityHttpListener>false</cfg:EnableCompatibilityHttpListener>"
-        "<cfg:EnableCompatibilityHttpsListener>false</cfg:EnableCompatibilityHttpsListener><cfg:CertificateThumbprint>"
-        "</cfg:CertificateThumbprint><cfg:AllowRemoteAccess>true</cfg:AllowRemoteAccess></cfg:Service>"
-        "<cfg:Winrs><cfg:AllowRemoteShellAccess>true</cfg:AllowRemoteShellAccess>"
-        f"<cfg:IdleTimeout>{int(c.idle_timeout * 1000)}</cfg:IdleTimeout>"
-        f"<cfg:MaxConcurrentUsers>{quota(c.max_concurrent_users, 2147483647)}</cfg:MaxConcurrentUsers>"
-        "<cfg:MaxShellRunTime>2147483647</cfg:MaxShellRunTime><cfg:MaxProcessesPerShell>2147483647</cfg:MaxProcessesPerShell>"
-        "<cfg:MaxMemoryPerShellMB>2147483647</cfg:MaxMemoryPerShellMB>"
-        f"<cfg:MaxShellsPerUser>{quota(c.max_shells_per_user, 2147483647)}</cfg:MaxShellsPerUser></cfg:Winrs></cfg:Config>"
-    )
+    def _set_by_policy(self, entry: str) -> None:
+        """--gpo-setting PATH=VALUE: a setting Group Policy controls (fixed, Source="GPO")."""
+        path, sep, text = entry.partition("=")
+        setting = next((s for p, s in SETTINGS.items() if p.lower() == path.strip().strip("/").lower()), None)
+        if not sep or setting is None:
+            raise SystemExit(f"winrm_host: --gpo-setting {entry!r}: expected PATH=VALUE, PATH one of "
+                             f"{', '.join(SETTINGS)}")
+        try:
+            value = setting_value(setting, text)
+        except WSManFault as e:
+            raise SystemExit(f"winrm_host: --gpo-setting {entry!r}: {e.message.strip()}") from None
+        self.gpo.add(setting.path)
+        if value != self.values[setting.path]:
+            self.values[setting.path] = value
+            self.apply(setting.path, value)
+
+    def apply(self, path: str, value: str) -> None:
+        """Makes a changed setting effective where the peer emulates it; the others are only kept and shown."""
+        if path == "MaxEnvelopeSizekb":
+            self.max_envelope_kb = int(value)
+        elif path == "MaxTimeoutms":
+            self.max_timeout_ms = int(value)
+        elif path == "Service/MaxConcurrentOperationsPerUser":
+            self.max_operations_per_user = int(value)
+        elif path == "Service/AllowUnencrypted":
+            self.allow_unencrypted = value == "true"
+        elif path in ("Service/Auth/Basic", "Service/Auth/Negotiate"):
+            name = "basic" if path.endswith("Basic") else "ntlm"
+            self.auth = self.auth | {name} if value == "true" else self.auth - {name}
+        elif path == "Service/Auth/CbtHardeningLevel":
+            self.cbt_hardening = value
+        elif path == "Winrs/IdleTimeout":
+            self.idle_timeout = int(value) / 1000
+        elif path == "Winrs/MaxConcurrentUsers":
+            self.max_concurrent_users = int(value)
+        elif path == "Winrs/MaxShellsPerUser":
+            self.max_shells_per_user = int(value) or None  # 0: any number of shells (MS-WSMV 2.2.4.42)
+
+    def is_admin(self, user: str) -> bool:
+        """--admin-users: DOMAIN\\USER or USER@REALM match exactly, a bare USER matches the user in any domain."""
+        if self.admin_users is None:
+            return True
+        bare = user.rsplit("\\", 1)[-1].split("@", 1)[0].lower()
+        return user.lower() in self.admin_users or bare in self.admin_users
+
+    def render(self, key: str) -> str:
+        """The WS-Transfer Get answer for a CONFIG_RESOURCES URI (for …/config: the recorded layout)."""
+        prefix, element, namespace = CONFIG_RESOURCES[key]
+        with self.lock:
+            items = [(p[len(prefix):], self.values[p], p in self.gpo) for p in SETTINGS if p.startswith(prefix)]
+        out = [f'<cfg:{element} xmlns:cfg="{namespace}">']
+        opened: typing.List[str] = []
+        for path, value, by_policy in items:
+            *containers, name = path.split("/")
+            common = 0
+            while common < min(len(opened), len(containers)) and opened[common] == containers[common]:
+                common += 1
+            out.extend(f"</cfg:{c}>" for c in reversed(opened[common:]))
+            out.extend(f"<cfg:{c}>" for c in containers[common:])
+            opened = containers
+            source = ' Source="GPO"' if by_policy else ""  # as Windows marks a setting Group Policy controls
+            out.append(f"<cfg:{name}{source}>{escape(value)}</cfg:{name}>")
+        out.extend(f"</cfg:{c}>" for c in reversed(opened))
+        out.append(f"</cfg:{element}>")
+        return "".join(out)
+
+    def put(self, key: str, item: typing.Optional[ET.Element], user: str) -> str:
+        """A WS-Transfer Put of a CONFIG_RESOURCES URI: the elements present are set (a Get's whole answer, or only the
+        ones to change), all or none; the answer is the resource as a Get now shows it."""
+        prefix, element, namespace = CONFIG_RESOURCES[key]
+        if item is None or item.tag not in (f"{{{namespace}}}{element}", f"{{{CONFIG_URI}}}{element}"):
+            raise invalid_representation()
+        wanted: typing.Dict[str, str] = {}
+        self._read(item, item.tag[:item.tag.index("}") + 1], prefix, wanted)
+        with self.lock:
+            changes: typing.Dict[str, str] = {}
+            for path, text in wanted.items():
+                value = setting_value(SETTINGS[path], text)
+                if value == self.values[path]:
+                    continue  # repeating a read-only or policy-controlled value is not changing it
+                if path in self.gpo:
+                    raise gpo_controlled(path.rsplit("/", 1)[-1])
+                if path in DEPRECATED:
+                    raise deprecated_setting()
+                changes[path] = value
+            for path, value in changes.items():
+                self.values[path] = value
+                self.apply(path, value)
+        log.info("%s changed %s: %s", user, key, ", ".join(f"{p}={v}" for p, v in changes.items()) or "nothing")
+        return self.render(key)
+
+    def _read(self, element: ET.Element, ns: str, prefix: str, wanted: typing.Dict[str, str]) -> None:
+        for child in element:
+            if not child.tag.startswith(ns):
+                raise schema_invalid()
+            path = prefix + child.tag[len(ns):]
+            if path in SETTINGS and len(child) == 0:
+                wanted[path] = child.text or ""
+            elif path not in SETTINGS and any(p.startswith(path + "/") for p in SETTINGS):
+                self._read(child, ns, path + "/", wanted)
+            else:
+                raise schema_invalid()
+
+    def plugin(self, name: typing.Optional[str]) -> Plugin:
+        plugin = self.plugins.get((name or "").lower())
+        if plugin is None:
+            raise resource_not_found()
+        return plugin
+
+    def plugin_xml(self, name: typing.Optional[str]) -> str:
+        with self.lock:
+            return self.plugin(name).xml()
+
+    def put_plugin(self, name: typing.Optional[str], item: typing.Optional[ET.Element], user: str) -> str:
+        """A WS-Transfer Put of …/config/plugin?Name=NAME. Windows stores it and answers as for any Put; the plugin's
+        host reads it when it starts, so a change is effective after `Restart-Service WinRM` (nothing in the answer
+        says so: PowerShell's WSMan provider warns by itself, Set-PSSessionConfiguration offers the restart). The peer
+        keeps and shows the new values; it enforces no plugin quota either way."""
+        with self.lock:
+            plugin = self.plugin(name)
+            attrs, quotas = plugin.changes(item)
+            changed = [f"{k}={v}" for k, v in attrs.items() if plugin.attrs.get(k) != v]
+            changed += [f"Quotas/{k}={v}" for k, v in quotas.items() if plugin.quotas.get(k) != v]
+            plugin.attrs.update(attrs)
+            plugin.quotas.update(quotas)
+            answer = plugin.xml()
+        log.info("%s changed plugin %s: %s (effective after a WinRM restart on Windows)", user, plugin.name,
+                 ", ".join(changed) or "nothing")
+        return answer
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -823,6 +1229,8 @@ class WinRMServer:
             return action + "Response", "enumerate", self.pull(req)
         if action == TRANSFER + "Get":
             return action + "Response", "get", self.get(req)
+        if action == TRANSFER + "Put":
+            return action + "Response", "get", self.put(req)
         raise WSManFault(ACTION_NOT_SUPPORTED, "a:ActionNotSupported",
                          "The WS-Management service does not support the specified action. ")
 
@@ -1075,9 +1483,16 @@ class WinRMServer:
         inner = f"<n:Items>{''.join(items)}</n:Items>" if items else ""
         return f"<n:PullResponse>{inner}<n:EndOfSequence/></n:PullResponse>"
 
+    @staticmethod
+    def _plugin_name(req: Request) -> typing.Optional[str]:
+        return next((v for k, v in req.selectors.items() if k.lower() == "name"), None)
+
     def get(self, req: Request) -> str:
-        if req.resource_uri.rstrip("/") == CONFIG_URI:
-            return config_xml(self.config)
+        key = config_resource(req.resource_uri)
+        if key is not None:
+            return self.config.render(key)
+        if req.resource_uri.rstrip("/").lower() == PLUGIN_URI.lower():
+            return self.config.plugin_xml(self._plugin_name(req))
         if req.resource_uri == SHELL:
             with self.lock:
                 shell = self.shells.get(req.selectors.get("ShellId", "").upper())
@@ -1085,6 +1500,23 @@ class WinRMServer:
                 raise get_not_found()
             return shell.shell_xml(full=True)
         raise unknown_resource(req.resource_uri)
+
+    def put(self, req: Request) -> str:
+        """WS-Transfer Put of the configuration: …/config, …/config/service, …/config/winrs, …/config/plugin?Name=."""
+        key = config_resource(req.resource_uri)
+        plugin = req.resource_uri.rstrip("/").lower() == PLUGIN_URI.lower()
+        if key is None and not plugin:
+            if req.resource_uri.lower().startswith((SHELL.lower(), PS_URI_PREFIX.lower())):
+                raise WSManFault(ACTION_NOT_SUPPORTED, "a:ActionNotSupported",
+                                 "The WS-Management service does not support the specified action. ")
+            raise unknown_resource(req.resource_uri)
+        if not self.config.is_admin(req.user):
+            log.info("%s may not change the configuration (not in --admin-users)", req.user)
+            raise access_denied()
+        item = next(iter(req.body), None)
+        if key is not None:
+            return self.config.put(key, item, req.user)
+        return self.config.put_plugin(self._plugin_name(req), item, req.user)
 
 
 def envelope(action: str, decls: str, relates_to: str, body: str, activity_id: bool = True) -> bytes:
@@ -1427,7 +1859,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             limit = self.server.winrm.config.max_envelope_kb * 1024
             if len(xml) > limit:
                 raise envelope_too_large(len(xml), limit)
-            quiet = req.action in (TRANSFER + "Get", SHELL + "/Signal")  # recorded without ActivityId
+            # Get and Signal are recorded without ActivityId (Put, unrecorded, is answered like Get)
+            quiet = req.action in (TRANSFER + "Get", TRANSFER + "Put", SHELL + "/Signal")
             action, decls, body = self.server.winrm.handle(req)
             answer = envelope(action, decls, req.message_id, body, not quiet)
             log.debug("-> %s %s", action.rsplit("/", 1)[-1], answer[:2000])
@@ -1543,9 +1976,21 @@ def parse_args(argv: typing.Optional[typing.Sequence[str]] = None) -> argparse.N
     p.add_argument("--max-envelope-kb", type=int, default=500, help="MaxEnvelopeSizekb (500)")
     p.add_argument("--max-timeout-ms", type=int, default=60000, help="MaxTimeoutms (60000)")
     p.add_argument("--buffer-bytes", type=int, default=4 * 1024 * 1024, help="undelivered output per command before Block/Drop applies")
-    p.add_argument("--max-shells-per-user", type=int, help="MaxShellsPerUser quota (default unlimited)")
-    p.add_argument("--max-concurrent-users", type=int, help="MaxConcurrentUsers quota (default unlimited)")
-    p.add_argument("--max-concurrent-operations-per-user", type=int, help="MaxConcurrentOperationsPerUser quota")
+    p.add_argument("--max-shells-per-user", type=int,
+                   help="Winrs/MaxShellsPerUser quota (default unlimited; a Put of winrm/config/winrs changes it)")
+    p.add_argument("--max-concurrent-users", type=int,
+                   help="Winrs/MaxConcurrentUsers quota (default unlimited; a Put of winrm/config/winrs changes it)")
+    p.add_argument("--max-concurrent-operations-per-user", type=int,
+                   help="Service/MaxConcurrentOperationsPerUser quota (Get shows 1500 by default, then not enforced; a "
+                        "Put of winrm/config/service sets it)")
+    p.add_argument("--admin-users", metavar="A,B",
+                   help="the users who may change the configuration (WS-Transfer Put of winrm/config, …/service, "
+                        "…/winrs, …/plugin?Name=); anyone else gets Access is denied (code 5). DOMAIN\\USER or "
+                        "USER@REALM match exactly, USER in any domain (default: every authenticated user)")
+    p.add_argument("--gpo-setting", action="append", metavar="PATH=VALUE",
+                   help="a setting Group Policy controls (repeatable), its path under winrm/config, e.g. "
+                        "Winrs/MaxShellsPerUser=5 or Service/Auth/Basic=false: the value is fixed and effective, Get "
+                        'marks it Source="GPO", a Put that changes it is refused (2150858890)')
     p.add_argument("--fast", action="store_true", help="Get-Objects repeats one serialized object (benchmarks; also WINRM_HOST_FAST=1)")
     p.add_argument("--log", default=os.environ.get("WINRM_HOST_LOG"), help="log file (default none)")
     p.add_argument("--debug", action="store_true", help="log every request and response")
