@@ -132,6 +132,28 @@ pub struct UserSession {
     pub run_left_secs: Option<u64>,
 }
 
+/// An item of a WinRM computer's configuration on the `WSMan:` drive: a setting or a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsmanItem {
+    /// Its name (`MaxShellsPerUser`, `Shell`, `Quotas`).
+    pub name: String,
+    /// A setting's value.
+    pub value: Option<String>,
+    /// Where a setting's value comes from when not from WinRM's own configuration (`GPO`).
+    pub source: Option<String>,
+    /// A container (`Shell`, `Service`, `Plugin\<name>\Quotas`), not a setting.
+    pub container: bool,
+}
+
+/// What a `WSMan:` path names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WsmanNode {
+    /// A setting.
+    Leaf(WsmanItem),
+    /// A container and its children.
+    Container(WsmanItem, Vec<WsmanItem>),
+}
+
 /// The user's sessions, as the prompt's cmdlets use them. Every method may block (the relay waits for targets);
 /// none may panic.
 pub trait Remoting {
@@ -190,6 +212,17 @@ pub trait Remoting {
     fn close_user_session(&mut self, owner: &str, session: SessionId) -> Result<(), RemoteError> {
         let _ = (owner, session);
         Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt has no other users: it is not a relay's"))
+    }
+    /// `Get-Item WSMan:\<computer>\<path>`: an item of a WinRM computer's configuration (read with WS-Transfer
+    /// Get, with the credentials of one of the user's WinRM sessions to it).
+    fn wsman_get(&mut self, computer: &str, path: &[String]) -> Result<WsmanNode, RemoteError> {
+        let _ = (computer, path);
+        Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt cannot reach a computer's WinRM configuration"))
+    }
+    /// `Set-Item WSMan:\<computer>\<path> <value>`: Get the resource, edit the setting, Put it back.
+    fn wsman_set(&mut self, computer: &str, path: &[String], value: &str) -> Result<(), RemoteError> {
+        let _ = (computer, path, value);
+        Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt cannot reach a computer's WinRM configuration"))
     }
     /// The time the quotas leave a session of the user: (idle, run) seconds; `None` each where none applies.
     fn time_left(&mut self, session: SessionId) -> (Option<u64>, Option<u64>) {
@@ -309,6 +342,12 @@ impl Remoting for Cached<'_> {
     }
     fn time_left(&mut self, session: SessionId) -> (Option<u64>, Option<u64>) {
         self.inner.time_left(session)
+    }
+    fn wsman_get(&mut self, computer: &str, path: &[String]) -> Result<WsmanNode, RemoteError> {
+        self.inner.wsman_get(computer, path)
+    }
+    fn wsman_set(&mut self, computer: &str, path: &[String], value: &str) -> Result<(), RemoteError> {
+        self.inner.wsman_set(computer, path, value)
     }
     fn target_of(&mut self, session: SessionId) -> Option<Target> {
         self.inner.target_of(session)

@@ -27,7 +27,7 @@ impl std::fmt::Debug for Cmdlet {
 
 /// Every cmdlet.
 pub(crate) fn all() -> impl Iterator<Item = &'static Cmdlet> {
-    remoting::CMDLETS.iter().chain(utility::CMDLETS.iter()).chain(crate::jobs::CMDLETS.iter()).chain(crate::implicit::CMDLETS.iter()).chain(crate::quota::CMDLETS.iter())
+    remoting::CMDLETS.iter().chain(utility::CMDLETS.iter()).chain(crate::jobs::CMDLETS.iter()).chain(crate::implicit::CMDLETS.iter()).chain(crate::quota::CMDLETS.iter()).chain(crate::wsman::CMDLETS.iter())
 }
 
 /// The cmdlet a name or alias names (ignoring case; a module qualifier such as `Microsoft.PowerShell.Core\` is

@@ -37,6 +37,8 @@ pub struct Fake {
     pub format_data: Vec<Value>,
     /// The sessions' APPLICATION_PRIVATE_DATA.
     pub private_data: Option<Value>,
+    /// WinRM configurations on the WSMan: drive: `(computer/Container/…/Setting, value, source)`.
+    pub wsman: Vec<(String, String, Option<String>)>,
 }
 
 /// A command as `Get-Command -ShowCommandInfo` sends it: one set of `(name, mandatory, position, enum values)`.
@@ -348,6 +350,41 @@ impl Remoting for Fake {
 
     fn application_private_data(&mut self, _session: SessionId) -> Option<Value> {
         self.private_data.clone()
+    }
+
+    fn wsman_get(&mut self, computer: &str, path: &[String]) -> Result<psgate_lang::WsmanNode, RemoteError> {
+        let key = if path.is_empty() { computer.to_lowercase() } else { format!("{computer}/{}", path.join("/")).to_lowercase() };
+        let item = |name: &str, value: Option<String>, source: Option<String>, container: bool| psgate_lang::WsmanItem { name: name.to_owned(), value, source, container };
+        if let Some((k, v, src)) = self.wsman.iter().find(|(k, ..)| k.to_lowercase() == key) {
+            return Ok(psgate_lang::WsmanNode::Leaf(item(k.rsplit('/').next().unwrap_or_default(), Some(v.clone()), src.clone(), false)));
+        }
+        let mut children: Vec<psgate_lang::WsmanItem> = Vec::new();
+        for (k, v, src) in &self.wsman {
+            let Some(rest) = k.to_lowercase().strip_prefix(&format!("{key}/")).map(str::to_owned) else { continue };
+            let start = k.len() - rest.len();
+            let rest = &k[start..];
+            let (name, deeper) = rest.split_once('/').map_or((rest, false), |(n, _)| (n, true));
+            if !children.iter().any(|c| c.name == name) {
+                children.push(if deeper { item(name, None, None, true) } else { item(name, Some(v.clone()), src.clone(), false) });
+            }
+        }
+        if children.is_empty() {
+            return Err(RemoteError::new(psgate_shared::api::ErrorCode::TargetFailed, format!("Cannot find path '{}' because it does not exist.", path.join("\\"))));
+        }
+        Ok(psgate_lang::WsmanNode::Container(item(path.last().map_or(computer, String::as_str), None, None, true), children))
+    }
+
+    fn wsman_set(&mut self, computer: &str, path: &[String], value: &str) -> Result<(), RemoteError> {
+        let key = format!("{computer}/{}", path.join("/")).to_lowercase();
+        self.log.push(format!("wsman set {key} = {value}"));
+        match self.wsman.iter_mut().find(|(k, ..)| k.to_lowercase() == key) {
+            Some((_, _, Some(src))) => Err(RemoteError::new(psgate_shared::api::ErrorCode::TargetFailed, format!("The config setting {} cannot be changed because is controlled by policies ({src}).", path.last().cloned().unwrap_or_default()))),
+            Some((_, v, None)) => {
+                *v = value.to_owned();
+                Ok(())
+            }
+            None => Err(RemoteError::new(psgate_shared::api::ErrorCode::TargetFailed, "no such setting")),
+        }
     }
 
     fn target_of(&mut self, session: SessionId) -> Option<Target> {
