@@ -18,6 +18,9 @@
 //!   that still runs is connected and received from where the last client stopped. [`ShellRecord`] is what a later
 //!   Connect needs: what the relay stores.
 //! - **Faults are typed.** A failed request becomes a [`WinrmOpError`]; quota faults name their quota.
+//! - **Configuration.** [`config_get`] and [`config_set`] read and change the target's WinRM configuration as
+//!   PowerShell's WSMan provider does (Get the resource, edit one setting in its XML, Put it back); the target's
+//!   refusals keep their fault codes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -36,7 +39,8 @@ use uuid::Uuid;
 use super::outofproc::{Client, Job, Session, Unsupported};
 use crate::transport::winrm::{WinrmClient, WinrmError, WinrmOptions};
 use crate::wsman::envelope::{BufferMode, ClientConfig, EnumItem, GetResponse, InputStream, ReceiveResponse, Request, Response, ShellRef, SignalCode};
-use crate::wsman::{FaultKind, WsmanError, WsmanFault, configuration_uri, parse_response};
+use crate::wsman::config as wsman_config;
+use crate::wsman::{ConfigDocument, ConfigItem, ConfigResource, FaultKind, WsmanError, WsmanFault, configuration_uri, parse_response};
 
 /// Windows' smallest default `MaxEnvelopeSize` (Server 2008 R2): used when the configuration cannot be read.
 pub const FALLBACK_MAX_ENVELOPE: u32 = 150 * 1024;
@@ -184,6 +188,54 @@ pub async fn enumerate(target: &WinrmTarget) -> Result<Vec<(crate::wsman::envelo
         out.push((shell, commands));
     }
     Ok(out)
+}
+
+/// `Get-Item WSMan:\<computer>\…` as PowerShell's WSMan provider reads it: a WS-Transfer Get of the configuration
+/// `resource`, its XML exactly as the target sent it (what [`config_set`] edits) and its settings. Any user Windows
+/// lets read the configuration may; a refusal (or an unknown plugin) is the target's fault, its code kept.
+pub async fn config_get(target: &WinrmTarget, resource: &ConfigResource) -> Result<(String, Vec<ConfigItem>), WinrmOpError> {
+    let mut client = WinrmClient::new(target.options.clone())?;
+    let config = ClientConfig::new(target.options.endpoint.to_string(), Uuid::new_v4());
+    let document = call_config(&mut client, &config, Request::get_resource(resource), target.options.request_timeout)
+        .await?
+        .ok_or(WsmanError::Missing("the configuration resource in the GetResponse"))?;
+    Ok((document.xml, document.items))
+}
+
+/// `Set-Item WSMan:\<computer>\…\<setting> <value>` as PowerShell's WSMan provider does it, on one connection: a
+/// WS-Transfer Get of `resource`, the setting at `path` ([`ConfigItem::path`]) set to `value` in the resource's own
+/// XML with every other byte kept, and a WS-Transfer Put of the whole resource back. Returns the settings the Put's
+/// answer shows (the resource as the target now holds it).
+///
+/// A path the resource does not have is [`WsmanError::UnknownSetting`], found before anything is put. The target
+/// decides the rest and refuses with its fault, code and text kept: a user who is no administrator
+/// ([`FaultKind::AccessDenied`]), a setting Group Policy sets ([`FaultKind::PolicyControlled`]), a read-only one
+/// ([`FaultKind::DeprecatedSetting`]), a value out of range ([`FaultKind::SchemaValidation`],
+/// [`FaultKind::IdleTimeoutOutOfRange`]). A plugin's change takes effect on Windows when WinRM restarts; nothing in
+/// the answer says so.
+pub async fn config_set(target: &WinrmTarget, resource: &ConfigResource, path: &str, value: &str) -> Result<Vec<ConfigItem>, WinrmOpError> {
+    let mut client = WinrmClient::new(target.options.clone())?;
+    let config = ClientConfig::new(target.options.endpoint.to_string(), Uuid::new_v4());
+    let timeout = target.options.request_timeout;
+    let current = call_config(&mut client, &config, Request::get_resource(resource), timeout)
+        .await?
+        .ok_or(WsmanError::Missing("the configuration resource in the GetResponse"))?;
+    let edited = wsman_config::edit(&current.xml, path, value)?;
+    match call_config(&mut client, &config, Request::put_resource(resource, edited.clone()), timeout).await? {
+        Some(answer) => Ok(answer.items),
+        // WS-Transfer lets the target answer nothing when it took the resource as sent.
+        None => Ok(ConfigDocument::parse(edited)?.items),
+    }
+}
+
+/// Sends a Get or Put of a configuration resource and reads the resource its answer carries (a fault is an error).
+async fn call_config(client: &mut WinrmClient, config: &ClientConfig, request: Request, timeout: Duration) -> Result<Option<ConfigDocument>, WinrmOpError> {
+    let message_id = Uuid::new_v4();
+    let xml = request.to_xml(config, message_id);
+    let answer = client.send_with_timeout(xml.as_bytes(), timeout).await?;
+    let (envelope, document) = wsman_config::parse_config_response(&answer.body)?;
+    envelope.answers(request.action, message_id)?;
+    Ok(document)
 }
 
 async fn enumerate_all(client: &mut WinrmClient, config: &ClientConfig, first: Request, timeout: Duration) -> Result<Vec<EnumItem>, WinrmOpError> {

@@ -13,6 +13,10 @@
 //! reads one back (tests replay recorded traffic with it). [`parse_response`] reads any response; a SOAP fault comes
 //! back as [`WsmanError::Fault`].
 //!
+//! WinRM's configuration resources (`winrm/config`, `…/service`, `…/winrs`, `…/plugin?Name=`) are read with
+//! [`Request::get_resource`] and changed with [`Request::put_resource`]; `config.rs` reads their settings and edits
+//! them.
+//!
 //! Sizing: a PSRP fragment travels base64-encoded in `creationXml`, `rsp:Arguments`, `rsp:Stream` or `connectXml`,
 //! and the whole envelope must stay within the server's `MaxEnvelopeSize` (`winrm/config` MaxEnvelopeSizekb × 1024,
 //! read with [`Request::get_config`]; 150 KiB on Server 2008 R2, 500 KiB later). [`max_fragment_size`] gives the
@@ -26,6 +30,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use psgate_shared::psrp::fragment::HEADER_LEN;
 use uuid::Uuid;
 
+use super::config::ConfigResource;
 use super::xml::{Document, Element, is_xml_space, push_attr, push_text};
 use super::{WsmanError, WsmanFault, ns};
 
@@ -70,6 +75,8 @@ pub fn configuration_uri(configuration: &str) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     Get,
+    /// WS-Transfer Put: replaces a resource (a configuration resource) with the representation sent.
+    Put,
     Create,
     Delete,
     Enumerate,
@@ -83,11 +90,16 @@ pub enum Action {
     Connect,
 }
 
-const ACTIONS: [(Action, &str, &str); 12] = [
+const ACTIONS: [(Action, &str, &str); 13] = [
     (
         Action::Get,
         "http://schemas.xmlsoap.org/ws/2004/09/transfer/Get",
         "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse",
+    ),
+    (
+        Action::Put,
+        "http://schemas.xmlsoap.org/ws/2004/09/transfer/Put",
+        "http://schemas.xmlsoap.org/ws/2004/09/transfer/PutResponse",
     ),
     (
         Action::Create,
@@ -445,6 +457,10 @@ pub enum Body {
     Enumerate { optimize: bool, max_elements: Option<u32>, selector_filter: Option<Vec<Selector>> },
     /// Pull: `wsen:Pull`.
     Pull { context: String, max_elements: Option<u32> },
+    /// Put: the resource's new representation, its element as XML text written into `s:Body` as it is (a
+    /// configuration resource as a Get gave it, with one setting edited). It must read alone: its namespace
+    /// declarations on itself, as [`super::xml::Element::standalone_xml`] leaves them.
+    Resource(String),
 }
 
 /// A request: what to do, to what, with which options.
@@ -641,6 +657,20 @@ impl Request {
         Request::new(Action::Get, CONFIG_URI, Body::Empty)
     }
 
+    /// WS-Transfer Get of a WinRM configuration resource (what `winrm get winrm/config/winrs` and PowerShell's
+    /// WSMan provider read): its resource URI, and for a plugin the `Name` selector.
+    pub fn get_resource(resource: &ConfigResource) -> Request {
+        Request::new(Action::Get, resource.resource_uri(), Body::Empty).with_selectors(resource.selectors())
+    }
+
+    /// WS-Transfer Put of a WinRM configuration resource: `body_xml` is the resource's element (`cfg:Winrs`,
+    /// `PlugInConfiguration`) with the settings to set — PowerShell's WSMan provider sends the whole resource as a Get
+    /// gave it, one setting edited (`config::edit`). Windows answers with the resource as it now stands.
+    pub fn put_resource(resource: &ConfigResource, body_xml: String) -> Request {
+        Request::new(Action::Put, resource.resource_uri(), Body::Resource(body_xml))
+            .with_selectors(resource.selectors())
+    }
+
     /// WS-Transfer Get of one shell: its state (Connected/Disconnected) and properties; a fault when it is gone.
     pub fn get_shell(shell_id: &str) -> Request {
         Request::new(Action::Get, SHELL_URI, Body::Empty).with_selectors(vec![Selector::new("ShellId", shell_id)])
@@ -812,6 +842,7 @@ impl Request {
                 }
                 x.push_str("</wsen:Pull>");
             }
+            Body::Resource(xml) => x.push_str(xml),
         }
         x.push_str("</s:Body>");
     }
@@ -858,7 +889,8 @@ impl Request {
                 .and_then(|r| r.child(ns::WSA, "Address"))
                 .map(|a| a.text().to_owned()),
         };
-        let body = read_request_body(action, body)?;
+        let source = std::str::from_utf8(bytes).map_err(|e| WsmanError::NotUtf8 { position: e.valid_up_to() })?;
+        let body = read_request_body(action, body, source)?;
         Ok(ParsedRequest {
             header: request_header,
             request: Request { action, resource_uri, selectors, options, operation_timeout: None, body },
@@ -902,10 +934,17 @@ impl RequestHeader {
     }
 }
 
-fn read_request_body(action: Action, body: Element<'_>) -> Result<Body, WsmanError> {
+/// The body of a request; `source` is the envelope's text, from which a Put's resource is kept verbatim.
+fn read_request_body(action: Action, body: Element<'_>, source: &str) -> Result<Body, WsmanError> {
     let rsp = |name: &str| body.child(ns::RSP, name);
     Ok(match action {
         Action::Get | Action::Delete => Body::Empty,
+        Action::Put => match body.children().next() {
+            None => Body::Empty,
+            Some(resource) => Body::Resource(
+                resource.standalone_xml(source).ok_or(WsmanError::Missing("the text of the Put's resource"))?,
+            ),
+        },
         Action::Create => match rsp("Shell") {
             None => Body::Empty,
             Some(shell) => Body::Shell(CreateShell {
@@ -1042,12 +1081,15 @@ impl ResponseEnvelope {
     }
 }
 
-/// A response's body, by operation.
+/// A response's body, by operation. A PutResponse carries the resource as the server now holds it, read like a
+/// Get's answer: Windows sends the whole resource back (an empty body, which WS-Transfer allows, is
+/// [`GetResponse::Other`] with an empty name); `config::parse_config_response` keeps its XML and settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
     Create(CreateResponse),
     Delete,
     Get(GetResponse),
+    Put(GetResponse),
     Enumerate(EnumerationResponse),
     Pull(EnumerationResponse),
     Command { command_id: String },
@@ -1066,6 +1108,7 @@ impl Response {
             Response::Create(_) => Action::Create,
             Response::Delete => Action::Delete,
             Response::Get(_) => Action::Get,
+            Response::Put(_) => Action::Put,
             Response::Enumerate(_) => Action::Enumerate,
             Response::Pull(_) => Action::Pull,
             Response::Command { .. } => Action::Command,
@@ -1206,7 +1249,7 @@ pub enum EnumItem {
     Other(String),
 }
 
-/// A WS-Transfer GetResponse.
+/// A WS-Transfer GetResponse (or PutResponse): the resource it carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GetResponse {
     Shell(ShellInfo),
@@ -1253,11 +1296,15 @@ impl ServerConfig {
 /// Reads a response: its typed body, or the server's fault as [`WsmanError::Fault`]. The kind of body follows the
 /// `wsa:Action`, or the body's element when a server leaves the action out.
 pub fn parse_response(bytes: &[u8]) -> Result<ResponseEnvelope, WsmanError> {
-    let doc = Document::parse(bytes)?;
-    if let Some(fault) = WsmanFault::from_document(&doc) {
+    read_response(&Document::parse(bytes)?)
+}
+
+/// [`parse_response`] of a document already parsed (`config.rs` keeps the document for the resource's text).
+pub(crate) fn read_response(doc: &Document) -> Result<ResponseEnvelope, WsmanError> {
+    if let Some(fault) = WsmanFault::from_document(doc) {
         return Err(WsmanError::Fault(Box::new(fault)));
     }
-    let envelope = envelope_of(&doc)?;
+    let envelope = envelope_of(doc)?;
     let header = envelope.child(ns::S, "Header");
     let header_text = |name: &str| header.and_then(|h| h.child(ns::WSA, name)).map(|e| e.text().to_owned());
     let action_uri = header_text("Action");
@@ -1394,12 +1441,18 @@ fn read_response_body(action: Action, body: Element<'_>) -> Result<Response, Wsm
             };
             if action == Action::Enumerate { Response::Enumerate(enumeration) } else { Response::Pull(enumeration) }
         }
-        Action::Get => Response::Get(match body.children().next() {
-            Some(e) if e.is(ns::RSP, "Shell") => GetResponse::Shell(read_shell(e)?),
-            Some(e) if e.is(ns::CFG, "Config") => GetResponse::Config(read_config(e)?),
-            Some(e) => GetResponse::Other(e.name().to_owned()),
-            None => GetResponse::Other(String::new()),
-        }),
+        Action::Get => Response::Get(read_resource(body)?),
+        Action::Put => Response::Put(read_resource(body)?),
+    })
+}
+
+/// The resource a GetResponse or PutResponse carries.
+fn read_resource(body: Element<'_>) -> Result<GetResponse, WsmanError> {
+    Ok(match body.children().next() {
+        Some(e) if e.is(ns::RSP, "Shell") => GetResponse::Shell(read_shell(e)?),
+        Some(e) if e.is(ns::CFG, "Config") => GetResponse::Config(read_config(e)?),
+        Some(e) => GetResponse::Other(e.name().to_owned()),
+        None => GetResponse::Other(String::new()),
     })
 }
 
@@ -1741,6 +1794,14 @@ mod tests {
             Request::pull(SHELL_URI, "uuid:1"),
             Request::get_config(),
             Request::get_shell("X").with_operation_timeout(Duration::from_secs(5)),
+            Request::get_resource(&ConfigResource::Winrs),
+            Request::get_resource(&ConfigResource::Plugin("JEA".into())),
+            Request::put_resource(
+                &ConfigResource::Winrs,
+                "<cfg:Winrs xmlns:cfg=\"http://schemas.microsoft.com/wbem/wsman/1/config/winrs\"><cfg:MaxShellsPerUser \
+                 Source='GPO'>5 &amp; more</cfg:MaxShellsPerUser></cfg:Winrs>"
+                    .to_owned(),
+            ),
         ];
         for r in requests {
             let xml = r.to_xml(&config(), Uuid::from_u128(42));

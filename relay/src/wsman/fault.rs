@@ -23,6 +23,15 @@
 //! | 2150859206 | ERROR_WINRS_SHELL_CLIENTSESSIONID_MISMATCH | [`FaultKind::SessionMismatch`] |
 //! | 2150859213 | ERROR_WINRS_SHELL_CONNECTED_TO_DIFFERENT_CLIENT | [`FaultKind::ConnectedElsewhere`] |
 //! | 2152991685 | (MS-PSRP 3.2.5.3.15) | [`FaultKind::ProtocolVersion`]: the server refused our `protocolversion` |
+//! | 2150858752 | ERROR_WSMAN_RESOURCE_NOT_FOUND | [`FaultKind::ResourceNotFound`] (a plugin `Name` not registered) |
+//! | 2150858817 | ERROR_WSMAN_SCHEMA_VALIDATION_ERROR | [`FaultKind::SchemaValidation`]: a Put's value or setting refused |
+//! | 2150858890 | ERROR_WSMAN_CONFIG_CANNOT_CHANGE_GPO_CONTROLLED_SETTING | [`FaultKind::PolicyControlled`] |
+//! | 2150859182 | ERROR_WSMAN_DEPRECATED_CONFIG_SETTING | [`FaultKind::DeprecatedSetting`] (read-only since WinRM 2.0) |
+//! | 2150859250 | ERROR_WINRS_IDLETIMEOUT_OUTOFBOUNDS | [`FaultKind::IdleTimeoutOutOfRange`] |
+//!
+//! The configuration codes are the SDK's (wsmerror.h); no Windows Put is recorded, so their texts are the ones
+//! Windows users report and the test peer (`tests/peers/winrm_host.py`) sends. Access denied to a configuration Put
+//! (a user who is no administrator) is code 5 with subcode `w:AccessDenied`, like any other.
 
 use std::fmt;
 
@@ -78,6 +87,21 @@ pub enum FaultKind {
     ConnectedElsewhere,
     /// The server refused the `protocolversion` option (MS-PSRP 3.2.5.3.15).
     ProtocolVersion,
+    /// No resource matches the resource URI and selectors: a `…/config/plugin` Name that names no session
+    /// configuration on the target.
+    ResourceNotFound,
+    /// A configuration Put that does not fit the resource's schema: a value of the wrong type (`lots` for a number),
+    /// out of the setting's range, or a setting the resource does not have. Nothing was changed.
+    SchemaValidation,
+    /// The setting is set by Group Policy on the target (a Get marks it `Source="GPO"`): only the policy can change
+    /// it. Nothing was changed.
+    PolicyControlled,
+    /// The setting is read-only since WinRM 2.0 (`Winrs/MaxShellRunTime`, `Service/MaxConcurrentOperations`): a
+    /// Put may repeat its value, not change it.
+    DeprecatedSetting,
+    /// An idle timeout outside its allowed range: `Winrs/IdleTimeout`, a plugin's `IdleTimeoutms` above its
+    /// `MaxIdleTimeoutms`, or a shell's `IdleTimeOut`.
+    IdleTimeoutOutOfRange,
     /// Anything else: the fault's message says what.
     Other,
 }
@@ -127,6 +151,11 @@ const SHELL_DISCONNECTED: u32 = 2150859204;
 const CLIENTSESSIONID_MISMATCH: u32 = 2150859206;
 const CONNECTED_TO_DIFFERENT_CLIENT: u32 = 2150859213;
 const PROTOCOL_VERSION: u32 = 2152991685;
+const RESOURCE_NOT_FOUND: u32 = 2150858752;
+const SCHEMA_VALIDATION: u32 = 2150858817;
+const GPO_CONTROLLED_SETTING: u32 = 2150858890;
+const DEPRECATED_CONFIG_SETTING: u32 = 2150859182;
+const IDLETIMEOUT_OUTOFBOUNDS: u32 = 2150859250;
 
 impl Quota {
     const ALL: [(u32, Quota); 12] = [
@@ -223,6 +252,11 @@ impl fmt::Display for FaultKind {
             FaultKind::SessionMismatch => f.write_str("shell disconnected by another client session"),
             FaultKind::ConnectedElsewhere => f.write_str("shell connected to another client"),
             FaultKind::ProtocolVersion => f.write_str("protocol version refused"),
+            FaultKind::ResourceNotFound => f.write_str("no such resource"),
+            FaultKind::SchemaValidation => f.write_str("value or setting not valid for this resource"),
+            FaultKind::PolicyControlled => f.write_str("setting controlled by Group Policy"),
+            FaultKind::DeprecatedSetting => f.write_str("read-only setting (deprecated since WinRM 2.0)"),
+            FaultKind::IdleTimeoutOutOfRange => f.write_str("idle timeout outside the allowed range"),
             FaultKind::Other => f.write_str("fault"),
         }
     }
@@ -324,6 +358,11 @@ impl WsmanFault {
                 CLIENTSESSIONID_MISMATCH => return FaultKind::SessionMismatch,
                 CONNECTED_TO_DIFFERENT_CLIENT => return FaultKind::ConnectedElsewhere,
                 PROTOCOL_VERSION => return FaultKind::ProtocolVersion,
+                RESOURCE_NOT_FOUND => return FaultKind::ResourceNotFound,
+                SCHEMA_VALIDATION => return FaultKind::SchemaValidation,
+                GPO_CONTROLLED_SETTING => return FaultKind::PolicyControlled,
+                DEPRECATED_CONFIG_SETTING => return FaultKind::DeprecatedSetting,
+                IDLETIMEOUT_OUTOFBOUNDS => return FaultKind::IdleTimeoutOutOfRange,
                 _ => {}
             }
             if let Some(q) = Quota::from_code(code) {
@@ -343,6 +382,7 @@ impl WsmanFault {
             "TimedOut" => FaultKind::OperationTimeout,
             "InvalidSelectors" => FaultKind::ShellNotFound,
             "AccessDenied" => FaultKind::AccessDenied,
+            "SchemaValidationError" => FaultKind::SchemaValidation,
             "QuotaLimit" => FaultKind::Quota(Quota::Unnamed),
             _ => FaultKind::Other,
         }
@@ -450,6 +490,15 @@ mod tests {
         assert_eq!(fault(&wsman_fault(5, "Access is denied. "), "w:AccessDenied").kind(), FaultKind::AccessDenied);
         assert_eq!(fault(&wsman_fault(2150859204, "x"), "w:InvalidSelectors").kind(), FaultKind::ShellDisconnected);
         assert_eq!(fault(&wsman_fault(2152991685, "x"), "w:InternalError").kind(), FaultKind::ProtocolVersion);
+        assert_eq!(fault(&wsman_fault(2150858890, "x"), "w:InternalError").kind(), FaultKind::PolicyControlled);
+        assert_eq!(fault(&wsman_fault(2150859182, "x"), "w:InternalError").kind(), FaultKind::DeprecatedSetting);
+        assert_eq!(fault(&wsman_fault(2150859250, "x"), "w:InternalError").kind(), FaultKind::IdleTimeoutOutOfRange);
+        assert_eq!(
+            fault(&wsman_fault(2150858752, "x"), "a:DestinationUnreachable").kind(),
+            FaultKind::ResourceNotFound
+        );
+        assert_eq!(fault(&wsman_fault(2150858817, "x"), "w:SchemaValidationError").kind(), FaultKind::SchemaValidation);
+        assert_eq!(fault("", "w:SchemaValidationError").kind(), FaultKind::SchemaValidation);
         let other = fault(&wsman_fault(87, "The parameter is incorrect. "), "w:InvalidParameter");
         assert_eq!(other.kind(), FaultKind::Other);
         assert_eq!(other.text(), "The parameter is incorrect.");

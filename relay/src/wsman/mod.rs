@@ -7,15 +7,21 @@
 //! [`WsmanError`], every SOAP fault a [`WsmanFault`] with a [`FaultKind`].
 //!
 //! - [`envelope`]: [`Request`] (Create with `creationXml`, Command, Send, Receive, Signal, Delete, Disconnect,
-//!   Reconnect, Connect, Enumerate/Pull, WS-Transfer Get) with headers laid out as pypsrp sends them to Windows;
-//!   [`parse_response`] into typed responses; [`max_fragment_size`], the largest PSRP fragment an envelope holds.
+//!   Reconnect, Connect, Enumerate/Pull, WS-Transfer Get and Put) with headers laid out as pypsrp sends them to
+//!   Windows; [`parse_response`] into typed responses; [`max_fragment_size`], the largest PSRP fragment an envelope
+//!   holds.
+//! - [`config`]: WinRM's configuration resources ([`ConfigResource`]) as PowerShell's WSMan provider reads and
+//!   changes them: their settings as [`ConfigItem`]s, one setting edited in the resource's own XML to Put back.
 //! - [`fault`]: SOAP faults as [`WsmanFault`], classified: operation timeout, shell gone, access denied, the quota
-//!   that was hit.
+//!   that was hit, a configuration change refused (Group Policy, read-only, out of range, not in the schema).
 //! - [`xml`]: the bounded, namespace-aware XML tree the parsers read.
 
+pub mod config;
 pub mod envelope;
 pub mod fault;
 pub mod xml;
+
+pub use config::{ConfigDocument, ConfigItem, ConfigResource, ItemKind};
 
 pub use envelope::{
     Action, Body, BufferMode, ClientConfig, CommandState, CommandStateKind, ConnectResponse, CreateResponse,
@@ -74,6 +80,14 @@ pub enum WsmanError {
     /// A required element or attribute is absent.
     #[error("{0} is missing")]
     Missing(&'static str),
+    /// [`config::edit`] was asked for a setting the configuration resource does not have (or for a container).
+    #[error("the configuration resource {resource} has no setting {path}")]
+    UnknownSetting {
+        /// The path asked for.
+        path: String,
+        /// The resource's element, by local name (`Winrs`, `PlugInConfiguration`).
+        resource: String,
+    },
     /// A value does not parse (a number, a duration, base64, an enumeration).
     #[error("invalid {what}: {value:?}")]
     Invalid { what: &'static str, value: String },
@@ -112,7 +126,8 @@ impl WsmanError {
 /// (`relay/test_data/fuzz/wsman_envelope`) with the same checks.
 ///
 /// Reads `data` as a response and as a request. A request that parses is built again and must parse back to the
-/// same request (escaping and the model agree); decoded payloads can never outgrow their envelope.
+/// same request (escaping and the model agree); decoded payloads can never outgrow their envelope. A Get or Put
+/// answer is read as a configuration resource too, and editing any of its first settings changes that setting only.
 ///
 /// # Panics
 /// When the parser or the builder breaks one of those invariants: that is what the fuzzer looks for.
@@ -133,6 +148,9 @@ pub fn fuzz_parse(data: &[u8]) {
         }
         Err(_) => {}
     }
+    if let Ok((_, Some(resource))) = config::parse_config_response(data) {
+        check_config_edits(&resource);
+    }
     if let Ok(parsed) = Request::parse(data) {
         let Some(config) = parsed.header.client_config() else { return };
         let message_id = parsed.header.message_id.unwrap_or_default();
@@ -141,5 +159,26 @@ pub fn fuzz_parse(data: &[u8]) {
             Request::parse(xml.as_bytes()).unwrap_or_else(|e| panic!("a built request does not parse ({e}): {xml}"));
         assert_eq!(again.request, parsed.request, "a request changed when built again: {xml}");
         assert_eq!(again.header.client_config(), Some(config), "the header changed when built again: {xml}");
+    }
+}
+
+/// Each of the first settings of `resource`, edited to a value that needs escaping, reads back as that value with
+/// every other setting unchanged.
+fn check_config_edits(resource: &ConfigDocument) {
+    const VALUE: &str = "a<b>&\"c'";
+    for (i, item) in resource.items.iter().enumerate().take(16) {
+        // A path that two settings share edits the one it finds first: check only the ones it finds.
+        if !resource.item(&item.path).is_some_and(|found| std::ptr::eq(found, item)) {
+            continue;
+        }
+        let edited = config::edit(&resource.xml, &item.path, VALUE)
+            .unwrap_or_else(|e| panic!("a setting of a parsed resource cannot be edited ({e}): {}", item.path));
+        let after =
+            config::items(&edited).unwrap_or_else(|e| panic!("an edited resource does not parse ({e}): {edited}"));
+        let mut expected = resource.items.clone();
+        if let Some(changed) = expected.get_mut(i) {
+            changed.value = VALUE.to_owned();
+        }
+        assert_eq!(after, expected, "editing {} changed something else: {edited}", item.path);
     }
 }

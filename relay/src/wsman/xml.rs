@@ -8,8 +8,13 @@
 //!
 //! Public so that tests can compare documents by meaning (same names, attributes, text and children in order)
 //! rather than byte for byte.
+//!
+//! Each element also remembers where it stood in the bytes parsed ([`Element::source_range`]), which equality
+//! ignores: a configuration resource is edited in its own text and put back with everything else kept byte for byte
+//! (`config.rs`), and [`Element::standalone_xml`] cuts an element out of its envelope so that it still reads alone.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use quick_xml::XmlVersion;
 use quick_xml::escape::resolve_predefined_entity;
@@ -28,10 +33,31 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_ELEMENTS: usize = 1 << 20;
 
 /// A parsed document: an arena of elements, the root first.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Document {
     elements: Vec<Node>,
     namespaces: Vec<String>,
+    /// Where each element (same index) stood in the bytes parsed; not part of the document's meaning.
+    spans: Vec<Span>,
+}
+
+/// Documents are equal when they mean the same: the positions of their elements do not count.
+impl PartialEq for Document {
+    fn eq(&self, other: &Document) -> bool {
+        self.elements == other.elements && self.namespaces == other.namespaces
+    }
+}
+
+impl Eq for Document {}
+
+/// Byte offsets of one element in the bytes given to [`Document::parse`]: `start` is its `<`, `start_tag_end` just
+/// after its start tag's `>`, `end_tag_start` its end tag's `<` (equal to `end` for `<a/>`), `end` just after it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    start_tag_end: usize,
+    end_tag_start: usize,
+    end: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +67,7 @@ struct Node {
     attributes: Vec<Attribute>,
     text: String,
     children: Vec<usize>,
+    parent: Option<usize>,
 }
 
 /// One attribute; `namespace` is `None` for an unprefixed name (XML namespaces give those no namespace).
@@ -66,8 +93,11 @@ impl Document {
         }
         let text = std::str::from_utf8(bytes).map_err(|e| WsmanError::NotUtf8 { position: e.valid_up_to() })?;
         // A byte order mark is legal before the XML declaration.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        Builder::default().run(text)
+        let (text, offset) = match text.strip_prefix('\u{feff}') {
+            Some(rest) => (rest, '\u{feff}'.len_utf8()),
+            None => (text, 0),
+        };
+        Builder { offset, ..Builder::default() }.run(text)
     }
 
     /// The root element.
@@ -143,6 +173,88 @@ impl<'d> Element<'d> {
         self.children().filter(move |c| c.is(namespace, name))
     }
 
+    /// The element this one is a child of; `None` for the root.
+    pub fn parent(&self) -> Option<Element<'d>> {
+        self.node().parent.map(|index| Element { doc: self.doc, index })
+    }
+
+    /// The bytes of the whole element, start tag to end tag, in what [`Document::parse`] was given: with that text,
+    /// `&text[range]` is the element exactly as sent.
+    pub fn source_range(&self) -> Range<usize> {
+        let s = self.span();
+        s.start..s.end
+    }
+
+    /// The bytes of its start tag (`<a x="1">`), or of the whole element when it is an empty-element tag (`<a/>`).
+    pub fn start_tag_range(&self) -> Range<usize> {
+        let s = self.span();
+        s.start..s.start_tag_end
+    }
+
+    /// The bytes between its start and end tags (empty for `<a></a>`); `None` for an empty-element tag (`<a/>`).
+    pub fn content_range(&self) -> Option<Range<usize>> {
+        let s = self.span();
+        (s.start_tag_end < s.end).then_some(s.start_tag_end..s.end_tag_start)
+    }
+
+    /// The element as it stands in `source` (the text this document was parsed from), made to read alone: the
+    /// namespace declarations it relies on from its ancestors (a prefix declared on `s:Envelope`, a default
+    /// namespace on `s:Body`) are added to its start tag, copied as the ancestor wrote them; nothing else changes.
+    /// `None` when `source` is not the parsed text.
+    pub fn standalone_xml(&self, source: &str) -> Option<String> {
+        let text = source.get(self.source_range())?;
+        // The nearest ancestor's declaration of each prefix ("" for the default namespace), as written.
+        let mut inherited: Vec<(&str, &str)> = Vec::new();
+        let mut ancestor = self.parent();
+        while let Some(a) = ancestor {
+            let tag = source.get(a.start_tag_range())?;
+            for attr in scan_start_tag(tag)?.attributes {
+                if let Some(prefix) = declared_prefix(&tag[attr.name.clone()])
+                    && !inherited.iter().any(|(p, _)| *p == prefix)
+                {
+                    inherited.push((prefix, &tag[attr.whole]));
+                }
+            }
+            ancestor = a.parent();
+        }
+        if inherited.is_empty() {
+            return Some(text.to_owned());
+        }
+        // The prefixes used in the element where no declaration inside it is in scope.
+        let mut needed: Vec<&str> = Vec::new();
+        let mut stack: Vec<(Element<'d>, Vec<&str>)> = vec![(*self, Vec::new())];
+        while let Some((e, mut declared)) = stack.pop() {
+            let tag = source.get(e.start_tag_range())?;
+            let scanned = scan_start_tag(tag)?;
+            let mut used = vec![prefix_of(&tag[scanned.name.clone()])];
+            for attr in &scanned.attributes {
+                let name = &tag[attr.name.clone()];
+                match declared_prefix(name) {
+                    Some(p) => declared.push(p),
+                    None if name.contains(':') => used.push(prefix_of(name)),
+                    None => {}
+                }
+            }
+            for p in used {
+                if p != "xml" && !declared.contains(&p) && !needed.contains(&p) {
+                    needed.push(p);
+                }
+            }
+            stack.extend(e.children().map(|c| (c, declared.clone())));
+        }
+        let name_end = scan_start_tag(source.get(self.start_tag_range())?)?.name.end;
+        let mut out = String::with_capacity(text.len() + 64);
+        out.push_str(&text[..name_end]);
+        for (prefix, declaration) in &inherited {
+            if needed.contains(prefix) {
+                out.push(' ');
+                out.push_str(declaration);
+            }
+        }
+        out.push_str(&text[name_end..]);
+        Some(out)
+    }
+
     /// The first element below this one (in document order, at any depth) named `{namespace}name`.
     pub fn descendant(&self, namespace: &str, name: &str) -> Option<Element<'d>> {
         // Depth-first with an explicit stack, children visited in order.
@@ -163,10 +275,105 @@ impl<'d> Element<'d> {
         // `index` always comes from the same document, so it is in bounds; the fallback is never taken.
         self.doc.elements.get(self.index).unwrap_or(&EMPTY_NODE)
     }
+
+    fn span(&self) -> Span {
+        self.doc.spans.get(self.index).copied().unwrap_or_default()
+    }
 }
 
-static EMPTY_NODE: Node =
-    Node { namespace: None, name: String::new(), attributes: Vec::new(), text: String::new(), children: Vec::new() };
+static EMPTY_NODE: Node = Node {
+    namespace: None,
+    name: String::new(),
+    attributes: Vec::new(),
+    text: String::new(),
+    children: Vec::new(),
+    parent: None,
+};
+
+/// A start tag read from its text (one that a reader has already found well-formed): ranges into that text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StartTag {
+    /// The qualified name, `cfg:Winrs`.
+    pub name: Range<usize>,
+    pub attributes: Vec<RawAttribute>,
+}
+
+/// One attribute of a [`StartTag`], as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RawAttribute {
+    /// The qualified name, `xmlns:cfg`, `Source`.
+    pub name: Range<usize>,
+    /// The value between the quotes, still escaped.
+    pub value: Range<usize>,
+    /// `'` or `"`.
+    pub quote: char,
+    /// Name, `=`, and quoted value.
+    pub whole: Range<usize>,
+}
+
+/// Reads `<name a="1" b='2'>` or `<name/>`; `None` when `tag` is not a start tag. The tag must be well-formed
+/// (it comes from a parsed [`Document`]): this only finds where its parts are.
+pub(crate) fn scan_start_tag(tag: &str) -> Option<StartTag> {
+    let b = tag.as_bytes();
+    let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let name_end = |from: usize| (from..b.len()).find(|&i| is_space(b[i]) || matches!(b[i], b'/' | b'>' | b'='));
+    if b.first() != Some(&b'<') {
+        return None;
+    }
+    let name = 1..name_end(1)?;
+    let mut attributes = Vec::new();
+    let mut i = name.end;
+    loop {
+        while b.get(i).copied().is_some_and(is_space) {
+            i += 1;
+        }
+        match b.get(i)? {
+            b'/' | b'>' => break,
+            _ => {}
+        }
+        let attr_start = i;
+        let attr_name = i..name_end(i)?;
+        i = attr_name.end;
+        while b.get(i).copied().is_some_and(is_space) {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'=') {
+            return None;
+        }
+        i += 1;
+        while b.get(i).copied().is_some_and(is_space) {
+            i += 1;
+        }
+        let quote = *b.get(i)?;
+        if quote != b'"' && quote != b'\'' {
+            return None;
+        }
+        let value_start = i + 1;
+        let value_end = value_start + b.get(value_start..)?.iter().position(|&c| c == quote)?;
+        i = value_end + 1;
+        attributes.push(RawAttribute {
+            name: attr_name,
+            value: value_start..value_end,
+            quote: char::from(quote),
+            whole: attr_start..i,
+        });
+    }
+    Some(StartTag { name, attributes })
+}
+
+/// The prefix a namespace declaration declares (`xmlns:cfg` → `cfg`, `xmlns` → ""), `None` for other attributes.
+fn declared_prefix(attribute: &str) -> Option<&str> {
+    match attribute.strip_prefix("xmlns") {
+        Some("") => Some(""),
+        Some(rest) => rest.strip_prefix(':'),
+        None => None,
+    }
+}
+
+/// The prefix of a qualified name; "" when it has none.
+fn prefix_of(name: &str) -> &str {
+    name.split_once(':').map_or("", |(p, _)| p)
+}
 
 /// XML's whitespace: space, tab, carriage return, line feed.
 pub fn is_xml_space(c: char) -> bool {
@@ -176,6 +383,9 @@ pub fn is_xml_space(c: char) -> bool {
 #[derive(Default)]
 struct Builder {
     elements: Vec<Node>,
+    spans: Vec<Span>,
+    /// What was cut from the front of the bytes before the reader saw them (a byte order mark).
+    offset: usize,
     namespaces: Vec<String>,
     ids: HashMap<String, u32>,
     /// The open elements, innermost last.
@@ -193,12 +403,15 @@ impl Builder {
             match event {
                 Event::Start(e) => {
                     self.open_element(&reader, &e, position)?;
+                    self.start_tag_ends(reader.buffer_position());
                 }
                 Event::Empty(e) => {
                     self.open_element(&reader, &e, position)?;
-                    self.close_element();
+                    let end = reader.buffer_position();
+                    self.start_tag_ends(end);
+                    self.close_element(end, end);
                 }
-                Event::End(_) => self.close_element(),
+                Event::End(_) => self.close_element(position, reader.buffer_position()),
                 Event::Text(t) => self.text(&t.xml_content(XmlVersion::Implicit1_0), position)?,
                 Event::CData(t) => self.text(&t.xml_content(XmlVersion::Implicit1_0), position)?,
                 Event::GeneralRef(r) => {
@@ -230,7 +443,7 @@ impl Builder {
         if self.elements.is_empty() {
             return Err(WsmanError::Xml { position: 0, message: "no root element".into() });
         }
-        Ok(Document { elements: self.elements, namespaces: self.namespaces })
+        Ok(Document { elements: self.elements, namespaces: self.namespaces, spans: self.spans })
     }
 
     fn open_element(&mut self, reader: &NsReader<&[u8]>, e: &BytesStart<'_>, position: u64) -> Result<(), WsmanError> {
@@ -269,7 +482,10 @@ impl Builder {
             attributes.push(Attribute { namespace, name: local.as_ref().to_owned(), value });
         }
         let index = self.elements.len();
-        self.elements.push(Node { namespace, name, attributes, text: String::new(), children: Vec::new() });
+        let parent = self.open.last().copied();
+        self.elements.push(Node { namespace, name, attributes, text: String::new(), children: Vec::new(), parent });
+        let start = self.at(position);
+        self.spans.push(Span { start, start_tag_end: start, end_tag_start: start, end: start });
         if let Some(&parent) = self.open.last()
             && let Some(p) = self.elements.get_mut(parent)
         {
@@ -280,9 +496,27 @@ impl Builder {
         Ok(())
     }
 
-    fn close_element(&mut self) {
+    /// Where the innermost open element's start tag ends (the reader's position after it).
+    fn start_tag_ends(&mut self, position: u64) {
+        let at = self.at(position);
+        if let Some(span) = self.open.last().and_then(|&i| self.spans.get_mut(i)) {
+            span.start_tag_end = at;
+        }
+    }
+
+    /// Closes the innermost open element, whose end tag lies from `end_tag_start` to `end` (reader positions).
+    fn close_element(&mut self, end_tag_start: u64, end: u64) {
         // quick-xml checks that end tags match, so an End always closes an open element.
-        self.open.pop();
+        let (end_tag_start, end) = (self.at(end_tag_start), self.at(end));
+        if let Some(span) = self.open.pop().and_then(|i| self.spans.get_mut(i)) {
+            span.end_tag_start = end_tag_start;
+            span.end = end;
+        }
+    }
+
+    /// A reader position as an offset into the bytes given to [`Document::parse`].
+    fn at(&self, position: u64) -> usize {
+        usize::try_from(position).unwrap_or(usize::MAX).saturating_add(self.offset)
     }
 
     fn text(&mut self, text: &str, position: u64) -> Result<(), WsmanError> {
@@ -385,6 +619,76 @@ mod tests {
         }
         let deep = "<a>".repeat(MAX_DEPTH + 1);
         assert!(matches!(Document::parse(deep.as_bytes()), Err(WsmanError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn elements_know_where_they_stand_in_the_source() {
+        // A byte order mark, a declaration and a comment before or between elements: offsets are into these bytes.
+        let source = "\u{feff}<?xml version=\"1.0\"?><a:x xmlns:a=\"urn:a\"><!-- c --><y k='1'>t&amp;u</y> <a:z />\
+                      <w></w></a:x>";
+        let doc = Document::parse(source.as_bytes()).expect("parses");
+        let root = doc.root();
+        assert_eq!(&source[root.source_range()], &source[source.find("<a:x").expect("root")..]);
+        assert_eq!(&source[root.start_tag_range()], "<a:x xmlns:a=\"urn:a\">");
+        let mut children = root.children();
+        let (y, z, w) = (children.next().expect("y"), children.next().expect("z"), children.next().expect("w"));
+        assert_eq!(&source[y.source_range()], "<y k='1'>t&amp;u</y>");
+        assert_eq!(y.content_range().map(|r| &source[r]), Some("t&amp;u"));
+        assert_eq!(&source[z.source_range()], "<a:z />");
+        assert_eq!(&source[z.start_tag_range()], "<a:z />");
+        assert_eq!(z.content_range(), None);
+        assert_eq!(&source[w.source_range()], "<w></w>");
+        assert_eq!(w.content_range().map(|r| &source[r]), Some(""));
+        assert_eq!(z.parent().map(|p| p.name()), Some("x"));
+        assert!(root.parent().is_none());
+        // Equality is by meaning: the same document written with other spacing and quotes is equal.
+        let a = Document::parse(b"<a:x xmlns:a=\"urn:a\"><y k=\"1\">t</y><a:z/></a:x>").expect("parses");
+        let b = Document::parse(b"<a:x  xmlns:a='urn:a'><y  k='1'>t</y><a:z /></a:x>").expect("parses");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn an_element_cut_out_of_its_document_keeps_the_namespaces_it_uses() {
+        let source = "<s:E xmlns:s=\"urn:s\" xmlns:c='urn:c' xmlns=\"urn:d\" xmlns:u=\"urn:u\"><s:B>\
+                      <c:R c:k=\"1\"><p:I xmlns:p=\"urn:p\"/><D/></c:R><q:R xmlns:q=\"urn:q\"/></s:B></s:E>";
+        let doc = Document::parse(source.as_bytes()).expect("parses");
+        let body = doc.root().children().next().expect("body");
+        let mut resources = body.children();
+        let first = resources.next().expect("c:R");
+        let alone = first.standalone_xml(source).expect("the parsed text");
+        // c (the element and its attribute) and the default namespace (D) are added; s, u and p are not.
+        assert_eq!(alone, "<c:R xmlns:c='urn:c' xmlns=\"urn:d\" c:k=\"1\"><p:I xmlns:p=\"urn:p\"/><D/></c:R>");
+        let reread = Document::parse(alone.as_bytes()).expect("reads alone");
+        assert!(reread.root().is("urn:c", "R"));
+        assert_eq!(reread.root().children().nth(1).and_then(|d| d.namespace()), Some("urn:d"));
+        // Self-contained already: verbatim.
+        let second = resources.next().expect("q:R");
+        assert_eq!(second.standalone_xml(source).as_deref(), Some("<q:R xmlns:q=\"urn:q\"/>"));
+        assert_eq!(first.standalone_xml("<short/>"), None);
+    }
+
+    #[test]
+    fn start_tags_are_scanned_as_written() {
+        let tag = "<cfg:Quotas  A=\"1\" b = 'x\"y' xmlns:cfg=\"urn:c\"/>";
+        let t = scan_start_tag(tag).expect("a start tag");
+        assert_eq!(&tag[t.name], "cfg:Quotas");
+        let attrs: Vec<(&str, &str, char, &str)> = t
+            .attributes
+            .iter()
+            .map(|a| (&tag[a.name.clone()], &tag[a.value.clone()], a.quote, &tag[a.whole.clone()]))
+            .collect();
+        assert_eq!(
+            attrs,
+            [
+                ("A", "1", '"', "A=\"1\""),
+                ("b", "x\"y", '\'', "b = 'x\"y'"),
+                ("xmlns:cfg", "urn:c", '"', "xmlns:cfg=\"urn:c\"")
+            ]
+        );
+        assert_eq!(scan_start_tag("<a>").map(|t| t.attributes.len()), Some(0));
+        for bad in ["", "a", "<a b>", "<a b=c>", "<a b=\"c>"] {
+            assert_eq!(scan_start_tag(bad), None, "{bad}");
+        }
     }
 
     #[test]
