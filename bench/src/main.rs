@@ -50,8 +50,9 @@ fn main() -> anyhow::Result<()> {
         Some("winrm") => winrm::run(&args[1..]),
         Some("prompt") => prompt::run(args.iter().any(|a| a == "--quick")),
         Some("implicit") => implicit::run(args.iter().any(|a| a == "--quick")),
+        Some("quotas") => quotas::run(args.iter().any(|a| a == "--quick")),
         _ => bail!(
-            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit [--quick]  (relay also: --runs N --sessions N --objects N; \
+            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit|quotas [--quick]  (relay also: --runs N --sessions N --objects N; \
              winrm also: --objects N --runs N --open-rounds N)"
         ),
     }
@@ -68,6 +69,7 @@ mod implicit;
 mod measure;
 mod prompt;
 mod psrp;
+mod quotas;
 mod relay;
 mod winrm;
 

@@ -158,19 +158,29 @@ impl Refusal {
 pub fn admit<'a>(global: &Quotas, rule: Option<(usize, &Quotas)>, owner: &str, held: impl Iterator<Item = Held<'a>> + Clone) -> Result<(), Refusal> {
     let scopes = std::iter::once((None, global)).chain(rule.map(|(i, q)| (Some(i), q)));
     for (scope, quotas) in scopes {
-        let in_scope = held.clone().filter(|h| h.live() && (scope.is_none() || h.rule == scope));
+        if quotas.max_shells_per_user.is_none() && quotas.max_concurrent_users.is_none() {
+            continue;
+        }
+        // One pass: the user's sessions in the scope, and (only when that quota is set) who holds any.
+        let (mut mine, mut users) = (0usize, std::collections::HashSet::new());
+        for h in held.clone().filter(|h| h.live() && (scope.is_none() || h.rule == scope)) {
+            if h.owner == owner {
+                mine += 1;
+            } else if quotas.max_concurrent_users.is_some() {
+                users.insert(h.owner);
+            }
+        }
         if let Some(max) = quotas.max_shells_per_user
-            && in_scope.clone().filter(|h| h.owner == owner).count() >= max as usize
+            && mine >= max as usize
         {
             return Err(Refusal::MaxShellsPerUser(max, scope));
         }
-        if let Some(max) = quotas.max_concurrent_users {
-            let mut users: Vec<&str> = in_scope.map(|h| h.owner).collect();
-            users.sort_unstable();
-            users.dedup();
-            if !users.contains(&owner) && users.len() >= max as usize {
-                return Err(Refusal::MaxConcurrentUsers(max, scope));
-            }
+        // Another user may join only while fewer than the limit hold sessions; a holder is already counted.
+        if let Some(max) = quotas.max_concurrent_users
+            && mine == 0
+            && users.len() >= max as usize
+        {
+            return Err(Refusal::MaxConcurrentUsers(max, scope));
         }
     }
     Ok(())

@@ -2,13 +2,16 @@
 //! beyond MaxShellsPerUser or MaxConcurrentUsers refused with nothing connected, the last slot won by one of two
 //! racing requests, MaxConnections answered with 503 and `Retry-After`.
 
+#[path = "../../relay/tests/common/winrm_peer.rs"]
+mod winrm_peer;
 mod at_prompt;
 
-use at_prompt::{lines, prompt};
+use at_prompt::{lines, prompt, prompt_with};
 use psgate_relay::config::{AllowRule, Config};
 use psgate_relay::quotas::Quotas;
 use psgate_shared::api::{ErrorCode, PipelineState, ServerMessage, SessionState, Target, Transport};
 use psgate_tests::relay::{Client, Relay, login, open_ws, relay_with};
+use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
 
 fn with_quotas(global: Quotas, rule: Quotas) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
@@ -289,4 +292,65 @@ async fn a_relay_admin_sees_every_users_sessions_and_closes_one_audited() {
     let audit = store.audit_rows().expect("audit");
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!((audit[0].1.as_str(), audit[0].2.as_str(), audit[0].3.clone()), ("root", "Remove-PSGateSession", format!("alice/{}", id.0)));
+}
+
+/// A relay that allows the WS-Management peer, a user with its credentials in `$cred` and a WinRM session in `$s`.
+async fn winrm_prompt(peer: &WinrmPeer) -> (Relay, Client) {
+    let port = peer.port;
+    let relay = relay_with(move |c: &mut Config| {
+        c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm], ..AllowRule::default() })
+    })
+    .await;
+    let mut c = Client::connect(&relay, "alice").await;
+    prompt_with(&mut c, "$cred = Get-Credential", vec![psgate_shared::api::HostAnswer::Credential { user: USER.into(), password: PASSWORD.into() }]).await;
+    let shown = prompt(&mut c, &format!("$s = New-PSSession -ComputerName 127.0.0.1 -Port {port} -Credential $cred")).await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    (relay, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_winrm_targets_quotas_read_and_changed_on_the_wsman_drive() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--gpo-setting".into(), "Winrs/MaxConcurrentUsers=5".into()], ..PeerOptions::default() });
+    let port = peer.port;
+    let (_relay, mut c) = winrm_prompt(&peer).await;
+    // WSMan:\127.0.0.1\Shell is the target's winrm/config/winrs, as PowerShell's provider lays it out.
+    let shown = prompt(&mut c, "Get-ChildItem WSMan:\\127.0.0.1\\Shell").await;
+    let table = lines(&shown.text);
+    assert_eq!(table[0].split_whitespace().collect::<Vec<_>>(), ["Type", "Name", "SourceOfValue", "Value"], "{shown:?}");
+    assert!(table.iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["System.String", "MaxShellsPerUser", "2147483647"]), "{table:?}");
+    assert!(table.iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["System.String", "MaxConcurrentUsers", "GPO", "5"]), "{table:?}");
+    let root = lines(&prompt(&mut c, "Get-ChildItem WSMan:\\127.0.0.1 | % Name").await.text);
+    assert!(["MaxEnvelopeSizekb", "Client", "Service", "Shell", "Plugin"].iter().all(|n| root.contains(&(*n).to_owned())), "{root:?}");
+    // Changed the provider's way (Get, edit, Put): the target enforces it; New-PSSession then shows its fault.
+    let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Shell\\MaxShellsPerUser 1").await;
+    assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{shown:?}");
+    assert!(shown.records.iter().any(|(k, _)| *k == psgate_shared::api::RecordKind::Warning), "the provider's warning: {shown:?}");
+    assert_eq!(lines(&prompt(&mut c, "(Get-Item WSMan:\\127.0.0.1\\Shell\\MaxShellsPerUser).Value").await.text), ["1"]);
+    let shown = prompt(&mut c, &format!("New-PSSession -ComputerName 127.0.0.1 -Port {port} -Credential $cred")).await;
+    assert!(
+        shown.errors[0].starts_with("[127.0.0.1] Connecting to remote server 127.0.0.1 failed with the following error message : ")
+            && shown.errors[0].contains("This user is allowed a maximum number of 1 concurrent shells, which has been exceeded."),
+        "{shown:?}"
+    );
+    // A plugin's quotas, with the restart warning; refusals in the target's words.
+    let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Plugin\\Microsoft.PowerShell\\Quotas\\MaxShellsPerUser 3").await;
+    assert_eq!(shown.errors.len(), 0, "{shown:?}");
+    assert_eq!(lines(&prompt(&mut c, "(Get-Item WSMan:\\127.0.0.1\\Plugin\\Microsoft.PowerShell\\Quotas\\MaxShellsPerUser).Value").await.text), ["3"]);
+    let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Shell\\MaxConcurrentUsers 9").await;
+    assert!(shown.errors[0].contains("cannot be changed because is controlled by policies"), "{shown:?}");
+    let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Shell\\MaxShellRunTime 60000").await;
+    assert!(shown.errors[0].contains("deprecated setting"), "{shown:?}");
+    // Without a session to the computer there are no credentials to read it with.
+    let shown = prompt(&mut c, "Get-Item WSMan:\\srv99\\Shell").await;
+    assert!(shown.errors[0].contains("New-PSSession -ComputerName srv99"), "{shown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_administrator_cannot_change_a_targets_configuration() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--admin-users".into(), "someone-else".into()], ..PeerOptions::default() });
+    let (_relay, mut c) = winrm_prompt(&peer).await;
+    assert_eq!(lines(&prompt(&mut c, "(Get-Item WSMan:\\127.0.0.1\\Shell\\MaxShellsPerUser).Value").await.text), ["2147483647"]);
+    let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Shell\\MaxShellsPerUser 2").await;
+    assert!(shown.errors[0].contains("Access is denied"), "{shown:?}");
+    assert_eq!(lines(&prompt(&mut c, "(Get-Item WSMan:\\127.0.0.1\\Shell\\MaxShellsPerUser).Value").await.text), ["2147483647"]);
 }

@@ -917,6 +917,56 @@ impl Manager {
         Ok(removed)
     }
 
+    /// The WinRM target to reach `computer`'s configuration with: the origin of the first of `owner`'s WinRM sessions
+    /// to it (its credentials), and the configurations those sessions use.
+    fn wsman_origin(&self, owner: &str, computer: &str) -> Result<(Target, Vec<String>), ApiError> {
+        let inner = lock(&self.inner);
+        let mut found: Option<Target> = None;
+        let mut configurations = Vec::new();
+        for e in inner.sessions.values().filter(|e| e.owner == owner) {
+            let info = lock(&e.info);
+            if info.transport == Transport::Winrm && info.computer_name.trim().eq_ignore_ascii_case(computer.trim()) {
+                configurations.extend(info.configuration_name.clone());
+                found.get_or_insert_with(|| e.origin.0.clone());
+            }
+        }
+        let target = found.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownSession,
+                format!("Cannot find path 'WSMan:\\{computer}': psgate reads a computer's WinRM configuration with the credentials of one of your WinRM sessions to it. Open one first: New-PSSession -ComputerName {computer}."),
+            )
+        })?;
+        Ok((target, configurations))
+    }
+
+    /// `Get-Item WSMan:\<computer>\<path>`: the setting or container there, read from the target.
+    pub async fn wsman_get(&self, owner: &str, computer: &str, path: &[String]) -> Result<psgate_lang::WsmanNode, ApiError> {
+        use super::wsman_drive::{Located, locate, node, plugins};
+        let (target, configurations) = self.wsman_origin(owner, computer)?;
+        let (resource, inner) = match locate(path) {
+            Located::Plugins => return Ok(plugins(configurations)),
+            Located::In(resource, inner) => (resource, inner),
+        };
+        let winrm = winrm_target(&self.config, &target).map_err(|e| target_error(&e))?;
+        let (_, items) = winrm_session::config_get(&winrm, &resource).await.map_err(|e| target_error(&anyhow::Error::new(e)))?;
+        let name = path.last().cloned().unwrap_or_else(|| computer.to_owned());
+        node(&resource, &items, &inner, &name)
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownSession, format!("Cannot find path 'WSMan:\\{computer}\\{}' because it does not exist.", path.join("\\"))))
+    }
+
+    /// `Set-Item WSMan:\<computer>\<path> <value>`: Get the resource, edit the setting, Put it back.
+    pub async fn wsman_set(&self, owner: &str, computer: &str, path: &[String], value: &str) -> Result<(), ApiError> {
+        use super::wsman_drive::{Located, locate};
+        let (target, _) = self.wsman_origin(owner, computer)?;
+        let Located::In(resource, inner) = locate(path) else {
+            return Err(ApiError::new(ErrorCode::NotSupported, "This command cannot be used in the current path because this cmdlet is not supported at this level of Provider path."));
+        };
+        let winrm = winrm_target(&self.config, &target).map_err(|e| target_error(&e))?;
+        winrm_session::config_set(&winrm, &resource, &inner.join("/"), value).await.map_err(|e| target_error(&anyhow::Error::new(e)))?;
+        tracing::info!(owner, computer, path = %path.join("\\"), value, "WinRM configuration changed");
+        Ok(())
+    }
+
     /// The quotas of a session: `[quotas]` tightened by its rule's.
     fn quotas_of(&self, entry: &Entry) -> crate::quotas::Quotas {
         match entry.rule.and_then(|i| self.config.allow.get(i)) {

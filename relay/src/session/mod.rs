@@ -9,3 +9,4 @@ pub mod manager;
 pub mod outofproc;
 pub mod prompt;
 pub mod winrm;
+pub mod wsman_drive;

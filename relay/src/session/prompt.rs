@@ -559,6 +559,16 @@ impl Remoting for RelayRemoting {
     fn time_left(&mut self, session: SessionId) -> (Option<u64>, Option<u64>) {
         self.manager.time_left(&self.owner, session)
     }
+
+    fn wsman_get(&mut self, computer: &str, path: &[String]) -> Result<psgate_lang::WsmanNode, RemoteError> {
+        let manager = self.manager.clone();
+        self.handle.block_on(manager.wsman_get(&self.owner, computer, path)).map_err(remote_error)
+    }
+
+    fn wsman_set(&mut self, computer: &str, path: &[String], value: &str) -> Result<(), RemoteError> {
+        let manager = self.manager.clone();
+        self.handle.block_on(manager.wsman_set(&self.owner, computer, path, value)).map_err(remote_error)
+    }
 }
 
 /// Sessions after a disconnect or connect: those in `want`, else why not.
