@@ -30,11 +30,12 @@ pub(crate) static CMDLETS: &[Cmdlet] = &[
             params: &[
                 p("Name", Kind::Strings, "Only these quotas (MaxShellsPerUser, IdleTimeout, …; wildcards allowed).").at(0),
                 p("AllUsers", Kind::Switch, "Every user's use (relay admins only)."),
+                p("ComputerName", Kind::Strings, "A WinRM computer's own quotas (WSMan:\\<computer>\\Shell, …\\Service, …\\Plugin\\<name>\\Quotas) against your shells there."),
             ],
             sets: &[],
         },
         aliases: &[],
-        synopsis: "Gets the relay's session quotas for you: each limit, where it is set, and your use of it.",
+        synopsis: "Gets the relay's session quotas for you (or a WinRM computer's): each limit, where it is set, and your use of it.",
         run: get_quota,
     },
     Cmdlet {
@@ -92,7 +93,19 @@ fn failure(e: RemoteError, id: &str, activity: &str) -> Failure {
 
 fn get_quota(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
     let all = b.switch("AllUsers");
-    let quotas = cx.remoting.quotas(all).map_err(|e| Flow::Error(failure(e, "QuotaNotAvailable", "Get-PSGateQuota")))?;
+    let computers = b.strings("ComputerName");
+    let quotas = if computers.is_empty() {
+        cx.remoting.quotas(all).map_err(|e| Flow::Error(failure(e, "QuotaNotAvailable", "Get-PSGateQuota")))?
+    } else {
+        let mut out = Vec::new();
+        for computer in &computers {
+            match cx.remoting.target_quotas(computer) {
+                Ok(q) => out.extend(q),
+                Err(e) => cx.write_error(failure(e, "TargetQuotaNotAvailable", "Get-PSGateQuota"))?,
+            }
+        }
+        out
+    };
     let names = b.strings("Name");
     for q in quotas.into_iter().filter(|q| names.is_empty() || names.iter().any(|n| values::like(&q.quota, n, false))) {
         let limit = q.limit.map(|l| if q.seconds { seconds(l) } else { values::int(l as i64) });

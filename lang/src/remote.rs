@@ -204,6 +204,11 @@ pub trait Remoting {
         let _ = all_users;
         Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt has no session quotas: it is not a relay's"))
     }
+    /// A WinRM target's quotas against the user's use of it (`Get-PSGateQuota -ComputerName`).
+    fn target_quotas(&mut self, computer: &str) -> Result<Vec<QuotaUse>, RemoteError> {
+        let _ = computer;
+        Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt cannot reach a computer's WinRM configuration"))
+    }
     /// Every user's sessions (admins only).
     fn user_sessions(&mut self) -> Result<Vec<UserSession>, RemoteError> {
         Err(RemoteError::new(psgate_shared::api::ErrorCode::NotSupported, "this prompt has no other users: it is not a relay's"))
@@ -336,6 +341,9 @@ impl Remoting for Cached<'_> {
     }
     fn user_sessions(&mut self) -> Result<Vec<UserSession>, RemoteError> {
         self.inner.user_sessions()
+    }
+    fn target_quotas(&mut self, computer: &str) -> Result<Vec<QuotaUse>, RemoteError> {
+        self.inner.target_quotas(computer)
     }
     fn close_user_session(&mut self, owner: &str, session: SessionId) -> Result<(), RemoteError> {
         self.changed().close_user_session(owner, session)

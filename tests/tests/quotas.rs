@@ -332,6 +332,9 @@ async fn a_winrm_targets_quotas_read_and_changed_on_the_wsman_drive() {
             && shown.errors[0].contains("This user is allowed a maximum number of 1 concurrent shells, which has been exceeded."),
         "{shown:?}"
     );
+    // The target's quotas against this user's shells on it (Enumerate), as Get-PSGateQuota -ComputerName shows them.
+    let shown = prompt(&mut c, "Get-PSGateQuota -ComputerName 127.0.0.1 -Name MaxShellsPerUser | % { '{0} {1} {2}' -f $_.Scope, $_.Limit, $_.Used }").await;
+    assert_eq!(lines(&shown.text), ["WSMan:\\127.0.0.1\\Shell 1 1", "WSMan:\\127.0.0.1\\Plugin\\Microsoft.PowerShell\\Quotas 2147483647 1"], "{shown:?}");
     // A plugin's quotas, with the restart warning; refusals in the target's words.
     let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Plugin\\Microsoft.PowerShell\\Quotas\\MaxShellsPerUser 3").await;
     assert_eq!(shown.errors.len(), 0, "{shown:?}");

@@ -967,6 +967,52 @@ impl Manager {
         Ok(())
     }
 
+    /// `Get-PSGateQuota -ComputerName`: a WinRM target's quotas (`WSMan:\\<computer>\\Shell`, `…\\Service`, and
+    /// `…\\Plugin\\<name>\\Quotas` of the configurations the user's sessions there use) against the user's shells
+    /// on it, which WS-Management's Enumerate lists with their owner, client and state.
+    pub async fn target_quota_use(&self, owner: &str, computer: &str) -> Result<Vec<lang_quota::QuotaUse>, ApiError> {
+        use crate::wsman::ConfigResource;
+        let (target, mut configurations) = self.wsman_origin(owner, computer)?;
+        configurations.sort_unstable_by_key(|c| c.to_lowercase());
+        configurations.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        let winrm = winrm_target(&self.config, &target).map_err(|e| target_error(&e))?;
+        let fail = |e: winrm_session::WinrmOpError| target_error(&anyhow::Error::new(e));
+        let shells = winrm_session::enumerate(&winrm).await.map_err(fail)?;
+        let of_configuration = |c: &str| shells.iter().filter(|(s, _)| s.resource_uri.as_deref().is_some_and(|u| u.rsplit('/').next().is_some_and(|n| n.eq_ignore_ascii_case(c)))).count() as u64;
+        let mut owners: Vec<String> = shells.iter().filter_map(|(s, _)| s.owner.clone()).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let number = |items: &[crate::wsman::ConfigItem], path: &str| items.iter().find(|i| i.path.eq_ignore_ascii_case(path)).and_then(|i| i.value.trim().parse::<u64>().ok());
+        let row = |quota: &str, scope: String, limit: Option<u64>, seconds: bool, used: Option<u64>| lang_quota::QuotaUse { quota: quota.into(), scope, limit, seconds, used, user: None };
+        let mut out = Vec::new();
+        let (_, winrs) = winrm_session::config_get(&winrm, &ConfigResource::Winrs).await.map_err(fail)?;
+        let scope = format!("WSMan:\\{computer}\\Shell");
+        out.push(row("MaxShellsPerUser", scope.clone(), number(&winrs, "MaxShellsPerUser"), false, Some(shells.len() as u64)));
+        out.push(row("MaxConcurrentUsers", scope.clone(), number(&winrs, "MaxConcurrentUsers"), false, Some(owners.len() as u64)));
+        out.push(row("IdleTimeout", scope.clone(), number(&winrs, "IdleTimeout").map(|ms| ms / 1000), true, None));
+        for q in ["MaxShellRunTime", "MaxProcessesPerShell", "MaxMemoryPerShellMB"] {
+            out.push(row(q, scope.clone(), number(&winrs, q), false, None));
+        }
+        let (_, service) = winrm_session::config_get(&winrm, &ConfigResource::Service).await.map_err(fail)?;
+        let scope = format!("WSMan:\\{computer}\\Service");
+        let operations: u64 = shells.iter().map(|(_, commands)| commands.len() as u64).sum();
+        out.push(row("MaxConcurrentOperationsPerUser", scope.clone(), number(&service, "MaxConcurrentOperationsPerUser"), false, Some(operations)));
+        out.push(row("MaxConnections", scope, number(&service, "MaxConnections"), false, None));
+        if configurations.is_empty() {
+            configurations.push("Microsoft.PowerShell".into());
+        }
+        for c in &configurations {
+            let (_, plugin) = winrm_session::config_get(&winrm, &ConfigResource::Plugin(c.clone())).await.map_err(fail)?;
+            let scope = format!("WSMan:\\{computer}\\Plugin\\{c}\\Quotas");
+            out.push(row("MaxShellsPerUser", scope.clone(), number(&plugin, "Quotas/MaxShellsPerUser"), false, Some(of_configuration(c))));
+            out.push(row("MaxShells", scope.clone(), number(&plugin, "Quotas/MaxShells"), false, None));
+            out.push(row("MaxConcurrentUsers", scope.clone(), number(&plugin, "Quotas/MaxConcurrentUsers"), false, None));
+            out.push(row("IdleTimeout", scope.clone(), number(&plugin, "Quotas/IdleTimeoutms").map(|ms| ms / 1000), true, None));
+            out.push(row("MaxConcurrentCommandsPerShell", scope, number(&plugin, "Quotas/MaxConcurrentCommandsPerShell"), false, None));
+        }
+        Ok(out)
+    }
+
     /// The quotas of a session: `[quotas]` tightened by its rule's.
     fn quotas_of(&self, entry: &Entry) -> crate::quotas::Quotas {
         match entry.rule.and_then(|i| self.config.allow.get(i)) {

@@ -560,6 +560,11 @@ impl Remoting for RelayRemoting {
         self.manager.time_left(&self.owner, session)
     }
 
+    fn target_quotas(&mut self, computer: &str) -> Result<Vec<psgate_lang::QuotaUse>, RemoteError> {
+        let manager = self.manager.clone();
+        self.handle.block_on(manager.target_quota_use(&self.owner, computer)).map_err(remote_error)
+    }
+
     fn wsman_get(&mut self, computer: &str, path: &[String]) -> Result<psgate_lang::WsmanNode, RemoteError> {
         let manager = self.manager.clone();
         self.handle.block_on(manager.wsman_get(&self.owner, computer, path)).map_err(remote_error)
