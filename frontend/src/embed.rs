@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use psgate_shared::api::{PipelineId, PipelineState, SessionId, SessionInfo, SessionState, Target, Transport, WinrmAuth};
-use serde_json::{Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::app::{Auth, State, pipeline_state_name, session_state_label};
 
@@ -180,12 +180,52 @@ pub fn origin_of(url: &str) -> Option<String> {
     (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
-fn event(kind: &str, mut fields: Value) -> Value {
-    if let Value::Object(map) = &mut fields {
-        map.insert("source".into(), json!("psgate"));
-        map.insert("type".into(), json!(kind));
+/// One event for the parent: `{…fields, "source": "psgate", "type": kind}` once serialized (the object
+/// `postMessage` sends). Not a `serde_json::Value`, whose map (an `IndexMap`) would cost the WebAssembly about 2 KiB
+/// (gzip) for these few fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParentEvent {
+    /// `type`.
+    pub kind: &'static str,
+    /// The other fields, in order.
+    pub fields: Vec<(&'static str, EventValue)>,
+}
+
+/// A field's value in a [`ParentEvent`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventValue {
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number (an id).
+    Number(u64),
+    /// A string, or `null`.
+    Text(Option<String>),
+}
+
+impl From<&str> for EventValue {
+    fn from(s: &str) -> EventValue {
+        EventValue::Text(Some(s.to_owned()))
     }
-    fields
+}
+
+impl Serialize for ParentEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 2))?;
+        for (name, value) in &self.fields {
+            match value {
+                EventValue::Bool(b) => map.serialize_entry(name, b)?,
+                EventValue::Number(n) => map.serialize_entry(name, n)?,
+                EventValue::Text(t) => map.serialize_entry(name, t)?,
+            }
+        }
+        map.serialize_entry("source", "psgate")?;
+        map.serialize_entry("type", self.kind)?;
+        map.end()
+    }
+}
+
+fn event(kind: &'static str, fields: Vec<(&'static str, EventValue)>) -> ParentEvent {
+    ParentEvent { kind, fields }
 }
 
 /// Turns the page's successive states into events for the parent.
@@ -201,26 +241,26 @@ pub struct Tracker {
 
 impl Tracker {
     /// The events since the last call: `state` is the page now, `embedded` the embedded session (if any).
-    pub fn events(&mut self, state: &State, embedded: Option<SessionId>) -> Vec<Value> {
+    pub fn events(&mut self, state: &State, embedded: Option<SessionId>) -> Vec<ParentEvent> {
         let mut out = Vec::new();
         match &state.auth {
             Auth::Checking => return out,
             Auth::LoggedIn(user) => {
                 if !self.ready {
-                    out.push(event("ready", json!({"logged_in": true, "user": user})));
+                    out.push(event("ready", vec![("logged_in", EventValue::Bool(true)), ("user", user.as_str().into())]));
                 } else if self.user.as_deref() != Some(user) {
-                    out.push(event("logged_in", json!({"user": user})));
+                    out.push(event("logged_in", vec![("user", user.as_str().into())]));
                 }
                 self.user = Some(user.clone());
             }
             Auth::LoggedOut(reason) => {
                 if !self.ready {
-                    out.push(event("ready", json!({"logged_in": false})));
+                    out.push(event("ready", vec![("logged_in", EventValue::Bool(false))]));
                 } else if self.user.take().is_some() {
                     // The session stays the user's; a new login reports it afresh.
                     self.session = None;
                     self.pipelines.clear();
-                    out.push(event("logged_out", json!({"reason": reason})));
+                    out.push(event("logged_out", vec![("reason", EventValue::Text(reason.clone()))]));
                 }
             }
         }
@@ -234,13 +274,19 @@ impl Tracker {
                 self.session = Some((info.id, info.state));
                 out.push(event(
                     "session",
-                    json!({"state": session_state_label(info.state).to_ascii_lowercase(), "id": info.id.0, "computer": info.computer_name, "name": info.name, "reason": info.reason}),
+                    vec![
+                        ("state", session_state_label(info.state).to_ascii_lowercase().as_str().into()),
+                        ("id", EventValue::Number(info.id.0)),
+                        ("computer", info.computer_name.as_str().into()),
+                        ("name", info.name.as_str().into()),
+                        ("reason", EventValue::Text(info.reason.clone())),
+                    ],
                 ));
             }
             // The session went away (removed, or closed and dropped from the list).
             (None, Some((id, state))) if state != SessionState::Closed && embedded.is_none_or(|e| e == id) => {
                 self.session = Some((id, SessionState::Closed));
-                out.push(event("session", json!({"state": "closed", "id": id.0})));
+                out.push(event("session", vec![("state", "closed".into()), ("id", EventValue::Number(id.0))]));
             }
             _ => {}
         }
@@ -252,7 +298,7 @@ impl Tracker {
                 let now = entry.state.unwrap_or(PipelineState::Running);
                 if self.pipelines.get(&pipeline) != Some(&now) {
                     self.pipelines.insert(pipeline, now);
-                    out.push(event("pipeline", json!({"state": pipeline_state_name(now), "session": info.id.0, "pipeline": pipeline.0})));
+                    out.push(event("pipeline", vec![("state", pipeline_state_name(now).into()), ("session", EventValue::Number(info.id.0)), ("pipeline", EventValue::Number(pipeline.0))]));
                 }
             }
         }
@@ -263,6 +309,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use psgate_shared::api::ServerMessage;
+    use serde_json::{Value, json};
     use yew::Reducible as _;
 
     use super::*;
@@ -331,34 +378,41 @@ mod tests {
         Action::Socket(Event::Message(m))
     }
 
+    /// The events as the parent receives them.
+    fn events(t: &mut Tracker, s: &State, embedded: Option<SessionId>) -> Vec<Value> {
+        t.events(s, embedded).iter().map(|e| serde_json::to_value(e).expect("json")).collect()
+    }
+
     #[test]
     fn state_changes_become_events() {
         let mut t = Tracker::default();
         let mut s = std::rc::Rc::new(State::default());
-        assert!(t.events(&s, None).is_empty(), "nothing while checking the login");
+        assert!(events(&mut t, &s, None).is_empty(), "nothing while checking the login");
         s = s.reduce(Action::LoggedOut(None));
-        assert_eq!(t.events(&s, None), [json!({"source": "psgate", "type": "ready", "logged_in": false})]);
+        assert_eq!(events(&mut t, &s, None), [json!({"source": "psgate", "type": "ready", "logged_in": false})]);
         s = s.reduce(Action::LoggedIn("demo".into()));
-        assert_eq!(t.events(&s, None), [json!({"source": "psgate", "type": "logged_in", "user": "demo"})]);
+        assert_eq!(events(&mut t, &s, None), [json!({"source": "psgate", "type": "logged_in", "user": "demo"})]);
         s = s.reduce(msg(ServerMessage::Sessions { sessions: vec![info(4, "emb", SessionState::Opening)] }));
         let e = t.events(&s, Some(SessionId(4)));
-        assert_eq!(e.len(), 1);
-        assert_eq!((e[0]["type"].as_str(), e[0]["state"].as_str(), e[0]["computer"].as_str(), e[0]["name"].as_str()), (Some("session"), Some("opening"), Some("localhost"), Some("emb")));
-        assert!(t.events(&s, Some(SessionId(4))).is_empty(), "no change, no event");
+        assert_eq!(
+            e.iter().map(|e| serde_json::to_string(e).expect("json")).collect::<Vec<_>>(),
+            [r#"{"state":"opening","id":4,"computer":"localhost","name":"emb","reason":null,"source":"psgate","type":"session"}"#]
+        );
+        assert!(events(&mut t, &s, Some(SessionId(4))).is_empty(), "no change, no event");
         s = s.reduce(msg(ServerMessage::SessionChanged { session: info(4, "emb", SessionState::Opened) }));
-        assert_eq!(t.events(&s, Some(SessionId(4)))[0]["state"], "opened");
+        assert_eq!(events(&mut t, &s, Some(SessionId(4)))[0]["state"], "opened");
         s = s.reduce(Action::Ran(SessionId(4), "Get-Date".into()));
-        assert!(t.events(&s, Some(SessionId(4))).is_empty(), "not started yet");
+        assert!(events(&mut t, &s, Some(SessionId(4))).is_empty(), "not started yet");
         s = s.reduce(msg(ServerMessage::PipelineStarted { session: SessionId(4), pipeline: PipelineId(9) }));
-        assert_eq!(t.events(&s, Some(SessionId(4))), [json!({"source": "psgate", "type": "pipeline", "state": "running", "session": 4, "pipeline": 9})]);
+        assert_eq!(events(&mut t, &s, Some(SessionId(4))), [json!({"source": "psgate", "type": "pipeline", "state": "running", "session": 4, "pipeline": 9})]);
         s = s.reduce(msg(ServerMessage::PipelineState { session: SessionId(4), pipeline: PipelineId(9), seq: 1, state: PipelineState::Completed, error: None }));
-        assert_eq!(t.events(&s, Some(SessionId(4)))[0]["state"], "completed");
+        assert_eq!(events(&mut t, &s, Some(SessionId(4)))[0]["state"], "completed");
         s = s.reduce(msg(ServerMessage::SessionChanged { session: info(4, "emb", SessionState::Broken) }));
-        assert_eq!(t.events(&s, Some(SessionId(4)))[0]["state"], "broken");
+        assert_eq!(events(&mut t, &s, Some(SessionId(4)))[0]["state"], "broken");
         s = s.reduce(msg(ServerMessage::Sessions { sessions: vec![] }));
-        assert_eq!(t.events(&s, Some(SessionId(4))), [json!({"source": "psgate", "type": "session", "state": "closed", "id": 4})]);
+        assert_eq!(events(&mut t, &s, Some(SessionId(4))), [json!({"source": "psgate", "type": "session", "state": "closed", "id": 4})]);
         s = s.reduce(Action::Socket(Event::LoggedOut("logged out after 15 min without activity".into())));
-        assert_eq!(t.events(&s, None), [json!({"source": "psgate", "type": "logged_out", "reason": "logged out after 15 min without activity"})]);
-        assert!(t.events(&s, None).is_empty());
+        assert_eq!(events(&mut t, &s, None), [json!({"source": "psgate", "type": "logged_out", "reason": "logged out after 15 min without activity"})]);
+        assert!(events(&mut t, &s, None).is_empty());
     }
 }

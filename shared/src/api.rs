@@ -13,6 +13,180 @@ use serde::{Deserialize, Serialize};
 /// The version of this contract. The relay refuses a `hello` with another one (`unsupported_version`).
 pub const PROTOCOL_VERSION: u32 = 1;
 
+// Decoding what the relay sends. The browser decodes `ServerMessage`, the types in it and `PageConfig` with
+// `read_fields!` rather than serde's derive, which makes for every type a field-name visitor, a positional (JSON
+// array) form and, per field, a slot with its own error paths: about 4 KiB more of the browser's WebAssembly (gzip).
+// Here a field is one `match` arm and one call of the shared `decode::put`, and the same JSON objects read the same
+// way. Types the relay decodes (`ClientMessage` and what it holds, `Target`, which also comes in `PageConfig`, and
+// `Transport` and `WinrmAuth`, also in the relay's configuration file) keep the derive.
+
+/// Reads a JSON object's fields into `$ctor` (a struct or a struct variant) as serde's derive does: by name in any
+/// order, unknown names skipped, a name given twice an error, a missing field its `Default` when it is
+/// `#[serde(default)]` and an error otherwise (an `Option` too: every optional field says `#[serde(default)]`).
+/// Each field comes with its attributes, `[#[…] …] name`; serde attributes other than `default` and
+/// `skip_serializing_if` are refused at compile time, so that decoding cannot silently disagree with encoding.
+macro_rules! read_fields {
+    ($map:ident, $ctor:path { $( [$($attr:tt)*] $field:ident ),* $(,)? }) => {{
+        $( let mut $field = None; )*
+        decode::read_map(&mut $map, &mut |map, key| {
+            match key {
+                $( stringify!($field) => decode::put(map, &mut $field, stringify!($field))?, )*
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        // One way out for a missing field, rather than one per field (each dropping what was read).
+        let missing = $( if field_slot!(@missing $field, $($attr)*) { Some(stringify!($field)) } else )* { None };
+        if let Some(name) = missing {
+            return Err(serde::de::Error::missing_field(name));
+        }
+        $ctor { $( $field: field_slot!(@value $field, $($attr)*) ),* }
+    }};
+}
+
+/// A field's slot once its object is read (see [`read_fields`]), by the field's attributes: `@missing`, whether it
+/// is a required field that was not there; `@value`, the field's value (its default when it was not there).
+macro_rules! field_slot {
+    (@missing $field:ident, ) => { $field.is_none() };
+    (@value $field:ident, ) => { $field.unwrap_or_else(|| unreachable!("a missing field is an error")) };
+    (@missing $field:ident, #[serde(default $(, skip_serializing_if = $_skip:literal)?)] $($more:tt)*) => { false };
+    (@value $field:ident, #[serde(default $(, skip_serializing_if = $_skip:literal)?)] $($more:tt)*) => { $field.unwrap_or_default() };
+    (@$mode:ident $field:ident, #[serde(skip_serializing_if = $_skip:literal)] $($more:tt)*) => { field_slot!(@$mode $field, $($more)*) };
+    (@$mode:ident $field:ident, #[doc = $_doc:literal] $($more:tt)*) => { field_slot!(@$mode $field, $($more)*) };
+    (@$mode:ident $field:ident, #[$($other:tt)*] $($more:tt)*) => {
+        compile_error!(concat!("read_fields! does not know the field attribute #[", stringify!($($other)*), "]"))
+    };
+}
+
+/// A struct the relay sends and the browser decodes: the struct as written, and a `Deserialize` by
+/// [`read_fields`] (a JSON object only).
+macro_rules! relay_struct {
+    (
+        $(#[$($attr:tt)*])*
+        pub struct $name:ident {
+            $( $(#[$($field_attr:tt)*])* pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$($attr)*])*
+        pub struct $name {
+            $( $(#[$($field_attr)*])* pub $field: $ty ),*
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                struct FieldsVisitor;
+
+                impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+                    type Value = $name;
+
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("struct ", stringify!($name)))
+                    }
+
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
+                        Ok(read_fields!(map, $name { $( [$(#[$($field_attr)*])*] $field ),* }))
+                    }
+                }
+
+                deserializer.deserialize_map(FieldsVisitor)
+            }
+        }
+    };
+}
+
+/// A unit enum the relay sends and the browser decodes (snake_case names): the enum as written, and a
+/// `Deserialize` from its name alone (a JSON string), without the other forms serde's enum derive reads.
+macro_rules! relay_enum {
+    (
+        $(#[doc = $doc:literal])*
+        #[derive($($derive:tt)*)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name:ident {
+            $( $(#[doc = $variant_doc:literal])* $variant:ident ),* $(,)?
+        }
+    ) => {
+        $(#[doc = $doc])*
+        #[derive($($derive)*)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $( $(#[doc = $variant_doc])* $variant ),*
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                /// The names of the variants, as serde's derive names them.
+                #[derive(Deserialize)]
+                #[serde(rename_all = "snake_case", variant_identifier)]
+                enum Name {
+                    $($variant),*
+                }
+
+                Ok(match Name::deserialize(deserializer)? {
+                    $( Name::$variant => $name::$variant ),*
+                })
+            }
+        }
+    };
+}
+
+/// What [`read_fields`] shares between all the types it reads.
+mod decode {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+
+    /// A field name, borrowed from the JSON text unless it has escapes.
+    pub(super) struct Key<'de>(pub(super) Cow<'de, str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key<'de>, D::Error> {
+            struct KeyVisitor;
+
+            impl<'de> Visitor<'de> for KeyVisitor {
+                type Value = Key<'de>;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a field name")
+                }
+
+                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_owned())))
+                }
+            }
+
+            deserializer.deserialize_str(KeyVisitor)
+        }
+    }
+
+    /// Reads the value of the field named, if it knows the name (then `true`).
+    pub(super) type Field<'a, A, E> = dyn FnMut(&mut A, &str) -> Result<bool, E> + 'a;
+
+    /// Reads a JSON object's fields: `field` reads those it knows, the others are skipped. One loop for all the
+    /// types (their slots stay the caller's, dropped in one place on an error).
+    pub(super) fn read_map<'de, A: MapAccess<'de>>(map: &mut A, field: &mut Field<'_, A, A::Error>) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key<'_>>()? {
+            if !field(map, &key.0)? {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads field `name`'s value into its slot; a second value is an error.
+    pub(super) fn put<'de, A: MapAccess<'de>, T: Deserialize<'de>>(map: &mut A, slot: &mut Option<T>, name: &'static str) -> Result<(), A::Error> {
+        if slot.is_some() {
+            return Err(de::Error::duplicate_field(name));
+        }
+        *slot = Some(map.next_value()?);
+        Ok(())
+    }
+}
+
 /// A relay session, numbered per relay from 1 like PowerShell's `Id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -134,92 +308,100 @@ impl Target {
     }
 }
 
-/// A session's state, as `Get-PSSession` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    /// Connecting and opening the runspace pool.
-    Opening,
-    /// Ready for commands.
-    Opened,
-    /// Disconnect-PSSession: the remote shell runs on, nobody reads its output (WinRM). Connect picks it up.
-    Disconnected,
-    /// The connection failed or was lost.
-    Broken,
-    /// Closed (it is about to disappear from the list).
-    Closed,
+relay_enum! {
+    /// A session's state, as `Get-PSSession` shows it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum SessionState {
+        /// Connecting and opening the runspace pool.
+        Opening,
+        /// Ready for commands.
+        Opened,
+        /// Disconnect-PSSession: the remote shell runs on, nobody reads its output (WinRM). Connect picks it up.
+        Disconnected,
+        /// The connection failed or was lost.
+        Broken,
+        /// Closed (it is about to disappear from the list).
+        Closed,
+    }
 }
 
-/// Whether a session can take a command now, as `Get-PSSession` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Availability {
-    /// Opened and idle.
-    Available,
-    /// A pipeline is running.
-    Busy,
-    /// Not opened (opening, broken or closed).
-    None,
+relay_enum! {
+    /// Whether a session can take a command now, as `Get-PSSession` shows it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Availability {
+        /// Opened and idle.
+        Available,
+        /// A pipeline is running.
+        Busy,
+        /// Not opened (opening, broken or closed).
+        None,
+    }
 }
 
-/// One row of the sessions list (`Get-PSSession`'s columns).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionInfo {
-    /// `Id`
-    pub id: SessionId,
-    /// `Name`
-    pub name: String,
-    /// `ComputerName`
-    pub computer_name: String,
-    /// `Transport`
-    pub transport: Transport,
-    /// `State`
-    pub state: SessionState,
-    /// `Availability`
-    pub availability: Availability,
-    /// Why it broke, when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// What the session's remote `prompt` function returned last (`PS C:\Users\me> `), as Enter-PSSession
-    /// shows it after `[ComputerName]: `; absent until the first answer, or when the target has no prompt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
-    /// `ConfigurationName` (WinRM).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub configuration_name: Option<String>,
-    /// `InstanceId`: the remote shell's id (WinRM), once it exists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
-    /// It can be disconnected and connected again (WinRM).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub can_disconnect: bool,
+relay_struct! {
+    /// One row of the sessions list (`Get-PSSession`'s columns).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct SessionInfo {
+        /// `Id`
+        pub id: SessionId,
+        /// `Name`
+        pub name: String,
+        /// `ComputerName`
+        pub computer_name: String,
+        /// `Transport`
+        pub transport: Transport,
+        /// `State`
+        pub state: SessionState,
+        /// `Availability`
+        pub availability: Availability,
+        /// Why it broke, when it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
+        /// What the session's remote `prompt` function returned last (`PS C:\Users\me> `), as Enter-PSSession
+        /// shows it after `[ComputerName]: `; absent until the first answer, or when the target has no prompt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub prompt: Option<String>,
+        /// `ConfigurationName` (WinRM).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub configuration_name: Option<String>,
+        /// `InstanceId`: the remote shell's id (WinRM), once it exists.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub instance_id: Option<String>,
+        /// It can be disconnected and connected again (WinRM).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub can_disconnect: bool,
+    }
 }
 
-/// A shell a WinRM target holds for the user (`Get-PSSession -ComputerName`), connected or not.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteShell {
-    /// `InstanceId` (the ShellId).
-    pub shell_id: String,
-    /// The shell's name.
-    pub name: String,
-    /// `Connected` or `Disconnected`, as the target says.
-    pub state: String,
-    /// The owner, as the target names it.
-    pub owner: String,
-    /// The configuration (endpoint) name, from the shell's resource URI.
-    pub configuration_name: String,
-    /// The address of the client that holds or last held it.
-    #[serde(default)]
-    pub client_ip: String,
-    /// How long it lives disconnected, in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_timeout_secs: Option<u64>,
-    /// Its commands (pipelines) still on the target.
-    #[serde(default)]
-    pub commands: u32,
-    /// A session of this relay user is attached to it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<SessionId>,
+relay_struct! {
+    /// A shell a WinRM target holds for the user (`Get-PSSession -ComputerName`), connected or not.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct RemoteShell {
+        /// `InstanceId` (the ShellId).
+        pub shell_id: String,
+        /// The shell's name.
+        pub name: String,
+        /// `Connected` or `Disconnected`, as the target says.
+        pub state: String,
+        /// The owner, as the target names it.
+        pub owner: String,
+        /// The configuration (endpoint) name, from the shell's resource URI.
+        pub configuration_name: String,
+        /// The address of the client that holds or last held it.
+        #[serde(default)]
+        pub client_ip: String,
+        /// How long it lives disconnected, in seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub idle_timeout_secs: Option<u64>,
+        /// Its commands (pipelines) still on the target.
+        #[serde(default)]
+        pub commands: u32,
+        /// A session of this relay user is attached to it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub session: Option<SessionId>,
+    }
 }
 
 /// The browser's answer to a host call.
@@ -270,15 +452,17 @@ impl HostAnswer {
     }
 }
 
-/// A module of implicit remoting at psgate's prompt (`prompt_modules`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PromptModule {
-    /// Its name (`tmp_….psgate`).
-    pub name: String,
-    /// The session its commands run in.
-    pub session: SessionId,
-    /// Its commands' local names (`New-remADUser`).
-    pub commands: Vec<String>,
+relay_struct! {
+    /// A module of implicit remoting at psgate's prompt (`prompt_modules`).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct PromptModule {
+        /// Its name (`tmp_….psgate`).
+        pub name: String,
+        /// The session its commands run in.
+        pub session: SessionId,
+        /// Its commands' local names (`New-remADUser`).
+        pub commands: Vec<String>,
+    }
 }
 
 /// One field of a [`HostAnswer::Fields`] answer.
@@ -293,58 +477,64 @@ pub struct FieldAnswer {
     pub secure: bool,
 }
 
-/// One session's part of an Invoke-Command run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InvokeHost {
-    /// The session.
-    pub session: SessionId,
-    /// Its `ComputerName` (the `PSComputerName` of its output).
-    pub computer_name: String,
-    /// The pipeline that ran the script there; absent when it could not start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pipeline: Option<PipelineId>,
-    /// The final state (`failed` when the script could not start).
-    pub state: PipelineState,
-    /// The terminating error record as CLIXML, when there was one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Why the script did not start there (the session is not opened, or busy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+relay_struct! {
+    /// One session's part of an Invoke-Command run.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct InvokeHost {
+        /// The session.
+        pub session: SessionId,
+        /// Its `ComputerName` (the `PSComputerName` of its output).
+        pub computer_name: String,
+        /// The pipeline that ran the script there; absent when it could not start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pipeline: Option<PipelineId>,
+        /// The final state (`failed` when the script could not start).
+        pub state: PipelineState,
+        /// The terminating error record as CLIXML, when there was one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error: Option<String>,
+        /// Why the script did not start there (the session is not opened, or busy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message: Option<String>,
+    }
 }
 
-/// A record stream (MS-PSRP 2.2.2.20-24, 2.2.2.27).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordKind {
-    /// A non-terminating error (ErrorRecord).
-    Error,
-    /// `WARNING:`
-    Warning,
-    /// `VERBOSE:`
-    Verbose,
-    /// `DEBUG:`
-    Debug,
-    /// InformationRecord (also Write-Host).
-    Information,
-    /// ProgressRecord: coalesced by the relay (the latest of each activity, at a bounded rate).
-    Progress,
+relay_enum! {
+    /// A record stream (MS-PSRP 2.2.2.20-24, 2.2.2.27).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RecordKind {
+        /// A non-terminating error (ErrorRecord).
+        Error,
+        /// `WARNING:`
+        Warning,
+        /// `VERBOSE:`
+        Verbose,
+        /// `DEBUG:`
+        Debug,
+        /// InformationRecord (also Write-Host).
+        Information,
+        /// ProgressRecord: coalesced by the relay (the latest of each activity, at a bounded rate).
+        Progress,
+    }
 }
 
-/// A pipeline's state (MS-PSRP 2.2.3.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PipelineState {
-    /// Running.
-    Running,
-    /// Stopping after a `stop`.
-    Stopping,
-    /// Stopped by `stop`.
-    Stopped,
-    /// Finished.
-    Completed,
-    /// Ended with a terminating error.
-    Failed,
+relay_enum! {
+    /// A pipeline's state (MS-PSRP 2.2.3.5).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PipelineState {
+        /// Running.
+        Running,
+        /// Stopping after a `stop`.
+        Stopping,
+        /// Stopped by `stop`.
+        Stopped,
+        /// Finished.
+        Completed,
+        /// Ended with a terminating error.
+        Failed,
+    }
 }
 
 impl PipelineState {
@@ -354,37 +544,39 @@ impl PipelineState {
     }
 }
 
-/// A stable error code; the message beside it is for people.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The frame is not a message of this protocol (not JSON, unknown type, missing or ill-typed field, binary).
-    BadMessage,
-    /// `hello` with another [`PROTOCOL_VERSION`].
-    UnsupportedVersion,
-    /// No such session for this user (another user's sessions are not named).
-    UnknownSession,
-    /// No such pipeline in that session.
-    UnknownPipeline,
-    /// The target is outside the relay's allow-list; nothing was attempted.
-    TargetNotAllowed,
-    /// The target is incomplete (an SSH target without a user, a password or key).
-    InvalidTarget,
-    /// The session is not opened (or is running another pipeline).
-    SessionNotReady,
-    /// The output asked for by `attach` has left the bounded buffer; what follows starts later.
-    OutputDropped,
-    /// The target refused the credentials.
-    AuthenticationFailed,
-    /// The target refused because one of its quotas (MaxShellsPerUser, MaxConcurrentUsers, …) is reached; the
-    /// message names it.
-    QuotaExceeded,
-    /// The target could not be reached or answered with an error; the message is the target's.
-    TargetFailed,
-    /// The session's transport cannot do it (Disconnect over SSH).
-    NotSupported,
-    /// The relay failed; the detail is in its log.
-    Internal,
+relay_enum! {
+    /// A stable error code; the message beside it is for people.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ErrorCode {
+        /// The frame is not a message of this protocol (not JSON, unknown type, missing or ill-typed field, binary).
+        BadMessage,
+        /// `hello` with another [`PROTOCOL_VERSION`].
+        UnsupportedVersion,
+        /// No such session for this user (another user's sessions are not named).
+        UnknownSession,
+        /// No such pipeline in that session.
+        UnknownPipeline,
+        /// The target is outside the relay's allow-list; nothing was attempted.
+        TargetNotAllowed,
+        /// The target is incomplete (an SSH target without a user, a password or key).
+        InvalidTarget,
+        /// The session is not opened (or is running another pipeline).
+        SessionNotReady,
+        /// The output asked for by `attach` has left the bounded buffer; what follows starts later.
+        OutputDropped,
+        /// The target refused the credentials.
+        AuthenticationFailed,
+        /// The target refused because one of its quotas (MaxShellsPerUser, MaxConcurrentUsers, …) is reached; the
+        /// message names it.
+        QuotaExceeded,
+        /// The target could not be reached or answered with an error; the message is the target's.
+        TargetFailed,
+        /// The session's transport cannot do it (Disconnect over SSH).
+        NotSupported,
+        /// The relay failed; the detail is in its log.
+        Internal,
+    }
 }
 
 /// Browser → relay.
@@ -510,77 +702,121 @@ pub enum ClientMessage {
     },
 }
 
-/// A pipeline the relay still keeps (`history`): a console command or one session's part of an Invoke-Command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PipelineRecord {
-    /// The session.
-    pub session: SessionId,
-    /// The pipeline.
-    pub pipeline: PipelineId,
-    /// The script.
-    pub script: String,
-    /// The prompt it was typed at (`PS C:\>`; empty for Invoke-Command).
-    #[serde(default)]
-    pub prompt: String,
-    /// The Invoke-Command run it belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invocation: Option<InvocationId>,
-    /// It has ended.
-    pub finished: bool,
+relay_struct! {
+    /// A pipeline the relay still keeps (`history`): a console command or one session's part of an Invoke-Command.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct PipelineRecord {
+        /// The session.
+        pub session: SessionId,
+        /// The pipeline.
+        pub pipeline: PipelineId,
+        /// The script.
+        pub script: String,
+        /// The prompt it was typed at (`PS C:\>`; empty for Invoke-Command).
+        #[serde(default)]
+        pub prompt: String,
+        /// The Invoke-Command run it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub invocation: Option<InvocationId>,
+        /// It has ended.
+        pub finished: bool,
+    }
 }
 
-/// An Invoke-Command run the relay still keeps (`history`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InvocationRecord {
-    /// The run.
-    pub invocation: InvocationId,
-    /// The script.
-    pub script: String,
-    /// The throttle limit in effect.
-    pub throttle_limit: u32,
-    /// The sessions, in the order asked, with their computer names.
-    pub sessions: Vec<(SessionId, String)>,
-    /// Each session's outcome so far: those that finished, in the order they did.
-    pub hosts: Vec<InvokeHost>,
-    /// Every session has finished (`invoke_finished` was sent).
-    pub finished: bool,
+relay_struct! {
+    /// An Invoke-Command run the relay still keeps (`history`).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct InvocationRecord {
+        /// The run.
+        pub invocation: InvocationId,
+        /// The script.
+        pub script: String,
+        /// The throttle limit in effect.
+        pub throttle_limit: u32,
+        /// The sessions, in the order asked, with their computer names.
+        pub sessions: Vec<(SessionId, String)>,
+        /// Each session's outcome so far: those that finished, in the order they did.
+        pub hosts: Vec<InvokeHost>,
+        /// Every session has finished (`invoke_finished` was sent).
+        pub finished: bool,
+    }
 }
 
-/// One of `TabExpansion2`'s `CompletionMatches` (a `CompletionResult`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Completion {
-    /// `CompletionText`: what replaces the range.
-    pub text: String,
-    /// `ListItemText`: what a list of choices shows.
-    pub list_text: String,
-    /// `ResultType` (`Command`, `ParameterName`, `ProviderItem`, …).
-    pub result_type: String,
-    /// `ToolTip`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub tooltip: String,
+relay_struct! {
+    /// One of `TabExpansion2`'s `CompletionMatches` (a `CompletionResult`).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct Completion {
+        /// `CompletionText`: what replaces the range.
+        pub text: String,
+        /// `ListItemText`: what a list of choices shows.
+        pub list_text: String,
+        /// `ResultType` (`Command`, `ParameterName`, `ProviderItem`, …).
+        pub result_type: String,
+        /// `ToolTip`.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub tooltip: String,
+    }
 }
 
-/// Defines [`ServerMessage`] once, for both directions: serialized internally tagged (`{"type": "output", …}`),
-/// and deserialized by [`ServerMessage`]'s own `Deserialize`, which reads `type` (it must come first, as the
-/// relay writes it) and hands the rest of the object to the externally tagged derive of `ServerMessageDef` (a
-/// serde `remote` of the same variants). Serde's internally tagged derive would buffer every message into an
-/// intermediate tree first; this path does not, and its code is a fraction of the size, which matters in the
-/// browser's WebAssembly (about 14 KiB of the gzip budget).
+/// Defines [`ServerMessage`] once, for both directions: serialized internally tagged (`{"type": "output", …}`) by
+/// serde's derive, and deserialized by [`read_fields`] once `type` is read (it must come first, as the relay writes
+/// it), which neither buffers the message as serde's internally tagged derive would nor costs the browser's
+/// WebAssembly a derived visitor per variant.
 macro_rules! server_message {
-    ($($variants:tt)*) => {
+    ($(
+        $(#[$($attr:tt)*])*
+        $variant:ident {
+            $( $(#[$($field_attr:tt)*])* $field:ident : $ty:ty ),* $(,)?
+        }
+    ),* $(,)?) => {
         /// Relay → browser.
         #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
         #[serde(tag = "type", rename_all = "snake_case")]
         pub enum ServerMessage {
-            $($variants)*
+            $(
+                $(#[$($attr)*])*
+                $variant {
+                    $( $(#[$($field_attr)*])* $field: $ty ),*
+                }
+            ),*
         }
 
-        /// [`ServerMessage`] as serde's externally tagged form reads it (see [`server_message`]).
+        /// A [`ServerMessage`]'s `type`, named as serde's derive names the variants.
         #[derive(Deserialize)]
-        #[serde(remote = "ServerMessage", rename_all = "snake_case")]
-        #[allow(dead_code)]
-        enum ServerMessageDef {
-            $($variants)*
+        #[serde(rename_all = "snake_case", variant_identifier)]
+        enum MessageType {
+            $($variant),*
+        }
+
+        impl<'de> Deserialize<'de> for ServerMessage {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_map(MessageVisitor)
+            }
+        }
+
+        struct MessageVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for MessageVisitor {
+            type Value = ServerMessage;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a message object whose first field is `type`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ServerMessage, A::Error> {
+                match map.next_key::<decode::Key<'_>>()? {
+                    Some(key) if key.0 == "type" => {}
+                    Some(_) => return Err(serde::de::Error::custom("a message's `type` must be its first field")),
+                    None => return Err(serde::de::Error::missing_field("type")),
+                }
+                Ok(match map.next_value::<MessageType>()? {
+                    $(
+                        MessageType::$variant => read_fields!(map, ServerMessage::$variant {
+                            $( [$(#[$($field_attr)*])*] $field ),*
+                        }),
+                    )*
+                })
+            }
         }
     };
 }
@@ -781,121 +1017,28 @@ impl ServerMessage {
     }
 }
 
-impl<'de> Deserialize<'de> for ServerMessage {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(tag_first::MessageVisitor)
+relay_struct! {
+    /// `GET /api/config` (HTTP JSON, not a WebSocket message): how the relay wants the page to behave. Answered
+    /// without a login too, then without the targets.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+    pub struct PageConfig {
+        /// Kiosk mode: the sessions panel offers only `kiosk_targets`, and the relay refuses any other target.
+        #[serde(default)]
+        pub kiosk: bool,
+        /// The kiosk's targets (only with a login).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub kiosk_targets: Vec<Target>,
+        /// The target `/embed` opens, when the relay sets one (only with a login); it wins over the page's URL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub embed_target: Option<Target>,
+        /// The `frame-ancestors` sources of `/embed`, the only origins its `postMessage` events go to (empty:
+        /// none).
+        #[serde(default)]
+        pub frame_ancestors: Vec<String>,
+        /// A login ends after this many seconds without activity.
+        #[serde(default)]
+        pub idle_timeout_secs: u64,
     }
-}
-
-/// Reading an internally tagged message whose tag comes first without buffering it (see [`server_message`]).
-mod tag_first {
-    use std::fmt;
-
-    use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, VariantAccess, Visitor};
-
-    use super::{ServerMessage, ServerMessageDef};
-
-    pub(super) struct MessageVisitor;
-
-    impl<'de> Visitor<'de> for MessageVisitor {
-        type Value = ServerMessage;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a message object whose first field is `type`")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServerMessage, A::Error> {
-            match map.next_key::<std::borrow::Cow<'de, str>>()? {
-                Some(key) if key == "type" => {}
-                Some(_) => return Err(de::Error::custom("a message's `type` must be its first field")),
-                None => return Err(de::Error::missing_field("type")),
-            }
-            let tag: std::borrow::Cow<'de, str> = map.next_value()?;
-            ServerMessageDef::deserialize(Rest { tag, map })
-        }
-    }
-
-    /// The variant named by the tag, with the rest of the object as its fields.
-    struct Rest<'de, A> {
-        tag: std::borrow::Cow<'de, str>,
-        map: A,
-    }
-
-    impl<'de, A: MapAccess<'de>> Deserializer<'de> for Rest<'de, A> {
-        type Error = A::Error;
-
-        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
-            visitor.visit_enum(self)
-        }
-
-        fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, A::Error> {
-            visitor.visit_enum(self)
-        }
-
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
-            unit_struct newtype_struct seq tuple tuple_struct map struct identifier ignored_any
-        }
-    }
-
-    impl<'de, A: MapAccess<'de>> EnumAccess<'de> for Rest<'de, A> {
-        type Error = A::Error;
-        type Variant = Fields<A>;
-
-        fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Fields<A>), A::Error> {
-            let tag: de::value::CowStrDeserializer<'de, A::Error> = self.tag.into_deserializer();
-            Ok((seed.deserialize(tag)?, Fields(self.map)))
-        }
-    }
-
-    /// The fields after the tag.
-    struct Fields<A>(A);
-
-    impl<'de, A: MapAccess<'de>> VariantAccess<'de> for Fields<A> {
-        type Error = A::Error;
-
-        fn unit_variant(mut self) -> Result<(), A::Error> {
-            // Nothing else may follow the tag.
-            match self.0.next_key::<de::IgnoredAny>()? {
-                None => Ok(()),
-                Some(_) => Err(de::Error::custom("unexpected fields")),
-            }
-        }
-
-        fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _seed: T) -> Result<T::Value, A::Error> {
-            Err(de::Error::custom("no message is a newtype variant"))
-        }
-
-        fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, A::Error> {
-            Err(de::Error::custom("no message is a tuple variant"))
-        }
-
-        fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, A::Error> {
-            visitor.visit_map(self.0)
-        }
-    }
-}
-
-/// `GET /api/config` (HTTP JSON, not a WebSocket message): how the relay wants the page to behave. Answered
-/// without a login too, then without the targets.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageConfig {
-    /// Kiosk mode: the sessions panel offers only `kiosk_targets`, and the relay refuses any other target.
-    #[serde(default)]
-    pub kiosk: bool,
-    /// The kiosk's targets (only with a login).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kiosk_targets: Vec<Target>,
-    /// The target `/embed` opens, when the relay sets one (only with a login); it wins over the page's URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub embed_target: Option<Target>,
-    /// The `frame-ancestors` sources of `/embed`, the only origins its `postMessage` events go to (empty:
-    /// none).
-    #[serde(default)]
-    pub frame_ancestors: Vec<String>,
-    /// A login ends after this many seconds without activity.
-    #[serde(default)]
-    pub idle_timeout_secs: u64,
 }
 
 #[cfg(test)]
@@ -1161,5 +1304,95 @@ mod tests {
             r#"{"type":"invoke_finished","invocation":3,"hosts":[{"session":1,"computer_name":"srv01","pipeline":4,"state":"completed"}]}"#,
         );
         check_server(ServerMessage::error(ErrorCode::BadMessage, "x"), r#"{"type":"error","code":"bad_message","message":"x"}"#);
+    }
+
+    /// The relay's messages read as serde's derive read them: fields in any order, unknown ones skipped, defaults for
+    /// the `#[serde(default)]` ones (so each type's required fields are exactly those without).
+    #[test]
+    fn relay_messages_read_like_the_derive() {
+        let read = |json: &str| serde_json::from_str::<ServerMessage>(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let info = SessionInfo {
+            id: SessionId(1),
+            name: "a".into(),
+            computer_name: "srv".into(),
+            transport: Transport::Ssh,
+            state: SessionState::Opened,
+            availability: Availability::Available,
+            reason: None,
+            prompt: None,
+            configuration_name: None,
+            instance_id: None,
+            can_disconnect: false,
+        };
+        assert_eq!(
+            read(r#"{"type":"session_changed","later":{"x":[1,2.5,null]},"session":{"transport":"ssh","name":"a","id":1,"computer_name":"srv","state":"opened","availability":"available","later":true}}"#),
+            ServerMessage::SessionChanged { session: info }
+        );
+        assert_eq!(
+            read(r#"{"type":"remote_shells","computer_name":"srv","shells":[{"shell_id":"0A","name":"R","state":"Disconnected","owner":"o","configuration_name":"c"}]}"#),
+            ServerMessage::RemoteShells {
+                computer_name: "srv".into(),
+                shells: vec![RemoteShell {
+                    shell_id: "0A".into(),
+                    name: "R".into(),
+                    state: "Disconnected".into(),
+                    owner: "o".into(),
+                    configuration_name: "c".into(),
+                    client_ip: String::new(),
+                    idle_timeout_secs: None,
+                    commands: 0,
+                    session: None,
+                }],
+            }
+        );
+        assert_eq!(
+            read(r#"{"type":"history","pipelines":[{"session":1,"pipeline":2,"script":"gps","finished":false}],"invocations":[{"invocation":3,"script":"gps","throttle_limit":2,"sessions":[[1,"srv"]],"hosts":[{"session":1,"computer_name":"srv","state":"failed"}],"finished":false}]}"#),
+            ServerMessage::History {
+                pipelines: vec![PipelineRecord { session: SessionId(1), pipeline: PipelineId(2), script: "gps".into(), prompt: String::new(), invocation: None, finished: false }],
+                invocations: vec![InvocationRecord {
+                    invocation: InvocationId(3),
+                    script: "gps".into(),
+                    throttle_limit: 2,
+                    sessions: vec![(SessionId(1), "srv".into())],
+                    hosts: vec![InvokeHost { session: SessionId(1), computer_name: "srv".into(), pipeline: None, state: PipelineState::Failed, error: None, message: None }],
+                    finished: false,
+                }],
+            }
+        );
+        assert_eq!(
+            read(r#"{"type":"invoke_started","invocation":1,"sessions":[1],"throttle_limit":32}"#),
+            ServerMessage::InvokeStarted { invocation: InvocationId(1), sessions: vec![SessionId(1)], throttle_limit: 32, script: String::new() }
+        );
+        assert_eq!(read(r#"{"type":"prompt_state"}"#), ServerMessage::PromptState { entered: None });
+        assert_eq!(read(r#"{"type":"prompt_state","entered":null}"#), ServerMessage::PromptState { entered: None });
+        assert_eq!(
+            read(r#"{"type":"prompt_modules","modules":[{"name":"m","session":2,"commands":["New-remADUser"]}]}"#),
+            ServerMessage::PromptModules { modules: vec![PromptModule { name: "m".into(), session: SessionId(2), commands: vec!["New-remADUser".into()] }] }
+        );
+        assert_eq!(
+            read(r#"{"type":"completions","session":1,"input":"gp","cursor":2,"replacement_index":0,"replacement_length":2,"matches":[{"text":"gps","list_text":"gps","result_type":"Command"}]}"#),
+            ServerMessage::Completions {
+                session: SessionId(1),
+                input: "gp".into(),
+                cursor: 2,
+                replacement_index: 0,
+                replacement_length: 2,
+                matches: vec![Completion { text: "gps".into(), list_text: "gps".into(), result_type: "Command".into(), tooltip: String::new() }],
+            }
+        );
+        // A name with an escape is the same name.
+        assert_eq!(read(r#"{"type":"hello","prot\u006fcol":1,"server":"0.1","user":"u"}"#), ServerMessage::Hello { protocol: 1, server: "0.1".into(), user: "u".into() });
+        // Errors in serde's words.
+        for (json, error) in [
+            (r#"{"type":"output","session":1,"pipeline":2,"seq":3}"#, "missing field `clixml`"),
+            (r#"{"type":"pipeline_started","session":1,"session":2,"pipeline":3}"#, "duplicate field `session`"),
+            (r#"{"type":"record","session":1,"pipeline":2,"seq":3,"kind":"loud","clixml":""}"#, "unknown variant `loud`, expected one of"),
+            (r#"{"type":"sessions","sessions":[{"id":1}]}"#, "missing field `name`"),
+            (r#"{"type":"sessions","sessions":["a"]}"#, "invalid type: string \"a\", expected struct SessionInfo"),
+            (r#"{"type":"nope"}"#, "unknown variant `nope`, expected one of `hello`, `sessions`"),
+        ] {
+            let e = serde_json::from_str::<ServerMessage>(json).expect_err(json).to_string();
+            assert!(e.contains(error), "{json}: {e}");
+        }
     }
 }

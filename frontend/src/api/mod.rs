@@ -253,13 +253,19 @@ impl Socket {
     }
 }
 
+/// The body of `POST /api/login`.
+#[derive(serde::Serialize)]
+struct Credentials<'a> {
+    name: &'a str,
+    password: &'a str,
+}
+
 /// `POST /api/login`: `Ok(user)`, or the message to show.
 pub async fn login(name: &str, password: &str) -> Result<String, String> {
-    let body = serde_json::json!({ "name": name, "password": password });
-    let request = gloo_net::http::Request::post("/api/login").json(&body).map_err(|e| e.to_string())?;
-    let response = request.send().await.map_err(|e| format!("the relay cannot be reached: {e}"))?;
+    let body = serde_json::to_string(&Credentials { name, password }).map_err(|e| e.to_string())?;
+    let response = fetch("POST", "/api/login", Some(&body)).await.map_err(|e| format!("the relay cannot be reached: {e}"))?;
     match response.status() {
-        200 => Ok(user_of(&response.text().await.unwrap_or_default()).unwrap_or_else(|| name.to_owned())),
+        200 => Ok(text(&response).await.and_then(|t| user_of(&t)).unwrap_or_else(|| name.to_owned())),
         401 => Err("wrong user name or password".into()),
         status => Err(format!("login failed (HTTP {status})")),
     }
@@ -267,17 +273,17 @@ pub async fn login(name: &str, password: &str) -> Result<String, String> {
 
 /// `GET /api/me`: the logged-in user, if any.
 pub async fn me() -> Option<String> {
-    let response = gloo_net::http::Request::get("/api/me").send().await.ok()?;
+    let response = fetch("GET", "/api/me", None).await.ok()?;
     if response.status() != 200 {
         return None;
     }
-    user_of(&response.text().await.ok()?)
+    user_of(&text(&response).await?)
 }
 
 /// Whether the login is current: `Some(false)` when the relay says it is not (401), `None` when the relay cannot
 /// be reached.
 pub async fn login_state() -> Option<bool> {
-    let response = gloo_net::http::Request::get("/api/me").send().await.ok()?;
+    let response = fetch("GET", "/api/me", None).await.ok()?;
     match response.status() {
         200 => Some(true),
         401 => Some(false),
@@ -287,16 +293,43 @@ pub async fn login_state() -> Option<bool> {
 
 /// `GET /api/config`: kiosk mode, the embed page's settings (the targets only once logged in).
 pub async fn page_config() -> Option<psgate_shared::api::PageConfig> {
-    let response = gloo_net::http::Request::get("/api/config").send().await.ok()?;
+    let response = fetch("GET", "/api/config", None).await.ok()?;
     if response.status() != 200 {
         return None;
     }
-    serde_json::from_str(&response.text().await.ok()?).ok()
+    serde_json::from_str(&text(&response).await?).ok()
 }
 
 /// `POST /api/logout`.
 pub async fn logout() {
-    let _ = gloo_net::http::Request::post("/api/logout").send().await;
+    let _ = fetch("POST", "/api/logout", None).await;
+}
+
+/// A request to the relay (`url` on the page's origin, with a JSON body or none): its response, or why there is
+/// none as JavaScript words it (`TypeError: Failed to fetch`). The browser's `fetch` itself: these few calls need
+/// no request builder.
+async fn fetch(method: &str, url: &str, json: Option<&str>) -> Result<web_sys::Response, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    if let Some(body) = json {
+        let headers = web_sys::Headers::new().map_err(js_error)?;
+        headers.set("Content-Type", "application/json").map_err(js_error)?;
+        init.set_headers(&headers);
+        init.set_body(&body.into());
+    }
+    let window = web_sys::window().ok_or("no window")?;
+    let response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(js_error)?;
+    Ok(response.unchecked_into())
+}
+
+/// A response's body as text.
+async fn text(response: &web_sys::Response) -> Option<String> {
+    wasm_bindgen_futures::JsFuture::from(response.text().ok()?).await.ok()?.as_string()
+}
+
+/// A JavaScript error as its `toString()` says it.
+fn js_error(error: wasm_bindgen::JsValue) -> String {
+    js_sys::Object::from(error).to_string().into()
 }
 
 /// The `name` of a `{"name": …}` answer. In the browser its own JSON parser reads it: serde_json's generic `Value`

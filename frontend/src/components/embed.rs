@@ -12,11 +12,11 @@ use yew::prelude::*;
 use super::shell::{Login, SessionConsole, use_page_start};
 use crate::api::{self, Event, Socket};
 use crate::app::{Action, Auth, Link, State, session_state_label};
-use crate::embed::{Tracker, choose_target, find_embedded, needs_password, origin_of, post_origins, target_from_query};
+use crate::embed::{ParentEvent, Tracker, choose_target, find_embedded, needs_password, origin_of, post_origins, target_from_query};
 
 /// Posts `events` to the parent window, only to the origins [`post_origins`] allows (none when the page is not
 /// framed).
-fn post(events: &[serde_json::Value], frame_ancestors: &[String]) {
+fn post(events: &[ParentEvent], frame_ancestors: &[String]) {
     if events.is_empty() {
         return;
     }
