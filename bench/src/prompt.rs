@@ -44,6 +44,8 @@ pub(crate) fn info(id: u64, computer: &str) -> SessionInfo {
         configuration_name: Some("Microsoft.PowerShell".into()),
         instance_id: Some(format!("00000000-0000-0000-0000-{id:012}")),
         can_disconnect: true,
+        idle_left_secs: None,
+        run_left_secs: None,
     }
 }
 

@@ -113,6 +113,8 @@ pub fn local_info() -> SessionInfo {
         configuration_name: None,
         instance_id: None,
         can_disconnect: false,
+        idle_left_secs: None,
+        run_left_secs: None,
     }
 }
 
@@ -968,6 +970,8 @@ mod tests {
             configuration_name: None,
             instance_id: None,
             can_disconnect: false,
+            idle_left_secs: None,
+            run_left_secs: None,
         }
     }
 

@@ -281,6 +281,11 @@ impl Clock {
         if self.warned.take().is_some() { Due::Clear } else { Due::Nothing }
     }
 
+    /// Whether a quota counts down for this session (IdleTimeout or MaxShellRunTime).
+    pub fn counts(&self) -> bool {
+        self.idle.is_some() || self.run.is_some()
+    }
+
     /// When to look again: the next warning or close (`None`: never).
     pub fn next_wake(&self, activity: tokio::time::Instant, busy: bool) -> Option<tokio::time::Instant> {
         let (at, limit) = self.deadline(activity, busy)?;

@@ -372,6 +372,13 @@ relay_struct! {
         /// It can be disconnected and connected again (WinRM).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pub can_disconnect: bool,
+        /// Seconds until the relay's IdleTimeout quota closes it, when one applies (none while a command runs in it
+        /// connected); as of the message (the relay sends the session again at least once a minute while it counts).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub idle_left_secs: Option<u64>,
+        /// Seconds until the relay's MaxShellRunTime quota closes it, when one applies.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub run_left_secs: Option<u64>,
     }
 }
 
@@ -1179,7 +1186,7 @@ mod tests {
             prompt: Some("PS C:\\> ".into()),
             configuration_name: None,
             instance_id: None,
-            can_disconnect: false,
+            can_disconnect: false, idle_left_secs: None, run_left_secs: None
         };
         let host = InvokeHost { session: SessionId(1), computer_name: "srv".into(), pipeline: Some(PipelineId(2)), state: PipelineState::Failed, error: None, message: Some("busy".into()) };
         let all = [
@@ -1266,7 +1273,7 @@ mod tests {
                     prompt: None,
                     configuration_name: None,
                     instance_id: None,
-                    can_disconnect: false,
+                    can_disconnect: false, idle_left_secs: None, run_left_secs: None
                 }],
             },
             r#"{"type":"sessions","sessions":[{"id":1,"name":"Runspace1","computer_name":"localhost","transport":"local","state":"opened","availability":"available"}]}"#,
@@ -1284,7 +1291,7 @@ mod tests {
                     prompt: None,
                     configuration_name: Some("Microsoft.PowerShell".into()),
                     instance_id: Some("0A1B".into()),
-                    can_disconnect: true,
+                    can_disconnect: true, idle_left_secs: None, run_left_secs: None
                 },
             },
             r#"{"type":"session_changed","session":{"id":2,"name":"Runspace2","computer_name":"srv02","transport":"winrm","state":"disconnected","availability":"none","configuration_name":"Microsoft.PowerShell","instance_id":"0A1B","can_disconnect":true}}"#,
@@ -1322,7 +1329,7 @@ mod tests {
             prompt: None,
             configuration_name: None,
             instance_id: None,
-            can_disconnect: false,
+            can_disconnect: false, idle_left_secs: None, run_left_secs: None
         };
         assert_eq!(
             read(r#"{"type":"session_changed","later":{"x":[1,2.5,null]},"session":{"transport":"ssh","name":"a","id":1,"computer_name":"srv","state":"opened","availability":"available","later":true}}"#),

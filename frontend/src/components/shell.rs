@@ -387,6 +387,13 @@ fn Sessions(props: &SessionsProps) -> Html {
     let (transport, use_ssl) = &*shown;
     let winrm = transport == "winrm";
     let disconnect_options = props.sessions.iter().any(|s| s.can_disconnect);
+    // The relay's IdleTimeout or MaxShellRunTime counts for some session: a column says when each closes.
+    let quota_column = props.sessions.iter().any(|s| s.idle_left_secs.is_some() || s.run_left_secs.is_some());
+    let headings: &[&str] = if quota_column {
+        &["Id", "Name", "ComputerName", "Transport", "State", "Availability", "ConfigurationName", "Closes in", ""]
+    } else {
+        &["Id", "Name", "ComputerName", "Transport", "State", "Availability", "ConfigurationName", ""]
+    };
     html! {
         <section class="panel sessions">
             <h2>{ "Sessions" }</h2>
@@ -417,7 +424,7 @@ fn Sessions(props: &SessionsProps) -> Html {
             <button type="button" id="prompt-console" class={classes!("secondary", "prompt-console", (props.active == Some(LOCAL_SESSION)).then_some("active"))}
                 onclick={props.on_action.reform(|_: MouseEvent| Action::Select(LOCAL_SESSION))}>{ "PS psgate>" }</button>
             <table class="sessions-table" id="sessions">
-                { head(&["Id", "Name", "ComputerName", "Transport", "State", "Availability", "ConfigurationName", ""]) }
+                { head(headings) }
                 <tbody>
                     { for props.sessions.iter().map(|s| {
                         let id = s.id;
@@ -439,7 +446,15 @@ fn Sessions(props: &SessionsProps) -> Html {
                                 <td class={classes!("state", format!("state-{}", state.to_ascii_lowercase()))}>{ state }</td>
                                 <td>{ availability_label(s.availability) }</td>
                                 <td>{ s.configuration_name.clone().unwrap_or_default() }</td>
+                                if quota_column {
+                                    <td class="session-closes">{ closes_in(s) }</td>
+                                }
                                 <td class="session-actions">
+                                    if s.transport == Transport::Winrm && s.state == SessionState::Opened {
+                                        <button type="button" class="secondary session-quotas" disabled={!props.online}
+                                            title="Get-PSGateQuota -ComputerName: this computer's WSMan quotas beside your shells there (Set-Item WSMan:\\… changes them)"
+                                            onclick={target_quotas(&s.computer_name, &props.on_action, &props.send)}>{ "Quotas" }</button>
+                                    }
                                     if s.can_disconnect || s.state == SessionState::Disconnected {
                                         <button type="button" class="secondary disconnect-session" disabled={!props.online || s.state != SessionState::Opened}
                                             onclick={disconnect(id, &disconnect_refs, &error, &props.send)}>{ "Disconnect" }</button>
@@ -464,6 +479,34 @@ fn Sessions(props: &SessionsProps) -> Html {
             else { <button type="button" class="secondary" id="remove-all" onclick={remove_all}>{ "Remove all" }</button> }
         </section>
     }
+}
+
+/// When the relay's quotas close a session, as of its last update: `59 min (idle)`, `1 h 5 min (run time)`.
+fn closes_in(s: &SessionInfo) -> String {
+    let (secs, why) = match (s.idle_left_secs, s.run_left_secs) {
+        (Some(i), Some(r)) if r < i => (r, "run time"),
+        (Some(i), _) => (i, "idle"),
+        (None, Some(r)) => (r, "run time"),
+        (None, None) => return String::new(),
+    };
+    let text = match secs {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    };
+    format!("{text} ({why})")
+}
+
+/// The Quotas button: `Get-PSGateQuota -ComputerName <computer>` at psgate's prompt, shown there.
+fn target_quotas(computer: &str, on_action: &Callback<Action>, send: &Callback<ClientMessage>) -> Callback<MouseEvent> {
+    let script = format!("Get-PSGateQuota -ComputerName '{}'", computer.replace('\'', "''"));
+    let (on_action, send) = (on_action.clone(), send.clone());
+    Callback::from(move |e: MouseEvent| {
+        e.stop_propagation();
+        on_action.emit(Action::Select(LOCAL_SESSION));
+        on_action.emit(Action::Ran(LOCAL_SESSION, script.clone()));
+        send.emit(ClientMessage::Run { session: LOCAL_SESSION, script: script.clone() });
+    })
 }
 
 /// `<label>LABEL<input></label>`: never given a value (a re-render would put it back over what the user typed).

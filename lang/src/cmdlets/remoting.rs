@@ -552,6 +552,8 @@ fn get_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
                             configuration_name: Some(shell.configuration_name.clone()),
                             instance_id: Some(id.clone()),
                             can_disconnect: true,
+                            idle_left_secs: None,
+                            run_left_secs: None,
                         };
                         let mut keep_target = target.clone();
                         keep_target.shell_id = Some(id.clone());

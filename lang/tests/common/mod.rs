@@ -145,6 +145,8 @@ impl Fake {
             configuration_name: winrm.then(|| t.configuration_name.clone().unwrap_or_else(|| "Microsoft.PowerShell".into())),
             instance_id: t.shell_id.clone().or_else(|| winrm.then(|| format!("00000000-0000-0000-0000-{:012}", id.0))),
             can_disconnect: winrm,
+            idle_left_secs: None,
+            run_left_secs: None,
         };
         self.sessions.push(info.clone());
         info

@@ -44,6 +44,9 @@ pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Changes queued for each listener before a slow one lags: room for an Invoke-Command over hundreds of
 /// sessions (two messages each).
 pub const CHANGES_KEPT: usize = 8192;
+
+/// How often a session under the IdleTimeout or MaxShellRunTime quota is sent to its pages again (its time left).
+const QUOTA_REFRESH: Duration = Duration::from_secs(60);
 /// How long the relay's own pipelines (the prompt, tab completion) may run before they are stopped.
 pub const INTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -645,6 +648,8 @@ impl Manager {
             configuration_name: winrm.then(|| crate::config::configuration(target.configuration_name.as_deref()).to_owned()),
             instance_id: target.shell_id.as_ref().map(|s| s.to_uppercase()),
             can_disconnect: winrm,
+            idle_left_secs: None,
+            run_left_secs: None,
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
@@ -1026,7 +1031,11 @@ impl Manager {
         let entries: Vec<Arc<Entry>> = lock(&self.inner).sessions.values().filter(|e| e.owner == owner).cloned().collect();
         entries
             .iter()
-            .map(|e| lock(&e.info).clone())
+            .map(|e| {
+                let mut info = lock(&e.info).clone();
+                (info.idle_left_secs, info.run_left_secs) = self.time_left_of(e);
+                info
+            })
             .filter(|i| computer_name.is_none_or(|c| i.computer_name.eq_ignore_ascii_case(c)))
             .filter(|i| name.is_none_or(|n| i.name.eq_ignore_ascii_case(n)))
             .collect()
@@ -1303,11 +1312,12 @@ impl Manager {
     }
 
     fn update(&self, entry: &Entry, f: impl FnOnce(&mut SessionInfo)) {
-        let info = {
+        let mut info = {
             let mut info = lock(&entry.info);
             f(&mut info);
             info.clone()
         };
+        (info.idle_left_secs, info.run_left_secs) = self.time_left_of(entry);
         let (id, state) = (info.id, info.state);
         self.publish(&entry.owner, ServerMessage::SessionChanged { session: info });
         // A session that breaks or is disconnected under psgate's prompt is left, as PowerShell's console pops it.
@@ -1750,6 +1760,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
     let opened_at = *lock(&entry.opened_at).get_or_insert_with(tokio::time::Instant::now);
     let mut clock = crate::quotas::Clock::new(&manager.quotas_of(&entry), opened_at);
     let mut was_busy = false;
+    let mut published = tokio::time::Instant::now();
     let reason = loop {
         // A pipeline running in a connected session is activity (the client keeps asking for its output); its end
         // starts the idle clock. A disconnected session is idle from its disconnection, whatever runs.
@@ -1779,7 +1790,15 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
             crate::quotas::Due::Clear => manager.update(&entry, |i| i.reason = None),
             crate::quotas::Due::Nothing => {}
         }
-        let wake = clock.next_wake(*lock(&entry.activity), busy);
+        // While a quota counts, the pages get the session (its time left) again at least once a minute.
+        let mut wake = clock.next_wake(*lock(&entry.activity), busy);
+        if clock.counts() {
+            if now >= published + QUOTA_REFRESH {
+                published = now;
+                manager.update(&entry, |_| {});
+            }
+            wake = Some(wake.map_or(published + QUOTA_REFRESH, |w| w.min(published + QUOTA_REFRESH)));
+        }
         // A console command ended: ask for the prompt again (its location may have changed), as the console does.
         if prompt_stale && running.is_none() && internal.is_none() {
             prompt_stale = false;
