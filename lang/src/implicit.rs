@@ -546,7 +546,7 @@ fn export_pssession(cx: &mut Ctx<'_>, b: &Bound, sink: &mut Sink<'_>) -> R<()> {
         cx.emit(sink, values::object(&["System.IO.FileInfo", "System.IO.FileSystemInfo"], Some(path), props));
     }
     if unsaved {
-        warn(cx, "This console cannot write files on your machine: each file's text is in its Content property. psgate shell writes them (Export-PSSession there).");
+        warn(cx, "This console cannot write files on your machine: each file's text is in its Content property (the browser offers each as a download). psgate shell writes them (Export-PSSession there).");
     }
     Ok(())
 }

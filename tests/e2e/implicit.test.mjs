@@ -90,6 +90,20 @@ describe('implicit remoting', () => {
     await input.fill('');
   });
 
+  test('Export-PSSession: the module\'s files download from the page', async () => {
+    const exported = await run('Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote');
+    const links = exported.locator('.downloads a.download');
+    await links.first().waitFor();
+    assert.deepEqual(await links.evaluateAll((as) => as.map((a) => a.getAttribute('download'))), ['ADRemote.psm1', 'ADRemote.psd1', 'ADRemote.format.ps1xml']);
+    const [download] = await Promise.all([page.waitForEvent('download'), links.nth(1).click()]);
+    assert.equal(download.suggestedFilename(), 'ADRemote.psd1');
+    const file = await download.path();
+    const manifest = (await import('node:fs')).readFileSync(file, 'utf8');
+    assert.match(manifest, /RootModule = 'ADRemote\.psm1'/);
+    assert.match(manifest, /FormatsToProcess = @\('ADRemote\.format\.ps1xml'\)/);
+    await shot('implicit-export.png');
+  });
+
   test('removing the session removes the module, and says so', async () => {
     const removed = await run('Get-PSSession | Remove-PSSession');
     await removed.locator('.stream-warning, .warning', { hasText: 'was removed with its commands' }).first().waitFor();

@@ -481,6 +481,34 @@ fn Sessions(props: &SessionsProps) -> Html {
     }
 }
 
+/// Files a command gave to save on this machine (Export-PSSession's module: `FileInfo` objects with their text in
+/// `Content`, since the relay writes nothing where its users say): a download link for each. Only short outputs are
+/// looked at.
+fn downloads(items: &crate::render::log::Log<psgate_shared::clixml::Item>) -> Html {
+    if items.len() > 16 {
+        return Html::default();
+    }
+    let files: Vec<(String, String)> = items.with(|items| {
+        items
+            .iter()
+            .filter_map(|i| {
+                let o = i.value.as_object().filter(|o| o.is_type("System.IO.FileInfo"))?;
+                let name = o.property("Name")?.as_str()?.to_owned();
+                let content = o.property("Content")?.as_str()?;
+                Some((name, format!("data:text/plain;charset=utf-8,{}", js_sys::encode_uri_component(content))))
+            })
+            .collect()
+    });
+    if files.is_empty() {
+        return Html::default();
+    }
+    html! {
+        <div class="downloads">
+            { for files.into_iter().map(|(name, href)| html! { <a class="download" {href} download={name.clone()}>{ format!("Download {name}") }</a> }) }
+        </div>
+    }
+}
+
 /// When the relay's quotas close a session, as of its last update: `59 min (idle)`, `1 h 5 min (run time)`.
 fn closes_in(s: &SessionInfo) -> String {
     let (secs, why) = match (s.idle_left_secs, s.run_left_secs) {
@@ -899,6 +927,7 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
                     <div class="console-entry" data-pipeline={e.pipeline.map(|p| p.0.to_string())}>
                         <pre class="console-command"><span class="console-prompt">{ &e.prompt }</span>{ " " }{ &e.script }</pre>
                         <super::output::Output blocks={e.blocks.clone()} />
+                        { downloads(&e.items) }
                         if let Some(state) = e.state.filter(|s| !matches!(s, psgate_shared::api::PipelineState::Running | psgate_shared::api::PipelineState::Completed)) {
                             <div class="pipeline-end">{ format!("({})", pipeline_state_name(state)) }</div>
                         }
