@@ -32,6 +32,7 @@ fn every_quota() -> Quotas {
         max_shells_per_user: Some(1000),
         max_concurrent_users: Some(100),
         max_connections: Some(1000),
+        max_memory_per_shell_mb: Some(150),
         warning_secs: Some(300),
     }
 }
@@ -97,7 +98,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         let plain = Manager::new(config(Quotas::default()));
         let quota = Manager::new(config(every_quota()));
         println!(
-            "Relay quotas ({} build): the session manager in this process, [quotas] with every quota set beside none, alternating; the peer tests/peers/psrp_host.py (local transport); load average {}\n",
+            "Relay quotas ({} build): the session manager in this process, [quotas] with every quota set (MaxMemoryPerShellMB 150 included) beside none, alternating; the peer tests/peers/psrp_host.py (local transport); load average {}\n",
             if cfg!(debug_assertions) { "DEBUG" } else { "release" },
             std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         );

@@ -10,10 +10,10 @@
 //! | `max_shells_per_user` | Shell MaxShellsPerUser | refuses New-PSSession beyond it |
 //! | `max_concurrent_users` | Shell MaxConcurrentUsers | refuses a further user's first session |
 //! | `max_connections` | Service MaxConnections | answers 503 with `Retry-After` beyond it (WebSockets and API requests) |
+//! | `max_memory_per_shell_mb` | Shell MaxMemoryPerShellMB | bounds the output the relay keeps for a command of the session |
 //!
-//! Without a key there is no limit. Windows' MaxProcessesPerShell, MaxMemoryPerShellMB (the target's own memory)
-//! and MaxConcurrentOperationsPerUser have no meaning for the relay: it runs no processes for a shell, and the
-//! targets enforce their own.
+//! Without a key there is no limit. Windows' MaxProcessesPerShell and MaxConcurrentOperationsPerUser have no meaning
+//! for the relay: it runs no processes for a shell, and the targets enforce their own.
 
 use psgate_shared::api::{SessionState, Transport};
 use serde::Deserialize;
@@ -32,6 +32,9 @@ pub struct Quotas {
     pub max_concurrent_users: Option<u32>,
     /// MaxConnections (`[quotas]` only).
     pub max_connections: Option<u32>,
+    /// MaxMemoryPerShellMB: the output the relay keeps for a command of the session, in MiB (beyond it the oldest is
+    /// dropped, or, while a page follows the command, the target waits for it).
+    pub max_memory_per_shell_mb: Option<u32>,
     /// How long before an idle or run-time close the user's pages are warned, in seconds (`[quotas]` only;
     /// default 300, and never more than half the limit).
     pub warning_secs: Option<u64>,
@@ -77,7 +80,12 @@ impl Quotas {
                 _ => {}
             }
         }
-        for (key, v) in [("max_shells_per_user", self.max_shells_per_user), ("max_concurrent_users", self.max_concurrent_users), ("max_connections", self.max_connections)] {
+        for (key, v) in [
+            ("max_shells_per_user", self.max_shells_per_user),
+            ("max_concurrent_users", self.max_concurrent_users),
+            ("max_connections", self.max_connections),
+            ("max_memory_per_shell_mb", self.max_memory_per_shell_mb),
+        ] {
             if v == Some(0) {
                 return Err(format!("{what} {key} must be at least 1 (leave it out for no limit)"));
             }
@@ -102,6 +110,7 @@ impl Quotas {
             max_shells_per_user: min(self.max_shells_per_user, other.max_shells_per_user),
             max_concurrent_users: min(self.max_concurrent_users, other.max_concurrent_users),
             max_connections: min(self.max_connections, other.max_connections),
+            max_memory_per_shell_mb: min(self.max_memory_per_shell_mb, other.max_memory_per_shell_mb),
             warning_secs: min(self.warning_secs, other.warning_secs),
         }
     }

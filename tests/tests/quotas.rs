@@ -359,3 +359,30 @@ async fn a_non_administrator_cannot_change_a_targets_configuration() {
     assert!(shown.errors[0].contains("Access is denied"), "{shown:?}");
     assert_eq!(lines(&prompt(&mut c, "(Get-Item WSMan:\\127.0.0.1\\Shell\\MaxShellsPerUser).Value").await.text), ["2147483647"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_memory_per_shell_mb_bounds_the_output_the_relay_keeps() {
+    let relay = relay_with(with_quotas(Quotas { max_memory_per_shell_mb: Some(1), ..Quotas::default() }, Quotas::default())).await;
+    let mut c = Client::connect(&relay, "alice").await;
+    let id = c.new_session().await;
+    // Nobody follows this command: beyond 1 MiB its oldest output is dropped (a page that attaches later is told
+    // how much), the newest kept.
+    let (_, buffer) = relay.manager.run("alice", id, "Get-Objects -Count 300 -Size large".into()).expect("started");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while buffer.outcome().is_none() {
+        assert!(std::time::Instant::now() < end, "the command ended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let batch = buffer.read(0, 100_000);
+    let kept: usize = batch
+        .events
+        .iter()
+        .map(|e| match e {
+            ServerMessage::Output { clixml, .. } => clixml.len(),
+            _ => 0,
+        })
+        .sum();
+    assert!(batch.dropped > 0, "output beyond 1 MiB was dropped");
+    assert!(kept <= 1024 * 1024 && kept > 512 * 1024, "{kept} bytes kept");
+    assert_eq!(batch.dropped as usize + batch.events.len(), 301, "300 objects and their end: nothing lost uncounted");
+}

@@ -46,6 +46,8 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
                                          # disconnected one counts from its disconnection; a running command is use)
   max_shell_run_time_secs = 28800        # MaxShellRunTime: a session is closed this long after it opened
   warning_secs = 300                     # the user's pages are warned this long before either close
+  max_memory_per_shell_mb = 150          # MaxMemoryPerShellMB: output kept for a command (beyond: the oldest dropped,
+                                         # or the target waits while a page follows it)
   [winrm]                                # WinRM targets
   ca_file = \"/etc/psgate/winrm-ca.pem\"   # CA certificates for HTTPS targets, besides the system's
   danger_accept_invalid_certificates = false   # lab only: any HTTPS certificate

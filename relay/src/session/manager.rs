@@ -84,6 +84,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// oldest events (a page that comes back later is told how many it missed).
 #[derive(Debug)]
 pub struct Buffer {
+    /// The most output it keeps, in bytes (the session's MaxMemoryPerShellMB).
+    max_bytes: usize,
     inner: Mutex<BufferInner>,
     /// The last sequence number written (subscribers wait on it).
     last: watch::Sender<u64>,
@@ -118,9 +120,19 @@ impl Drop for Reader<'_> {
     }
 }
 
+/// What an event counts against the MaxMemoryPerShellMB quota: its objects' CLIXML (and a little for the rest).
+fn event_bytes(event: &ServerMessage) -> usize {
+    match event {
+        ServerMessage::Output { clixml, .. } | ServerMessage::Record { clixml, .. } => clixml.len() + 64,
+        _ => 64,
+    }
+}
+
 #[derive(Debug, Default)]
 struct BufferInner {
     events: VecDeque<ServerMessage>,
+    /// What `events` count against the byte bound.
+    bytes: usize,
     /// The sequence number of `events[0]`.
     first: u64,
     finished: bool,
@@ -139,7 +151,14 @@ pub struct Batch {
 
 impl Buffer {
     pub(super) fn new() -> Buffer {
+        Buffer::with_limit(None)
+    }
+
+    /// A buffer that also keeps at most `max_bytes` of output (the MaxMemoryPerShellMB quota; `None`: only the
+    /// [`BUFFER_EVENTS`] bound).
+    pub(super) fn with_limit(max_bytes: Option<usize>) -> Buffer {
         Buffer {
+            max_bytes: max_bytes.unwrap_or(usize::MAX).max(1),
             inner: Mutex::new(BufferInner { first: 1, ..BufferInner::default() }),
             last: watch::Sender::new(0),
             readers: Mutex::default(),
@@ -157,11 +176,11 @@ impl Buffer {
 
     /// Whether one more event would drop an event a live reader has not read yet.
     pub fn must_wait(&self) -> bool {
-        let (len, first) = {
+        let (len, first, bytes) = {
             let b = lock(&self.inner);
-            (b.events.len(), b.first)
+            (b.events.len(), b.first, b.bytes)
         };
-        len >= BUFFER_EVENTS && lock(&self.readers).values().any(|&cursor| cursor < first)
+        (len >= BUFFER_EVENTS || bytes >= self.max_bytes) && lock(&self.readers).values().any(|&cursor| cursor < first)
     }
 
     /// Waits until [`Buffer::must_wait`] is false.
@@ -186,9 +205,13 @@ impl Buffer {
             if matches!(event, ServerMessage::PipelineState { state, .. } if state.is_terminal()) {
                 b.finished = true;
             }
+            b.bytes += event_bytes(&event);
             b.events.push_back(event);
-            if b.events.len() > BUFFER_EVENTS {
-                b.events.pop_front();
+            // The oldest go first, the last event always stays.
+            while b.events.len() > 1 && (b.events.len() > BUFFER_EVENTS || b.bytes > self.max_bytes) {
+                if let Some(old) = b.events.pop_front() {
+                    b.bytes -= event_bytes(&old);
+                }
                 b.first += 1;
             }
             seq
@@ -1018,6 +1041,11 @@ impl Manager {
         Ok(out)
     }
 
+    /// The output a command of the session may keep in the relay (MaxMemoryPerShellMB), in bytes.
+    fn output_limit(&self, entry: &Entry) -> Option<usize> {
+        self.quotas_of(entry).max_memory_per_shell_mb.map(|mb| (mb as usize).saturating_mul(1024 * 1024))
+    }
+
     /// The quotas of a session: `[quotas]` tightened by its rule's.
     fn quotas_of(&self, entry: &Entry) -> crate::quotas::Quotas {
         match entry.rule.and_then(|i| self.config.allow.get(i)) {
@@ -1157,7 +1185,7 @@ impl Manager {
             (tagged.then(|| info.computer_name.clone()), prompt)
         };
         let pipeline = self.next_pipeline();
-        let buffer = Arc::new(Buffer::new());
+        let buffer = Arc::new(Buffer::with_limit(self.output_limit(&entry)));
         {
             let mut pipelines = lock(&entry.pipelines);
             pipelines.insert(pipeline, Kept { buffer: buffer.clone(), script, prompt, invocation, hidden });
@@ -1299,7 +1327,7 @@ impl Manager {
             inner.next_pipeline += 1;
             PipelineId(inner.next_pipeline)
         };
-        let buffer = Arc::new(Buffer::new());
+        let buffer = Arc::new(Buffer::with_limit(self.output_limit(entry)));
         let session = {
             let mut info = lock(&entry.info);
             info.availability = Availability::Busy;
@@ -2260,6 +2288,30 @@ mod tests {
         assert_eq!(batch.dropped, 10);
         assert_eq!(batch.events[0].seq(), Some(11));
         assert_eq!(b.read(20, 1).dropped, 0);
+    }
+
+    #[test]
+    fn max_memory_per_shell_mb_bounds_the_bytes_kept_and_a_reader_behind_holds_the_producer() {
+        // 1,000-byte objects in a 10,000-byte buffer: the last nine or ten are kept, the rest dropped and counted.
+        let big = |seq: u64| ServerMessage::Output { session: SessionId(1), pipeline: PipelineId(1), seq, clixml: format!("<S>{}</S>", "x".repeat(929)) };
+        let b = Buffer::with_limit(Some(10_000));
+        for _ in 0..100 {
+            b.push(big);
+        }
+        let batch = b.read(0, 1000);
+        assert!((9..=10).contains(&batch.events.len()), "{} kept", batch.events.len());
+        assert_eq!(batch.dropped as usize + batch.events.len(), 100);
+        assert_eq!(batch.events.last().and_then(ServerMessage::seq), Some(100));
+        // A live reader behind: the producer waits instead (flow control), nothing is lost.
+        let b = Buffer::with_limit(Some(10_000));
+        let _reader = b.reader(0);
+        let mut pushed = 0;
+        while !b.must_wait() {
+            b.push(big);
+            pushed += 1;
+        }
+        assert!((10..=11).contains(&pushed), "{pushed} pushed before waiting");
+        assert_eq!(b.read(0, 1000).dropped, 0);
     }
 
     #[tokio::test]
