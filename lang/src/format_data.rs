@@ -192,11 +192,7 @@ pub(crate) fn apply(view: &FormatView, value: Value, eval: &mut dyn FnMut(&str, 
         object.extended.push(Property { name: column.label.as_str().into(), value: computed });
         shown.push(column.label.clone());
     }
-    let names = values::array(shown.into_iter().map(Value::string).collect());
-    let set = values::object(&["System.Management.Automation.PSPropertySet"], None, vec![("ReferencedPropertyNames", names)]);
-    let standard = Value::member_set(vec![Property { name: "DefaultDisplayPropertySet".into(), value: set }]);
-    object.extended.retain(|p| p.name.as_str() != "PSStandardMembers");
-    object.extended.push(Property { name: "PSStandardMembers".into(), value: standard });
+    values::set_display_properties(&mut object, &shown.iter().map(String::as_str).collect::<Vec<_>>());
     let layout = if view.list { FORMAT_LIST } else { FORMAT_TABLE };
     let mut type_names: Vec<psgate_shared::clixml::Str> = vec![layout.into()];
     type_names.extend(object.type_names().map(Into::into));

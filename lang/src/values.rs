@@ -58,6 +58,15 @@ pub fn object(type_names: &[&str], to_string: Option<String>, properties: Vec<(&
     })
 }
 
+/// Sets an object's `PSStandardMembers.DefaultDisplayPropertySet` to `names` (replacing any it had): the properties a
+/// table or list of it shows, as both renderers read them.
+pub fn set_display_properties(object: &mut Object, names: &[&str]) {
+    let names = array(names.iter().map(|n| Value::string(*n)).collect());
+    let set = self::object(&["System.Management.Automation.PSPropertySet"], None, vec![("ReferencedPropertyNames", names)]);
+    object.extended.retain(|p| p.name.as_str() != "PSStandardMembers");
+    object.extended.push(Property::new("PSStandardMembers", Value::member_set(vec![Property::new("DefaultDisplayPropertySet", set)])));
+}
+
 /// A `PSCustomObject` with these properties.
 pub fn custom_object(properties: Vec<(String, Value)>) -> Value {
     Value::object(Object {

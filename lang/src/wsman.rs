@@ -126,15 +126,9 @@ fn item_object(computer: &str, parent: &[String], item: &crate::remote::WsmanIte
     props.push(("PSPath", Value::string(ps_path(computer, &path))));
     props.push(("PSParentPath", Value::string(ps_path(computer, parent))));
     props.push(("PSChildName", Value::string(item.name.as_str())));
-    let shown = values::array(["Type", "Name", "SourceOfValue", "Value"].iter().map(|s| Value::string(*s)).collect());
-    let set = values::object(&["System.Management.Automation.PSPropertySet"], None, vec![("ReferencedPropertyNames", shown)]);
     let mut object = values::object(&[type_name, "Microsoft.WSMan.Management.WSManConfigElement"], None, props);
     if let Value::Object(o) = &mut object {
-        let o = std::sync::Arc::make_mut(o);
-        o.extended.push(psgate_shared::clixml::Property::new(
-            "PSStandardMembers",
-            Value::member_set(vec![psgate_shared::clixml::Property::new("DefaultDisplayPropertySet", set)]),
-        ));
+        values::set_display_properties(std::sync::Arc::make_mut(o), &["Type", "Name", "SourceOfValue", "Value"]);
     }
     object
 }

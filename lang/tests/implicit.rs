@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Event, World, command_metadata, same, show_command_info};
-use psgate_shared::api::{RecordKind, SessionState};
+use psgate_shared::api::SessionState;
 
 const STRING: &str = "System.String";
 const SWITCH: &str = "System.Management.Automation.SwitchParameter";
@@ -31,16 +31,6 @@ fn ad_world() -> World {
     w
 }
 
-fn warnings(w: &World) -> Vec<String> {
-    w.console
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Record(RecordKind::Warning, v) => Some(psgate_lang::values::text(&psgate_lang::values::property(v, "Message").unwrap_or_else(|| v.clone()))),
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn import_pssession_asks_the_module_and_makes_prefixed_proxies() {
@@ -88,7 +78,7 @@ fn the_filters_of_import_pssession() {
     w.run("Import-PSSession $session -CommandName Get-ADUser, New-ADUser");
     w.run("Import-PSSession $session -CommandName Get-ADUser, Set-ADUser");
     assert_eq!(
-        warnings(&w),
+        w.warnings(),
         ["Proxy creation has been skipped for the following command: 'Get-ADUser', because it would shadow an existing local command.  Use the AllowClobber parameter if you want to shadow existing local commands."]
     );
     same(&w.run("(Get-Module).Count"), "2");
@@ -99,7 +89,7 @@ fn the_filters_of_import_pssession() {
     // An unapproved verb warns, unless -DisableNameChecking.
     let mut w = ad_world();
     w.run("Import-PSSession $session -Module Odd");
-    assert!(warnings(&w).iter().any(|m| m.contains("include unapproved verbs")), "{:?}", warnings(&w));
+    assert!(w.warnings().iter().any(|m| m.contains("include unapproved verbs")), "{:?}", w.warnings());
     // Nothing there: PowerShell's error.
     let shown = w.run("Import-PSSession $session -Module Nothing");
     assert!(shown.contains("Running the Get-Command command in a remote session returned no results."), "{shown}");
@@ -204,7 +194,7 @@ fn export_pssession_where_the_console_cannot_write_files() {
     let mut w = ad_world();
     let shown = w.run("Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote | % Name");
     assert!(shown.contains("ADRemote.psm1\nADRemote.psd1\nADRemote.format.ps1xml"), "{shown}");
-    assert!(warnings(&w).iter().any(|m| m.contains("in its Content property")), "{:?}", warnings(&w));
+    assert!(w.warnings().iter().any(|m| m.contains("in its Content property")), "{:?}", w.warnings());
     let psd1 = w.run("(Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote)[1].Content");
     assert!(psd1.contains("RootModule = 'ADRemote.psm1'") && psd1.contains("'Get-ADUser'"), "{psd1}");
     // The module does not name psgate's session: it makes its own with the user's credential, asked for there.

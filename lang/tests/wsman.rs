@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{Event, World, same};
-use psgate_shared::api::RecordKind;
+use common::{World, same};
 
 fn world() -> World {
     let mut w = World::new().with_credential();
@@ -22,16 +21,6 @@ fn world() -> World {
     w
 }
 
-fn warnings(w: &World) -> Vec<String> {
-    w.console
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Record(RecordKind::Warning, v) => Some(psgate_lang::values::text(&psgate_lang::values::property(v, "Message").unwrap_or_else(|| v.clone()))),
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn get_childitem_lists_a_container_as_the_provider_does() {
@@ -59,12 +48,12 @@ fn get_item_and_set_item_change_a_setting_with_powershells_warnings() {
     w.run("Set-Item WSMan:\\srv02\\Shell\\MaxShellsPerUser 10");
     assert_eq!(w.fake.log.last().map(String::as_str), Some("wsman set srv02/shell/maxshellsperuser = 10"));
     assert_eq!(
-        warnings(&w),
+        w.warnings(),
         ["The updated configuration might affect the operation of the plugins having a per plugin quota value greater than 10. Verify the configuration of all the registered plugins and change the per plugin quota values for the affected plugins."]
     );
     same(&w.run("(Get-Item WSMan:\\srv02\\Shell\\MaxShellsPerUser).Value"), "10");
     w.run("Set-Item -Path WSMan:\\srv02\\Plugin\\microsoft.powershell\\Quotas\\MaxShellsPerUser -Value 5");
-    assert_eq!(warnings(&w).last().map(String::as_str), Some("The configuration changes you made will only be effective after the WinRM service is restarted on srv02."));
+    assert_eq!(w.warnings().last().map(String::as_str), Some("The configuration changes you made will only be effective after the WinRM service is restarted on srv02."));
     // A refusal is the target's, as an error of Set-Item.
     let shown = w.run("Set-Item WSMan:\\srv02\\Shell\\MaxConcurrentUsers 3");
     assert!(shown.contains("cannot be changed because is controlled by policies") && shown.contains("SetItemCommand"), "{shown}");

@@ -490,6 +490,18 @@ impl World {
     }
 
     /// A credential in `$cred` (user ada).
+    /// The warnings the console showed since the last line began.
+    pub fn warnings(&self) -> Vec<String> {
+        self.console
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Record(RecordKind::Warning, v) => Some(psgate_lang::values::text(&psgate_lang::values::property(v, "Message").unwrap_or_else(|| v.clone()))),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn with_credential(mut self) -> World {
         self.console.answers.push_back(HostAnswer::Credential { user: "CONTOSO\\ada".into(), password: "Pa$$w0rd".into() });
         self.run("$cred = Get-Credential");
