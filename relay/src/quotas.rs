@@ -302,6 +302,48 @@ impl Clock {
     }
 }
 
+/// The time the quotas count in: tokio's monotonic clock plus an offset that only a test moves ([`QuotaTime::advance`]),
+/// so an IdleTimeout of an hour is tested without waiting an hour, with real sessions to real targets (which a paused
+/// tokio clock would break: it jumps whenever the runtime waits for the network).
+#[derive(Debug)]
+pub struct QuotaTime {
+    offset: std::sync::Mutex<std::time::Duration>,
+    moved: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for QuotaTime {
+    fn default() -> QuotaTime {
+        QuotaTime { offset: std::sync::Mutex::default(), moved: tokio::sync::watch::Sender::new(0) }
+    }
+}
+
+impl QuotaTime {
+    /// Now, as the quotas see it.
+    pub fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + *self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves the quotas' time `by` forward (tests): every session's clock looks again at once.
+    pub fn advance(&self, by: std::time::Duration) {
+        *self.offset.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += by;
+        self.moved.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Told each time the time is moved.
+    pub fn moves(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.moved.subscribe()
+    }
+
+    /// Sleeps until `at` in the quotas' time, or until the time is moved (then the caller looks again).
+    pub async fn sleep_until(&self, at: tokio::time::Instant, moves: &mut tokio::sync::watch::Receiver<u64>) {
+        let real = tokio::time::Instant::now() + at.saturating_duration_since(self.now());
+        tokio::select! {
+            () = tokio::time::sleep_until(real) => {}
+            _ = moves.changed() => {}
+        }
+    }
+}
+
 /// `45 s`, `5 min`, `2 h 30 min` (rounded up to the second).
 pub fn human(d: std::time::Duration) -> String {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
@@ -317,6 +359,22 @@ pub fn human(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn moving_the_quotas_time_moves_now_and_wakes_a_sleeper_at_once() {
+        let time = std::sync::Arc::new(QuotaTime::default());
+        let start = time.now();
+        let at = start + std::time::Duration::from_secs(3600);
+        let mut moves = time.moves();
+        let sleeper = tokio::spawn({
+            let time = time.clone();
+            async move { time.sleep_until(at, &mut moves).await }
+        });
+        tokio::task::yield_now().await;
+        time.advance(std::time::Duration::from_secs(3600));
+        tokio::time::timeout(std::time::Duration::from_secs(5), sleeper).await.expect("woken, not an hour later").expect("joined");
+        assert!(time.now() >= at, "an hour on");
+    }
 
     fn held<'a>(owner: &'a str, rule: usize, state: SessionState) -> Held<'a> {
         Held { owner, rule: Some(rule), state }

@@ -165,37 +165,67 @@ async fn beyond_max_connections_the_relay_answers_503_with_retry_after_never_a_h
 }
 
 /// The session's changes until it is no longer opened: the warnings the pages got on the way, and its last state.
-async fn until_closed(c: &mut Client, id: psgate_shared::api::SessionId) -> (Vec<String>, psgate_shared::api::SessionInfo, std::time::Duration) {
-    let start = std::time::Instant::now();
+async fn until_closed(c: &mut Client, id: psgate_shared::api::SessionId) -> (Vec<String>, psgate_shared::api::SessionInfo) {
     let mut warnings = Vec::new();
     loop {
         match c.next().await {
             ServerMessage::TargetRefused { code: ErrorCode::QuotaExceeded, message, .. } => warnings.push(message),
-            ServerMessage::SessionChanged { session } if session.id == id && session.state == SessionState::Closed => return (warnings, session, start.elapsed()),
+            ServerMessage::SessionChanged { session } if session.id == id && session.state == SessionState::Closed => return (warnings, session),
             _ => {}
         }
     }
 }
 
+/// The next quota warning the pages get.
+async fn warning(c: &mut Client) -> String {
+    c.until(|m| match m {
+        ServerMessage::TargetRefused { code: ErrorCode::QuotaExceeded, message, .. } => Some(message.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits until `pipeline` runs on the target (its first output): the relay counts the session as in use from then on.
+async fn running(c: &mut Client, pipeline: psgate_shared::api::PipelineId) {
+    c.until(|m| matches!(m, ServerMessage::Output { pipeline: p, .. } if *p == pipeline).then_some(())).await;
+}
+
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_is_warned_then_closed_and_use_keeps_it_open() {
-    // The clock's arithmetic is tested with injected time (psgate_relay::quotas); here the relay runs it for real,
-    // in seconds: a 3 s IdleTimeout with its warning 1 s before.
-    let relay = relay_with(with_quotas(Quotas { idle_timeout_secs: Some(3), warning_secs: Some(1), ..Quotas::default() }, Quotas::default())).await;
+    // An hour's IdleTimeout with its warning a minute before, on the quotas' injected time: the test moves it forward
+    // instead of waiting, while the session runs on a real target.
+    let relay = relay_with(with_quotas(Quotas { idle_timeout_secs: Some(3600), warning_secs: Some(60), ..Quotas::default() }, Quotas::default())).await;
+    let time = relay.manager.quota_time();
     let mut c = Client::connect(&relay, "alice").await;
     let id = c.new_session().await;
-    // A pipeline running for 4 s is not idle time, and its end starts the clock again.
-    let p = c.run(id, "Start-Sleep -Seconds 4; 'done'").await;
+    // Two hours with a pipeline running are not idle time, and its end starts the clock again.
+    let p = c.run(id, "'started'; Start-Sleep -Seconds 2; 'done'").await;
+    running(&mut c, p).await;
+    time.advance(120 * MINUTE);
     let events = c.until_done(p).await;
     assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{events:?}");
-    let (warnings, info, after) = until_closed(&mut c, id).await;
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(
-        warnings[0].starts_with(&format!("The session demo (Id {}) will be closed in 1 s: the relay closes a session idle for 3 s (its IdleTimeout, idle_timeout_secs).", id.0)),
-        "{warnings:?}"
-    );
-    assert_eq!(info.reason.as_deref(), Some("Closed by the relay: idle for 3 s, its IdleTimeout (idle_timeout_secs)."));
-    assert!(after >= std::time::Duration::from_millis(2500), "closed after {after:?}, not 3 s idle");
+    assert_eq!(relay.manager.list("alice", None, None)[0].state, SessionState::Opened, "not closed while busy");
+    let (idle_left, _) = relay.manager.time_left("alice", id);
+    assert!(idle_left.is_some_and(|s| (3590..=3600).contains(&s)), "{idle_left:?}");
+    // 59 minutes idle: a minute left, the warning comes; a request in the session takes it back.
+    time.advance(59 * MINUTE);
+    let warned = warning(&mut c).await;
+    // (`1 min` less the real time the test took since the session's last use, rounded up to the second.)
+    let (head, tail) = warned.split_once(": ").expect("a reason");
+    assert!(head == format!("The session demo (Id {}) will be closed in 1 min", id.0) || head.ends_with(" 59 s"), "{warned}");
+    assert_eq!(tail, "the relay closes a session idle for 1 h (its IdleTimeout, idle_timeout_secs). Use it to keep it open.");
+    let p = c.run(id, "'still here'").await;
+    c.until_done(p).await;
+    assert_eq!(relay.manager.list("alice", None, None)[0].reason, None, "the warning is cleared by use");
+    // Then an hour of nothing: warned again, and closed a minute later.
+    time.advance(59 * MINUTE);
+    assert!(warning(&mut c).await.contains("the relay closes a session idle for 1 h"));
+    time.advance(MINUTE);
+    let (warnings, info) = until_closed(&mut c, id).await;
+    assert!(warnings.is_empty(), "one warning per close: {warnings:?}");
+    assert_eq!(info.reason.as_deref(), Some("Closed by the relay: idle for 1 h, its IdleTimeout (idle_timeout_secs)."));
     // It stays listed, Closed with its reason, until removed.
     let listed = relay.manager.list("alice", None, None);
     assert_eq!(listed.iter().find(|s| s.id == id).map(|s| s.state), Some(SessionState::Closed));
@@ -204,28 +234,27 @@ async fn an_idle_session_is_warned_then_closed_and_use_keeps_it_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_shell_run_time_closes_a_busy_session_and_stops_its_pipeline() {
-    let relay = relay_with(with_quotas(Quotas { max_shell_run_time_secs: Some(3), warning_secs: Some(1), ..Quotas::default() }, Quotas::default())).await;
+    let relay = relay_with(with_quotas(Quotas { max_shell_run_time_secs: Some(7200), warning_secs: Some(300), ..Quotas::default() }, Quotas::default())).await;
+    let time = relay.manager.quota_time();
     let mut c = Client::connect(&relay, "alice").await;
     let id = c.new_session().await;
-    let p = c.run(id, "Start-Sleep -Seconds 20").await;
-    let mut warned = false;
-    loop {
-        match c.next().await {
-            ServerMessage::TargetRefused { code: ErrorCode::QuotaExceeded, message, .. } => {
-                assert!(message.contains("will be closed in") && message.contains("(its MaxShellRunTime, max_shell_run_time_secs)"), "{message}");
-                warned = true;
-            }
-            ServerMessage::PipelineState { pipeline, state, error, .. } if pipeline == p && state.is_terminal() => {
-                assert!(warned, "the warning comes first");
-                assert_eq!(state, PipelineState::Stopped);
-                let error = psgate_shared::clixml::decode_message(error.expect("why").as_bytes()).expect("text");
-                assert_eq!(psgate_lang::values::text(&error), "Closed by the relay: open for 3 s, its MaxShellRunTime (max_shell_run_time_secs).");
-                break;
-            }
-            _ => {}
-        }
-    }
-    let (_, info, _) = until_closed(&mut c, id).await;
+    let p = c.run(id, "'started'; Start-Sleep -Seconds 60").await;
+    running(&mut c, p).await;
+    // However busy, the session is closed two hours after it opened, after a warning five minutes before.
+    time.advance(115 * MINUTE);
+    let warned = warning(&mut c).await;
+    assert!(warned.contains(" will be closed in ") && warned.ends_with("the relay closes a session open for 2 h (its MaxShellRunTime, max_shell_run_time_secs)."), "{warned}");
+    time.advance(5 * MINUTE);
+    let error = c
+        .until(|m| match m {
+            ServerMessage::PipelineState { pipeline, state, error, .. } if *pipeline == p && state.is_terminal() => Some((*state, error.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(error.0, PipelineState::Stopped);
+    let error = psgate_shared::clixml::decode_message(error.1.expect("why").as_bytes()).expect("text");
+    assert_eq!(psgate_lang::values::text(&error), "Closed by the relay: open for 2 h, its MaxShellRunTime (max_shell_run_time_secs).");
+    let (_, info) = until_closed(&mut c, id).await;
     assert!(info.reason.is_some_and(|r| r.contains("MaxShellRunTime")));
 }
 

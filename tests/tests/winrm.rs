@@ -242,26 +242,31 @@ async fn a_disconnected_session_is_idle_from_its_disconnection_and_its_shell_is_
     let allow = allow_peer(&peer);
     let relay = relay_with(move |c: &mut Config| {
         allow(c);
-        c.quotas.idle_timeout_secs = Some(3);
-        c.quotas.warning_secs = Some(1);
+        c.quotas.idle_timeout_secs = Some(1800);
+        c.quotas.warning_secs = Some(60);
     })
     .await;
+    let time = relay.manager.quota_time();
     let mut c = Client::connect(&relay, "alice").await;
     let s = c.new_session_on(target(&peer)).await;
     // A command runs on; connected, that is not idle time. Disconnected, the session is idle whatever runs (as on
-    // Windows): the relay's IdleTimeout closes it, and the target's shell goes with it.
-    c.run(s, "Start-Sleep -Seconds 30").await;
+    // Windows): the relay's IdleTimeout closes it, and the target's shell goes with it. The quotas' time is moved
+    // forward rather than waited for.
+    let p = c.run(s, "'started'; Start-Sleep -Seconds 30").await;
+    c.until(|m| matches!(m, ServerMessage::Output { pipeline, .. } if *pipeline == p).then_some(())).await;
+    time.advance(std::time::Duration::from_secs(3600));
     c.send(json!({"type": "disconnect_sessions", "ids": [s]})).await;
     let info = state_change(&mut c, s, SessionState::Opened).await;
     assert_eq!(info.state, SessionState::Disconnected, "{info:?}");
-    let disconnected = std::time::Instant::now();
+    let (idle_left, _) = relay.manager.time_left("alice", s);
+    assert!(idle_left.is_some_and(|t| (1790..=1800).contains(&t)), "idle from the disconnection: {idle_left:?}");
+    time.advance(std::time::Duration::from_secs(1800));
     let info = c
         .until(|m| match m {
             ServerMessage::SessionChanged { session } if session.id == s && session.state == SessionState::Closed => Some(session.clone()),
             _ => None,
         })
         .await;
-    assert!(disconnected.elapsed() >= std::time::Duration::from_millis(2500), "closed {:?} after the disconnection", disconnected.elapsed());
-    assert_eq!(info.reason.as_deref(), Some("Closed by the relay: idle for 3 s, its IdleTimeout (idle_timeout_secs)."));
+    assert_eq!(info.reason.as_deref(), Some("Closed by the relay: idle for 30 min, its IdleTimeout (idle_timeout_secs)."));
     assert!(remote_shells(&mut c, &peer).await.is_empty(), "the target deleted the shell");
 }

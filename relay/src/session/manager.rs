@@ -457,13 +457,15 @@ pub struct Manager {
     prompts: Mutex<HashMap<String, Arc<super::prompt::UserPrompt>>>,
     /// `[quotas] max_connections`: the API's requests and WebSockets now.
     connections: crate::quotas::Connections,
+    /// The time the quotas count in (tests move it).
+    time: crate::quotas::QuotaTime,
 }
 
 impl Manager {
     /// A manager that opens sessions the allow-list in `config` lets through.
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
         let limit = config.quotas.max_connections;
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit) })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default() })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -474,7 +476,7 @@ impl Manager {
             Vec::new()
         });
         let limit = config.quotas.max_connections;
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit) });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default() });
         for row in rows {
             if let Err(e) = manager.restore(&row) {
                 tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
@@ -676,7 +678,7 @@ impl Manager {
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
-        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(tokio::time::Instant::now()), opened_at: Mutex::default(), ended: watch::Sender::new(false) });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false) });
         inner.sessions.insert(id, entry.clone());
         Ok((id, entry, rx))
     }
@@ -811,8 +813,13 @@ impl Manager {
             .filter(|e| e.owner == owner)
             .cloned()
             .ok_or_else(|| ApiError::new(ErrorCode::UnknownSession, format!("there is no session {}", id.0)))?;
-        *lock(&entry.activity) = tokio::time::Instant::now();
+        *lock(&entry.activity) = self.time.now();
         Ok(entry)
+    }
+
+    /// The time the quotas count in: tests move it forward instead of waiting for an IdleTimeout.
+    pub fn quota_time(&self) -> &crate::quotas::QuotaTime {
+        &self.time
     }
 
     /// `[quotas] max_connections`'s count.
@@ -844,7 +851,7 @@ impl Manager {
         if matches!(info.state, SessionState::Closed | SessionState::Broken) {
             return (None, None);
         }
-        let now = tokio::time::Instant::now();
+        let now = self.time.now();
         let busy = info.state == SessionState::Opened && info.availability == Availability::Busy;
         let idle = quotas.idle_timeout_secs.filter(|_| !busy).map(|t| t.saturating_sub(now.saturating_duration_since(*lock(&entry.activity)).as_secs()));
         let opened = *lock(&entry.opened_at);
@@ -874,7 +881,7 @@ impl Manager {
         for (i, rule) in self.config.allow.iter().enumerate().filter(|(_, r)| r.quotas != crate::quotas::Quotas::default()) {
             scopes.push((Some(i), format!("[[allow]] rule {} ({})", i + 1, rule.hosts.join(", ")), &rule.quotas));
         }
-        let now = tokio::time::Instant::now();
+        let now = self.time.now();
         let mut out = Vec::new();
         let row = |quota: &str, scope: &str, limit: Option<u64>, seconds: bool, used: Option<u64>, user: Option<&str>| lang_quota::QuotaUse {
             quota: quota.to_owned(),
@@ -1785,19 +1792,18 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prompt_stale = reattached;
     // IdleTimeout and MaxShellRunTime: the session's clock, and the warning given for the close it announces.
-    let opened_at = *lock(&entry.opened_at).get_or_insert_with(tokio::time::Instant::now);
+    let opened_at = *lock(&entry.opened_at).get_or_insert_with(|| manager.time.now());
     let mut clock = crate::quotas::Clock::new(&manager.quotas_of(&entry), opened_at);
-    let mut was_busy = false;
-    let mut published = tokio::time::Instant::now();
+    let mut published = manager.time.now();
+    let mut moves = manager.time.moves();
     let reason = loop {
-        // A pipeline running in a connected session is activity (the client keeps asking for its output); its end
-        // starts the idle clock. A disconnected session is idle from its disconnection, whatever runs.
-        let busy = running.is_some() && !disconnected;
-        if busy || was_busy {
-            *lock(&entry.activity) = tokio::time::Instant::now();
+        // A pipeline running (or waiting to) in a connected session is activity (the client keeps asking for its output); its end
+        // starts the idle clock (below, as its events come). A disconnected session is idle from its disconnection, whatever runs.
+        let busy = (running.is_some() || !queued.is_empty()) && !disconnected;
+        if busy {
+            *lock(&entry.activity) = manager.time.now();
         }
-        was_busy = busy;
-        let now = tokio::time::Instant::now();
+        let now = manager.time.now();
         let due = clock.due(*lock(&entry.activity), busy, now);
         match due {
             crate::quotas::Due::Close(why) => {
@@ -1864,6 +1870,10 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                         break error.map(|e| ErrorRecordView::from_value(&e).message).unwrap_or_else(|| "the session broke".into());
                     }
                     Some(ClientEvent::Psrp(event)) => {
+                        // The running pipeline's events are use, its end too: noted before its end is told to anyone.
+                        if running.is_some() && !disconnected {
+                            *lock(&entry.activity) = manager.time.now();
+                        }
                         if handle(&manager, &entry, &mut session, &mut running, &mut internal, &mut prompt_stale, event).await.is_err() {
                             break "the session's connection ended".to_owned();
                         }
@@ -1908,7 +1918,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                     None
                 }
                 // A quota's warning or close is due (the loop's top sees to it).
-                _ = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } }, if wake.is_some() => None,
+                () = async { if let Some(w) = wake { manager.time.sleep_until(w, &mut moves).await } }, if wake.is_some() => None,
                 // The target did not answer the relay's own pipeline in time: stop it and go on without it.
                 _ = tokio::time::sleep_until(deadline), if internal.is_some() => {
                     if let Some(i) = internal.take() {
