@@ -73,6 +73,8 @@ pub struct State {
     pub auth: Auth,
     /// The connection.
     pub link: Link,
+    /// The user is a relay admin (the relay's `hello` says so): the page offers every user's sessions.
+    pub admin: bool,
     /// The user's sessions, by id.
     pub sessions: Vec<SessionInfo>,
     /// The console shown.
@@ -666,7 +668,7 @@ impl State {
             }
         }
         match message {
-            ServerMessage::Hello { .. } => {}
+            ServerMessage::Hello { admin, .. } => self.admin = admin,
             ServerMessage::PromptState { entered } => {
                 // Enter-PSSession shows the session's console; exit brings psgate's prompt back.
                 self.auto_active = false;

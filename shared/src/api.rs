@@ -837,6 +837,9 @@ server_message! {
         server: String,
         /// The logged-in user.
         user: String,
+        /// Whether the user is a relay admin (sees and closes every user's sessions: `Get-PSGateSession`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        admin: bool,
     },
     /// The user's sessions (answer to `get_sessions`, `new_sessions` and `remove_sessions`).
     Sessions {
@@ -1190,7 +1193,7 @@ mod tests {
         };
         let host = InvokeHost { session: SessionId(1), computer_name: "srv".into(), pipeline: Some(PipelineId(2)), state: PipelineState::Failed, error: None, message: Some("busy".into()) };
         let all = [
-            ServerMessage::Hello { protocol: 1, server: "0.1".into(), user: "u".into() },
+            ServerMessage::Hello { protocol: 1, server: "0.1".into(), user: "u".into(), admin: false },
             ServerMessage::Sessions { sessions: vec![info.clone()] },
             ServerMessage::TargetRefused { computer_name: "x".into(), code: ErrorCode::TargetNotAllowed, message: "no".into() },
             ServerMessage::SessionChanged { session: info },
@@ -1388,7 +1391,7 @@ mod tests {
             }
         );
         // A name with an escape is the same name.
-        assert_eq!(read(r#"{"type":"hello","prot\u006fcol":1,"server":"0.1","user":"u"}"#), ServerMessage::Hello { protocol: 1, server: "0.1".into(), user: "u".into() });
+        assert_eq!(read(r#"{"type":"hello","prot\u006fcol":1,"server":"0.1","user":"u"}"#), ServerMessage::Hello { protocol: 1, server: "0.1".into(), user: "u".into(), admin: false });
         // Errors in serde's words.
         for (json, error) in [
             (r#"{"type":"output","session":1,"pipeline":2,"seq":3}"#, "missing field `clixml`"),

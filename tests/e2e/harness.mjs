@@ -163,15 +163,17 @@ export async function startWinrmPeer(args = []) {
 /** Starts `psgate serve` with a configuration of its own in `dir` (`config` is TOML appended after `listen`,
  * `database` and `assets`, e.g. `[[allow]]` rules) and one user made by `psgate user add`; resolves with the process,
  * its URL and the login. */
-export async function startRelay(dir, config) {
+export async function startRelay(dir, config, { admin = false, others = [] } = {}) {
   const file = path.join(dir, 'psgate.toml');
   const toml = (p) => JSON.stringify(p); // a TOML basic string is a JSON string for these paths
   writeFileSync(file, `listen = "127.0.0.1:0"\ndatabase = ${toml(path.join(dir, 'psgate.db'))}\nassets = ${toml(dist)}\n${config}\n`);
-  const user = 'e2e';
   const password = `pw-${process.pid}-${Date.now()}`;
-  const add = spawnSync(bin, ['user', 'add', user, '--config', file], { input: `${password}\n`, encoding: 'utf8' });
-  if (add.status !== 0) throw new Error(`psgate user add failed (${add.status}): ${add.stderr}`);
+  // `e2e` (a relay admin if asked), and `others` with the same password.
+  for (const [name, flags] of [['e2e', admin ? ['--admin'] : []], ...others.map((o) => [o, []])]) {
+    const add = spawnSync(bin, ['user', 'add', name, ...flags, '--config', file], { input: `${password}\n`, encoding: 'utf8' });
+    if (add.status !== 0) throw new Error(`psgate user add failed (${add.status}): ${add.stderr}`);
+  }
   const server = spawn(bin, ['serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   const m = await readyLine(server, /psgate listening on (http:\/\/\S+?)\/?\s/, 'psgate serve');
-  return { server, url: m[1], user, password };
+  return { server, url: m[1], user: 'e2e', password };
 }

@@ -92,7 +92,7 @@ describe('implicit remoting', () => {
 
   test('Export-PSSession: the module\'s files download from the page', async () => {
     const exported = await run('Export-PSSession -Session $session -Module ActiveDirectory -OutputModule ADRemote');
-    const links = exported.locator('.downloads a.download');
+    const links = exported.locator('.output-actions a.download');
     await links.first().waitFor();
     assert.deepEqual(await links.evaluateAll((as) => as.map((a) => a.getAttribute('download'))), ['ADRemote.psm1', 'ADRemote.psd1', 'ADRemote.format.ps1xml']);
     const [download] = await Promise.all([page.waitForEvent('download'), links.nth(1).click()]);

@@ -139,7 +139,7 @@ fn ConsolePage() -> Html {
                 <button type="button" class="secondary" id="logout" onclick={logout}>{ "Log out" }</button>
             </header>
             <main class="app-layout">
-                <Sessions sessions={state.sessions.clone()} modules={state.modules.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open}
+                <Sessions sessions={state.sessions.clone()} modules={state.modules.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open} admin={state.admin}
                     kiosk={page.as_ref().filter(|c| c.kiosk).map(|c| c.kiosk_targets.clone())} remote_shells={state.remote_shells.clone()} />
                 if !state.notices.is_empty() {
                     <div class="notices" role="alert">
@@ -220,6 +220,8 @@ struct SessionsProps {
     active: Option<SessionId>,
     send: Callback<ClientMessage>,
     on_action: Callback<Action>,
+    /// The user is a relay admin.
+    admin: bool,
     online: bool,
     /// Kiosk mode: its targets (a pick list instead of the form).
     kiosk: Option<Vec<Target>>,
@@ -423,6 +425,11 @@ fn Sessions(props: &SessionsProps) -> Html {
             if let Some(r) = &props.remote_shells { { remote_shells_view(r, &props.sessions, &follow_send, &props.on_action, &shells_target) } }
             <button type="button" id="prompt-console" class={classes!("secondary", "prompt-console", (props.active == Some(LOCAL_SESSION)).then_some("active"))}
                 onclick={props.on_action.reform(|_: MouseEvent| Action::Select(LOCAL_SESSION))}>{ "PS psgate>" }</button>
+            if props.admin {
+                <button type="button" id="admin-sessions" class="secondary" disabled={!props.online}
+                    title="Get-PSGateSession; Get-PSGateQuota -AllUsers: every user's sessions and quota use (you are a relay admin)"
+                    onclick={at_prompt("Get-PSGateSession | Format-Table; Get-PSGateQuota -AllUsers | Format-Table".into(), &props.on_action, &props.send)}>{ "All users" }</button>
+            }
             <table class="sessions-table" id="sessions">
                 { head(headings) }
                 <tbody>
@@ -453,7 +460,7 @@ fn Sessions(props: &SessionsProps) -> Html {
                                     if s.transport == Transport::Winrm && s.state == SessionState::Opened {
                                         <button type="button" class="secondary session-quotas" disabled={!props.online}
                                             title="Get-PSGateQuota -ComputerName: this computer's WSMan quotas beside your shells there (Set-Item WSMan:\\… changes them)"
-                                            onclick={target_quotas(&s.computer_name, &props.on_action, &props.send)}>{ "Quotas" }</button>
+                                            onclick={at_prompt(format!("Get-PSGateQuota -ComputerName '{}'", s.computer_name.replace('\'', "''")), &props.on_action, &props.send)}>{ "Quotas" }</button>
                                     }
                                     if s.can_disconnect || s.state == SessionState::Disconnected {
                                         <button type="button" class="secondary disconnect-session" disabled={!props.online || s.state != SessionState::Opened}
@@ -481,31 +488,94 @@ fn Sessions(props: &SessionsProps) -> Html {
     }
 }
 
-/// Files a command gave to save on this machine (Export-PSSession's module: `FileInfo` objects with their text in
-/// `Content`, since the relay writes nothing where its users say): a download link for each. Only short outputs are
-/// looked at.
-fn downloads(items: &crate::render::log::Log<psgate_shared::clixml::Item>) -> Html {
-    if items.len() > 16 {
+/// What the user can do with a command's objects, under its output; each runs at psgate's prompt as the line it
+/// shows (so it is in the history as if typed):
+/// - Export-PSSession's files (`FileInfo` with their text in `Content`: the relay writes nothing where its users say):
+///   a download link each;
+/// - Get-PSGateSession's sessions (admins): Close, with `Remove-PSGateSession` (audited by the relay);
+/// - Get-PSGateQuota -ComputerName's WSMan quotas: open their `WSMan:\<computer>\…` container;
+/// - a WSMan: container's settings (Get-ChildItem WSMan:\…): change one with `Set-Item`.
+///
+/// Only short outputs are looked at.
+fn actions(items: &crate::render::log::Log<psgate_shared::clixml::Item>, on_action: &Callback<Action>, send: &Callback<ClientMessage>) -> Html {
+    if items.len() > 64 {
         return Html::default();
     }
-    let files: Vec<(String, String)> = items.with(|items| {
-        items
-            .iter()
-            .filter_map(|i| {
-                let o = i.value.as_object().filter(|o| o.is_type("System.IO.FileInfo"))?;
-                let name = o.property("Name")?.as_str()?.to_owned();
-                let content = o.property("Content")?.as_str()?;
-                Some((name, format!("data:text/plain;charset=utf-8,{}", js_sys::encode_uri_component(content))))
-            })
-            .collect()
+    let (mut files, mut closes, mut scopes, mut settings) = (Vec::new(), Vec::new(), Vec::<String>::new(), Vec::new());
+    items.with(|items| {
+        for o in items.iter().filter_map(|i| i.value.as_object()) {
+            let text = |name: &str| o.property(name).and_then(|v| v.as_str()).map(str::to_owned);
+            if o.is_type("System.IO.FileInfo") {
+                if let (Some(name), Some(content)) = (text("Name"), text("Content")) {
+                    files.push((name, format!("data:text/plain;charset=utf-8,{}", js_sys::encode_uri_component(&content))));
+                }
+            } else if o.is_type("psgate.UserSession") {
+                let state = text("State").unwrap_or_default();
+                if let (Some(user), Some(id)) = (text("User"), o.property("Id").and_then(|v| v.as_i64()))
+                    && state != "Closed"
+                {
+                    closes.push((user, id, text("ComputerName").unwrap_or_default()));
+                }
+            } else if o.is_type("psgate.Quota") {
+                if let Some(scope) = text("Scope").filter(|s| s.starts_with("WSMan:\\") && !scopes.contains(s)) {
+                    scopes.push(scope);
+                }
+            } else if o.is_type("Microsoft.WSMan.Management.WSManConfigLeafElement")
+                && let Some(path) = text("PSPath").and_then(|p| p.split_once("WSMan::").map(|(_, rest)| format!("WSMan:\\{rest}")))
+            {
+                settings.push((path, text("Value").unwrap_or_default()));
+            }
+        }
     });
-    if files.is_empty() {
+    if files.is_empty() && closes.is_empty() && scopes.is_empty() && settings.is_empty() {
         return Html::default();
     }
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
     html! {
-        <div class="downloads">
+        <div class="output-actions">
             { for files.into_iter().map(|(name, href)| html! { <a class="download" {href} download={name.clone()}>{ format!("Download {name}") }</a> }) }
+            { for closes.into_iter().map(|(user, id, computer)| {
+                let script = format!("Remove-PSGateSession -User {} -Id {id}; Get-PSGateSession | Format-Table", quote(&user));
+                html! { <button type="button" class="secondary close-user-session" onclick={at_prompt(script, on_action, send)}>{ format!("Close {user}'s session {id} ({computer})") }</button> }
+            }) }
+            { for scopes.into_iter().map(|scope| {
+                let script = format!("Get-ChildItem {}", quote(&scope));
+                html! { <button type="button" class="secondary open-wsman" onclick={at_prompt(script, on_action, send)}>{ scope }</button> }
+            }) }
+            { for settings.into_iter().map(|(path, value)| html! { <Setting {path} {value} on_action={on_action.clone()} send={send.clone()} /> }) }
         </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct SettingProps {
+    path: String,
+    value: String,
+    on_action: Callback<Action>,
+    send: Callback<ClientMessage>,
+}
+
+/// A WSMan: setting to change: its value in a box, Set-Item (as PowerShell's provider does it: the target's
+/// configuration read, the element edited, put back), then the container listed again.
+#[component]
+fn Setting(props: &SettingProps) -> Html {
+    let input = use_node_ref();
+    let onsubmit = {
+        let (input, path, on_action, send) = (input.clone(), props.path.clone(), props.on_action.clone(), props.send.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let value = input.cast::<web_sys::HtmlInputElement>().map(|i| i.value()).unwrap_or_default();
+            let parent = path.rsplit_once('\\').map_or(path.as_str(), |(p, _)| p);
+            let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+            run_at_prompt(format!("Set-Item {} {}; Get-ChildItem {}", quote(&path), quote(value.trim()), quote(parent)), &on_action, &send);
+        })
+    };
+    let name = props.path.rsplit('\\').next().unwrap_or_default().to_owned();
+    html! {
+        <form class="wsman-setting" {onsubmit} data-path={props.path.clone()}>
+            <label>{ name }<input type="text" ref={input} value={props.value.clone()} autocomplete="off" /></label>
+            <button type="submit" class="secondary">{ "Set-Item" }</button>
+        </form>
     }
 }
 
@@ -525,15 +595,19 @@ fn closes_in(s: &SessionInfo) -> String {
     format!("{text} ({why})")
 }
 
-/// The Quotas button: `Get-PSGateQuota -ComputerName <computer>` at psgate's prompt, shown there.
-fn target_quotas(computer: &str, on_action: &Callback<Action>, send: &Callback<ClientMessage>) -> Callback<MouseEvent> {
-    let script = format!("Get-PSGateQuota -ComputerName '{}'", computer.replace('\'', "''"));
+/// Runs `script` at psgate's prompt, shown there as if typed.
+fn run_at_prompt(script: String, on_action: &Callback<Action>, send: &Callback<ClientMessage>) {
+    on_action.emit(Action::Select(LOCAL_SESSION));
+    on_action.emit(Action::Ran(LOCAL_SESSION, script.clone()));
+    send.emit(ClientMessage::Run { session: LOCAL_SESSION, script });
+}
+
+/// A button's click that runs `script` at psgate's prompt.
+fn at_prompt(script: String, on_action: &Callback<Action>, send: &Callback<ClientMessage>) -> Callback<MouseEvent> {
     let (on_action, send) = (on_action.clone(), send.clone());
     Callback::from(move |e: MouseEvent| {
         e.stop_propagation();
-        on_action.emit(Action::Select(LOCAL_SESSION));
-        on_action.emit(Action::Ran(LOCAL_SESSION, script.clone()));
-        send.emit(ClientMessage::Run { session: LOCAL_SESSION, script: script.clone() });
+        run_at_prompt(script.clone(), &on_action, &send);
     })
 }
 
@@ -927,7 +1001,7 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
                     <div class="console-entry" data-pipeline={e.pipeline.map(|p| p.0.to_string())}>
                         <pre class="console-command"><span class="console-prompt">{ &e.prompt }</span>{ " " }{ &e.script }</pre>
                         <super::output::Output blocks={e.blocks.clone()} />
-                        { downloads(&e.items) }
+                        { actions(&e.items, &props.on_action, &props.send) }
                         if let Some(state) = e.state.filter(|s| !matches!(s, psgate_shared::api::PipelineState::Running | psgate_shared::api::PipelineState::Completed)) {
                             <div class="pipeline-end">{ format!("({})", pipeline_state_name(state)) }</div>
                         }

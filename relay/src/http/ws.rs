@@ -102,7 +102,7 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
             }
         }
     });
-    let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone() };
+    let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone(), admin: manager.is_admin(&user) };
     let _ = out.send(hello).await;
     // A page that comes back to a prompt inside a session learns which (none: the prompt is at `PS psgate>`).
     if let Some(entered) = manager.entered(&user) {
