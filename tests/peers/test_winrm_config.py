@@ -204,6 +204,46 @@ def test_put_winrs_and_service_quotas_are_enforced(tmp_path: Path) -> None:
             assert "maximum number of 1 concurrent operations" in e.reason
 
 
+# The session configuration's own quotas (plugin Quotas) and their faults (wsmerror.h *_PPQ; texts unverified).
+QUOTA_PPQ = {"MaxShellsPerUser": 0x803381E4, "MaxConcurrentUsers": 0x803381E5, "MaxShells": 0x803381E6}
+
+
+def test_put_plugin_quotas_are_enforced_for_that_configuration(tmp_path: Path) -> None:
+    with Peer(tmp_path) as peer:
+        w = peer.wsman()
+        plugin = w.get(PLUGIN, selector_set=named("PowerShell.7"))[0]
+        plugin.find(f"{{{PLUGIN_NS}}}Quotas").set("MaxShellsPerUser", "1")
+        w.put(PLUGIN, plugin, selector_set=named("PowerShell.7"))
+        with RunspacePool(peer.wsman(), configuration_name="PowerShell.7"):
+            try:
+                RunspacePool(peer.wsman(), configuration_name="PowerShell.7").open()
+                raise AssertionError("a second shell of the configuration was allowed")
+            except WSManFaultError as e:
+                assert (e.code, e.reason) == (
+                    QUOTA_PPQ["MaxShellsPerUser"], "The WS-Management service cannot process the request. This user is "
+                    "allowed a maximum number of 1 concurrent shells for this plugin, which has been exceeded. Close "
+                    "existing shells or raise the plugin quota for this user.")
+            # Other configurations are not counted; another user of this one is.
+            assert opens(peer.wsman()) is None
+            with RunspacePool(peer.wsman(user=BOB), configuration_name="PowerShell.7"):
+                pass
+        quotas = plugin.find(f"{{{PLUGIN_NS}}}Quotas")
+        quotas.set("MaxShellsPerUser", "5")
+        quotas.set("MaxConcurrentUsers", "1")
+        w.put(PLUGIN, plugin, selector_set=named("PowerShell.7"))
+        with RunspacePool(peer.wsman(), configuration_name="PowerShell.7"):
+            with RunspacePool(peer.wsman(), configuration_name="PowerShell.7"):
+                pass  # the same user again
+            e = fault(lambda: RunspacePool(peer.wsman(user=BOB), configuration_name="PowerShell.7").open())
+            assert e.code == QUOTA_PPQ["MaxConcurrentUsers"] and "maximum number of users (1)" in e.reason
+        quotas.set("MaxConcurrentUsers", "10")
+        quotas.set("MaxShells", "1")
+        w.put(PLUGIN, plugin, selector_set=named("PowerShell.7"))
+        with RunspacePool(peer.wsman(), configuration_name="PowerShell.7"):
+            e = fault(lambda: RunspacePool(peer.wsman(user=BOB), configuration_name="PowerShell.7").open())
+            assert e.code == QUOTA_PPQ["MaxShells"] and "a maximum number of 1 shells" in e.reason
+
+
 def test_put_config(tmp_path: Path) -> None:
     with Peer(tmp_path) as peer:
         w = peer.wsman()

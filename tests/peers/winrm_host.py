@@ -93,6 +93,9 @@ Where this peer differs from Windows (each a deliberate simplification or a gues
   ProcessId = this process).
 - Quotas are counted simply: MaxShellsPerUser and MaxConcurrentUsers over the shells that exist (connected or not),
   MaxConcurrentOperationsPerUser over the user's shells plus their running pipelines; MaxConnections is not enforced.
+  A configuration's plugin Quotas MaxShellsPerUser, MaxConcurrentUsers and MaxShells are counted over that
+  configuration's shells (faults 2150859236-38, their texts unverified); a Put of them takes effect at once, where
+  Windows applies a plugin change after a WinRM restart.
 - Output buffering: each command's (and the pool's) undelivered output is capped at --buffer-bytes. A connected
   client's pipeline, and a disconnected one in Block mode, waits for room; a disconnected one in Drop mode discards
   its oldest output messages (never the PIPELINE_STATE or a host call). Windows' own buffer sizes are not emulated.
@@ -392,6 +395,34 @@ def max_users(n: int) -> WSManFault:
         "system. Retry later. ",
         f"The maximum number of users ({n}) executing shell operations has been exceeded. Retry later or raise the "
         "quota. ")
+
+
+# The session configuration's (plugin's) quotas: ERROR_WSMAN_QUOTA_MAX_SHELLS_PPQ, _USERS_PPQ, _PLUGINSHELLS_PPQ. No
+# recorded Windows fault carries these texts: they follow the shell quotas' wording, naming the plugin (unverified).
+QUOTA_MAX_SHELLS_PPQ = 2150859236  # 0x803381E4 (Plugin Quotas MaxShellsPerUser)
+QUOTA_MAX_USERS_PPQ = 2150859237  # 0x803381E5 (Plugin Quotas MaxConcurrentUsers)
+QUOTA_MAX_PLUGINSHELLS_PPQ = 2150859238  # 0x803381E6 (Plugin Quotas MaxShells)
+
+
+def plugin_quota(quota: str, n: int) -> WSManFault:
+    code, generic, specific = {
+        "MaxShellsPerUser": (
+            QUOTA_MAX_SHELLS_PPQ,
+            "The maximum number of concurrent shells allowed for this plugin has been exceeded. ",
+            f"This user is allowed a maximum number of {n} concurrent shells for this plugin, which has been exceeded. "
+            "Close existing shells or raise the plugin quota for this user. "),
+        "MaxConcurrentUsers": (
+            QUOTA_MAX_USERS_PPQ,
+            "The maximum number of concurrent users allowed for this plugin has been exceeded. ",
+            f"The maximum number of users ({n}) allowed for this plugin has been exceeded. Retry later or raise the "
+            "plugin quota. "),
+        "MaxShells": (
+            QUOTA_MAX_PLUGINSHELLS_PPQ,
+            "The maximum number of shells allowed for this plugin has been exceeded. ",
+            f"This plugin allows a maximum number of {n} shells, which has been exceeded. Close existing shells or "
+            "raise the plugin quota. "),
+    }[quota]
+    return quota_fault(code, generic, specific)
 
 
 def access_denied() -> WSManFault:
@@ -1248,6 +1279,18 @@ class WinRMServer:
                 raise max_users(c.max_concurrent_users)
             if c.max_shells_per_user is not None and len(mine) >= c.max_shells_per_user:
                 raise max_shells(c.max_shells_per_user)
+            # Then the session configuration's own quotas (its plugin's Quotas), over the shells of that configuration.
+            plugin = c.plugins.get(uri[len(PS_URI_PREFIX):].lower())
+            if plugin is not None:
+                same = [s for s in self.shells.values() if s.resource_uri.lower() == uri.lower()]
+                users = {s.owner.lower() for s in same}
+                count = {"MaxShells": len(same),
+                         "MaxConcurrentUsers": len(users - {req.user.lower()}) if req.user.lower() not in users else -1,
+                         "MaxShellsPerUser": sum(1 for s in same if s.owner.lower() == req.user.lower())}
+                for quota, used in count.items():
+                    limit = plugin.quotas.get(quota, "")
+                    if limit.isdigit() and used >= int(limit):
+                        raise plugin_quota(quota, int(limit))
         if c.max_operations_per_user is not None and self.operations(req.user) >= c.max_operations_per_user:
             raise max_operations(c.max_operations_per_user)
         shell_id = (shell_el.get("ShellId") or new_uuid()).upper()

@@ -370,6 +370,16 @@ async fn a_winrm_targets_quotas_read_and_changed_on_the_wsman_drive() {
     let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Plugin\\Microsoft.PowerShell\\Quotas\\MaxShellsPerUser 3").await;
     assert_eq!(shown.errors.len(), 0, "{shown:?}");
     assert_eq!(lines(&prompt(&mut c, "(Get-Item WSMan:\\127.0.0.1\\Plugin\\Microsoft.PowerShell\\Quotas\\MaxShellsPerUser).Value").await.text), ["3"]);
+    // The configuration's own quota, hit: its fault's code and words (the shell quota lifted first: 0 is unlimited).
+    prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Shell\\MaxShellsPerUser 0").await;
+    prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Plugin\\Microsoft.PowerShell\\Quotas\\MaxShellsPerUser 1").await;
+    let shown = prompt(&mut c, &format!("New-PSSession -ComputerName 127.0.0.1 -Port {port} -Credential $cred")).await;
+    assert!(
+        shown.errors[0].starts_with("[127.0.0.1] Connecting to remote server 127.0.0.1 failed with the following error message : ")
+            && shown.errors[0].contains("This user is allowed a maximum number of 1 concurrent shells for this plugin, which has been exceeded.")
+            && shown.errors[0].contains("(WS-Management fault 2150859236, w:QuotaLimit, on 127.0.0.1)"),
+        "{shown:?}"
+    );
     let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Shell\\MaxConcurrentUsers 9").await;
     assert!(shown.errors[0].contains("cannot be changed because is controlled by policies"), "{shown:?}");
     let shown = prompt(&mut c, "Set-Item WSMan:\\127.0.0.1\\Shell\\MaxShellRunTime 60000").await;
