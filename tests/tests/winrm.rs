@@ -166,8 +166,8 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("psgate.db");
     let store = Arc::new(Store::open(&db).expect("db"));
-    store.set_user("alice", "alice-pw").expect("user");
-    store.set_user("bob", "bob-pw").expect("user");
+    store.set_user("alice", "alice-pw").await.expect("user");
+    store.set_user("bob", "bob-pw").await.expect("user");
 
     let first = relay_on(store, allow_peer(&peer)).await;
     let mut c = Client::connect(&first, "alice").await;
