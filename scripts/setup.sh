@@ -7,7 +7,8 @@
 #   scripts/setup.sh --test   also the test tools (Chromium + chromedriver, Python venv with psrpcore, pytest, PyYAML;
 #                             for tests/peers: openssh-server, psrpcore for /usr/bin/python3, devious-pypsrp's venv,
 #                             pypsrp and pyspnego in the main venv for the WinRM peer; an MIT Kerberos KDC — krb5-kdc,
-#                             krb5-admin-server, krb5-user — and python-gssapi + krb5 for the peer's Kerberos)
+#                             krb5-admin-server, krb5-user — and python-gssapi + krb5 for the peer's Kerberos; Debian's
+#                             postgresql for the store's tests on PostgreSQL, scripts/postgres.sh)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/env.sh"
@@ -67,6 +68,8 @@ fi
 if [ "$want_test" = 1 ]; then
   # krb5-kdc (krb5kdc, kdb5_util), krb5-admin-server (kadmin.local), krb5-user (kinit): tests/peers/kdc.py's realm.
   apt_install chromium chromium-driver openssh-server krb5-kdc krb5-admin-server krb5-user
+  # PostgreSQL: the store's tests on its second engine (scripts/postgres.sh runs a throwaway cluster).
+  apt_install postgresql
   # For tests/psrpcore (the CLIXML interop tests): the test runner and the YAML reader for the recorded traffic.
   if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pytest') != '$PYTEST_VERSION' or m.version('PyYAML') != '$PYYAML_VERSION')" 2>/dev/null; then
     log "installing pytest $PYTEST_VERSION and PyYAML $PYYAML_VERSION"

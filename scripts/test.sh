@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need (idempotent; fast the second time) and runs every test:
-# invariants, lint, native unit/integration/property tests (the PSRP engine against psrpcore's server
-# as a local process and behind a real OpenSSH sshd), the decoder in headless Chromium, psrpcore interop
+# invariants, lint, native unit/integration/property tests (the store on SQLite and on a throwaway PostgreSQL, the PSRP
+# engine against psrpcore's server as a local process and behind a real OpenSSH sshd), the decoder in headless Chromium, psrpcore interop
 # (both directions), the test peers' fidelity (psrpcore's and pypsrp's clients over SSH and WinRM) and the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,8 @@ step "lint"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 
 step "native tests"
+# The store's tests run on SQLite and on PostgreSQL: a throwaway server (PSGATE_TEST_POSTGRES names it).
+eval "$(bash scripts/postgres.sh)"
 cargo test --workspace
 
 step "the decoder as WebAssembly in headless Chromium"

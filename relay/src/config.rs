@@ -5,7 +5,9 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"          # PSGATE_LISTEN
-//! database = "psgate.db"             # PSGATE_DATABASE
+//! database = "psgate.db"             # PSGATE_DATABASE; or "postgres://user:password@host/db" (PostgreSQL)
+//! seal_key_file = "/etc/psgate/seal.key"   # the key sealing kept WinRM passwords (default: <database>.key;
+//!                                    # needed with PostgreSQL: relays sharing a store share it)
 //! assets = "dist"                    # PSGATE_ASSETS
 //! allowed_origins = ["https://intranet.contoso.com"]   # PSGATE_ALLOWED_ORIGINS (comma-separated)
 //! secure_cookies = false             # true behind a TLS proxy (the cookie gets `Secure`)
@@ -290,8 +292,11 @@ pub const KIOSK_IDLE_TIMEOUT_SECS: u64 = 15 * 60;
 pub struct Config {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The SQLite database of users.
-    pub database: PathBuf,
+    /// The store of users, logins and kept WinRM sessions: an SQLite file, or a `postgres://` URL.
+    pub database: crate::store::Database,
+    /// The key file that seals kept WinRM passwords (made if missing); absent: `<database>.key` beside an SQLite
+    /// file (a PostgreSQL store needs it: relays that share a store share this key).
+    pub seal_key_file: Option<PathBuf>,
     /// Trunk's `dist` with the browser console.
     pub assets: PathBuf,
     /// Origins besides the relay's own that may open the WebSocket (`https://host[:port]`).
@@ -328,7 +333,8 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database: PathBuf::from("psgate.db"),
+            database: crate::store::Database::Sqlite(PathBuf::from("psgate.db")),
+            seal_key_file: None,
             assets: PathBuf::from("dist"),
             allowed_origins: Vec::new(),
             secure_cookies: false,
@@ -373,7 +379,7 @@ impl Config {
             self.listen = v.parse().map_err(|_| ConfigError::Env { name: "PSGATE_LISTEN", message: format!("{v:?} is not an address like 127.0.0.1:8080") })?;
         }
         if let Some(v) = env("PSGATE_DATABASE") {
-            self.database = v.into();
+            self.database = crate::store::Database::from_url(&v);
         }
         if let Some(v) = env("PSGATE_ASSETS") {
             self.assets = v.into();
@@ -602,6 +608,18 @@ mod tests {
         assert!(!c.allows("srv7.contoso.com", 22, Transport::Local));
         let env = |name: &str| (name == "PSGATE_LISTEN").then(|| "127.0.0.1:7000".to_owned());
         assert_eq!(c.with_env(env).expect("valid").listen.port(), 7000);
+    }
+
+    #[test]
+    fn the_database_is_an_sqlite_file_or_a_postgres_url_and_the_environment_wins() {
+        use crate::store::Database;
+        assert_eq!(Config::default().database, Database::Sqlite("psgate.db".into()));
+        assert_eq!(Config::parse("database = \"/var/lib/psgate/psgate.db\"").expect("valid").database, Database::Sqlite("/var/lib/psgate/psgate.db".into()));
+        let c = Config::parse("database = \"postgres://psgate:pw@db/psgate\"\nseal_key_file = \"/etc/psgate/seal.key\"").expect("valid");
+        assert!(c.database.is_postgres() && !format!("{c:?}").contains(":pw@"), "{c:?}");
+        assert_eq!(c.seal_key_file.as_deref(), Some(Path::new("/etc/psgate/seal.key")));
+        let env = |name: &str| (name == "PSGATE_DATABASE").then(|| "postgresql://db2/psgate".to_owned());
+        assert_eq!(Config::default().with_env(env).expect("valid").database, Database::Postgres("postgresql://db2/psgate".into()));
     }
 
     #[test]

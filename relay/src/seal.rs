@@ -1,7 +1,8 @@
 //! Target passwords at rest: AES-256-GCM with a key of the relay's own, so that a disconnected WinRM session can be
 //! connected again after a restart without a password in clear in the database.
 //!
-//! The key lives in a file beside the database (`<database>.key`, mode 0600, made on first use); the database
+//! The key lives in `seal_key_file`, by default a file beside an SQLite database (`<database>.key`; mode 0600, made
+//! on first use; a PostgreSQL store needs `seal_key_file`, the same file for every relay sharing it); the database
 //! holds `nonce ‖ ciphertext ‖ tag`, with the row's identity as associated data so that a sealed value cannot be
 //! moved to another row. Whoever can read both the database and the key file can read the passwords: keep the
 //! relay's state folder to the relay's account. An in-memory store gets a key that dies with the process.

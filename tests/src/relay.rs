@@ -36,8 +36,8 @@ pub async fn relay() -> Relay {
 /// [`relay`] with its configuration changed by `change`.
 pub async fn relay_with(change: impl FnOnce(&mut Config)) -> Relay {
     let store = Arc::new(Store::in_memory().expect("db"));
-    store.set_user("alice", "alice-pw").expect("user");
-    store.set_user("bob", "bob-pw").expect("user");
+    store.set_user("alice", "alice-pw").await.expect("user");
+    store.set_user("bob", "bob-pw").await.expect("user");
     relay_on(store, change).await
 }
 
@@ -53,7 +53,7 @@ pub async fn relay_on(store: Arc<Store>, change: impl FnOnce(&mut Config)) -> Re
     let config = Arc::new(config);
     let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let api = psgate_relay::cli::serve::api(config, store);
+    let api = psgate_relay::cli::serve::api(config, store).await;
     let manager = api.manager.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, AppConfig { assets: "no-such-dist".into(), api: Some(api) }, async move {

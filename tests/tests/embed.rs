@@ -57,7 +57,7 @@ async fn start(config: Config, store: Arc<Store>, assets: &Path) -> Relay {
     let config = Arc::new(config);
     let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let api = psgate_relay::cli::serve::api(config, store);
+    let api = psgate_relay::cli::serve::api(config, store).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, AppConfig { assets: assets.to_owned(), api: Some(api) }, async move {
         let _ = stopped.await;
@@ -66,12 +66,12 @@ async fn start(config: Config, store: Arc<Store>, assets: &Path) -> Relay {
 }
 
 /// A store with alice.
-fn store_at(path: Option<&Path>) -> Arc<Store> {
+async fn store_at(path: Option<&Path>) -> Arc<Store> {
     let store = match path {
         Some(p) => Store::open(p).expect("db"),
         None => Store::in_memory().expect("db"),
     };
-    store.set_user("alice", "alice-pw").expect("user");
+    store.set_user("alice", "alice-pw").await.expect("user");
     Arc::new(store)
 }
 
@@ -212,7 +212,7 @@ async fn embed_may_be_framed_by_the_configured_ancestors_and_nothing_else_may() 
     let assets = dist("frames");
     let mut c = config();
     c.embed.frame_ancestors = vec!["https://portal.example".into(), "'self'".into()];
-    let relay = start(c, store_at(None), &assets).await;
+    let relay = start(c, store_at(None).await, &assets).await;
     for path in ["/embed", "/embed?computer=localhost&transport=local", "/psgate-frontend-1a339fc504889b2a_bg.wasm"] {
         let r = http(relay.addr, "GET", path, None, None).await;
         assert_eq!(r.status, 200, "{path}");
@@ -229,7 +229,7 @@ async fn embed_may_be_framed_by_the_configured_ancestors_and_nothing_else_may() 
     relay.stop().await;
 
     // Not configured: nobody frames /embed either.
-    let relay = start(config(), store_at(None), &assets).await;
+    let relay = start(config(), store_at(None).await, &assets).await;
     let r = http(relay.addr, "GET", "/embed", None, None).await;
     assert_eq!((r.header("content-security-policy"), r.header("x-frame-options")), (Some("frame-ancestors 'none'"), Some("DENY")));
     relay.stop().await;
@@ -242,7 +242,7 @@ async fn page_config_tells_the_mode_and_the_targets_only_after_login() {
     c.embed.frame_ancestors = vec!["https://portal.example".into()];
     c.embed.target = Some(TargetPreset { name: Some("embedded".into()), ..TargetPreset::new("localhost", Transport::Local) });
     c.kiosk = KioskConfig { enabled: true, targets: vec![TargetPreset { name: Some("Shell".into()), ..TargetPreset::new("localhost", Transport::Local) }] };
-    let relay = start(c, store_at(None), &assets).await;
+    let relay = start(c, store_at(None).await, &assets).await;
     let anonymous: PageConfig = serde_json::from_str(&http(relay.addr, "GET", "/api/config", None, None).await.body).expect("json");
     assert!(anonymous.kiosk);
     assert!(anonymous.kiosk_targets.is_empty() && anonymous.embed_target.is_none(), "no targets before the login: {anonymous:?}");
@@ -267,7 +267,7 @@ async fn kiosk_mode_refuses_targets_outside_its_list_even_when_allowed() {
             TargetPreset { port: Some(2222), user: Some("ops".into()), ..TargetPreset::new("srv01.example", Transport::Ssh) },
         ],
     };
-    let relay = start(c, store_at(None), &assets).await;
+    let relay = start(c, store_at(None).await, &assets).await;
     let cookie = login(relay.addr).await;
     let mut ws = open_ws(relay.addr, &cookie).await;
     // The allow-list lets any SSH host through; the kiosk does not.
@@ -307,7 +307,7 @@ async fn an_idle_login_ends_and_its_websockets_close_with_the_reason() {
     let assets = dist("idle");
     let mut c = config();
     c.auth.idle_timeout_secs = Some(2);
-    let relay = start(c, store_at(None), &assets).await;
+    let relay = start(c, store_at(None).await, &assets).await;
     let cookie = login(relay.addr).await;
     let mut ws = open_ws(relay.addr, &cookie).await;
     let session = new_session(&mut ws, json!({"computer_name": "localhost", "transport": "local"})).await.expect("a session");
@@ -351,7 +351,7 @@ async fn logins_survive_a_restart_and_logout_ends_them_everywhere() {
     let dir = scratch("restart");
     let db = dir.join("psgate.db");
     let assets = dist("restart-dist");
-    let first = start(config(), store_at(Some(&db)), &assets).await;
+    let first = start(config(), store_at(Some(&db)).await, &assets).await;
     let cookie = login(first.addr).await;
     let other = login(first.addr).await;
     assert_eq!(me(first.addr, &cookie).await, 200);

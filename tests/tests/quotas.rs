@@ -291,9 +291,9 @@ async fn users_see_their_quotas_and_the_time_left_to_their_sessions() {
 async fn a_relay_admin_sees_every_users_sessions_and_closes_one_audited() {
     let store = std::sync::Arc::new(psgate_relay::store::Store::in_memory().expect("db"));
     for user in ["root", "alice"] {
-        store.set_user(user, &format!("{user}-pw")).expect("user");
+        store.set_user(user, &format!("{user}-pw")).await.expect("user");
     }
-    assert!(store.set_admin("root", true).expect("admin"));
+    assert!(store.set_admin("root", true).await.expect("admin"));
     let relay = psgate_tests::relay::relay_on(store.clone(), |c: &mut Config| c.quotas.idle_timeout_secs = Some(600)).await;
     let mut alice = Client::connect(&relay, "alice").await;
     let id = alice.new_session().await;
@@ -320,7 +320,7 @@ async fn a_relay_admin_sees_every_users_sessions_and_closes_one_audited() {
         .await;
     assert_eq!(told, format!("The relay admin root closed your session {} on localhost.", id.0));
     assert_eq!(held(&relay, "alice"), 0);
-    let audit = store.audit_rows().expect("audit");
+    let audit = store.audit_rows().await.expect("audit");
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!((audit[0].1.as_str(), audit[0].2.as_str(), audit[0].3.clone()), ("root", "Remove-PSGateSession", format!("alice/{}", id.0)));
 }

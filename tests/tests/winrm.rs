@@ -160,14 +160,18 @@ async fn the_targets_quota_fault_reaches_the_user_with_the_quotas_name() {
     assert!(!message.contains("Not-The-Password-41"));
 }
 
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what_ran_meanwhile() {
     let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("psgate.db");
     let store = Arc::new(Store::open(&db).expect("db"));
-    store.set_user("alice", "alice-pw").expect("user");
-    store.set_user("bob", "bob-pw").expect("user");
+    store.set_user("alice", "alice-pw").await.expect("user");
+    store.set_user("bob", "bob-pw").await.expect("user");
 
     let first = relay_on(store, allow_peer(&peer)).await;
     let mut c = Client::connect(&first, "alice").await;
@@ -196,8 +200,20 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     let key = dir.path().join("psgate.db.key");
     assert_eq!(std::fs::metadata(&key).expect("key file").permissions().mode() & 0o777, 0o600);
 
+    // The first session was disconnected 50 minutes ago, say: its IdleTimeout counts from then, not from the restart.
+    let store = Arc::new(Store::open(&db).expect("db"));
+    let mut row = store.winrm_sessions().await.expect("rows").into_iter().find(|r| r.key == shell).expect("kept");
+    assert!(row.idle_since.is_some_and(|t| (t - unix_ms()).abs() < 60_000), "idle since its disconnection: {row:?}");
+    row.idle_since = Some(unix_ms() - 50 * 60_000);
+    store.put_winrm_session(&row).await.expect("put");
+
     // A new relay on the same database.
-    let second = relay_on(Arc::new(Store::open(&db).expect("db")), allow_peer(&peer)).await;
+    let allow = allow_peer(&peer);
+    let second = relay_on(store, move |c: &mut Config| {
+        allow(c);
+        c.quotas.idle_timeout_secs = Some(3600);
+    })
+    .await;
     let mut bob = Client::connect(&second, "bob").await;
     assert!(sessions(&mut bob).await.is_empty(), "bob does not see alice's kept session");
     let mut c = Client::connect(&second, "alice").await;
@@ -207,6 +223,8 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     let info = kept.iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("the first session");
     assert_eq!((info.state, info.instance_id.as_deref(), info.transport), (SessionState::Disconnected, Some(shell.as_str()), Transport::Winrm));
     let s = info.id;
+    let (idle_left, _) = second.manager.time_left("alice", s);
+    assert!(idle_left.is_some_and(|t| (590..=600).contains(&t)), "10 minutes left of the hour: {idle_left:?}");
     c.send(json!({"type": "connect_sessions", "ids": [s]})).await;
     let mut reattached: Option<PipelineId> = None;
     let info = c

@@ -23,8 +23,13 @@ pub struct Cli {
 const CONFIG_HELP: &str = "\
 Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOML; every key is optional:
   listen = \"127.0.0.1:8080\"              # env PSGATE_LISTEN
-  database = \"psgate.db\"                 # env PSGATE_DATABASE (SQLite: users, argon2 hashes, logins, WinRM sessions
-                                         # kept for Connect, their passwords sealed with the key in <database>.key)
+  database = \"psgate.db\"                 # env PSGATE_DATABASE: the store of users (argon2 hashes), logins, WinRM
+                                         # sessions kept for Connect (passwords sealed) and the audit; an SQLite file,
+                                         # or \"postgres://user:password@host:5432/psgate\" (PostgreSQL, which several
+                                         # relays may share; no TLS yet). Its schema is migrated when the relay starts.
+  seal_key_file = \"/etc/psgate/seal.key\" # the key sealing kept WinRM passwords (32 bytes, mode 0600, made if
+                                         # missing); default <database>.key beside an SQLite file. Required with
+                                         # PostgreSQL: every relay on the database needs the same key file
   assets = \"dist\"                        # env PSGATE_ASSETS (the built browser console)
   allowed_origins = [\"https://intranet.contoso.com\"]   # env PSGATE_ALLOWED_ORIGINS (comma-separated)
   secure_cookies = false                 # true when browsers reach the relay over HTTPS

@@ -14,20 +14,40 @@ use crate::seal::Sealer;
 use crate::session::manager::Manager;
 use crate::store::Store;
 
-/// The API's state for `config` and `store`.
-pub fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
-    // The key that seals kept WinRM passwords lives beside a database file; an in-memory database gets one that
-    // dies with the process.
-    let sealer = match store.path() {
+const NO_SEAL_KEY: &str = "a PostgreSQL database needs seal_key_file in the configuration: the file of the key that seals kept WinRM passwords, the same for every relay on the database (made if missing)";
+
+/// Refuses a configuration whose store is PostgreSQL without `seal_key_file` (before connecting to it).
+pub fn check_seal_key(config: &Config) -> anyhow::Result<()> {
+    if config.database.is_postgres() && config.seal_key_file.is_none() {
+        anyhow::bail!(NO_SEAL_KEY);
+    }
+    Ok(())
+}
+
+/// The key that seals kept WinRM passwords: `seal_key_file`; else `<database>.key` beside an SQLite file, or one
+/// that dies with the process for an SQLite database in memory. A PostgreSQL store needs `seal_key_file` (relays
+/// that share a store must share its key): without it, an error.
+pub fn sealer(config: &Config, store: &Store) -> anyhow::Result<Sealer> {
+    if let Some(file) = &config.seal_key_file {
+        return Sealer::load_or_create(file).context("seal_key_file");
+    }
+    if store.is_postgres() {
+        anyhow::bail!(NO_SEAL_KEY);
+    }
+    Ok(match store.path() {
         Some(db) => {
             let mut key = db.as_os_str().to_owned();
             key.push(".key");
-            Sealer::load_or_create(Path::new(&key))
+            Sealer::load_or_create(Path::new(&key))?
         }
-        None => Sealer::ephemeral(),
-    };
-    let manager = match sealer {
-        Ok(sealer) => Manager::with_store(config.clone(), store.clone(), sealer),
+        None => Sealer::ephemeral()?,
+    })
+}
+
+/// The API's state for `config` and `store` (which it reads the kept WinRM sessions from: call inside the runtime).
+pub async fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
+    let manager = match sealer(&config, &store) {
+        Ok(sealer) => Manager::with_store(config.clone(), store.clone(), sealer).await,
         Err(e) => {
             tracing::error!(error = %e, "no key to seal passwords: WinRM sessions are not kept over a restart");
             Manager::new(config.clone())
@@ -49,12 +69,15 @@ const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// `psgate serve --config FILE`.
 pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
     let config = Arc::new(Config::load(config_file)?);
-    let store = Arc::new(Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?);
+    check_seal_key(&config)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        let store = Arc::new(Store::connect(&config.database).await.with_context(|| format!("opening {}", config.database))?);
+        // Refused before listening: without its key, a relay could neither keep nor take back WinRM sessions.
+        sealer(&config, &store)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         println!("psgate listening on http://{}/", listener.local_addr()?);
-        let api = api(config.clone(), store);
+        let api = api(config.clone(), store).await;
         let manager = api.manager.clone();
         let app = AppConfig { assets: config.assets.clone(), api: Some(api) };
         crate::http::serve(listener, app, super::shutdown_signal()).await?;
@@ -112,9 +135,9 @@ pub fn demo(port: u16, assets: PathBuf, options: DemoOptions) -> anyhow::Result<
     let config = Arc::new(config);
     let store = Arc::new(Store::in_memory()?);
     let password: String = rand::rngs::OsRng.sample_iter(rand::distributions::Alphanumeric).take(16).map(char::from).collect();
-    store.set_user("demo", &password)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        store.set_user("demo", &password).await?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
         // tests/e2e reads this first line.
@@ -128,7 +151,7 @@ pub fn demo(port: u16, assets: PathBuf, options: DemoOptions) -> anyhow::Result<
             println!("embed page: http://{local}/embed, may be framed by {}", config.embed.frame_ancestors.join(" "));
         }
         let _ = std::io::stdout().flush();
-        let app = AppConfig { assets, api: Some(api(config.clone(), store)) };
+        let app = AppConfig { assets, api: Some(api(config.clone(), store).await) };
         crate::http::serve(listener, app, super::shutdown_signal()).await
     })
 }
@@ -137,7 +160,8 @@ pub fn demo(port: u16, assets: PathBuf, options: DemoOptions) -> anyhow::Result<
 /// `admin`: make the user a relay admin (`Some(true)`), or not (`Some(false)`); `None`: as before (a new user is not).
 pub fn add_user(config_file: Option<&Path>, name: &str, admin: Option<bool>) -> anyhow::Result<()> {
     let config = Config::load(config_file)?;
-    let store = Store::open(&config.database).with_context(|| format!("opening {}", config.database.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = rt.block_on(Store::connect(&config.database)).with_context(|| format!("opening {}", config.database))?;
     let password = if std::io::stdin().is_terminal() {
         eprint!("Password for {name}: ");
         let _ = std::io::stderr().flush();
@@ -155,11 +179,38 @@ pub fn add_user(config_file: Option<&Path>, name: &str, admin: Option<bool>) -> 
         std::io::stdin().lock().read_line(&mut line)?;
         line
     };
-    store.set_user(name, password.trim_end_matches(['\r', '\n']))?;
-    if let Some(admin) = admin {
-        store.set_admin(name, admin)?;
-    }
-    let role = if store.is_admin(name)? { " (relay admin)" } else { "" };
-    eprintln!("user {name}{role} saved in {}", config.database.display());
+    let admin = rt.block_on(async {
+        store.set_user(name, password.trim_end_matches(['\r', '\n'])).await?;
+        if let Some(admin) = admin {
+            store.set_admin(name, admin).await?;
+        }
+        store.is_admin(name).await
+    })?;
+    let role = if admin { " (relay admin)" } else { "" };
+    eprintln!("user {name}{role} saved in {}", config.database);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn postgres_needs_seal_key_file_and_the_key_file_wins_over_the_one_beside_the_database() {
+        let mut config = Config { database: crate::store::Database::from_url("postgres://psgate:pw@db/psgate"), ..Config::default() };
+        let refused = check_seal_key(&config).expect_err("refused").to_string();
+        assert!(refused.contains("seal_key_file") && !refused.contains("pw"), "{refused}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        config.seal_key_file = Some(dir.path().join("seal.key"));
+        check_seal_key(&config).expect("with the key file");
+        // On SQLite the key file, when set, is the key (not <database>.key).
+        let db = dir.path().join("psgate.db");
+        let store = Store::open(&db).expect("db");
+        let sealed = sealer(&config, &store).expect("sealer").seal("pw", "row").expect("sealed");
+        assert_eq!(Sealer::load_or_create(&dir.path().join("seal.key")).expect("key").open(&sealed, "row").expect("opens"), "pw");
+        assert!(!dir.path().join("psgate.db.key").exists());
+        config.seal_key_file = None;
+        sealer(&config, &store).expect("sealer");
+        assert!(dir.path().join("psgate.db.key").exists(), "without it, beside the database");
+    }
 }

@@ -116,19 +116,19 @@ impl Auth {
     }
 
     /// The current login a request's cookie names, noting the request as activity.
-    pub fn login(&self, headers: &HeaderMap) -> Option<Login> {
+    pub async fn login(&self, headers: &HeaderMap) -> Option<Login> {
         let key = token_key(cookie(headers)?);
-        self.state(&key, true).ok().map(|(_, user)| Login { user, key })
+        self.state(&key, true).await.ok().map(|(_, user)| Login { user, key })
     }
 
     /// The user a request's cookie names, if its login is current (noting the request as activity).
-    pub fn user(&self, headers: &HeaderMap) -> Option<String> {
-        self.login(headers).map(|l| l.user)
+    pub async fn user(&self, headers: &HeaderMap) -> Option<String> {
+        self.login(headers).await.map(|l| l.user)
     }
 
     /// Notes activity on a login (a WebSocket message); `Err` when it has ended.
-    pub fn touch(&self, key: &str) -> Result<(), Ended> {
-        match self.state(key, true) {
+    pub async fn touch(&self, key: &str) -> Result<(), Ended> {
+        match self.state(key, true).await {
             Ok(_) | Err(Ended::Unknown) => Ok(()),
             Err(e) => Err(e),
         }
@@ -136,12 +136,12 @@ impl Auth {
 
     /// When the login ends if nothing happens (ms since the epoch) and whose it is, or why it has ended. An ended login is
     /// deleted. With `touch`, the check counts as activity (written at most every 1/20 of the idle timeout, at
-    /// most every minute, so the database is not written on every message).
-    fn state(&self, key: &str, touch: bool) -> Result<(i64, String), Ended> {
+    /// most every minute, so the database is not written on every message). One query when nothing is written.
+    async fn state(&self, key: &str, touch: bool) -> Result<(i64, String), Ended> {
         let now = now_ms();
-        let row = self.store.login(key);
+        let row = self.store.login(key).await;
         // After the read, so an ended login read here is reported as what ended it.
-        self.purge(now);
+        self.purge(now).await;
         let row = match row {
             Ok(Some(row)) => row,
             Ok(None) => return Err(Ended::LoggedOut),
@@ -160,14 +160,14 @@ impl Auth {
         };
         if let Some(why) = ended {
             tracing::info!(user = %row.user, reason = ?why, "login ended");
-            if let Err(error) = self.store.remove_login(key) {
+            if let Err(error) = self.store.remove_login(key).await {
                 tracing::error!(%error, "removing an ended login");
             }
             return Err(why);
         }
         let mut last_seen = row.last_seen;
         if touch && now - row.last_seen >= (idle / 20).min(60_000) {
-            match self.store.touch_login(key, now) {
+            match self.store.touch_login(key, now).await {
                 Ok(()) => last_seen = now,
                 Err(error) => tracing::error!(%error, "noting activity on a login"),
             }
@@ -176,12 +176,12 @@ impl Auth {
     }
 
     /// Deletes ended logins, at most every minute.
-    fn purge(&self, now: i64) {
+    async fn purge(&self, now: i64) {
         let last = self.last_purge.load(Ordering::Relaxed);
         if now.saturating_sub(last) < PURGE_EVERY_MS || self.last_purge.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
             return;
         }
-        match self.store.purge_logins(now, now.saturating_sub(ms(self.idle))) {
+        match self.store.purge_logins(now, now.saturating_sub(ms(self.idle))).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(logins = n, "ended logins purged"),
             Err(error) => tracing::error!(%error, "purging ended logins"),
@@ -193,7 +193,7 @@ impl Auth {
     pub async fn ended(&self, key: &str) -> Ended {
         let mut logouts = self.logouts.subscribe();
         loop {
-            let wait = match self.state(key, false) {
+            let wait = match self.state(key, false).await {
                 Ok((deadline, _)) => Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0) + 20),
                 Err(Ended::Unknown) => Duration::from_secs(5),
                 Err(why) => return why,
@@ -264,38 +264,35 @@ pub async fn login(State(api): State<Api>, body: Result<Json<LoginForm>, axum::e
     let Ok(Json(form)) = body else {
         return json_error(StatusCode::BAD_REQUEST, "send {\"name\": …, \"password\": …} as JSON");
     };
-    let auth = api.auth.clone();
+    let auth = &api.auth;
     let name = form.name.clone();
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let key = token_key(&token);
-    let ok = tokio::task::spawn_blocking(move || {
-        if !auth.store.verify(&form.name, &form.password)? {
+    // The store hashes on the blocking pool (argon2 is slow).
+    let ok = async {
+        if !auth.store.verify(&form.name, &form.password).await? {
             return Ok(false);
         }
         let now = now_ms();
-        auth.store.add_login(&key, &form.name, now, now.saturating_add(ms(auth.ttl)))?;
+        auth.store.add_login(&key, &form.name, now, now.saturating_add(ms(auth.ttl))).await?;
         Ok::<bool, crate::store::StoreError>(true)
-    })
+    }
     .await;
     match ok {
-        Ok(Ok(true)) => {
+        Ok(true) => {
             tracing::info!(user = %name, "login");
             let mut response = Json(serde_json::json!({ "name": name })).into_response();
             response.headers_mut().insert(SET_COOKIE, api.auth.cookie_header(&token, api.auth.ttl.as_secs()));
             response
         }
-        Ok(Ok(false)) => {
+        Ok(false) => {
             tracing::info!(user = %name, "login refused");
             json_error(StatusCode::UNAUTHORIZED, "wrong user name or password")
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "login");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "the relay could not check the login")
-        }
         Err(e) => {
-            tracing::error!(error = %e, "login task");
+            tracing::error!(error = %e, "login");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "the relay could not check the login")
         }
     }
@@ -305,7 +302,7 @@ pub async fn login(State(api): State<Api>, body: Result<Json<LoginForm>, axum::e
 pub async fn logout(State(api): State<Api>, headers: HeaderMap) -> Response {
     if let Some(token) = cookie(&headers) {
         let key = token_key(token);
-        match api.auth.store.remove_login(&key) {
+        match api.auth.store.remove_login(&key).await {
             Ok(true) => tracing::info!("logout"),
             Ok(false) => {}
             Err(error) => tracing::error!(%error, "logout"),
@@ -319,7 +316,7 @@ pub async fn logout(State(api): State<Api>, headers: HeaderMap) -> Response {
 
 /// `GET /api/me`: `{"name": …}` or 401.
 pub async fn me(State(api): State<Api>, headers: HeaderMap) -> Response {
-    match api.auth.user(&headers) {
+    match api.auth.user(&headers).await {
         Some(name) => Json(serde_json::json!({ "name": name })).into_response(),
         None => json_error(StatusCode::UNAUTHORIZED, "not logged in"),
     }
@@ -329,9 +326,9 @@ pub async fn me(State(api): State<Api>, headers: HeaderMap) -> Response {
 mod tests {
     use super::*;
 
-    fn auth(change: impl FnOnce(&mut Config)) -> (Arc<Store>, Auth) {
+    async fn auth(change: impl FnOnce(&mut Config)) -> (Arc<Store>, Auth) {
         let store = Arc::new(Store::in_memory().expect("db"));
-        store.set_user("alice", "pw").expect("user");
+        store.set_user("alice", "pw").await.expect("user");
         let mut config = Config::default();
         change(&mut config);
         let auth = Auth::new(store.clone(), &config);
@@ -344,69 +341,70 @@ mod tests {
         h
     }
 
-    #[test]
-    fn only_the_hash_of_the_token_is_stored() {
-        let (store, auth) = auth(|_| {});
+    #[tokio::test]
+    async fn only_the_hash_of_the_token_is_stored() {
+        let (store, auth) = auth(|_| {}).await;
         let token = "00ff".repeat(16);
         let now = now_ms();
-        store.add_login(&token_key(&token), "alice", now, now + 60_000).expect("login");
-        assert_eq!(auth.user(&with_cookie(&token)).as_deref(), Some("alice"));
-        assert!(store.login(&token).expect("read").is_none(), "the token itself is no key");
+        store.add_login(&token_key(&token), "alice", now, now + 60_000).await.expect("login");
+        assert_eq!(auth.user(&with_cookie(&token)).await.as_deref(), Some("alice"));
+        assert!(store.login(&token).await.expect("read").is_none(), "the token itself is no key");
         assert_eq!(token_key(&token).len(), 64);
-        assert_eq!(auth.user(&with_cookie("forged")), None);
-        assert_eq!(auth.user(&HeaderMap::new()), None);
-        assert_eq!(auth.user(&with_cookie("")), None);
+        assert_eq!(auth.user(&with_cookie("forged")).await, None);
+        assert_eq!(auth.user(&HeaderMap::new()).await, None);
+        assert_eq!(auth.user(&with_cookie("")).await, None);
     }
 
-    #[test]
-    fn idle_and_expired_logins_are_refused_and_deleted() {
-        let (store, auth) = auth(|c| c.auth.idle_timeout_secs = Some(60));
+    #[tokio::test]
+    async fn idle_and_expired_logins_are_refused_and_deleted() {
+        let (store, auth) = auth(|c| c.auth.idle_timeout_secs = Some(60)).await;
         let now = now_ms();
         auth.last_purge.store(now, Ordering::Relaxed); // no purge yet: each login is refused for its reason
-        store.add_login(&token_key("idle"), "alice", now - 61_000, now + 600_000).expect("login");
-        store.add_login(&token_key("old"), "alice", now - 1_000, now - 1).expect("login");
-        store.add_login(&token_key("fresh"), "alice", now - 30_000, now + 600_000).expect("login");
-        assert_eq!(auth.state(&token_key("idle"), false), Err(Ended::Idle));
-        assert_eq!(auth.state(&token_key("old"), false), Err(Ended::Expired));
-        assert!(store.login(&token_key("idle")).expect("read").is_none() && store.login(&token_key("old")).expect("read").is_none());
-        let (before, user) = auth.state(&token_key("fresh"), false).expect("current");
+        store.add_login(&token_key("idle"), "alice", now - 61_000, now + 600_000).await.expect("login");
+        store.add_login(&token_key("old"), "alice", now - 1_000, now - 1).await.expect("login");
+        store.add_login(&token_key("fresh"), "alice", now - 30_000, now + 600_000).await.expect("login");
+        assert_eq!(auth.state(&token_key("idle"), false).await, Err(Ended::Idle));
+        assert_eq!(auth.state(&token_key("old"), false).await, Err(Ended::Expired));
+        assert!(store.login(&token_key("idle")).await.expect("read").is_none() && store.login(&token_key("old")).await.expect("read").is_none());
+        let (before, user) = auth.state(&token_key("fresh"), false).await.expect("current");
         assert_eq!(user, "alice");
         assert!((before - (now + 30_000)).abs() < 1_000, "idle deadline from the last activity");
-        let (after, _) = auth.state(&token_key("fresh"), true).expect("current");
+        let (after, _) = auth.state(&token_key("fresh"), true).await.expect("current");
         assert!(after >= now + 59_000, "activity moves the deadline");
         assert!(auth.reason(Ended::Idle).contains("60 s"), "{}", auth.reason(Ended::Idle));
         // The purge deletes ended logins nobody asks about.
-        store.add_login(&token_key("forgotten"), "alice", now - 61_000, now + 600_000).expect("login");
+        store.add_login(&token_key("forgotten"), "alice", now - 61_000, now + 600_000).await.expect("login");
         auth.last_purge.store(i64::MIN, Ordering::Relaxed);
-        auth.state(&token_key("fresh"), false).expect("current");
-        assert!(store.login(&token_key("forgotten")).expect("read").is_none());
+        auth.state(&token_key("fresh"), false).await.expect("current");
+        assert!(store.login(&token_key("forgotten")).await.expect("read").is_none());
     }
 
-    #[test]
-    fn cookie_attributes() {
-        let (_, strict) = auth(|_| {});
+    #[tokio::test]
+    async fn cookie_attributes() {
+        let (_, strict) = auth(|_| {}).await;
         let c = strict.cookie_header("t", 60);
         assert_eq!(c.to_str().expect("ascii"), "psgate_session=t; HttpOnly; SameSite=Strict; Path=/; Max-Age=60");
         let (_, none) = auth(|c| {
             c.secure_cookies = true;
             c.embed.cookie_same_site = SameSite::None;
-        });
+        })
+        .await;
         let c = none.cookie_header("t", 60);
         assert_eq!(c.to_str().expect("ascii"), "psgate_session=t; HttpOnly; SameSite=None; Path=/; Max-Age=60; Secure; Partitioned");
     }
 
     #[tokio::test]
     async fn a_logout_wakes_the_watchers_of_that_login_only() {
-        let (store, auth) = auth(|_| {});
+        let (store, auth) = auth(|_| {}).await;
         let auth = Arc::new(auth);
         let now = now_ms();
-        store.add_login("k1", "alice", now, now + 600_000).expect("login");
-        store.add_login("k2", "alice", now, now + 600_000).expect("login");
+        store.add_login("k1", "alice", now, now + 600_000).await.expect("login");
+        store.add_login("k2", "alice", now, now + 600_000).await.expect("login");
         let (a1, a2) = (auth.clone(), auth.clone());
         let w1 = tokio::spawn(async move { a1.ended("k1").await });
         let w2 = tokio::spawn(async move { a2.ended("k2").await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        store.remove_login("k1").expect("remove");
+        store.remove_login("k1").await.expect("remove");
         let _ = auth.logouts.send("k1".into());
         assert_eq!(tokio::time::timeout(Duration::from_secs(5), w1).await.expect("in time").expect("task"), Ended::LoggedOut);
         tokio::time::sleep(Duration::from_millis(50)).await;

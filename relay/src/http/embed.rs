@@ -19,7 +19,7 @@ use crate::config::{Config, TargetPreset};
 
 /// `GET /api/config`: [`PageConfig`]; the targets only with a login (which the request refreshes).
 pub async fn config(State(api): State<Api>, headers: HeaderMap) -> Json<PageConfig> {
-    let logged_in = api.auth.login(&headers).is_some();
+    let logged_in = api.auth.login(&headers).await.is_some();
     let c = &api.config;
     Json(PageConfig {
         kiosk: c.kiosk.enabled,

@@ -40,7 +40,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 
 /// The upgrade.
 pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let Some(login) = api.auth.login(&headers) else {
+    let Some(login) = api.auth.login(&headers).await else {
         return (StatusCode::UNAUTHORIZED, "log in first").into_response();
     };
     let user = login.user.clone();
@@ -102,7 +102,7 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
             }
         }
     });
-    let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone(), admin: manager.is_admin(&user) };
+    let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone(), admin: manager.is_admin(&user).await };
     let _ = out.send(hello).await;
     // A page that comes back to a prompt inside a session learns which (none: the prompt is at `PS psgate>`).
     if let Some(entered) = manager.entered(&user) {
@@ -124,7 +124,7 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
         };
         let Some(Ok(frame)) = frame else { break None };
         if matches!(frame, Message::Text(_) | Message::Binary(_))
-            && let Err(why) = auth.touch(&key)
+            && let Err(why) = auth.touch(&key).await
         {
             break Some(why);
         }

@@ -470,8 +470,8 @@ impl Manager {
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
     /// previous relay process kept: they show as Disconnected until Connect. Call inside the runtime.
-    pub fn with_store(config: Arc<Config>, store: Arc<Store>, sealer: Sealer) -> Arc<Manager> {
-        let rows = store.winrm_sessions().unwrap_or_else(|e| {
+    pub async fn with_store(config: Arc<Config>, store: Arc<Store>, sealer: Sealer) -> Arc<Manager> {
+        let rows = store.winrm_sessions().await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading the kept WinRM sessions");
             Vec::new()
         });
@@ -480,7 +480,7 @@ impl Manager {
         for row in rows {
             if let Err(e) = manager.restore(&row) {
                 tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
-                manager.forget(&row.key);
+                manager.forget(&row.key).await;
             }
         }
         manager
@@ -495,14 +495,24 @@ impl Manager {
         self.check_target(&target).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let (id, entry, rx) = self.add_entry(&row.owner, &target, SessionState::Disconnected, false).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         self.update(&entry, |i| i.instance_id = Some(row.key.clone()));
+        // Idle since it was last used before the restart, not since the restart (IdleTimeout counts on).
+        if let Some(since) = row.idle_since {
+            let idle_for = std::time::Duration::from_millis(u64::try_from(unix_ms().saturating_sub(since)).unwrap_or(0));
+            let now = self.time.now();
+            *lock(&entry.activity) = now.checked_sub(idle_for).unwrap_or(now);
+        }
         tracing::info!(session = id.0, owner = %row.owner, shell = %row.key, "WinRM session kept over the restart: disconnected");
         tokio::spawn(drive(self.clone(), entry, target, Start::Restored(record), rx));
         Ok(())
     }
 
     /// Keeps what a later Connect needs (the password sealed).
-    fn keep(&self, owner: &str, target: &Target, record: &ShellRecord) {
+    async fn keep(&self, entry: &Entry, target: &Target, record: &ShellRecord) {
         let Some((store, sealer)) = &self.store else { return };
+        let owner = entry.owner.as_str();
+        // The idle clock goes with it (as wall-clock time: a later relay process has another monotonic clock).
+        let idle_for = self.time.now().saturating_duration_since(*lock(&entry.activity));
+        let idle_since = unix_ms().saturating_sub(i64::try_from(idle_for.as_millis()).unwrap_or(i64::MAX));
         let key = record.shell_id.hyphenated().to_string().to_uppercase();
         let sealed = match target.password.as_deref().map(|p| sealer.seal(p, &key)).transpose() {
             Ok(s) => s,
@@ -520,15 +530,16 @@ impl Manager {
             target: serde_json::to_string(&public).unwrap_or_default(),
             shell: serde_json::to_string(record).unwrap_or_default(),
             sealed_password: sealed,
+            idle_since: Some(idle_since),
         };
-        if let Err(e) = store.put_winrm_session(&row) {
+        if let Err(e) = store.put_winrm_session(&row).await {
             tracing::error!(error = %e, "keeping a WinRM session");
         }
     }
 
-    fn forget(&self, key: &str) {
+    async fn forget(&self, key: &str) {
         if let Some((store, _)) = &self.store
-            && let Err(e) = store.remove_winrm_session(key)
+            && let Err(e) = store.remove_winrm_session(key).await
         {
             tracing::error!(error = %e, "forgetting a WinRM session");
         }
@@ -828,15 +839,16 @@ impl Manager {
     }
 
     /// Whether `user` is a relay admin (flagged in the database: `psgate user add --admin`).
-    pub fn is_admin(&self, user: &str) -> bool {
-        self.store.as_ref().is_some_and(|(store, _)| store.is_admin(user).unwrap_or_else(|e| {
+    pub async fn is_admin(&self, user: &str) -> bool {
+        let Some((store, _)) = &self.store else { return false };
+        store.is_admin(user).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading the admin flag");
             false
-        }))
+        })
     }
 
-    fn refuse_non_admin(&self, user: &str) -> Result<(), ApiError> {
-        if self.is_admin(user) {
+    async fn refuse_non_admin(&self, user: &str) -> Result<(), ApiError> {
+        if self.is_admin(user).await {
             Ok(())
         } else {
             Err(ApiError::new(ErrorCode::TargetNotAllowed, "Access is denied: only a relay admin (psgate user add --admin) sees and closes other users' sessions."))
@@ -866,9 +878,9 @@ impl Manager {
     }
 
     /// Get-PSGateQuota: each quota that applies to `owner` (`all_users`, admins only: every user's use).
-    pub fn quota_use(&self, owner: &str, all_users: bool) -> Result<Vec<lang_quota::QuotaUse>, ApiError> {
+    pub async fn quota_use(&self, owner: &str, all_users: bool) -> Result<Vec<lang_quota::QuotaUse>, ApiError> {
         if all_users {
-            self.refuse_non_admin(owner)?;
+            self.refuse_non_admin(owner).await?;
         }
         /// A session as the quotas see it: owner, rule, state, opened, last request.
         struct Seen(String, Option<usize>, SessionState, Option<tokio::time::Instant>, tokio::time::Instant);
@@ -924,8 +936,8 @@ impl Manager {
     }
 
     /// Get-PSGateSession (admins): every user's sessions, with the time their quotas leave them.
-    pub fn user_sessions(&self, admin: &str) -> Result<Vec<lang_quota::UserSession>, ApiError> {
-        self.refuse_non_admin(admin)?;
+    pub async fn user_sessions(&self, admin: &str) -> Result<Vec<lang_quota::UserSession>, ApiError> {
+        self.refuse_non_admin(admin).await?;
         let entries: Vec<Arc<Entry>> = lock(&self.inner).sessions.values().cloned().collect();
         Ok(entries
             .iter()
@@ -937,14 +949,14 @@ impl Manager {
     }
 
     /// Remove-PSGateSession (admins): closes `owner`'s session `id`, and records it in the audit.
-    pub fn admin_close(&self, admin: &str, owner: &str, id: SessionId) -> Result<Removed, ApiError> {
-        self.refuse_non_admin(admin)?;
+    pub async fn admin_close(&self, admin: &str, owner: &str, id: SessionId) -> Result<Removed, ApiError> {
+        self.refuse_non_admin(admin).await?;
         let computer = self.computer_name(owner, id)?;
         let removed = self.remove(owner, Some(&[id]))?;
         tracing::warn!(admin, owner, session = id.0, %computer, "an admin closed another user's session");
         if let Some((store, _)) = &self.store {
             let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            if let Err(e) = store.audit(time, admin, "Remove-PSGateSession", &format!("{owner}/{}", id.0), &format!("session {} on {computer}", id.0)) {
+            if let Err(e) = store.audit(time, admin, "Remove-PSGateSession", &format!("{owner}/{}", id.0), &format!("session {} on {computer}", id.0)).await {
                 tracing::error!(error = %e, "writing the audit");
             }
         }
@@ -1444,6 +1456,11 @@ fn winrm_target(config: &Config, target: &Target) -> anyhow::Result<WinrmTarget>
     Ok(winrm)
 }
 
+/// Now, in milliseconds since the Unix epoch.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// A target's failure as the browser sees it: refused credentials and quota faults get their own codes.
 fn target_error(e: &anyhow::Error) -> ApiError {
     let message = format!("{e:#}");
@@ -1710,7 +1727,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                     {
                         tracing::info!(session = id.0, error = %e, "deleting a disconnected shell");
                     }
-                    manager.forget(&key);
+                    manager.forget(&key).await;
                     return;
                 }
                 Some(c) => refuse(c, id, "the session is disconnected: connect it first"),
@@ -1729,7 +1746,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
         // Removed while opening: dropping the half-open session ends it.
         _ = wait_close(&mut commands, id) => {
             if let Some(record) = &attach {
-                manager.forget(&record.shell_id.hyphenated().to_string().to_uppercase());
+                manager.forget(&record.shell_id.hyphenated().to_string().to_uppercase()).await;
             }
             return;
         }
@@ -1759,7 +1776,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
     let shell = session.with(|c| c.shell()).await.ok().flatten();
     *lock(&entry.private_data) = session.with(|c| c.pool().application_private_data().cloned()).await.ok().flatten();
     if let Some(record) = &shell {
-        manager.keep(&entry.owner, &target, record);
+        manager.keep(&entry, &target, record).await;
     }
     let shell_key = shell.as_ref().map(|r| r.shell_id.hyphenated().to_string().to_uppercase());
     manager.update(&entry, |i| {
@@ -1810,7 +1827,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                 tracing::info!(session = id.0, %why, "session closed by a relay quota");
                 quota_close(&manager, &entry, &mut session, running.take(), queued.drain(..).collect(), &why).await;
                 if let Some(key) = &shell_key {
-                    manager.forget(key);
+                    manager.forget(key).await;
                 }
                 let _ = wait_close(&mut commands, id).await;
                 return;
@@ -1883,7 +1900,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                         disconnected = true;
                         tracing::info!(session = id.0, "session disconnected");
                         if let Ok(Some(record)) = session.with(|c| c.shell()).await {
-                            manager.keep(&entry.owner, &target, &record);
+                            manager.keep(&entry, &target, &record).await;
                         }
                         manager.update(&entry, |i| {
                             i.state = SessionState::Disconnected;
@@ -1950,7 +1967,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                 let _ = session.with(|c| c.close()).await;
                 let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(e) = session.events.recv().await { if matches!(e, ClientEvent::SessionClosed) { break } } }).await;
                 if let Some(key) = &shell_key {
-                    manager.forget(key);
+                    manager.forget(key).await;
                 }
                 return;
             }
@@ -2040,7 +2057,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
     }
     tracing::warn!(session = id.0, %reason, "session broken");
     if let Some(key) = &shell_key {
-        manager.forget(key);
+        manager.forget(key).await;
     }
     if let Some(mut r) = running.take() {
         flush_progress(id, &mut r);

@@ -542,15 +542,15 @@ impl Remoting for RelayRemoting {
     }
 
     fn quotas(&mut self, all_users: bool) -> Result<Vec<psgate_lang::QuotaUse>, RemoteError> {
-        self.manager.quota_use(&self.owner, all_users).map_err(remote_error)
+        self.handle.block_on(self.manager.quota_use(&self.owner, all_users)).map_err(remote_error)
     }
 
     fn user_sessions(&mut self) -> Result<Vec<psgate_lang::UserSession>, RemoteError> {
-        self.manager.user_sessions(&self.owner).map_err(remote_error)
+        self.handle.block_on(self.manager.user_sessions(&self.owner)).map_err(remote_error)
     }
 
     fn close_user_session(&mut self, owner: &str, session: SessionId) -> Result<(), RemoteError> {
-        let removed = self.manager.admin_close(&self.owner, owner, session).map_err(remote_error)?;
+        let removed = self.handle.block_on(self.manager.admin_close(&self.owner, owner, session)).map_err(remote_error)?;
         // As Remove-PSSession: the line ends once the target has closed it.
         self.handle.block_on(removed.closed(Duration::from_secs(10)));
         Ok(())

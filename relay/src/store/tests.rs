@@ -1,0 +1,261 @@
+//! The store's cases, written once and run on both engines: SQLite in memory, and PostgreSQL in a database of the
+//! test's own on the server `$PSGATE_TEST_POSTGRES` names (`scripts/postgres.sh` starts one and prints it).
+
+use super::*;
+
+/// The variable naming the PostgreSQL server for the tests (a database there the tests may make databases from).
+const TEST_POSTGRES: &str = "PSGATE_TEST_POSTGRES";
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (main, query) = url.split_once('?').map_or((url, String::new()), |(m, q)| (m, format!("?{q}")));
+    let after_scheme = main.find("://").map_or(0, |i| i + 3);
+    let base = main[after_scheme..].find('/').map_or(main, |i| &main[..after_scheme + i]);
+    format!("{base}/{name}{query}")
+}
+
+/// A database of the test's own on the test server: made afresh (named after the test and this process), dropped
+/// after the test even when it fails.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn admin(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls).await.unwrap_or_else(|e| panic!("connecting to ${TEST_POSTGRES} ({}): {e}", redacted(&self.admin_url)));
+        tokio::spawn(connection);
+        client
+    }
+
+    async fn create(test: &str) -> PgDatabase {
+        let admin_url = std::env::var(TEST_POSTGRES).unwrap_or_else(|_| {
+            panic!("{TEST_POSTGRES} is not set: the PostgreSQL variants of the store tests need a server; run `eval \"$(scripts/postgres.sh)\"` (it starts a throwaway one and prints the variable), then the tests again")
+        });
+        let mut name: String = format!("psgate_t{}_{test}", std::process::id()).chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        name.truncate(63);
+        let db = PgDatabase { url: with_database(&admin_url, &name), admin_url, name };
+        let admin = db.admin().await;
+        // Left by an earlier process of the same id that died in the middle.
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", db.name)).await.expect("dropping a leftover test database");
+        admin.batch_execute(&format!("CREATE DATABASE \"{}\"", db.name)).await.expect("creating the test's database");
+        db
+    }
+
+    async fn drop_database(self) {
+        let admin = self.admin().await;
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await.expect("dropping the test's database");
+    }
+
+    /// Runs `test` on this database, then drops it (after a failure too), and fails as `test` did.
+    async fn run<F: std::future::Future<Output = ()> + Send + 'static>(self, test: impl FnOnce(String) -> F) {
+        let outcome = tokio::spawn(test(self.url.clone())).await;
+        self.drop_database().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+/// A `#[tokio::test]` per engine for each store case (`async fn case(store: &Store)`): `case::sqlite` on SQLite in
+/// memory, `case::postgres` on a PostgreSQL database of its own.
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn sqlite() {
+                let store = super::Store::in_memory().expect("db");
+                super::$case(&store).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::PgDatabase::create(stringify!($case)).await.run(|url| async move {
+                    let store = super::Store::open_url(&url).await.expect("the PostgreSQL store opens and migrates");
+                    assert!(store.is_postgres());
+                    super::$case(&store).await;
+                }).await;
+            }
+        }
+    )*};
+}
+
+on_both_engines!(users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten);
+
+async fn users_and_passwords(store: &Store) {
+    store.set_user("alice", "correct horse").await.expect("add");
+    assert!(store.verify("alice", "correct horse").await.expect("verify"));
+    assert!(!store.verify("alice", "wrong").await.expect("verify"));
+    assert!(!store.verify("bob", "correct horse").await.expect("verify"));
+    store.set_user("alice", "new").await.expect("change");
+    assert!(!store.verify("alice", "correct horse").await.expect("verify"));
+    assert!(store.verify("alice", "new").await.expect("verify"));
+    assert!(store.set_user("a b", "x").await.is_err());
+    assert!(store.set_user("carol", "").await.is_err());
+    let stored = store.password_hash("alice").await.expect("read").expect("a hash");
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+}
+
+async fn logins_are_kept_touched_and_purged(store: &Store) {
+    store.set_user("alice", "pw").await.expect("add");
+    store.add_login("h1", "alice", 1_000, 100_000).await.expect("login");
+    store.add_login("h2", "alice", 1_000, 100_000).await.expect("login");
+    assert_eq!(store.login("h1").await.expect("read"), Some(LoginRow { user: "alice".into(), last_seen: 1_000, expires: 100_000 }));
+    store.touch_login("h1", 5_000).await.expect("touch");
+    store.touch_login("h1", 4_000).await.expect("an older touch is ignored");
+    assert_eq!(store.login("h1").await.expect("read").map(|l| l.last_seen), Some(5_000));
+    assert_eq!(store.purge_logins(6_000, 2_000).await.expect("purge"), 1, "h2 idle since 1000");
+    assert!(store.login("h2").await.expect("read").is_none());
+    assert_eq!(store.purge_logins(100_000, 0).await.expect("purge"), 1, "h1 expired");
+    store.add_login("h3", "alice", 1_000, 100_000).await.expect("login");
+    store.add_login("h3", "alice", 2_000, 200_000).await.expect("the same token again replaces it");
+    assert_eq!(store.login("h3").await.expect("read"), Some(LoginRow { user: "alice".into(), last_seen: 2_000, expires: 200_000 }));
+    assert!(store.remove_login("h3").await.expect("remove"));
+    assert!(!store.remove_login("h3").await.expect("remove"));
+    store.add_login("h4", "alice", 1_000, 100_000).await.expect("login");
+    store.set_user("alice", "new").await.expect("change");
+    assert!(store.login("h4").await.expect("read").is_none(), "a new password ends the logins");
+}
+
+async fn admins_and_the_audit(store: &Store) {
+    store.set_user("root", "pw").await.expect("add");
+    assert!(!store.is_admin("root").await.expect("read"), "nobody is an admin by default");
+    assert!(store.set_admin("root", true).await.expect("set"));
+    assert!(!store.set_admin("nobody", true).await.expect("set"), "an unknown user is not made one");
+    assert!(store.is_admin("root").await.expect("read") && !store.is_admin("nobody").await.expect("read"));
+    store.set_user("root", "new").await.expect("a new password");
+    assert!(store.is_admin("root").await.expect("read"), "a new password keeps the flag");
+    assert!(store.set_admin("root", false).await.expect("unset") && !store.is_admin("root").await.expect("read"));
+    assert_eq!(store.audit_rows().await.expect("rows"), []);
+    store.audit(42, "root", "Remove-PSGateSession", "alice/3", "session 3 on srv02").await.expect("audit");
+    store.audit(41, "root", "Remove-PSGateSession", "bob/1", "session 1 on srv01").await.expect("audit");
+    assert_eq!(
+        store.audit_rows().await.expect("rows"),
+        [(42, "root".into(), "Remove-PSGateSession".into(), "alice/3".into(), "session 3 on srv02".into()), (41, "root".into(), "Remove-PSGateSession".into(), "bob/1".into(), "session 1 on srv01".into())],
+        "in the order written"
+    );
+}
+
+async fn winrm_sessions_are_kept_updated_and_forgotten(store: &Store) {
+    assert_eq!(store.winrm_sessions().await.expect("read"), []);
+    let a = WinrmSessionRow { key: "AAAA".into(), owner: "alice".into(), target: "{\"computer_name\":\"srv01\"}".into(), shell: "{}".into(), sealed_password: Some(vec![0, 1, 2, 255]), idle_since: None };
+    let b = WinrmSessionRow { key: "BBBB".into(), owner: "bob".into(), target: "{}".into(), shell: "{\"shell_id\":\"b\"}".into(), sealed_password: None, idle_since: Some(1_700_000_000_123) };
+    store.put_winrm_session(&a).await.expect("put");
+    store.put_winrm_session(&b).await.expect("put");
+    assert_eq!(store.winrm_sessions().await.expect("read"), [a.clone(), b.clone()]);
+    let a2 = WinrmSessionRow { shell: "{\"commands\":[1]}".into(), sealed_password: Some(vec![9; 40]), idle_since: Some(5), ..a.clone() };
+    store.put_winrm_session(&a2).await.expect("update");
+    let b2 = WinrmSessionRow { idle_since: None, ..b.clone() };
+    store.put_winrm_session(&b2).await.expect("update");
+    let mut kept = store.winrm_sessions().await.expect("read");
+    kept.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(kept, [a2, b2.clone()], "updated in place, idle_since set and cleared");
+    store.remove_winrm_session("AAAA").await.expect("remove");
+    store.remove_winrm_session("AAAA").await.expect("removing again is no error");
+    assert_eq!(store.winrm_sessions().await.expect("read"), [b2]);
+}
+
+/// Opening the store `url` names again runs no migration twice and keeps the rows (SQLite: a file).
+async fn reopened_keeps_its_rows(url: &str) {
+    let open = async || Store::open_url(url).await.expect("opened");
+    let store = open().await;
+    store.set_user("alice", "pw").await.expect("add");
+    store.put_winrm_session(&WinrmSessionRow { key: "K".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: Some(7) }).await.expect("put");
+    drop(store);
+    let store = open().await;
+    assert!(store.verify("alice", "pw").await.expect("verify"));
+    assert_eq!(store.winrm_sessions().await.expect("read").iter().map(|r| r.idle_since).collect::<Vec<_>>(), [Some(7)]);
+}
+
+#[tokio::test]
+async fn a_reopened_sqlite_store_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("psgate.db");
+    reopened_keeps_its_rows(path.to_str().expect("a UTF-8 path")).await;
+}
+
+#[tokio::test]
+async fn a_reopened_postgres_store_keeps_its_rows_and_relays_starting_together_migrate_once() {
+    PgDatabase::create("reopened").await
+        .run(|url| async move {
+            // Three relays at once on the new database: the advisory lock lets one migrate it.
+            let (a, b, c) = tokio::join!(Store::open_url(&url), Store::open_url(&url), Store::open_url(&url));
+            drop((a.expect("opened"), b.expect("opened"), c.expect("opened")));
+            reopened_keeps_its_rows(&url).await;
+        })
+        .await;
+}
+
+#[test]
+fn a_database_from_before_the_admin_flag_gets_it_and_admins_are_audited() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    {
+        let old = Connection::open(&path).expect("open");
+        old.execute_batch(
+            "CREATE TABLE users (name TEXT PRIMARY KEY NOT NULL, password_hash TEXT NOT NULL, created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             INSERT INTO users (name, password_hash) VALUES ('root', 'x');",
+        )
+        .expect("the old schema");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let store = Store::open(&path).expect("opened and migrated");
+    rt.block_on(async {
+        assert!(!store.is_admin("root").await.expect("read"), "nobody is an admin by default");
+        assert!(store.set_admin("root", true).await.expect("set"));
+    });
+    drop(store);
+    let store = Store::open(&path).expect("opened again");
+    rt.block_on(async {
+        assert!(store.is_admin("root").await.expect("kept"));
+        assert!(store.set_admin("root", false).await.expect("unset"));
+        admins_and_the_audit(&store).await;
+    });
+}
+
+#[tokio::test]
+async fn a_database_from_before_versioned_migrations_is_taken_over() {
+    // The schema the last psgate before migrations made (its admin column added by ALTER TABLE).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("psgate.db");
+    {
+        let old = Connection::open(&path).expect("open");
+        old.execute_batch(
+            "CREATE TABLE users (name TEXT PRIMARY KEY NOT NULL, password_hash TEXT NOT NULL, created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             CREATE TABLE logins (token_hash TEXT PRIMARY KEY NOT NULL, user TEXT NOT NULL, created INTEGER NOT NULL, last_seen INTEGER NOT NULL, expires INTEGER NOT NULL);
+             CREATE INDEX logins_user ON logins (user);
+             CREATE TABLE winrm_sessions (key TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, target TEXT NOT NULL, shell TEXT NOT NULL, sealed_password BLOB, updated INTEGER NOT NULL);
+             CREATE TABLE audit (id INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
+             ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+             INSERT INTO users (name, password_hash, admin) VALUES ('root', 'x', 1);
+             INSERT INTO logins VALUES ('h', 'root', 1, 2, 3);
+             INSERT INTO winrm_sessions VALUES ('K', 'root', '{}', '{}', x'0102', 10);",
+        )
+        .expect("the old schema");
+    }
+    let store = Store::open(&path).expect("opened and migrated");
+    assert!(store.is_admin("root").await.expect("kept"));
+    assert_eq!(store.login("h").await.expect("kept"), Some(LoginRow { user: "root".into(), last_seen: 2, expires: 3 }));
+    assert_eq!(
+        store.winrm_sessions().await.expect("kept"),
+        [WinrmSessionRow { key: "K".into(), owner: "root".into(), target: "{}".into(), shell: "{}".into(), sealed_password: Some(vec![1, 2]), idle_since: None }]
+    );
+    drop(store);
+    Store::open(&path).expect("opened again: nothing left to migrate");
+}
+
+#[test]
+fn a_postgres_url_selects_postgres_and_is_shown_without_its_password() {
+    assert!(Database::from_url("postgres://psgate:s3cret@db.contoso.com/psgate").is_postgres());
+    assert!(Database::from_url("PostgreSQL://db/psgate").is_postgres());
+    assert_eq!(Database::from_url("/var/lib/psgate/psgate.db"), Database::Sqlite("/var/lib/psgate/psgate.db".into()));
+    assert_eq!(Database::from_url("postgres.db"), Database::Sqlite("postgres.db".into()));
+    let db = Database::from_url("postgres://psgate:s3cret@db.contoso.com:5432/psgate?sslmode=disable&password=other");
+    for shown in [db.to_string(), format!("{db:?}")] {
+        assert!(!shown.contains("s3cret") && !shown.contains("other"), "{shown}");
+        assert!(shown.contains("psgate:***@db.contoso.com:5432/psgate?sslmode=disable&password=***"), "{shown}");
+    }
+    assert_eq!(with_database("postgres://u@127.0.0.1:55432/psgate_test?sslmode=disable", "t1"), "postgres://u@127.0.0.1:55432/t1?sslmode=disable");
+    assert_eq!(with_database("postgres://u@127.0.0.1:55432", "t1"), "postgres://u@127.0.0.1:55432/t1");
+}
