@@ -217,6 +217,47 @@ impl Default for WinrmConfig {
     }
 }
 
+/// `[cluster]`: relays that share one store (PostgreSQL) register there and heartbeat; when one stops or goes silent, a
+/// survivor takes its WinRM sessions over (the protocol's Connect, from the kept ShellId and sealed credentials).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This relay's id in the store; the same after a restart, so it takes its own sessions back (default: the host
+    /// name and the listen port; a relay listening on port 0 gets a new id each start).
+    pub relay_id: Option<String>,
+    /// Where the other relays reach this one (default: `http://<listen>`).
+    pub address: Option<String>,
+    /// Seconds between heartbeats (and looks for relays gone).
+    pub heartbeat_secs: u64,
+    /// A relay silent this many seconds is gone: its WinRM sessions are taken over.
+    pub dead_after_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig { relay_id: None, address: None, heartbeat_secs: 2, dead_after_secs: 10 }
+    }
+}
+
+impl Config {
+    /// `[cluster] relay_id`, or its default.
+    pub fn relay_id(&self) -> String {
+        if let Some(id) = self.cluster.relay_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            return id.to_owned();
+        }
+        if self.listen.port() == 0 {
+            return format!("relay-{}", uuid::Uuid::new_v4().simple());
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into());
+        format!("{host}:{}", self.listen.port())
+    }
+
+    /// `[cluster] address`, or its default.
+    pub fn relay_address(&self) -> String {
+        self.cluster.address.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
 /// The login cookie's `SameSite`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -327,6 +368,8 @@ pub struct Config {
     pub winrm: WinrmConfig,
     /// `[quotas]`: the relay's session quotas for its users.
     pub quotas: crate::quotas::Quotas,
+    /// `[cluster]`: several relays on one store.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -349,6 +392,7 @@ impl Default for Config {
             kiosk: KioskConfig::default(),
             winrm: WinrmConfig::default(),
             quotas: crate::quotas::Quotas::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -155,6 +155,10 @@ pub struct WinrmSessionRow {
     pub sealed_password: Option<Vec<u8>>,
     /// Since when the session is idle (ms since the Unix epoch; none: it is not).
     pub idle_since: Option<i64>,
+    /// The relay holding it (`[cluster] relay_id`; none: kept by a relay from before relays had ids).
+    pub relay: Option<String>,
+    /// It was open (not disconnected by its user) when kept: a relay that takes it over connects it again.
+    pub resume: bool,
 }
 
 impl std::fmt::Debug for WinrmSessionRow {
@@ -298,9 +302,9 @@ impl Store {
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
                 db.execute(
-                    "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT(key) DO UPDATE SET owner = ?2, target = ?3, shell = ?4, sealed_password = ?5, updated = ?6, idle_since = ?7",
-                    rusqlite::params![row.key, row.owner, row.target, row.shell, row.sealed_password, now, row.idle_since],
+                    "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since, relay, resume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT(key) DO UPDATE SET owner = ?2, target = ?3, shell = ?4, sealed_password = ?5, updated = ?6, idle_since = ?7, relay = ?8, resume = ?9",
+                    rusqlite::params![row.key, row.owner, row.target, row.shell, row.sealed_password, now, row.idle_since, row.relay, row.resume],
                 )
             })
             .map(drop),
@@ -308,11 +312,11 @@ impl Store {
                 let client = pool.get().await?;
                 let stmt = client
                     .prepare_cached(
-                        "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                         ON CONFLICT (key) DO UPDATE SET owner = $2, target = $3, shell = $4, sealed_password = $5, updated = $6, idle_since = $7",
+                        "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since, relay, resume) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         ON CONFLICT (key) DO UPDATE SET owner = $2, target = $3, shell = $4, sealed_password = $5, updated = $6, idle_since = $7, relay = $8, resume = $9",
                     )
                     .await?;
-                client.execute(&stmt, &[&row.key, &row.owner, &row.target, &row.shell, &row.sealed_password, &now, &row.idle_since]).await?;
+                client.execute(&stmt, &[&row.key, &row.owner, &row.target, &row.shell, &row.sealed_password, &now, &row.idle_since, &row.relay, &row.resume]).await?;
                 Ok(())
             }
         }
@@ -333,20 +337,41 @@ impl Store {
 
     /// Every kept WinRM session, oldest first.
     pub async fn winrm_sessions(&self) -> Result<Vec<WinrmSessionRow>, StoreError> {
-        const SELECT: &str = "SELECT key, owner, target, shell, sealed_password, idle_since FROM winrm_sessions ORDER BY updated, key";
+        self.winrm_rows(&format!("SELECT {WINRM_COLUMNS} FROM winrm_sessions ORDER BY updated, key"), None).await
+    }
+
+    /// Runs `sql` (one text parameter, `?1`/`$1`, or none) and reads [`WINRM_COLUMNS`] rows.
+    async fn winrm_rows(&self, sql: &str, param: Option<&str>) -> Result<Vec<WinrmSessionRow>, StoreError> {
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
-                let mut stmt = db.prepare(SELECT)?;
-                let rows = stmt.query_map([], |r| {
-                    Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)?, idle_since: r.get(5)? })
-                })?;
-                rows.collect()
+                let mut stmt = db.prepare(&sql.replace('$', "?"))?;
+                let read = |r: &rusqlite::Row<'_>| {
+                    Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)?, idle_since: r.get(5)?, relay: r.get(6)?, resume: r.get(7)? })
+                };
+                match param {
+                    Some(p) => stmt.query_map([p], read)?.collect(),
+                    None => stmt.query_map([], read)?.collect(),
+                }
             }),
             Engine::Postgres(pool) => {
                 let client = pool.get().await?;
-                let rows = client.query(SELECT, &[]).await?;
+                let rows = match param {
+                    Some(p) => client.query(sql, &[&p]).await?,
+                    None => client.query(sql, &[]).await?,
+                };
                 rows.iter()
-                    .map(|r| Ok(WinrmSessionRow { key: r.try_get(0)?, owner: r.try_get(1)?, target: r.try_get(2)?, shell: r.try_get(3)?, sealed_password: r.try_get(4)?, idle_since: r.try_get(5)? }))
+                    .map(|r| {
+                        Ok(WinrmSessionRow {
+                            key: r.try_get(0)?,
+                            owner: r.try_get(1)?,
+                            target: r.try_get(2)?,
+                            shell: r.try_get(3)?,
+                            sealed_password: r.try_get(4)?,
+                            idle_since: r.try_get(5)?,
+                            relay: r.try_get(6)?,
+                            resume: r.try_get(7)?,
+                        })
+                    })
                     .collect()
             }
         }
@@ -522,6 +547,12 @@ impl Store {
         }
     }
 }
+
+/// The columns of a [`WinrmSessionRow`], in its fields' order.
+const WINRM_COLUMNS: &str = "key, owner, target, shell, sealed_password, idle_since, relay, resume";
+
+mod relays;
+pub use relays::RelayRow;
 
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,9 @@ pub async fn relay_with(change: impl FnOnce(&mut Config)) -> Relay {
 pub async fn relay_on(store: Arc<Store>, change: impl FnOnce(&mut Config)) -> Relay {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
+        // One id for the relays of a test: a relay made again on the same store is the same relay restarted (tests of
+        // several relays on one store name each).
+        cluster: psgate_relay::config::ClusterConfig { relay_id: Some("test-relay".into()), heartbeat_secs: 3600, ..Default::default() },
         local_command: Some(local_host_argv().iter().map(|s| s.to_string_lossy().into_owned()).collect()),
         allow: vec![AllowRule { hosts: vec!["localhost".into()], ports: vec![], transports: vec![Transport::Local], ..AllowRule::default() }],
         ..Config::default()
@@ -212,3 +215,16 @@ pub fn outputs(events: &[ServerMessage]) -> Vec<psgate_shared::clixml::Value> {
         .collect()
 }
 
+
+/// A PostgreSQL database of its own for a test (made afresh) in the server the test command starts
+/// (`scripts/postgres.sh`, whose URL is in `PSGATE_TEST_POSTGRES`): its URL.
+pub async fn postgres_database(name: &str) -> String {
+    let url = std::env::var("PSGATE_TEST_POSTGRES").expect("PSGATE_TEST_POSTGRES is not set: run `eval \"$(bash scripts/postgres.sh)\"` first (scripts/test.sh does)");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("the test PostgreSQL server");
+    tokio::spawn(connection);
+    let db = format!("psgate_it{}_{name}", std::process::id());
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await.expect("drop");
+    client.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    format!("{base}/{db}")
+}

@@ -71,6 +71,13 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
                                          # (WinRM: use_ssl = true, authentication = \"kerberos\",
                                          #  configuration_name = \"JEA.Helpdesk\")
                                          # the session /embed opens; wins over /embed?computer=&transport=&port=&user=&name=
+  [cluster]                              # several relays on one PostgreSQL database
+  relay_id = \"relay-1\"                   # this relay in the store (default: host name and listen port); keep it
+                                         # across restarts so a relay takes its own WinRM sessions back
+  address = \"http://10.0.0.11:8080\"      # where the other relays reach it (default: http://<listen>)
+  heartbeat_secs = 2                     # between heartbeats (and looks for relays gone)
+  dead_after_secs = 10                   # a relay silent this long (or stopped) is gone: a survivor takes its
+                                         # WinRM sessions over with Connect, connecting again those that were open
   [kiosk]                                # only a pick list of targets; the relay refuses any other
   enabled = true
   targets = [{ computer = \"localhost\", transport = \"local\", name = \"Shell\" }]   # each must pass [[allow]] too

@@ -79,10 +79,15 @@ pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
         println!("psgate listening on http://{}/", listener.local_addr()?);
         let api = api(config.clone(), store).await;
         let manager = api.manager.clone();
+        // In the store's list of relays, heartbeating; taking over the WinRM sessions of relays gone.
+        manager.join_cluster().await;
+        tracing::info!(relay = %manager.relay_id(), "relay started");
         let app = AppConfig { assets: config.assets.clone(), api: Some(api) };
         crate::http::serve(listener, app, super::shutdown_signal()).await?;
-        // WinRM sessions outlive the relay: disconnected now, connected again by the next process.
+        // WinRM sessions outlive the relay: disconnected now, connected again by the next process with this relay's
+        // id, or by another relay on the same store, which takes them over.
         manager.shutdown(SHUTDOWN_LIMIT).await;
+        manager.leave_cluster().await;
         Ok(())
     })
 }

@@ -300,6 +300,8 @@ struct Entry {
     opened_at: Mutex<Option<tokio::time::Instant>>,
     /// True once the session's task has ended (closed at the target, or never opened).
     ended: watch::Sender<bool>,
+    /// The relay is stopping and disconnects the session for another relay to take over (and connect again).
+    handover: std::sync::atomic::AtomicBool,
 }
 
 /// A session's target, credentials included; its `Debug` names only the computer and transport.
@@ -459,24 +461,29 @@ pub struct Manager {
     connections: crate::quotas::Connections,
     /// The time the quotas count in (tests move it).
     time: crate::quotas::QuotaTime,
+    /// `[cluster] relay_id`: whose kept WinRM sessions these are in the store.
+    relay_id: String,
 }
 
 impl Manager {
     /// A manager that opens sessions the allow-list in `config` lets through.
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
         let limit = config.quotas.max_connections;
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default() })
+        let relay_id = config.relay_id();
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
     /// previous relay process kept: they show as Disconnected until Connect. Call inside the runtime.
     pub async fn with_store(config: Arc<Config>, store: Arc<Store>, sealer: Sealer) -> Arc<Manager> {
-        let rows = store.winrm_sessions().await.unwrap_or_else(|e| {
+        let relay_id = config.relay_id();
+        // This relay's own (kept by it before a restart, or before relays had ids); other relays' come by takeover.
+        let rows = store.winrm_sessions_of(&relay_id).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading the kept WinRM sessions");
             Vec::new()
         });
         let limit = config.quotas.max_connections;
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default() });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id });
         for row in rows {
             if let Err(e) = manager.restore(&row) {
                 tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
@@ -486,7 +493,111 @@ impl Manager {
         manager
     }
 
-    fn restore(self: &Arc<Self>, row: &WinrmSessionRow) -> anyhow::Result<()> {
+    /// `[cluster] relay_id`.
+    pub fn relay_id(&self) -> &str {
+        &self.relay_id
+    }
+
+    /// Registers this relay in the store and starts its heartbeat, which also takes over the WinRM sessions of
+    /// relays gone ([`Manager::cluster_tick`]) every `[cluster] heartbeat_secs`.
+    pub async fn join_cluster(self: &Arc<Self>) {
+        let Some((store, _)) = &self.store else { return };
+        if let Err(e) = store.register_relay(&self.relay_id, &self.config.relay_address(), unix_ms()).await {
+            tracing::error!(error = %e, relay = %self.relay_id, "registering the relay in the store");
+        }
+        let manager = Arc::downgrade(self);
+        let every = Duration::from_secs(self.config.cluster.heartbeat_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(manager) = manager.upgrade() else { return };
+                manager.cluster_tick().await;
+            }
+        });
+    }
+
+    /// One heartbeat, and a look for relays gone: the WinRM sessions of each (a relay stopped, silent for
+    /// `[cluster] dead_after_secs`, or never registered) are claimed in the store (each by exactly one survivor),
+    /// taken back here, and connected again if they were open. How many were taken over.
+    pub async fn cluster_tick(self: &Arc<Self>) -> usize {
+        let Some((store, _)) = &self.store else { return 0 };
+        let now = unix_ms();
+        match store.heartbeat(&self.relay_id, now).await {
+            Ok(true) => {}
+            // Another relay deemed this one gone and took its sessions: say so loudly (two relays must not drive
+            // one shell); registering again makes it a member anew.
+            Ok(false) => {
+                tracing::error!(relay = %self.relay_id, "the store had this relay as stopped: its kept WinRM sessions may be held by another relay now");
+                let _ = store.register_relay(&self.relay_id, &self.config.relay_address(), now).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat: the store did not answer");
+                return 0;
+            }
+        }
+        let (relays, holders) = match (store.relays().await, store.winrm_holders().await) {
+            (Ok(r), Ok(h)) => (r, h),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "reading the relays");
+                return 0;
+            }
+        };
+        let dead_after = i64::try_from(self.config.cluster.dead_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let mut taken = 0;
+        for holder in holders.iter().filter(|h| **h != self.relay_id) {
+            let relay = relays.iter().find(|r| &r.id == holder);
+            if relay.is_some_and(|r| !r.gone(now, dead_after)) {
+                continue;
+            }
+            // A silent relay is marked stopped first: if it comes back, its heartbeat tells it its sessions moved.
+            if let Some(r) = relay.filter(|r| r.stopped.is_none())
+                && let Err(e) = store.relay_stopped(&r.id, now).await
+            {
+                tracing::warn!(error = %e, relay = %r.id, "marking a silent relay stopped");
+            }
+            let rows = match store.claim_winrm_sessions(holder, &self.relay_id).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, relay = %holder, "taking over a relay's WinRM sessions");
+                    continue;
+                }
+            };
+            let why = match relay {
+                Some(r) if r.stopped.is_some() => "it stopped".to_owned(),
+                Some(r) => format!("silent for {} s", now.saturating_sub(r.heartbeat) / 1000),
+                None => "it is not registered".to_owned(),
+            };
+            if !rows.is_empty() {
+                tracing::warn!(relay = %holder, sessions = rows.len(), %why, "taking over the WinRM sessions of a relay gone");
+            }
+            for row in rows {
+                match self.restore(&row) {
+                    Ok(id) => {
+                        taken += 1;
+                        if row.resume && let Err(e) = self.connect(&row.owner, &[id]) {
+                            tracing::warn!(session = id.0, error = %e.message, "connecting a session taken over");
+                        }
+                    }
+                    Err(e) => tracing::warn!(key = %row.key, error = %e, "a WinRM session taken over cannot be restored"),
+                }
+            }
+        }
+        taken
+    }
+
+    /// This relay stops (after [`Manager::shutdown`] disconnected its WinRM sessions): the store says so, and the
+    /// other relays take its sessions over at their next heartbeat.
+    pub async fn leave_cluster(&self) {
+        if let Some((store, _)) = &self.store
+            && let Err(e) = store.relay_stopped(&self.relay_id, unix_ms()).await
+        {
+            tracing::error!(error = %e, "telling the store this relay stopped");
+        }
+    }
+
+    fn restore(self: &Arc<Self>, row: &WinrmSessionRow) -> anyhow::Result<SessionId> {
         let mut target: Target = serde_json::from_str(&row.target)?;
         let record: ShellRecord = serde_json::from_str(&row.shell)?;
         if let (Some(sealed), Some((_, sealer))) = (&row.sealed_password, &self.store) {
@@ -501,13 +612,13 @@ impl Manager {
             let now = self.time.now();
             *lock(&entry.activity) = now.checked_sub(idle_for).unwrap_or(now);
         }
-        tracing::info!(session = id.0, owner = %row.owner, shell = %row.key, "WinRM session kept over the restart: disconnected");
+        tracing::info!(session = id.0, owner = %row.owner, shell = %row.key, "a kept WinRM session taken back: disconnected");
         tokio::spawn(drive(self.clone(), entry, target, Start::Restored(record), rx));
-        Ok(())
+        Ok(id)
     }
 
     /// Keeps what a later Connect needs (the password sealed).
-    async fn keep(&self, entry: &Entry, target: &Target, record: &ShellRecord) {
+    async fn keep(&self, entry: &Entry, target: &Target, record: &ShellRecord, resume: bool) {
         let Some((store, sealer)) = &self.store else { return };
         let owner = entry.owner.as_str();
         // The idle clock goes with it (as wall-clock time: a later relay process has another monotonic clock).
@@ -531,6 +642,8 @@ impl Manager {
             shell: serde_json::to_string(record).unwrap_or_default(),
             sealed_password: sealed,
             idle_since: Some(idle_since),
+            relay: Some(self.relay_id.clone()),
+            resume,
         };
         if let Err(e) = store.put_winrm_session(&row).await {
             tracing::error!(error = %e, "keeping a WinRM session");
@@ -689,7 +802,7 @@ impl Manager {
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
-        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false) });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false), handover: std::sync::atomic::AtomicBool::new(false) });
         inner.sessions.insert(id, entry.clone());
         Ok((id, entry, rx))
     }
@@ -732,6 +845,7 @@ impl Manager {
             .collect();
         let mut waiting: Vec<SessionId> = Vec::new();
         for e in &entries {
+            e.handover.store(true, std::sync::atomic::Ordering::SeqCst);
             if e.commands.send(Command::Disconnect { idle_timeout: None, buffer_mode: Some(OutputBufferingMode::Block) }).is_ok() {
                 waiting.push(lock(&e.info).id);
             }
@@ -1776,7 +1890,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
     let shell = session.with(|c| c.shell()).await.ok().flatten();
     *lock(&entry.private_data) = session.with(|c| c.pool().application_private_data().cloned()).await.ok().flatten();
     if let Some(record) = &shell {
-        manager.keep(&entry, &target, record).await;
+        manager.keep(&entry, &target, record, true).await;
     }
     let shell_key = shell.as_ref().map(|r| r.shell_id.hyphenated().to_string().to_uppercase());
     manager.update(&entry, |i| {
@@ -1900,7 +2014,9 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                         disconnected = true;
                         tracing::info!(session = id.0, "session disconnected");
                         if let Ok(Some(record)) = session.with(|c| c.shell()).await {
-                            manager.keep(&entry, &target, &record).await;
+                            // Disconnected by its user it stays so; by this relay stopping, whoever takes it over connects it.
+                            let resume = entry.handover.load(std::sync::atomic::Ordering::SeqCst);
+                            manager.keep(&entry, &target, &record, resume).await;
                         }
                         manager.update(&entry, |i| {
                             i.state = SessionState::Disconnected;
@@ -1912,6 +2028,10 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                     Some(ClientEvent::Reconnected) => {
                         disconnected = false;
                         tracing::info!(session = id.0, "session reconnected");
+                        // Open again: a relay that takes it over connects it.
+                        if let Ok(Some(record)) = session.with(|c| c.shell()).await {
+                            manager.keep(&entry, &target, &record, true).await;
+                        }
                         let busy = running.is_some();
                         manager.update(&entry, |i| {
                             i.state = SessionState::Opened;

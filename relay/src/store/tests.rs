@@ -81,7 +81,38 @@ macro_rules! on_both_engines {
     )*};
 }
 
-on_both_engines!(users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten);
+on_both_engines!(users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten, relays_register_heartbeat_and_hand_their_sessions_over);
+
+async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
+    store.register_relay("a", "http://10.0.0.1:8080", 1_000).await.expect("a");
+    store.register_relay("b", "http://10.0.0.2:8080", 1_500).await.expect("b");
+    assert!(store.heartbeat("a", 2_000).await.expect("beat"));
+    let relays = store.relays().await.expect("relays");
+    assert_eq!(relays.iter().map(|r| (r.id.as_str(), r.heartbeat, r.stopped)).collect::<Vec<_>>(), [("a", 2_000, None), ("b", 1_500, None)]);
+    assert!(!relays[1].gone(9_000, 10_000) && relays[1].gone(12_000, 10_000), "silent for more than dead_after");
+    let row = |key: &str, relay: Option<&str>| WinrmSessionRow { key: key.into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: None, relay: relay.map(str::to_owned), resume: key == "A1" };
+    for r in [row("A1", Some("a")), row("A2", Some("a")), row("B1", Some("b")), row("OLD", None)] {
+        store.put_winrm_session(&r).await.expect("put");
+    }
+    let keys = |rows: Vec<WinrmSessionRow>| rows.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    let mut mine = keys(store.winrm_sessions_of("b").await.expect("b's"));
+    mine.sort();
+    assert_eq!(mine, ["B1", "OLD"], "b's own, and those kept before relays had ids");
+    // a stops cleanly: b claims its sessions; a second claim (another survivor, later) gets nothing.
+    store.relay_stopped("a", 3_000).await.expect("stopped");
+    assert!(!store.heartbeat("a", 3_100).await.expect("beat"), "a stopped relay's heartbeat is refused");
+    assert!(store.relays().await.expect("relays")[0].gone(3_100, 10_000));
+    let mut claimed = keys(store.claim_winrm_sessions("a", "b").await.expect("claim"));
+    claimed.sort();
+    assert_eq!(claimed, ["A1", "A2"]);
+    assert_eq!(store.winrm_holders().await.expect("holders"), ["b"]);
+    assert!(store.winrm_sessions().await.expect("all").iter().all(|r| r.resume == (r.key == "A1")), "resume is kept");
+    assert!(store.claim_winrm_sessions("a", "c").await.expect("claim").is_empty(), "each session moves once");
+    assert!(store.winrm_sessions().await.expect("all").iter().filter(|r| r.key.starts_with('A')).all(|r| r.relay.as_deref() == Some("b")));
+    // A restart registers the relay again: alive, not stopped.
+    store.register_relay("a", "http://10.0.0.1:8080", 4_000).await.expect("again");
+    assert!(store.heartbeat("a", 4_100).await.expect("beat"));
+}
 
 async fn users_and_passwords(store: &Store) {
     store.set_user("alice", "correct horse").await.expect("add");
@@ -139,8 +170,8 @@ async fn admins_and_the_audit(store: &Store) {
 
 async fn winrm_sessions_are_kept_updated_and_forgotten(store: &Store) {
     assert_eq!(store.winrm_sessions().await.expect("read"), []);
-    let a = WinrmSessionRow { key: "AAAA".into(), owner: "alice".into(), target: "{\"computer_name\":\"srv01\"}".into(), shell: "{}".into(), sealed_password: Some(vec![0, 1, 2, 255]), idle_since: None };
-    let b = WinrmSessionRow { key: "BBBB".into(), owner: "bob".into(), target: "{}".into(), shell: "{\"shell_id\":\"b\"}".into(), sealed_password: None, idle_since: Some(1_700_000_000_123) };
+    let a = WinrmSessionRow { key: "AAAA".into(), owner: "alice".into(), target: "{\"computer_name\":\"srv01\"}".into(), shell: "{}".into(), sealed_password: Some(vec![0, 1, 2, 255]), idle_since: None, relay: None, resume: false };
+    let b = WinrmSessionRow { key: "BBBB".into(), owner: "bob".into(), target: "{}".into(), shell: "{\"shell_id\":\"b\"}".into(), sealed_password: None, idle_since: Some(1_700_000_000_123), relay: None, resume: false };
     store.put_winrm_session(&a).await.expect("put");
     store.put_winrm_session(&b).await.expect("put");
     assert_eq!(store.winrm_sessions().await.expect("read"), [a.clone(), b.clone()]);
@@ -161,7 +192,7 @@ async fn reopened_keeps_its_rows(url: &str) {
     let open = async || Store::open_url(url).await.expect("opened");
     let store = open().await;
     store.set_user("alice", "pw").await.expect("add");
-    store.put_winrm_session(&WinrmSessionRow { key: "K".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: Some(7) }).await.expect("put");
+    store.put_winrm_session(&WinrmSessionRow { key: "K".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: Some(7), relay: None, resume: false }).await.expect("put");
     drop(store);
     let store = open().await;
     assert!(store.verify("alice", "pw").await.expect("verify"));
@@ -239,7 +270,7 @@ async fn a_database_from_before_versioned_migrations_is_taken_over() {
     assert_eq!(store.login("h").await.expect("kept"), Some(LoginRow { user: "root".into(), last_seen: 2, expires: 3 }));
     assert_eq!(
         store.winrm_sessions().await.expect("kept"),
-        [WinrmSessionRow { key: "K".into(), owner: "root".into(), target: "{}".into(), shell: "{}".into(), sealed_password: Some(vec![1, 2]), idle_since: None }]
+        [WinrmSessionRow { key: "K".into(), owner: "root".into(), target: "{}".into(), shell: "{}".into(), sealed_password: Some(vec![1, 2]), idle_since: None, relay: None, resume: false }]
     );
     drop(store);
     Store::open(&path).expect("opened again: nothing left to migrate");

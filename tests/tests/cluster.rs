@@ -1,0 +1,148 @@
+//! Several relays on one PostgreSQL store (issue 19): a relay that stops hands its WinRM sessions over, and a surviving
+//! relay takes them over with the protocol's Connect (from the kept ShellId and the sealed credentials): a pipeline
+//! that ran on goes on from where the target buffered it, with nothing lost; a session its user had disconnected stays
+//! disconnected; two survivors racing for the sessions take each exactly once.
+//!
+//! Needs the test PostgreSQL server: `eval "$(bash scripts/postgres.sh)"` (scripts/test.sh does).
+
+#[path = "../../relay/tests/common/winrm_peer.rs"]
+mod winrm_peer;
+
+use std::sync::Arc;
+
+use psgate_relay::config::{AllowRule, Config};
+use psgate_relay::store::Store;
+use psgate_shared::api::{PipelineState, ServerMessage, SessionId, SessionInfo, SessionState, Transport};
+use psgate_tests::relay::{Client, Relay, outputs, postgres_database, relay_on};
+use serde_json::json;
+use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
+
+/// A relay named `id` on `store`, allowed to reach the peer; its password sealing key is `key` (shared by the relays).
+async fn relay(id: &str, store: &Arc<Store>, key: &std::path::Path, peer: &WinrmPeer) -> Relay {
+    let (id, key, port) = (id.to_owned(), key.to_owned(), peer.port);
+    relay_on(store.clone(), move |c: &mut Config| {
+        c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm], ..AllowRule::default() });
+        c.seal_key_file = Some(key);
+        c.cluster.relay_id = Some(id);
+    })
+    .await
+}
+
+fn target(peer: &WinrmPeer) -> serde_json::Value {
+    json!({"computer_name": "127.0.0.1", "transport": "winrm", "port": peer.port, "user": USER, "password": PASSWORD, "authentication": "ntlm"})
+}
+
+async fn sessions(c: &mut Client) -> Vec<SessionInfo> {
+    c.send(json!({"type": "get_sessions"})).await;
+    c.until(|m| match m {
+        ServerMessage::Sessions { sessions } => Some(sessions.clone()),
+        _ => None,
+    })
+    .await
+}
+
+fn indexes(events: &[ServerMessage]) -> Vec<i64> {
+    outputs(events).iter().filter_map(|v| v.as_object()?.property("Index")?.as_i64()).collect()
+}
+
+/// The store and its sealing key, for the relays of one test.
+async fn shared_store(name: &str) -> (Arc<Store>, tempfile::TempDir) {
+    let url = postgres_database(name).await;
+    let store = Arc::new(Store::open_url(&url).await.expect("the PostgreSQL store"));
+    store.set_user("alice", "alice-pw").await.expect("user");
+    (store, tempfile::tempdir().expect("a folder for the key"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_hands_its_winrm_sessions_over_and_a_running_pipeline_loses_nothing() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
+    let (store, dir) = shared_store("handover").await;
+    let key = dir.path().join("seal.key");
+    let a = relay("relay-a", &store, &key, &peer).await;
+    let b = relay("relay-b", &store, &key, &peer).await;
+    a.manager.join_cluster().await;
+    b.manager.join_cluster().await;
+    assert_eq!(b.manager.cluster_tick().await, 0, "nothing to take over while relay-a runs");
+
+    // On relay A: a session running a pipeline, and one its user disconnected.
+    let mut c = Client::connect(&a, "alice").await;
+    let s = c.new_session_on(target(&peer)).await;
+    let shell = sessions(&mut c).await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id");
+    let p = c.run(s, "Write-Output first; Start-Sleep -Milliseconds 1500; Get-Objects -Count 500").await;
+    c.until(|m| matches!(m, ServerMessage::Output { pipeline, .. } if *pipeline == p).then_some(())).await;
+    let parked = c.new_session_on(target(&peer)).await;
+    let parked_shell = sessions(&mut c).await.into_iter().find(|i| i.id == parked).and_then(|i| i.instance_id).expect("shell id");
+    c.send(json!({"type": "disconnect_sessions", "ids": [parked]})).await;
+    c.until(|m| matches!(m, ServerMessage::SessionChanged { session } if session.id == parked && session.state == SessionState::Disconnected).then_some(())).await;
+
+    // Relay A stops cleanly (as on SIGTERM): its sessions disconnected, the store told.
+    a.manager.shutdown(psgate_tests::STEP).await;
+    a.manager.leave_cluster().await;
+    drop(c);
+    let held: Vec<_> = store.winrm_sessions().await.expect("rows").into_iter().map(|r| (r.key, r.relay, r.resume)).collect();
+    assert!(held.contains(&(shell.clone(), Some("relay-a".into()), true)), "open when its relay stopped: {held:?}");
+    assert!(held.contains(&(parked_shell.clone(), Some("relay-a".into()), false)), "disconnected by its user: {held:?}");
+
+    // Relay B's next heartbeat takes both over; the one that was open is connected again at once.
+    assert_eq!(b.manager.cluster_tick().await, 2);
+    assert!(store.winrm_sessions().await.expect("rows").iter().all(|r| r.relay.as_deref() == Some("relay-b")), "relay-b holds them now");
+    let mut c = Client::connect(&b, "alice").await;
+    let listed = sessions(&mut c).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let moved = listed.iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("the running session").id;
+    let kept = listed.iter().find(|i| i.instance_id.as_deref() == Some(parked_shell.as_str())).expect("the parked session");
+    assert_eq!(kept.state, SessionState::Disconnected, "its user disconnected it: it waits for their Connect");
+    // The pipeline that ran on while no relay held it: re-attached by relay B's Connect, followed from its start.
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    while b.manager.list("alice", None, None).iter().find(|i| i.id == moved).map(|i| i.state) != Some(SessionState::Opened) {
+        assert!(std::time::Instant::now() < deadline, "relay-b connected the session again");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    c.send(json!({"type": "get_history"})).await;
+    let p = c
+        .until(|m| match m {
+            ServerMessage::History { pipelines, .. } => pipelines.iter().find(|r| r.session == moved).map(|r| r.pipeline),
+            _ => None,
+        })
+        .await;
+    c.send(json!({"type": "attach", "session": moved, "pipeline": p, "after_seq": 0})).await;
+    let events = c.until_done(p).await;
+    assert_eq!(indexes(&events), (0..500).collect::<Vec<_>>(), "every object produced while no relay held the session, in order");
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })));
+    let p = c.run(moved, "Write-Output after").await;
+    assert_eq!(outputs(&c.until_done(p).await), vec![psgate_shared::clixml::Value::string("after")]);
+    // The user's own Connect still works for the parked one.
+    c.send(json!({"type": "connect_sessions", "ids": [kept.id]})).await;
+    c.until(|m| matches!(m, ServerMessage::SessionChanged { session } if session.id == kept.id && session.state == SessionState::Opened).then_some(())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_survivors_racing_take_each_session_exactly_once() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let (store, dir) = shared_store("race").await;
+    let key = dir.path().join("seal.key");
+    let a = relay("relay-a", &store, &key, &peer).await;
+    a.manager.join_cluster().await;
+    let mut c = Client::connect(&a, "alice").await;
+    let mut ids: Vec<SessionId> = Vec::new();
+    for _ in 0..4 {
+        ids.push(c.new_session_on(target(&peer)).await);
+    }
+    a.manager.shutdown(psgate_tests::STEP).await;
+    a.manager.leave_cluster().await;
+    drop(c);
+    let b = relay("relay-b", &store, &key, &peer).await;
+    let d = relay("relay-d", &store, &key, &peer).await;
+    let (from_b, from_d) = tokio::join!(b.manager.cluster_tick(), d.manager.cluster_tick());
+    assert_eq!(from_b + from_d, 4, "each of the four once: {from_b} + {from_d}");
+    let on = |r: &Relay| r.manager.list("alice", None, None).into_iter().filter_map(|i| i.instance_id).collect::<Vec<_>>();
+    let (mut on_b, on_d) = (on(&b), on(&d));
+    assert_eq!((on_b.len(), on_d.len()), (from_b, from_d));
+    on_b.extend(on_d);
+    on_b.sort();
+    on_b.dedup();
+    assert_eq!(on_b.len(), 4, "no session on both relays");
+    let rows = store.winrm_sessions().await.expect("rows");
+    assert_eq!(rows.iter().filter(|r| r.relay.as_deref() == Some("relay-b")).count(), from_b);
+    assert_eq!(rows.iter().filter(|r| r.relay.as_deref() == Some("relay-d")).count(), from_d);
+}
