@@ -15,6 +15,7 @@
 //! local_command = ["pwsh", "-s", "-NoLogo", "-NoProfile"]   # the local transport's command line
 //! known_hosts = "/etc/psgate/known_hosts"                   # SSH host keys (default ~/.ssh/known_hosts)
 //! accept_new_host_keys = false                              # record a first-seen host's key (a changed one is refused)
+//! metrics = true                     # serve GET /metrics (Prometheus text, no login)
 //!
 //! [[allow]]                          # the target allow-list: a target must match one rule
 //! hosts = ["srv*.contoso.com", "10.0.0.5"]
@@ -327,6 +328,9 @@ pub struct Config {
     pub winrm: WinrmConfig,
     /// `[quotas]`: the relay's session quotas for its users.
     pub quotas: crate::quotas::Quotas,
+    /// Serve `GET /metrics` (Prometheus text, without a login: a relay whose port is reachable by people who should
+    /// not see its session counts turns it off, or keeps the path from them at its proxy).
+    pub metrics: bool,
 }
 
 impl Default for Config {
@@ -349,6 +353,7 @@ impl Default for Config {
             kiosk: KioskConfig::default(),
             winrm: WinrmConfig::default(),
             quotas: crate::quotas::Quotas::default(),
+            metrics: true,
         }
     }
 }

@@ -55,7 +55,7 @@ pub async fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
     };
     let connections = manager.connections().clone();
     Api {
-        auth: Arc::new(Auth::new(store, &config)),
+        auth: Arc::new(Auth::new(store, &config, manager.metrics().clone())),
         manager,
         allowed_origins: Arc::new(config.allowed_origins.clone()),
         connections,

@@ -81,7 +81,13 @@ macro_rules! on_both_engines {
     )*};
 }
 
-on_both_engines!(users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten);
+on_both_engines!(users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten, a_store_that_answers_pings);
+
+/// `/readyz`'s check (its failure, a PostgreSQL server gone, is tests/tests/ops.rs's).
+async fn a_store_that_answers_pings(store: &Store) {
+    store.ping().await.expect("the store answers");
+    store.ping().await.expect("again, on a pooled connection");
+}
 
 async fn users_and_passwords(store: &Store) {
     store.set_user("alice", "correct horse").await.expect("add");
