@@ -15,6 +15,7 @@
 //! local_command = ["pwsh", "-s", "-NoLogo", "-NoProfile"]   # the local transport's command line
 //! known_hosts = "/etc/psgate/known_hosts"                   # SSH host keys (default ~/.ssh/known_hosts)
 //! accept_new_host_keys = false                              # record a first-seen host's key (a changed one is refused)
+//! metrics = true                     # serve GET /metrics (Prometheus text, no login)
 //!
 //! [[allow]]                          # the target allow-list: a target must match one rule
 //! hosts = ["srv*.contoso.com", "10.0.0.5"]
@@ -370,6 +371,9 @@ pub struct Config {
     pub quotas: crate::quotas::Quotas,
     /// `[cluster]`: several relays on one store.
     pub cluster: ClusterConfig,
+    /// Serve `GET /metrics` (Prometheus text, without a login: a relay whose port is reachable by people who should
+    /// not see its session counts turns it off, or keeps the path from them at its proxy).
+    pub metrics: bool,
 }
 
 impl Default for Config {
@@ -393,6 +397,7 @@ impl Default for Config {
             winrm: WinrmConfig::default(),
             quotas: crate::quotas::Quotas::default(),
             cluster: ClusterConfig::default(),
+            metrics: true,
         }
     }
 }

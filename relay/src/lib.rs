@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod session;
 pub mod seal;
 pub mod store;

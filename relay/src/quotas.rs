@@ -143,6 +143,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The configuration key of the quota (the metrics' `quota` label).
+    pub fn quota(&self) -> &'static str {
+        match self {
+            Refusal::MaxShellsPerUser(..) => "max_shells_per_user",
+            Refusal::MaxConcurrentUsers(..) => "max_concurrent_users",
+        }
+    }
+
     /// PowerShell's words, and which setting says so.
     pub fn message(&self) -> String {
         let place = |rule: &Option<usize>| match rule {

@@ -288,6 +288,19 @@ impl Store {
         Ok(Store { engine: Engine::Postgres(pool) })
     }
 
+    /// Whether the database answers (`SELECT 1`): on PostgreSQL, a connection from the pool (made anew if the pooled
+    /// ones have closed) and a round trip; on SQLite, a statement on the connection (waiting out another writer's
+    /// lock, up to its busy timeout). For `/readyz`, which bounds the wait.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).map(drop),
+            Engine::Postgres(pool) => {
+                pool.get().await?.simple_query("SELECT 1").await?;
+                Ok(())
+            }
+        }
+    }
+
     /// Runs `f` on the SQLite connection.
     fn sqlite<T>(db: &Mutex<Connection>, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         // A panic while holding the lock leaves SQLite consistent (each statement is atomic).

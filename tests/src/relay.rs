@@ -78,6 +78,21 @@ pub async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, O
     (status, cookie)
 }
 
+/// A minimal HTTP/1.1 GET without a login: the status, the `Content-Type` and the body.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(STEP, s.read_to_end(&mut raw)).await.expect("an answer in time").expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let content_type = head.lines().find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.trim().to_owned())).unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
 pub async fn login(relay: &Relay, name: &str, password: &str) -> String {
     let (status, cookie) = post(relay.addr, "/api/login", &json!({"name": name, "password": password}).to_string()).await;
     assert_eq!(status, 200, "login {name}");

@@ -18,6 +18,20 @@ mod shell;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the log (standard error) is written: text for people, or json (one object a line: timestamp, level,
+    /// fields, target) for a log collector.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", env = "PSGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The log's format (`--log-format`, `PSGATE_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 const CONFIG_HELP: &str = "\
@@ -37,6 +51,7 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
   local_command = [\"pwsh\", \"-s\", \"-NoLogo\", \"-NoProfile\"]   # absent: no local transport
   known_hosts = \"/etc/psgate/known_hosts\"                   # SSH host keys
   accept_new_host_keys = false           # trust and record a host key seen for the first time (a changed one: never)
+  metrics = true                         # serve GET /metrics (Prometheus text, no login; false: 404)
   [[allow]]                              # the target allow-list (empty: nothing is allowed)
   hosts = [\"srv*.contoso.com\", \"10.0.0.5\"]   # * and ? wildcards, case-insensitive
   ports = [22, 5985, 5986]               # absent: any port
@@ -81,7 +96,10 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
   [kiosk]                                # only a pick list of targets; the relay refuses any other
   enabled = true
   targets = [{ computer = \"localhost\", transport = \"local\", name = \"Shell\" }]   # each must pass [[allow]] too
-PSGATE_LOG sets the log filter (e.g. info, psgate_relay=debug).";
+The relay answers GET /healthz (200 while it serves), GET /readyz (200, or 503 when draining or its store does
+not answer within 2 s) and GET /metrics without a login, none counted against max_connections.
+PSGATE_LOG sets the log filter (e.g. info, psgate_relay=debug); --log-format json (or PSGATE_LOG_FORMAT=json)
+writes the log as JSON lines.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -144,7 +162,7 @@ enum UserCommand {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     // A server logs its lifecycle; a one-shot command only what went wrong.
-    init_tracing(if matches!(cli.command, Command::Demo { .. } | Command::Serve { .. }) { "info" } else { "warn" });
+    init_tracing(if matches!(cli.command, Command::Demo { .. } | Command::Serve { .. }) { "info" } else { "warn" }, cli.log_format);
     let result = match cli.command {
         Command::Clixml(cmd) => clixml::run(cmd),
         Command::Invoke(args) => invoke::run(*args),
@@ -167,9 +185,23 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PSGATE_LOG").unwrap_or_else(|_| default.into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = subscriber(filter, format, std::io::stderr).try_init();
+}
+
+/// The log's subscriber: `filter`'s events in `format`, written to `writer`.
+fn subscriber<W>(filter: tracing_subscriber::EnvFilter, format: LogFormat, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        // The span's fields too: a session's or a user's, where an event happens inside one.
+        LogFormat::Json => Box::new(builder.json().with_current_span(true).with_span_list(false).finish()),
+    }
 }
 
 /// Ctrl+C, or SIGTERM (a service manager, a container runtime, a balancer draining the relay): the relay stops
@@ -189,5 +221,61 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
         () = term => tracing::info!("SIGTERM: stopping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the subscriber writes, kept.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn log(format: LogFormat) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = subscriber(tracing_subscriber::EnvFilter::new("info"), format, move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(user = "alice", session = 3, "new session");
+            tracing::warn!(reason = "a \"quoted\"\nline", "not ready");
+        });
+        String::from_utf8(captured.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()).expect("UTF-8")
+    }
+
+    #[test]
+    fn json_log_lines_parse_with_their_fields() {
+        let text = log(LogFormat::Json);
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!((lines[0]["level"].as_str(), lines[0]["fields"]["message"].as_str()), (Some("INFO"), Some("new session")));
+        assert_eq!((lines[0]["fields"]["user"].as_str(), lines[0]["fields"]["session"].as_i64()), (Some("alice"), Some(3)));
+        assert_eq!(lines[1]["fields"]["reason"].as_str(), Some("a \"quoted\"\nline"));
+        assert!(lines[0]["timestamp"].is_string());
+        // The default stays for people.
+        let text = log(LogFormat::Text);
+        assert!(text.contains("INFO") && text.contains("new session") && serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap_or_default()).is_err(), "{text}");
+    }
+
+    #[test]
+    fn the_log_format_is_an_option_of_every_command_and_json_is_asked_by_name() {
+        let cli = Cli::try_parse_from(["psgate", "serve", "--log-format", "json"]).expect("parses");
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["psgate", "serve"]).expect("parses");
+        assert!(matches!(cli.log_format, LogFormat::Text | LogFormat::Json), "text unless PSGATE_LOG_FORMAT says otherwise");
+        assert!(Cli::try_parse_from(["psgate", "serve", "--log-format", "xml"]).is_err());
     }
 }

@@ -55,7 +55,7 @@ pub async fn api(config: Arc<Config>, store: Arc<Store>) -> Api {
     };
     let connections = manager.connections().clone();
     Api {
-        auth: Arc::new(Auth::new(store, &config)),
+        auth: Arc::new(Auth::new(store, &config, manager.metrics().clone())),
         manager,
         allowed_origins: Arc::new(config.allowed_origins.clone()),
         connections,
@@ -83,7 +83,13 @@ pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
         manager.join_cluster().await;
         tracing::info!(relay = %manager.relay_id(), "relay started");
         let app = AppConfig { assets: config.assets.clone(), api: Some(api) };
-        crate::http::serve(listener, app, super::shutdown_signal()).await?;
+        let draining = manager.clone();
+        crate::http::serve(listener, app, async move {
+            super::shutdown_signal().await;
+            // /readyz says so at once: the balancer sends new users elsewhere while the sessions are handed over.
+            draining.set_draining(true);
+        })
+        .await?;
         // WinRM sessions outlive the relay: disconnected now, connected again by the next process with this relay's
         // id, or by another relay on the same store, which takes them over.
         manager.shutdown(SHUTDOWN_LIMIT).await;

@@ -64,6 +64,8 @@ pub enum Ended {
 #[derive(Debug)]
 pub struct Auth {
     store: Arc<Store>,
+    /// The relay's metrics (the login check's latency).
+    metrics: Arc<crate::metrics::Metrics>,
     ttl: Duration,
     idle: Duration,
     secure: bool,
@@ -97,10 +99,12 @@ fn human(d: Duration) -> String {
 }
 
 impl Auth {
-    /// Logins checked against `store`, with `config`'s lifetime, idle timeout and cookie attributes.
-    pub fn new(store: Arc<Store>, config: &Config) -> Auth {
+    /// Logins checked against `store`, with `config`'s lifetime, idle timeout and cookie attributes; the login
+    /// checks timed in `metrics` (the relay's).
+    pub fn new(store: Arc<Store>, config: &Config, metrics: Arc<crate::metrics::Metrics>) -> Auth {
         Auth {
             store,
+            metrics,
             ttl: Duration::from_secs(config.login_minutes.saturating_mul(60)),
             idle: config.idle_timeout(),
             secure: config.secure_cookies || config.embed.cookie_same_site == SameSite::None,
@@ -108,6 +112,11 @@ impl Auth {
             logouts: broadcast::channel(64).0,
             last_purge: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// The store the logins are kept in (`/readyz` pings it).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     /// The idle timeout.
@@ -139,7 +148,7 @@ impl Auth {
     /// most every minute, so the database is not written on every message). One query when nothing is written.
     async fn state(&self, key: &str, touch: bool) -> Result<(i64, String), Ended> {
         let now = now_ms();
-        let row = self.store.login(key).await;
+        let row = self.metrics.time_store(crate::metrics::StoreOp::Login, self.store.login(key)).await;
         // After the read, so an ended login read here is reported as what ended it.
         self.purge(now).await;
         let row = match row {
@@ -331,7 +340,7 @@ mod tests {
         store.set_user("alice", "pw").await.expect("user");
         let mut config = Config::default();
         change(&mut config);
-        let auth = Auth::new(store.clone(), &config);
+        let auth = Auth::new(store.clone(), &config, Arc::default());
         (store, auth)
     }
 

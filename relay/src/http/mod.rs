@@ -1,6 +1,6 @@
 //! The web server: the browser console's assets and, when configured, the API: [`auth`] (login, logout, me),
 //! [`embed`] (`/api/config`, the frame headers of `/embed` and every other page) and [`ws`] (the WebSocket of
-//! [`psgate_shared::api`]).
+//! [`psgate_shared::api`]); and, with or without the API, [`ops`] (`/healthz`, `/readyz`, `/metrics`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use crate::session::manager::Manager;
 
 pub mod auth;
 pub mod embed;
+pub mod ops;
 pub mod ws;
 
 /// The API's state: logins, sessions, and the origins allowed besides the relay's own.
@@ -54,13 +55,21 @@ impl IntoResponse for Busy {
 
 /// Counts an API request against `max_connections` while it runs (the WebSocket's upgrade takes its own permit,
 /// kept by the connection).
-async fn limit_connections(axum::extract::State(connections): axum::extract::State<crate::quotas::Connections>, req: Request, next: Next) -> Response {
+async fn limit_connections(axum::extract::State(api): axum::extract::State<Api>, req: Request, next: Next) -> Response {
     if req.uri().path() == "/api/ws" {
         return next.run(req).await;
     }
-    match connections.take() {
+    match api.connections.take() {
         Ok(_permit) => next.run(req).await,
-        Err(limit) => Busy(limit).into_response(),
+        Err(limit) => api.busy(limit).into_response(),
+    }
+}
+
+impl Api {
+    /// A connection refused by `max_connections`, counted in the metrics.
+    pub fn busy(&self, limit: u32) -> Busy {
+        self.manager.metrics().refused("max_connections");
+        Busy(limit)
     }
 }
 
@@ -103,10 +112,17 @@ pub fn app(config: &AppConfig) -> Router {
             .route("/api/config", get(embed::config))
             .route("/api/ws", get(ws::upgrade))
             .with_state(api.clone())
-            .layer(middleware::from_fn_with_state(api.connections.clone(), limit_connections)),
+            .layer(middleware::from_fn_with_state(api.clone(), limit_connections)),
         None => Router::new(),
     };
+    // Merged after the limit's layer, which therefore does not count them.
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(config.api.clone());
     router
+        .merge(ops)
         .fallback_service(ServeDir::new(&config.assets).fallback(page.into_service()))
         .layer(middleware::from_fn(cache_headers))
         .layer(middleware::from_fn_with_state(embed::FramePolicy::new(config.api.as_ref().map(|a| &*a.config)), embed::frame_headers))

@@ -50,12 +50,13 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
     }
     let permit = match api.connections.take() {
         Ok(permit) => permit,
-        Err(limit) => return super::Busy(limit).into_response(),
+        Err(limit) => return api.busy(limit).into_response(),
     };
     let (manager, auth) = (api.manager.clone(), api.auth.clone());
     ws.on_upgrade(move |socket| async move {
+        let open = manager.metrics().websocket_opened();
         connection(socket, manager, user, auth, login.key).await;
-        drop(permit);
+        drop((open, permit));
     })
 }
 
@@ -65,6 +66,7 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<ServerMessage>(OUTBOX);
     let (close, mut closing) = tokio::sync::oneshot::channel::<String>();
+    let metrics = manager.metrics().clone();
     let writer = tokio::spawn(async move {
         let mut may_close = true;
         loop {
@@ -86,9 +88,11 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
                     let mut fed = 0;
                     while let Some(message) = next.take() {
                         if let Ok(text) = serde_json::to_string(&message) {
+                            let (bytes, output) = (text.len(), matches!(message, ServerMessage::Output { .. }));
                             if sink.feed(Message::Text(text.into())).await.is_err() {
                                 return;
                             }
+                            metrics.sent(bytes, output);
                             fed += 1;
                         }
                         if fed < OUTBOX {

@@ -463,6 +463,11 @@ pub struct Manager {
     time: crate::quotas::QuotaTime,
     /// `[cluster] relay_id`: whose kept WinRM sessions these are in the store.
     relay_id: String,
+    /// This relay's metrics (shared with its web server).
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Set while the relay drains (before it stops): `/readyz` answers 503 so that a balancer sends new users to
+    /// other relays, while the sessions here go on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Manager {
@@ -470,7 +475,7 @@ impl Manager {
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
         let limit = config.quotas.max_connections;
         let relay_id = config.relay_id();
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default() })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -483,7 +488,7 @@ impl Manager {
             Vec::new()
         });
         let limit = config.quotas.max_connections;
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default() });
         for row in rows {
             if let Err(e) = manager.restore(&row) {
                 tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
@@ -779,6 +784,7 @@ impl Manager {
             let held = infos.iter().map(|(e, state)| crate::quotas::Held { owner: &e.owner, rule: e.rule, state: *state });
             if let Err(refusal) = crate::quotas::admit(&self.config.quotas, rule_quotas, owner, held) {
                 tracing::info!(owner, computer = %target.computer_name.trim(), ?refusal, "New-PSSession refused by a quota");
+                self.metrics.refused(refusal.quota());
                 return Err(ApiError::new(ErrorCode::QuotaExceeded, refusal.message()));
             }
         }
@@ -952,10 +958,40 @@ impl Manager {
         &self.connections
     }
 
+    /// This relay's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Starts (or ends) draining: `/readyz` answers 503 `draining` meanwhile; nothing else changes (a drain's
+    /// signal sets it, then waits for the sessions to end or move before the relay stops).
+    pub fn set_draining(&self, draining: bool) {
+        if self.draining.swap(draining, std::sync::atomic::Ordering::Relaxed) != draining {
+            tracing::info!(draining, "the relay's readiness changed");
+        }
+    }
+
+    /// Whether the relay is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every user's sessions as the metrics count them: (transport, state, availability) each.
+    pub fn session_states(&self) -> Vec<(Transport, SessionState, Availability)> {
+        let entries: Vec<Arc<Entry>> = lock(&self.inner).sessions.values().cloned().collect();
+        entries
+            .iter()
+            .map(|e| {
+                let info = lock(&e.info);
+                (info.transport, info.state, info.availability)
+            })
+            .collect()
+    }
+
     /// Whether `user` is a relay admin (flagged in the database: `psgate user add --admin`).
     pub async fn is_admin(&self, user: &str) -> bool {
         let Some((store, _)) = &self.store else { return false };
-        store.is_admin(user).await.unwrap_or_else(|e| {
+        self.metrics.time_store(crate::metrics::StoreOp::IsAdmin, store.is_admin(user)).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading the admin flag");
             false
         })

@@ -81,7 +81,7 @@ macro_rules! on_both_engines {
     )*};
 }
 
-on_both_engines!(users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten, relays_register_heartbeat_and_hand_their_sessions_over);
+on_both_engines!(users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten, relays_register_heartbeat_and_hand_their_sessions_over, a_store_that_answers_pings);
 
 async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     store.register_relay("a", "http://10.0.0.1:8080", 1_000).await.expect("a");
@@ -112,6 +112,12 @@ async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     // A restart registers the relay again: alive, not stopped.
     store.register_relay("a", "http://10.0.0.1:8080", 4_000).await.expect("again");
     assert!(store.heartbeat("a", 4_100).await.expect("beat"));
+}
+
+/// `/readyz`'s check (its failure, a PostgreSQL server gone, is tests/tests/ops.rs's).
+async fn a_store_that_answers_pings(store: &Store) {
+    store.ping().await.expect("the store answers");
+    store.ping().await.expect("again, on a pooled connection");
 }
 
 async fn users_and_passwords(store: &Store) {
