@@ -86,7 +86,7 @@ async fn open_through(port: u16) -> anyhow::Result<psgate_relay::session::outofp
     use psgate_relay::transport::winrm::{AuthMethod, Endpoint, WinrmOptions};
     let url = format!("http://127.0.0.1:{port}/wsman");
     let options = WinrmOptions::new(Endpoint::parse(&url)?, crate::winrm::USER, crate::winrm::PASSWORD.to_owned().into(), AuthMethod::Ntlm);
-    let mut s = psgate_relay::session::winrm::connect(psgate_relay::session::winrm::WinrmTarget::new(options), None).await?;
+    let mut s = psgate_relay::session::winrm::connect(psgate_relay::session::winrm::WinrmTarget::new(options), None, false).await?;
     s.with(|c| c.open()).await??;
     loop {
         match next(&mut s).await? {

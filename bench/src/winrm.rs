@@ -91,7 +91,7 @@ pub(crate) async fn next(s: &mut Session) -> anyhow::Result<ClientEvent> {
 async fn psgate_open_timed(peer: &Peer) -> anyhow::Result<(Session, f64, f64)> {
     let target = target(peer)?;
     let start = Instant::now();
-    let mut s = winrm::connect(target, None).await?;
+    let mut s = winrm::connect(target, None, false).await?;
     let connected = start.elapsed().as_secs_f64();
     s.with(|c| c.open()).await??;
     loop {

@@ -309,14 +309,16 @@ impl Store {
     }
 
     /// Keeps (or updates) what a later Connect to a WinRM session needs: `target` and `shell` are JSON without any
-    /// secret; the password only sealed (see `crate::seal`).
+    /// secret; the password only sealed (see `crate::seal`). A session another relay has claimed is not changed: a
+    /// relay that lost touch with the store cannot take it back by writing.
     pub async fn put_winrm_session(&self, row: &WinrmSessionRow) -> Result<(), StoreError> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
                 db.execute(
                     "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since, relay, resume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT(key) DO UPDATE SET owner = ?2, target = ?3, shell = ?4, sealed_password = ?5, updated = ?6, idle_since = ?7, relay = ?8, resume = ?9",
+                     ON CONFLICT(key) DO UPDATE SET owner = ?2, target = ?3, shell = ?4, sealed_password = ?5, updated = ?6, idle_since = ?7, relay = ?8, resume = ?9
+                     WHERE winrm_sessions.relay IS NULL OR winrm_sessions.relay = ?8 OR ?8 IS NULL",
                     rusqlite::params![row.key, row.owner, row.target, row.shell, row.sealed_password, now, row.idle_since, row.relay, row.resume],
                 )
             })
@@ -326,7 +328,8 @@ impl Store {
                 let stmt = client
                     .prepare_cached(
                         "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since, relay, resume) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                         ON CONFLICT (key) DO UPDATE SET owner = $2, target = $3, shell = $4, sealed_password = $5, updated = $6, idle_since = $7, relay = $8, resume = $9",
+                         ON CONFLICT (key) DO UPDATE SET owner = $2, target = $3, shell = $4, sealed_password = $5, updated = $6, idle_since = $7, relay = $8, resume = $9
+                         WHERE winrm_sessions.relay IS NULL OR winrm_sessions.relay = $8 OR $8 IS NULL",
                     )
                     .await?;
                 client.execute(&stmt, &[&row.key, &row.owner, &row.target, &row.shell, &row.sealed_password, &now, &row.idle_since, &row.relay, &row.resume]).await?;

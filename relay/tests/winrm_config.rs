@@ -40,7 +40,7 @@ fn refusal(result: Result<Vec<ConfigItem>, WinrmOpError>) -> (FaultKind, Option<
 
 /// Opens a shell (a runspace pool): `Ok` once it is open, `Err` with the pool's error when the target refused it.
 async fn open_shell(target: WinrmTarget) -> Result<Session, String> {
-    let mut s = winrm::connect(target, None).await.expect("connects");
+    let mut s = winrm::connect(target, None, false).await.expect("connects");
     s.with(|c| c.open()).await.expect("alive").expect("queued");
     loop {
         let event = tokio::time::timeout(EVENT_TIMEOUT, s.events.recv()).await.expect("an event in time").expect("a session");

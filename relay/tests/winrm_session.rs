@@ -73,7 +73,7 @@ async fn opened(s: &mut Session) {
 }
 
 async fn open_winrm(target: WinrmTarget) -> Session {
-    let mut s = winrm::connect(target, None).await.expect("connects");
+    let mut s = winrm::connect(target, None, false).await.expect("connects");
     s.with(|c| c.open()).await.expect("alive").expect("opens");
     opened(&mut s).await;
     s
@@ -199,7 +199,7 @@ async fn every_emulated_command_over_ntlm_with_message_encryption_and_over_https
 #[tokio::test]
 async fn a_wrong_password_and_a_bad_certificate_are_typed_errors() {
     let http = WinrmPeer::start(PeerOptions::default());
-    let err = winrm::connect(target(&http, AuthMethod::Ntlm, "not-the-password"), None).await.expect_err("refused");
+    let err = winrm::connect(target(&http, AuthMethod::Ntlm, "not-the-password"), None, false).await.expect_err("refused");
     assert!(matches!(err, WinrmOpError::Http(WinrmError::Auth(_))), "{err:?}");
     assert!(err.to_string().contains("refused the credentials"), "{err}");
     assert!(!err.to_string().contains("not-the-password"), "no password in the message: {err}");
@@ -207,7 +207,7 @@ async fn a_wrong_password_and_a_bad_certificate_are_typed_errors() {
     let https = WinrmPeer::start(PeerOptions { tls: true, ..PeerOptions::default() });
     let mut untrusted = target(&https, AuthMethod::Ntlm, PASSWORD);
     untrusted.options.ca_file = None;
-    let err = winrm::connect(untrusted, None).await.expect_err("an unknown CA");
+    let err = winrm::connect(untrusted, None, false).await.expect_err("an unknown CA");
     assert!(matches!(err, WinrmOpError::Http(WinrmError::Certificate { .. })), "{err:?}");
 }
 
@@ -215,7 +215,7 @@ async fn a_wrong_password_and_a_bad_certificate_are_typed_errors() {
 async fn the_targets_quota_fault_names_the_quota() {
     let peer = WinrmPeer::start(PeerOptions { extra: vec!["--max-shells-per-user".into(), "1".into()], ..PeerOptions::default() });
     let first = open_winrm(target(&peer, AuthMethod::Ntlm, PASSWORD)).await;
-    let mut second = winrm::connect(target(&peer, AuthMethod::Ntlm, PASSWORD), None).await.expect("connects");
+    let mut second = winrm::connect(target(&peer, AuthMethod::Ntlm, PASSWORD), None, false).await.expect("connects");
     second.with(|c| c.open()).await.expect("alive").expect("queued");
     let error = loop {
         match next(&mut second).await {
@@ -269,7 +269,7 @@ async fn disconnected_during_a_command(mode: OutputBufferingMode) -> (WinrmPeer,
 async fn a_disconnected_command_runs_on_and_a_new_client_connects_and_receives_all_of_it() {
     let (_peer, t, id, record) = disconnected_during_a_command(OutputBufferingMode::Block).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut b = winrm::connect(t.clone(), Some(record)).await.expect("connects");
+    let mut b = winrm::connect(t.clone(), Some(record), false).await.expect("connects");
     opened(&mut b).await;
     let got = finish(&mut b, id).await;
     assert_eq!(got.state, Some(PipelineState::Completed));
@@ -281,12 +281,52 @@ async fn a_disconnected_command_runs_on_and_a_new_client_connects_and_receives_a
     close(b).await;
 }
 
+/// A client that dies without disconnecting (a relay killed): the target still counts the shell connected to it and
+/// refuses another client's Connect; taken over — disconnected as that client first — the shell is connected, and its
+/// command goes on from where the target held it: contiguous to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_whose_client_died_is_taken_over_as_that_client() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
+    let t = target(&peer, AuthMethod::Ntlm, PASSWORD);
+    let mut a = open_winrm(t.clone()).await;
+    let id = start(&mut a, "Write-Output first; Start-Sleep -Milliseconds 500; Get-Objects -Count 3000").await;
+    match next(&mut a).await {
+        ClientEvent::Psrp(Event::Output { pipeline, .. }) if pipeline == id => {}
+        other => panic!("expected the first output, got {other:?}"),
+    }
+    let record = a.with(|c| c.shell()).await.expect("alive").expect("a WinRM shell");
+    a.abandon();
+    // A plain Connect is refused: the shell is the dead client's.
+    let mut refused = winrm::connect(t.clone(), Some(record.clone()), false).await.expect("starts");
+    loop {
+        match next(&mut refused).await {
+            ClientEvent::Psrp(Event::PoolState { state: PoolState::Opened, .. }) => panic!("connected to a shell another client holds"),
+            ClientEvent::Psrp(Event::PoolState { state: PoolState::Broken | PoolState::Closed, error }) => {
+                let why = format!("{error:?}");
+                assert!(why.contains("connected to a different client") || why.contains("another client"), "{why}");
+                break;
+            }
+            ClientEvent::SessionClosed => break,
+            _ => {}
+        }
+    }
+    drop(refused);
+    let mut b = winrm::connect(t, Some(record), true).await.expect("connects");
+    opened(&mut b).await;
+    let got = finish(&mut b, id).await;
+    assert_eq!(got.state, Some(PipelineState::Completed));
+    let indexes: Vec<i64> = got.outputs.iter().map(|o| index_of(o)).collect();
+    let first = *indexes.first().expect("output after the takeover");
+    assert_eq!(indexes, (first..3000).collect::<Vec<_>>(), "from where the dead client stopped receiving, contiguous, none twice");
+    close(b).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_mode_loses_only_the_oldest_output() {
     let (_peer, t, id, record) = disconnected_during_a_command(OutputBufferingMode::Drop).await;
     // The command does not wait for anybody in Drop mode: give it time to finish.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut b = winrm::connect(t, Some(record)).await.expect("connects");
+    let mut b = winrm::connect(t, Some(record), false).await.expect("connects");
     opened(&mut b).await;
     let got = finish(&mut b, id).await;
     assert_eq!(got.state, Some(PipelineState::Completed), "the end is never dropped");
@@ -353,7 +393,7 @@ async fn receives_outlive_the_operation_timeout_and_envelopes_fit_the_servers_si
     close(s).await;
     // Not a configuration of the target: the server's fault, as a failed open.
     t.configuration_name = Some("No.Such.Endpoint".into());
-    let mut s = winrm::connect(t, None).await.expect("connects");
+    let mut s = winrm::connect(t, None, false).await.expect("connects");
     s.with(|c| c.open()).await.expect("alive").expect("queued");
     let error = loop {
         match next(&mut s).await {

@@ -146,3 +146,67 @@ async fn two_survivors_racing_take_each_session_exactly_once() {
     assert_eq!(rows.iter().filter(|r| r.relay.as_deref() == Some("relay-b")).count(), from_b);
     assert_eq!(rows.iter().filter(|r| r.relay.as_deref() == Some("relay-d")).count(), from_d);
 }
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_is_said() {
+    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
+    let (store, dir) = shared_store("died").await;
+    let key = dir.path().join("seal.key");
+    let a = relay("relay-a", &store, &key, &peer).await;
+    let b = relay("relay-b", &store, &key, &peer).await;
+    a.manager.join_cluster().await;
+    b.manager.join_cluster().await;
+    let mut c = Client::connect(&a, "alice").await;
+    let s = c.new_session_on(target(&peer)).await;
+    let shell = sessions(&mut c).await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id");
+    let p = c.run(s, "Write-Output first; Start-Sleep -Milliseconds 1500; Get-Objects -Count 500").await;
+    c.until(|m| matches!(m, ServerMessage::Output { pipeline, .. } if *pipeline == p).then_some(())).await;
+
+    // Relay A dies as a killed process would: not a word more to the target (whose shell stays connected to it),
+    // nothing written to the store, no heartbeat since a minute ago.
+    a.manager.abandon_winrm_sessions("relay-a was killed");
+    store.register_relay("relay-a", "http://relay-a", unix_ms() - 60_000).await.expect("a stale heartbeat");
+    let mut c = Client::connect(&b, "alice").await;
+    assert_eq!(b.manager.cluster_tick().await, 1);
+    // Said plainly, never silent: what relay A had received and not delivered is gone.
+    let notice = c
+        .until(|m| match m {
+            ServerMessage::TargetRefused { message, .. } if message.starts_with("Relay relay-a stopped without handing session") => Some(message.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(notice.contains("silent for 60 s") && notice.contains("Output relay-a had received and not yet delivered is lost"), "{notice}");
+    let moved = b.manager.list("alice", None, None).into_iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("taken over").id;
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    while b.manager.list("alice", None, None).iter().find(|i| i.id == moved).map(|i| i.state) != Some(SessionState::Opened) {
+        assert!(std::time::Instant::now() < deadline, "relay-b connected the session, though the target held it for relay-a");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    c.send(json!({"type": "get_history"})).await;
+    let p = c
+        .until(|m| match m {
+            ServerMessage::History { pipelines, .. } => pipelines.iter().find(|r| r.session == moved).map(|r| r.pipeline),
+            _ => None,
+        })
+        .await;
+    c.send(json!({"type": "attach", "session": moved, "pipeline": p, "after_seq": 0})).await;
+    // This page was already following the user's pipelines, so events may come twice (live, and again from seq 1):
+    // one of each.
+    let mut events = c.until_done(p).await;
+    let mut seen = std::collections::HashSet::new();
+    events.retain(|e| seen.insert(e.seq()));
+    let got = indexes(&events);
+    let first = *got.first().expect("output after the takeover");
+    assert_eq!(got, (first..500).collect::<Vec<_>>(), "from where relay-a stopped receiving, contiguous to the end");
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })));
+    // Relay A, were it to come back, cannot take the session back by writing to the store.
+    let mut row = store.winrm_sessions().await.expect("rows").into_iter().find(|r| r.key == shell).expect("kept");
+    assert_eq!(row.relay.as_deref(), Some("relay-b"));
+    row.relay = Some("relay-a".into());
+    store.put_winrm_session(&row).await.expect("put");
+    assert_eq!(store.winrm_sessions().await.expect("rows").into_iter().find(|r| r.key == shell).and_then(|r| r.relay).as_deref(), Some("relay-b"));
+}

@@ -138,7 +138,7 @@ async fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         options.connect_timeout = timeout;
         let mut target = WinrmTarget::new(options);
         target.configuration_name = args.configuration_name.clone();
-        tokio::time::timeout(timeout, winrm::connect(target, None)).await.context("the target did not answer in time")??
+        tokio::time::timeout(timeout, winrm::connect(target, None, false)).await.context("the target did not answer in time")??
     } else if let Some(target) = &args.ssh {
         let (user, host, port) = parse_target(target)?;
         let auth = if args.password_stdin {

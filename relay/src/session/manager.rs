@@ -259,6 +259,8 @@ enum Command {
     /// Connect-PSSession (WinRM): reconnect, or connect a session kept over a relay restart.
     Connect,
     Close,
+    /// Another relay holds the session's shell now: send nothing more to the target, forget nothing in the store.
+    Abandon(String),
 }
 
 /// What a pipeline does at the target.
@@ -302,6 +304,8 @@ struct Entry {
     ended: watch::Sender<bool>,
     /// The relay is stopping and disconnects the session for another relay to take over (and connect again).
     handover: std::sync::atomic::AtomicBool,
+    /// Taken over from a relay that died holding it connected: the next Connect disconnects it as that relay first.
+    take_over: std::sync::atomic::AtomicBool,
 }
 
 /// A session's target, credentials included; its `Debug` names only the computer and transport.
@@ -534,7 +538,8 @@ impl Manager {
             // Another relay deemed this one gone and took its sessions: say so loudly (two relays must not drive
             // one shell); registering again makes it a member anew.
             Ok(false) => {
-                tracing::error!(relay = %self.relay_id, "the store had this relay as stopped: its kept WinRM sessions may be held by another relay now");
+                tracing::error!(relay = %self.relay_id, "the store had this relay as gone: another relay holds its WinRM sessions now");
+                self.abandon_winrm_sessions(&format!("Relay {} lost touch with the store and another relay took this session over: reach it there.", self.relay_id));
                 let _ = store.register_relay(&self.relay_id, &self.config.relay_address(), now).await;
             }
             Err(e) => {
@@ -577,10 +582,14 @@ impl Manager {
             if !rows.is_empty() {
                 tracing::warn!(relay = %holder, sessions = rows.len(), %why, "taking over the WinRM sessions of a relay gone");
             }
+            let died = relay.is_none_or(|r| r.stopped.is_none());
             for row in rows {
                 match self.restore(&row) {
                     Ok(id) => {
                         taken += 1;
+                        if died {
+                            self.died_holding(&row, id, holder, &why);
+                        }
                         if row.resume && let Err(e) = self.connect(&row.owner, &[id]) {
                             tracing::warn!(session = id.0, error = %e.message, "connecting a session taken over");
                         }
@@ -590,6 +599,31 @@ impl Manager {
             }
         }
         taken
+    }
+
+    /// Lets go of every WinRM session without a word to its target or a change in the store (another relay holds
+    /// them now: a relay that lost touch with the store, or a test standing in for a relay killed). They turn Broken
+    /// here with `why`.
+    pub fn abandon_winrm_sessions(&self, why: &str) {
+        let entries: Vec<Arc<Entry>> = lock(&self.inner).sessions.values().filter(|e| lock(&e.info).transport == Transport::Winrm).cloned().collect();
+        for e in entries {
+            let _ = e.commands.send(Command::Abandon(why.to_owned()));
+        }
+    }
+
+    /// A session taken over from relay `holder`, which died holding it (`why`): its next Connect disconnects it as
+    /// that relay first, and its user is told plainly that output the dead relay had received and not delivered is
+    /// lost (the target gave it to that relay; nobody has it now), never silently.
+    fn died_holding(&self, row: &WinrmSessionRow, id: SessionId, holder: &str, why: &str) {
+        let Some(entry) = lock(&self.inner).sessions.get(&id).cloned() else { return };
+        entry.take_over.store(true, std::sync::atomic::Ordering::SeqCst);
+        let computer = lock(&entry.info).computer_name.trim().to_owned();
+        let message = format!(
+            "Relay {holder} stopped without handing session {} over ({why}): this relay took it over from {computer}. Output {holder} had received and not yet delivered is lost; what {computer} produced since comes next.",
+            id.0
+        );
+        self.update(&entry, |i| i.reason = Some(message.clone()));
+        self.publish(&row.owner, ServerMessage::TargetRefused { computer_name: computer, code: ErrorCode::TargetFailed, message });
     }
 
     /// This relay stops (after [`Manager::shutdown`] disconnected its WinRM sessions): the store says so, and the
@@ -808,7 +842,7 @@ impl Manager {
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
-        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false), handover: std::sync::atomic::AtomicBool::new(false) });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false), handover: std::sync::atomic::AtomicBool::new(false), take_over: std::sync::atomic::AtomicBool::new(false) });
         inner.sessions.insert(id, entry.clone());
         Ok((id, entry, rx))
     }
@@ -1645,10 +1679,11 @@ async fn shell_to_connect(config: &Config, target: &Target, shell_id: &str) -> a
     })
 }
 
-async fn connect(config: &Config, target: &Target, attach: Option<ShellRecord>) -> anyhow::Result<Session> {
+/// Opens (or, with `attach`, connects) a session; `take_over`: see [`winrm_session::connect`].
+async fn connect(config: &Config, target: &Target, attach: Option<ShellRecord>, take_over: bool) -> anyhow::Result<Session> {
     let client = OutOfProcClient::new(RunspacePool::new(PoolConfig::new(Uuid::new_v4())));
     match target.transport {
-        Transport::Winrm => Ok(winrm_session::connect(winrm_target(config, target)?, attach).await?),
+        Transport::Winrm => Ok(winrm_session::connect(winrm_target(config, target)?, attach, take_over).await?),
         Transport::Local => {
             let argv = config.local_command.as_deref().map(split_argv).unwrap_or_default();
             let local::LocalProcess { child, stream } = local::spawn(&argv)?;
@@ -1880,6 +1915,14 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                     manager.forget(&key).await;
                     return;
                 }
+                Some(Command::Abandon(why)) => {
+                    manager.update(&entry, |i| {
+                        i.state = SessionState::Broken;
+                        i.reason = Some(why);
+                    });
+                    let _ = wait_close(&mut commands, id).await;
+                    return;
+                }
                 Some(c) => refuse(c, id, "the session is disconnected: connect it first"),
             }
         },
@@ -1889,7 +1932,16 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
             if attach.is_none() && let Some(shell) = target.shell_id.as_deref() {
                 attach = Some(shell_to_connect(&manager.config, &target, shell).await?);
             }
-            let mut s = connect(&manager.config, &target, attach.clone()).await?;
+            let take_over = entry.take_over.swap(false, std::sync::atomic::Ordering::SeqCst);
+            // The relay that died kept the shell's commands as they were when it last wrote them (no write per
+            // command): the target lists them as they are.
+            if take_over && let Some(record) = attach.as_mut() {
+                match shell_to_connect(&manager.config, &target, &record.shell_id.hyphenated().to_string()).await {
+                    Ok(listed) => record.commands = listed.commands,
+                    Err(e) => tracing::warn!(session = id.0, error = %e, "listing the commands of a shell taken over"),
+                }
+            }
+            let mut s = connect(&manager.config, &target, attach.clone(), take_over).await?;
             open(&mut s, attach.is_some()).await?;
             anyhow::Ok(s)
         }) => r.unwrap_or_else(|_| Err(anyhow::anyhow!("the session did not open within {} s", OPEN_TIMEOUT.as_secs()))),
@@ -2127,6 +2179,22 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
                 }
                 return;
             }
+            Command::Abandon(why) => {
+                tracing::warn!(session = id.0, %why, "session abandoned");
+                let error = || clixml::encode_message(&Value::string(why.as_str())).ok();
+                if let Some(mut r) = running.take() {
+                    flush_progress(id, &mut r);
+                    r.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline: r.id, seq, state: PipelineState::Stopped, error: error() });
+                }
+                session.abandon();
+                manager.update(&entry, |i| {
+                    i.state = SessionState::Broken;
+                    i.availability = Availability::None;
+                    i.reason = Some(why.clone());
+                });
+                let _ = wait_close(&mut commands, id).await;
+                return;
+            }
             Command::Disconnect { idle_timeout, buffer_mode } => {
                 if session.with(move |c| c.disconnect(idle_timeout, buffer_mode)).await.is_err() {
                     break "the session's connection ended".to_owned();
@@ -2303,7 +2371,7 @@ fn refuse(command: Command, session: SessionId, why: &str) {
         Command::Complete { input, cursor, reply } => {
             let _ = reply.send(no_completions(session, input, cursor));
         }
-        Command::Stop(_) | Command::Answer { .. } | Command::Disconnect { .. } | Command::Connect | Command::Close => {}
+        Command::Stop(_) | Command::Answer { .. } | Command::Disconnect { .. } | Command::Connect | Command::Close | Command::Abandon(_) => {}
     }
 }
 

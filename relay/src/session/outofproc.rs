@@ -144,6 +144,12 @@ impl Session {
         rx.await.map_err(|_| SessionEnded)
     }
 
+    /// Ends the session's task at once, sending nothing more to the target: the shell stays there, held by a client
+    /// that is gone (what a relay killed leaves; also what a relay must do with a session another relay took over).
+    pub fn abandon(self) {
+        self.task.abort();
+    }
+
     /// Waits for the task to end (after the session closed or the transport ended).
     pub async fn finished(self) {
         let Session { jobs, events, task } = self;

@@ -125,8 +125,21 @@ pub struct ShellRecord {
 
 /// Opens a WinRM session: reads the server's envelope size, then starts the task. The pool is opened (a new shell)
 /// by [`Client::open`], or, with `attach`, connected to an existing disconnected shell with its commands.
-pub async fn connect(target: WinrmTarget, attach: Option<ShellRecord>) -> Result<Session, WinrmOpError> {
+///
+/// `take_over`: the shell's client (another relay) died without disconnecting it, so the target may still count it
+/// connected to that client and refuse a Connect (ERROR_WINRS_SHELL_CONNECTED_TO_DIFFERENT_CLIENT). It is first
+/// disconnected as that client — the `wsmv:SessionId` the record keeps — with Block buffering, so that nothing the
+/// shell produces meanwhile is dropped. A shell already disconnected refuses that, which changes nothing.
+pub async fn connect(target: WinrmTarget, attach: Option<ShellRecord>, take_over: bool) -> Result<Session, WinrmOpError> {
     let mut control = WinrmClient::new(target.options.clone())?;
+    if let Some(record) = attach.as_ref().filter(|_| take_over) {
+        let previous = ClientConfig::new(target.options.endpoint.to_string(), record.wsman_session_id);
+        let shell = ShellRef::new(record.resource_uri.clone(), upper(record.shell_id));
+        match call(&mut control, &previous, Request::disconnect(&shell, None, Some(BufferMode::Block)), target.options.request_timeout).await {
+            Ok(_) => tracing::info!(shell = %upper(record.shell_id), "disconnected as its previous client, to take it over"),
+            Err(e) => tracing::info!(shell = %upper(record.shell_id), error = %e, "disconnecting as its previous client (it may be disconnected already)"),
+        }
+    }
     let session_id = Uuid::new_v4();
     let mut config = ClientConfig::new(target.options.endpoint.to_string(), session_id);
     config.operation_timeout = target.operation_timeout;
