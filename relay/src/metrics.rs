@@ -38,6 +38,7 @@ pub struct Metrics {
     bytes_out: IntCounter,
     quota_refusals: IntCounterVec,
     store_seconds: HistogramVec,
+    taken_over: IntCounterVec,
     /// One scrape at a time: the session gauges are reset and set again by each.
     scraping: Mutex<()>,
 }
@@ -106,7 +107,8 @@ impl Metrics {
         // Login checks run on every request: from a fraction of a millisecond (SQLite) to a slow network (PostgreSQL).
         let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let store_seconds = registered(&registry, HistogramVec::new(HistogramOpts::new("psgate_store_seconds", "Latency of the store's hot paths (the login check, the admin flag)").buckets(buckets), &["op"]));
-        Metrics { registry, sessions, pipelines_running, websocket_connections, objects_out, bytes_out, quota_refusals, store_seconds, scraping: Mutex::new(()) }
+        let taken_over = registered(&registry, IntCounterVec::new(Opts::new("psgate_failovers_total", "WinRM sessions this relay took over from a relay gone: `stopped` (handed over cleanly) or `died` (silent, or never registered)"), &["how"]));
+        Metrics { registry, sessions, pipelines_running, websocket_connections, objects_out, bytes_out, quota_refusals, store_seconds, taken_over, scraping: Mutex::new(()) }
     }
 
     /// A WebSocket opened: counted until the returned guard drops.
@@ -126,6 +128,11 @@ impl Metrics {
     /// A request refused by `quota` (its configuration key: `max_shells_per_user`, `max_connections`…).
     pub fn refused(&self, quota: &str) {
         self.quota_refusals.with_label_values(&[quota]).inc();
+    }
+
+    /// A WinRM session taken over from a relay gone; `died`: it had not handed it over.
+    pub fn took_over(&self, died: bool) {
+        self.taken_over.with_label_values(&[if died { "died" } else { "stopped" }]).inc();
     }
 
     /// Runs the store operation `fut`, timed as `op`.

@@ -78,6 +78,19 @@ pub async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, O
     (status, cookie)
 }
 
+/// A POST with the login cookie and no body (`/api/logout`): the status and the `Set-Cookie` value.
+pub async fn post_with_cookie(addr: std::net::SocketAddr, path: &str, cookie: &str) -> (u16, Option<String>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nOrigin: http://{addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.expect("read");
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let set = resp.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).map(str::to_owned);
+    (status, set)
+}
+
 /// A minimal HTTP/1.1 GET without a login: the status, the `Content-Type` and the body.
 pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -85,6 +85,8 @@ async fn a_relay_that_stops_hands_its_winrm_sessions_over_and_a_running_pipeline
 
     // Relay B's next heartbeat takes both over; the one that was open is connected again at once.
     assert_eq!(b.manager.cluster_tick().await, 2);
+    let (_, _, metrics) = psgate_tests::relay::get(b.addr, "/metrics").await;
+    assert!(metrics.lines().any(|l| l == "psgate_failovers_total{how=\"stopped\"} 2"), "{metrics}");
     assert!(store.winrm_sessions().await.expect("rows").iter().all(|r| r.relay.as_deref() == Some("relay-b")), "relay-b holds them now");
     let mut c = Client::connect(&b, "alice").await;
     let listed = sessions(&mut c).await;
@@ -172,6 +174,8 @@ async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_
     store.register_relay("relay-a", "http://relay-a", unix_ms() - 60_000).await.expect("a stale heartbeat");
     let mut c = Client::connect(&b, "alice").await;
     assert_eq!(b.manager.cluster_tick().await, 1);
+    let (_, _, metrics) = psgate_tests::relay::get(b.addr, "/metrics").await;
+    assert!(metrics.lines().any(|l| l == "psgate_failovers_total{how=\"died\"} 1"), "{metrics}");
     // Said plainly, never silent: what relay A had received and not delivered is gone.
     let notice = c
         .until(|m| match m {
@@ -209,4 +213,46 @@ async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_
     row.relay = Some("relay-a".into());
     store.put_winrm_session(&row).await.expect("put");
     assert_eq!(store.winrm_sessions().await.expect("rows").into_iter().find(|r| r.key == shell).and_then(|r| r.relay).as_deref(), Some("relay-b"));
+}
+
+/// A GET with a cookie: the status.
+async fn get_with(relay: &Relay, path: &str, cookie: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n", relay.addr);
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.expect("read");
+    resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_made_on_one_relay_is_valid_on_all_and_a_logout_ends_it_everywhere() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let (store, dir) = shared_store("logins").await;
+    let key = dir.path().join("seal.key");
+    let a = relay("relay-a", &store, &key, &peer).await;
+    let b = relay("relay-b", &store, &key, &peer).await;
+    let cookie = psgate_tests::relay::login(&a, "alice", "alice-pw").await;
+    assert_eq!(get_with(&b, "/api/me", &cookie).await, 200, "relay-b knows the login made on relay-a");
+    let origin = format!("http://{}", b.addr);
+    let mut ws = psgate_tests::relay::open_ws(&b, Some(&cookie), Some(&origin)).await.expect("relay-b opens the WebSocket for it");
+    // Logged out on relay-a: relay-b refuses the cookie, and closes its WebSocket within seconds.
+    let (status, _) = psgate_tests::relay::post_with_cookie(a.addr, "/api/logout", &cookie).await;
+    assert_eq!(status, 204);
+    assert_eq!(get_with(&b, "/api/me", &cookie).await, 401);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        use futures_util::StreamExt as _;
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) => return frame.map(|f| f.reason.to_string()),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("relay-b closed the WebSocket of a login ended on relay-a");
+    assert_eq!(closed.as_deref(), Some("logged out"));
 }

@@ -34,6 +34,9 @@ pub const COOKIE_NAME: &str = "psgate_session";
 /// says which, for people.
 pub const CLOSE_LOGIN_ENDED: u16 = 4001;
 
+/// How often an open WebSocket's login is looked at again in the store (a logout on another relay ends it).
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// How often ended logins are purged from the database at most.
 const PURGE_EVERY_MS: i64 = 60_000;
 
@@ -197,13 +200,16 @@ impl Auth {
         }
     }
 
-    /// Resolves when the login `key` ends (never with [`Ended::Unknown`]): sleeps until its idle deadline, checks
-    /// again (another tab may have been active), and wakes at once on its logout.
+    /// Resolves when the login `key` ends (never with [`Ended::Unknown`]): sleeps until its idle deadline (at most a
+    /// few seconds: another relay may have ended it), checks again (another tab may have been active), and wakes at
+    /// once on its logout on this relay.
     pub async fn ended(&self, key: &str) -> Ended {
         let mut logouts = self.logouts.subscribe();
         loop {
             let wait = match self.state(key, false).await {
-                Ok((deadline, _)) => Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0) + 20),
+                // Looked at again every few seconds at most: a logout on another relay of the store (whose broadcast
+                // does not reach this one) ends this WebSocket too.
+                Ok((deadline, _)) => Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0) + 20).min(RECHECK),
                 Err(Ended::Unknown) => Duration::from_secs(5),
                 Err(why) => return why,
             };

@@ -587,6 +587,7 @@ impl Manager {
                 match self.restore(&row) {
                     Ok(id) => {
                         taken += 1;
+                        self.metrics.took_over(died);
                         if died {
                             self.died_holding(&row, id, holder, &why);
                         }
