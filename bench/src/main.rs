@@ -4,6 +4,10 @@
 //! `cargo run --release -p psgate-bench -- winrm [--quick] [--objects N] [--runs N] [--open-rounds N]`
 //! `cargo run --release -p psgate-bench -- prompt [--quick]`
 //! `cargo run --release -p psgate-bench -- implicit [--quick]`
+//! `eval "$(bash scripts/postgres.sh)"; cargo run --release -p psgate-bench -- store [--quick]`
+//!
+//! store: the store's hot paths (the login check, the admin flag, kept WinRM sessions, the heartbeat) on SQLite and on
+//! PostgreSQL side by side in one run (bench/src/store.rs).
 //!
 //! implicit: Import-PSSession's discovery of a 150-command module over WinRM, psgate's engine beside pypsrp 0.9.1's
 //! get_command_metadata in the same run (time, CPU, the peer's bytes), and a proxy call's overhead over the same
@@ -51,8 +55,9 @@ fn main() -> anyhow::Result<()> {
         Some("prompt") => prompt::run(args.iter().any(|a| a == "--quick")),
         Some("implicit") => implicit::run(args.iter().any(|a| a == "--quick")),
         Some("quotas") => quotas::run(args.iter().any(|a| a == "--quick")),
+        Some("store") => store::run(args.iter().any(|a| a == "--quick")),
         _ => bail!(
-            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit|quotas [--quick]  (relay also: --runs N --sessions N --objects N; \
+            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit|quotas|store [--quick]  (relay also: --runs N --sessions N --objects N; \
              winrm also: --objects N --runs N --open-rounds N)"
         ),
     }
@@ -71,6 +76,7 @@ mod prompt;
 mod psrp;
 mod quotas;
 mod relay;
+mod store;
 mod winrm;
 
 pub(crate) fn repo() -> PathBuf {
