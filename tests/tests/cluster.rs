@@ -45,6 +45,26 @@ fn indexes(events: &[ServerMessage]) -> Vec<i64> {
     outputs(events).iter().filter_map(|v| v.as_object()?.property("Index")?.as_i64()).collect()
 }
 
+/// The URL of the database [`shared_store`] made for `name`.
+fn store_url(name: &str) -> String {
+    let url = std::env::var("PSGATE_TEST_POSTGRES").expect("PSGATE_TEST_POSTGRES");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    format!("{base}/psgate_it{}_{name}", std::process::id())
+}
+
+/// `pg_dump` of the database at `url` (Debian's newest PostgreSQL client), as text.
+async fn pg_dump(url: &str) -> String {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("Debian's PostgreSQL")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin/pg_dump")))
+        .filter(|p| p.is_file())
+        .max()
+        .expect("pg_dump");
+    let out = tokio::process::Command::new(bin).arg("--no-owner").arg(url).output().await.expect("pg_dump runs");
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("text")
+}
+
 /// The store and its sealing key, for the relays of one test.
 async fn shared_store(name: &str) -> (Arc<Store>, tempfile::TempDir) {
     let url = postgres_database(name).await;
@@ -79,6 +99,11 @@ async fn a_relay_that_stops_hands_its_winrm_sessions_over_and_a_running_pipeline
     a.manager.shutdown(psgate_tests::STEP).await;
     a.manager.leave_cluster().await;
     drop(c);
+    // What a dump of the shared database holds: the shells, never the target password in clear.
+    let dump = pg_dump(&store_url("handover")).await;
+    assert!(dump.contains(&shell) && dump.contains(&parked_shell), "the kept shells are in the dump");
+    assert!(!dump.contains(PASSWORD), "the target password is not in a pg_dump of the store");
+    assert!(!dump.contains("alice-pw"), "nor the relay user's password");
     let held: Vec<_> = store.winrm_sessions().await.expect("rows").into_iter().map(|r| (r.key, r.relay, r.resume)).collect();
     assert!(held.contains(&(shell.clone(), Some("relay-a".into()), true)), "open when its relay stopped: {held:?}");
     assert!(held.contains(&(parked_shell.clone(), Some("relay-a".into()), false)), "disconnected by its user: {held:?}");
