@@ -483,7 +483,8 @@ impl Manager {
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
-    /// previous relay process kept: they show as Disconnected until Connect. Call inside the runtime.
+    /// previous process of this relay kept: those that were open when it stopped are connected again at once; those
+    /// their users had disconnected show as Disconnected until Connect. Call inside the runtime.
     pub async fn with_store(config: Arc<Config>, store: Arc<Store>, sealer: Sealer) -> Arc<Manager> {
         let relay_id = config.relay_id();
         // This relay's own (kept by it before a restart, or before relays had ids); other relays' come by takeover.
@@ -494,9 +495,19 @@ impl Manager {
         let limit = config.quotas.max_connections;
         let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default() });
         for row in rows {
-            if let Err(e) = manager.restore(&row) {
-                tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
-                manager.forget(&row.key).await;
+            match manager.restore(&row) {
+                // Open when this relay stopped (not disconnected by its user): connected again, as a relay taking it
+                // over would.
+                Ok(id) if row.resume => {
+                    if let Err(e) = manager.connect(&row.owner, &[id]) {
+                        tracing::warn!(session = id.0, error = %e.message, "connecting a kept session again");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(key = %row.key, error = %e, "a kept WinRM session cannot be restored; forgetting it");
+                    manager.forget(&row.key).await;
+                }
             }
         }
         manager
