@@ -70,6 +70,8 @@ if [ "$want_test" = 1 ]; then
   apt_install chromium chromium-driver openssh-server krb5-kdc krb5-admin-server krb5-user
   # PostgreSQL: the store's tests on its second engine (scripts/postgres.sh runs a throwaway cluster).
   apt_install postgresql
+  # nginx: the documented deployment's balancer (deploy/nginx.conf) in front of test relays (tests/tests/deploy.rs).
+  apt_install nginx-light
   # For tests/psrpcore (the CLIXML interop tests): the test runner and the YAML reader for the recorded traffic.
   if ! "$PSGATE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('pytest') != '$PYTEST_VERSION' or m.version('PyYAML') != '$PYYAML_VERSION')" 2>/dev/null; then
     log "installing pytest $PYTEST_VERSION and PyYAML $PYYAML_VERSION"

@@ -107,7 +107,12 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String
 }
 
 pub async fn login(relay: &Relay, name: &str, password: &str) -> String {
-    let (status, cookie) = post(relay.addr, "/api/login", &json!({"name": name, "password": password}).to_string()).await;
+    login_at(relay.addr, name, password).await
+}
+
+/// Logs `name` in at `addr` (a relay, or a balancer in front of relays): the cookie's `name=value`.
+pub async fn login_at(addr: std::net::SocketAddr, name: &str, password: &str) -> String {
+    let (status, cookie) = post(addr, "/api/login", &json!({"name": name, "password": password}).to_string()).await;
     assert_eq!(status, 200, "login {name}");
     let cookie = cookie.expect("a cookie");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
@@ -117,7 +122,12 @@ pub async fn login(relay: &Relay, name: &str, password: &str) -> String {
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub async fn open_ws(relay: &Relay, cookie: Option<&str>, origin: Option<&str>) -> Result<Ws, WsError> {
-    let mut req = format!("ws://{}/api/ws", relay.addr).into_client_request()?;
+    open_ws_at(relay.addr, cookie, origin).await
+}
+
+/// The API's WebSocket at `addr` (a relay, or a balancer in front of relays).
+pub async fn open_ws_at(addr: std::net::SocketAddr, cookie: Option<&str>, origin: Option<&str>) -> Result<Ws, WsError> {
+    let mut req = format!("ws://{addr}/api/ws").into_client_request()?;
     if let Some(c) = cookie {
         req.headers_mut().insert("cookie", HeaderValue::from_str(c).expect("header"));
     }
@@ -135,8 +145,13 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(relay: &Relay, user: &str) -> Client {
-        let cookie = login(relay, user, &format!("{user}-pw")).await;
-        let ws = open_ws(relay, Some(&cookie), Some(&format!("http://{}", relay.addr))).await.expect("websocket");
+        Client::connect_at(relay.addr, user).await
+    }
+
+    /// [`Client::connect`] through `addr`: a relay, or a balancer in front of relays.
+    pub async fn connect_at(addr: std::net::SocketAddr, user: &str) -> Client {
+        let cookie = login_at(addr, user, &format!("{user}-pw")).await;
+        let ws = open_ws_at(addr, Some(&cookie), Some(&format!("http://{addr}"))).await.expect("websocket");
         let mut c = Client { ws };
         match c.next().await {
             ServerMessage::Hello { protocol, user: u, .. } => assert_eq!((protocol, u.as_str()), (psgate_shared::api::PROTOCOL_VERSION, user)),
