@@ -281,3 +281,32 @@ async fn a_login_made_on_one_relay_is_valid_on_all_and_a_logout_ends_it_everywhe
     .expect("relay-b closed the WebSocket of a login ended on relay-a");
     assert_eq!(closed.as_deref(), Some("logged out"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_deemed_gone_lets_go_of_its_sessions_and_one_never_registered_keeps_them() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let (store, dir) = shared_store("deemed").await;
+    let key = dir.path().join("seal.key");
+    // relay-a has not registered yet (its store was down when it started, say): its heartbeat registers it, and its
+    // session goes on.
+    let a = relay("relay-a", &store, &key, &peer).await;
+    let mut c = Client::connect(&a, "alice").await;
+    let s = c.new_session_on(target(&peer)).await;
+    assert_eq!(a.manager.cluster_tick().await, 0);
+    assert!(store.relays().await.expect("relays").iter().any(|r| r.id == "relay-a" && r.stopped.is_none()), "registered by its heartbeat");
+    assert_eq!(a.manager.list("alice", None, None)[0].state, SessionState::Opened);
+    // Deemed gone by another relay, which took its session: relay-a lets go of it, saying where it went.
+    store.register_relay("relay-b", "http://relay-b", unix_ms()).await.expect("relay-b is up");
+    store.relay_stopped("relay-a", unix_ms()).await.expect("stopped");
+    assert_eq!(store.claim_winrm_sessions("relay-a", "relay-b").await.expect("claim").len(), 1);
+    a.manager.cluster_tick().await;
+
+    let info = c
+        .until(|m| match m {
+            ServerMessage::SessionChanged { session } if session.id == s && session.state == SessionState::Broken => Some(session.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(info.reason.as_deref(), Some("Relay relay-a lost touch with the store and another relay took this session over: reach it there."));
+    assert_eq!(store.winrm_sessions().await.expect("rows")[0].relay.as_deref(), Some("relay-b"), "the store still has it at relay-b");
+}

@@ -549,9 +549,16 @@ impl Manager {
             // Another relay deemed this one gone and took its sessions: say so loudly (two relays must not drive
             // one shell); registering again makes it a member anew.
             Ok(false) => {
-                tracing::error!(relay = %self.relay_id, "the store had this relay as gone: another relay holds its WinRM sessions now");
-                self.abandon_winrm_sessions(&format!("Relay {} lost touch with the store and another relay took this session over: reach it there.", self.relay_id));
-                let _ = store.register_relay(&self.relay_id, &self.config.relay_address(), now).await;
+                // Marked stopped by another relay (which took its sessions), or never registered (the store was down
+                // when it started): only the first means its sessions are held elsewhere now.
+                let deemed_gone = store.relays().await.is_ok_and(|rs| rs.iter().any(|r| r.id == self.relay_id && r.stopped.is_some()));
+                if deemed_gone {
+                    tracing::error!(relay = %self.relay_id, "the store had this relay as gone: another relay holds its WinRM sessions now");
+                    self.abandon_winrm_sessions(&format!("Relay {} lost touch with the store and another relay took this session over: reach it there.", self.relay_id));
+                }
+                if let Err(e) = store.register_relay(&self.relay_id, &self.config.relay_address(), now).await {
+                    tracing::warn!(error = %e, "registering the relay in the store");
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "heartbeat: the store did not answer");
