@@ -353,29 +353,26 @@ impl Store {
 
     /// Every kept WinRM session, oldest first.
     pub async fn winrm_sessions(&self) -> Result<Vec<WinrmSessionRow>, StoreError> {
-        self.winrm_rows(&format!("SELECT {WINRM_COLUMNS} FROM winrm_sessions ORDER BY updated, key"), None).await
+        self.winrm_rows(&format!("SELECT {WINRM_COLUMNS} FROM winrm_sessions ORDER BY updated, key"), &[]).await
     }
 
-    /// Runs `sql` (one text parameter, `?1`/`$1`, or none) and reads [`WINRM_COLUMNS`] rows.
-    async fn winrm_rows(&self, sql: &str, param: Option<&str>) -> Result<Vec<WinrmSessionRow>, StoreError> {
+    /// Runs `sql` (its text parameters `$1`, `$2`… are `params`) and reads [`WINRM_COLUMNS`] rows.
+    pub(super) async fn winrm_rows(&self, sql: &str, params: &[&str]) -> Result<Vec<WinrmSessionRow>, StoreError> {
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
                 let mut stmt = db.prepare(&sql.replace('$', "?"))?;
-                let read = |r: &rusqlite::Row<'_>| {
+                let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
                     Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)?, idle_since: r.get(5)?, relay: r.get(6)?, resume: r.get(7)? })
-                };
-                match param {
-                    Some(p) => stmt.query_map([p], read)?.collect(),
-                    None => stmt.query_map([], read)?.collect(),
-                }
+                })?;
+                rows.collect()
             }),
             Engine::Postgres(pool) => {
-                let client = pool.get().await?;
-                let rows = match param {
-                    Some(p) => client.query(sql, &[&p]).await?,
-                    None => client.query(sql, &[]).await?,
-                };
-                rows.iter()
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                pool.get()
+                    .await?
+                    .query(sql, &params)
+                    .await?
+                    .iter()
                     .map(|r| {
                         Ok(WinrmSessionRow {
                             key: r.try_get(0)?,

@@ -86,7 +86,7 @@ impl Store {
 
     /// The kept WinRM sessions relay `id` holds, with those kept before relays had ids (a restart takes them back).
     pub async fn winrm_sessions_of(&self, id: &str) -> Result<Vec<WinrmSessionRow>, StoreError> {
-        self.winrm_rows(&format!("SELECT {WINRM_COLUMNS} FROM winrm_sessions WHERE relay = $1 OR relay IS NULL ORDER BY updated, key"), Some(id)).await
+        self.winrm_rows(&format!("SELECT {WINRM_COLUMNS} FROM winrm_sessions WHERE relay = $1 OR relay IS NULL ORDER BY updated, key"), &[id]).await
     }
 
     /// The relays named as holders of kept WinRM sessions (a relay that never registered, from a test or a store
@@ -102,34 +102,6 @@ impl Store {
     /// Moves relay `from`'s kept WinRM sessions to relay `to`, in one statement: what was moved (a session another
     /// survivor moved first is not).
     pub async fn claim_winrm_sessions(&self, from: &str, to: &str) -> Result<Vec<WinrmSessionRow>, StoreError> {
-        let sql = format!("UPDATE winrm_sessions SET relay = $2 WHERE relay = $1 RETURNING {WINRM_COLUMNS}");
-        match &self.engine {
-            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
-                let mut stmt = db.prepare(&sql.replace('$', "?"))?;
-                let rows = stmt.query_map(rusqlite::params![from, to], |r| {
-                    Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)?, idle_since: r.get(5)?, relay: r.get(6)?, resume: r.get(7)? })
-                })?;
-                rows.collect()
-            }),
-            Engine::Postgres(pool) => pool
-                .get()
-                .await?
-                .query(&sql, &[&from, &to])
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(WinrmSessionRow {
-                        key: r.try_get(0)?,
-                        owner: r.try_get(1)?,
-                        target: r.try_get(2)?,
-                        shell: r.try_get(3)?,
-                        sealed_password: r.try_get(4)?,
-                        idle_since: r.try_get(5)?,
-                        relay: r.try_get(6)?,
-                        resume: r.try_get(7)?,
-                    })
-                })
-                .collect(),
-        }
+        self.winrm_rows(&format!("UPDATE winrm_sessions SET relay = $2 WHERE relay = $1 RETURNING {WINRM_COLUMNS}"), &[from, to]).await
     }
 }
