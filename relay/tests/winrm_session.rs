@@ -246,10 +246,9 @@ fn index_of(clixml: &str) -> i64 {
     v.as_object().and_then(|o| o.property("Index")).and_then(Value::as_i64).expect("an Index")
 }
 
-/// A peer whose commands buffer little, a session on it running a command of 3,000 objects that waits half a second
-/// after its first output, disconnected with `mode` once that first output is in; the client is gone. Returns the
-/// peer, the target, the command and what a Connect needs.
-async fn disconnected_during_a_command(mode: OutputBufferingMode) -> (WinrmPeer, WinrmTarget, Uuid, ShellRecord) {
+/// A peer whose commands buffer little, and a session on it running a command of 3,000 objects that waits half a
+/// second after its first output, which is in: the peer, the target, the session and the command.
+async fn running_a_command() -> (WinrmPeer, WinrmTarget, Session, Uuid) {
     let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
     let t = target(&peer, AuthMethod::Ntlm, PASSWORD);
     let mut a = open_winrm(t.clone()).await;
@@ -258,6 +257,14 @@ async fn disconnected_during_a_command(mode: OutputBufferingMode) -> (WinrmPeer,
         ClientEvent::Psrp(Event::Output { pipeline, .. }) if pipeline == id => {}
         other => panic!("expected the first output, got {other:?}"),
     }
+    (peer, t, a, id)
+}
+
+/// A peer whose commands buffer little, a session on it running a command of 3,000 objects that waits half a second
+/// after its first output, disconnected with `mode` once that first output is in; the client is gone. Returns the
+/// peer, the target, the command and what a Connect needs.
+async fn disconnected_during_a_command(mode: OutputBufferingMode) -> (WinrmPeer, WinrmTarget, Uuid, ShellRecord) {
+    let (peer, t, mut a, id) = running_a_command().await;
     let record = disconnect(&mut a, mode).await;
     assert_eq!(record.commands, vec![id], "the running command is remembered");
     // The first client goes away without a word (a relay that stopped).
@@ -286,14 +293,7 @@ async fn a_disconnected_command_runs_on_and_a_new_client_connects_and_receives_a
 /// command goes on from where the target held it: contiguous to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shell_whose_client_died_is_taken_over_as_that_client() {
-    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
-    let t = target(&peer, AuthMethod::Ntlm, PASSWORD);
-    let mut a = open_winrm(t.clone()).await;
-    let id = start(&mut a, "Write-Output first; Start-Sleep -Milliseconds 500; Get-Objects -Count 3000").await;
-    match next(&mut a).await {
-        ClientEvent::Psrp(Event::Output { pipeline, .. }) if pipeline == id => {}
-        other => panic!("expected the first output, got {other:?}"),
-    }
+    let (_peer, t, a, id) = running_a_command().await;
     let record = a.with(|c| c.shell()).await.expect("alive").expect("a WinRM shell");
     a.abandon();
     // A plain Connect is refused: the shell is the dead client's.

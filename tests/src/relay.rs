@@ -160,6 +160,16 @@ impl Client {
         c
     }
 
+    /// The user's sessions, as the relay lists them (`get_sessions`).
+    pub async fn sessions(&mut self) -> Vec<psgate_shared::api::SessionInfo> {
+        self.send(json!({"type": "get_sessions"})).await;
+        self.until(|m| match m {
+            ServerMessage::Sessions { sessions } => Some(sessions.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     pub async fn send(&mut self, v: serde_json::Value) {
         self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
     }
@@ -270,4 +280,9 @@ pub async fn postgres_database(name: &str) -> String {
     client.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create");
     let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
     format!("{base}/{db}")
+}
+
+/// The `Index` property of each output object (the peers' `Get-Objects`), in order.
+pub fn indexes(events: &[ServerMessage]) -> Vec<i64> {
+    outputs(events).iter().filter_map(|v| v.as_object()?.property("Index")?.as_i64()).collect()
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use psgate_relay::config::{AllowRule, Config};
 use psgate_relay::store::Store;
 use psgate_shared::api::{ErrorCode, PipelineId, PipelineState, ServerMessage, SessionId, SessionInfo, SessionState, Transport};
-use psgate_tests::relay::{Client, outputs, relay_on, relay_with};
+use psgate_tests::relay::{Client, indexes, outputs, relay_on, relay_with};
 use serde_json::json;
 use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
 
@@ -34,15 +34,6 @@ async fn state_change(c: &mut Client, session: SessionId, from: SessionState) ->
     .await
 }
 
-async fn sessions(c: &mut Client) -> Vec<SessionInfo> {
-    c.send(json!({"type": "get_sessions"})).await;
-    c.until(|m| match m {
-        ServerMessage::Sessions { sessions } => Some(sessions.clone()),
-        _ => None,
-    })
-    .await
-}
-
 /// Get-PSSession -ComputerName through the API.
 async fn remote_shells(c: &mut Client, peer: &WinrmPeer) -> Vec<psgate_shared::api::RemoteShell> {
     c.send(json!({"type": "get_remote_shells", "target": target(peer)})).await;
@@ -53,17 +44,13 @@ async fn remote_shells(c: &mut Client, peer: &WinrmPeer) -> Vec<psgate_shared::a
     .await
 }
 
-fn indexes(events: &[ServerMessage]) -> Vec<i64> {
-    outputs(events).iter().filter_map(|v| v.as_object()?.property("Index")?.as_i64()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn winrm_sessions_open_list_disconnect_and_connect_through_the_api() {
     let peer = WinrmPeer::start(PeerOptions::default());
     let relay = relay_with(allow_peer(&peer)).await;
     let mut c = Client::connect(&relay, "alice").await;
     let s = c.new_session_on(target(&peer)).await;
-    let info = sessions(&mut c).await.into_iter().find(|i| i.id == s).expect("listed");
+    let info = c.sessions().await.into_iter().find(|i| i.id == s).expect("listed");
     assert_eq!((info.transport, info.can_disconnect, info.configuration_name.as_deref()), (Transport::Winrm, true, Some("Microsoft.PowerShell")));
     let shell = info.instance_id.clone().expect("the shell's id");
     let p = c.run(s, "Get-Process -Name svchost").await;
@@ -83,7 +70,7 @@ async fn winrm_sessions_open_list_disconnect_and_connect_through_the_api() {
     assert_eq!(c.error().await.0, ErrorCode::SessionNotReady);
     // Bob neither sees nor connects it.
     let mut bob = Client::connect(&relay, "bob").await;
-    assert!(sessions(&mut bob).await.is_empty());
+    assert!(bob.sessions().await.is_empty());
     bob.send(json!({"type": "connect_sessions", "ids": [s]})).await;
     assert_eq!(bob.error().await.0, ErrorCode::UnknownSession);
 
@@ -176,7 +163,7 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     let first = relay_on(store, allow_peer(&peer)).await;
     let mut c = Client::connect(&first, "alice").await;
     let s = c.new_session_on(target(&peer)).await;
-    let shell = sessions(&mut c).await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id");
+    let shell = c.sessions().await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id");
     let p = c.run(s, "Write-Output first; Start-Sleep -Milliseconds 1500; Get-Objects -Count 500").await;
     c.until(|m| match m {
         ServerMessage::Output { pipeline, .. } if *pipeline == p => Some(()),
@@ -188,7 +175,7 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     // A second session is still open when the relay stops: stopping disconnects it, it is not lost either.
     let open = c.new_session_on(target(&peer)).await;
     first.manager.shutdown(psgate_tests::STEP).await;
-    assert_eq!(sessions(&mut c).await.into_iter().find(|i| i.id == open).map(|i| i.state), Some(SessionState::Disconnected));
+    assert_eq!(c.sessions().await.into_iter().find(|i| i.id == open).map(|i| i.state), Some(SessionState::Disconnected));
     drop(c);
     drop(first);
 
@@ -215,9 +202,9 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     })
     .await;
     let mut bob = Client::connect(&second, "bob").await;
-    assert!(sessions(&mut bob).await.is_empty(), "bob does not see alice's kept session");
+    assert!(bob.sessions().await.is_empty(), "bob does not see alice's kept session");
     let mut c = Client::connect(&second, "alice").await;
-    let kept = sessions(&mut c).await;
+    let kept = c.sessions().await;
     assert_eq!(kept.len(), 2, "{kept:?}");
     // The one its user disconnected waits for their Connect; the one open when the relay stopped is connected again.
     let reopened = kept.iter().find(|i| i.instance_id.as_deref() != Some(shell.as_str())).expect("the second session").id;
