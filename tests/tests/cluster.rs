@@ -292,3 +292,41 @@ async fn a_relay_deemed_gone_lets_go_of_its_sessions_and_one_never_registered_ke
     assert_eq!(info.reason.as_deref(), Some("Relay relay-a lost touch with the store and another relay took this session over: reach it there."));
     assert_eq!(store.winrm_sessions().await.expect("rows")[0].relay.as_deref(), Some("relay-b"), "the store still has it at relay-b");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psgate_drain_asks_a_relay_through_the_store_to_hand_over_and_stop() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let (store, dir) = shared_store("drain").await;
+    let key = dir.path().join("seal.key");
+    let a = relay("relay-a", &store, &key, &peer).await;
+    let b = relay("relay-b", &store, &key, &peer).await;
+    a.manager.join_cluster().await;
+    b.manager.join_cluster().await;
+    let mut c = Client::connect(&a, "alice").await;
+    let shell = {
+        let s = c.new_session_on(target(&peer)).await;
+        c.sessions().await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id")
+    };
+    // `psgate drain --relay relay-a`, from anywhere with the configuration: it waits until relay-a has stopped.
+    let file = dir.path().join("psgate.toml");
+    std::fs::write(&file, format!("database = \"{}\"\nseal_key_file = \"{}\"\n", store_url("drain"), key.display())).expect("config");
+    let drain = tokio::task::spawn_blocking(move || psgate_relay::cli::serve::drain(Some(&file), Some("relay-a"), std::time::Duration::from_secs(30)));
+    // relay-a sees it at its heartbeat: not ready any more, and `psgate serve` stops as on SIGTERM (done here by hand).
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    while !store.relays().await.expect("relays").iter().any(|r| r.id == "relay-a" && r.drain) {
+        assert!(std::time::Instant::now() < deadline, "psgate drain asked");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    a.manager.cluster_tick().await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), a.manager.drain_asked()).await.expect("relay-a was asked to drain");
+    assert_eq!(psgate_tests::relay::get(a.addr, "/readyz").await.2.trim(), "draining");
+    a.manager.shutdown(psgate_tests::STEP).await;
+    a.manager.leave_cluster().await;
+    drain.await.expect("joined").expect("psgate drain saw relay-a stop");
+    assert_eq!(b.manager.cluster_tick().await, 1);
+    assert!(b.manager.list("alice", None, None).iter().any(|i| i.instance_id.as_deref() == Some(shell.as_str())), "relay-b holds the session now");
+    // Asking a relay that does not run is an error, not a wait.
+    let file = dir.path().join("psgate.toml");
+    let again = tokio::task::spawn_blocking(move || psgate_relay::cli::serve::drain(Some(&file), Some("relay-a"), std::time::Duration::from_secs(1))).await.expect("joined");
+    assert!(again.is_err_and(|e| e.to_string().contains("no relay relay-a is running")));
+}

@@ -120,6 +120,19 @@ enum Command {
     /// Manage the relay's users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Ask a relay (through the database the relays share) to hand its sessions over to the other relays and stop,
+    /// as SIGTERM does; wait until it has.
+    Drain {
+        /// The relay's `[cluster] relay_id` (default: the configuration's own).
+        #[arg(long, value_name = "ID")]
+        relay: Option<String>,
+        /// How long to wait for it to stop, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        wait: u64,
+        /// The TOML configuration file that names the database.
+        #[arg(long, value_name = "FILE", env = "PSGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Run psgate on loopback in demo mode (a demo user, the built-in demo target), serving the browser console.
     Demo {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -172,6 +185,7 @@ pub fn run(cli: Cli) -> ExitCode {
             let flag = if admin { Some(true) } else if no_admin { Some(false) } else { None };
             serve::add_user(config.as_deref(), &name, flag).map(|()| ExitCode::SUCCESS)
         }
+        Command::Drain { relay, wait, config } => serve::drain(config.as_deref(), relay.as_deref(), std::time::Duration::from_secs(wait)).map(|()| ExitCode::SUCCESS),
         Command::Demo { port, assets, kiosk, frame_ancestors, idle_timeout } => {
             serve::demo(port, assets, serve::DemoOptions { kiosk, frame_ancestors, idle_timeout_secs: idle_timeout }).map(|()| ExitCode::SUCCESS)
         }

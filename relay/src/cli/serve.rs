@@ -85,7 +85,10 @@ pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
         let app = AppConfig { assets: config.assets.clone(), api: Some(api) };
         let draining = manager.clone();
         crate::http::serve(listener, app, async move {
-            super::shutdown_signal().await;
+            tokio::select! {
+                () = super::shutdown_signal() => {}
+                () = draining.drain_asked() => {}
+            }
             // /readyz says so at once: the balancer sends new users elsewhere while the sessions are handed over.
             draining.set_draining(true);
         })
@@ -202,6 +205,32 @@ pub fn add_user(config_file: Option<&Path>, name: &str, admin: Option<bool>) -> 
     Ok(())
 }
 
+/// `psgate drain [--relay ID]`: asks relay `ID` (default: this configuration's `[cluster] relay_id`), through the
+/// store, to hand its sessions over and stop, as SIGTERM would; waits until it has (or `wait` has passed).
+pub fn drain(config_file: Option<&Path>, relay: Option<&str>, wait: std::time::Duration) -> anyhow::Result<()> {
+    let config = Config::load(config_file)?;
+    let id = relay.map_or_else(|| config.relay_id(), str::to_owned);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let store = Store::connect(&config.database).await.with_context(|| format!("opening {}", config.database))?;
+        if !store.request_drain(&id).await? {
+            anyhow::bail!("no relay {id} is running on {}", config.database);
+        }
+        println!("asked relay {id} to hand its sessions over and stop");
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if store.relays().await?.iter().any(|r| r.id == id && r.stopped.is_some()) {
+                println!("relay {id} stopped; the other relays take its WinRM sessions over");
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!("relay {id} has not stopped within {} s (it drains at its next heartbeat)", wait.as_secs());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,3 +254,4 @@ mod tests {
         assert!(dir.path().join("psgate.db.key").exists(), "without it, beside the database");
     }
 }
+

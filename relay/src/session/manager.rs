@@ -467,6 +467,8 @@ pub struct Manager {
     time: crate::quotas::QuotaTime,
     /// `[cluster] relay_id`: whose kept WinRM sessions these are in the store.
     relay_id: String,
+    /// `psgate drain` asked this relay (through the store) to hand its sessions over and stop.
+    drain_asked: watch::Sender<bool>,
     /// This relay's metrics (shared with its web server).
     metrics: Arc<crate::metrics::Metrics>,
     /// Set while the relay drains (before it stops): `/readyz` answers 503 so that a balancer sends new users to
@@ -479,7 +481,7 @@ impl Manager {
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
         let limit = config.quotas.max_connections;
         let relay_id = config.relay_id();
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default() })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false) })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -493,7 +495,7 @@ impl Manager {
             Vec::new()
         });
         let limit = config.quotas.max_connections;
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default() });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false) });
         for row in rows {
             match manager.restore(&row) {
                 // Open when this relay stopped (not disconnected by its user): connected again, as a relay taking it
@@ -572,6 +574,11 @@ impl Manager {
                 return 0;
             }
         };
+        if relays.iter().any(|r| r.id == self.relay_id && r.drain) && !*self.drain_asked.borrow() {
+            tracing::warn!(relay = %self.relay_id, "psgate drain: handing the sessions over and stopping");
+            self.set_draining(true);
+            self.drain_asked.send_replace(true);
+        }
         let dead_after = i64::try_from(self.config.cluster.dead_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut taken = 0;
         for holder in holders.iter().filter(|h| **h != self.relay_id) {
@@ -643,6 +650,13 @@ impl Manager {
         );
         self.update(&entry, |i| i.reason = Some(message.clone()));
         self.publish(&row.owner, ServerMessage::TargetRefused { computer_name: computer, code: ErrorCode::TargetFailed, message });
+    }
+
+    /// Resolves when `psgate drain` has asked this relay to stop (seen at a heartbeat): `psgate serve` then stops as
+    /// on SIGTERM.
+    pub async fn drain_asked(&self) {
+        let mut asked = self.drain_asked.subscribe();
+        let _ = asked.wait_for(|a| *a).await;
     }
 
     /// This relay stops (after [`Manager::shutdown`] disconnected its WinRM sessions): the store says so, and the

@@ -18,6 +18,8 @@ pub struct RelayRow {
     pub heartbeat: i64,
     /// When it stopped cleanly (none: it runs, or died).
     pub stopped: Option<i64>,
+    /// `psgate drain` asked it to hand its sessions over and stop.
+    pub drain: bool,
 }
 
 impl RelayRow {
@@ -30,8 +32,8 @@ impl RelayRow {
 impl Store {
     /// Registers relay `id` (again, after a restart): started and alive now.
     pub async fn register_relay(&self, id: &str, address: &str, now: i64) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO relays (id, address, started, heartbeat, stopped) VALUES ($1, $2, $3, $3, NULL)
-             ON CONFLICT (id) DO UPDATE SET address = $2, started = $3, heartbeat = $3, stopped = NULL";
+        const SQL: &str = "INSERT INTO relays (id, address, started, heartbeat, stopped, drain) VALUES ($1, $2, $3, $3, NULL, false)
+             ON CONFLICT (id) DO UPDATE SET address = $2, started = $3, heartbeat = $3, stopped = NULL, drain = false";
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), rusqlite::params![id, address, now])).map(drop),
             Engine::Postgres(pool) => {
@@ -64,13 +66,24 @@ impl Store {
         }
     }
 
+    /// `psgate drain`: asks running relay `id` to hand its sessions over and stop (at its next heartbeat). False when
+    /// no such relay runs.
+    pub async fn request_drain(&self, id: &str) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE relays SET drain = true WHERE id = $1 AND stopped IS NULL";
+        let n = match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), rusqlite::params![id]))?,
+            Engine::Postgres(pool) => usize::try_from(pool.get().await?.execute(SQL, &[&id]).await?).unwrap_or(usize::MAX),
+        };
+        Ok(n > 0)
+    }
+
     /// Every relay the store knows, by id.
     pub async fn relays(&self) -> Result<Vec<RelayRow>, StoreError> {
-        const SQL: &str = "SELECT id, address, started, heartbeat, stopped FROM relays ORDER BY id";
+        const SQL: &str = "SELECT id, address, started, heartbeat, stopped, drain FROM relays ORDER BY id";
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
                 let mut stmt = db.prepare(SQL)?;
-                let rows = stmt.query_map([], |r| Ok(RelayRow { id: r.get(0)?, address: r.get(1)?, started: r.get(2)?, heartbeat: r.get(3)?, stopped: r.get(4)? }))?;
+                let rows = stmt.query_map([], |r| Ok(RelayRow { id: r.get(0)?, address: r.get(1)?, started: r.get(2)?, heartbeat: r.get(3)?, stopped: r.get(4)?, drain: r.get(5)? }))?;
                 rows.collect()
             }),
             Engine::Postgres(pool) => pool
@@ -79,7 +92,7 @@ impl Store {
                 .query(SQL, &[])
                 .await?
                 .iter()
-                .map(|r| Ok(RelayRow { id: r.try_get(0)?, address: r.try_get(1)?, started: r.try_get(2)?, heartbeat: r.try_get(3)?, stopped: r.try_get(4)? }))
+                .map(|r| Ok(RelayRow { id: r.try_get(0)?, address: r.try_get(1)?, started: r.try_get(2)?, heartbeat: r.try_get(3)?, stopped: r.try_get(4)?, drain: r.try_get(5)? }))
                 .collect(),
         }
     }

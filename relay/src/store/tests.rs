@@ -112,6 +112,11 @@ async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     // A restart registers the relay again: alive, not stopped.
     store.register_relay("a", "http://10.0.0.1:8080", 4_000).await.expect("again");
     assert!(store.heartbeat("a", 4_100).await.expect("beat"));
+    // psgate drain: asked of a running relay (not of one unknown or stopped); registering again clears it.
+    assert!(store.request_drain("a").await.expect("drain") && !store.request_drain("nobody").await.expect("drain"));
+    assert!(store.relays().await.expect("relays").iter().find(|r| r.id == "a").is_some_and(|r| r.drain));
+    store.register_relay("a", "http://10.0.0.1:8080", 5_000).await.expect("again");
+    assert!(!store.relays().await.expect("relays")[0].drain);
 }
 
 /// `/readyz`'s check (its failure, a PostgreSQL server gone, is tests/tests/ops.rs's).
