@@ -249,7 +249,7 @@ impl Config {
         if self.listen.port() == 0 {
             return format!("relay-{}", uuid::Uuid::new_v4().simple());
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into());
+        let host = crate::host_name().unwrap_or_else(|| "localhost".into());
         format!("{host}:{}", self.listen.port())
     }
 

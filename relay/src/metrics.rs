@@ -64,17 +64,6 @@ fn transport_label(transport: Transport) -> &'static str {
     }
 }
 
-/// A session's state in PowerShell's words (`Get-PSSession`'s State column).
-fn state_label(state: SessionState) -> &'static str {
-    match state {
-        SessionState::Opening => "Opening",
-        SessionState::Opened => "Opened",
-        SessionState::Disconnected => "Disconnected",
-        SessionState::Broken => "Broken",
-        SessionState::Closed => "Closed",
-    }
-}
-
 const TRANSPORTS: [Transport; 3] = [Transport::Local, Transport::Ssh, Transport::Winrm];
 const STATES: [SessionState; 5] = [SessionState::Opening, SessionState::Opened, SessionState::Disconnected, SessionState::Broken, SessionState::Closed];
 
@@ -151,12 +140,12 @@ impl Metrics {
         self.sessions.reset();
         for transport in TRANSPORTS {
             for state in STATES {
-                self.sessions.with_label_values(&[transport_label(transport), state_label(state)]).set(0);
+                self.sessions.with_label_values(&[transport_label(transport), psgate_lang::session::state_name(state)]).set(0);
             }
         }
         let mut busy = 0;
         for (transport, state, availability) in sessions {
-            self.sessions.with_label_values(&[transport_label(transport), state_label(state)]).inc();
+            self.sessions.with_label_values(&[transport_label(transport), psgate_lang::session::state_name(state)]).inc();
             busy += i64::from(availability == Availability::Busy);
         }
         self.pipelines_running.set(busy);

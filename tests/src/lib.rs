@@ -311,3 +311,8 @@ impl Client {
         }
     }
 }
+
+/// Now, in milliseconds since the Unix epoch (the store's times).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -67,9 +67,15 @@ pub async fn relay_on(store: Arc<Store>, change: impl FnOnce(&mut Config)) -> Re
 
 /// A minimal HTTP/1.1 POST; returns the status and the `Set-Cookie` value.
 pub async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Option<String>) {
+    send_post(addr, path, &format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())).await
+}
+
+/// POST `path` to `addr` with `rest` after the Host header (more headers, the blank line, the body): the status and
+/// the `Set-Cookie` value.
+async fn send_post(addr: std::net::SocketAddr, path: &str, rest: &str) -> (u16, Option<String>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{rest}");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut resp = String::new();
     s.read_to_string(&mut resp).await.expect("read");
@@ -80,15 +86,7 @@ pub async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, O
 
 /// A POST with the login cookie and no body (`/api/logout`): the status and the `Set-Cookie` value.
 pub async fn post_with_cookie(addr: std::net::SocketAddr, path: &str, cookie: &str) -> (u16, Option<String>) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nOrigin: http://{addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.expect("read");
-    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let set = resp.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).map(str::to_owned);
-    (status, set)
+    send_post(addr, path, &format!("Cookie: {cookie}\r\nOrigin: http://{addr}\r\nContent-Length: 0\r\n\r\n")).await
 }
 
 /// A minimal HTTP/1.1 GET without a login: the status, the `Content-Type` and the body.

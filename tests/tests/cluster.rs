@@ -55,7 +55,7 @@ async fn follow_reattached(relay: &Relay, c: &mut Client, session: SessionId) ->
     events
 }
 
-/// The URL of the database [`shared_store`] made for `name`.
+/// The URL of the database [`site`] made for `name`.
 fn store_url(name: &str) -> String {
     let url = std::env::var("PSGATE_TEST_POSTGRES").expect("PSGATE_TEST_POSTGRES");
     let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
@@ -75,23 +75,30 @@ async fn pg_dump(url: &str) -> String {
     String::from_utf8(out.stdout).expect("text")
 }
 
-/// The store and its sealing key, for the relays of one test.
-async fn shared_store(name: &str) -> (Arc<Store>, tempfile::TempDir) {
+/// What the relays of one test share: the WinRM peer (started with `options`), the PostgreSQL store (a database of
+/// the test's own, with the user alice), a folder, and the sealing key's file in it.
+async fn site(name: &str, options: PeerOptions) -> (WinrmPeer, Arc<Store>, tempfile::TempDir, std::path::PathBuf) {
+    let peer = WinrmPeer::start(options);
     let url = postgres_database(name).await;
     let store = Arc::new(Store::open_url(&url).await.expect("the PostgreSQL store"));
     store.set_user("alice", "alice-pw").await.expect("user");
-    (store, tempfile::tempdir().expect("a folder for the key"))
+    let dir = tempfile::tempdir().expect("a folder for the key");
+    let key = dir.path().join("seal.key");
+    (peer, store, dir, key)
+}
+
+/// [`relay`], registered in the store and heartbeating.
+async fn joined(id: &str, store: &Arc<Store>, key: &std::path::Path, peer: &WinrmPeer) -> Relay {
+    let r = relay(id, store, key, peer).await;
+    r.manager.join_cluster().await;
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_stops_hands_its_winrm_sessions_over_and_a_running_pipeline_loses_nothing() {
-    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
-    let (store, dir) = shared_store("handover").await;
-    let key = dir.path().join("seal.key");
-    let a = relay("relay-a", &store, &key, &peer).await;
-    let b = relay("relay-b", &store, &key, &peer).await;
-    a.manager.join_cluster().await;
-    b.manager.join_cluster().await;
+    let (peer, store, _dir, key) = site("handover", PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() }).await;
+    let a = joined("relay-a", &store, &key, &peer).await;
+    let b = joined("relay-b", &store, &key, &peer).await;
     assert_eq!(b.manager.cluster_tick().await, 0, "nothing to take over while relay-a runs");
 
     // On relay A: a session running a pipeline, and one its user disconnected.
@@ -142,11 +149,8 @@ async fn a_relay_that_stops_hands_its_winrm_sessions_over_and_a_running_pipeline
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_survivors_racing_take_each_session_exactly_once() {
-    let peer = WinrmPeer::start(PeerOptions::default());
-    let (store, dir) = shared_store("race").await;
-    let key = dir.path().join("seal.key");
-    let a = relay("relay-a", &store, &key, &peer).await;
-    a.manager.join_cluster().await;
+    let (peer, store, _dir, key) = site("race", PeerOptions::default()).await;
+    let a = joined("relay-a", &store, &key, &peer).await;
     let mut c = Client::connect(&a, "alice").await;
     let mut ids: Vec<SessionId> = Vec::new();
     for _ in 0..4 {
@@ -171,19 +175,11 @@ async fn two_survivors_racing_take_each_session_exactly_once() {
     assert_eq!(rows.iter().filter(|r| r.relay.as_deref() == Some("relay-d")).count(), from_d);
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_is_said() {
-    let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
-    let (store, dir) = shared_store("died").await;
-    let key = dir.path().join("seal.key");
-    let a = relay("relay-a", &store, &key, &peer).await;
-    let b = relay("relay-b", &store, &key, &peer).await;
-    a.manager.join_cluster().await;
-    b.manager.join_cluster().await;
+    let (peer, store, _dir, key) = site("died", PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() }).await;
+    let a = joined("relay-a", &store, &key, &peer).await;
+    let b = joined("relay-b", &store, &key, &peer).await;
     let mut c = Client::connect(&a, "alice").await;
     let s = c.new_session_on(target(&peer)).await;
     let shell = c.sessions().await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id");
@@ -193,7 +189,7 @@ async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_
     // Relay A dies as a killed process would: not a word more to the target (whose shell stays connected to it),
     // nothing written to the store, no heartbeat since a minute ago.
     a.manager.abandon_winrm_sessions("relay-a was killed");
-    store.register_relay("relay-a", "http://relay-a", unix_ms() - 60_000).await.expect("a stale heartbeat");
+    store.register_relay("relay-a", "http://relay-a", psgate_tests::unix_ms() - 60_000).await.expect("a stale heartbeat");
     let mut c = Client::connect(&b, "alice").await;
     assert_eq!(b.manager.cluster_tick().await, 1);
     let (_, _, metrics) = psgate_tests::relay::get(b.addr, "/metrics").await;
@@ -235,9 +231,7 @@ async fn get_with(relay: &Relay, path: &str, cookie: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_made_on_one_relay_is_valid_on_all_and_a_logout_ends_it_everywhere() {
-    let peer = WinrmPeer::start(PeerOptions::default());
-    let (store, dir) = shared_store("logins").await;
-    let key = dir.path().join("seal.key");
+    let (peer, store, _dir, key) = site("logins", PeerOptions::default()).await;
     let a = relay("relay-a", &store, &key, &peer).await;
     let b = relay("relay-b", &store, &key, &peer).await;
     let cookie = psgate_tests::relay::login(&a, "alice", "alice-pw").await;
@@ -266,9 +260,7 @@ async fn a_login_made_on_one_relay_is_valid_on_all_and_a_logout_ends_it_everywhe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_deemed_gone_lets_go_of_its_sessions_and_one_never_registered_keeps_them() {
-    let peer = WinrmPeer::start(PeerOptions::default());
-    let (store, dir) = shared_store("deemed").await;
-    let key = dir.path().join("seal.key");
+    let (peer, store, _dir, key) = site("deemed", PeerOptions::default()).await;
     // relay-a has not registered yet (its store was down when it started, say): its heartbeat registers it, and its
     // session goes on.
     let a = relay("relay-a", &store, &key, &peer).await;
@@ -278,8 +270,8 @@ async fn a_relay_deemed_gone_lets_go_of_its_sessions_and_one_never_registered_ke
     assert!(store.relays().await.expect("relays").iter().any(|r| r.id == "relay-a" && r.stopped.is_none()), "registered by its heartbeat");
     assert_eq!(a.manager.list("alice", None, None)[0].state, SessionState::Opened);
     // Deemed gone by another relay, which took its session: relay-a lets go of it, saying where it went.
-    store.register_relay("relay-b", "http://relay-b", unix_ms()).await.expect("relay-b is up");
-    store.relay_stopped("relay-a", unix_ms()).await.expect("stopped");
+    store.register_relay("relay-b", "http://relay-b", psgate_tests::unix_ms()).await.expect("relay-b is up");
+    store.relay_stopped("relay-a", psgate_tests::unix_ms()).await.expect("stopped");
     assert_eq!(store.claim_winrm_sessions("relay-a", "relay-b").await.expect("claim").len(), 1);
     a.manager.cluster_tick().await;
 
@@ -295,13 +287,9 @@ async fn a_relay_deemed_gone_lets_go_of_its_sessions_and_one_never_registered_ke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psgate_drain_asks_a_relay_through_the_store_to_hand_over_and_stop() {
-    let peer = WinrmPeer::start(PeerOptions::default());
-    let (store, dir) = shared_store("drain").await;
-    let key = dir.path().join("seal.key");
-    let a = relay("relay-a", &store, &key, &peer).await;
-    let b = relay("relay-b", &store, &key, &peer).await;
-    a.manager.join_cluster().await;
-    b.manager.join_cluster().await;
+    let (peer, store, dir, key) = site("drain", PeerOptions::default()).await;
+    let a = joined("relay-a", &store, &key, &peer).await;
+    let b = joined("relay-b", &store, &key, &peer).await;
     let mut c = Client::connect(&a, "alice").await;
     let shell = {
         let s = c.new_session_on(target(&peer)).await;

@@ -147,10 +147,6 @@ async fn the_targets_quota_fault_reaches_the_user_with_the_quotas_name() {
     assert!(!message.contains("Not-The-Password-41"));
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what_ran_meanwhile() {
     let peer = WinrmPeer::start(PeerOptions { extra: vec!["--buffer-bytes".into(), "20000".into()], ..PeerOptions::default() });
@@ -190,8 +186,8 @@ async fn a_relay_restart_keeps_disconnected_winrm_sessions_and_connect_gets_what
     // The first session was disconnected 50 minutes ago, say: its IdleTimeout counts from then, not from the restart.
     let store = Arc::new(Store::open(&db).expect("db"));
     let mut row = store.winrm_sessions().await.expect("rows").into_iter().find(|r| r.key == shell).expect("kept");
-    assert!(row.idle_since.is_some_and(|t| (t - unix_ms()).abs() < 60_000), "idle since its disconnection: {row:?}");
-    row.idle_since = Some(unix_ms() - 50 * 60_000);
+    assert!(row.idle_since.is_some_and(|t| (t - psgate_tests::unix_ms()).abs() < 60_000), "idle since its disconnection: {row:?}");
+    row.idle_since = Some(psgate_tests::unix_ms() - 50 * 60_000);
     store.put_winrm_session(&row).await.expect("put");
 
     // A new relay on the same database.

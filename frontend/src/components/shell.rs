@@ -460,7 +460,7 @@ fn Sessions(props: &SessionsProps) -> Html {
                                     if s.transport == Transport::Winrm && s.state == SessionState::Opened {
                                         <button type="button" class="secondary session-quotas" disabled={!props.online}
                                             title="Get-PSGateQuota -ComputerName: this computer's WSMan quotas beside your shells there (Set-Item WSMan:\\… changes them)"
-                                            onclick={at_prompt(format!("Get-PSGateQuota -ComputerName '{}'", s.computer_name.replace('\'', "''")), &props.on_action, &props.send)}>{ "Quotas" }</button>
+                                            onclick={at_prompt(format!("Get-PSGateQuota -ComputerName {}", quoted(&s.computer_name)), &props.on_action, &props.send)}>{ "Quotas" }</button>
                                     }
                                     if s.can_disconnect || s.state == SessionState::Disconnected {
                                         <button type="button" class="secondary disconnect-session" disabled={!props.online || s.state != SessionState::Opened}
@@ -530,16 +530,15 @@ fn actions(items: &crate::render::log::Log<psgate_shared::clixml::Item>, on_acti
     if files.is_empty() && closes.is_empty() && scopes.is_empty() && settings.is_empty() {
         return Html::default();
     }
-    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
     html! {
         <div class="output-actions">
             { for files.into_iter().map(|(name, href)| html! { <a class="download" {href} download={name.clone()}>{ format!("Download {name}") }</a> }) }
             { for closes.into_iter().map(|(user, id, computer)| {
-                let script = format!("Remove-PSGateSession -User {} -Id {id}; Get-PSGateSession | Format-Table", quote(&user));
+                let script = format!("Remove-PSGateSession -User {} -Id {id}; Get-PSGateSession | Format-Table", quoted(&user));
                 html! { <button type="button" class="secondary close-user-session" onclick={at_prompt(script, on_action, send)}>{ format!("Close {user}'s session {id} ({computer})") }</button> }
             }) }
             { for scopes.into_iter().map(|scope| {
-                let script = format!("Get-ChildItem {}", quote(&scope));
+                let script = format!("Get-ChildItem {}", quoted(&scope));
                 html! { <button type="button" class="secondary open-wsman" onclick={at_prompt(script, on_action, send)}>{ scope }</button> }
             }) }
             { for settings.into_iter().map(|(path, value)| html! { <Setting {path} {value} on_action={on_action.clone()} send={send.clone()} /> }) }
@@ -566,8 +565,7 @@ fn Setting(props: &SettingProps) -> Html {
             e.prevent_default();
             let value = input.cast::<web_sys::HtmlInputElement>().map(|i| i.value()).unwrap_or_default();
             let parent = path.rsplit_once('\\').map_or(path.as_str(), |(p, _)| p);
-            let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-            run_at_prompt(format!("Set-Item {} {}; Get-ChildItem {}", quote(&path), quote(value.trim()), quote(parent)), &on_action, &send);
+            run_at_prompt(format!("Set-Item {} {}; Get-ChildItem {}", quoted(&path), quoted(value.trim()), quoted(parent)), &on_action, &send);
         })
     };
     let name = props.path.rsplit('\\').next().unwrap_or_default().to_owned();
@@ -593,6 +591,11 @@ fn closes_in(s: &SessionInfo) -> String {
         s => format!("{} h {} min", s / 3600, s % 3600 / 60),
     };
     format!("{text} ({why})")
+}
+
+/// `s` as a PowerShell single-quoted string (its quotes doubled), for a line the page writes.
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Runs `script` at psgate's prompt, shown there as if typed.

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 use super::Api;
 use crate::config::{Config, SameSite};
 use crate::store::Store;
+use crate::unix_ms;
 
 /// The cookie's name.
 pub const COOKIE_NAME: &str = "psgate_session";
@@ -78,10 +79,6 @@ pub struct Auth {
     last_purge: AtomicI64,
 }
 
-/// Milliseconds since the Unix epoch (logins outlive the process, so the wall clock).
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -150,7 +147,7 @@ impl Auth {
     /// deleted. With `touch`, the check counts as activity (written at most every 1/20 of the idle timeout, at
     /// most every minute, so the database is not written on every message). One query when nothing is written.
     async fn state(&self, key: &str, touch: bool) -> Result<(i64, String), Ended> {
-        let now = now_ms();
+        let now = unix_ms();
         let row = self.metrics.time_store(crate::metrics::StoreOp::Login, self.store.login(key)).await;
         // After the read, so an ended login read here is reported as what ended it.
         self.purge(now).await;
@@ -209,7 +206,7 @@ impl Auth {
             let wait = match self.state(key, false).await {
                 // Looked at again every few seconds at most: a logout on another relay of the store (whose broadcast
                 // does not reach this one) ends this WebSocket too.
-                Ok((deadline, _)) => Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0) + 20).min(RECHECK),
+                Ok((deadline, _)) => Duration::from_millis(u64::try_from(deadline - unix_ms()).unwrap_or(0) + 20).min(RECHECK),
                 Err(Ended::Unknown) => Duration::from_secs(5),
                 Err(why) => return why,
             };
@@ -290,7 +287,7 @@ pub async fn login(State(api): State<Api>, body: Result<Json<LoginForm>, axum::e
         if !auth.store.verify(&form.name, &form.password).await? {
             return Ok(false);
         }
-        let now = now_ms();
+        let now = unix_ms();
         auth.store.add_login(&key, &form.name, now, now.saturating_add(ms(auth.ttl))).await?;
         Ok::<bool, crate::store::StoreError>(true)
     }
@@ -360,7 +357,7 @@ mod tests {
     async fn only_the_hash_of_the_token_is_stored() {
         let (store, auth) = auth(|_| {}).await;
         let token = "00ff".repeat(16);
-        let now = now_ms();
+        let now = unix_ms();
         store.add_login(&token_key(&token), "alice", now, now + 60_000).await.expect("login");
         assert_eq!(auth.user(&with_cookie(&token)).await.as_deref(), Some("alice"));
         assert!(store.login(&token).await.expect("read").is_none(), "the token itself is no key");
@@ -373,7 +370,7 @@ mod tests {
     #[tokio::test]
     async fn idle_and_expired_logins_are_refused_and_deleted() {
         let (store, auth) = auth(|c| c.auth.idle_timeout_secs = Some(60)).await;
-        let now = now_ms();
+        let now = unix_ms();
         auth.last_purge.store(now, Ordering::Relaxed); // no purge yet: each login is refused for its reason
         store.add_login(&token_key("idle"), "alice", now - 61_000, now + 600_000).await.expect("login");
         store.add_login(&token_key("old"), "alice", now - 1_000, now - 1).await.expect("login");
@@ -412,7 +409,7 @@ mod tests {
     async fn a_logout_wakes_the_watchers_of_that_login_only() {
         let (store, auth) = auth(|_| {}).await;
         let auth = Arc::new(auth);
-        let now = now_ms();
+        let now = unix_ms();
         store.add_login("k1", "alice", now, now + 600_000).await.expect("login");
         store.add_login("k2", "alice", now, now + 600_000).await.expect("login");
         let (a1, a2) = (auth.clone(), auth.clone());

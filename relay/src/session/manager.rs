@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::outofproc::Session;
 use super::winrm::{self as winrm_session, ShellRecord, WinrmTarget};
+use crate::unix_ms;
 use crate::config::Config;
 use crate::seal::Sealer;
 use crate::store::{Store, WinrmSessionRow};
@@ -1671,11 +1672,6 @@ fn winrm_target(config: &Config, target: &Target) -> anyhow::Result<WinrmTarget>
     winrm.configuration_name = target.configuration_name.clone().filter(|c| !c.trim().is_empty());
     winrm.operation_timeout = Duration::from_secs(config.winrm.operation_timeout_secs);
     Ok(winrm)
-}
-
-/// Now, in milliseconds since the Unix epoch.
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A target's failure as the browser sees it: refused credentials and quota faults get their own codes.

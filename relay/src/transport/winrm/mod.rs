@@ -258,12 +258,7 @@ impl WinrmOptions {
 }
 
 fn local_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "PSGATE".to_owned())
+    crate::host_name().unwrap_or_else(|| "PSGATE".to_owned())
 }
 
 /// What the server answered, for error messages (tokens in `WWW-Authenticate` are left out).
