@@ -35,7 +35,7 @@ pub mod wsman;
 
 pub use cmdlets::names as command_names;
 pub use complete::{Completions, complete};
-pub use error::{ErrorSpec, Category, Failure, ParseError, position_message};
+pub use error::{ErrorSpec, Category, Failure, ParseError, informational, position_message};
 pub use eval::{Entered, HistoryEntry, Outcome, PSGATE_VERSION, Route, Runspace, is_exit_line};
 pub use parser::{is_incomplete, parse};
 pub use remote::{Host, Invocation, QuotaUse, RemoteError, RemoteEvent, Remoting, RunId, SaveError, UserSession, WsmanItem, WsmanNode};

@@ -10,7 +10,11 @@
 use std::path::{Path, PathBuf};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
+
+/// What the channel key is derived with.
+const CHANNEL_LABEL: &[u8] = b"psgate relay channel v1";
 
 /// Why a value could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +39,12 @@ pub enum SealError {
     Open,
 }
 
-/// Seals and opens secrets with the relay's key.
+/// Seals and opens secrets with the relay's key; signs and checks the relay-to-relay channel's requests with a key
+/// derived from it (HMAC-SHA256 of a label: relays that share the sealing key share this one, and neither reveals the
+/// other).
 pub struct Sealer {
     key: LessSafeKey,
+    channel: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -70,8 +77,23 @@ impl Sealer {
     }
 
     fn with_key(key: &[u8; 32]) -> Sealer {
+        let channel = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), CHANNEL_LABEL);
+        let channel = hmac::Key::new(hmac::HMAC_SHA256, channel.as_ref());
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256 key"));
-        Sealer { key, rng: SystemRandom::new() }
+        Sealer { key, channel, rng: SystemRandom::new() }
+    }
+
+    /// `message` signed with the channel key, in hex.
+    pub fn sign(&self, message: &[u8]) -> String {
+        hmac::sign(&self.channel, message).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `signature` (hex) is [`Sealer::sign`]'s for `message` (compared in constant time).
+    pub fn verify(&self, message: &[u8], signature: &str) -> bool {
+        let bytes: Option<Vec<u8>> = signature.len().is_multiple_of(2)
+            .then(|| (0..signature.len()).step_by(2).map(|i| signature.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect())
+            .flatten();
+        bytes.is_some_and(|b| hmac::verify(&self.channel, message, &b).is_ok())
     }
 
     /// `plain` sealed for the row `context`.
@@ -133,6 +155,11 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(matches!(again.open(&bad, "session 1"), Err(SealError::Open)));
+        // The channel key: the same for relays sharing the key file, another for another key.
+        let signature = a.sign(b"alice");
+        assert!(again.verify(b"alice", &signature) && !again.verify(b"bob", &signature));
+        assert!(!Sealer::ephemeral().expect("key").verify(b"alice", &signature));
+        assert!(!again.verify(b"alice", "zz") && !again.verify(b"alice", &signature[1..]));
         std::fs::write(&path, b"short").expect("write");
         assert!(matches!(Sealer::load_or_create(&path), Err(SealError::BadKey(_))));
     }

@@ -359,33 +359,10 @@ impl Store {
     /// Runs `sql` (its text parameters `$1`, `$2`… are `params`) and reads [`WINRM_COLUMNS`] rows.
     pub(super) async fn winrm_rows(&self, sql: &str, params: &[&str]) -> Result<Vec<WinrmSessionRow>, StoreError> {
         match &self.engine {
-            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
-                let mut stmt = db.prepare(&sql.replace('$', "?"))?;
-                let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-                    Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)?, idle_since: r.get(5)?, relay: r.get(6)?, resume: r.get(7)? })
-                })?;
-                rows.collect()
-            }),
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.prepare(&sql.replace('$', "?"))?.query_map(rusqlite::params_from_iter(params), winrm_row_sqlite)?.collect()),
             Engine::Postgres(pool) => {
                 let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                pool.get()
-                    .await?
-                    .query(sql, &params)
-                    .await?
-                    .iter()
-                    .map(|r| {
-                        Ok(WinrmSessionRow {
-                            key: r.try_get(0)?,
-                            owner: r.try_get(1)?,
-                            target: r.try_get(2)?,
-                            shell: r.try_get(3)?,
-                            sealed_password: r.try_get(4)?,
-                            idle_since: r.try_get(5)?,
-                            relay: r.try_get(6)?,
-                            resume: r.try_get(7)?,
-                        })
-                    })
-                    .collect()
+                pool.get().await?.query(sql, &params).await?.iter().map(winrm_row_pg).collect()
             }
         }
     }
@@ -562,6 +539,25 @@ impl Store {
 }
 
 /// The columns of a [`WinrmSessionRow`], in its fields' order.
+/// A [`WINRM_COLUMNS`] row of SQLite.
+fn winrm_row_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<WinrmSessionRow> {
+    Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)?, idle_since: r.get(5)?, relay: r.get(6)?, resume: r.get(7)? })
+}
+
+/// A [`WINRM_COLUMNS`] row of PostgreSQL.
+fn winrm_row_pg(r: &tokio_postgres::Row) -> Result<WinrmSessionRow, StoreError> {
+    Ok(WinrmSessionRow {
+        key: r.try_get(0)?,
+        owner: r.try_get(1)?,
+        target: r.try_get(2)?,
+        shell: r.try_get(3)?,
+        sealed_password: r.try_get(4)?,
+        idle_since: r.try_get(5)?,
+        relay: r.try_get(6)?,
+        resume: r.try_get(7)?,
+    })
+}
+
 const WINRM_COLUMNS: &str = "key, owner, target, shell, sealed_password, idle_since, relay, resume";
 
 mod relays;

@@ -53,9 +53,11 @@ pub async fn relay_on(store: Arc<Store>, change: impl FnOnce(&mut Config)) -> Re
         ..Config::default()
     };
     change(&mut config);
-    let config = Arc::new(config);
     let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    // Where the other relays of a test reach this one.
+    config.listen = addr;
+    let config = Arc::new(config);
     let api = psgate_relay::cli::serve::api(config, store).await;
     let manager = api.manager.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -19,11 +19,17 @@ use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
 
 /// A relay named `id` on `store`, allowed to reach the peer; its password sealing key is `key` (shared by the relays).
 async fn relay(id: &str, store: &Arc<Store>, key: &std::path::Path, peer: &WinrmPeer) -> Relay {
+    relay_configured(id, store, key, peer, |_| {}).await
+}
+
+/// [`relay`] with its configuration changed by `change`.
+async fn relay_configured(id: &str, store: &Arc<Store>, key: &std::path::Path, peer: &WinrmPeer, change: impl FnOnce(&mut Config)) -> Relay {
     let (id, key, port) = (id.to_owned(), key.to_owned(), peer.port);
     relay_on(store.clone(), move |c: &mut Config| {
         c.allow.push(AllowRule { hosts: vec!["127.0.0.1".into()], ports: vec![port], transports: vec![Transport::Winrm], ..AllowRule::default() });
         c.seal_key_file = Some(key);
         c.cluster.relay_id = Some(id);
+        change(c);
     })
     .await
 }
@@ -190,8 +196,10 @@ async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_
     // nothing written to the store, no heartbeat since a minute ago.
     a.manager.abandon_winrm_sessions("relay-a was killed");
     store.register_relay("relay-a", "http://relay-a", psgate_tests::unix_ms() - 60_000).await.expect("a stale heartbeat");
+    // Alice's browser reconnects and reaches relay-b: her relay is gone, so relay-b takes her session over at once
+    // (its heartbeat would have, a moment later).
     let mut c = Client::connect(&b, "alice").await;
-    assert_eq!(b.manager.cluster_tick().await, 1);
+    assert_eq!(b.manager.cluster_tick().await, 0, "taken over already, when alice's connection reached relay-b");
     let (_, _, metrics) = psgate_tests::relay::get(b.addr, "/metrics").await;
     assert!(metrics.lines().any(|l| l == "psgate_failovers_total{how=\"died\"} 1"), "{metrics}");
     // Said plainly, never silent: what relay A had received and not delivered is gone.
@@ -206,6 +214,11 @@ async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_
     let moved = b.manager.list("alice", None, None).into_iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("taken over").id;
     // Connected though the target held it for relay-a; its pipeline re-attached.
     let events = follow_reattached(&b, &mut c, moved).await;
+    // The gap is said where it is, first in the re-attached pipeline's output, as a warning.
+    let Some(ServerMessage::Record { kind: psgate_shared::api::RecordKind::Warning, clixml, .. }) = events.first() else { panic!("a warning first: {:?}", events.first()) };
+    let warning = psgate_shared::clixml::decode_message(clixml.as_bytes()).expect("CLIXML");
+    let text = warning.as_object().and_then(|o| o.property("InformationalRecord_Message")).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    assert!(text.starts_with("Relay relay-a stopped (silent for 6") && text.contains("output it had received and not yet delivered is lost"), "{text}");
     let got = indexes(&events);
     let first = *got.first().expect("output after the takeover");
     assert_eq!(got, (first..500).collect::<Vec<_>>(), "from where relay-a stopped receiving, contiguous to the end");
@@ -272,7 +285,7 @@ async fn a_relay_deemed_gone_lets_go_of_its_sessions_and_one_never_registered_ke
     // Deemed gone by another relay, which took its session: relay-a lets go of it, saying where it went.
     store.register_relay("relay-b", "http://relay-b", psgate_tests::unix_ms()).await.expect("relay-b is up");
     store.relay_stopped("relay-a", psgate_tests::unix_ms()).await.expect("stopped");
-    assert_eq!(store.claim_winrm_sessions("relay-a", "relay-b").await.expect("claim").len(), 1);
+    assert_eq!(store.claim_relay("relay-a", "relay-b", psgate_tests::unix_ms()).await.expect("claim").len(), 1);
     a.manager.cluster_tick().await;
 
     let info = c
@@ -317,4 +330,79 @@ async fn psgate_drain_asks_a_relay_through_the_store_to_hand_over_and_stop() {
     let file = dir.path().join("psgate.toml");
     let again = tokio::task::spawn_blocking(move || psgate_relay::cli::serve::drain(Some(&file), Some("relay-a"), std::time::Duration::from_secs(1))).await.expect("joined");
     assert!(again.is_err_and(|e| e.to_string().contains("no relay relay-a is running")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_relay_serves_a_user_through_the_relay_holding_their_sessions() {
+    let (peer, store, _dir, key) = site("channel", PeerOptions::default()).await;
+    store.set_user("bob", "bob-pw").await.expect("user");
+    // Heartbeating every second (as deployed): neither is ever deemed gone while the test runs.
+    let beating = |c: &mut Config| c.cluster.heartbeat_secs = 1;
+    let a = relay_configured("relay-a", &store, &key, &peer, beating).await;
+    let b = relay_configured("relay-b", &store, &key, &peer, beating).await;
+    a.manager.join_cluster().await;
+    b.manager.join_cluster().await;
+    let mut on_a = Client::connect(&a, "alice").await;
+    let s = on_a.new_session_on(target(&peer)).await;
+
+    // Alice's second tab reaches relay-b (a balancer without stickiness): relay-a, which holds her session, serves it
+    // through the relay channel, with the API unchanged.
+    let mut on_b = Client::connect(&b, "alice").await;
+    assert_eq!(on_b.sessions().await.iter().map(|i| i.id).collect::<Vec<_>>(), [s]);
+    let p = on_b.run(s, "Get-Objects -Count 300").await;
+    let events = on_b.until_done(p).await;
+    assert_eq!(indexes(&events), (0..300).collect::<Vec<_>>());
+    // A resume after seq 100, through relay-b: contiguous from 101.
+    on_b.send(json!({"type": "attach", "session": s, "pipeline": p, "after_seq": 100})).await;
+    let again = on_b.until_done(p).await;
+    let seqs: Vec<u64> = again.iter().filter_map(ServerMessage::seq).collect();
+    assert_eq!(seqs, (101..=events.len() as u64).collect::<Vec<_>>());
+    assert!(b.manager.list("alice", None, None).is_empty() && a.manager.list("alice", None, None).len() == 1, "one relay holds alice's session");
+    // Bob, who has no home yet, is served where he lands.
+    let mut bob = Client::connect(&b, "bob").await;
+    bob.new_session_on(target(&peer)).await;
+    assert_eq!((a.manager.list("bob", None, None).len(), b.manager.list("bob", None, None).len()), (0, 1));
+
+    // The channel takes only a relay's signed request, for a login that is current and the user's.
+    let cookie = psgate_tests::relay::login(&b, "alice", "alice-pw").await;
+    let login_key = psgate_relay::http::auth::token_key(cookie.split_once('=').expect("name=value").1);
+    let address = format!("http://{}", a.addr);
+    let login = |user: &str, key: &str| psgate_relay::http::auth::Login { user: user.into(), key: key.into() };
+    assert!(psgate_relay::http::channel::connect(&b.manager, &address, &login("alice", &login_key)).await.is_ok());
+    let refused = |r: Result<_, psgate_relay::http::channel::ChannelError>| match r {
+        Err(psgate_relay::http::channel::ChannelError::Status { status, .. }) => status,
+        Err(e) => panic!("{e}"),
+        Ok(_) => 200,
+    };
+    assert_eq!(refused(psgate_relay::http::channel::connect(&b.manager, &address, &login("bob", &login_key)).await), 401, "alice's login is not bob's");
+    assert_eq!(refused(psgate_relay::http::channel::connect(&b.manager, &address, &login("alice", &"0".repeat(64))).await), 401, "no such login");
+    // A relay with another sealing key is no relay of this deployment.
+    let other_dir = tempfile::tempdir().expect("a folder");
+    let stranger = relay("relay-x", &store, &other_dir.path().join("other.key"), &peer).await;
+    assert_eq!(refused(psgate_relay::http::channel::connect(&stranger.manager, &address, &login("alice", &login_key)).await), 401, "signed with another key");
+    // Nor may a browser (its cookie is no signature).
+    let origin = format!("http://{}", a.addr);
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{}/internal/ws", a.addr)).expect("request");
+    request.headers_mut().insert("cookie", cookie.parse().expect("header"));
+    request.headers_mut().insert("origin", origin.parse().expect("header"));
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("{other:?}"),
+    }
+
+    // A logout on relay-b ends the connection served through it, with the login's close code.
+    let mut ws = psgate_tests::relay::open_ws(&b, Some(&cookie), Some(&format!("http://{}", b.addr))).await.expect("websocket");
+    assert_eq!(psgate_tests::relay::post_with_cookie(b.addr, "/api/logout", &cookie).await.0, 204);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        use futures_util::StreamExt as _;
+        while let Some(frame) = ws.next().await {
+            if let Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) = frame {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed within the recheck");
+    assert_eq!(closed, Some((4001, "logged out".to_owned())));
 }

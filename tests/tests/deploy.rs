@@ -1,6 +1,7 @@
 //! The documented deployment (docs/deploy.md): `deploy/nginx.conf`, as shipped, in front of relays on one PostgreSQL
 //! store. Through Debian's nginx: the balancer's health checks, a login, the console's WebSocket (an HTTP Upgrade) with
-//! a session and a command, and a login made through the balancer valid at every relay behind it.
+//! a session and a command, a login made through the balancer valid at every relay behind it, and the same session
+//! served whichever relay the balancer picks (no stickiness).
 //!
 //! Needs nginx (`scripts/setup.sh --test` installs nginx-light) and the test PostgreSQL (`scripts/postgres.sh`).
 
@@ -99,13 +100,17 @@ impl Drop for Nginx {
     }
 }
 
+/// A relay of the deployment: registered in the store, heartbeating every second.
 async fn relay(id: &str, store: &Arc<Store>, key: &Path) -> Relay {
     let (id, key) = (id.to_owned(), key.to_owned());
-    relay_on(store.clone(), move |c: &mut Config| {
+    let r = relay_on(store.clone(), move |c: &mut Config| {
         c.seal_key_file = Some(key);
         c.cluster.relay_id = Some(id);
+        c.cluster.heartbeat_secs = 1;
     })
-    .await
+    .await;
+    r.manager.join_cluster().await;
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +142,17 @@ async fn the_documented_nginx_configuration_serves_logins_websockets_and_health_
     let events = c.until_done(p).await;
     assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{events:?}");
     assert_eq!(outputs(&events), vec![psgate_shared::clixml::Value::string("through nginx")]);
-    // One relay holds it: the one the balancer sent this browser to.
+    // One relay holds it, and without stickiness the next connections land on the others (round robin), each served
+    // the same session through its holder.
     let holders = relays.iter().filter(|r| !r.manager.list("alice", None, None).is_empty()).count();
     assert_eq!(holders, 1);
+    for n in 0..3 {
+        let mut again = Client::connect_at(nginx.addr, "alice").await;
+        assert_eq!(again.sessions().await.iter().map(|i| i.id).collect::<Vec<_>>(), [s], "connection {n}");
+        let p = again.run(s, &format!("Write-Output 'n{n}'")).await;
+        assert_eq!(outputs(&again.until_done(p).await), vec![psgate_shared::clixml::Value::string(format!("n{n}"))]);
+    }
+    assert_eq!(relays.iter().filter(|r| !r.manager.list("alice", None, None).is_empty()).count(), 1, "still one holder");
+    // The relays' channel is not for browsers: the balancer does not pass it on.
+    assert_eq!(get(nginx.addr, "/internal/ws").await.0, 404);
 }

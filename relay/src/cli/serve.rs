@@ -68,7 +68,7 @@ const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// `psgate serve --config FILE`.
 pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
-    let config = Arc::new(Config::load(config_file)?);
+    let mut config = Config::load(config_file)?;
     check_seal_key(&config)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -76,7 +76,10 @@ pub fn serve(config_file: Option<&Path>) -> anyhow::Result<()> {
         // Refused before listening: without its key, a relay could neither keep nor take back WinRM sessions.
         sealer(&config, &store)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
-        println!("psgate listening on http://{}/", listener.local_addr()?);
+        // The port bound, when it was 0 (the address other relays reach this one at, by default).
+        config.listen = listener.local_addr()?;
+        println!("psgate listening on http://{}/", config.listen);
+        let config = Arc::new(config);
         let api = api(config.clone(), store).await;
         let manager = api.manager.clone();
         // In the store's list of relays, heartbeating; taking over the WinRM sessions of relays gone.

@@ -135,6 +135,11 @@ impl Auth {
         self.login(headers).await.map(|l| l.user)
     }
 
+    /// The user of login `key`, if it is current (not noted as activity).
+    pub async fn current(&self, key: &str) -> Option<String> {
+        self.state(key, false).await.ok().map(|(_, user)| user)
+    }
+
     /// Notes activity on a login (a WebSocket message); `Err` when it has ended.
     pub async fn touch(&self, key: &str) -> Result<(), Ended> {
         match self.state(key, true).await {

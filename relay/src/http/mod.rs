@@ -1,6 +1,7 @@
 //! The web server: the browser console's assets and, when configured, the API: [`auth`] (login, logout, me),
 //! [`embed`] (`/api/config`, the frame headers of `/embed` and every other page) and [`ws`] (the WebSocket of
-//! [`psgate_shared::api`]); and, with or without the API, [`ops`] (`/healthz`, `/readyz`, `/metrics`).
+//! [`psgate_shared::api`]), served through [`channel`] when another relay holds the user's sessions; and, with or
+//! without the API, [`ops`] (`/healthz`, `/readyz`, `/metrics`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::session::manager::Manager;
 
 pub mod auth;
+pub mod channel;
 pub mod embed;
 pub mod ops;
 pub mod ws;
@@ -56,7 +58,8 @@ impl IntoResponse for Busy {
 /// Counts an API request against `max_connections` while it runs (the WebSocket's upgrade takes its own permit,
 /// kept by the connection).
 async fn limit_connections(axum::extract::State(api): axum::extract::State<Api>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/api/ws" {
+    // The WebSocket's upgrade takes its own permit; a relay channel's was taken by the relay the browser reached.
+    if req.uri().path() == "/api/ws" || req.uri().path() == channel::PATH {
         return next.run(req).await;
     }
     match api.connections.take() {
@@ -111,6 +114,7 @@ pub fn app(config: &AppConfig) -> Router {
             .route("/api/me", get(auth::me))
             .route("/api/config", get(embed::config))
             .route("/api/ws", get(ws::upgrade))
+            .route(channel::PATH, get(channel::accept))
             .with_state(api.clone())
             .layer(middleware::from_fn_with_state(api.clone(), limit_connections)),
         None => Router::new(),

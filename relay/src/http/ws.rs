@@ -19,9 +19,9 @@ use psgate_shared::api::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::Api;
 use super::auth::{Auth, CLOSE_LOGIN_ENDED};
-use crate::session::manager::{Buffer, Manager};
+use super::{Api, channel};
+use crate::session::manager::{Buffer, Home, Manager};
 
 /// How long a `remove_sessions` answer waits for the targets to close the sessions.
 const REMOVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -53,6 +53,33 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
         Err(limit) => return api.busy(limit).into_response(),
     };
     let (manager, auth) = (api.manager.clone(), api.auth.clone());
+    // Another relay holds the user's sessions: served there, through the relay channel.
+    match manager.home(&user).await {
+        Ok(Home::Here) => {}
+        Ok(Home::There { relay, address }) => {
+            return match channel::connect(&manager, &address, &login).await {
+                Ok(upstream) => ws.on_upgrade(move |socket| async move {
+                    let open = manager.metrics().websocket_opened();
+                    channel::splice(socket, upstream).await;
+                    drop((open, permit));
+                }),
+                Err(e) => {
+                    tracing::warn!(%user, home = %relay, error = %e, "the relay serving the user did not take the connection");
+                    // Nothing listens there any more: the relay is gone, whatever its last heartbeat says (the next
+                    // attempt finds the sessions taken over, by this relay or another).
+                    if e.refused() {
+                        manager.home_refused(&relay).await;
+                    }
+                    let text = format!("relay {relay}, which serves your sessions, did not answer ({e}); retry in a moment");
+                    (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "1")], text).into_response()
+                }
+            };
+        }
+        Err(e) => {
+            tracing::error!(%user, error = %e, "reading the user's relay");
+            return (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "1")], "the store did not answer; retry in a moment").into_response();
+        }
+    }
     ws.on_upgrade(move |socket| async move {
         let open = manager.metrics().websocket_opened();
         connection(socket, manager, user, auth, login.key).await;
@@ -62,7 +89,7 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
 
 /// One connection. `auth` and `key` name its login: a message from the browser is activity on it, and when it
 /// ends (idle, expired, logged out) the connection is closed with [`CLOSE_LOGIN_ENDED`] and the reason.
-async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth: Arc<Auth>, key: String) {
+pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth: Arc<Auth>, key: String) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<ServerMessage>(OUTBOX);
     let (close, mut closing) = tokio::sync::oneshot::channel::<String>();
@@ -108,6 +135,7 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
     });
     let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone(), admin: manager.is_admin(&user).await };
     let _ = out.send(hello).await;
+
     // A page that comes back to a prompt inside a session learns which (none: the prompt is at `PS psgate>`).
     if let Some(entered) = manager.entered(&user) {
         let _ = out.send(ServerMessage::PromptState { entered: Some(entered) }).await;
@@ -117,7 +145,15 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
     if !modules.is_empty() {
         let _ = out.send(ServerMessage::PromptModules { modules }).await;
     }
-    let changes = tokio::spawn(changes(manager.clone(), user.clone(), out.clone()));
+    // Listening before the user counts as connected here: a notice is then either kept for this connection (and
+    // sent now) or heard live.
+    let listener = manager.changes();
+    // What happened while the user had no connection here (a takeover's loss), said first.
+    let (connected, notices) = manager.user_connected(&user);
+    for notice in notices {
+        let _ = out.send(notice).await;
+    }
+    let changes = tokio::spawn(changes(manager.clone(), listener, user.clone(), out.clone()));
     let mut conn = Connection { manager, user, out, followers: HashMap::new() };
     let login_ended = auth.ended(&key);
     tokio::pin!(login_ended);
@@ -154,7 +190,7 @@ async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth
         f.abort();
     }
     changes.abort();
-    drop(conn);
+    drop((conn, connected));
     let _ = writer.await;
 }
 
@@ -205,8 +241,7 @@ async fn pump(out: &mpsc::Sender<ServerMessage>, pipeline: PipelineId, buffer: &
 /// Forwards the user's changes: sessions' changes, and Invoke-Command runs (whichever connection started them):
 /// each session's pipeline is followed from `invoke_host_started`, and its `invoke_host_finished` comes after
 /// its last event.
-async fn changes(manager: Arc<Manager>, user: String, out: mpsc::Sender<ServerMessage>) {
-    let mut changes = manager.changes();
+async fn changes(manager: Arc<Manager>, mut changes: tokio::sync::broadcast::Receiver<crate::session::manager::Change>, user: String, out: mpsc::Sender<ServerMessage>) {
     let mut pumps: HashMap<PipelineId, Pump> = HashMap::new();
     loop {
         let message = match changes.recv().await {

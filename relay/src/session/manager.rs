@@ -29,7 +29,7 @@ use super::winrm::{self as winrm_session, ShellRecord, WinrmTarget};
 use crate::unix_ms;
 use crate::config::Config;
 use crate::seal::Sealer;
-use crate::store::{Store, WinrmSessionRow};
+use crate::store::{RelayRow, Store, WinrmSessionRow};
 use crate::transport::winrm::{AuthMethod, Endpoint, TlsVerification, WinrmError, WinrmOptions};
 use crate::transport::{local, ssh};
 use crate::wsman::configuration_uri;
@@ -307,6 +307,9 @@ struct Entry {
     handover: std::sync::atomic::AtomicBool,
     /// Taken over from a relay that died holding it connected: the next Connect disconnects it as that relay first.
     take_over: std::sync::atomic::AtomicBool,
+    /// Taken over so: what the pipeline the next Connect re-attaches starts with (a warning that output was lost
+    /// there).
+    gap: Mutex<Option<String>>,
 }
 
 /// A session's target, credentials included; its `Debug` names only the computer and transport.
@@ -432,6 +435,20 @@ pub fn with_computer_name(value: Value, computer_name: &str) -> Value {
     Value::object(object)
 }
 
+/// Which relay serves a user ([`Manager::home`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Home {
+    /// This one.
+    Here,
+    /// Another, running: its `[cluster] relay_id` and `address`.
+    There {
+        /// Its id.
+        relay: String,
+        /// Where relays reach it.
+        address: String,
+    },
+}
+
 /// Something every connection of a user hears: a session's change (`session_changed`) or an Invoke-Command
 /// run's progress (`invoke_started`, `invoke_host_started`, `invoke_host_finished`, `invoke_finished`).
 #[derive(Clone, Debug)]
@@ -475,6 +492,29 @@ pub struct Manager {
     /// Set while the relay drains (before it stops): `/readyz` answers 503 so that a balancer sends new users to
     /// other relays, while the sessions here go on.
     draining: std::sync::atomic::AtomicBool,
+    /// Each user's WebSocket connections here, and the notices kept for them while they had none.
+    users: Mutex<HashMap<String, (usize, Vec<ServerMessage>)>>,
+}
+
+/// A user's connection, counted while it lasts ([`Manager::user_connected`]).
+#[derive(Debug)]
+pub struct Connected {
+    manager: std::sync::Weak<Manager>,
+    user: String,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        if let Some(m) = self.manager.upgrade() {
+            let mut users = lock(&m.users);
+            if let Some((n, notices)) = users.get_mut(&self.user) {
+                *n = n.saturating_sub(1);
+                if *n == 0 && notices.is_empty() {
+                    users.remove(&self.user);
+                }
+            }
+        }
+    }
 }
 
 impl Manager {
@@ -482,7 +522,7 @@ impl Manager {
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
         let limit = config.quotas.max_connections;
         let relay_id = config.relay_id();
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false) })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default() })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -496,7 +536,7 @@ impl Manager {
             Vec::new()
         });
         let limit = config.quotas.max_connections;
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false) });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default() });
         for row in rows {
             match manager.restore(&row) {
                 // Open when this relay stopped (not disconnected by its user): connected again, as a relay taking it
@@ -568,7 +608,7 @@ impl Manager {
                 return 0;
             }
         }
-        let (relays, holders) = match (store.relays().await, store.winrm_holders().await) {
+        let (relays, holders) = match (store.relays().await, store.holders().await) {
             (Ok(r), Ok(h)) => (r, h),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "reading the relays");
@@ -580,52 +620,109 @@ impl Manager {
             self.set_draining(true);
             self.drain_asked.send_replace(true);
         }
-        let dead_after = i64::try_from(self.config.cluster.dead_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut taken = 0;
         for holder in holders.iter().filter(|h| **h != self.relay_id) {
             let relay = relays.iter().find(|r| &r.id == holder);
-            if relay.is_some_and(|r| !r.gone(now, dead_after)) {
+            if relay.is_some_and(|r| !self.gone(r, now)) {
                 continue;
             }
-            // A silent relay is marked stopped first: if it comes back, its heartbeat tells it its sessions moved.
-            if let Some(r) = relay.filter(|r| r.stopped.is_none())
-                && let Err(e) = store.relay_stopped(&r.id, now).await
-            {
-                tracing::warn!(error = %e, relay = %r.id, "marking a silent relay stopped");
+            taken += self.take_over(holder, relay, now).await;
+        }
+        taken
+    }
+
+    /// Whether `relay` is gone at `now`: stopped, or silent for `[cluster] dead_after_secs`.
+    fn gone(&self, relay: &RelayRow, now: i64) -> bool {
+        relay.gone(now, i64::try_from(self.config.cluster.dead_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
+
+    /// Takes over what relay `holder` (whose row is `relay`; none: never registered), gone, held: its users' homes and
+    /// its WinRM sessions, connected again if they were open. How many sessions were taken over.
+    async fn take_over(self: &Arc<Self>, holder: &str, relay: Option<&RelayRow>, now: i64) -> usize {
+        let Some((store, _)) = &self.store else { return 0 };
+        // A silent relay is marked stopped first: if it comes back, its heartbeat tells it its sessions moved.
+        if let Some(r) = relay.filter(|r| r.stopped.is_none())
+            && let Err(e) = store.relay_stopped(&r.id, now).await
+        {
+            tracing::warn!(error = %e, relay = %r.id, "marking a silent relay stopped");
+        }
+        let rows = match store.claim_relay(holder, &self.relay_id, now).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, relay = %holder, "taking over a relay's users and WinRM sessions");
+                return 0;
             }
-            let rows = match store.claim_winrm_sessions(holder, &self.relay_id).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::warn!(error = %e, relay = %holder, "taking over a relay's WinRM sessions");
-                    continue;
-                }
-            };
-            let why = match relay {
-                Some(r) if r.stopped.is_some() => "it stopped".to_owned(),
-                Some(r) => format!("silent for {} s", now.saturating_sub(r.heartbeat) / 1000),
-                None => "it is not registered".to_owned(),
-            };
-            if !rows.is_empty() {
-                tracing::warn!(relay = %holder, sessions = rows.len(), %why, "taking over the WinRM sessions of a relay gone");
-            }
-            let died = relay.is_none_or(|r| r.stopped.is_none());
-            for row in rows {
-                match self.restore(&row) {
-                    Ok(id) => {
-                        taken += 1;
-                        self.metrics.took_over(died);
-                        if died {
-                            self.died_holding(&row, id, holder, &why);
-                        }
-                        if row.resume && let Err(e) = self.connect(&row.owner, &[id]) {
-                            tracing::warn!(session = id.0, error = %e.message, "connecting a session taken over");
-                        }
+        };
+        let why = match relay {
+            Some(r) if r.stopped.is_some() => "it stopped".to_owned(),
+            Some(r) => format!("silent for {} s", now.saturating_sub(r.heartbeat) / 1000),
+            None => "it is not registered".to_owned(),
+        };
+        if !rows.is_empty() {
+            tracing::warn!(relay = %holder, sessions = rows.len(), %why, "taking over the WinRM sessions of a relay gone");
+        }
+        let died = relay.is_none_or(|r| r.stopped.is_none());
+        let mut taken = 0;
+        for row in rows {
+            match self.restore(&row) {
+                Ok(id) => {
+                    taken += 1;
+                    self.metrics.took_over(died);
+                    if died {
+                        self.died_holding(&row, id, holder, &why);
                     }
-                    Err(e) => tracing::warn!(key = %row.key, error = %e, "a WinRM session taken over cannot be restored"),
+                    if row.resume && let Err(e) = self.connect(&row.owner, &[id]) {
+                        tracing::warn!(session = id.0, error = %e.message, "connecting a session taken over");
+                    }
                 }
+                Err(e) => tracing::warn!(key = %row.key, error = %e, "a WinRM session taken over cannot be restored"),
             }
         }
         taken
+    }
+
+    /// Which relay serves `owner` (holds their sessions and prompt): this one when the user has no home yet (it
+    /// becomes theirs) or when their home relay is gone (this one takes it over at once, as a heartbeat would);
+    /// another, running, relay's id and address otherwise. Without a store, always this one.
+    pub async fn home(self: &Arc<Self>, owner: &str) -> Result<Home, crate::store::StoreError> {
+        let Some((store, _)) = &self.store else { return Ok(Home::Here) };
+        let now = unix_ms();
+        let (relay, row) = store.home(owner, &self.relay_id, now).await?;
+        if relay == self.relay_id {
+            return Ok(Home::Here);
+        }
+        match row {
+            Some(r) if !self.gone(&r, now) => Ok(Home::There { relay: r.id, address: r.address }),
+            row => {
+                tracing::warn!(%owner, %relay, "the user's relay is gone: taking its users and sessions over");
+                self.take_over(&relay, row.as_ref(), now).await;
+                match store.home(owner, &self.relay_id, now).await? {
+                    (relay, _) if relay == self.relay_id => Ok(Home::Here),
+                    (relay, row) => Ok(Home::There { address: row.map(|r| r.address).unwrap_or_default(), relay }),
+                }
+            }
+        }
+    }
+
+    /// Nothing listens at relay `relay`'s address (it refused this relay's connection): when its heartbeat is also
+    /// late (over two beats), it is gone without waiting for `[cluster] dead_after_secs`, and this relay takes its
+    /// users and sessions over now. (A relay that only lost touch with the store still listens; one that only paused
+    /// still heartbeats.)
+    pub async fn home_refused(self: &Arc<Self>, relay: &str) {
+        let Some((store, _)) = &self.store else { return };
+        let now = unix_ms();
+        let Ok(relays) = store.relays().await else { return };
+        let Some(row) = relays.iter().find(|r| r.id == relay) else { return };
+        let late = i64::try_from(self.config.cluster.heartbeat_secs.max(1).saturating_mul(2000)).unwrap_or(i64::MAX);
+        if row.stopped.is_none() && now.saturating_sub(row.heartbeat) > late {
+            tracing::warn!(%relay, "a relay refuses connections and its heartbeat is late: taking its users and sessions over");
+            self.take_over(relay, Some(row), now).await;
+        }
+    }
+
+    /// The relay-to-relay channel's key (the sealing key's), when this relay has a store.
+    pub fn channel(&self) -> Option<&Sealer> {
+        self.store.as_ref().map(|(_, sealer)| sealer)
     }
 
     /// Lets go of every WinRM session without a word to its target or a change in the store (another relay holds
@@ -650,7 +747,30 @@ impl Manager {
             id.0
         );
         self.update(&entry, |i| i.reason = Some(message.clone()));
-        self.publish(&row.owner, ServerMessage::TargetRefused { computer_name: computer, code: ErrorCode::TargetFailed, message });
+        *lock(&entry.gap) = Some(format!("Relay {holder} stopped ({why}) while this command ran: output it had received and not yet delivered is lost; what {computer} produced since follows."));
+        self.notice(&row.owner, ServerMessage::TargetRefused { computer_name: computer, code: ErrorCode::TargetFailed, message });
+    }
+
+    /// Tells `owner` something they must not miss: at once if they are connected here, else at their next
+    /// connection (a takeover happens while browsers reconnect).
+    fn notice(&self, owner: &str, message: ServerMessage) {
+        {
+            let mut users = lock(&self.users);
+            let (connected, notices) = users.entry(owner.to_owned()).or_default();
+            if *connected == 0 {
+                notices.push(message);
+                return;
+            }
+        }
+        self.publish(owner, message);
+    }
+
+    /// Counts a connection of `user` while the guard lives: the notices kept for the user, to send it first.
+    pub fn user_connected(self: &Arc<Self>, user: &str) -> (Connected, Vec<ServerMessage>) {
+        let mut users = lock(&self.users);
+        let (connected, notices) = users.entry(user.to_owned()).or_default();
+        *connected += 1;
+        (Connected { manager: Arc::downgrade(self), user: user.to_owned() }, std::mem::take(notices))
     }
 
     /// Resolves when `psgate drain` has asked this relay to stop (seen at a heartbeat): `psgate serve` then stops as
@@ -876,7 +996,7 @@ impl Manager {
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
-        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false), handover: std::sync::atomic::AtomicBool::new(false), take_over: std::sync::atomic::AtomicBool::new(false) });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false), handover: std::sync::atomic::AtomicBool::new(false), take_over: std::sync::atomic::AtomicBool::new(false), gap: Mutex::default() });
         inner.sessions.insert(id, entry.clone());
         Ok((id, entry, rx))
     }
@@ -1570,6 +1690,13 @@ impl Manager {
             info.availability = Availability::Busy;
             info.id
         };
+        // Taken over from a relay that died: the output it lost is said where it would have been, first.
+        if let Some(gap) = lock(&entry.gap).take() {
+            let record = psgate_lang::informational("Warning", &gap);
+            if let Ok(clixml) = clixml::encode_message(&record) {
+                buffer.push(|seq| ServerMessage::Record { session, pipeline, seq, kind: RecordKind::Warning, clixml });
+            }
+        }
         lock(&entry.pipelines).insert(pipeline, Kept { buffer: buffer.clone(), script: format!("(connected pipeline {uuid})"), prompt: String::new(), invocation: None, hidden: false });
         tracing::info!(session = session.0, pipeline = pipeline.0, %uuid, "a running pipeline re-attached");
         self.publish(&entry.owner, ServerMessage::PipelineStarted { session, pipeline });

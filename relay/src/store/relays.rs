@@ -1,7 +1,7 @@
 //! The relays that share a store (issue 19): each registers itself and heartbeats; a kept WinRM session names the relay
 //! holding it. A relay that stopped (cleanly: `stopped` set) or went silent (no heartbeat for `dead_after`) has its
-//! WinRM sessions taken over by a survivor: [`Store::claim_winrm_sessions`] moves them in one statement, so of two
-//! survivors claiming at once each session goes to exactly one.
+//! WinRM sessions and its users' homes taken over by a survivor: [`Store::claim_relay`] moves them in one transaction,
+//! so of two survivors claiming at once each goes to exactly one.
 
 use super::{Engine, Store, StoreError, WINRM_COLUMNS, WinrmSessionRow};
 
@@ -102,19 +102,73 @@ impl Store {
         self.winrm_rows(&format!("SELECT {WINRM_COLUMNS} FROM winrm_sessions WHERE relay = $1 OR relay IS NULL ORDER BY updated, key"), &[id]).await
     }
 
-    /// The relays named as holders of kept WinRM sessions (a relay that never registered, from a test or a store
-    /// copied elsewhere, counts as gone).
-    pub async fn winrm_holders(&self) -> Result<Vec<String>, StoreError> {
-        const SQL: &str = "SELECT DISTINCT relay FROM winrm_sessions WHERE relay IS NOT NULL ORDER BY relay";
+    /// The relays that hold something a survivor must take over: kept WinRM sessions or users' homes (a relay that
+    /// never registered, from a test or a store copied elsewhere, counts as gone).
+    pub async fn holders(&self) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT relay FROM winrm_sessions WHERE relay IS NOT NULL UNION SELECT relay FROM homes ORDER BY 1";
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.prepare(SQL)?.query_map([], |r| r.get(0))?.collect()),
             Engine::Postgres(pool) => pool.get().await?.query(SQL, &[]).await?.iter().map(|r| Ok(r.try_get(0)?)).collect(),
         }
     }
 
-    /// Moves relay `from`'s kept WinRM sessions to relay `to`, in one statement: what was moved (a session another
-    /// survivor moved first is not).
-    pub async fn claim_winrm_sessions(&self, from: &str, to: &str) -> Result<Vec<WinrmSessionRow>, StoreError> {
-        self.winrm_rows(&format!("UPDATE winrm_sessions SET relay = $2 WHERE relay = $1 RETURNING {WINRM_COLUMNS}"), &[from, to]).await
+    /// Moves what relay `from` holds to relay `to`, at once: its users' homes and its kept WinRM sessions (the
+    /// sessions moved are returned; of two survivors claiming at once, each home and session goes to exactly one, and
+    /// a user's sessions go where their home goes).
+    pub async fn claim_relay(&self, from: &str, to: &str, now: i64) -> Result<Vec<WinrmSessionRow>, StoreError> {
+        const HOMES: &str = "UPDATE homes SET relay = $2, since = $3 WHERE relay = $1";
+        let sessions = format!("UPDATE winrm_sessions SET relay = $2 WHERE relay = $1 RETURNING {WINRM_COLUMNS}");
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
+                let tx = db.unchecked_transaction()?;
+                tx.execute(&HOMES.replace('$', "?"), rusqlite::params![from, to, now])?;
+                let rows = tx.prepare(&sessions.replace('$', "?"))?.query_map(rusqlite::params![from, to], super::winrm_row_sqlite)?.collect::<rusqlite::Result<Vec<_>>>()?;
+                tx.commit()?;
+                Ok(rows)
+            }),
+            Engine::Postgres(pool) => {
+                let mut client = pool.get().await?;
+                let tx = client.transaction().await?;
+                // The homes first, on both claimers: the second waits on their rows, then finds none left.
+                tx.execute(HOMES, &[&from, &to, &now]).await?;
+                let rows = tx.query(&sessions, &[&from, &to]).await?.iter().map(super::winrm_row_pg).collect::<Result<Vec<_>, _>>()?;
+                tx.commit().await?;
+                Ok(rows)
+            }
+        }
+    }
+
+    /// User `owner`'s home: the relay that serves them (made `me`, now, if they have none), with that relay's row
+    /// (none: it is not registered).
+    pub async fn home(&self, owner: &str, me: &str, now: i64) -> Result<(String, Option<RelayRow>), StoreError> {
+        const CLAIM: &str = "INSERT INTO homes (owner, relay, since) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING";
+        const READ: &str = "SELECT h.relay, r.id, r.address, r.started, r.heartbeat, r.stopped, r.drain FROM homes h LEFT JOIN relays r ON r.id = h.relay WHERE h.owner = $1";
+        fn relay(id: Option<String>, address: String, started: i64, heartbeat: i64, stopped: Option<i64>, drain: bool) -> Option<RelayRow> {
+            id.map(|id| RelayRow { id, address, started, heartbeat, stopped, drain })
+        }
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
+                db.execute(&CLAIM.replace('$', "?"), rusqlite::params![owner, me, now])?;
+                db.query_row(&READ.replace('$', "?"), [owner], |r| {
+                    let id: Option<String> = r.get(1)?;
+                    let row = match id {
+                        Some(_) => relay(id, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
+                        None => None,
+                    };
+                    Ok((r.get(0)?, row))
+                })
+            }),
+            Engine::Postgres(pool) => {
+                let client = pool.get().await?;
+                client.execute(CLAIM, &[&owner, &me, &now]).await?;
+                let r = client.query_one(READ, &[&owner]).await?;
+                let id: Option<String> = r.try_get(1)?;
+                let row = match id {
+                    Some(_) => relay(id, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?),
+                    None => None,
+                };
+                Ok((r.try_get(0)?, row))
+            }
+        }
     }
 }

@@ -81,7 +81,7 @@ macro_rules! on_both_engines {
     )*};
 }
 
-on_both_engines!(users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten, relays_register_heartbeat_and_hand_their_sessions_over, a_store_that_answers_pings);
+on_both_engines!(users_have_one_home_that_moves_with_its_relays_sessions, users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten, relays_register_heartbeat_and_hand_their_sessions_over, a_store_that_answers_pings);
 
 async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     store.register_relay("a", "http://10.0.0.1:8080", 1_000).await.expect("a");
@@ -102,12 +102,12 @@ async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     store.relay_stopped("a", 3_000).await.expect("stopped");
     assert!(!store.heartbeat("a", 3_100).await.expect("beat"), "a stopped relay's heartbeat is refused");
     assert!(store.relays().await.expect("relays")[0].gone(3_100, 10_000));
-    let mut claimed = keys(store.claim_winrm_sessions("a", "b").await.expect("claim"));
+    let mut claimed = keys(store.claim_relay("a", "b", 3_200).await.expect("claim"));
     claimed.sort();
     assert_eq!(claimed, ["A1", "A2"]);
-    assert_eq!(store.winrm_holders().await.expect("holders"), ["b"]);
+    assert_eq!(store.holders().await.expect("holders"), ["b"]);
     assert!(store.winrm_sessions().await.expect("all").iter().all(|r| r.resume == (r.key == "A1")), "resume is kept");
-    assert!(store.claim_winrm_sessions("a", "c").await.expect("claim").is_empty(), "each session moves once");
+    assert!(store.claim_relay("a", "c", 3_300).await.expect("claim").is_empty(), "each session moves once");
     assert!(store.winrm_sessions().await.expect("all").iter().filter(|r| r.key.starts_with('A')).all(|r| r.relay.as_deref() == Some("b")));
     // A restart registers the relay again: alive, not stopped.
     store.register_relay("a", "http://10.0.0.1:8080", 4_000).await.expect("again");
@@ -117,6 +117,29 @@ async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     assert!(store.relays().await.expect("relays").iter().find(|r| r.id == "a").is_some_and(|r| r.drain));
     store.register_relay("a", "http://10.0.0.1:8080", 5_000).await.expect("again");
     assert!(!store.relays().await.expect("relays")[0].drain);
+}
+
+/// Each user is served by one relay, their home: the first relay to ask becomes it; a survivor claiming a relay gone
+/// takes its users' homes with its sessions, in one claim.
+async fn users_have_one_home_that_moves_with_its_relays_sessions(store: &Store) {
+    store.register_relay("a", "http://10.0.0.1:8080", 1_000).await.expect("a");
+    store.register_relay("b", "http://10.0.0.2:8080", 1_000).await.expect("b");
+    let (home, row) = store.home("alice", "a", 1_100).await.expect("home");
+    assert_eq!((home.as_str(), row.map(|r| r.address)), ("a", Some("http://10.0.0.1:8080".to_owned())));
+    // b asks later (the user's second tab reached b): still a.
+    assert_eq!(store.home("alice", "b", 1_200).await.expect("home").0, "a");
+    assert_eq!(store.home("bob", "b", 1_200).await.expect("home").0, "b");
+    // A home on a relay never registered has no row (the caller treats it as gone).
+    assert_eq!(store.home("carol", "ghost", 1_200).await.expect("home"), ("ghost".to_owned(), None));
+    let mut holders = store.holders().await.expect("holders");
+    holders.sort();
+    assert_eq!(holders, ["a", "b", "ghost"], "a relay that is only a home must be taken over too");
+    let row = WinrmSessionRow { key: "S1".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: None, relay: Some("a".into()), resume: true };
+    store.put_winrm_session(&row).await.expect("put");
+    assert_eq!(store.claim_relay("a", "b", 2_000).await.expect("claim").len(), 1);
+    assert_eq!(store.home("alice", "a", 2_100).await.expect("home").0, "b", "the home moved with the session");
+    assert!(store.claim_relay("a", "c", 2_200).await.expect("claim").is_empty());
+    assert_eq!(store.home("alice", "c", 2_300).await.expect("home").0, "b", "and only once");
 }
 
 /// `/readyz`'s check (its failure, a PostgreSQL server gone, is tests/tests/ops.rs's).
