@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 pub mod relay;
+pub mod site;
 use psgate_relay::session::outofproc::Session;
 use psgate_relay::transport::{local, ssh};
 use psgate_shared::clixml::Value;

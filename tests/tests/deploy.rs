@@ -5,7 +5,6 @@
 //!
 //! Needs nginx (`scripts/setup.sh --test` installs nginx-light) and the test PostgreSQL (`scripts/postgres.sh`).
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,92 +12,7 @@ use psgate_relay::config::Config;
 use psgate_relay::store::Store;
 use psgate_shared::api::{PipelineState, ServerMessage};
 use psgate_tests::relay::{Client, Relay, get, login_at, outputs, postgres_database, relay_on};
-
-/// nginx running `deploy/nginx.conf` with its `upstream` pointed at `relays` and listening on a free loopback port,
-/// in a folder of its own (its pid, logs and temporary files); stopped when dropped.
-struct Nginx {
-    addr: SocketAddr,
-    child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    async fn start(relays: &[SocketAddr]) -> Nginx {
-        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).is_file()).expect("nginx: scripts/setup.sh --test installs nginx-light");
-        let dir = tempfile::tempdir().expect("a folder");
-        let shipped = std::fs::read_to_string(psgate_tests::repo().join("deploy/nginx.conf")).expect("deploy/nginx.conf");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-        // The shipped file with this test's relays and port: its `server 127.0.0.1:808N …;` lines and `listen 80;`.
-        let mut conf = String::new();
-        let mut servers_written = false;
-        for line in shipped.lines() {
-            let t = line.trim_start();
-            if t.starts_with("server 127.0.0.1:") {
-                if !servers_written {
-                    for r in relays {
-                        conf.push_str(&format!("    server {r} max_fails=1 fail_timeout=10s;\n"));
-                    }
-                    servers_written = true;
-                }
-            } else if t == "listen 80;" {
-                conf.push_str(&format!("    listen 127.0.0.1:{port};\n"));
-            } else {
-                conf.push_str(line);
-                conf.push('\n');
-            }
-        }
-        assert!(servers_written && conf.contains(&format!("listen 127.0.0.1:{port};")), "deploy/nginx.conf has its upstream servers and `listen 80;`");
-        let d = dir.path();
-        std::fs::write(d.join("psgate.conf"), conf).expect("write");
-        for temp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            std::fs::create_dir_all(d.join(temp)).expect("temp dir");
-        }
-        let main = format!(
-            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/psgate.conf;\n}}\n",
-            d = d.display()
-        );
-        std::fs::write(d.join("nginx.conf"), main).expect("write");
-        // As root, nginx's workers run as `nobody`: they need to reach the temporary folders.
-        use std::os::unix::fs::PermissionsExt as _;
-        for p in [d.to_path_buf(), d.join("body"), d.join("proxy")] {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        }
-        let child = tokio::process::Command::new(bin)
-            .arg("-p")
-            .arg(d)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            // Its workers would hold the test's output open after it: nginx logs to its error.log only.
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx starts");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = std::time::Instant::now() + psgate_tests::STEP;
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(std::time::Instant::now() < deadline, "nginx listens: {}", std::fs::read_to_string(d.join("error.log")).unwrap_or_default());
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        Nginx { addr, child, _dir: dir }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers (a SIGKILL would leave them running, orphaned).
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while std::time::Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        }
-        let _ = self.child.start_kill();
-    }
-}
+use psgate_tests::site::Nginx;
 
 /// A relay of the deployment: registered in the store, heartbeating every second.
 async fn relay(id: &str, store: &Arc<Store>, key: &Path) -> Relay {

@@ -70,8 +70,10 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
                     if e.refused() {
                         manager.home_refused(&relay).await;
                     }
+                    // 502, not 503: this relay is fine (a balancer must not count it failed, nor try the next
+                    // relay, which would answer the same); the page retries.
                     let text = format!("relay {relay}, which serves your sessions, did not answer ({e}); retry in a moment");
-                    (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "1")], text).into_response()
+                    (StatusCode::BAD_GATEWAY, [(axum::http::header::RETRY_AFTER, "1")], text).into_response()
                 }
             };
         }

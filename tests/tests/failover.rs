@@ -1,0 +1,125 @@
+//! Killing a relay of a deployment (issue 19): `psgate serve` processes on one PostgreSQL database behind nginx running
+//! `deploy/nginx.conf`, a WinRM session streaming output through the balancer, and the relay holding it killed with
+//! SIGKILL. The page's connection drops; reconnecting through the balancer, it is served by a surviving relay, which has
+//! taken the session over with the protocol's Connect: the output goes on, contiguous, after a warning that says what
+//! the dead relay may have lost. Nothing is lost silently.
+//!
+//! Needs nginx and the test PostgreSQL (`scripts/test.sh` starts it), and the `psgate` binary (built by cargo for the
+//! tests).
+
+#[path = "../../relay/tests/common/winrm_peer.rs"]
+mod winrm_peer;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use psgate_relay::store::Store;
+use psgate_shared::api::{PipelineState, RecordKind, ServerMessage, SessionState};
+use psgate_tests::relay::{Client, login_at, outputs, postgres_database};
+use psgate_tests::site::{Nginx, RelayProcess, reconnect};
+use serde_json::json;
+use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
+
+/// The `tick N` numbers of `Test-Long`'s output among `events`.
+fn ticks(events: &[ServerMessage]) -> Vec<u64> {
+    outputs(events).iter().filter_map(|v| v.as_str()?.strip_prefix("tick ")?.parse().ok()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently() {
+    let peer = WinrmPeer::start(PeerOptions::default());
+    let database = postgres_database("failover").await;
+    let store = Arc::new(Store::open_url(&database).await.expect("the PostgreSQL store"));
+    store.set_user("alice", "alice-pw").await.expect("user");
+    let dir = tempfile::tempdir().expect("a folder");
+    let key = dir.path().join("seal.key");
+    let allow = format!("[[allow]]\nhosts = [\"127.0.0.1\"]\nports = [{}]\ntransports = [\"winrm\"]\n", peer.port);
+    let mut relays = Vec::new();
+    for id in ["relay-1", "relay-2", "relay-3"] {
+        relays.push(RelayProcess::start(dir.path(), id, &database, &key, &allow).await);
+    }
+    let nginx = Nginx::start(&relays.iter().map(|r| r.addr).collect::<Vec<_>>()).await;
+
+    let cookie = login_at(nginx.addr, "alice", "alice-pw").await;
+    let mut c = reconnect(nginx.addr, &cookie, psgate_tests::STEP).await;
+    let target = json!({"computer_name": "127.0.0.1", "transport": "winrm", "port": peer.port, "user": USER, "password": PASSWORD, "authentication": "ntlm"});
+    let s = c.new_session_on(target).await;
+    let shell = c.sessions().await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id");
+    // A tick every 100 ms for 6 s.
+    let p = c.run(s, "Test-Long -Seconds 6").await;
+    let mut before = Vec::new();
+    while ticks(&before).len() < 10 {
+        let m = c.next().await;
+        if m.seq().is_some() {
+            before.push(m);
+        }
+    }
+    let holder = store.winrm_sessions().await.expect("rows").into_iter().find(|r| r.key == shell).and_then(|r| r.relay).expect("held");
+    let victim = relays.iter_mut().find(|r| r.id == holder).expect("the holder runs");
+    victim.kill().await;
+    let killed = Instant::now();
+
+    // The page's connection drops (it went through the dead relay, or was served by it): the rest it had is read.
+    loop {
+        match tokio::time::timeout(psgate_tests::STEP, futures_util::StreamExt::next(&mut c.ws)).await.expect("the drop is seen") {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                let m: ServerMessage = serde_json::from_str(t.as_str()).expect("a message");
+                if m.seq().is_some() {
+                    before.push(m);
+                }
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_)) | None => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    let seen = ticks(&before);
+    assert_eq!(seen, (1..=seen.len() as u64).collect::<Vec<_>>(), "contiguous before the kill");
+
+    // The page reconnects through the balancer: a survivor serves it, holding the session taken over.
+    let mut c: Client = reconnect(nginx.addr, &cookie, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + psgate_tests::STEP;
+    let moved = loop {
+        let listed = c.sessions().await;
+        if let Some(i) = listed.iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str()) && i.state == SessionState::Opened) {
+            break i.id;
+        }
+        assert!(Instant::now() < deadline, "the session taken over and connected: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    c.send(json!({"type": "get_history"})).await;
+    let p2 = c
+        .until(|m| match m {
+            ServerMessage::History { pipelines, .. } => pipelines.iter().find(|r| r.session == moved).map(|r| r.pipeline),
+            _ => None,
+        })
+        .await;
+    c.send(json!({"type": "attach", "session": moved, "pipeline": p2, "after_seq": 0})).await;
+    let mut after = Vec::new();
+    let mut back_at = None;
+    loop {
+        let m = c.next().await;
+        let done = matches!(&m, ServerMessage::PipelineState { pipeline, state, .. } if *pipeline == p2 && state.is_terminal());
+        if matches!(&m, ServerMessage::Output { pipeline, .. } if *pipeline == p2) && back_at.is_none() {
+            back_at = Some(killed.elapsed());
+        }
+        if m.seq().is_some() && !after.iter().any(|e: &ServerMessage| e.seq() == m.seq()) {
+            after.push(m);
+        }
+        if done {
+            break;
+        }
+    }
+    eprintln!("output again {:?} after the SIGKILL (relay {holder})", back_at.expect("output after the takeover"));
+    assert!(matches!(after.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{:?}", after.last());
+    // Said, not silent: a warning first, naming the relay.
+    let Some(ServerMessage::Record { kind: RecordKind::Warning, clixml, .. }) = after.first() else { panic!("a warning first: {:?}", after.first()) };
+    assert!(clixml.contains(&format!("Relay {holder} stopped")) && clixml.contains("is lost"), "{clixml}");
+    // Then the ticks from where the target's buffer began, contiguous to the end; anything between is what the
+    // warning said may be lost, and nothing is repeated.
+    let resumed = ticks(&after);
+    let first = *resumed.first().expect("ticks after the takeover");
+    assert_eq!(resumed, (first..first + resumed.len() as u64).collect::<Vec<_>>(), "contiguous after the takeover");
+    assert!(first > *seen.last().expect("ticks before"), "nothing repeated: {first} after {:?}", seen.last());
+    assert!(*resumed.last().expect("ticks") >= 55, "to the end of the 6 s: {:?}", resumed.last());
+    let _ = p;
+}
