@@ -561,7 +561,7 @@ fn winrm_row_pg(r: &tokio_postgres::Row) -> Result<WinrmSessionRow, StoreError> 
 const WINRM_COLUMNS: &str = "key, owner, target, shell, sealed_password, idle_since, relay, resume";
 
 mod relays;
-pub use relays::RelayRow;
+pub use relays::{Claimed, PinnedRow, RelayRow};
 
 #[cfg(test)]
 mod tests;

@@ -691,6 +691,13 @@ pub enum ClientMessage {
         /// The sessions.
         ids: Vec<SessionId>,
     },
+    /// Opens broken sessions again on their targets, with their names and credentials (a session lost with its
+    /// relay or its connection): each is removed and a new one made, answered as `new_sessions` is (`sessions`, then
+    /// `session_changed` per new session).
+    RecreateSessions {
+        /// The sessions (all broken).
+        ids: Vec<SessionId>,
+    },
     /// `Get-PSSession -ComputerName`: the shells a WinRM target holds for the credentials given (answered by
     /// `remote_shells`). Connect to one with `new_sessions` and the target's `shell_id`.
     GetRemoteShells {
@@ -1118,6 +1125,7 @@ mod tests {
             ClientMessage::DisconnectSessions { ids: vec![SessionId(1), SessionId(2)], idle_timeout_secs: Some(3600), output_buffering_mode: Some(OutputBufferingMode::Drop) },
         );
         check_client(r#"{"type":"connect_sessions","ids":[3]}"#, ClientMessage::ConnectSessions { ids: vec![SessionId(3)] });
+        check_client(r#"{"type":"recreate_sessions","ids":[4]}"#, ClientMessage::RecreateSessions { ids: vec![SessionId(4)] });
         check_client(r#"{"type":"get_sessions"}"#, ClientMessage::GetSessions { computer_name: None, name: None });
         check_client(r#"{"type":"remove_sessions","all":true}"#, ClientMessage::RemoveSessions { ids: vec![], all: true });
         check_client(r#"{"type":"remove_sessions","ids":[1,3]}"#, ClientMessage::RemoveSessions { ids: vec![SessionId(1), SessionId(3)], all: false });

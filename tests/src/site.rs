@@ -123,12 +123,12 @@ pub struct RelayProcess {
 
 impl RelayProcess {
     /// `psgate serve` as relay `id` on `database` with the sealing key `key`, listening on a free loopback port,
-    /// heartbeating every second and deemed gone after 5 s of silence, with `more` appended to its configuration (its
-    /// `[[allow]]` rules); its files in `dir`. Returns once it answers `/readyz`.
+    /// heartbeating every second and deemed gone after 5 s of silence, with `more` in its configuration (top-level
+    /// settings, then `[[allow]]` rules); its files in `dir`. Returns once it answers `/readyz`.
     pub async fn start(dir: &Path, id: &str, database: &str, key: &Path, more: &str) -> RelayProcess {
         let config = dir.join(format!("{id}.toml"));
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\nseal_key_file = \"{}\"\nassets = \"{}\"\n\n[cluster]\nrelay_id = \"{id}\"\nheartbeat_secs = 1\ndead_after_secs = 5\n\n{more}\n",
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\nseal_key_file = \"{}\"\nassets = \"{}\"\n{more}\n\n[cluster]\nrelay_id = \"{id}\"\nheartbeat_secs = 1\ndead_after_secs = 5\n",
             key.display(),
             crate::repo().join("dist").display()
         );

@@ -285,7 +285,7 @@ async fn a_relay_deemed_gone_lets_go_of_its_sessions_and_one_never_registered_ke
     // Deemed gone by another relay, which took its session: relay-a lets go of it, saying where it went.
     store.register_relay("relay-b", "http://relay-b", psgate_tests::unix_ms()).await.expect("relay-b is up");
     store.relay_stopped("relay-a", psgate_tests::unix_ms()).await.expect("stopped");
-    assert_eq!(store.claim_relay("relay-a", "relay-b", psgate_tests::unix_ms()).await.expect("claim").len(), 1);
+    assert_eq!(store.claim_relay("relay-a", "relay-b", psgate_tests::unix_ms()).await.expect("claim").winrm.len(), 1);
     a.manager.cluster_tick().await;
 
     let info = c
@@ -405,4 +405,80 @@ async fn any_relay_serves_a_user_through_the_relay_holding_their_sessions() {
     .await
     .expect("closed within the recheck");
     assert_eq!(closed, Some((4001, "logged out".to_owned())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_cannot_move_are_shown_broken_by_the_relay_taking_over_and_opened_again_with_one_action() {
+    let (peer, store, _dir, key) = site("pinned", PeerOptions::default()).await;
+    let a = joined("relay-a", &store, &key, &peer).await;
+    let b = joined("relay-b", &store, &key, &peer).await;
+    let mut c = Client::connect(&a, "alice").await;
+    c.new_session().await;
+    // relay-a stops: its local session ends with it (its process is the connection).
+    a.manager.shutdown(psgate_tests::STEP).await;
+    a.manager.leave_cluster().await;
+    drop(c);
+    assert_eq!(b.manager.cluster_tick().await, 0, "no WinRM session to take over");
+    let mut c = Client::connect(&b, "alice").await;
+    let listed = c.sessions().await;
+    let broken = listed.iter().find(|i| i.name == "demo").expect("listed by relay-b").clone();
+    assert_eq!(broken.state, SessionState::Broken, "{broken:?}");
+    let reason = broken.reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("Held by relay relay-a, which stopped at ") && reason.ends_with(" UTC: a session over the local host cannot move to another relay. Re-create it to open it again."), "{reason}");
+    let claimed: Vec<String> = store.pinned_of("relay-b").await.expect("rows").into_iter().map(|r| r.key).collect();
+    assert_eq!(claimed.len(), 1, "relay-b holds the broken session's row now");
+    // One action: the same target, name and credentials, opened on relay-b.
+    c.send(json!({"type": "recreate_sessions", "ids": [broken.id]})).await;
+    let again = c
+        .until(|m| match m {
+            ServerMessage::SessionChanged { session } if session.name == "demo" && session.id != broken.id && session.state != SessionState::Opening => Some(session.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(again.state, SessionState::Opened, "{again:?}");
+    let p = c.run(again.id, "Write-Output 'again'").await;
+    assert_eq!(outputs(&c.until_done(p).await), vec![psgate_shared::clixml::Value::string("again")]);
+    assert_eq!(c.sessions().await.iter().map(|i| i.id).collect::<Vec<_>>(), [again.id], "the broken one is gone");
+    // The store keeps the new one, at relay-b (the broken one forgotten).
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    // (Written in the background: waited for.)
+    loop {
+        let keys: Vec<String> = store.pinned_of("relay-b").await.expect("rows").into_iter().map(|r| r.key).collect();
+        if keys.len() == 1 && keys != claimed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "relay-b keeps the new session only: {keys:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(store.pinned_of("relay-a").await.expect("rows").is_empty());
+    // Only a broken session is re-created.
+    c.send(json!({"type": "recreate_sessions", "ids": [again.id]})).await;
+    let (code, message) = c.error().await;
+    assert_eq!(code, psgate_shared::api::ErrorCode::SessionNotReady, "{message}");
+    assert_eq!(c.sessions().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_relay_shows_its_own_sessions_that_ended_with_it_as_broken() {
+    // One relay on SQLite, as the README runs it, restarted.
+    let store = Arc::new(Store::in_memory().expect("the store"));
+    store.set_user("alice", "alice-pw").await.expect("user");
+    let first = relay_on(store.clone(), |_| {}).await;
+    let mut c = Client::connect(&first, "alice").await;
+    c.new_session().await;
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    while store.pinned_of("test-relay").await.expect("rows").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the local session kept");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(c);
+    first.manager.shutdown(psgate_tests::STEP).await;
+    drop(first);
+    let second = relay_on(store.clone(), |_| {}).await;
+    let mut c = Client::connect(&second, "alice").await;
+    let listed = c.sessions().await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].name.as_str(), listed[0].state), ("demo", SessionState::Broken));
+    let reason = listed[0].reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("Held by this relay (test-relay) before it restarted at ") && reason.contains("a session over the local host ends with its relay"), "{reason}");
 }

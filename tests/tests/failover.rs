@@ -33,7 +33,14 @@ async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently()
     store.set_user("alice", "alice-pw").await.expect("user");
     let dir = tempfile::tempdir().expect("a folder");
     let key = dir.path().join("seal.key");
-    let allow = format!("[[allow]]\nhosts = [\"127.0.0.1\"]\nports = [{}]\ntransports = [\"winrm\"]\n", peer.port);
+    let sshd = psgate_tests::Sshd::start(true).expect("sshd");
+    let allow = format!(
+        "known_hosts = \"{}\"\n[[allow]]\nhosts = [\"127.0.0.1\"]\nports = [{}]\ntransports = [\"winrm\"]\n[[allow]]\nhosts = [\"{}\"]\nports = [{}]\ntransports = [\"ssh\"]\n",
+        sshd.get("known_hosts"),
+        peer.port,
+        sshd.get("host"),
+        sshd.port()
+    );
     let mut relays = Vec::new();
     for id in ["relay-1", "relay-2", "relay-3"] {
         relays.push(RelayProcess::start(dir.path(), id, &database, &key, &allow).await);
@@ -45,6 +52,9 @@ async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently()
     let target = json!({"computer_name": "127.0.0.1", "transport": "winrm", "port": peer.port, "user": USER, "password": PASSWORD, "authentication": "ntlm"});
     let s = c.new_session_on(target).await;
     let shell = c.sessions().await.into_iter().find(|i| i.id == s).and_then(|i| i.instance_id).expect("shell id");
+    // And an SSH session, which cannot move: its connection is the relay process's.
+    let ssh_target = json!({"computer_name": sshd.get("host"), "transport": "ssh", "port": sshd.port(), "user": sshd.get("user"), "password": sshd.password(), "name": "jump"});
+    c.new_session_on(ssh_target).await;
     // A tick every 100 ms for 6 s.
     let p = c.run(s, "Test-Long -Seconds 6").await;
     let mut before = Vec::new();
@@ -78,8 +88,12 @@ async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently()
     // The page reconnects through the balancer: a survivor serves it, holding the session taken over.
     let mut c: Client = reconnect(nginx.addr, &cookie, Duration::from_secs(30)).await;
     let deadline = Instant::now() + psgate_tests::STEP;
+    let mut broken_at = None;
     let moved = loop {
         let listed = c.sessions().await;
+        if broken_at.is_none() && listed.iter().any(|i| i.name == "jump" && i.state == SessionState::Broken) {
+            broken_at = Some(killed.elapsed());
+        }
         if let Some(i) = listed.iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str()) && i.state == SessionState::Opened) {
             break i.id;
         }
@@ -110,6 +124,24 @@ async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently()
         }
     }
     eprintln!("output again {:?} after the SIGKILL (relay {holder})", back_at.expect("output after the takeover"));
+    // The SSH session is Broken, saying why (within 10 s of the kill), and one action opens it again.
+    let listed = c.sessions().await;
+    let broken = listed.iter().find(|i| i.name == "jump").expect("the SSH session is listed");
+    assert_eq!(broken.state, SessionState::Broken, "{broken:?}");
+    let broken_at = broken_at.expect("Broken when the page came back");
+    assert!(broken_at < Duration::from_secs(10), "shown Broken {broken_at:?} after the kill");
+    let reason = broken.reason.clone().unwrap_or_default();
+    assert!(reason.starts_with(&format!("Held by relay {holder}, which stopped at ")) && reason.contains("a session over SSH cannot move to another relay"), "{reason}");
+    c.send(json!({"type": "recreate_sessions", "ids": [broken.id]})).await;
+    let again = c
+        .until(|m| match m {
+            ServerMessage::SessionChanged { session } if session.name == "jump" && session.state != SessionState::Opening && session.id != broken.id => Some(session.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(again.state, SessionState::Opened, "{again:?}");
+    let p3 = c.run(again.id, "Write-Output 'back on ssh'").await;
+    assert_eq!(outputs(&c.until_done(p3).await), vec![psgate_shared::clixml::Value::string("back on ssh")]);
     assert!(matches!(after.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })), "{:?}", after.last());
     // Said, not silent: a warning first, naming the relay.
     let Some(ServerMessage::Record { kind: RecordKind::Warning, clixml, .. }) = after.first() else { panic!("a warning first: {:?}", after.first()) };

@@ -440,6 +440,10 @@ fn Sessions(props: &SessionsProps) -> Html {
                             e.stop_propagation();
                             ClientMessage::RemoveSessions { ids: vec![id], all: false }
                         });
+                        let recreate = props.send.reform(move |e: MouseEvent| {
+                            e.stop_propagation();
+                            ClientMessage::RecreateSessions { ids: vec![id] }
+                        });
                         let class = classes!("session-row", (props.active == Some(id)).then_some("active"));
                         let state = session_state_label(s.state);
                         html! {
@@ -467,6 +471,10 @@ fn Sessions(props: &SessionsProps) -> Html {
                                             onclick={disconnect(id, &disconnect_refs, &error, &props.send)}>{ "Disconnect" }</button>
                                         <button type="button" class="secondary connect-session" disabled={!props.online || s.state != SessionState::Disconnected}
                                             onclick={connect(id, &props.send)}>{ "Connect" }</button>
+                                    }
+                                    if s.state == SessionState::Broken {
+                                        <button type="button" class="secondary recreate-session" disabled={!props.online}
+                                            title="Open it again on the same target, with the same name and credentials" onclick={recreate}>{ "Re-create" }</button>
                                     }
                                     <button type="button" class="secondary remove-session" onclick={remove}>{ "Remove" }</button>
                                 </td>

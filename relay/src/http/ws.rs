@@ -385,6 +385,13 @@ impl Connection {
                 m.disconnect(&user, &ids, idle_timeout_secs.map(|s| std::time::Duration::from_secs(u64::from(s))), output_buffering_mode).map_err(|e| e.to_message())
             }
             ClientMessage::ConnectSessions { ids } => m.connect(&user, &ids).map_err(|e| e.to_message()),
+            ClientMessage::RecreateSessions { ids } => match m.recreate(&user, &ids) {
+                Ok(_) => {
+                    self.send(ServerMessage::Sessions { sessions: m.list(&user, None, None) }).await;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_message()),
+            },
             ClientMessage::GetRemoteShells { target } => {
                 // Enumerating takes round trips to the target: the connection goes on meanwhile.
                 let out = self.out.clone();

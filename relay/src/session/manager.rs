@@ -29,7 +29,7 @@ use super::winrm::{self as winrm_session, ShellRecord, WinrmTarget};
 use crate::unix_ms;
 use crate::config::Config;
 use crate::seal::Sealer;
-use crate::store::{RelayRow, Store, WinrmSessionRow};
+use crate::store::{PinnedRow, RelayRow, Store, WinrmSessionRow};
 use crate::transport::winrm::{AuthMethod, Endpoint, TlsVerification, WinrmError, WinrmOptions};
 use crate::transport::{local, ssh};
 use crate::wsman::configuration_uri;
@@ -310,6 +310,8 @@ struct Entry {
     /// Taken over so: what the pipeline the next Connect re-attaches starts with (a warning that output was lost
     /// there).
     gap: Mutex<Option<String>>,
+    /// Its row in the store's pinned sessions (SSH, local: sessions that cannot move to another relay).
+    pinned: Mutex<Option<String>>,
 }
 
 /// A session's target, credentials included; its `Debug` names only the computer and transport.
@@ -435,6 +437,21 @@ pub fn with_computer_name(value: Value, computer_name: &str) -> Value {
     Value::object(object)
 }
 
+/// `HH:MM:SS` of `ms` since the Unix epoch, in UTC.
+fn utc_time(ms: i64) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// The pinned sessions `relay` holds in `manager`'s store (none without one).
+async fn store_pinned(manager: &Manager, relay: &str) -> Vec<PinnedRow> {
+    let Some((store, _)) = &manager.store else { return Vec::new() };
+    store.pinned_of(relay).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "reading the kept sessions");
+        Vec::new()
+    })
+}
+
 /// Which relay serves a user ([`Manager::home`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Home {
@@ -537,6 +554,14 @@ impl Manager {
         });
         let limit = config.quotas.max_connections;
         let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default() });
+        // Its SSH and local sessions ended with the previous process: shown Broken, to be opened again.
+        let pinned = store_pinned(&manager, &manager.relay_id).await;
+        for row in &pinned {
+            let reason = format!("Held by this relay ({}) before it restarted at {} UTC: a session over {{}} ends with its relay. Re-create it to open it again.", manager.relay_id, utc_time(unix_ms()));
+            if let Err(e) = manager.restore_pinned(row, &reason) {
+                tracing::warn!(key = %row.key, error = %e, "a pinned session of the previous process cannot be shown");
+            }
+        }
         for row in rows {
             match manager.restore(&row) {
                 // Open when this relay stopped (not disconnected by its user): connected again, as a relay taking it
@@ -646,8 +671,8 @@ impl Manager {
         {
             tracing::warn!(error = %e, relay = %r.id, "marking a silent relay stopped");
         }
-        let rows = match store.claim_relay(holder, &self.relay_id, now).await {
-            Ok(rows) => rows,
+        let claimed = match store.claim_relay(holder, &self.relay_id, now).await {
+            Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, relay = %holder, "taking over a relay's users and WinRM sessions");
                 return 0;
@@ -658,12 +683,20 @@ impl Manager {
             Some(r) => format!("silent for {} s", now.saturating_sub(r.heartbeat) / 1000),
             None => "it is not registered".to_owned(),
         };
-        if !rows.is_empty() {
-            tracing::warn!(relay = %holder, sessions = rows.len(), %why, "taking over the WinRM sessions of a relay gone");
+        if !claimed.winrm.is_empty() || !claimed.pinned.is_empty() {
+            tracing::warn!(relay = %holder, winrm = claimed.winrm.len(), pinned = claimed.pinned.len(), %why, "taking over the sessions of a relay gone");
+        }
+        // Sessions that cannot move: shown Broken here, with when their relay stopped, to be opened again.
+        let stopped_at = relay.map_or(now, |r| r.stopped.unwrap_or(r.heartbeat));
+        for row in &claimed.pinned {
+            let reason = format!("Held by relay {holder}, which stopped at {} UTC: a session over {{}} cannot move to another relay. Re-create it to open it again.", utc_time(stopped_at));
+            if let Err(e) = self.restore_pinned(row, &reason) {
+                tracing::warn!(key = %row.key, error = %e, "a pinned session taken over cannot be shown");
+            }
         }
         let died = relay.is_none_or(|r| r.stopped.is_none());
         let mut taken = 0;
-        for row in rows {
+        for row in claimed.winrm {
             match self.restore(&row) {
                 Ok(id) => {
                     taken += 1;
@@ -808,6 +841,84 @@ impl Manager {
         tracing::info!(session = id.0, owner = %row.owner, shell = %row.key, "a kept WinRM session taken back: disconnected");
         tokio::spawn(drive(self.clone(), entry, target, Start::Restored(record), rx));
         Ok(id)
+    }
+
+    /// Shows pinned session `row` (its relay is gone) as Broken with `reason` (`{}`: its transport), holding its
+    /// target for a re-create.
+    fn restore_pinned(self: &Arc<Self>, row: &PinnedRow, reason: &str) -> anyhow::Result<SessionId> {
+        let mut target: Target = serde_json::from_str(&row.target)?;
+        if let (Some(sealed), Some((_, sealer))) = (&row.sealed_password, &self.store) {
+            target.password = Some(sealer.open(sealed, &row.key)?);
+        }
+        let (id, entry, _commands) = self.add_entry(&row.owner, &target, SessionState::Broken, false).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        *lock(&entry.pinned) = Some(row.key.clone());
+        // No task drives it: nothing to wait for when it is removed.
+        entry.ended.send_replace(true);
+        let transport = match target.transport {
+            Transport::Ssh => "SSH",
+            Transport::Local => "the local host",
+            Transport::Winrm => "WinRM",
+        };
+        self.update(&entry, |i| i.reason = Some(reason.replace("{}", transport)));
+        tracing::info!(session = id.0, owner = %row.owner, relay = %row.relay, "a pinned session of a relay gone: shown Broken");
+        Ok(id)
+    }
+
+    /// Keeps a new session that cannot move (SSH, local) in the store, so that the relay taking this one's place
+    /// shows it Broken rather than not at all.
+    fn pin(&self, entry: &Entry, target: &Target) {
+        let Some((store, sealer)) = &self.store else { return };
+        if target.transport == Transport::Winrm {
+            return;
+        }
+        let key = Uuid::new_v4().simple().to_string();
+        let sealed = match target.password.as_deref().map(|p| sealer.seal(p, &key)).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "sealing a password; the session is not kept");
+                return;
+            }
+        };
+        let mut public = target.clone();
+        (public.password, public.shell_id, public.name) = (None, None, Some(lock(&entry.info).name.clone()));
+        *lock(&entry.pinned) = Some(key.clone());
+        let row = PinnedRow { key, relay: self.relay_id.clone(), owner: entry.owner.clone(), target: serde_json::to_string(&public).unwrap_or_default(), sealed_password: sealed, opened: unix_ms() };
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_pinned(&row).await {
+                tracing::error!(error = %e, "keeping a session in the store");
+            }
+        });
+    }
+
+    /// Opens `owner`'s Broken sessions `ids` again on their targets, with their names and credentials: one action
+    /// for a session lost with its relay or its connection. Each is removed and a new one made (PowerShell cannot
+    /// reopen a broken session either); the new sessions are returned.
+    pub fn recreate(self: &Arc<Self>, owner: &str, ids: &[SessionId]) -> Result<Vec<SessionInfo>, ApiError> {
+        let entries = self.entries(owner, ids)?;
+        if let Some(e) = entries.iter().find(|e| lock(&e.info).state != SessionState::Broken) {
+            let info = lock(&e.info);
+            return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} ({}) is {:?}, not Broken: only a broken session is re-created", info.id.0, info.name, info.state)));
+        }
+        // Each target checked (the allow-list, kiosk mode) before any session is removed.
+        let mut again = Vec::new();
+        for e in entries {
+            let mut target = e.origin.0.clone();
+            let (id, name) = {
+                let info = lock(&e.info);
+                (info.id, info.name.clone())
+            };
+            target.name = Some(name);
+            self.config.kiosk_allows(&target).map_err(|m| ApiError::new(ErrorCode::TargetNotAllowed, m))?;
+            self.check_target(&target)?;
+            again.push((id, target));
+        }
+        let mut made = Vec::new();
+        for (id, target) in again {
+            self.remove(owner, Some(&[id]))?;
+            made.push(self.create(owner, target)?);
+        }
+        Ok(made)
     }
 
     /// Keeps what a later Connect needs (the password sealed).
@@ -955,6 +1066,7 @@ impl Manager {
         let (id, entry, rx) = self.add_entry(owner, &target, SessionState::Opening, true)?;
         let info = lock(&entry.info).clone();
         tracing::info!(session = id.0, owner, computer = %info.computer_name, transport = ?info.transport, "new session");
+        self.pin(&entry, &target);
         tokio::spawn(drive(self.clone(), entry, target, Start::New, rx));
         Ok(info)
     }
@@ -996,7 +1108,7 @@ impl Manager {
         };
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
-        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false), handover: std::sync::atomic::AtomicBool::new(false), take_over: std::sync::atomic::AtomicBool::new(false), gap: Mutex::default() });
+        let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false), handover: std::sync::atomic::AtomicBool::new(false), take_over: std::sync::atomic::AtomicBool::new(false), gap: Mutex::default(), pinned: Mutex::default() });
         inner.sessions.insert(id, entry.clone());
         Ok((id, entry, rx))
     }
@@ -1443,6 +1555,14 @@ impl Manager {
         for id in &ids {
             if let Some(entry) = inner.sessions.remove(id) {
                 ended.push(entry.ended.subscribe());
+                if let (Some(key), Some((store, _))) = (lock(&entry.pinned).take(), &self.store) {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.remove_pinned(&key).await {
+                            tracing::error!(error = %e, "forgetting a session in the store");
+                        }
+                    });
+                }
                 let _ = entry.commands.send(Command::Close);
                 tracing::info!(session = id.0, owner, "session removed");
                 // Every page's sessions panel drops it (whoever removed it: a page, psgate's prompt).

@@ -5,6 +5,8 @@
 
 use super::{Engine, Store, StoreError, WINRM_COLUMNS, WinrmSessionRow};
 
+const PINNED_COLUMNS: &str = "key, relay, owner, target, sealed_password, opened";
+
 /// A relay of the deployment, as the store knows it (times in ms since the Unix epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayRow {
@@ -20,6 +22,46 @@ pub struct RelayRow {
     pub stopped: Option<i64>,
     /// `psgate drain` asked it to hand its sessions over and stop.
     pub drain: bool,
+}
+
+/// A session that cannot move to another relay (SSH, the local host), as kept for the relay that would take it over.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PinnedRow {
+    /// Its own id in the store (the sealed password's associated data).
+    pub key: String,
+    /// The relay holding it.
+    pub relay: String,
+    /// The relay user.
+    pub owner: String,
+    /// The target (JSON of `api::Target`, its password removed).
+    pub target: String,
+    /// The target password, sealed.
+    pub sealed_password: Option<Vec<u8>>,
+    /// When it opened (ms since the Unix epoch).
+    pub opened: i64,
+}
+
+impl std::fmt::Debug for PinnedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedRow").field("key", &self.key).field("relay", &self.relay).field("owner", &self.owner).field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+fn pinned_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<PinnedRow> {
+    Ok(PinnedRow { key: r.get(0)?, relay: r.get(1)?, owner: r.get(2)?, target: r.get(3)?, sealed_password: r.get(4)?, opened: r.get(5)? })
+}
+
+fn pinned_pg(r: &tokio_postgres::Row) -> Result<PinnedRow, StoreError> {
+    Ok(PinnedRow { key: r.try_get(0)?, relay: r.try_get(1)?, owner: r.try_get(2)?, target: r.try_get(3)?, sealed_password: r.try_get(4)?, opened: r.try_get(5)? })
+}
+
+/// What a survivor takes over from a relay gone ([`Store::claim_relay`]).
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Its kept WinRM sessions (now the survivor's).
+    pub winrm: Vec<WinrmSessionRow>,
+    /// Its sessions that cannot move (now the survivor's to show as Broken).
+    pub pinned: Vec<PinnedRow>,
 }
 
 impl RelayRow {
@@ -102,39 +144,77 @@ impl Store {
         self.winrm_rows(&format!("SELECT {WINRM_COLUMNS} FROM winrm_sessions WHERE relay = $1 OR relay IS NULL ORDER BY updated, key"), &[id]).await
     }
 
-    /// The relays that hold something a survivor must take over: kept WinRM sessions or users' homes (a relay that
-    /// never registered, from a test or a store copied elsewhere, counts as gone).
+    /// The relays that hold something a survivor must take over: kept sessions or users' homes (a relay that never
+    /// registered, from a test or a store copied elsewhere, counts as gone).
     pub async fn holders(&self) -> Result<Vec<String>, StoreError> {
-        const SQL: &str = "SELECT relay FROM winrm_sessions WHERE relay IS NOT NULL UNION SELECT relay FROM homes ORDER BY 1";
+        const SQL: &str = "SELECT relay FROM winrm_sessions WHERE relay IS NOT NULL UNION SELECT relay FROM homes UNION SELECT relay FROM pinned_sessions ORDER BY 1";
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.prepare(SQL)?.query_map([], |r| r.get(0))?.collect()),
             Engine::Postgres(pool) => pool.get().await?.query(SQL, &[]).await?.iter().map(|r| Ok(r.try_get(0)?)).collect(),
         }
     }
 
-    /// Moves what relay `from` holds to relay `to`, at once: its users' homes and its kept WinRM sessions (the
-    /// sessions moved are returned; of two survivors claiming at once, each home and session goes to exactly one, and
-    /// a user's sessions go where their home goes).
-    pub async fn claim_relay(&self, from: &str, to: &str, now: i64) -> Result<Vec<WinrmSessionRow>, StoreError> {
+    /// Moves what relay `from` holds to relay `to`, at once: its users' homes, its kept WinRM sessions and its pinned
+    /// sessions (what moved is returned; of two survivors claiming at once, each goes to exactly one, and a user's
+    /// sessions go where their home goes).
+    pub async fn claim_relay(&self, from: &str, to: &str, now: i64) -> Result<Claimed, StoreError> {
         const HOMES: &str = "UPDATE homes SET relay = $2, since = $3 WHERE relay = $1";
         let sessions = format!("UPDATE winrm_sessions SET relay = $2 WHERE relay = $1 RETURNING {WINRM_COLUMNS}");
+        let pinned = format!("UPDATE pinned_sessions SET relay = $2 WHERE relay = $1 RETURNING {PINNED_COLUMNS}");
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
                 let tx = db.unchecked_transaction()?;
                 tx.execute(&HOMES.replace('$', "?"), rusqlite::params![from, to, now])?;
-                let rows = tx.prepare(&sessions.replace('$', "?"))?.query_map(rusqlite::params![from, to], super::winrm_row_sqlite)?.collect::<rusqlite::Result<Vec<_>>>()?;
+                let winrm = tx.prepare(&sessions.replace('$', "?"))?.query_map(rusqlite::params![from, to], super::winrm_row_sqlite)?.collect::<rusqlite::Result<Vec<_>>>()?;
+                let pinned = tx.prepare(&pinned.replace('$', "?"))?.query_map(rusqlite::params![from, to], pinned_sqlite)?.collect::<rusqlite::Result<Vec<_>>>()?;
                 tx.commit()?;
-                Ok(rows)
+                Ok(Claimed { winrm, pinned })
             }),
             Engine::Postgres(pool) => {
                 let mut client = pool.get().await?;
                 let tx = client.transaction().await?;
                 // The homes first, on both claimers: the second waits on their rows, then finds none left.
                 tx.execute(HOMES, &[&from, &to, &now]).await?;
-                let rows = tx.query(&sessions, &[&from, &to]).await?.iter().map(super::winrm_row_pg).collect::<Result<Vec<_>, _>>()?;
+                let winrm = tx.query(&sessions, &[&from, &to]).await?.iter().map(super::winrm_row_pg).collect::<Result<Vec<_>, _>>()?;
+                let pinned = tx.query(&pinned, &[&from, &to]).await?.iter().map(pinned_pg).collect::<Result<Vec<_>, _>>()?;
                 tx.commit().await?;
-                Ok(rows)
+                Ok(Claimed { winrm, pinned })
             }
+        }
+    }
+
+    /// Keeps a pinned session.
+    pub async fn put_pinned(&self, row: &PinnedRow) -> Result<(), StoreError> {
+        let sql = format!("INSERT INTO pinned_sessions ({PINNED_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        match &self.engine {
+            Engine::Sqlite { db, .. } => {
+                Store::sqlite(db, |db| db.execute(&sql.replace('$', "?"), rusqlite::params![row.key, row.relay, row.owner, row.target, row.sealed_password, row.opened])).map(drop)
+            }
+            Engine::Postgres(pool) => {
+                pool.get().await?.execute(&sql, &[&row.key, &row.relay, &row.owner, &row.target, &row.sealed_password, &row.opened]).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets pinned session `key` (removed by its user).
+    pub async fn remove_pinned(&self, key: &str) -> Result<(), StoreError> {
+        const SQL: &str = "DELETE FROM pinned_sessions WHERE key = $1";
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), [key])).map(drop),
+            Engine::Postgres(pool) => {
+                pool.get().await?.execute(SQL, &[&key]).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The pinned sessions relay `id` holds (a restarted relay shows its own as Broken).
+    pub async fn pinned_of(&self, id: &str) -> Result<Vec<PinnedRow>, StoreError> {
+        let sql = format!("SELECT {PINNED_COLUMNS} FROM pinned_sessions WHERE relay = $1 ORDER BY opened, key");
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.prepare(&sql.replace('$', "?"))?.query_map([id], pinned_sqlite)?.collect()),
+            Engine::Postgres(pool) => pool.get().await?.query(&sql, &[&id]).await?.iter().map(pinned_pg).collect(),
         }
     }
 

@@ -102,12 +102,12 @@ async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     store.relay_stopped("a", 3_000).await.expect("stopped");
     assert!(!store.heartbeat("a", 3_100).await.expect("beat"), "a stopped relay's heartbeat is refused");
     assert!(store.relays().await.expect("relays")[0].gone(3_100, 10_000));
-    let mut claimed = keys(store.claim_relay("a", "b", 3_200).await.expect("claim"));
+    let mut claimed = keys(store.claim_relay("a", "b", 3_200).await.expect("claim").winrm);
     claimed.sort();
     assert_eq!(claimed, ["A1", "A2"]);
     assert_eq!(store.holders().await.expect("holders"), ["b"]);
     assert!(store.winrm_sessions().await.expect("all").iter().all(|r| r.resume == (r.key == "A1")), "resume is kept");
-    assert!(store.claim_relay("a", "c", 3_300).await.expect("claim").is_empty(), "each session moves once");
+    assert!(store.claim_relay("a", "c", 3_300).await.expect("claim").winrm.is_empty(), "each session moves once");
     assert!(store.winrm_sessions().await.expect("all").iter().filter(|r| r.key.starts_with('A')).all(|r| r.relay.as_deref() == Some("b")));
     // A restart registers the relay again: alive, not stopped.
     store.register_relay("a", "http://10.0.0.1:8080", 4_000).await.expect("again");
@@ -136,9 +136,19 @@ async fn users_have_one_home_that_moves_with_its_relays_sessions(store: &Store) 
     assert_eq!(holders, ["a", "b", "ghost"], "a relay that is only a home must be taken over too");
     let row = WinrmSessionRow { key: "S1".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: None, relay: Some("a".into()), resume: true };
     store.put_winrm_session(&row).await.expect("put");
-    assert_eq!(store.claim_relay("a", "b", 2_000).await.expect("claim").len(), 1);
+    // And a session that cannot move (SSH): kept, claimed with the rest, forgotten when its user removes it.
+    let pinned = PinnedRow { key: "P1".into(), relay: "a".into(), owner: "alice".into(), target: "{}".into(), sealed_password: Some(vec![1, 2, 3]), opened: 1_500 };
+    store.put_pinned(&pinned).await.expect("pin");
+    store.put_pinned(&PinnedRow { key: "P2".into(), relay: "b".into(), ..pinned.clone() }).await.expect("pin");
+    assert_eq!(store.pinned_of("a").await.expect("a's"), std::slice::from_ref(&pinned));
+    let claimed = store.claim_relay("a", "b", 2_000).await.expect("claim");
+    assert_eq!(claimed.winrm.len(), 1);
+    assert_eq!(claimed.pinned, [PinnedRow { relay: "b".into(), ..pinned }]);
+    assert!(store.pinned_of("a").await.expect("a's").is_empty() && store.pinned_of("b").await.expect("b's").len() == 2);
+    store.remove_pinned("P1").await.expect("forget");
+    assert_eq!(store.pinned_of("b").await.expect("b's").iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["P2"]);
     assert_eq!(store.home("alice", "a", 2_100).await.expect("home").0, "b", "the home moved with the session");
-    assert!(store.claim_relay("a", "c", 2_200).await.expect("claim").is_empty());
+    assert!(store.claim_relay("a", "c", 2_200).await.expect("claim").winrm.is_empty());
     assert_eq!(store.home("alice", "c", 2_300).await.expect("home").0, "b", "and only once");
 }
 
