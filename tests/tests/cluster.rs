@@ -38,27 +38,17 @@ fn target(peer: &WinrmPeer) -> serde_json::Value {
     json!({"computer_name": "127.0.0.1", "transport": "winrm", "port": peer.port, "user": USER, "password": PASSWORD, "authentication": "ntlm"})
 }
 
-/// Waits until `relay` has `session` (one it took over) connected again, then follows its re-attached pipeline from
-/// its start: the events, one of each (a page that was already following the user's pipelines gets them live, and
-/// again from seq 1).
-async fn follow_reattached(relay: &Relay, c: &mut Client, session: SessionId) -> Vec<ServerMessage> {
-    let deadline = std::time::Instant::now() + psgate_tests::STEP;
-    while relay.manager.list("alice", None, None).iter().find(|i| i.id == session).map(|i| i.state) != Some(SessionState::Opened) {
-        assert!(std::time::Instant::now() < deadline, "the relay connected the session it took over");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    c.send(json!({"type": "get_history"})).await;
+/// The pipeline a relay's Connect re-attached in `session` (one it took over), as a page follows it: told by
+/// `pipeline_started` (live, or first thing on its connection when the Connect came before it), then its events
+/// from the first.
+async fn follow_reattached(c: &mut Client, session: SessionId) -> Vec<ServerMessage> {
     let p = c
         .until(|m| match m {
-            ServerMessage::History { pipelines, .. } => pipelines.iter().find(|r| r.session == session).map(|r| r.pipeline),
+            ServerMessage::PipelineStarted { session: s, pipeline } if *s == session => Some(*pipeline),
             _ => None,
         })
         .await;
-    c.send(json!({"type": "attach", "session": session, "pipeline": p, "after_seq": 0})).await;
-    let mut events = c.until_done(p).await;
-    let mut seen = std::collections::HashSet::new();
-    events.retain(|e| seen.insert(e.seq()));
-    events
+    c.until_done(p).await
 }
 
 /// The URL of the database [`site`] made for `name`.
@@ -137,14 +127,15 @@ async fn a_relay_that_stops_hands_its_winrm_sessions_over_and_a_running_pipeline
     assert!(metrics.lines().any(|l| l == "psgate_failovers_total{how=\"stopped\"} 2"), "{metrics}");
     assert!(store.winrm_sessions().await.expect("rows").iter().all(|r| r.relay.as_deref() == Some("relay-b")), "relay-b holds them now");
     let mut c = Client::connect(&b, "alice").await;
+    let moved = b.manager.list("alice", None, None).into_iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("the running session").id;
+    // The pipeline that ran on while no relay held it: re-attached by relay B's Connect (before alice's page came back,
+    // or after), the page is told and gets its events from the start without asking.
+    let events = follow_reattached(&mut c, moved).await;
+    assert_eq!(indexes(&events), (0..500).collect::<Vec<_>>(), "every object produced while no relay held the session, in order");
     let listed = c.sessions().await;
     assert_eq!(listed.len(), 2, "{listed:?}");
-    let moved = listed.iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("the running session").id;
     let kept = listed.iter().find(|i| i.instance_id.as_deref() == Some(parked_shell.as_str())).expect("the parked session");
     assert_eq!(kept.state, SessionState::Disconnected, "its user disconnected it: it waits for their Connect");
-    // The pipeline that ran on while no relay held it: re-attached by relay B's Connect, followed from its start.
-    let events = follow_reattached(&b, &mut c, moved).await;
-    assert_eq!(indexes(&events), (0..500).collect::<Vec<_>>(), "every object produced while no relay held the session, in order");
     assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: PipelineState::Completed, .. })));
     let p = c.run(moved, "Write-Output after").await;
     assert_eq!(outputs(&c.until_done(p).await), vec![psgate_shared::clixml::Value::string("after")]);
@@ -213,7 +204,7 @@ async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_
     assert!((notice.contains("(silent for 60 s)") || notice.contains("(silent for 61 s)")) && notice.contains("Output relay-a had received and not yet delivered is lost"), "{notice}");
     let moved = b.manager.list("alice", None, None).into_iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("taken over").id;
     // Connected though the target held it for relay-a; its pipeline re-attached.
-    let events = follow_reattached(&b, &mut c, moved).await;
+    let events = follow_reattached(&mut c, moved).await;
     // The gap is said where it is, first in the re-attached pipeline's output, as a warning.
     let Some(ServerMessage::Record { kind: psgate_shared::api::RecordKind::Warning, clixml, .. }) = events.first() else { panic!("a warning first: {:?}", events.first()) };
     let warning = psgate_shared::clixml::decode_message(clixml.as_bytes()).expect("CLIXML");

@@ -85,29 +85,15 @@ async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently()
     let seen = ticks(&before);
     assert_eq!(seen, (1..=seen.len() as u64).collect::<Vec<_>>(), "contiguous before the kill");
 
-    // The page reconnects through the balancer: a survivor serves it, holding the session taken over.
+    // The page reconnects through the balancer: a survivor serves it, holding the session taken over, and tells it
+    // of the pipeline its Connect re-attached, which the page follows (as it does any `pipeline_started`).
     let mut c: Client = reconnect(nginx.addr, &cookie, Duration::from_secs(30)).await;
-    let deadline = Instant::now() + psgate_tests::STEP;
-    let mut broken_at = None;
-    let moved = loop {
-        let listed = c.sessions().await;
-        if broken_at.is_none() && listed.iter().any(|i| i.name == "jump" && i.state == SessionState::Broken) {
-            broken_at = Some(killed.elapsed());
-        }
-        if let Some(i) = listed.iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str()) && i.state == SessionState::Opened) {
-            break i.id;
-        }
-        assert!(Instant::now() < deadline, "the session taken over and connected: {listed:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    c.send(json!({"type": "get_history"})).await;
-    let p2 = c
+    let (moved, p2) = c
         .until(|m| match m {
-            ServerMessage::History { pipelines, .. } => pipelines.iter().find(|r| r.session == moved).map(|r| r.pipeline),
+            ServerMessage::PipelineStarted { session, pipeline } => Some((*session, *pipeline)),
             _ => None,
         })
         .await;
-    c.send(json!({"type": "attach", "session": moved, "pipeline": p2, "after_seq": 0})).await;
     let mut after = Vec::new();
     let mut back_at = None;
     loop {
@@ -123,13 +109,14 @@ async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently()
             break;
         }
     }
-    eprintln!("output again {:?} after the SIGKILL (relay {holder})", back_at.expect("output after the takeover"));
-    // The SSH session is Broken, saying why (within 10 s of the kill), and one action opens it again.
     let listed = c.sessions().await;
+    assert!(listed.iter().any(|i| i.id == moved && i.instance_id.as_deref() == Some(shell.as_str())), "the WinRM session, taken over: {listed:?}");
+    eprintln!("output again {:?} after the SIGKILL (relay {holder})", back_at.expect("output after the takeover"));
+    // The SSH session is Broken, saying why, and one action opens it again. (The relay that took the WinRM session
+    // over showed it Broken first, in the same claim: within the time the output took to come back, under 10 s.)
+    assert!(back_at.is_some_and(|t| t < Duration::from_secs(10)), "{back_at:?}");
     let broken = listed.iter().find(|i| i.name == "jump").expect("the SSH session is listed");
     assert_eq!(broken.state, SessionState::Broken, "{broken:?}");
-    let broken_at = broken_at.expect("Broken when the page came back");
-    assert!(broken_at < Duration::from_secs(10), "shown Broken {broken_at:?} after the kill");
     let reason = broken.reason.clone().unwrap_or_default();
     assert!(reason.starts_with(&format!("Held by relay {holder}, which stopped at ")) && reason.contains("a session over SSH cannot move to another relay"), "{reason}");
     c.send(json!({"type": "recreate_sessions", "ids": [broken.id]})).await;

@@ -150,13 +150,21 @@ pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: S
     // Listening before the user counts as connected here: a notice is then either kept for this connection (and
     // sent now) or heard live.
     let listener = manager.changes();
-    // What happened while the user had no connection here (a takeover's loss), said first.
+    let mut conn = Connection { manager: manager.clone(), user: user.clone(), out: out.clone(), followers: HashMap::new() };
+    // What happened while the user had no connection here, first: a takeover's loss, and the pipelines a Connect
+    // re-attached meanwhile (followed from their first event).
     let (connected, notices) = manager.user_connected(&user);
     for notice in notices {
-        let _ = out.send(notice).await;
+        let follow = match &notice {
+            ServerMessage::PipelineStarted { session, pipeline } => manager.buffer(&user, *session, *pipeline).ok().map(|b| (*session, *pipeline, b)),
+            _ => None,
+        };
+        conn.send(notice).await;
+        if let Some((session, pipeline, buffer)) = follow {
+            conn.follow(session, pipeline, buffer, 0);
+        }
     }
     let changes = tokio::spawn(changes(manager.clone(), listener, user.clone(), out.clone()));
-    let mut conn = Connection { manager, user, out, followers: HashMap::new() };
     let login_ended = auth.ended(&key);
     tokio::pin!(login_ended);
     let ended = loop {
@@ -192,7 +200,7 @@ pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: S
         f.abort();
     }
     changes.abort();
-    drop((conn, connected));
+    drop((conn, connected, out));
     let _ = writer.await;
 }
 

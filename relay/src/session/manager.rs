@@ -1819,7 +1819,8 @@ impl Manager {
         }
         lock(&entry.pipelines).insert(pipeline, Kept { buffer: buffer.clone(), script: format!("(connected pipeline {uuid})"), prompt: String::new(), invocation: None, hidden: false });
         tracing::info!(session = session.0, pipeline = pipeline.0, %uuid, "a running pipeline re-attached");
-        self.publish(&entry.owner, ServerMessage::PipelineStarted { session, pipeline });
+        // Followed by the user's pages at once, or by their next connection (after a takeover, browsers reconnect).
+        self.notice(&entry.owner, ServerMessage::PipelineStarted { session, pipeline });
         Running { id: pipeline, uuid, buffer, calls: HashMap::new(), tag: None, waiting_for_key: Vec::new(), progress: BTreeMap::new() }
     }
 
