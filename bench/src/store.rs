@@ -55,6 +55,7 @@ fn row(i: usize, relay: &str) -> WinrmSessionRow {
         idle_since: Some(1_700_000_000_000),
         relay: Some(relay.into()),
         resume: true,
+        session_id: Some(i as i64 + 1),
     }
 }
 

@@ -159,6 +159,8 @@ pub struct WinrmSessionRow {
     pub relay: Option<String>,
     /// It was open (not disconnected by its user) when kept: a relay that takes it over connects it again.
     pub resume: bool,
+    /// Its id (the user's numbering; none: kept before ids were).
+    pub session_id: Option<i64>,
 }
 
 impl std::fmt::Debug for WinrmSessionRow {
@@ -316,10 +318,10 @@ impl Store {
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
                 db.execute(
-                    "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since, relay, resume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT(key) DO UPDATE SET owner = ?2, target = ?3, shell = ?4, sealed_password = ?5, updated = ?6, idle_since = ?7, relay = ?8, resume = ?9
+                    "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since, relay, resume, session_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT(key) DO UPDATE SET owner = ?2, target = ?3, shell = ?4, sealed_password = ?5, updated = ?6, idle_since = ?7, relay = ?8, resume = ?9, session_id = ?10
                      WHERE winrm_sessions.relay IS NULL OR winrm_sessions.relay = ?8 OR ?8 IS NULL",
-                    rusqlite::params![row.key, row.owner, row.target, row.shell, row.sealed_password, now, row.idle_since, row.relay, row.resume],
+                    rusqlite::params![row.key, row.owner, row.target, row.shell, row.sealed_password, now, row.idle_since, row.relay, row.resume, row.session_id],
                 )
             })
             .map(drop),
@@ -327,12 +329,12 @@ impl Store {
                 let client = pool.get().await?;
                 let stmt = client
                     .prepare_cached(
-                        "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since, relay, resume) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                         ON CONFLICT (key) DO UPDATE SET owner = $2, target = $3, shell = $4, sealed_password = $5, updated = $6, idle_since = $7, relay = $8, resume = $9
+                        "INSERT INTO winrm_sessions (key, owner, target, shell, sealed_password, updated, idle_since, relay, resume, session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                         ON CONFLICT (key) DO UPDATE SET owner = $2, target = $3, shell = $4, sealed_password = $5, updated = $6, idle_since = $7, relay = $8, resume = $9, session_id = $10
                          WHERE winrm_sessions.relay IS NULL OR winrm_sessions.relay = $8 OR $8 IS NULL",
                     )
                     .await?;
-                client.execute(&stmt, &[&row.key, &row.owner, &row.target, &row.shell, &row.sealed_password, &now, &row.idle_since, &row.relay, &row.resume]).await?;
+                client.execute(&stmt, &[&row.key, &row.owner, &row.target, &row.shell, &row.sealed_password, &now, &row.idle_since, &row.relay, &row.resume, &row.session_id]).await?;
                 Ok(())
             }
         }
@@ -541,7 +543,7 @@ impl Store {
 /// The columns of a [`WinrmSessionRow`], in its fields' order.
 /// A [`WINRM_COLUMNS`] row of SQLite.
 fn winrm_row_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<WinrmSessionRow> {
-    Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)?, idle_since: r.get(5)?, relay: r.get(6)?, resume: r.get(7)? })
+    Ok(WinrmSessionRow { key: r.get(0)?, owner: r.get(1)?, target: r.get(2)?, shell: r.get(3)?, sealed_password: r.get(4)?, idle_since: r.get(5)?, relay: r.get(6)?, resume: r.get(7)?, session_id: r.get(8)? })
 }
 
 /// A [`WINRM_COLUMNS`] row of PostgreSQL.
@@ -555,10 +557,11 @@ fn winrm_row_pg(r: &tokio_postgres::Row) -> Result<WinrmSessionRow, StoreError> 
         idle_since: r.try_get(5)?,
         relay: r.try_get(6)?,
         resume: r.try_get(7)?,
+        session_id: r.try_get(8)?,
     })
 }
 
-const WINRM_COLUMNS: &str = "key, owner, target, shell, sealed_password, idle_since, relay, resume";
+const WINRM_COLUMNS: &str = "key, owner, target, shell, sealed_password, idle_since, relay, resume, session_id";
 
 mod relays;
 pub use relays::{Claimed, PinnedRow, RelayRow};

@@ -130,6 +130,7 @@ async fn a_relay_that_stops_hands_its_winrm_sessions_over_and_a_running_pipeline
     let moved = b.manager.list("alice", None, None).into_iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("the running session").id;
     // The pipeline that ran on while no relay held it: re-attached by relay B's Connect (before alice's page came back,
     // or after), the page is told and gets its events from the start without asking.
+    assert_eq!(moved, s, "the session keeps its id on relay-b (alice's page and prompt go on naming it so)");
     let events = follow_reattached(&mut c, moved).await;
     assert_eq!(indexes(&events), (0..500).collect::<Vec<_>>(), "every object produced while no relay held the session, in order");
     let listed = c.sessions().await;
@@ -203,6 +204,7 @@ async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_
     // (Its last heartbeat a minute before the takeover, give or take the second the test took.)
     assert!((notice.contains("(silent for 60 s)") || notice.contains("(silent for 61 s)")) && notice.contains("Output relay-a had received and not yet delivered is lost"), "{notice}");
     let moved = b.manager.list("alice", None, None).into_iter().find(|i| i.instance_id.as_deref() == Some(shell.as_str())).expect("taken over").id;
+    assert_eq!(moved, s, "its id kept");
     // Connected though the target held it for relay-a; its pipeline re-attached.
     let events = follow_reattached(&mut c, moved).await;
     // The gap is said where it is, first in the re-attached pipeline's output, as a warning.

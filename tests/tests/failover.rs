@@ -111,6 +111,7 @@ async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently()
     }
     let listed = c.sessions().await;
     assert!(listed.iter().any(|i| i.id == moved && i.instance_id.as_deref() == Some(shell.as_str())), "the WinRM session, taken over: {listed:?}");
+    assert_eq!(moved, s, "under the id the page knew it by");
     eprintln!("output again {:?} after the SIGKILL (relay {holder})", back_at.expect("output after the takeover"));
     // The SSH session is Broken, saying why, and one action opens it again. (The relay that took the WinRM session
     // over showed it Broken first, in the same claim: within the time the output took to come back, under 10 s.)

@@ -478,10 +478,12 @@ pub struct Change {
 
 #[derive(Debug, Default)]
 struct Inner {
-    next_session: u64,
+    /// Each user's last session id: ids count per user, as in a PowerShell console of one's own (a user's sessions
+    /// move between relays together, keeping their ids).
+    next_session: HashMap<String, u64>,
     next_pipeline: u64,
     next_invocation: u64,
-    sessions: BTreeMap<SessionId, Arc<Entry>>,
+    sessions: BTreeMap<(String, SessionId), Arc<Entry>>,
     /// Invoke-Command runs, oldest first, the last [`PIPELINES_KEPT`] of each user.
     invocations: VecDeque<(String, Arc<Mutex<InvocationRecord>>)>,
 }
@@ -772,7 +774,7 @@ impl Manager {
     /// that relay first, and its user is told plainly that output the dead relay had received and not delivered is
     /// lost (the target gave it to that relay; nobody has it now), never silently.
     fn died_holding(&self, row: &WinrmSessionRow, id: SessionId, holder: &str, why: &str) {
-        let Some(entry) = lock(&self.inner).sessions.get(&id).cloned() else { return };
+        let Some(entry) = lock(&self.inner).sessions.get(&(row.owner.clone(), id)).cloned() else { return };
         entry.take_over.store(true, std::sync::atomic::Ordering::SeqCst);
         let computer = lock(&entry.info).computer_name.trim().to_owned();
         let message = format!(
@@ -830,7 +832,8 @@ impl Manager {
             target.password = Some(sealer.open(sealed, &row.key)?);
         }
         self.check_target(&target).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        let (id, entry, rx) = self.add_entry(&row.owner, &target, SessionState::Disconnected, false).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let want = row.session_id.and_then(|i| u64::try_from(i).ok()).map(SessionId);
+        let (id, entry, rx) = self.add_entry(&row.owner, &target, SessionState::Disconnected, false, want).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         self.update(&entry, |i| i.instance_id = Some(row.key.clone()));
         // Idle since it was last used before the restart, not since the restart (IdleTimeout counts on).
         if let Some(since) = row.idle_since {
@@ -850,7 +853,8 @@ impl Manager {
         if let (Some(sealed), Some((_, sealer))) = (&row.sealed_password, &self.store) {
             target.password = Some(sealer.open(sealed, &row.key)?);
         }
-        let (id, entry, _commands) = self.add_entry(&row.owner, &target, SessionState::Broken, false).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let want = row.session_id.and_then(|i| u64::try_from(i).ok()).map(SessionId);
+        let (id, entry, _commands) = self.add_entry(&row.owner, &target, SessionState::Broken, false, want).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         *lock(&entry.pinned) = Some(row.key.clone());
         // No task drives it: nothing to wait for when it is removed.
         entry.ended.send_replace(true);
@@ -882,7 +886,7 @@ impl Manager {
         let mut public = target.clone();
         (public.password, public.shell_id, public.name) = (None, None, Some(lock(&entry.info).name.clone()));
         *lock(&entry.pinned) = Some(key.clone());
-        let row = PinnedRow { key, relay: self.relay_id.clone(), owner: entry.owner.clone(), target: serde_json::to_string(&public).unwrap_or_default(), sealed_password: sealed, opened: unix_ms() };
+        let row = PinnedRow { key, relay: self.relay_id.clone(), owner: entry.owner.clone(), target: serde_json::to_string(&public).unwrap_or_default(), sealed_password: sealed, opened: unix_ms(), session_id: i64::try_from(lock(&entry.info).id.0).ok() };
         let store = store.clone();
         tokio::spawn(async move {
             if let Err(e) = store.put_pinned(&row).await {
@@ -948,6 +952,7 @@ impl Manager {
             idle_since: Some(idle_since),
             relay: Some(self.relay_id.clone()),
             resume,
+            session_id: i64::try_from(lock(&entry.info).id.0).ok(),
         };
         if let Err(e) = store.put_winrm_session(&row).await {
             tracing::error!(error = %e, "keeping a WinRM session");
@@ -1063,7 +1068,7 @@ impl Manager {
                 return Err(ApiError::new(ErrorCode::InvalidTarget, format!("a session of this relay is attached to shell {shell} already")));
             }
         }
-        let (id, entry, rx) = self.add_entry(owner, &target, SessionState::Opening, true)?;
+        let (id, entry, rx) = self.add_entry(owner, &target, SessionState::Opening, true, None)?;
         let info = lock(&entry.info).clone();
         tracing::info!(session = id.0, owner, computer = %info.computer_name, transport = ?info.transport, "new session");
         self.pin(&entry, &target);
@@ -1073,7 +1078,7 @@ impl Manager {
 
     /// A new session's entry; with `admit`, only within the quotas (checked and taken under one lock, so that two
     /// New-PSSession racing for a user's last slot cannot both have it).
-    fn add_entry(&self, owner: &str, target: &Target, state: SessionState, admit: bool) -> Result<(SessionId, Arc<Entry>, mpsc::UnboundedReceiver<Command>), ApiError> {
+    fn add_entry(&self, owner: &str, target: &Target, state: SessionState, admit: bool, want: Option<SessionId>) -> Result<(SessionId, Arc<Entry>, mpsc::UnboundedReceiver<Command>), ApiError> {
         let port = crate::config::default_port(target.transport, target.use_ssl, target.port);
         let rule = crate::quotas::rule_of(&self.config.allow, target.computer_name.trim(), port, target.transport);
         let (commands, rx) = mpsc::unbounded_channel();
@@ -1088,8 +1093,13 @@ impl Manager {
                 return Err(ApiError::new(ErrorCode::QuotaExceeded, refusal.message()));
             }
         }
-        inner.next_session += 1;
-        let id = SessionId(inner.next_session);
+        // The id asked (a session taken over keeps its own) when the user has no session with it here.
+        let id = match want.filter(|w| w.0 > 0 && !inner.sessions.contains_key(&(owner.to_owned(), *w))) {
+            Some(w) => w,
+            None => SessionId(inner.next_session.get(owner).copied().unwrap_or(0) + 1),
+        };
+        let next = inner.next_session.entry(owner.to_owned()).or_default();
+        *next = (*next).max(id.0);
         let winrm = target.transport == Transport::Winrm;
         let info = SessionInfo {
             id,
@@ -1109,7 +1119,7 @@ impl Manager {
         let mut origin = target.clone();
         (origin.name, origin.shell_id) = (None, None);
         let entry = Arc::new(Entry { owner: owner.to_owned(), origin: Origin(origin), info: Mutex::new(info), commands, pipelines: Mutex::default(), private_data: Mutex::default(), rule, activity: Mutex::new(self.time.now()), opened_at: Mutex::default(), ended: watch::Sender::new(false), handover: std::sync::atomic::AtomicBool::new(false), take_over: std::sync::atomic::AtomicBool::new(false), gap: Mutex::default(), pinned: Mutex::default() });
-        inner.sessions.insert(id, entry.clone());
+        inner.sessions.insert((owner.to_owned(), id), entry.clone());
         Ok((id, entry, rx))
     }
 
@@ -1240,8 +1250,7 @@ impl Manager {
     fn entry(&self, owner: &str, id: SessionId) -> Result<Arc<Entry>, ApiError> {
         let entry = lock(&self.inner)
             .sessions
-            .get(&id)
-            .filter(|e| e.owner == owner)
+            .get(&(owner.to_owned(), id))
             .cloned()
             .ok_or_else(|| ApiError::new(ErrorCode::UnknownSession, format!("there is no session {}", id.0)))?;
         *lock(&entry.activity) = self.time.now();
@@ -1323,7 +1332,7 @@ impl Manager {
 
     /// The time the quotas leave one of `owner`'s sessions (not a request on it: asking does not keep it open).
     pub fn time_left(&self, owner: &str, id: SessionId) -> (Option<u64>, Option<u64>) {
-        let entry = lock(&self.inner).sessions.get(&id).filter(|e| e.owner == owner).cloned();
+        let entry = lock(&self.inner).sessions.get(&(owner.to_owned(), id)).cloned();
         entry.map_or((None, None), |e| self.time_left_of(&e))
     }
 
@@ -1544,16 +1553,16 @@ impl Manager {
         let mut inner = lock(&self.inner);
         let ids: Vec<SessionId> = match ids {
             Some(ids) => {
-                if let Some(id) = ids.iter().find(|id| inner.sessions.get(id).is_none_or(|e| e.owner != owner)) {
+                if let Some(id) = ids.iter().find(|id| !inner.sessions.contains_key(&(owner.to_owned(), **id))) {
                     return Err(ApiError::new(ErrorCode::UnknownSession, format!("there is no session {}", id.0)));
                 }
                 ids.to_vec()
             }
-            None => inner.sessions.iter().filter(|(_, e)| e.owner == owner).map(|(id, _)| *id).collect(),
+            None => inner.sessions.keys().filter(|(o, _)| o == owner).map(|(_, id)| *id).collect(),
         };
         let mut ended = Vec::new();
         for id in &ids {
-            if let Some(entry) = inner.sessions.remove(id) {
+            if let Some(entry) = inner.sessions.remove(&(owner.to_owned(), *id)) {
                 ended.push(entry.ended.subscribe());
                 if let (Some(key), Some((store, _))) = (lock(&entry.pinned).take(), &self.store) {
                     let store = store.clone();

@@ -5,7 +5,7 @@
 
 use super::{Engine, Store, StoreError, WINRM_COLUMNS, WinrmSessionRow};
 
-const PINNED_COLUMNS: &str = "key, relay, owner, target, sealed_password, opened";
+const PINNED_COLUMNS: &str = "key, relay, owner, target, sealed_password, opened, session_id";
 
 /// A relay of the deployment, as the store knows it (times in ms since the Unix epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub struct PinnedRow {
     pub sealed_password: Option<Vec<u8>>,
     /// When it opened (ms since the Unix epoch).
     pub opened: i64,
+    /// Its id (the user's numbering).
+    pub session_id: Option<i64>,
 }
 
 impl std::fmt::Debug for PinnedRow {
@@ -48,11 +50,11 @@ impl std::fmt::Debug for PinnedRow {
 }
 
 fn pinned_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<PinnedRow> {
-    Ok(PinnedRow { key: r.get(0)?, relay: r.get(1)?, owner: r.get(2)?, target: r.get(3)?, sealed_password: r.get(4)?, opened: r.get(5)? })
+    Ok(PinnedRow { key: r.get(0)?, relay: r.get(1)?, owner: r.get(2)?, target: r.get(3)?, sealed_password: r.get(4)?, opened: r.get(5)?, session_id: r.get(6)? })
 }
 
 fn pinned_pg(r: &tokio_postgres::Row) -> Result<PinnedRow, StoreError> {
-    Ok(PinnedRow { key: r.try_get(0)?, relay: r.try_get(1)?, owner: r.try_get(2)?, target: r.try_get(3)?, sealed_password: r.try_get(4)?, opened: r.try_get(5)? })
+    Ok(PinnedRow { key: r.try_get(0)?, relay: r.try_get(1)?, owner: r.try_get(2)?, target: r.try_get(3)?, sealed_password: r.try_get(4)?, opened: r.try_get(5)?, session_id: r.try_get(6)? })
 }
 
 /// What a survivor takes over from a relay gone ([`Store::claim_relay`]).
@@ -185,13 +187,13 @@ impl Store {
 
     /// Keeps a pinned session.
     pub async fn put_pinned(&self, row: &PinnedRow) -> Result<(), StoreError> {
-        let sql = format!("INSERT INTO pinned_sessions ({PINNED_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        let sql = format!("INSERT INTO pinned_sessions ({PINNED_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
         match &self.engine {
             Engine::Sqlite { db, .. } => {
-                Store::sqlite(db, |db| db.execute(&sql.replace('$', "?"), rusqlite::params![row.key, row.relay, row.owner, row.target, row.sealed_password, row.opened])).map(drop)
+                Store::sqlite(db, |db| db.execute(&sql.replace('$', "?"), rusqlite::params![row.key, row.relay, row.owner, row.target, row.sealed_password, row.opened, row.session_id])).map(drop)
             }
             Engine::Postgres(pool) => {
-                pool.get().await?.execute(&sql, &[&row.key, &row.relay, &row.owner, &row.target, &row.sealed_password, &row.opened]).await?;
+                pool.get().await?.execute(&sql, &[&row.key, &row.relay, &row.owner, &row.target, &row.sealed_password, &row.opened, &row.session_id]).await?;
                 Ok(())
             }
         }

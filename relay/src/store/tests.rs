@@ -90,7 +90,7 @@ async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     let relays = store.relays().await.expect("relays");
     assert_eq!(relays.iter().map(|r| (r.id.as_str(), r.heartbeat, r.stopped)).collect::<Vec<_>>(), [("a", 2_000, None), ("b", 1_500, None)]);
     assert!(!relays[1].gone(9_000, 10_000) && relays[1].gone(12_000, 10_000), "silent for more than dead_after");
-    let row = |key: &str, relay: Option<&str>| WinrmSessionRow { key: key.into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: None, relay: relay.map(str::to_owned), resume: key == "A1" };
+    let row = |key: &str, relay: Option<&str>| WinrmSessionRow { key: key.into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: None, relay: relay.map(str::to_owned), resume: key == "A1", session_id: None };
     for r in [row("A1", Some("a")), row("A2", Some("a")), row("B1", Some("b")), row("OLD", None)] {
         store.put_winrm_session(&r).await.expect("put");
     }
@@ -134,10 +134,10 @@ async fn users_have_one_home_that_moves_with_its_relays_sessions(store: &Store) 
     let mut holders = store.holders().await.expect("holders");
     holders.sort();
     assert_eq!(holders, ["a", "b", "ghost"], "a relay that is only a home must be taken over too");
-    let row = WinrmSessionRow { key: "S1".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: None, relay: Some("a".into()), resume: true };
+    let row = WinrmSessionRow { key: "S1".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: None, relay: Some("a".into()), resume: true, session_id: Some(3) };
     store.put_winrm_session(&row).await.expect("put");
     // And a session that cannot move (SSH): kept, claimed with the rest, forgotten when its user removes it.
-    let pinned = PinnedRow { key: "P1".into(), relay: "a".into(), owner: "alice".into(), target: "{}".into(), sealed_password: Some(vec![1, 2, 3]), opened: 1_500 };
+    let pinned = PinnedRow { key: "P1".into(), relay: "a".into(), owner: "alice".into(), target: "{}".into(), sealed_password: Some(vec![1, 2, 3]), opened: 1_500, session_id: Some(4) };
     store.put_pinned(&pinned).await.expect("pin");
     store.put_pinned(&PinnedRow { key: "P2".into(), relay: "b".into(), ..pinned.clone() }).await.expect("pin");
     assert_eq!(store.pinned_of("a").await.expect("a's"), std::slice::from_ref(&pinned));
@@ -214,8 +214,8 @@ async fn admins_and_the_audit(store: &Store) {
 
 async fn winrm_sessions_are_kept_updated_and_forgotten(store: &Store) {
     assert_eq!(store.winrm_sessions().await.expect("read"), []);
-    let a = WinrmSessionRow { key: "AAAA".into(), owner: "alice".into(), target: "{\"computer_name\":\"srv01\"}".into(), shell: "{}".into(), sealed_password: Some(vec![0, 1, 2, 255]), idle_since: None, relay: None, resume: false };
-    let b = WinrmSessionRow { key: "BBBB".into(), owner: "bob".into(), target: "{}".into(), shell: "{\"shell_id\":\"b\"}".into(), sealed_password: None, idle_since: Some(1_700_000_000_123), relay: None, resume: false };
+    let a = WinrmSessionRow { key: "AAAA".into(), owner: "alice".into(), target: "{\"computer_name\":\"srv01\"}".into(), shell: "{}".into(), sealed_password: Some(vec![0, 1, 2, 255]), idle_since: None, relay: None, resume: false, session_id: Some(1) };
+    let b = WinrmSessionRow { key: "BBBB".into(), owner: "bob".into(), target: "{}".into(), shell: "{\"shell_id\":\"b\"}".into(), sealed_password: None, idle_since: Some(1_700_000_000_123), relay: None, resume: false, session_id: Some(1) };
     store.put_winrm_session(&a).await.expect("put");
     store.put_winrm_session(&b).await.expect("put");
     assert_eq!(store.winrm_sessions().await.expect("read"), [a.clone(), b.clone()]);
@@ -236,7 +236,7 @@ async fn reopened_keeps_its_rows(url: &str) {
     let open = async || Store::open_url(url).await.expect("opened");
     let store = open().await;
     store.set_user("alice", "pw").await.expect("add");
-    store.put_winrm_session(&WinrmSessionRow { key: "K".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: Some(7), relay: None, resume: false }).await.expect("put");
+    store.put_winrm_session(&WinrmSessionRow { key: "K".into(), owner: "alice".into(), target: "{}".into(), shell: "{}".into(), sealed_password: None, idle_since: Some(7), relay: None, resume: false, session_id: None }).await.expect("put");
     drop(store);
     let store = open().await;
     assert!(store.verify("alice", "pw").await.expect("verify"));
@@ -314,7 +314,7 @@ async fn a_database_from_before_versioned_migrations_is_taken_over() {
     assert_eq!(store.login("h").await.expect("kept"), Some(LoginRow { user: "root".into(), last_seen: 2, expires: 3 }));
     assert_eq!(
         store.winrm_sessions().await.expect("kept"),
-        [WinrmSessionRow { key: "K".into(), owner: "root".into(), target: "{}".into(), shell: "{}".into(), sealed_password: Some(vec![1, 2]), idle_since: None, relay: None, resume: false }]
+        [WinrmSessionRow { key: "K".into(), owner: "root".into(), target: "{}".into(), shell: "{}".into(), sealed_password: Some(vec![1, 2]), idle_since: None, relay: None, resume: false, session_id: None }]
     );
     drop(store);
     Store::open(&path).expect("opened again: nothing left to migrate");
