@@ -56,8 +56,9 @@ fn main() -> anyhow::Result<()> {
         Some("implicit") => implicit::run(args.iter().any(|a| a == "--quick")),
         Some("quotas") => quotas::run(args.iter().any(|a| a == "--quick")),
         Some("store") => store::run(args.iter().any(|a| a == "--quick")),
+        Some("cluster") => cluster::run(args.iter().any(|a| a == "--quick")),
         _ => bail!(
-            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit|quotas|store [--quick]  (relay also: --runs N --sessions N --objects N; \
+            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit|quotas|store|cluster [--quick]  (relay also: --runs N --sessions N --objects N; \
              winrm also: --objects N --runs N --open-rounds N)"
         ),
     }
@@ -70,6 +71,7 @@ struct Dataset {
     bytes: usize,
 }
 
+mod cluster;
 mod implicit;
 mod measure;
 mod prompt;

@@ -44,8 +44,8 @@ const SLEEPY: &str = "Start-Sleep -Milliseconds 500; Write-Output 1";
 const PAUSE: Duration = Duration::from_millis(10);
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(120);
-const USER: &str = "bench";
-const PASSWORD: &str = "bench-password-not-secret";
+pub(crate) const USER: &str = "bench";
+pub(crate) const PASSWORD: &str = "bench-password-not-secret";
 /// Sessions opened at once (each starts a Python process; the relay gives a session 30 s to open).
 const OPEN_BATCH: usize = 10;
 
@@ -151,7 +151,7 @@ impl Drop for RelayProcess {
 }
 
 /// Builds `psgate` (release) and returns its path; `PSGATE_BIN` names another.
-fn psgate_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn psgate_binary() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("PSGATE_BIN") {
         return Ok(bin.into());
     }
@@ -165,7 +165,7 @@ fn psgate_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// A TOML string.
-fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
@@ -234,19 +234,19 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<T
 /// The part of a server message every message is read for; the rest (the CLIXML of an output) is skipped, not
 /// decoded, and other messages are read in full only when needed.
 #[derive(Deserialize)]
-struct Head<'a> {
+pub(crate) struct Head<'a> {
     #[serde(rename = "type")]
-    kind: &'a str,
+    pub(crate) kind: &'a str,
     #[serde(default)]
-    pipeline: Option<u64>,
+    pub(crate) pipeline: Option<u64>,
     #[serde(default)]
-    seq: Option<u64>,
+    pub(crate) seq: Option<u64>,
     #[serde(default)]
-    state: Option<&'a str>,
+    pub(crate) state: Option<&'a str>,
 }
 
-struct WsClient {
-    ws: Ws,
+pub(crate) struct WsClient {
+    pub(crate) ws: Ws,
 }
 
 /// `POST /api/login`: the session cookie (`name=value`).
@@ -273,10 +273,10 @@ fn terminal(state: Option<&str>) -> bool {
 }
 
 /// What one `run` delivered.
-struct Delivered {
-    elapsed: Duration,
-    outputs: usize,
-    dropped: u64,
+pub(crate) struct Delivered {
+    pub(crate) elapsed: Duration,
+    pub(crate) outputs: usize,
+    pub(crate) dropped: u64,
 }
 
 /// What one `invoke` took.
@@ -288,7 +288,7 @@ struct Invoked {
 }
 
 impl WsClient {
-    async fn connect(addr: SocketAddr) -> anyhow::Result<WsClient> {
+    pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<WsClient> {
         let cookie = login(addr).await?;
         let mut req = format!("ws://{addr}/api/ws").into_client_request()?;
         req.headers_mut().insert("cookie", HeaderValue::from_str(&cookie)?);
@@ -302,12 +302,12 @@ impl WsClient {
         Ok(c)
     }
 
-    async fn send(&mut self, v: serde_json::Value) -> anyhow::Result<()> {
+    pub(crate) async fn send(&mut self, v: serde_json::Value) -> anyhow::Result<()> {
         self.ws.send(Message::Text(v.to_string().into())).await?;
         Ok(())
     }
 
-    async fn text(&mut self) -> anyhow::Result<tokio_tungstenite::tungstenite::Utf8Bytes> {
+    pub(crate) async fn text(&mut self) -> anyhow::Result<tokio_tungstenite::tungstenite::Utf8Bytes> {
         loop {
             match tokio::time::timeout(STEP, self.ws.next()).await {
                 Err(_) => bail!("no message from the relay within {STEP:?}"),
@@ -328,7 +328,7 @@ impl WsClient {
 
     /// Sends a message the relay answers with `sessions` (`get_sessions`, `new_sessions`, `remove_sessions`) and
     /// reads up to that answer, so that every answer is read by its request.
-    async fn request(&mut self, message: serde_json::Value) -> anyhow::Result<Vec<psgate_shared::api::SessionInfo>> {
+    pub(crate) async fn request(&mut self, message: serde_json::Value) -> anyhow::Result<Vec<psgate_shared::api::SessionInfo>> {
         self.send(message).await?;
         loop {
             let text = self.text().await?;
@@ -341,7 +341,7 @@ impl WsClient {
     }
 
     /// Waits until every session is opened and available (not opening, not busy); a broken one is an error.
-    async fn until_available(&mut self) -> anyhow::Result<Vec<SessionId>> {
+    pub(crate) async fn until_available(&mut self) -> anyhow::Result<Vec<SessionId>> {
         let deadline = Instant::now() + STEP;
         loop {
             let sessions = self.sessions().await?;
@@ -359,7 +359,7 @@ impl WsClient {
     }
 
     /// Opens `n` more sessions on `localhost` (local transport), `OPEN_BATCH` at a time; returns all the user's.
-    async fn open_sessions(&mut self, n: usize) -> anyhow::Result<Vec<SessionId>> {
+    pub(crate) async fn open_sessions(&mut self, n: usize) -> anyhow::Result<Vec<SessionId>> {
         let mut left = n;
         let mut all = Vec::new();
         while left > 0 {
@@ -374,7 +374,7 @@ impl WsClient {
 
     /// `run`: from sending it to the pipeline's final state. Then waits, untimed, until the session is available
     /// again (the relay marks it so just after the final state).
-    async fn run(&mut self, session: SessionId, script: &str) -> anyhow::Result<Delivered> {
+    pub(crate) async fn run(&mut self, session: SessionId, script: &str) -> anyhow::Result<Delivered> {
         let start = Instant::now();
         self.send(json!({"type": "run", "session": session, "script": script})).await?;
         let mut pipeline = None;
@@ -569,7 +569,7 @@ async fn direct_close(all: Vec<Direct>) {
 // Statistics and printing
 
 /// Nearest-rank percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -583,7 +583,7 @@ fn median(v: &[Duration]) -> Duration {
     percentile(&s, 50.0)
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 

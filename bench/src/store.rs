@@ -6,7 +6,8 @@
 //! - the admin flag (`is_admin`: each WebSocket opened),
 //! - a kept WinRM session written (`put_winrm_session`: at each open, disconnect and reconnect),
 //! - the relay's own kept sessions read (`winrm_sessions_of`: at start and at each takeover),
-//! - a heartbeat (`heartbeat`: every `[cluster] heartbeat_secs`).
+//! - a heartbeat (`heartbeat`: every `[cluster] heartbeat_secs`),
+//! - the user's relay (`home`: each WebSocket opened, to know which relay serves the user).
 //!
 //! `eval "$(bash scripts/postgres.sh)"; cargo run --release -p psgate-bench -- store [--quick]`
 
@@ -67,10 +68,11 @@ enum Op {
     PutSession,
     OwnSessions,
     Heartbeat,
+    Home,
 }
 
 impl Op {
-    const ALL: [Op; 6] = [Op::Login, Op::Touch, Op::IsAdmin, Op::PutSession, Op::OwnSessions, Op::Heartbeat];
+    const ALL: [Op; 7] = [Op::Login, Op::Touch, Op::IsAdmin, Op::PutSession, Op::OwnSessions, Op::Heartbeat, Op::Home];
 
     fn name(self) -> &'static str {
         match self {
@@ -80,6 +82,7 @@ impl Op {
             Op::PutSession => "keep a WinRM session (put)",
             Op::OwnSessions => "own kept sessions (100 rows)",
             Op::Heartbeat => "heartbeat",
+            Op::Home => "user's relay (home)",
         }
     }
 
@@ -93,6 +96,7 @@ impl Op {
             Op::PutSession => store.put_winrm_session(&row(i % (SESSIONS / 2) * 2, "relay-a")).await?,
             Op::OwnSessions => anyhow::ensure!(store.winrm_sessions_of("relay-a").await?.len() == SESSIONS / 2),
             Op::Heartbeat => anyhow::ensure!(store.heartbeat("relay-a", 2_000 + i as i64).await?),
+            Op::Home => anyhow::ensure!(store.home("alice", "relay-a", 2_000).await?.0 == "relay-a"),
         }
         Ok(())
     }
