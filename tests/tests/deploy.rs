@@ -70,3 +70,27 @@ async fn the_documented_nginx_configuration_serves_logins_websockets_and_health_
     // The relays' channel is not for browsers: the balancer does not pass it on.
     assert_eq!(get(nginx.addr, "/internal/ws").await.0, 404);
 }
+
+/// The container deployment (`deploy/compose.yaml`): each relay's configuration loads as `psgate serve` reads it, and
+/// the files agree with each other: one database and sealing key, distinct relay ids, each relay's channel address
+/// its service name and listen port, which is where compose's nginx points the shipped upstream.
+#[test]
+fn the_compose_deployment_configures_three_relays_that_agree() {
+    let deploy = psgate_tests::repo().join("deploy");
+    let compose = std::fs::read_to_string(deploy.join("compose.yaml")).expect("deploy/compose.yaml");
+    let shipped = std::fs::read_to_string(deploy.join("nginx.conf")).expect("deploy/nginx.conf");
+    let mut seen = Vec::new();
+    for n in 1..=3 {
+        let file = deploy.join(format!("compose/relay-{n}.toml"));
+        let config = Config::parse(&std::fs::read_to_string(&file).expect("the relay's file")).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(config.relay_id(), format!("relay-{n}"));
+        assert_eq!(config.relay_address(), format!("http://relay-{n}:{}", config.listen.port()));
+        assert!(config.database.is_postgres() && config.seal_key_file.is_some(), "relay-{n}: PostgreSQL and a sealing key");
+        assert!(compose.contains(&format!("./compose/relay-{n}.toml:/etc/psgate/psgate.toml")), "compose mounts relay-{n}'s file");
+        assert!(shipped.contains(&format!("server 127.0.0.1:808{n} ")), "the shipped upstream has the server compose replaces");
+        assert!(compose.contains(&format!("s/127.0.0.1:808{n}/relay-{n}:{}/", config.listen.port())), "compose's nginx reaches relay-{n} where it listens");
+        seen.push((config.database.to_string(), config.seal_key_file.clone()));
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "one database and one sealing key for all: {seen:?}");
+}
