@@ -727,10 +727,20 @@ impl State {
             ServerMessage::PipelineStarted { session, pipeline } => {
                 let prompt = self.prompt_for(session);
                 let console = self.consoles.entry(session).or_default();
-                console.running = Some(pipeline);
+                let previous = console.running.replace(pipeline);
                 // Connect re-attached a pipeline this console shows running: its output goes on there. (An ended one
                 // with that id is another pipeline: a restarted relay numbers them from 1 again.)
                 if console.entries.iter().any(|e| e.pipeline == Some(pipeline) && e.state.is_none_or(|s| !s.is_terminal())) {
+                    return;
+                }
+                // Another pipeline of the session while this console shows one running (a session runs one at a time):
+                // the relay that held it stopped, and the relay now holding the session re-attached the same command
+                // under another id. Its output goes on in the entry that showed it running.
+                if !console.starting
+                    && let Some(old) = previous.filter(|old| *old != pipeline)
+                    && let Some(e) = console.entries.iter_mut().find(|e| e.pipeline == Some(old) && e.state.is_none_or(|s| !s.is_terminal()))
+                {
+                    e.pipeline = Some(pipeline);
                     return;
                 }
                 match console.entries.last_mut() {
@@ -1411,12 +1421,18 @@ mod tests {
         assert_eq!(c.entries.len(), 2, "nothing added twice");
         assert_eq!((c.entries[1].prompt.as_str(), c.entries[1].script.as_str()), ("[localhost]: PS C:\\Temp>", "Test-Long -Seconds 30"));
         assert_eq!(c.entries[0].prompt, "[localhost]: PS>", "the page's own entries are left alone");
-        // A restarted relay numbers pipelines from 1 again: an ended entry with the id is not the one connected.
+        // The relay holding the session stopped while Test-Long ran; the relay now holding it (or the same one,
+        // restarted, numbering pipelines from 1 again) re-attached it under another id: its output goes on in the
+        // entry that showed it running, not in the ended entry that had the id before.
         let s = s.reduce(msg(ServerMessage::PipelineStarted { session: S, pipeline: P }));
         let c = &s.consoles[&S];
-        assert_eq!((c.entries.len(), c.entries[2].script.as_str(), c.running), (3, CONNECTED_PIPELINE, Some(P)));
+        assert_eq!((c.entries.len(), c.entries[1].pipeline, c.running), (2, Some(P), Some(P)));
         let s = s.reduce(msg(ServerMessage::Output { session: S, pipeline: P, seq: 1, clixml: "<S>tick 7</S>".into() }));
-        assert_eq!((s.consoles[&S].entries[0].items.len(), s.consoles[&S].entries[2].items.len()), (0, 1));
+        assert_eq!((s.consoles[&S].entries[0].items.len(), s.consoles[&S].entries[1].items.len()), (0, 2));
+        // Once it has ended, a later pipeline of the session is a new entry.
+        let s = s.reduce(msg(ServerMessage::PipelineState { session: S, pipeline: P, seq: 2, state: PipelineState::Completed, error: None }));
+        let s = s.reduce(msg(ServerMessage::PipelineStarted { session: S, pipeline: PipelineId(10) }));
+        assert_eq!(s.consoles[&S].entries.len(), 3);
     }
 
     #[test]

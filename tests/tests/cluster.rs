@@ -475,3 +475,43 @@ async fn a_restarted_relay_shows_its_own_sessions_that_ended_with_it_as_broken()
     let reason = listed[0].reason.clone().unwrap_or_default();
     assert!(reason.starts_with("Held by this relay (test-relay) before it restarted at ") && reason.contains("a session over the local host ends with its relay"), "{reason}");
 }
+
+/// New-PSSession through `c`: whether the relay took it (false: refused by a quota, in PowerShell's words).
+async fn new_session_taken(c: &mut Client) -> bool {
+    c.send(json!({"type": "new_sessions", "targets": [{"computer_name": "localhost", "transport": "local"}]})).await;
+    let mut refused = false;
+    loop {
+        match c.next().await {
+            ServerMessage::TargetRefused { code: psgate_shared::api::ErrorCode::QuotaExceeded, .. } => refused = true,
+            ServerMessage::Sessions { .. } => return !refused,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_racing_for_a_users_last_shell_one_wins() {
+    let (peer, store, _dir, key) = site("quota_race", PeerOptions::default()).await;
+    let quotas = |c: &mut Config| {
+        c.cluster.heartbeat_secs = 1;
+        c.quotas.max_shells_per_user = Some(2);
+    };
+    let a = relay_configured("relay-a", &store, &key, &peer, quotas).await;
+    let b = relay_configured("relay-b", &store, &key, &peer, quotas).await;
+    a.manager.join_cluster().await;
+    b.manager.join_cluster().await;
+    let mut on_a = Client::connect(&a, "alice").await;
+    on_a.new_session().await;
+    // Alice's two tabs, one on each relay, ask for her last shell at once: the relay holding her sessions decides both,
+    // under one lock, so exactly one is taken.
+    let mut on_b = Client::connect(&b, "alice").await;
+    for round in 0..5 {
+        let (x, y) = tokio::join!(new_session_taken(&mut on_a), new_session_taken(&mut on_b));
+        assert!(x ^ y, "round {round}: exactly one of the two relays' requests is taken ({x}, {y})");
+        let held = a.manager.list("alice", None, None);
+        assert_eq!(held.iter().filter(|i| i.state != SessionState::Broken).count(), 2, "{held:?}");
+        assert!(b.manager.list("alice", None, None).is_empty(), "relay-b holds none of alice's");
+        let last = held.iter().map(|i| i.id).max().expect("a session");
+        a.manager.remove("alice", Some(&[last])).expect("removed");
+    }
+}

@@ -55,6 +55,9 @@ impl Resume {
     pub fn note(&mut self, message: &ServerMessage) -> bool {
         match message {
             ServerMessage::PipelineStarted { session, pipeline } => {
+                // A session runs one pipeline at a time: one started (or re-attached by the relay that took the
+                // session over) supersedes any other this page had running there, which is not attached again.
+                self.running.retain(|(s, p), _| s != session || p == pipeline);
                 self.running.entry((*session, *pipeline)).or_insert(0);
                 true
             }
@@ -381,6 +384,18 @@ mod tests {
         let done = ServerMessage::PipelineState { session: SessionId(1), pipeline: PipelineId(2), seq: 2, state: PipelineState::Completed, error: None };
         assert!(r.note(&done));
         assert!(r.attachments().is_empty());
+    }
+
+    #[test]
+    fn a_pipeline_re_attached_under_another_id_supersedes_the_one_running_on_its_session() {
+        let mut r = Resume::default();
+        r.note(&output(7, 12));
+        r.note(&ServerMessage::PipelineStarted { session: SessionId(2), pipeline: PipelineId(3) });
+        r.note(&ServerMessage::PipelineStarted { session: SessionId(1), pipeline: PipelineId(9) });
+        assert_eq!(
+            r.attachments(),
+            [ClientMessage::Attach { session: SessionId(1), pipeline: PipelineId(9), after_seq: 0 }, ClientMessage::Attach { session: SessionId(2), pipeline: PipelineId(3), after_seq: 0 }]
+        );
     }
 
     #[test]
