@@ -157,6 +157,8 @@ async fn measure(quick: bool) -> anyhow::Result<()> {
     // 2. Failover: kill the relay holding a WinRM session that streams output; time until output again.
     eprintln!("failover: {kills} kills…");
     let mut c = reconnect(nginx.addr).await?;
+    // (The local session would turn Broken with its relay: removed first.)
+    c.request(json!({"type": "remove_sessions", "all": true})).await?;
     let target = json!({"computer_name": "127.0.0.1", "transport": "winrm", "port": peer.port, "user": winrm_peer::USER, "password": winrm_peer::PASSWORD, "authentication": "ntlm"});
     let sessions = c.request(json!({"type": "new_sessions", "targets": [target]})).await?;
     let winrm = sessions.iter().find(|s| s.transport == psgate_shared::api::Transport::Winrm).context("the WinRM session")?.id;
@@ -178,7 +180,7 @@ async fn measure(quick: bool) -> anyhow::Result<()> {
         eprintln!("  kill {}: {holder} killed, output again after {}", k + 1, ms(took));
         // Stopped, and the killed relay started again.
         c.send(json!({"type": "stop", "session": winrm, "pipeline": pipeline})).await?;
-        relays[victim] = RelayProcess::start(dir.path(), &holder, &database, &key, &more).await;
+        relays[victim] = RelayProcess::start_on(relays[victim].addr.port(), dir.path(), &holder, &database, &key, &more).await;
         c.until_available().await?;
     }
     times.sort();

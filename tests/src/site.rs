@@ -126,9 +126,14 @@ impl RelayProcess {
     /// heartbeating every second and deemed gone after 5 s of silence, with `more` in its configuration (top-level
     /// settings, then `[[allow]]` rules); its files in `dir`. Returns once it answers `/readyz`.
     pub async fn start(dir: &Path, id: &str, database: &str, key: &Path, more: &str) -> RelayProcess {
+        RelayProcess::start_on(0, dir, id, database, key, more).await
+    }
+
+    /// [`RelayProcess::start`] listening on `port` (a relay started again where the balancer knows it).
+    pub async fn start_on(port: u16, dir: &Path, id: &str, database: &str, key: &Path, more: &str) -> RelayProcess {
         let config = dir.join(format!("{id}.toml"));
         let text = format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\nseal_key_file = \"{}\"\nassets = \"{}\"\n{more}\n\n[cluster]\nrelay_id = \"{id}\"\nheartbeat_secs = 1\ndead_after_secs = 5\n",
+            "listen = \"127.0.0.1:{port}\"\ndatabase = \"{database}\"\nseal_key_file = \"{}\"\nassets = \"{}\"\n{more}\n\n[cluster]\nrelay_id = \"{id}\"\nheartbeat_secs = 1\ndead_after_secs = 5\n",
             key.display(),
             crate::repo().join("dist").display()
         );

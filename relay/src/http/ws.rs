@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -28,6 +29,9 @@ const REMOVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Messages queued for one connection before its readers wait.
 const OUTBOX: usize = 256;
+/// How often a connection waiting for a killed home relay to be deemed gone looks again.
+const HOME_RETRY: Duration = Duration::from_millis(250);
+
 /// Events read from a buffer at a time.
 const BATCH: usize = 128;
 
@@ -53,34 +57,41 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
         Err(limit) => return api.busy(limit).into_response(),
     };
     let (manager, auth) = (api.manager.clone(), api.auth.clone());
-    // Another relay holds the user's sessions: served there, through the relay channel.
-    match manager.home(&user).await {
-        Ok(Home::Here) => {}
-        Ok(Home::There { relay, address }) => {
-            return match channel::connect(&manager, &address, &login).await {
-                Ok(upstream) => ws.on_upgrade(move |socket| async move {
-                    let open = manager.metrics().websocket_opened();
-                    channel::splice(socket, upstream).await;
-                    drop((open, permit));
-                }),
+    // Another relay holds the user's sessions: served there, through the relay channel. One that refuses connections
+    // (killed) is waited for while it cannot yet be told from one slow to start: at most two heartbeats, when this
+    // relay takes its users over (`Manager::home_refused`) and serves the page itself, rather than having the page
+    // come back later.
+    let waiting = Duration::from_secs(manager.heartbeat_secs().saturating_mul(2).saturating_add(2));
+    let deadline = tokio::time::Instant::now() + waiting;
+    let upstream = loop {
+        match manager.home(&user).await {
+            Ok(Home::Here) => break None,
+            Ok(Home::There { relay, address }) => match channel::connect(&manager, &address, &login).await {
+                Ok(upstream) => break Some(upstream),
+                Err(e) if e.refused() && tokio::time::Instant::now() < deadline => {
+                    manager.home_refused(&relay).await;
+                    tokio::time::sleep(HOME_RETRY).await;
+                }
                 Err(e) => {
                     tracing::warn!(%user, home = %relay, error = %e, "the relay serving the user did not take the connection");
-                    // Nothing listens there any more: the relay is gone, whatever its last heartbeat says (the next
-                    // attempt finds the sessions taken over, by this relay or another).
-                    if e.refused() {
-                        manager.home_refused(&relay).await;
-                    }
                     // 502, not 503: this relay is fine (a balancer must not count it failed, nor try the next
                     // relay, which would answer the same); the page retries.
                     let text = format!("relay {relay}, which serves your sessions, did not answer ({e}); retry in a moment");
-                    (StatusCode::BAD_GATEWAY, [(axum::http::header::RETRY_AFTER, "1")], text).into_response()
+                    return (StatusCode::BAD_GATEWAY, [(axum::http::header::RETRY_AFTER, "1")], text).into_response();
                 }
-            };
+            },
+            Err(e) => {
+                tracing::error!(%user, error = %e, "reading the user's relay");
+                return (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "1")], "the store did not answer; retry in a moment").into_response();
+            }
         }
-        Err(e) => {
-            tracing::error!(%user, error = %e, "reading the user's relay");
-            return (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "1")], "the store did not answer; retry in a moment").into_response();
-        }
+    };
+    if let Some(upstream) = upstream {
+        return ws.on_upgrade(move |socket| async move {
+            let open = manager.metrics().websocket_opened();
+            channel::splice(socket, upstream).await;
+            drop((open, permit));
+        });
     }
     ws.on_upgrade(move |socket| async move {
         let open = manager.metrics().websocket_opened();

@@ -437,6 +437,22 @@ pub fn with_computer_name(value: Value, computer_name: &str) -> Value {
     Value::object(object)
 }
 
+/// `target` as the store keeps it for row `key`: its password sealed, and the rest without secrets (none: sealing
+/// failed, logged).
+fn kept_target(sealer: &Sealer, target: &Target, key: &str) -> Option<(Option<Vec<u8>>, Target)> {
+    match target.password.as_deref().map(|p| sealer.seal(p, key)).transpose() {
+        Ok(sealed) => {
+            let mut public = target.clone();
+            (public.password, public.shell_id) = (None, None);
+            Some((sealed, public))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sealing a password; the session is not kept");
+            None
+        }
+    }
+}
+
 /// `HH:MM:SS` of `ms` since the Unix epoch, in UTC.
 fn utc_time(ms: i64) -> String {
     let s = ms.div_euclid(1000).rem_euclid(86_400);
@@ -755,6 +771,11 @@ impl Manager {
         }
     }
 
+    /// `[cluster] heartbeat_secs` (at least 1).
+    pub fn heartbeat_secs(&self) -> u64 {
+        self.config.cluster.heartbeat_secs.max(1)
+    }
+
     /// The relay-to-relay channel's key (the sealing key's), when this relay has a store.
     pub fn channel(&self) -> Option<&Sealer> {
         self.store.as_ref().map(|(_, sealer)| sealer)
@@ -826,11 +847,8 @@ impl Manager {
     }
 
     fn restore(self: &Arc<Self>, row: &WinrmSessionRow) -> anyhow::Result<SessionId> {
-        let mut target: Target = serde_json::from_str(&row.target)?;
+        let target = self.opened_target(&row.target, row.sealed_password.as_deref(), &row.key)?;
         let record: ShellRecord = serde_json::from_str(&row.shell)?;
-        if let (Some(sealed), Some((_, sealer))) = (&row.sealed_password, &self.store) {
-            target.password = Some(sealer.open(sealed, &row.key)?);
-        }
         self.check_target(&target).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let want = row.session_id.and_then(|i| u64::try_from(i).ok()).map(SessionId);
         let (id, entry, rx) = self.add_entry(&row.owner, &target, SessionState::Disconnected, false, want).map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -846,13 +864,19 @@ impl Manager {
         Ok(id)
     }
 
+    /// A target the store kept (JSON) with its password, sealed for row `key`, opened.
+    fn opened_target(&self, json: &str, sealed: Option<&[u8]>, key: &str) -> anyhow::Result<Target> {
+        let mut target: Target = serde_json::from_str(json)?;
+        if let (Some(sealed), Some((_, sealer))) = (sealed, &self.store) {
+            target.password = Some(sealer.open(sealed, key)?);
+        }
+        Ok(target)
+    }
+
     /// Shows pinned session `row` (its relay is gone) as Broken with `reason` (`{}`: its transport), holding its
     /// target for a re-create.
     fn restore_pinned(self: &Arc<Self>, row: &PinnedRow, reason: &str) -> anyhow::Result<SessionId> {
-        let mut target: Target = serde_json::from_str(&row.target)?;
-        if let (Some(sealed), Some((_, sealer))) = (&row.sealed_password, &self.store) {
-            target.password = Some(sealer.open(sealed, &row.key)?);
-        }
+        let target = self.opened_target(&row.target, row.sealed_password.as_deref(), &row.key)?;
         let want = row.session_id.and_then(|i| u64::try_from(i).ok()).map(SessionId);
         let (id, entry, _commands) = self.add_entry(&row.owner, &target, SessionState::Broken, false, want).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         *lock(&entry.pinned) = Some(row.key.clone());
@@ -876,15 +900,8 @@ impl Manager {
             return;
         }
         let key = Uuid::new_v4().simple().to_string();
-        let sealed = match target.password.as_deref().map(|p| sealer.seal(p, &key)).transpose() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "sealing a password; the session is not kept");
-                return;
-            }
-        };
-        let mut public = target.clone();
-        (public.password, public.shell_id, public.name) = (None, None, Some(lock(&entry.info).name.clone()));
+        let Some((sealed, mut public)) = kept_target(sealer, target, &key) else { return };
+        public.name = Some(lock(&entry.info).name.clone());
         *lock(&entry.pinned) = Some(key.clone());
         let row = PinnedRow { key, relay: self.relay_id.clone(), owner: entry.owner.clone(), target: serde_json::to_string(&public).unwrap_or_default(), sealed_password: sealed, opened: unix_ms(), session_id: i64::try_from(lock(&entry.info).id.0).ok() };
         let store = store.clone();
@@ -933,16 +950,7 @@ impl Manager {
         let idle_for = self.time.now().saturating_duration_since(*lock(&entry.activity));
         let idle_since = unix_ms().saturating_sub(i64::try_from(idle_for.as_millis()).unwrap_or(i64::MAX));
         let key = record.shell_id.hyphenated().to_string().to_uppercase();
-        let sealed = match target.password.as_deref().map(|p| sealer.seal(p, &key)).transpose() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "sealing a password; the session is not kept");
-                return;
-            }
-        };
-        let mut public = target.clone();
-        public.password = None;
-        public.shell_id = None;
+        let Some((sealed, public)) = kept_target(sealer, target, &key) else { return };
         let row = WinrmSessionRow {
             key,
             owner: owner.to_owned(),
