@@ -242,8 +242,15 @@ impl Store {
             }),
             Engine::Postgres(pool) => {
                 let client = pool.get().await?;
-                client.execute(CLAIM, &[&owner, &me, &now]).await?;
-                let r = client.query_one(READ, &[&owner]).await?;
+                // One round trip when the user has a home (each WebSocket opened), two the first time.
+                let read = client.prepare_cached(READ).await?;
+                let r = match client.query_opt(&read, &[&owner]).await? {
+                    Some(r) => r,
+                    None => {
+                        client.execute(CLAIM, &[&owner, &me, &now]).await?;
+                        client.query_one(&read, &[&owner]).await?
+                    }
+                };
                 let id: Option<String> = r.try_get(1)?;
                 let row = match id {
                     Some(_) => relay(id, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?),
