@@ -806,6 +806,10 @@ impl State {
                     console.prompt = None;
                 }
             }
+            // The relay no longer keeps a pipeline this page re-attached after a reconnect (the relay that held it
+            // stopped; the one holding the session now has re-attached the command under another id, and says so
+            // with `pipeline_started`), or that a Stop came too late for: nothing to tell the user.
+            ServerMessage::Error { code: ErrorCode::UnknownPipeline, .. } => {}
             ServerMessage::Error { code, message } => {
                 // A refused `run`: the command the user typed fails in its console.
                 let refused_run = matches!(code, ErrorCode::SessionNotReady | ErrorCode::UnknownSession);

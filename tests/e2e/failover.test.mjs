@@ -40,7 +40,7 @@ function freePort() {
 /** `psql` against the test server's database `db` (or its default one): the output. */
 function psql(sql, db) {
   const url = db ? `${POSTGRES.replace(/\/[^/]*$/, '')}/${db}` : POSTGRES;
-  return execFileSync('psql', ['-X', '-q', '-tA', url, '-c', sql], { encoding: 'utf8' }).trim();
+  return execFileSync('psql', ['-X', '-q', '-tA', url, '-c', sql], { encoding: 'utf8', env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } }).trim();
 }
 
 /** `psgate serve` as relay `id`; resolves once it listens. */
@@ -207,15 +207,18 @@ describe('failover', { skip: !POSTGRES && 'PSGATE_TEST_POSTGRES is not set (eval
 
     // The page reconnects through nginx; another relay has taken the session over and re-attached Test-Long: its
     // ticks go on in the same entry.
-    await waitFor('ticks after the kill', (t) => t.at(-1) > seen + 5, 30_000);
+    await entry.getByText(`Relay ${holder} stopped`).waitFor({ timeout: 30_000 });
     const back = Date.now() - killed;
-    await entry.getByText(`Relay ${holder} stopped`).waitFor();
+    const shown = (await ticks()).at(-1);
+    await waitFor('ticks after the takeover', (t) => t.at(-1) > shown + 5, 30_000);
     assert.match(await entry.textContent(), /output it had received and not yet delivered is lost/);
     const all = await ticks();
     assert.deepEqual(all, [...all].sort((a, b) => a - b), 'in order, none repeated');
     assert.equal(new Set(all).size, all.length, 'none repeated');
     const after = all.filter((t) => t > seen);
     assert.deepEqual(after, after.map((_, i) => after[0] + i), 'contiguous after the takeover');
+    // The page's re-attach of the pipeline the dead relay ran (gone with it) is nothing to tell the user about.
+    assert.equal(await page.getByText(/has no pipeline/).count(), 0);
     // The session is listed, under its id, as opened on its new relay.
     await row.locator('td.state-opened').waitFor();
     await shot('failover-after.png');

@@ -207,6 +207,11 @@ async fn a_relay_that_dies_holding_a_running_session_is_taken_over_and_the_loss_
     assert_eq!(moved, s, "its id kept");
     // Connected though the target held it for relay-a; its pipeline re-attached.
     let events = follow_reattached(&mut c, moved).await;
+    // The page's own re-attach of the pipeline relay-a ran (its id, the seq it had reached) reaches nothing on relay-b:
+    // never another pipeline of the session under the same id, whose first events it would skip as seen.
+    assert!(!events.iter().any(|e| matches!(e, ServerMessage::PipelineState { pipeline, .. } | ServerMessage::Output { pipeline, .. } if *pipeline == p)));
+    c.send(json!({"type": "attach", "session": s, "pipeline": p, "after_seq": 3})).await;
+    assert_eq!(c.error().await.0, psgate_shared::api::ErrorCode::UnknownPipeline);
     // The gap is said where it is, first in the re-attached pipeline's output, as a warning.
     let Some(ServerMessage::Record { kind: psgate_shared::api::RecordKind::Warning, clixml, .. }) = events.first() else { panic!("a warning first: {:?}", events.first()) };
     let warning = psgate_shared::clixml::decode_message(clixml.as_bytes()).expect("CLIXML");

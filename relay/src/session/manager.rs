@@ -504,6 +504,18 @@ struct Inner {
     invocations: VecDeque<(String, Arc<Mutex<InvocationRecord>>)>,
 }
 
+impl Inner {
+    /// A new pipeline's id: the wall clock's milliseconds, or one more than the last id when that is later. A page
+    /// re-attaching a pipeline by (session, pipeline, after_seq) after its relay stopped must never reach another
+    /// pipeline of that session under the same id, with other seqs, on the relay now holding it (or on the same relay,
+    /// restarted): ids are unique across relays and restarts as long as no relay makes more than a pipeline a
+    /// millisecond for as long as a takeover takes.
+    fn new_pipeline(&mut self) -> PipelineId {
+        self.next_pipeline = (self.next_pipeline + 1).max(u64::try_from(unix_ms()).unwrap_or(0));
+        PipelineId(self.next_pipeline)
+    }
+}
+
 /// The relay's sessions.
 #[derive(Debug)]
 pub struct Manager {
@@ -1613,9 +1625,7 @@ impl Manager {
 
     /// A new pipeline's id.
     pub(super) fn next_pipeline(&self) -> PipelineId {
-        let mut inner = lock(&self.inner);
-        inner.next_pipeline += 1;
-        PipelineId(inner.next_pipeline)
+        lock(&self.inner).new_pipeline()
     }
 
     /// A new Invoke-Command run's id.
@@ -1816,11 +1826,7 @@ impl Manager {
     /// A pipeline found running at a connect: kept like a console command, announced to every connection of the
     /// owner (which follow it from its first event).
     fn reattach(&self, entry: &Entry, uuid: Uuid) -> Running {
-        let pipeline = {
-            let mut inner = lock(&self.inner);
-            inner.next_pipeline += 1;
-            PipelineId(inner.next_pipeline)
-        };
+        let pipeline = self.next_pipeline();
         let buffer = Arc::new(Buffer::with_limit(self.output_limit(entry)));
         let session = {
             let mut info = lock(&entry.info);
