@@ -520,3 +520,36 @@ async fn two_relays_racing_for_a_users_last_shell_one_wins() {
         a.manager.remove("alice", Some(&[last])).expect("removed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_users_counts_every_relays_users_and_two_racing_for_the_last_slot_one_wins() {
+    let (peer, store, _dir, key) = site("users_race", PeerOptions::default()).await;
+    for u in ["bob", "carol"] {
+        store.set_user(u, &format!("{u}-pw")).await.expect("user");
+    }
+    let quotas = |c: &mut Config| {
+        c.cluster.heartbeat_secs = 1;
+        c.quotas.max_concurrent_users = Some(2);
+    };
+    let a = relay_configured("relay-a", &store, &key, &peer, quotas).await;
+    let b = relay_configured("relay-b", &store, &key, &peer, quotas).await;
+    a.manager.join_cluster().await;
+    b.manager.join_cluster().await;
+    // Alice holds a session on relay-a; bob (served by relay-b) and carol (by relay-a) ask for the last slot at once.
+    let mut alice = Client::connect(&a, "alice").await;
+    alice.new_session().await;
+    let mut bob = Client::connect(&b, "bob").await;
+    let mut carol = Client::connect(&a, "carol").await;
+    let (x, y) = tokio::join!(new_session_taken(&mut bob), new_session_taken(&mut carol));
+    assert!(x ^ y, "exactly one of the two relays admits its user ({x}, {y}): each counts the other's");
+    let (mut loser, winner_relay) = if x { (carol, &b) } else { (bob, &a) };
+    // The winner's last session removed, the slot is free for the other, whichever relay serves them.
+    let name = if x { "bob" } else { "carol" };
+    let ids: Vec<SessionId> = winner_relay.manager.list(name, None, None).iter().map(|i| i.id).collect();
+    winner_relay.manager.remove(name, Some(&ids)).expect("removed");
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    while !new_session_taken(&mut loser).await {
+        assert!(std::time::Instant::now() < deadline, "the slot freed on one relay is taken on the other");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

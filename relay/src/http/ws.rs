@@ -335,7 +335,8 @@ impl Connection {
             ClientMessage::NewSessions { targets } => {
                 for target in targets {
                     let computer_name = target.computer_name.clone();
-                    if let Err(e) = m.create(&user, target) {
+                    let admitted = m.admit_user(&user).await;
+                    if let Err(e) = admitted.and_then(|()| m.create(&user, target).map(drop)) {
                         self.send(ServerMessage::TargetRefused { computer_name, code: e.code, message: e.message }).await;
                     }
                 }
@@ -404,7 +405,7 @@ impl Connection {
                 m.disconnect(&user, &ids, idle_timeout_secs.map(|s| std::time::Duration::from_secs(u64::from(s))), output_buffering_mode).map_err(|e| e.to_message())
             }
             ClientMessage::ConnectSessions { ids } => m.connect(&user, &ids).map_err(|e| e.to_message()),
-            ClientMessage::RecreateSessions { ids } => match m.recreate(&user, &ids) {
+            ClientMessage::RecreateSessions { ids } => match m.admit_user(&user).await.and_then(|()| m.recreate(&user, &ids)) {
                 Ok(_) => {
                     self.send(ServerMessage::Sessions { sessions: m.list(&user, None, None) }).await;
                     Ok(())

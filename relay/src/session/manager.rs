@@ -783,6 +783,25 @@ impl Manager {
         }
     }
 
+    /// `[quotas] max_concurrent_users` across every relay of the store: refused when `owner` holds no session and as
+    /// many users as the quota allows do, on any relay (the local check in `create` counts this relay's alone).
+    pub async fn admit_user(&self, owner: &str) -> Result<(), ApiError> {
+        let (Some(max), Some((store, _))) = (self.config.quotas.max_concurrent_users, &self.store) else { return Ok(()) };
+        match store.admit_user(owner, &self.relay_id, max, unix_ms()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let refusal = crate::quotas::Refusal::MaxConcurrentUsers(max, None);
+                tracing::info!(owner, ?refusal, "New-PSSession refused by a quota (every relay's users counted)");
+                self.metrics.refused(refusal.quota());
+                Err(ApiError::new(ErrorCode::QuotaExceeded, refusal.message()))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "counting the users with sessions in the store");
+                Err(ApiError::new(ErrorCode::Internal, "the store did not answer; retry in a moment"))
+            }
+        }
+    }
+
     /// `[cluster] heartbeat_secs` (at least 1).
     pub fn heartbeat_secs(&self) -> u64 {
         self.config.cluster.heartbeat_secs.max(1)
@@ -864,6 +883,7 @@ impl Manager {
         self.check_target(&target).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let want = row.session_id.and_then(|i| u64::try_from(i).ok()).map(SessionId);
         let (id, entry, rx) = self.add_entry(&row.owner, &target, SessionState::Disconnected, false, want).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        self.held_again(&row.owner);
         self.update(&entry, |i| i.instance_id = Some(row.key.clone()));
         // Idle since it was last used before the restart, not since the restart (IdleTimeout counts on).
         if let Some(since) = row.idle_since {
@@ -874,6 +894,19 @@ impl Manager {
         tracing::info!(session = id.0, owner = %row.owner, shell = %row.key, "a kept WinRM session taken back: disconnected");
         tokio::spawn(drive(self.clone(), entry, target, Start::Restored(record), rx));
         Ok(id)
+    }
+
+    /// `owner` holds sessions here that were not admitted here (taken over, kept over a restart): they count against
+    /// MaxConcurrentUsers on every relay.
+    fn held_again(&self, owner: &str) {
+        if let Some((store, _)) = &self.store {
+            let (store, owner) = (store.clone(), owner.to_owned());
+            tokio::spawn(async move {
+                if let Err(e) = store.user_active(&owner).await {
+                    tracing::error!(error = %e, "noting a user with sessions in the store");
+                }
+            });
+        }
     }
 
     /// A target the store kept (JSON) with its password, sealed for row `key`, opened.
@@ -891,6 +924,7 @@ impl Manager {
         let target = self.opened_target(&row.target, row.sealed_password.as_deref(), &row.key)?;
         let want = row.session_id.and_then(|i| u64::try_from(i).ok()).map(SessionId);
         let (id, entry, _commands) = self.add_entry(&row.owner, &target, SessionState::Broken, false, want).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        self.held_again(&row.owner);
         *lock(&entry.pinned) = Some(row.key.clone());
         // No task drives it: nothing to wait for when it is removed.
         entry.ended.send_replace(true);
@@ -1601,7 +1635,17 @@ impl Manager {
                 self.publish(owner, ServerMessage::SessionChanged { session: info });
             }
         }
+        let none_left = !inner.sessions.keys().any(|(o, _)| o == owner);
         drop(inner);
+        // Holding no session any more, the user no longer counts against MaxConcurrentUsers anywhere.
+        if none_left && !ids.is_empty() && let Some((store, _)) = &self.store {
+            let (store, owner) = (store.clone(), owner.to_owned());
+            tokio::spawn(async move {
+                if let Err(e) = store.user_inactive(&owner).await {
+                    tracing::error!(error = %e, "noting a user without sessions in the store");
+                }
+            });
+        }
         // The prompt leaves a session removed under it (from the sessions panel).
         let prompt = lock(&self.prompts).get(owner).cloned();
         if let Some(prompt) = prompt

@@ -362,7 +362,12 @@ impl Remoting for RelayRemoting {
 
     fn open(&mut self, targets: Vec<Target>) -> Vec<Result<SessionInfo, RemoteError>> {
         let mut changes = self.manager.changes();
-        let created: Vec<Result<SessionInfo, RemoteError>> = targets.into_iter().map(|t| self.manager.create(&self.owner, t).map_err(remote_error)).collect();
+        let created: Vec<Result<SessionInfo, RemoteError>> = targets
+            .into_iter()
+            .map(|t| {
+                self.handle.block_on(self.manager.admit_user(&self.owner)).and_then(|()| self.manager.create(&self.owner, t)).map_err(remote_error)
+            })
+            .collect();
         let ids: Vec<SessionId> = created.iter().filter_map(|r| r.as_ref().ok().map(|i| i.id)).collect();
         let manager = self.manager.clone();
         let owner = self.owner.clone();

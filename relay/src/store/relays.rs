@@ -260,4 +260,60 @@ impl Store {
             }
         }
     }
+
+    /// MaxConcurrentUsers across every relay of the store: whether `owner` may hold sessions when at most `max` users
+    /// do (a user already holding some always may). Admitted, the user counts as active until
+    /// [`Store::user_inactive`]. Decided in one transaction under an advisory lock (PostgreSQL) or SQLite's lock, so
+    /// of two relays racing for the last slot exactly one wins.
+    pub async fn admit_user(&self, owner: &str, me: &str, max: u32, now: i64) -> Result<bool, StoreError> {
+        const HOME: &str = "INSERT INTO homes (owner, relay, since) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING";
+        const ACTIVE: &str = "SELECT active FROM homes WHERE owner = $1";
+        const COUNT: &str = "SELECT COUNT(*) FROM homes WHERE active";
+        const TAKE: &str = "UPDATE homes SET active = true WHERE owner = $1";
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
+                let tx = db.unchecked_transaction()?;
+                tx.execute(&HOME.replace('$', "?"), rusqlite::params![owner, me, now])?;
+                let admitted = tx.query_row(&ACTIVE.replace('$', "?"), [owner], |r| r.get::<_, bool>(0))?
+                    || (tx.query_row(COUNT, [], |r| r.get::<_, i64>(0))? < i64::from(max) && tx.execute(&TAKE.replace('$', "?"), [owner])? > 0);
+                tx.commit()?;
+                Ok(admitted)
+            }),
+            Engine::Postgres(pool) => {
+                let mut client = pool.get().await?;
+                let tx = client.transaction().await?;
+                // One lock for every admission (the key is psgate's own): a relay counts only after another's decision.
+                tx.execute("SELECT pg_advisory_xact_lock(7700919)", &[]).await?;
+                tx.execute(HOME, &[&owner, &me, &now]).await?;
+                let admitted = tx.query_one(ACTIVE, &[&owner]).await?.try_get::<_, bool>(0)?
+                    || (tx.query_one(COUNT, &[]).await?.try_get::<_, i64>(0)? < i64::from(max) && tx.execute(TAKE, &[&owner]).await? > 0);
+                tx.commit().await?;
+                Ok(admitted)
+            }
+        }
+    }
+
+    /// `owner` holds sessions (taken over, or kept over a restart): counted by [`Store::admit_user`].
+    pub async fn user_active(&self, owner: &str) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE homes SET active = true WHERE owner = $1";
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), [owner])).map(drop),
+            Engine::Postgres(pool) => {
+                pool.get().await?.execute(SQL, &[&owner]).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// `owner` holds no session any more: no longer counted by [`Store::admit_user`].
+    pub async fn user_inactive(&self, owner: &str) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE homes SET active = false WHERE owner = $1";
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), [owner])).map(drop),
+            Engine::Postgres(pool) => {
+                pool.get().await?.execute(SQL, &[&owner]).await?;
+                Ok(())
+            }
+        }
+    }
 }

@@ -81,7 +81,7 @@ macro_rules! on_both_engines {
     )*};
 }
 
-on_both_engines!(users_have_one_home_that_moves_with_its_relays_sessions, users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten, relays_register_heartbeat_and_hand_their_sessions_over, a_store_that_answers_pings);
+on_both_engines!(max_concurrent_users_counts_users_holding_sessions_anywhere, users_have_one_home_that_moves_with_its_relays_sessions, users_and_passwords, logins_are_kept_touched_and_purged, admins_and_the_audit, winrm_sessions_are_kept_updated_and_forgotten, relays_register_heartbeat_and_hand_their_sessions_over, a_store_that_answers_pings);
 
 async fn relays_register_heartbeat_and_hand_their_sessions_over(store: &Store) {
     store.register_relay("a", "http://10.0.0.1:8080", 1_000).await.expect("a");
@@ -150,6 +150,19 @@ async fn users_have_one_home_that_moves_with_its_relays_sessions(store: &Store) 
     assert_eq!(store.home("alice", "a", 2_100).await.expect("home").0, "b", "the home moved with the session");
     assert!(store.claim_relay("a", "c", 2_200).await.expect("claim").winrm.is_empty());
     assert_eq!(store.home("alice", "c", 2_300).await.expect("home").0, "b", "and only once");
+}
+
+/// MaxConcurrentUsers across relays: a user is admitted while fewer than `max` users hold sessions (or when they hold
+/// some already), and leaves the count when they hold none.
+async fn max_concurrent_users_counts_users_holding_sessions_anywhere(store: &Store) {
+    assert!(store.admit_user("alice", "a", 2, 1_000).await.expect("admit"));
+    assert!(store.admit_user("bob", "b", 2, 1_000).await.expect("admit"), "a second user, on another relay");
+    assert!(!store.admit_user("carol", "a", 2, 1_000).await.expect("admit"), "a third: refused");
+    assert!(store.admit_user("alice", "a", 2, 1_000).await.expect("admit"), "a user holding sessions already: always");
+    assert_eq!(store.home("carol", "b", 1_100).await.expect("home").0, "a", "the refused user still has a home");
+    store.user_inactive("bob").await.expect("inactive");
+    assert!(store.admit_user("carol", "a", 2, 1_200).await.expect("admit"), "bob's slot");
+    assert!(!store.admit_user("bob", "b", 2, 1_300).await.expect("admit"));
 }
 
 /// `/readyz`'s check (its failure, a PostgreSQL server gone, is tests/tests/ops.rs's).
