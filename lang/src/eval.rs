@@ -220,6 +220,44 @@ impl Runspace {
         &self.history
     }
 
+    /// What of the prompt outlives its relay (issue 19: kept in the store, sealed, and taken back by the relay that
+    /// takes the user over): the variables and the history, as one value (`@(@(@(name, value)…), @(@(id, line,
+    /// status)…))`). Not kept: the entered session, jobs, and the modules Import-PSSession made.
+    pub fn saved_state(&self) -> Value {
+        let variables = self.variables.values().map(|(name, value)| values::array(vec![Value::string(name.as_str()), value.clone()])).collect();
+        let history = self.history.iter().map(|h| values::array(vec![Value::I64(i64::from(h.id)), Value::string(h.line.as_str()), Value::string(h.status)])).collect();
+        values::array(vec![values::array(variables), values::array(history)])
+    }
+
+    /// Takes back what [`Runspace::saved_state`] kept: its variables set (over those of a new runspace), its history
+    /// as this runspace's. A value of another shape is ignored.
+    pub fn restore_state(&mut self, state: &Value) {
+        let Some([variables, history]) = values::as_list(state) else { return };
+        for pair in values::as_list(variables).unwrap_or_default() {
+            if let Some([name, value]) = values::as_list(pair)
+                && let Some(name) = name.as_str()
+            {
+                self.set_variable(name, value.clone());
+            }
+        }
+        self.history = values::as_list(history)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|h| match values::as_list(h)? {
+                [id, line, status] => Some(HistoryEntry {
+                    id: u32::try_from(id.as_i64()?).ok()?,
+                    line: line.as_str()?.to_owned(),
+                    status: match status.as_str()? {
+                        "Completed" => "Completed",
+                        "Stopped" => "Stopped",
+                        _ => "Failed",
+                    },
+                }),
+                _ => None,
+            })
+            .collect();
+    }
+
     /// Bounds the work of each line (statements and expressions evaluated): a line over it fails.
     pub fn set_step_limit(&mut self, limit: Option<u64>) {
         self.step_limit = limit;

@@ -477,3 +477,22 @@ fn wildcards_match_as_powershells_do() {
         assert_eq!(like(text, pattern, cs), expect, "{text} -like {pattern}");
     }
 }
+
+#[test]
+fn the_prompt_state_kept_through_clixml_brings_back_variables_and_history() {
+    let mut w = World::new();
+    w.run("$greeting = 'hello from relay-a'\n$n = 41 + 1\n$list = 1, 'two', 3");
+    // As the relay keeps it: CLIXML text, read back by another relay.
+    let text = psgate_shared::clixml::encode_message(&w.rs.saved_state()).expect("CLIXML");
+    let state = psgate_shared::clixml::decode_message(text.as_bytes()).expect("read back");
+    let mut again = World::new();
+    again.rs.restore_state(&state);
+    same(&again.run("$greeting; $n; $list.Count"), "hello from relay-a\n42\n3");
+    let lines: Vec<&str> = again.rs.history().iter().map(|h| h.line.as_str()).collect();
+    assert_eq!(lines[..3], ["$greeting = 'hello from relay-a'", "$n = 41 + 1", "$list = 1, 'two', 3"]);
+    assert_eq!(again.rs.history()[3].id, 4, "new lines number on");
+    // Anything else is ignored.
+    let mut other = World::new();
+    other.rs.restore_state(&psgate_shared::clixml::Value::string("not a state"));
+    assert!(other.rs.history().is_empty());
+}

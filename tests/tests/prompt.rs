@@ -274,3 +274,43 @@ async fn a_targets_quota_and_a_reopened_session_at_the_prompt() {
     assert_eq!(lines(&prompt(&mut c, "(Get-PSSession).Count").await.text), ["2"]);
     prompt(&mut c, "Get-PSSession | Remove-PSSession").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompts_variables_and_history_outlive_the_relay_sealed_in_its_store() {
+    // One relay on an SQLite file, restarted: as a relay taking a user over, it takes their prompt back from the store.
+    let dir = tempfile::tempdir().expect("a folder");
+    let db = dir.path().join("psgate.db");
+    let store = std::sync::Arc::new(psgate_relay::store::Store::open(&db).expect("the store"));
+    store.set_user("alice", "alice-pw").await.expect("user");
+    let first = psgate_tests::relay::relay_on(store.clone(), |_| {}).await;
+    let mut c = Client::connect(&first, "alice").await;
+    prompt(&mut c, "$greeting = 'hello from before the restart'").await;
+    let kept = |store: std::sync::Arc<psgate_relay::store::Store>| async move { store.prompt_state("alice").await.expect("read") };
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    let mut before = kept(store.clone()).await;
+    while before.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the prompt's state kept");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        before = kept(store.clone()).await;
+    }
+    prompt_with(&mut c, "$cred = Get-Credential", vec![credential()]).await;
+    while kept(store.clone()).await == before {
+        assert!(std::time::Instant::now() < deadline, "the prompt's state kept again");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(c);
+    first.manager.shutdown(psgate_tests::STEP).await;
+    drop(first);
+
+    let second = psgate_tests::relay::relay_on(store.clone(), |_| {}).await;
+    let mut c = Client::connect(&second, "alice").await;
+    let shown = prompt(&mut c, "$greeting; $cred.UserName -like '*ada'").await;
+    assert_eq!(lines(&shown.text), ["hello from before the restart", "True"], "{shown:?}");
+    let history = prompt(&mut c, "Get-History | % CommandLine").await;
+    assert_eq!(lines(&history.text)[..2], ["$greeting = 'hello from before the restart'", "$cred = Get-Credential"]);
+    // Sealed: neither the variable's text nor the credential's password is in the database in clear.
+    let mut bytes = std::fs::read(&db).expect("the database");
+    bytes.extend(std::fs::read(dir.path().join("psgate.db-wal")).unwrap_or_default());
+    let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!has("hello from before the restart") && !has(PASSWORD));
+}

@@ -146,6 +146,8 @@ pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: S
             }
         }
     });
+    // A user this relay took over (or served before it restarted): their prompt's variables and history back.
+    crate::session::prompt::take_back(&manager, &user).await;
     let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone(), admin: manager.is_admin(&user).await };
     let _ = out.send(hello).await;
 

@@ -802,6 +802,40 @@ impl Manager {
         }
     }
 
+    /// Keeps `owner`'s prompt state (their variables and history, as CLIXML sealed with the relays' key: a credential
+    /// in a variable is never in clear in the store), written in the background.
+    pub(super) fn keep_prompt(&self, owner: &str, state: &Value) {
+        let Some((store, sealer)) = &self.store else { return };
+        let text = match clixml::encode_message(state) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::warn!(%owner, error = %e, "the prompt's state cannot be kept");
+                return;
+            }
+        };
+        let sealed = match sealer.seal(&text, &format!("prompt:{owner}")) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::error!(error = %e, "sealing the prompt's state");
+                return;
+            }
+        };
+        let (store, owner, now) = (store.clone(), owner.to_owned(), unix_ms());
+        tokio::spawn(async move {
+            if let Err(e) = store.put_prompt_state(&owner, &sealed, now).await {
+                tracing::error!(error = %e, "keeping the prompt's state");
+            }
+        });
+    }
+
+    /// `owner`'s kept prompt state, opened (none: none kept, or it does not open: logged).
+    pub(super) async fn kept_prompt(&self, owner: &str) -> Option<Value> {
+        let (store, sealer) = self.store.as_ref()?;
+        let sealed = store.prompt_state(owner).await.map_err(|e| tracing::error!(error = %e, "reading the prompt's state")).ok()??;
+        let text = sealer.open(&sealed, &format!("prompt:{owner}")).map_err(|e| tracing::warn!(%owner, error = %e, "the kept prompt state does not open")).ok()?;
+        clixml::decode_message(text.as_bytes()).map_err(|e| tracing::warn!(%owner, error = %e, "the kept prompt state does not read")).ok()
+    }
+
     /// `[cluster] heartbeat_secs` (at least 1).
     pub fn heartbeat_secs(&self) -> u64 {
         self.config.cluster.heartbeat_secs.max(1)

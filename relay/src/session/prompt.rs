@@ -76,6 +76,18 @@ impl Drop for Run {
     }
 }
 
+/// Takes back `owner`'s prompt state from the store when this relay has no prompt for them yet (it took them over,
+/// or restarted): their variables and history, as they were after their last line.
+pub async fn take_back(manager: &Manager, owner: &str) {
+    if lock(manager.prompts()).contains_key(owner) {
+        return;
+    }
+    let Some(state) = manager.kept_prompt(owner).await else { return };
+    let prompt = UserPrompt::default();
+    lock(&prompt.runspace).restore_state(&state);
+    lock(manager.prompts()).entry(owner.to_owned()).or_insert_with(|| Arc::new(prompt));
+}
+
 /// The user's prompt (made on first use).
 pub fn of(manager: &Manager, owner: &str) -> Arc<UserPrompt> {
     lock(manager.prompts()).entry(owner.to_owned()).or_default().clone()
@@ -99,14 +111,17 @@ pub fn run(manager: &Arc<Manager>, owner: &str, line: String) -> Result<(Pipelin
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut host = RelayHost { buffer: out.clone(), pipeline, stop, calls, next_call: 0, writes_files: manager.prompt_writes_files() };
-        let (outcome, entered, modules) = {
+        let (outcome, entered, modules, state) = {
             let mut rs = lock(&prompt.runspace);
-            let mut remoting = RelayRemoting { manager: manager.clone(), owner: owner.clone(), prompt: prompt.clone(), handle };
+            let mut remoting = RelayRemoting { manager: manager.clone(), owner: owner.clone(), prompt: prompt.clone(), handle: handle.clone() };
             let outcome = rs.run(&line, &mut remoting, &mut host);
             let modules: Vec<PromptModule> =
                 rs.modules().iter().map(|m| PromptModule { name: m.name.clone(), session: m.session, commands: m.proxies.iter().map(|p| p.name.clone()).collect() }).collect();
-            (outcome, rs.entered().map(|e| e.session), modules)
+            (outcome, rs.entered().map(|e| e.session), modules, rs.saved_state())
         };
+        // Kept for the relay that takes this user over (or this one, restarted).
+        let _guard = handle.enter();
+        manager.keep_prompt(&owner, &state);
         let modules_changed = {
             let mut m = lock(&prompt.modules);
             let changed = *m != modules;

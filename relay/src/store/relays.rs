@@ -316,4 +316,29 @@ impl Store {
             }
         }
     }
+
+    /// Keeps `owner`'s prompt state (sealed), unless a later one is kept already (writes may arrive out of order).
+    pub async fn put_prompt_state(&self, owner: &str, sealed: &[u8], updated: i64) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO prompt_states (owner, sealed, updated) VALUES ($1, $2, $3)
+             ON CONFLICT (owner) DO UPDATE SET sealed = excluded.sealed, updated = excluded.updated WHERE prompt_states.updated <= excluded.updated";
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), rusqlite::params![owner, sealed, updated])).map(drop),
+            Engine::Postgres(pool) => {
+                pool.get().await?.execute(SQL, &[&owner, &sealed, &updated]).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// `owner`'s kept prompt state (sealed).
+    pub async fn prompt_state(&self, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        const SQL: &str = "SELECT sealed FROM prompt_states WHERE owner = $1";
+        match &self.engine {
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
+                use rusqlite::OptionalExtension as _;
+                db.query_row(&SQL.replace('$', "?"), [owner], |r| r.get(0)).optional()
+            }),
+            Engine::Postgres(pool) => Ok(pool.get().await?.query_opt(SQL, &[&owner]).await?.map(|r| r.try_get(0)).transpose()?),
+        }
+    }
 }
