@@ -142,4 +142,15 @@ async fn a_relay_killed_under_a_running_winrm_command_loses_no_output_silently()
     assert!(first > *seen.last().expect("ticks before"), "nothing repeated: {first} after {:?}", seen.last());
     assert!(*resumed.last().expect("ticks") >= 55, "to the end of the 6 s: {:?}", resumed.last());
     let _ = p;
+    // No credential in clear in any relay's log (each at `info`), nor in a dump of the shared database.
+    for r in &relays {
+        let log = std::fs::read_to_string(&r.log).unwrap_or_default();
+        assert!(!log.is_empty(), "{} logged", r.id);
+        for secret in [PASSWORD, "alice-pw", sshd.password().as_str()] {
+            assert!(!log.contains(secret), "{} logged a password", r.id);
+        }
+    }
+    let dump = tokio::process::Command::new("pg_dump").arg("--no-owner").arg(&database).output().await.expect("pg_dump runs");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("pinned_sessions") && !dump.contains(PASSWORD) && !dump.contains(sshd.password().as_str()), "no password in the dump");
 }
