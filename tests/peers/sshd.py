@@ -105,6 +105,25 @@ def _parents(path: str) -> typing.List[str]:
     return out
 
 
+def _has_password(password: str) -> bool:
+    """Whether USER's password in /etc/shadow is `password` (an account locked or without one: no)."""
+    try:
+        with open("/etc/shadow", encoding="utf-8") as f:
+            hashed = next((line.split(":")[1] for line in f if line.split(":")[0] == USER), "")
+    except OSError:
+        return False
+    if not hashed.startswith("$"):
+        return False
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt  # deprecated, and still in Python 3.11 and 3.12: the system's crypt(3), as sshd uses
+        except ImportError:
+            return False
+    return crypt.crypt(password, hashed) == hashed
+
+
 def ensure_user() -> pwd.struct_passwd:
     try:
         entry = pwd.getpwnam(USER)
@@ -113,8 +132,11 @@ def ensure_user() -> pwd.struct_passwd:
         entry = pwd.getpwnam(USER)
     if entry.pw_shell.endswith("nologin") or entry.pw_shell.endswith("false"):
         _run(["usermod", "--shell", "/bin/sh", USER])  # sshd runs the subsystem with the user's shell
-    _run(["usermod", "-p", "*", USER])  # useradd leaves it locked ("!"), which sshd refuses with UsePAM no
-    _run(["chpasswd"], input=f"{USER}:{PASSWORD}\n")
+    # Set only when it is not already PASSWORD: setting it takes two steps, and a server started meanwhile by another
+    # test would see the password wrong in between.
+    if not _has_password(PASSWORD):
+        _run(["usermod", "-p", "*", USER])  # useradd leaves it locked ("!"), which sshd refuses with UsePAM no
+        _run(["chpasswd"], input=f"{USER}:{PASSWORD}\n")
     home = entry.pw_dir
     os.makedirs(home, exist_ok=True)
     os.chown(home, entry.pw_uid, entry.pw_gid)
