@@ -394,6 +394,15 @@ impl Remoting for RelayRemoting {
                 let all = manager.list(&owner, None, None);
                 let now: Vec<Option<SessionInfo>> = ids.iter().map(|id| all.iter().find(|s| s.id == *id).cloned()).collect();
                 if now.iter().all(|s| s.as_ref().is_none_or(|s| s.state != SessionState::Opening)) || tokio::time::Instant::now() >= deadline {
+                    // A target's refusal is published before its session turns Broken: those not read yet are
+                    // waiting here.
+                    while let Ok(change) = changes.try_recv() {
+                        if change.owner == owner
+                            && let ServerMessage::TargetRefused { computer_name, code, message } = change.message
+                        {
+                            refusals.push((computer_name, code, message));
+                        }
+                    }
                     return now;
                 }
                 match tokio::time::timeout(Duration::from_millis(100), changes.recv()).await {
