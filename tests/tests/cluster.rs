@@ -83,6 +83,20 @@ async fn site(name: &str, options: PeerOptions) -> (WinrmPeer, Arc<Store>, tempf
     (peer, store, dir, key)
 }
 
+/// relay-a and relay-b configured by `change`, registered in the store and heartbeating every second (as deployed):
+/// neither is ever deemed gone while a test runs.
+async fn beating_pair(store: &Arc<Store>, key: &std::path::Path, peer: &WinrmPeer, change: impl Fn(&mut Config) + Copy) -> (Relay, Relay) {
+    let beating = move |c: &mut Config| {
+        c.cluster.heartbeat_secs = 1;
+        change(c);
+    };
+    let a = relay_configured("relay-a", store, key, peer, beating).await;
+    let b = relay_configured("relay-b", store, key, peer, beating).await;
+    a.manager.join_cluster().await;
+    b.manager.join_cluster().await;
+    (a, b)
+}
+
 /// [`relay`], registered in the store and heartbeating.
 async fn joined(id: &str, store: &Arc<Store>, key: &std::path::Path, peer: &WinrmPeer) -> Relay {
     let r = relay(id, store, key, peer).await;
@@ -334,12 +348,7 @@ async fn psgate_drain_asks_a_relay_through_the_store_to_hand_over_and_stop() {
 async fn any_relay_serves_a_user_through_the_relay_holding_their_sessions() {
     let (peer, store, _dir, key) = site("channel", PeerOptions::default()).await;
     store.set_user("bob", "bob-pw").await.expect("user");
-    // Heartbeating every second (as deployed): neither is ever deemed gone while the test runs.
-    let beating = |c: &mut Config| c.cluster.heartbeat_secs = 1;
-    let a = relay_configured("relay-a", &store, &key, &peer, beating).await;
-    let b = relay_configured("relay-b", &store, &key, &peer, beating).await;
-    a.manager.join_cluster().await;
-    b.manager.join_cluster().await;
+    let (a, b) = beating_pair(&store, &key, &peer, |_| {}).await;
     let mut on_a = Client::connect(&a, "alice").await;
     let s = on_a.new_session_on(target(&peer)).await;
 
@@ -497,14 +506,7 @@ async fn new_session_taken(c: &mut Client) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_racing_for_a_users_last_shell_one_wins() {
     let (peer, store, _dir, key) = site("quota_race", PeerOptions::default()).await;
-    let quotas = |c: &mut Config| {
-        c.cluster.heartbeat_secs = 1;
-        c.quotas.max_shells_per_user = Some(2);
-    };
-    let a = relay_configured("relay-a", &store, &key, &peer, quotas).await;
-    let b = relay_configured("relay-b", &store, &key, &peer, quotas).await;
-    a.manager.join_cluster().await;
-    b.manager.join_cluster().await;
+    let (a, b) = beating_pair(&store, &key, &peer, |c| c.quotas.max_shells_per_user = Some(2)).await;
     let mut on_a = Client::connect(&a, "alice").await;
     on_a.new_session().await;
     // Alice's two tabs, one on each relay, ask for her last shell at once: the relay holding her sessions decides both,
@@ -527,14 +529,7 @@ async fn max_concurrent_users_counts_every_relays_users_and_two_racing_for_the_l
     for u in ["bob", "carol"] {
         store.set_user(u, &format!("{u}-pw")).await.expect("user");
     }
-    let quotas = |c: &mut Config| {
-        c.cluster.heartbeat_secs = 1;
-        c.quotas.max_concurrent_users = Some(2);
-    };
-    let a = relay_configured("relay-a", &store, &key, &peer, quotas).await;
-    let b = relay_configured("relay-b", &store, &key, &peer, quotas).await;
-    a.manager.join_cluster().await;
-    b.manager.join_cluster().await;
+    let (a, b) = beating_pair(&store, &key, &peer, |c| c.quotas.max_concurrent_users = Some(2)).await;
     // Alice holds a session on relay-a; bob (served by relay-b) and carol (by relay-a) ask for the last slot at once.
     let mut alice = Client::connect(&a, "alice").await;
     alice.new_session().await;

@@ -936,7 +936,7 @@ impl Manager {
         if let Some((store, _)) = &self.store {
             let (store, owner) = (store.clone(), owner.to_owned());
             tokio::spawn(async move {
-                if let Err(e) = store.user_active(&owner).await {
+                if let Err(e) = store.set_user_active(&owner, true).await {
                     tracing::error!(error = %e, "noting a user with sessions in the store");
                 }
             });
@@ -1675,7 +1675,7 @@ impl Manager {
         if none_left && !ids.is_empty() && let Some((store, _)) = &self.store {
             let (store, owner) = (store.clone(), owner.to_owned());
             tokio::spawn(async move {
-                if let Err(e) = store.user_inactive(&owner).await {
+                if let Err(e) = store.set_user_active(&owner, false).await {
                     tracing::error!(error = %e, "noting a user without sessions in the store");
                 }
             });

@@ -201,11 +201,15 @@ impl Store {
 
     /// Forgets pinned session `key` (removed by its user).
     pub async fn remove_pinned(&self, key: &str) -> Result<(), StoreError> {
-        const SQL: &str = "DELETE FROM pinned_sessions WHERE key = $1";
+        self.execute_text("DELETE FROM pinned_sessions WHERE key = $1", key).await
+    }
+
+    /// Runs `sql`, one statement whose one parameter `$1` is `text`.
+    async fn execute_text(&self, sql: &str, text: &str) -> Result<(), StoreError> {
         match &self.engine {
-            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), [key])).map(drop),
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&sql.replace('$', "?"), [text])).map(drop),
             Engine::Postgres(pool) => {
-                pool.get().await?.execute(SQL, &[&key]).await?;
+                pool.get().await?.execute(sql, &[&text]).await?;
                 Ok(())
             }
         }
@@ -263,7 +267,7 @@ impl Store {
 
     /// MaxConcurrentUsers across every relay of the store: whether `owner` may hold sessions when at most `max` users
     /// do (a user already holding some always may). Admitted, the user counts as active until
-    /// [`Store::user_inactive`]. Decided in one transaction under an advisory lock (PostgreSQL) or SQLite's lock, so
+    /// [`Store::set_user_active`]. Decided in one transaction under an advisory lock (PostgreSQL) or SQLite's lock, so
     /// of two relays racing for the last slot exactly one wins.
     pub async fn admit_user(&self, owner: &str, me: &str, max: u32, now: i64) -> Result<bool, StoreError> {
         const HOME: &str = "INSERT INTO homes (owner, relay, since) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING";
@@ -293,28 +297,11 @@ impl Store {
         }
     }
 
-    /// `owner` holds sessions (taken over, or kept over a restart): counted by [`Store::admit_user`].
-    pub async fn user_active(&self, owner: &str) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE homes SET active = true WHERE owner = $1";
-        match &self.engine {
-            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), [owner])).map(drop),
-            Engine::Postgres(pool) => {
-                pool.get().await?.execute(SQL, &[&owner]).await?;
-                Ok(())
-            }
-        }
-    }
-
-    /// `owner` holds no session any more: no longer counted by [`Store::admit_user`].
-    pub async fn user_inactive(&self, owner: &str) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE homes SET active = false WHERE owner = $1";
-        match &self.engine {
-            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), [owner])).map(drop),
-            Engine::Postgres(pool) => {
-                pool.get().await?.execute(SQL, &[&owner]).await?;
-                Ok(())
-            }
-        }
+    /// Whether `owner` holds sessions, counted by [`Store::admit_user`]: set for sessions taken over or kept over a
+    /// restart, cleared when the user's last session is removed.
+    pub async fn set_user_active(&self, owner: &str, active: bool) -> Result<(), StoreError> {
+        let sql = if active { "UPDATE homes SET active = true WHERE owner = $1" } else { "UPDATE homes SET active = false WHERE owner = $1" };
+        self.execute_text(sql, owner).await
     }
 
     /// Keeps `owner`'s prompt state (sealed), unless a later one is kept already (writes may arrive out of order).

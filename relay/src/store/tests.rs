@@ -160,7 +160,7 @@ async fn max_concurrent_users_counts_users_holding_sessions_anywhere(store: &Sto
     assert!(!store.admit_user("carol", "a", 2, 1_000).await.expect("admit"), "a third: refused");
     assert!(store.admit_user("alice", "a", 2, 1_000).await.expect("admit"), "a user holding sessions already: always");
     assert_eq!(store.home("carol", "b", 1_100).await.expect("home").0, "a", "the refused user still has a home");
-    store.user_inactive("bob").await.expect("inactive");
+    store.set_user_active("bob", false).await.expect("inactive");
     assert!(store.admit_user("carol", "a", 2, 1_200).await.expect("admit"), "bob's slot");
     assert!(!store.admit_user("bob", "b", 2, 1_300).await.expect("admit"));
 }
