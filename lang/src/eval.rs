@@ -73,6 +73,13 @@ pub struct HistoryEntry {
     pub status: &'static str,
 }
 
+/// What [`Runspace::saved_modules`] keeps.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptModules {
+    next_module: u32,
+    modules: Vec<crate::implicit::Module>,
+}
+
 /// The session Enter-PSSession entered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entered {
@@ -221,18 +228,37 @@ impl Runspace {
     }
 
     /// What of the prompt outlives its relay (issue 19: kept in the store, sealed, and taken back by the relay that
-    /// takes the user over): the variables and the history, as one value (`@(@(@(name, value)…), @(@(id, line,
-    /// status)…))`). Not kept: the entered session, jobs, and the modules Import-PSSession made.
+    /// takes the user over): the variables, the history and the entered session, as one value (`@(@(@(name,
+    /// value)…), @(@(id, line, status)…), @(session, computer, temporary))`, the last empty when none is entered).
+    /// The modules Import-PSSession made are kept apart ([`Runspace::saved_modules`]: large, and seldom changed).
+    /// Not kept: jobs.
     pub fn saved_state(&self) -> Value {
         let variables = self.variables.values().map(|(name, value)| values::array(vec![Value::string(name.as_str()), value.clone()])).collect();
         let history = self.history.iter().map(|h| values::array(vec![Value::I64(i64::from(h.id)), Value::string(h.line.as_str()), Value::string(h.status)])).collect();
-        values::array(vec![values::array(variables), values::array(history)])
+        let entered = self.entered.iter().flat_map(|e| {
+            let session = i64::try_from(e.session.0).unwrap_or(i64::MAX);
+            [Value::I64(session), Value::string(e.computer_name.as_str()), Value::Bool(e.temporary)]
+        });
+        values::array(vec![values::array(variables), values::array(history), values::array(entered.collect())])
     }
 
     /// Takes back what [`Runspace::saved_state`] kept: its variables set (over those of a new runspace), its history
-    /// as this runspace's. A value of another shape is ignored.
+    /// as this runspace's, its entered session (the caller leaves it with [`Runspace::leave`] when that session did
+    /// not survive). A value of another shape is ignored; a state kept before the entered session was is read.
     pub fn restore_state(&mut self, state: &Value) {
-        let Some([variables, history]) = values::as_list(state) else { return };
+        let (variables, history) = match values::as_list(state) {
+            Some([variables, history]) => (variables, history),
+            Some([variables, history, entered]) => {
+                if let Some([session, computer, temporary]) = values::as_list(entered)
+                    && let (Some(session), Some(computer), Value::Bool(temporary)) = (session.as_i64(), computer.as_str(), temporary)
+                    && let Ok(session) = u64::try_from(session)
+                {
+                    self.entered = Some(Entered { session: SessionId(session), computer_name: computer.to_owned(), temporary: *temporary });
+                }
+                (variables, history)
+            }
+            _ => return,
+        };
         for pair in values::as_list(variables).unwrap_or_default() {
             if let Some([name, value]) = values::as_list(pair)
                 && let Some(name) = name.as_str()
@@ -256,6 +282,23 @@ impl Runspace {
                 _ => None,
             })
             .collect();
+    }
+
+    /// The modules Import-PSSession made, kept apart from [`Runspace::saved_state`] (issue 19): JSON of their
+    /// proxies, parameter sets and format views, and the count that names the next one.
+    pub fn saved_modules(&self) -> String {
+        let kept = KeptModules { next_module: self.next_module, modules: self.modules.clone() };
+        serde_json::to_string(&kept).unwrap_or_default()
+    }
+
+    /// Takes back what [`Runspace::saved_modules`] kept, in place of this runspace's modules: their proxies run
+    /// again in their sessions (a session that did not survive is opened again like it when a proxy runs, as
+    /// after a Broken session). Text that does not read is an error and changes nothing.
+    pub fn restore_modules(&mut self, kept: &str) -> Result<(), serde_json::Error> {
+        let kept: KeptModules = serde_json::from_str(kept)?;
+        self.modules = kept.modules;
+        self.next_module = self.next_module.max(kept.next_module);
+        Ok(())
     }
 
     /// Bounds the work of each line (statements and expressions evaluated): a line over it fails.

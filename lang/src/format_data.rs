@@ -17,7 +17,7 @@ use crate::cmdlets::utility::{FORMAT_LIST, FORMAT_TABLE};
 use crate::values::{self, text};
 
 /// A view for one or more types: the first table or list view `Get-FormatData` gave for them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FormatView {
     /// The view's name.
     pub name: String,
@@ -30,7 +30,7 @@ pub struct FormatView {
 }
 
 /// One column of a view.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FormatColumn {
     /// The heading: the label, else the property's name, else the script's text.
     pub label: String,
@@ -45,7 +45,7 @@ pub struct FormatColumn {
 }
 
 /// Where a column's value comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Source {
     /// A property.
     Property(String),

@@ -17,7 +17,7 @@ use crate::remote::{Invocation, Remoting as _, SaveError};
 use crate::values::{self, text};
 
 /// A module Import-PSSession made.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Module {
     /// `tmp_…`, as PowerShell names an implicit remoting module.
     pub name: String,
@@ -36,7 +36,7 @@ pub struct Module {
 }
 
 /// One proxy: a local name for a remote command.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Proxy {
     /// `New-remADUser`
     pub name: String,
@@ -48,7 +48,7 @@ pub struct Proxy {
 }
 
 /// A parameter set of a command, as `Get-Command -ShowCommandInfo` describes it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ParameterSet {
     /// `Name`
     pub name: String,
@@ -59,7 +59,7 @@ pub struct ParameterSet {
 }
 
 /// A parameter in a [`ParameterSet`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetParameter {
     /// `Name`
     pub name: String,
@@ -798,13 +798,14 @@ fn resolve(proxy: &Proxy, typed: &str) -> R<(String, bool)> {
     }
 }
 
-/// The module's session, ready to run: a disconnected one connected again, a broken or closed one replaced by a
+/// The module's session, ready to run (or about to be): a disconnected one connected again, a broken or closed one replaced by a
 /// new session like it (the remote modules imported there again), with PowerShell's warning.
 fn ready(cx: &mut Ctx<'_>, module: usize, command: &str) -> R<SessionId> {
     let (session, computer) = (cx.rs.modules[module].session, cx.rs.modules[module].computer_name.clone());
     let info = cx.remoting.list().iter().find(|s| s.id == session).cloned();
     match info.as_ref().map(|i| i.state) {
-        Some(SessionState::Opened) => return Ok(session),
+        // Opening: the command waits for it (a session a relay is taking over opens again with its Connect).
+        Some(SessionState::Opened | SessionState::Opening) => return Ok(session),
         Some(SessionState::Disconnected) => {
             if let Some(Ok(i)) = cx.remoting.connect(&[session]).into_iter().next()
                 && i.state == SessionState::Opened

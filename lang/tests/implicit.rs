@@ -343,3 +343,33 @@ fn which_format_data_is_asked_for() {
     assert_eq!(w.fake.log.last().map(String::as_str), Some("start [1] throttle=1 Get-FormatData TypeName*User"));
     assert!(shown.contains("Running the Get-FormatData command in a remote session returned no results."), "{shown}");
 }
+
+#[test]
+fn modules_and_the_entered_session_outlive_the_relay_that_made_them() {
+    let mut w = ad_world();
+    w.run("Import-PSSession $session -Module ActiveDirectory -Prefix rem");
+    w.run("Enter-PSSession $session");
+    // As the relay keeps them: the modules as text, the state through CLIXML; another relay (a new runspace, the
+    // same sessions: it took them over) takes both back.
+    let modules = w.rs.saved_modules();
+    let state = psgate_shared::clixml::encode_message(&w.rs.saved_state()).expect("CLIXML");
+    let mut again = World { rs: psgate_lang::Runspace::new(), fake: std::mem::take(&mut w.fake), console: common::Console { interactive: true, ..Default::default() } };
+    again.rs.restore_modules(&modules).expect("the kept modules read back");
+    again.rs.restore_state(&psgate_shared::clixml::decode_message(state.as_bytes()).expect("read back"));
+    assert_eq!(again.rs.entered().map(|e| (e.session.0, e.computer_name.as_str())), Some((1, "srv02")), "still in the session entered");
+    assert!(matches!(again.rs.route("Get-Date"), psgate_lang::Route::Remote { .. }));
+    again.run("exit");
+    // The proxies run in their session as before, with their parameter sets.
+    again.run("New-remADUser ada -Sam ada -PassThru");
+    assert_eq!(again.fake.log.last().map(String::as_str), Some("start [1] throttle=1 New-ADUser [ada] SamAccountNameada PassThruTrue"));
+    let shown = again.run("Get-Module | select Name, ExportedCommands");
+    assert!(shown.contains("{Get-remADUser, New-remADUser, Set-remADUser, remgadu}"), "{shown}");
+    // The next module is named on from the kept ones, never reusing a name.
+    let first = again.rs.modules()[0].name.clone();
+    again.run("Import-PSSession $session -CommandName Get-Process -Prefix y");
+    assert_eq!(again.rs.modules().len(), 2);
+    assert_ne!(again.rs.modules()[1].name, first);
+    // Text that does not read changes nothing.
+    assert!(again.rs.restore_modules("{not json").is_err());
+    assert_eq!(again.rs.modules().len(), 2);
+}

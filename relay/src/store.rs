@@ -564,7 +564,7 @@ fn winrm_row_pg(r: &tokio_postgres::Row) -> Result<WinrmSessionRow, StoreError> 
 const WINRM_COLUMNS: &str = "key, owner, target, shell, sealed_password, idle_since, relay, resume, session_id";
 
 mod relays;
-pub use relays::{Claimed, PinnedRow, RelayRow};
+pub use relays::{Claimed, PinnedRow, PromptPart, RelayRow};
 
 #[cfg(test)]
 mod tests;

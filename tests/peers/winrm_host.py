@@ -896,7 +896,6 @@ class Command:
     def __init__(self, command_id: str, run: Run) -> None:
         self.id = command_id
         self.run = run
-        self.done_sent = False
 
 
 class Shell(PsrpSession):
@@ -1036,14 +1035,16 @@ class Shell(PsrpSession):
                     cmd = self.command(command_id) if command_id is not None else None
                     dest = cmd.run.pid if cmd else None
                     queue = self.queues.setdefault(dest, collections.deque())
-                    finished = cmd is not None and cmd.run.pipeline.state in TERMINAL and not cmd.done_sent
+                    # Done is reported again to a client that asks after it was sent: a client that died between
+                    # receiving Done and its Signal left the command in the shell, and the next client (a Connect)
+                    # re-attaches it; its command state is Done, never a wait that cannot end.
+                    finished = cmd is not None and cmd.run.pipeline.state in TERMINAL
                     if queue or finished:
                         units = self._take(dest, queue, budget)
                         if cmd is not None:
                             cmd.run.cond.notify_all()  # room for a blocked producer
                         state = None
                         if cmd is not None and not queue and cmd.run.pipeline.state in TERMINAL:
-                            cmd.done_sent = True
                             state = "Done"
                         elif cmd is not None and any(u.mtype == HOST_CALL for u in units):
                             state = "Pending"

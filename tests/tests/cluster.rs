@@ -7,12 +7,13 @@
 
 #[path = "../../relay/tests/common/winrm_peer.rs"]
 mod winrm_peer;
+mod at_prompt;
 
 use std::sync::Arc;
 
 use psgate_relay::config::{AllowRule, Config};
-use psgate_relay::store::Store;
-use psgate_shared::api::{PipelineState, ServerMessage, SessionId, SessionState, Transport};
+use psgate_relay::store::{PromptPart, Store};
+use psgate_shared::api::{HostAnswer, PipelineState, ServerMessage, SessionId, SessionState, Transport};
 use psgate_tests::relay::{Client, Relay, indexes, outputs, postgres_database, relay_on};
 use serde_json::json;
 use winrm_peer::{PASSWORD, PeerOptions, USER, WinrmPeer};
@@ -547,4 +548,56 @@ async fn max_concurrent_users_counts_every_relays_users_and_two_racing_for_the_l
         assert!(std::time::Instant::now() < deadline, "the slot freed on one relay is taken on the other");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompts_modules_and_entered_session_follow_a_user_taken_over() {
+    let (peer, store, _dir, key) = site("prompt_moves", PeerOptions::default()).await;
+    let a = joined("relay-a", &store, &key, &peer).await;
+    let b = joined("relay-b", &store, &key, &peer).await;
+    let mut c = Client::connect(&a, "alice").await;
+    at_prompt::prompt_with(&mut c, "$cred = Get-Credential", vec![HostAnswer::Credential { user: USER.into(), password: PASSWORD.into() }]).await;
+    for line in [
+        format!("$session = New-PSSession -ComputerName 127.0.0.1 -Port {} -Credential $cred", peer.port),
+        "Invoke-Command -Command { Import-Module ActiveDirectory } -Session $session".into(),
+        "Import-PSSession -Session $session -Module ActiveDirectory -Prefix rem".into(),
+        "Enter-PSSession $session".into(),
+    ] {
+        let shown = at_prompt::prompt(&mut c, &line).await;
+        assert_eq!((shown.state, shown.errors.len()), (PipelineState::Completed, 0), "{line}: {shown:?}");
+    }
+    let s = c.sessions().await[0].id;
+    // The modules are kept when they change, the entered session with the line's state.
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    while store.prompt(PromptPart::Modules, "alice").await.expect("read").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the modules kept");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Relay A dies; alice's next connection reaches relay-b, which takes her over: her prompt is still inside the
+    // session (taken over with its id), with the module's commands.
+    a.manager.abandon_winrm_sessions("relay-a was killed");
+    store.register_relay("relay-a", "http://relay-a", psgate_tests::unix_ms() - 60_000).await.expect("a stale heartbeat");
+    let mut c = Client::connect(&b, "alice").await;
+    let entered = c
+        .until(|m| match m {
+            ServerMessage::PromptState { entered } => Some(*entered),
+            _ => None,
+        })
+        .await;
+    assert_eq!(entered, Some(s), "still inside the session");
+    let commands = c
+        .until(|m| match m {
+            ServerMessage::PromptModules { modules } => modules.first().map(|m| m.commands.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(commands.iter().any(|n| n == "New-remADUser"), "{commands:?}");
+    let shown = at_prompt::prompt(&mut c, "exit").await;
+    assert_eq!(at_prompt::entered_after(&mut c, &shown).await, None, "{shown:?}");
+    // The proxies run in the session relay-b took over, and return its objects.
+    let shown = at_prompt::prompt(&mut c, "New-remADUser -Name ada -SamAccountName ada -PassThru | % SamAccountName").await;
+    assert_eq!((at_prompt::lines(&shown.text), shown.errors.len()), (vec!["ada".to_owned()], 0), "{shown:?}");
+    let shown = at_prompt::prompt(&mut c, "(Get-Command Get-remADUser).Source -like 'tmp_*'; (Get-PSSession).Id").await;
+    assert_eq!(at_prompt::lines(&shown.text), ["True", &s.0.to_string()], "{shown:?}");
 }

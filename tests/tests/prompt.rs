@@ -285,7 +285,7 @@ async fn the_prompts_variables_and_history_outlive_the_relay_sealed_in_its_store
     let first = psgate_tests::relay::relay_on(store.clone(), |_| {}).await;
     let mut c = Client::connect(&first, "alice").await;
     prompt(&mut c, "$greeting = 'hello from before the restart'").await;
-    let kept = |store: std::sync::Arc<psgate_relay::store::Store>| async move { store.prompt_state("alice").await.expect("read") };
+    let kept = |store: std::sync::Arc<psgate_relay::store::Store>| async move { store.prompt(psgate_relay::store::PromptPart::State, "alice").await.expect("read") };
     let deadline = std::time::Instant::now() + psgate_tests::STEP;
     let mut before = kept(store.clone()).await;
     while before.is_none() {

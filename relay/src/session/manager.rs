@@ -29,7 +29,7 @@ use super::winrm::{self as winrm_session, ShellRecord, WinrmTarget};
 use crate::unix_ms;
 use crate::config::Config;
 use crate::seal::Sealer;
-use crate::store::{PinnedRow, RelayRow, Store, WinrmSessionRow};
+use crate::store::{PinnedRow, PromptPart, RelayRow, Store, WinrmSessionRow};
 use crate::transport::winrm::{AuthMethod, Endpoint, TlsVerification, WinrmError, WinrmOptions};
 use crate::transport::{local, ssh};
 use crate::wsman::configuration_uri;
@@ -802,18 +802,12 @@ impl Manager {
         }
     }
 
-    /// Keeps `owner`'s prompt state (their variables and history, as CLIXML sealed with the relays' key: a credential
-    /// in a variable is never in clear in the store), written in the background.
-    pub(super) fn keep_prompt(&self, owner: &str, state: &Value) {
+    /// Keeps a part of `owner`'s prompt (their variables, history and entered session as CLIXML; their modules as
+    /// JSON), sealed with the relays' key (a credential in a variable is never in clear in the store), written in
+    /// the background.
+    pub(super) fn keep_prompt(&self, part: PromptPart, owner: &str, text: &str) {
         let Some((store, sealer)) = &self.store else { return };
-        let text = match clixml::encode_message(state) {
-            Ok(text) => text,
-            Err(e) => {
-                tracing::warn!(%owner, error = %e, "the prompt's state cannot be kept");
-                return;
-            }
-        };
-        let sealed = match sealer.seal(&text, &format!("prompt:{owner}")) {
+        let sealed = match sealer.seal(text, &prompt_context(part, owner)) {
             Ok(sealed) => sealed,
             Err(e) => {
                 tracing::error!(error = %e, "sealing the prompt's state");
@@ -822,18 +816,17 @@ impl Manager {
         };
         let (store, owner, now) = (store.clone(), owner.to_owned(), unix_ms());
         tokio::spawn(async move {
-            if let Err(e) = store.put_prompt_state(&owner, &sealed, now).await {
-                tracing::error!(error = %e, "keeping the prompt's state");
+            if let Err(e) = store.put_prompt(part, &owner, &sealed, now).await {
+                tracing::error!(error = %e, ?part, "keeping the prompt's state");
             }
         });
     }
 
-    /// `owner`'s kept prompt state, opened (none: none kept, or it does not open: logged).
-    pub(super) async fn kept_prompt(&self, owner: &str) -> Option<Value> {
+    /// A part of `owner`'s kept prompt, opened (none: none kept, or it does not open: logged).
+    pub(super) async fn kept_prompt(&self, part: PromptPart, owner: &str) -> Option<String> {
         let (store, sealer) = self.store.as_ref()?;
-        let sealed = store.prompt_state(owner).await.map_err(|e| tracing::error!(error = %e, "reading the prompt's state")).ok()??;
-        let text = sealer.open(&sealed, &format!("prompt:{owner}")).map_err(|e| tracing::warn!(%owner, error = %e, "the kept prompt state does not open")).ok()?;
-        clixml::decode_message(text.as_bytes()).map_err(|e| tracing::warn!(%owner, error = %e, "the kept prompt state does not read")).ok()
+        let sealed = store.prompt(part, owner).await.map_err(|e| tracing::error!(error = %e, ?part, "reading the prompt's state")).ok()??;
+        sealer.open(&sealed, &prompt_context(part, owner)).map_err(|e| tracing::warn!(%owner, ?part, error = %e, "the kept prompt state does not open")).ok()
     }
 
     /// `[cluster] heartbeat_secs` (at least 1).
@@ -2882,6 +2875,14 @@ async fn handle(manager: &Manager, entry: &Entry, session: &mut Session, running
     Ok(())
 }
 
+/// What a part of a user's kept prompt is sealed for: a sealed part opens only as that part of that user's prompt.
+fn prompt_context(part: PromptPart, owner: &str) -> String {
+    match part {
+        PromptPart::State => format!("prompt:{owner}"),
+        PromptPart::Modules => format!("prompt-modules:{owner}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -3009,3 +3010,4 @@ mod tests {
         assert_eq!(m.check_target(&no_user).map_err(|e| e.code), Err(ErrorCode::InvalidTarget));
     }
 }
+

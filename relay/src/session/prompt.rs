@@ -23,6 +23,7 @@ use psgate_shared::psrp::host::HostMethod;
 use tokio::runtime::Handle;
 
 use super::manager::{ApiError, Buffer, Manager, OPEN_TIMEOUT, PIPELINES_KEPT};
+use crate::store::PromptPart;
 
 /// The prompt shown for psgate's prompt.
 pub const PROMPT: &str = "PS psgate>";
@@ -77,15 +78,44 @@ impl Drop for Run {
 }
 
 /// Takes back `owner`'s prompt state from the store when this relay has no prompt for them yet (it took them over,
-/// or restarted): their variables and history, as they were after their last line.
+/// or restarted): their variables, history and modules as they were after their last line, and the session they
+/// had entered if it is still open here (a WinRM session taken over; not one that could not move).
 pub async fn take_back(manager: &Manager, owner: &str) {
     if lock(manager.prompts()).contains_key(owner) {
         return;
     }
-    let Some(state) = manager.kept_prompt(owner).await else { return };
+    let state = manager.kept_prompt(PromptPart::State, owner).await;
+    let modules = manager.kept_prompt(PromptPart::Modules, owner).await;
+    if state.is_none() && modules.is_none() {
+        return;
+    }
     let prompt = UserPrompt::default();
-    lock(&prompt.runspace).restore_state(&state);
+    {
+        let mut rs = lock(&prompt.runspace);
+        if let Some(state) = state {
+            match clixml::decode_message(state.as_bytes()) {
+                Ok(state) => rs.restore_state(&state),
+                Err(e) => tracing::warn!(%owner, error = %e, "the kept prompt state does not read"),
+            }
+        }
+        if let Some(modules) = modules
+            && let Err(e) = rs.restore_modules(&modules)
+        {
+            tracing::warn!(%owner, error = %e, "the kept prompt modules do not read");
+        }
+        let live = |id: SessionId| manager.list(owner, None, None).iter().any(|s| s.id == id && !matches!(s.state, SessionState::Broken | SessionState::Closed));
+        if rs.entered().is_some_and(|e| !live(e.session)) {
+            rs.leave();
+        }
+        *lock(&prompt.entered) = rs.entered().map(|e| e.session);
+        *lock(&prompt.modules) = page_modules(&rs);
+    }
     lock(manager.prompts()).entry(owner.to_owned()).or_insert_with(|| Arc::new(prompt));
+}
+
+/// The modules Import-PSSession made, as the pages show them.
+fn page_modules(rs: &Runspace) -> Vec<PromptModule> {
+    rs.modules().iter().map(|m| PromptModule { name: m.name.clone(), session: m.session, commands: m.proxies.iter().map(|p| p.name.clone()).collect() }).collect()
 }
 
 /// The user's prompt (made on first use).
@@ -111,24 +141,23 @@ pub fn run(manager: &Arc<Manager>, owner: &str, line: String) -> Result<(Pipelin
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut host = RelayHost { buffer: out.clone(), pipeline, stop, calls, next_call: 0, writes_files: manager.prompt_writes_files() };
-        let (outcome, entered, modules, state) = {
+        let (outcome, entered, modules, state, kept_modules) = {
             let mut rs = lock(&prompt.runspace);
             let mut remoting = RelayRemoting { manager: manager.clone(), owner: owner.clone(), prompt: prompt.clone(), handle: handle.clone() };
             let outcome = rs.run(&line, &mut remoting, &mut host);
-            let modules: Vec<PromptModule> =
-                rs.modules().iter().map(|m| PromptModule { name: m.name.clone(), session: m.session, commands: m.proxies.iter().map(|p| p.name.clone()).collect() }).collect();
-            (outcome, rs.entered().map(|e| e.session), modules, rs.saved_state())
+            let modules = page_modules(&rs);
+            let changed = *lock(&prompt.modules) != modules;
+            (outcome, rs.entered().map(|e| e.session), modules, rs.saved_state(), changed.then(|| rs.saved_modules()))
         };
         // Kept for the relay that takes this user over (or this one, restarted).
         let _guard = handle.enter();
-        manager.keep_prompt(&owner, &state);
-        let modules_changed = {
-            let mut m = lock(&prompt.modules);
-            let changed = *m != modules;
-            *m = modules.clone();
-            changed
-        };
-        if modules_changed {
+        match clixml::encode_message(&state) {
+            Ok(text) => manager.keep_prompt(PromptPart::State, &owner, &text),
+            Err(e) => tracing::warn!(%owner, error = %e, "the prompt's state cannot be kept"),
+        }
+        if let Some(kept) = kept_modules {
+            manager.keep_prompt(PromptPart::Modules, &owner, &kept);
+            *lock(&prompt.modules) = modules.clone();
             manager.publish_to(&owner, ServerMessage::PromptModules { modules });
         }
         let changed = {
@@ -675,8 +704,10 @@ async fn fan_out(
 }
 
 /// Whether a session is open and busy (not broken, closed or disconnected).
+/// Whether a session that refused a command will take it soon: opened and busy, or still opening (a session a relay
+/// is taking over is Opening until its Connect is answered).
 fn busy(manager: &Manager, owner: &str, session: SessionId) -> bool {
-    manager.list(owner, None, None).iter().any(|s| s.id == session && s.state == SessionState::Opened)
+    manager.list(owner, None, None).iter().any(|s| s.id == session && matches!(s.state, SessionState::Opened | SessionState::Opening))
 }
 
 /// Sends a pipeline's events as remote events until its last; stops it when `stop` is set.

@@ -304,28 +304,50 @@ impl Store {
         self.execute_text(sql, owner).await
     }
 
-    /// Keeps `owner`'s prompt state (sealed), unless a later one is kept already (writes may arrive out of order).
-    pub async fn put_prompt_state(&self, owner: &str, sealed: &[u8], updated: i64) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO prompt_states (owner, sealed, updated) VALUES ($1, $2, $3)
-             ON CONFLICT (owner) DO UPDATE SET sealed = excluded.sealed, updated = excluded.updated WHERE prompt_states.updated <= excluded.updated";
+    /// Keeps a part of `owner`'s prompt (sealed), unless a later one is kept already (writes may arrive out of
+    /// order).
+    pub async fn put_prompt(&self, part: PromptPart, owner: &str, sealed: &[u8], updated: i64) -> Result<(), StoreError> {
+        let table = part.table();
+        let sql = format!(
+            "INSERT INTO {table} (owner, sealed, updated) VALUES ($1, $2, $3)
+             ON CONFLICT (owner) DO UPDATE SET sealed = excluded.sealed, updated = excluded.updated WHERE {table}.updated <= excluded.updated"
+        );
         match &self.engine {
-            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&SQL.replace('$', "?"), rusqlite::params![owner, sealed, updated])).map(drop),
+            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute(&sql.replace('$', "?"), rusqlite::params![owner, sealed, updated])).map(drop),
             Engine::Postgres(pool) => {
-                pool.get().await?.execute(SQL, &[&owner, &sealed, &updated]).await?;
+                pool.get().await?.execute(&sql, &[&owner, &sealed, &updated]).await?;
                 Ok(())
             }
         }
     }
 
-    /// `owner`'s kept prompt state (sealed).
-    pub async fn prompt_state(&self, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        const SQL: &str = "SELECT sealed FROM prompt_states WHERE owner = $1";
+    /// A part of `owner`'s kept prompt (sealed).
+    pub async fn prompt(&self, part: PromptPart, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = format!("SELECT sealed FROM {} WHERE owner = $1", part.table());
         match &self.engine {
             Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
                 use rusqlite::OptionalExtension as _;
-                db.query_row(&SQL.replace('$', "?"), [owner], |r| r.get(0)).optional()
+                db.query_row(&sql.replace('$', "?"), [owner], |r| r.get(0)).optional()
             }),
-            Engine::Postgres(pool) => Ok(pool.get().await?.query_opt(SQL, &[&owner]).await?.map(|r| r.try_get(0)).transpose()?),
+            Engine::Postgres(pool) => Ok(pool.get().await?.query_opt(&sql, &[&owner]).await?.map(|r| r.try_get(0)).transpose()?),
+        }
+    }
+}
+
+/// The parts of a user's prompt the store keeps, each in its table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptPart {
+    /// Variables, history and the entered session (CLIXML), written after every line.
+    State,
+    /// The modules Import-PSSession made (JSON), written when they change.
+    Modules,
+}
+
+impl PromptPart {
+    fn table(self) -> &'static str {
+        match self {
+            PromptPart::State => "prompt_states",
+            PromptPart::Modules => "prompt_modules",
         }
     }
 }

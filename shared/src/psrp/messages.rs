@@ -313,7 +313,7 @@ pub fn metadata_count(v: &Value) -> Option<u32> {
 
 /// A command as GET_COMMAND_METADATA describes it (MS-PSRP 2.2.3.22): what implicit remoting needs to make its
 /// proxy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommandMetadata {
     /// `Name`
     pub name: String,
@@ -332,7 +332,7 @@ pub struct CommandMetadata {
 }
 
 /// One parameter of a [`CommandMetadata`] (`ParameterMetadata`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ParameterMetadata {
     /// `Name`
     pub name: String,
