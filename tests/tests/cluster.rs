@@ -601,3 +601,25 @@ async fn the_prompts_modules_and_entered_session_follow_a_user_taken_over() {
     let shown = at_prompt::prompt(&mut c, "(Get-Command Get-remADUser).Source -like 'tmp_*'; (Get-PSSession).Id").await;
     assert_eq!(at_prompt::lines(&shown.text), ["True", &s.0.to_string()], "{shown:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_removed_as_soon_as_it_opens_leaves_no_row_behind() {
+    // Else the relay, restarted, would show a session its user removed as Broken.
+    let (peer, store, _dir, key) = site("pinned_race", PeerOptions::default()).await;
+    let a = relay("relay-a", &store, &key, &peer).await;
+    let local: psgate_shared::api::Target = serde_json::from_value(json!({"computer_name": "localhost", "transport": "local"})).expect("a target");
+    for _ in 0..20 {
+        let info = a.manager.create("alice", local.clone()).expect("opened");
+        a.manager.remove("alice", Some(&[info.id])).expect("removed");
+    }
+    // The writes go on in the background; each removal after its row's write.
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    loop {
+        let left = store.pinned_of("relay-a").await.expect("rows").len();
+        if left == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} sessions removed are still kept");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

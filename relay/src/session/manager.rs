@@ -311,7 +311,16 @@ struct Entry {
     /// there).
     gap: Mutex<Option<String>>,
     /// Its row in the store's pinned sessions (SSH, local: sessions that cannot move to another relay).
-    pinned: Mutex<Option<String>>,
+    pinned: Mutex<Option<Pin>>,
+}
+
+/// A session's row in the store's pinned sessions.
+#[derive(Debug)]
+struct Pin {
+    key: String,
+    /// The row's write, while it may still be under way: the row's removal waits for it (else a session removed
+    /// within moments of opening could leave its row behind, shown Broken after a restart).
+    written: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A session's target, credentials included; its `Debug` names only the computer and transport.
@@ -952,7 +961,7 @@ impl Manager {
         let want = row.session_id.and_then(|i| u64::try_from(i).ok()).map(SessionId);
         let (id, entry, _commands) = self.add_entry(&row.owner, &target, SessionState::Broken, false, want).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         self.held_again(&row.owner);
-        *lock(&entry.pinned) = Some(row.key.clone());
+        *lock(&entry.pinned) = Some(Pin { key: row.key.clone(), written: None });
         // No task drives it: nothing to wait for when it is removed.
         entry.ended.send_replace(true);
         let transport = match target.transport {
@@ -975,14 +984,14 @@ impl Manager {
         let key = Uuid::new_v4().simple().to_string();
         let Some((sealed, mut public)) = kept_target(sealer, target, &key) else { return };
         public.name = Some(lock(&entry.info).name.clone());
-        *lock(&entry.pinned) = Some(key.clone());
-        let row = PinnedRow { key, relay: self.relay_id.clone(), owner: entry.owner.clone(), target: serde_json::to_string(&public).unwrap_or_default(), sealed_password: sealed, opened: unix_ms(), session_id: i64::try_from(lock(&entry.info).id.0).ok() };
+        let row = PinnedRow { key: key.clone(), relay: self.relay_id.clone(), owner: entry.owner.clone(), target: serde_json::to_string(&public).unwrap_or_default(), sealed_password: sealed, opened: unix_ms(), session_id: i64::try_from(lock(&entry.info).id.0).ok() };
         let store = store.clone();
-        tokio::spawn(async move {
+        let written = tokio::spawn(async move {
             if let Err(e) = store.put_pinned(&row).await {
                 tracing::error!(error = %e, "keeping a session in the store");
             }
         });
+        *lock(&entry.pinned) = Some(Pin { key, written: Some(written) });
     }
 
     /// Opens `owner`'s Broken sessions `ids` again on their targets, with their names and credentials: one action
@@ -1645,10 +1654,13 @@ impl Manager {
         for id in &ids {
             if let Some(entry) = inner.sessions.remove(&(owner.to_owned(), *id)) {
                 ended.push(entry.ended.subscribe());
-                if let (Some(key), Some((store, _))) = (lock(&entry.pinned).take(), &self.store) {
+                if let (Some(pin), Some((store, _))) = (lock(&entry.pinned).take(), &self.store) {
                     let store = store.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = store.remove_pinned(&key).await {
+                        if let Some(written) = pin.written {
+                            let _ = written.await;
+                        }
+                        if let Err(e) = store.remove_pinned(&pin.key).await {
                             tracing::error!(error = %e, "forgetting a session in the store");
                         }
                     });
