@@ -283,6 +283,24 @@ impl SameSite {
     }
 }
 
+/// `[audit]`: the audit trail ([`crate::audit`]), written to the store by every relay.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Record (default true).
+    pub enabled: bool,
+    /// The most of a pipeline's objects and records kept, in KiB; beyond it, their count and the last.
+    pub max_pipeline_kb: usize,
+    /// Records older than this many days are removed (none: kept for ever).
+    pub retention_days: Option<u64>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig { enabled: true, max_pipeline_kb: 1024, retention_days: None }
+    }
+}
+
 /// `[auth]`: browser logins.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -371,6 +389,8 @@ pub struct Config {
     pub quotas: crate::quotas::Quotas,
     /// `[cluster]`: several relays on one store.
     pub cluster: ClusterConfig,
+    /// `[audit]`: the audit trail.
+    pub audit: AuditConfig,
     /// Serve `GET /metrics` (Prometheus text, without a login: a relay whose port is reachable by people who should
     /// not see its session counts turns it off, or keeps the path from them at its proxy).
     pub metrics: bool,
@@ -397,6 +417,7 @@ impl Default for Config {
             winrm: WinrmConfig::default(),
             quotas: crate::quotas::Quotas::default(),
             cluster: ClusterConfig::default(),
+            audit: AuditConfig::default(),
             metrics: true,
         }
     }

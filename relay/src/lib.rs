@@ -3,6 +3,7 @@
 //! Code map: [`cli`] (the `psgate` command line), [`http`] (the web server and its routes),
 //! [`session`] (a runspace pool on a transport, driven by a task), [`transport`] (SSH, local process).
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod http;

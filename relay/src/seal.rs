@@ -15,6 +15,8 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 
 /// What the channel key is derived with.
 const CHANNEL_LABEL: &[u8] = b"psgate relay channel v1";
+/// What the audit chain's key is derived with.
+const AUDIT_LABEL: &[u8] = b"psgate audit chain v1";
 
 /// Why a value could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub enum SealError {
 pub struct Sealer {
     key: LessSafeKey,
     channel: hmac::Key,
+    /// The audit chain's MAC key (derived as the channel's, with its own label).
+    audit: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -79,13 +83,20 @@ impl Sealer {
     fn with_key(key: &[u8; 32]) -> Sealer {
         let channel = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), CHANNEL_LABEL);
         let channel = hmac::Key::new(hmac::HMAC_SHA256, channel.as_ref());
+        let audit = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), AUDIT_LABEL);
+        let audit = hmac::Key::new(hmac::HMAC_SHA256, audit.as_ref());
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256 key"));
-        Sealer { key, channel, rng: SystemRandom::new() }
+        Sealer { key, channel, audit, rng: SystemRandom::new() }
     }
 
     /// `message` signed with the channel key, in hex.
     pub fn sign(&self, message: &[u8]) -> String {
         hmac::sign(&self.channel, message).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The audit chain's MAC key ([`crate::audit`]).
+    pub fn audit_key(&self) -> AuditKey {
+        AuditKey(self.audit.clone())
     }
 
     /// Whether `signature` (hex) is [`Sealer::sign`]'s for `message` (compared in constant time).
@@ -162,5 +173,23 @@ mod tests {
         assert!(!again.verify(b"alice", "zz") && !again.verify(b"alice", &signature[1..]));
         std::fs::write(&path, b"short").expect("write");
         assert!(matches!(Sealer::load_or_create(&path), Err(SealError::BadKey(_))));
+    }
+}
+
+/// The audit chain's MAC key: HMAC-SHA256 under a key derived from the sealing key (relays sharing the sealing key
+/// share it; it reveals neither the sealing key nor the channel's).
+#[derive(Clone)]
+pub struct AuditKey(hmac::Key);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(<key>)")
+    }
+}
+
+impl AuditKey {
+    /// `message`'s MAC, in hex.
+    pub fn mac(&self, message: &[u8]) -> String {
+        hmac::sign(&self.0, message).as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -169,9 +169,6 @@ impl std::fmt::Debug for WinrmSessionRow {
     }
 }
 
-/// One record of the audit: (time in milliseconds since the Unix epoch, actor, action, subject, detail).
-pub type AuditRow = (i64, String, String, String, String);
-
 /// A stored login (times in milliseconds since the Unix epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginRow {
@@ -417,32 +414,6 @@ impl Store {
         }
     }
 
-    /// Records what `actor` did to `subject` (milliseconds since the Unix epoch).
-    pub async fn audit(&self, time: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError> {
-        match &self.engine {
-            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| db.execute("INSERT INTO audit (time, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)", (time, actor, action, subject, detail))).map(drop),
-            Engine::Postgres(pool) => {
-                pool.get().await?.execute("INSERT INTO audit (time, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)", &[&time, &actor, &action, &subject, &detail]).await?;
-                Ok(())
-            }
-        }
-    }
-
-    /// The audit, oldest first: (time, actor, action, subject, detail).
-    pub async fn audit_rows(&self) -> Result<Vec<AuditRow>, StoreError> {
-        const SELECT: &str = "SELECT time, actor, action, subject, detail FROM audit ORDER BY id";
-        match &self.engine {
-            Engine::Sqlite { db, .. } => Store::sqlite(db, |db| {
-                let mut q = db.prepare(SELECT)?;
-                q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect()
-            }),
-            Engine::Postgres(pool) => {
-                let rows = pool.get().await?.query(SELECT, &[]).await?;
-                rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?))).collect()
-            }
-        }
-    }
-
     /// The password hash of `name` (PHC string).
     async fn password_hash(&self, name: &str) -> Result<Option<String>, StoreError> {
         match &self.engine {
@@ -563,6 +534,8 @@ fn winrm_row_pg(r: &tokio_postgres::Row) -> Result<WinrmSessionRow, StoreError> 
 
 const WINRM_COLUMNS: &str = "key, owner, target, shell, sealed_password, idle_since, relay, resume, session_id";
 
+mod audit;
+pub use audit::AuditFilter;
 mod relays;
 pub use relays::{Claimed, PinnedRow, PromptPart, RelayRow};
 

@@ -320,9 +320,12 @@ async fn a_relay_admin_sees_every_users_sessions_and_closes_one_audited() {
         .await;
     assert_eq!(told, format!("The relay admin root closed your session {} on localhost.", id.0));
     assert_eq!(held(&relay, "alice"), 0);
-    let audit = store.audit_rows().await.expect("audit");
+    relay.manager.flush_audit().await;
+    let filter = psgate_relay::store::AuditFilter { kinds: vec!["admin".into()], ..Default::default() };
+    let audit = store.audit_page(&filter, 0, 100).await.expect("audit");
     assert_eq!(audit.len(), 1, "{audit:?}");
-    assert_eq!((audit[0].1.as_str(), audit[0].2.as_str(), audit[0].3.clone()), ("root", "Remove-PSGateSession", format!("alice/{}", id.0)));
+    let event = audit[0].event().expect("an event");
+    assert_eq!((event.actor.as_str(), event.owner.as_deref(), event.session, event.data["action"].as_str()), ("root", Some("alice"), Some(id.0), Some("Remove-PSGateSession")));
 }
 
 /// A relay that allows the WS-Management peer, a user with its credentials in `$cred` and a WinRM session in `$s`.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod clixml;
 mod console;
 mod format;
@@ -103,6 +104,10 @@ writes the log as JSON lines.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The audit trail the relays write: verify its chain, search it (by user, computer, time, command, result),
+    /// export it (JSON lines, asciicast v3, a JEA-style transcript).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Decode, encode and round-trip CLIXML (PowerShell's object serialization).
     #[command(subcommand)]
     Clixml(clixml::ClixmlCommand),
@@ -177,6 +182,7 @@ pub fn run(cli: Cli) -> ExitCode {
     // A server logs its lifecycle; a one-shot command only what went wrong.
     init_tracing(if matches!(cli.command, Command::Demo { .. } | Command::Serve { .. }) { "info" } else { "warn" }, cli.log_format);
     let result = match cli.command {
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Clixml(cmd) => clixml::run(cmd),
         Command::Invoke(args) => invoke::run(*args),
         Command::Shell(args) => shell::run(*args),

@@ -300,12 +300,14 @@ pub async fn login(State(api): State<Api>, body: Result<Json<LoginForm>, axum::e
     match ok {
         Ok(true) => {
             tracing::info!(user = %name, "login");
+            api.manager.audit(crate::audit::Event::new(crate::audit::Kind::Login, &name));
             let mut response = Json(serde_json::json!({ "name": name })).into_response();
             response.headers_mut().insert(SET_COOKIE, api.auth.cookie_header(&token, api.auth.ttl.as_secs()));
             response
         }
         Ok(false) => {
             tracing::info!(user = %name, "login refused");
+            api.manager.audit(crate::audit::Event::new(crate::audit::Kind::LoginRefused, &name));
             json_error(StatusCode::UNAUTHORIZED, "wrong user name or password")
         }
         Err(e) => {
@@ -319,8 +321,14 @@ pub async fn login(State(api): State<Api>, body: Result<Json<LoginForm>, axum::e
 pub async fn logout(State(api): State<Api>, headers: HeaderMap) -> Response {
     if let Some(token) = cookie(&headers) {
         let key = token_key(token);
+        let user = api.auth.store.login(&key).await.ok().flatten().map(|l| l.user);
         match api.auth.store.remove_login(&key).await {
-            Ok(true) => tracing::info!("logout"),
+            Ok(true) => {
+                tracing::info!("logout");
+                if let Some(user) = user {
+                    api.manager.audit(crate::audit::Event::new(crate::audit::Kind::Logout, &user));
+                }
+            }
             Ok(false) => {}
             Err(error) => tracing::error!(%error, "logout"),
         }

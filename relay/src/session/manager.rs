@@ -137,6 +137,8 @@ struct BufferInner {
     /// The sequence number of `events[0]`.
     first: u64,
     finished: bool,
+    /// The pipeline's audit record, while it is made.
+    tap: Option<Box<crate::audit::Tap>>,
 }
 
 /// What [`Buffer::read`] found.
@@ -206,6 +208,11 @@ impl Buffer {
             if matches!(event, ServerMessage::PipelineState { state, .. } if state.is_terminal()) {
                 b.finished = true;
             }
+            if let Some(tap) = b.tap.as_mut()
+                && tap.observe(&event)
+            {
+                b.tap = None;
+            }
             b.bytes += event_bytes(&event);
             b.events.push_back(event);
             // The oldest go first, the last event always stays.
@@ -218,6 +225,18 @@ impl Buffer {
             seq
         };
         self.last.send_replace(seq);
+    }
+
+    /// Records the pipeline's events from now on in the audit trail ([`crate::audit::Tap`]).
+    pub(super) fn tap(&self, tap: crate::audit::Tap) {
+        lock(&self.inner).tap = Some(Box::new(tap));
+    }
+
+    /// The user's answer to a host call, for the pipeline's audit record.
+    pub(super) fn tap_answer(&self, call_id: i64, answer: &HostAnswer) {
+        if let Some(tap) = lock(&self.inner).tap.as_mut() {
+            tap.answer(call_id, answer);
+        }
     }
 
     /// Up to `max` events after `after_seq`.
@@ -468,6 +487,29 @@ fn utc_time(ms: i64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// `[audit] retention_days`: hourly (and at start), the records older than that are removed and a retention record
+/// names the last one removed, so the chain left still verifies.
+fn spawn_audit_retention(manager: std::sync::Weak<Manager>, audit: crate::audit::Audit, days: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let Some(manager) = manager.upgrade() else { return };
+            let Some((store, _)) = &manager.store else { return };
+            let keep_ms = i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+            match store.prune_audit(unix_ms().saturating_sub(keep_ms)).await {
+                Ok(Some((removed, seq, mac))) => {
+                    tracing::info!(removed, through = seq, days, "audit records past their retention removed");
+                    let data = serde_json::json!({"through_seq": seq, "through_mac": mac, "removed": removed, "retention_days": days});
+                    audit.record(crate::audit::Event::new(crate::audit::Kind::Retention, "psgate").with(data));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "removing audit records past their retention"),
+            }
+        }
+    });
+}
+
 /// The pinned sessions `relay` holds in `manager`'s store (none without one).
 async fn store_pinned(manager: &Manager, relay: &str) -> Vec<PinnedRow> {
     let Some((store, _)) = &manager.store else { return Vec::new() };
@@ -550,6 +592,8 @@ pub struct Manager {
     draining: std::sync::atomic::AtomicBool,
     /// Each user's WebSocket connections here, and the notices kept for them while they had none.
     users: Mutex<HashMap<String, (usize, Vec<ServerMessage>)>>,
+    /// Where audit records go (none: no store, or `[audit] enabled = false`).
+    audit: Option<crate::audit::Audit>,
 }
 
 /// A user's connection, counted while it lasts ([`Manager::user_connected`]).
@@ -578,7 +622,7 @@ impl Manager {
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
         let limit = config.quotas.max_connections;
         let relay_id = config.relay_id();
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default() })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit: None })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -592,7 +636,11 @@ impl Manager {
             Vec::new()
         });
         let limit = config.quotas.max_connections;
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default() });
+        let audit = config.audit.enabled.then(|| crate::audit::Audit::start(store.clone(), sealer.audit_key(), relay_id.clone(), config.audit.max_pipeline_kb.saturating_mul(1024)));
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit });
+        if let (Some(days), Some(audit)) = (manager.config.audit.retention_days, &manager.audit) {
+            spawn_audit_retention(Arc::downgrade(&manager), audit.clone(), days);
+        }
         // Its SSH and local sessions ended with the previous process: shown Broken, to be opened again.
         let pinned = store_pinned(&manager, &manager.relay_id).await;
         for row in &pinned {
@@ -623,6 +671,59 @@ impl Manager {
     /// `[cluster] relay_id`.
     pub fn relay_id(&self) -> &str {
         &self.relay_id
+    }
+
+    /// Appends `event` to the audit trail (when this relay records one).
+    pub fn audit(&self, event: crate::audit::Event) {
+        if let Some(audit) = &self.audit {
+            audit.record(event);
+        }
+    }
+
+    /// Waits until every audit record made so far is in the store.
+    pub async fn flush_audit(&self) {
+        if let Some(audit) = &self.audit {
+            audit.flush().await;
+        }
+    }
+
+    /// Records a session's opening (or failure: `error`), with its target (never its password); `connected`: a
+    /// Connect to a shell opened before (a takeover, a restart).
+    fn audit_session(&self, entry: &Entry, target: &Target, kind: crate::audit::Kind, connected: bool, error: Option<&str>) {
+        if self.audit.is_none() {
+            return;
+        }
+        let info = lock(&entry.info).clone();
+        let mut data = serde_json::json!({
+            "transport": info.transport,
+            "port": crate::config::default_port(target.transport, target.use_ssl, target.port),
+            "configuration_name": info.configuration_name,
+            "user": target.user,
+            "name": info.name,
+        });
+        if connected {
+            data["connected"] = true.into();
+        }
+        if let Some(error) = error {
+            data["error"] = error.into();
+        }
+        self.audit(crate::audit::Event::new(kind, &entry.owner).on(&entry.owner, info.id.0, &info.computer_name).with(data));
+    }
+
+    /// Records a quota's refusal of `owner`'s New-PSSession (to `computer`, when known).
+    fn audit_refusal(&self, owner: &str, computer: Option<&str>, refusal: &crate::quotas::Refusal) {
+        let mut event = crate::audit::Event::new(crate::audit::Kind::QuotaRefused, owner).with(serde_json::json!({"quota": refusal.quota(), "message": refusal.message()}));
+        event.owner = Some(owner.to_owned());
+        event.computer = computer.map(str::to_owned);
+        self.audit(event);
+    }
+
+    /// Records the pipeline `buffer` carries, from its first event to its last (when this relay records): `event`
+    /// made by [`crate::audit::Event::pipeline`].
+    pub(super) fn audit_pipeline(&self, buffer: &Buffer, event: crate::audit::Event) {
+        if let Some(audit) = &self.audit {
+            buffer.tap(crate::audit::Tap::new(audit, event));
+        }
     }
 
     /// Registers this relay in the store and starts its heartbeat, which also takes over the WinRM sessions of
@@ -802,6 +903,7 @@ impl Manager {
                 let refusal = crate::quotas::Refusal::MaxConcurrentUsers(max, None);
                 tracing::info!(owner, ?refusal, "New-PSSession refused by a quota (every relay's users counted)");
                 self.metrics.refused(refusal.quota());
+                self.audit_refusal(owner, None, &refusal);
                 Err(ApiError::new(ErrorCode::QuotaExceeded, refusal.message()))
             }
             Err(e) => {
@@ -1180,6 +1282,7 @@ impl Manager {
             if let Err(refusal) = crate::quotas::admit(&self.config.quotas, rule_quotas, owner, held) {
                 tracing::info!(owner, computer = %target.computer_name.trim(), ?refusal, "New-PSSession refused by a quota");
                 self.metrics.refused(refusal.quota());
+                self.audit_refusal(owner, Some(target.computer_name.trim()), &refusal);
                 return Err(ApiError::new(ErrorCode::QuotaExceeded, refusal.message()));
             }
         }
@@ -1233,8 +1336,13 @@ impl Manager {
 
     /// The relay is stopping: its opened WinRM sessions are disconnected (Block mode, the target's idle timeout),
     /// not closed, so that their commands run on and the next relay process can connect them again. Waits for
-    /// the targets' answers, at most `limit`.
+    /// the targets' answers, at most `limit`; then for the audit records made so far to be in the store.
     pub async fn shutdown(&self, limit: Duration) {
+        self.hand_over(limit).await;
+        let _ = tokio::time::timeout(limit, self.flush_audit()).await;
+    }
+
+    async fn hand_over(&self, limit: Duration) {
         // Lines at the prompts end first (one waiting for an answer would keep the process alive).
         for prompt in lock(&self.prompts).values() {
             prompt.stop_all();
@@ -1501,14 +1609,9 @@ impl Manager {
     pub async fn admin_close(&self, admin: &str, owner: &str, id: SessionId) -> Result<Removed, ApiError> {
         self.refuse_non_admin(admin).await?;
         let computer = self.computer_name(owner, id)?;
-        let removed = self.remove(owner, Some(&[id]))?;
+        let removed = self.remove_as(admin, owner, Some(&[id]))?;
         tracing::warn!(admin, owner, session = id.0, %computer, "an admin closed another user's session");
-        if let Some((store, _)) = &self.store {
-            let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            if let Err(e) = store.audit(time, admin, "Remove-PSGateSession", &format!("{owner}/{}", id.0), &format!("session {} on {computer}", id.0)).await {
-                tracing::error!(error = %e, "writing the audit");
-            }
-        }
+        self.audit(crate::audit::Event::new(crate::audit::Kind::Admin, admin).on(owner, id.0, &computer).with(serde_json::json!({"action": "Remove-PSGateSession"})));
         self.publish(owner, ServerMessage::TargetRefused { computer_name: computer.clone(), code: ErrorCode::TargetNotAllowed, message: format!("The relay admin {admin} closed your session {} on {computer}.", id.0) });
         Ok(removed)
     }
@@ -1640,6 +1743,11 @@ impl Manager {
     /// Remove-PSSession: closes and forgets these sessions of `owner` (`None`: all of them). Ids that are not
     /// `owner`'s are an error and nothing is removed.
     pub fn remove(&self, owner: &str, ids: Option<&[SessionId]>) -> Result<Removed, ApiError> {
+        self.remove_as(owner, owner, ids)
+    }
+
+    /// [`Manager::remove`] done by `actor` (an admin), as the audit records it.
+    fn remove_as(&self, actor: &str, owner: &str, ids: Option<&[SessionId]>) -> Result<Removed, ApiError> {
         let mut inner = lock(&self.inner);
         let ids: Vec<SessionId> = match ids {
             Some(ids) => {
@@ -1667,6 +1775,8 @@ impl Manager {
                 }
                 let _ = entry.commands.send(Command::Close);
                 tracing::info!(session = id.0, owner, "session removed");
+                let computer = lock(&entry.info).computer_name.clone();
+                self.audit(crate::audit::Event::new(crate::audit::Kind::SessionClosed, actor).on(owner, id.0, &computer));
                 // Every page's sessions panel drops it (whoever removed it: a page, psgate's prompt).
                 let mut info = lock(&entry.info).clone();
                 info.state = SessionState::Closed;
@@ -1761,7 +1871,7 @@ impl Manager {
     fn start(&self, owner: &str, id: SessionId, launch: Launch) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
         let Launch { spec, text: script, tag: tagged, invocation, hidden } = launch;
         let entry = self.entry(owner, id)?;
-        let (tag, prompt) = {
+        let (tag, prompt, computer) = {
             let mut info = lock(&entry.info);
             if info.state != SessionState::Opened || info.availability != Availability::Available {
                 return Err(ApiError::new(ErrorCode::SessionNotReady, format!("session {} is {:?}, {:?}", id.0, info.state, info.availability).to_lowercase()));
@@ -1769,10 +1879,21 @@ impl Manager {
             info.availability = Availability::Busy;
             self.publish(owner, ServerMessage::SessionChanged { session: info.clone() });
             let prompt = if tagged { String::new() } else { shown_prompt(&info) };
-            (tagged.then(|| info.computer_name.clone()), prompt)
+            (tagged.then(|| info.computer_name.clone()), prompt, info.computer_name.clone())
         };
         let pipeline = self.next_pipeline();
         let buffer = Arc::new(Buffer::with_limit(self.output_limit(&entry)));
+        if !hidden {
+            let commands = match &spec {
+                Work::Pipeline(spec) | Work::WithInput(spec, _) => Some(crate::audit::commands_json(spec)),
+                Work::Metadata { .. } => None,
+            };
+            let mut event = crate::audit::Event::pipeline(owner, owner, id.0, &computer, pipeline.0, &script);
+            if let Some(commands) = commands {
+                event.data["commands"] = commands;
+            }
+            self.audit_pipeline(&buffer, event);
+        }
         {
             let mut pipelines = lock(&entry.pipelines);
             pipelines.insert(pipeline, Kept { buffer: buffer.clone(), script, prompt, invocation, hidden });
@@ -1889,10 +2010,11 @@ impl Manager {
 
     /// The browser's answer to a host call.
     pub fn answer(&self, owner: &str, id: SessionId, pipeline: PipelineId, call_id: i64, answer: HostAnswer) -> Result<(), ApiError> {
+        // In the pipeline's audit record, its secrets redacted.
+        self.buffer(owner, id, pipeline)?.tap_answer(call_id, &answer);
         if id == LOCAL_SESSION {
             return super::prompt::of(self, owner).answer(pipeline, call_id, answer);
         }
-        self.buffer(owner, id, pipeline)?;
         let answer = match answer {
             HostAnswer::Value { clixml } => Answer::Ready(HostResult::Value(
                 clixml::decode_message(clixml.as_bytes()).map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("the answer is not CLIXML: {e}")))?,
@@ -1911,11 +2033,13 @@ impl Manager {
     fn reattach(&self, entry: &Entry, uuid: Uuid) -> Running {
         let pipeline = self.next_pipeline();
         let buffer = Arc::new(Buffer::with_limit(self.output_limit(entry)));
-        let session = {
+        let (session, computer) = {
             let mut info = lock(&entry.info);
             info.availability = Availability::Busy;
-            info.id
+            (info.id, info.computer_name.clone())
         };
+        // Recorded from here (what ran before is in the record of the relay that started it, if it ended there).
+        self.audit_pipeline(&buffer, crate::audit::Event::pipeline(&entry.owner, &entry.owner, session.0, &computer, pipeline.0, &format!("(connected pipeline {uuid})")));
         // Taken over from a relay that died: the output it lost is said where it would have been, first.
         if let Some(gap) = lock(&entry.gap).take() {
             let record = psgate_lang::informational("Warning", &gap);
@@ -2341,6 +2465,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
         Err(e) => {
             let error = target_error(&e);
             tracing::warn!(session = id.0, code = ?error.code, error = %error.message, "the session could not be opened");
+            manager.audit_session(&entry, &target, crate::audit::Kind::SessionFailed, attach.is_some(), Some(&error.message));
             manager.publish(&entry.owner, ServerMessage::TargetRefused { computer_name: target.computer_name.trim().to_owned(), code: error.code, message: error.message.clone() });
             // A kept session whose connect failed stays kept and disconnected: the target may be back later.
             let kept = attach.is_some() && target.shell_id.is_none();
@@ -2358,6 +2483,7 @@ async fn drive(manager: Arc<Manager>, entry: Arc<Entry>, target: Target, start: 
         }
     };
     tracing::info!(session = id.0, "session opened");
+    manager.audit_session(&entry, &target, crate::audit::Kind::SessionOpened, attach.is_some(), None);
     let shell = session.with(|c| c.shell()).await.ok().flatten();
     *lock(&entry.private_data) = session.with(|c| c.pool().application_private_data().cloned()).await.ok().flatten();
     if let Some(record) = &shell {

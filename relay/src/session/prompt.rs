@@ -27,6 +27,8 @@ use crate::store::PromptPart;
 
 /// The prompt shown for psgate's prompt.
 pub const PROMPT: &str = "PS psgate>";
+/// The computer of psgate's own prompt in the audit trail.
+pub const PROMPT_COMPUTER: &str = "psgate";
 /// How long a session may take to disconnect or connect before the prompt gives up waiting (it goes on).
 const STATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a pipeline of Invoke-Command waits for a busy session to become available.
@@ -128,6 +130,8 @@ pub fn run(manager: &Arc<Manager>, owner: &str, line: String) -> Result<(Pipelin
     let prompt = of(manager, owner);
     let pipeline = manager.next_pipeline();
     let buffer = Arc::new(Buffer::new());
+    // The line at psgate's own prompt (session 0): what it ran on sessions is recorded by those sessions too.
+    manager.audit_pipeline(&buffer, crate::audit::Event::pipeline(owner, owner, LOCAL_SESSION.0, PROMPT_COMPUTER, pipeline.0, &line));
     let stop = Arc::new(AtomicBool::new(false));
     let calls: Arc<Mutex<HashMap<i64, mpsc::Sender<HostAnswer>>>> = Arc::default();
     {
