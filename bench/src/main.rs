@@ -57,8 +57,9 @@ fn main() -> anyhow::Result<()> {
         Some("quotas") => quotas::run(args.iter().any(|a| a == "--quick")),
         Some("store") => store::run(args.iter().any(|a| a == "--quick")),
         Some("cluster") => cluster::run(args.iter().any(|a| a == "--quick")),
+        Some("audit") => audit::run(args.iter().any(|a| a == "--quick")),
         _ => bail!(
-            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit|quotas|store|cluster [--quick]  (relay also: --runs N --sessions N --objects N; \
+            "usage: psgate-bench clixml|psrp|relay|winrm|prompt|implicit|quotas|store|cluster|audit [--quick]  (relay also: --runs N --sessions N --objects N; \
              winrm also: --objects N --runs N --open-rounds N)"
         ),
     }
@@ -71,6 +72,7 @@ struct Dataset {
     bytes: usize,
 }
 
+mod audit;
 mod cluster;
 mod implicit;
 mod measure;

@@ -135,11 +135,11 @@ impl std::ops::Sub for Cpu {
 
 /// `psgate serve` on 127.0.0.1 with a temporary configuration and database, the local transport to the peer
 /// allowed for `localhost`. Killed (its peers then see their standard input end and exit) when dropped.
-struct RelayProcess {
+pub(crate) struct RelayProcess {
     child: Child,
     _stdout: BufReader<ChildStdout>,
-    addr: SocketAddr,
-    dir: PathBuf,
+    pub(crate) addr: SocketAddr,
+    pub(crate) dir: PathBuf,
 }
 
 impl Drop for RelayProcess {
@@ -174,7 +174,12 @@ const RELAY_ENV: [&str; 5] = ["PSGATE_CONFIG", "PSGATE_LISTEN", "PSGATE_DATABASE
 
 impl RelayProcess {
     fn start(binary: &Path) -> anyhow::Result<RelayProcess> {
-        let dir = std::env::temp_dir().join(format!("psgate-bench-relay-{}", std::process::id()));
+        RelayProcess::start_with(binary, "relay", "")
+    }
+
+    /// [`RelayProcess::start`] in a folder named after `name`, with `extra` (TOML) added to its configuration.
+    pub(crate) fn start_with(binary: &Path, name: &str, extra: &str) -> anyhow::Result<RelayProcess> {
+        let dir = std::env::temp_dir().join(format!("psgate-bench-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("psgate.toml");
@@ -182,7 +187,7 @@ impl RelayProcess {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndatabase = {}\nassets = {}\nlocal_command = [{}, {}]\n\n[[allow]]\nhosts = [\"localhost\"]\ntransports = [\"local\"]\n",
+                "listen = \"127.0.0.1:0\"\ndatabase = {}\nassets = {}\nlocal_command = [{}, {}]\n\n[[allow]]\nhosts = [\"localhost\"]\ntransports = [\"local\"]\n{extra}\n",
                 toml_str(&dir.join("psgate.db").to_string_lossy()),
                 toml_str(&dir.join("no-assets").to_string_lossy()),
                 toml_str(&python()),
@@ -221,7 +226,7 @@ impl RelayProcess {
         Ok(RelayProcess { child, _stdout: stdout, addr, dir })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }

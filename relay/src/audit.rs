@@ -319,8 +319,15 @@ pub struct Tap {
     events: Vec<serde_json::Value>,
     objects: u64,
     omitted: u64,
-    last: Option<serde_json::Value>,
+    last: Option<Last>,
     audit: Audit,
+}
+
+/// The last event over the cap: an output kept as it came (most are; made into JSON only at the end), or another.
+#[derive(Debug)]
+enum Last {
+    Output(i64, String),
+    Other(serde_json::Value),
 }
 
 impl Tap {
@@ -335,7 +342,7 @@ impl Tap {
             self.events.push(entry);
         } else {
             self.omitted += 1;
-            self.last = Some(entry);
+            self.last = Some(Last::Other(entry));
         }
     }
 
@@ -350,8 +357,15 @@ impl Tap {
         match message {
             ServerMessage::Output { clixml, .. } => {
                 self.objects += 1;
-                let clixml = redact_clixml(clixml);
-                self.keep(clixml.len() + 16, json!({"t": t, "output": clixml}));
+                let size = clixml.len() + 16;
+                if self.bytes + size <= self.cap {
+                    self.bytes += size;
+                    self.events.push(json!({"t": t, "output": redact_clixml(clixml)}));
+                } else {
+                    // Over the cap (the bulk of a large output): counted, and only the last one kept.
+                    self.omitted += 1;
+                    self.last = Some(Last::Output(t, clixml.clone()));
+                }
             }
             ServerMessage::Record { kind, clixml, .. } => {
                 let clixml = redact_clixml(clixml);
@@ -398,7 +412,12 @@ impl Tap {
             data.insert("events".into(), std::mem::take(&mut self.events).into());
             if self.omitted > 0 {
                 data.insert("omitted".into(), self.omitted.into());
-                data.insert("last".into(), self.last.take().unwrap_or_default());
+                let last = match self.last.take() {
+                    Some(Last::Output(t, clixml)) => serde_json::json!({"t": t, "output": redact_clixml(&clixml)}),
+                    Some(Last::Other(v)) => v,
+                    None => serde_json::Value::Null,
+                };
+                data.insert("last".into(), last);
             }
         }
         self.audit.record(event);

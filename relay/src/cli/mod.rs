@@ -94,6 +94,11 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
   heartbeat_secs = 2                     # between heartbeats (and looks for relays gone)
   dead_after_secs = 10                   # a relay silent this long (or stopped) is gone: a survivor takes its
                                          # WinRM sessions over with Connect, connecting again those that were open
+  [audit]                                # the audit trail in the database (psgate audit verify|search|export)
+  enabled = true                         # record logins, sessions, pipelines with their objects, host prompts
+                                         # (secrets redacted), quota refusals, admin actions
+  max_pipeline_kb = 1024                 # a pipeline's objects kept up to this; beyond: their count and the last
+  retention_days = 365                   # remove older records (absent: keep them all)
   [kiosk]                                # only a pick list of targets; the relay refuses any other
   enabled = true
   targets = [{ computer = \"localhost\", transport = \"local\", name = \"Shell\" }]   # each must pass [[allow]] too
