@@ -58,6 +58,9 @@ pub enum Kind {
     QuotaRefused,
     /// An admin's action (`data.action`, `data.detail`).
     Admin,
+    /// Sharing: a session shared, a share revoked, a joiner come or gone (`data.action`: share, revoke, join,
+    /// leave; `data.user`, `data.role`).
+    Sharing,
     /// Records before this one were removed by retention (`data.through_seq`, `data.through_mac`).
     Retention,
 }
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Pipeline => "pipeline",
             Kind::QuotaRefused => "quota_refused",
             Kind::Admin => "admin",
+            Kind::Sharing => "sharing",
             Kind::Retention => "retention",
         }
     }

@@ -536,6 +536,8 @@ const WINRM_COLUMNS: &str = "key, owner, target, shell, sealed_password, idle_si
 
 mod audit;
 pub use audit::AuditFilter;
+mod shares;
+pub use shares::ShareRow;
 mod relays;
 pub use relays::{Claimed, PinnedRow, PromptPart, RelayRow};
 

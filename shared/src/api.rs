@@ -581,6 +581,9 @@ relay_enum! {
         TargetFailed,
         /// The session's transport cannot do it (Disconnect over SSH).
         NotSupported,
+        /// Not allowed to this user: an observer's `run`, `stop` or `host_response`, a join without an invitation,
+        /// sharing a session that is not one's own.
+        Forbidden,
         /// The relay failed; the detail is in its log.
         Internal,
     }
@@ -714,6 +717,69 @@ pub enum ClientMessage {
         /// The cursor's offset in `input`, in UTF-16 code units.
         cursor: u32,
     },
+    /// Shares one of the user's sessions with another relay user as `observer` (sees everything, types nothing) or
+    /// `peer` (may run commands); sharing again changes the role. Answered by `session_shares`.
+    ShareSession {
+        /// The session.
+        session: SessionId,
+        /// The relay user invited.
+        user: String,
+        /// What they may do.
+        role: ShareRole,
+    },
+    /// Revokes a share at once: the user's joined consoles are told (`share_revoked`) and closed. Answered by
+    /// `session_shares`.
+    UnshareSession {
+        /// The session.
+        session: SessionId,
+        /// The relay user.
+        user: String,
+    },
+    /// Who a session of the user's is shared with (answered by `session_shares`).
+    GetSessionShares {
+        /// The session.
+        session: SessionId,
+    },
+    /// The sessions other users shared with this one (answered by `shared_sessions`); join one with
+    /// `GET /api/ws?join=OWNER/ID`.
+    GetSharedSessions {},
+}
+
+relay_enum! {
+    /// What a user a session is shared with may do.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ShareRole {
+        /// Sees everything live; types nothing.
+        Observer,
+        /// May also run commands, stop them and answer host prompts.
+        Peer,
+    }
+}
+
+relay_struct! {
+    /// A user a session is shared with (`session_shares`), or a participant present (`participants`).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct Share {
+        /// The relay user.
+        pub user: String,
+        /// Their role (`None`: the owner, in `participants`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub role: Option<ShareRole>,
+    }
+}
+
+relay_struct! {
+    /// A session shared with the user (`shared_sessions`).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct SharedSession {
+        /// Its owner.
+        pub owner: String,
+        /// Its id among the owner's sessions.
+        pub session: SessionId,
+        /// The user's role.
+        pub role: ShareRole,
+    }
 }
 
 relay_struct! {
@@ -1006,6 +1072,43 @@ server_message! {
         replacement_length: u32,
         /// `CompletionMatches`, in the target's order.
         matches: Vec<Completion>,
+    },
+    /// Who a session is shared with (the owner's answer to `share_session`, `unshare_session`,
+    /// `get_session_shares`).
+    SessionShares {
+        /// The session.
+        session: SessionId,
+        /// The users and their roles.
+        shares: Vec<Share>,
+    },
+    /// The sessions shared with the user (`get_shared_sessions`).
+    SharedSessions {
+        /// The sessions.
+        sessions: Vec<SharedSession>,
+    },
+    /// First on a joined console (`/api/ws?join=OWNER/ID`), after `hello`: the session, the joiner's role; then the
+    /// session's kept pipelines (`history`, each followed from its first event) and its live events.
+    Joined {
+        /// The owner.
+        owner: String,
+        /// The session.
+        session: SessionInfo,
+        /// The joiner's role.
+        role: ShareRole,
+    },
+    /// Who is present in a shared session: the owner (no role) and each joiner, sent to all of them when it changes.
+    Participants {
+        /// The session.
+        session: SessionId,
+        /// The owner first, then the joiners in the order they came.
+        participants: Vec<Share>,
+    },
+    /// The owner revoked this joiner's share: the joined console closes.
+    ShareRevoked {
+        /// The owner.
+        owner: String,
+        /// The session.
+        session: SessionId,
     },
     /// Something the browser sent could not be done; the connection stays open.
     Error {

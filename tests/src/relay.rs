@@ -127,7 +127,12 @@ pub async fn open_ws(relay: &Relay, cookie: Option<&str>, origin: Option<&str>) 
 
 /// The API's WebSocket at `addr` (a relay, or a balancer in front of relays).
 pub async fn open_ws_at(addr: std::net::SocketAddr, cookie: Option<&str>, origin: Option<&str>) -> Result<Ws, WsError> {
-    let mut req = format!("ws://{addr}/api/ws").into_client_request()?;
+    open_ws_path(addr, "/api/ws", cookie, origin).await
+}
+
+/// The API's WebSocket at `addr` and `path` (`/api/ws?join=alice/1`: a joined console).
+pub async fn open_ws_path(addr: std::net::SocketAddr, path: &str, cookie: Option<&str>, origin: Option<&str>) -> Result<Ws, WsError> {
+    let mut req = format!("ws://{addr}{path}").into_client_request()?;
     if let Some(c) = cookie {
         req.headers_mut().insert("cookie", HeaderValue::from_str(c).expect("header"));
     }
@@ -158,6 +163,36 @@ impl Client {
             other => panic!("expected hello, got {other:?}"),
         }
         c
+    }
+
+    /// `user`'s console joined to `owner`'s session `session` through `addr` (`Err`: the upgrade's HTTP status).
+    pub async fn join_at(addr: std::net::SocketAddr, user: &str, owner: &str, session: psgate_shared::api::SessionId) -> Result<Client, u16> {
+        let cookie = login_at(addr, user, &format!("{user}-pw")).await;
+        let path = format!("/api/ws?join={owner}%2F{}", session.0);
+        match open_ws_path(addr, &path, Some(&cookie), Some(&format!("http://{addr}"))).await {
+            Ok(ws) => {
+                let mut c = Client { ws };
+                match c.next().await {
+                    ServerMessage::Hello { user: u, .. } => assert_eq!(u, user),
+                    other => panic!("expected hello, got {other:?}"),
+                }
+                Ok(c)
+            }
+            Err(WsError::Http(response)) => Err(response.status().as_u16()),
+            Err(e) => panic!("joining: {e}"),
+        }
+    }
+
+    /// How the relay closed the socket: its close code (none: it is still open after a moment, or closed without
+    /// one).
+    pub async fn closed_with(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(STEP, self.ws.next()).await.ok()?? {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     /// The user's sessions, as the relay lists them (`get_sessions`).

@@ -376,18 +376,18 @@ async fn any_relay_serves_a_user_through_the_relay_holding_their_sessions() {
     let login_key = psgate_relay::http::auth::token_key(cookie.split_once('=').expect("name=value").1);
     let address = format!("http://{}", a.addr);
     let login = |user: &str, key: &str| psgate_relay::http::auth::Login { user: user.into(), key: key.into() };
-    assert!(psgate_relay::http::channel::connect(&b.manager, &address, &login("alice", &login_key)).await.is_ok());
+    assert!(psgate_relay::http::channel::connect(&b.manager, &address, &login("alice", &login_key), None).await.is_ok());
     let refused = |r: Result<_, psgate_relay::http::channel::ChannelError>| match r {
         Err(psgate_relay::http::channel::ChannelError::Status { status, .. }) => status,
         Err(e) => panic!("{e}"),
         Ok(_) => 200,
     };
-    assert_eq!(refused(psgate_relay::http::channel::connect(&b.manager, &address, &login("bob", &login_key)).await), 401, "alice's login is not bob's");
-    assert_eq!(refused(psgate_relay::http::channel::connect(&b.manager, &address, &login("alice", &"0".repeat(64))).await), 401, "no such login");
+    assert_eq!(refused(psgate_relay::http::channel::connect(&b.manager, &address, &login("bob", &login_key), None).await), 401, "alice's login is not bob's");
+    assert_eq!(refused(psgate_relay::http::channel::connect(&b.manager, &address, &login("alice", &"0".repeat(64)), None).await), 401, "no such login");
     // A relay with another sealing key is no relay of this deployment.
     let other_dir = tempfile::tempdir().expect("a folder");
     let stranger = relay("relay-x", &store, &other_dir.path().join("other.key"), &peer).await;
-    assert_eq!(refused(psgate_relay::http::channel::connect(&stranger.manager, &address, &login("alice", &login_key)).await), 401, "signed with another key");
+    assert_eq!(refused(psgate_relay::http::channel::connect(&stranger.manager, &address, &login("alice", &login_key), None).await), 401, "signed with another key");
     // Nor may a browser (its cookie is no signature).
     let origin = format!("http://{}", a.addr);
     let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{}/internal/ws", a.addr)).expect("request");
@@ -622,4 +622,33 @@ async fn a_session_removed_as_soon_as_it_opens_leaves_no_row_behind() {
         assert!(std::time::Instant::now() < deadline, "{left} sessions removed are still kept");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_shared_whichever_relay_each_participants_browser_reaches() {
+    let (peer, store, _dir, key) = site("sharing", PeerOptions::default()).await;
+    store.set_user("bob", "bob-pw").await.expect("bob");
+    let (a, b) = beating_pair(&store, &key, &peer, |_| {}).await;
+    // Alice's sessions are on relay-a; bob's browser reaches relay-b.
+    let mut alice = Client::connect(&a, "alice").await;
+    let s = alice.new_session().await;
+    let p = alice.run(s, "Write-Output 'kept'").await;
+    alice.until_done(p).await;
+    assert_eq!(Client::join_at(b.addr, "bob", "alice", s).await.err(), Some(403), "no invitation, through relay-b too");
+    alice.send(json!({"type": "share_session", "session": s, "user": "bob", "role": "observer"})).await;
+    alice.until(|m| matches!(m, ServerMessage::SessionShares { .. }).then_some(())).await;
+    let mut bob = Client::join_at(b.addr, "bob", "alice", s).await.expect("joined through relay-b");
+    let role = bob.until(|m| if let ServerMessage::Joined { role, .. } = m { Some(*role) } else { None }).await;
+    assert_eq!(role, psgate_shared::api::ShareRole::Observer);
+    let kept = bob.until(|m| matches!(m, ServerMessage::Output { .. }).then(|| outputs(std::slice::from_ref(m)))).await;
+    assert_eq!(kept, [psgate_shared::clixml::Value::string("kept")]);
+    let p = alice.run(s, "Write-Output 'live'").await;
+    alice.until_done(p).await;
+    let live = bob.until(|m| matches!(m, ServerMessage::Output { pipeline, .. } if *pipeline == p).then(|| outputs(std::slice::from_ref(m)))).await;
+    assert_eq!(live, [psgate_shared::clixml::Value::string("live")]);
+    bob.send(json!({"type": "run", "session": s, "script": "Stop-Computer"})).await;
+    assert_eq!(bob.error().await.0, psgate_shared::api::ErrorCode::Forbidden);
+    // Revoked on relay-a: bob's console through relay-b closes with the same code.
+    alice.send(json!({"type": "unshare_session", "session": s, "user": "bob"})).await;
+    assert_eq!(bob.closed_with().await, Some(4403));
 }

@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::{Error as UpError, Message as UpMessage};
 use super::Api;
 use super::auth::Login;
 use crate::session::manager::{Home, Manager};
+use psgate_shared::api::SessionId;
 use crate::unix_ms;
 
 /// The channel's path on every relay.
@@ -49,10 +50,16 @@ const USER: &str = "x-psgate-user";
 const LOGIN: &str = "x-psgate-login";
 const TIME: &str = "x-psgate-time";
 const SIGNATURE: &str = "x-psgate-signature";
+/// A joined console's session (`OWNER/ID`), when the channel is one (issue 20).
+const JOIN: &str = "x-psgate-join";
 
-/// What is signed.
-fn signed(from: &str, user: &str, login: &str, time: i64) -> Vec<u8> {
-    format!("psgate relay channel\n{PATH}\n{from}\n{user}\n{login}\n{time}").into_bytes()
+/// What is signed (`join`: empty for the user's own connection).
+fn signed(from: &str, user: &str, login: &str, time: i64, join: &str) -> Vec<u8> {
+    let mut text = format!("psgate relay channel\n{PATH}\n{from}\n{user}\n{login}\n{time}");
+    if !join.is_empty() {
+        text.push_str(&format!("\njoin {join}"));
+    }
+    text.into_bytes()
 }
 
 /// The home's WebSocket, as the relay a browser reached holds it.
@@ -110,16 +117,22 @@ fn channel_url(address: &str) -> Option<String> {
 }
 
 /// Opens the channel to the home relay at `address` for `login`.
-pub async fn connect(manager: &Manager, address: &str, login: &Login) -> Result<Upstream, ChannelError> {
+pub async fn connect(manager: &Manager, address: &str, login: &Login, join: Option<(&str, SessionId)>) -> Result<Upstream, ChannelError> {
     let sealer = manager.channel().ok_or(ChannelError::NoKey)?;
     let url = channel_url(address).ok_or_else(|| ChannelError::BadAddress(address.to_owned()))?;
     let mut request = url.as_str().into_client_request().map_err(|_| ChannelError::BadAddress(address.to_owned()))?;
     let time = unix_ms();
     let from = manager.relay_id();
-    let signature = sealer.sign(&signed(from, &login.user, &login.key, time));
+    let join = join.map(|(owner, session)| format!("{owner}/{}", session.0)).unwrap_or_default();
+    let signature = sealer.sign(&signed(from, &login.user, &login.key, time, &join));
     let headers = request.headers_mut();
     for (name, value) in [(FROM, from), (USER, &login.user), (LOGIN, &login.key), (TIME, &time.to_string()), (SIGNATURE, &signature)] {
         headers.insert(name, HeaderValue::from_str(value).map_err(|_| ChannelError::BadAddress(address.to_owned()))?);
+    }
+    if !join.is_empty() {
+        // Percent-encoded as in the browser's query (a user name may hold what a header may not).
+        let encoded: String = join.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_./".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        headers.insert(JOIN, HeaderValue::from_str(&encoded).map_err(|_| ChannelError::BadAddress(address.to_owned()))?);
     }
     let address = address.to_owned();
     match tokio::time::timeout(CONNECT_LIMIT, tokio_tungstenite::connect_async(request)).await {
@@ -195,7 +208,13 @@ pub async fn accept(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUpg
     else {
         return (StatusCode::UNAUTHORIZED, "not a signed relay request").into_response();
     };
-    if !sealer.verify(&signed(from, user, key, time), signature) {
+    let join = header(&headers, JOIN).map(|j| super::join::parse(Some(&format!("join={j}"))));
+    let join_text = match &join {
+        Some(Some(Ok((owner, session)))) => format!("{owner}/{}", session.0),
+        Some(_) => return (StatusCode::BAD_REQUEST, "a join names OWNER/ID").into_response(),
+        None => String::new(),
+    };
+    if !sealer.verify(&signed(from, user, key, time, &join_text), signature) {
         tracing::warn!(%from, %user, "a relay channel request with a bad signature refused");
         return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
     }
@@ -206,6 +225,24 @@ pub async fn accept(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUpg
     // The login must be current and the user's: the calling relay vouches for nothing the store does not say.
     if api.auth.current(key).await.as_deref() != Some(user) {
         return (StatusCode::UNAUTHORIZED, "no such login").into_response();
+    }
+    // A joined console: served where the owner's session is, to a joiner it is shared with.
+    if let Some(Some(Ok((owner, session)))) = join {
+        match api.manager.home(&owner).await {
+            Ok(Home::Here) => {}
+            Ok(Home::There { relay, .. }) => return (StatusCode::CONFLICT, format!("{owner} is served by relay {relay}")).into_response(),
+            Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "the store did not answer").into_response(),
+        }
+        let (role, invited) = match api.manager.join_access(user, &owner, session).await {
+            Ok(access) => access,
+            Err(e) => return (StatusCode::FORBIDDEN, e.message).into_response(),
+        };
+        let (manager, auth, user, key) = (api.manager.clone(), api.auth.clone(), user.to_owned(), key.to_owned());
+        return ws.on_upgrade(move |socket| async move {
+            let open = manager.metrics().websocket_opened();
+            super::join::joined(socket, manager, user, owner, session, role, invited, auth, key).await;
+            drop(open);
+        });
     }
     match api.manager.home(user).await {
         Ok(Home::Here) => {}

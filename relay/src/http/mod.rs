@@ -22,6 +22,7 @@ use crate::session::manager::Manager;
 
 pub mod auth;
 pub mod channel;
+mod join;
 pub mod embed;
 pub mod ops;
 pub mod ws;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,13 +22,13 @@ use tokio::task::JoinHandle;
 
 use super::auth::{Auth, CLOSE_LOGIN_ENDED};
 use super::{Api, channel};
-use crate::session::manager::{Buffer, Home, Manager};
+use crate::session::manager::{Buffer, Home, Manager, Scope};
 
 /// How long a `remove_sessions` answer waits for the targets to close the sessions.
 const REMOVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Messages queued for one connection before its readers wait.
-const OUTBOX: usize = 256;
+pub(super) const OUTBOX: usize = 256;
 /// How often a connection waiting for a killed home relay to be deemed gone looks again.
 const HOME_RETRY: Duration = Duration::from_millis(250);
 
@@ -43,7 +43,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 }
 
 /// The upgrade.
-pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, RawQuery(query): RawQuery, ws: WebSocketUpgrade) -> Response {
     let Some(login) = api.auth.login(&headers).await else {
         return (StatusCode::UNAUTHORIZED, "log in first").into_response();
     };
@@ -52,11 +52,19 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
         tracing::warn!(%user, origin = ?headers.get(ORIGIN), "websocket from a foreign origin refused");
         return (StatusCode::FORBIDDEN, "this origin may not use the relay").into_response();
     }
+    let join = match super::join::parse(query.as_deref()) {
+        Some(Ok(join)) => Some(join),
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        None => None,
+    };
     let permit = match api.connections.take() {
         Ok(permit) => permit,
         Err(limit) => return api.busy(limit).into_response(),
     };
     let (manager, auth) = (api.manager.clone(), api.auth.clone());
+    if let Some((owner, session)) = join {
+        return join_upgrade(manager, auth, login, owner, session, ws, permit).await;
+    }
     // Another relay holds the user's sessions: served there, through the relay channel. One that refuses connections
     // (killed) is waited for while it cannot yet be told from one slow to start: at most two heartbeats, when this
     // relay takes its users over (`Manager::home_refused`) and serves the page itself, rather than having the page
@@ -66,7 +74,7 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
     let upstream = loop {
         match manager.home(&user).await {
             Ok(Home::Here) => break None,
-            Ok(Home::There { relay, address }) => match channel::connect(&manager, &address, &login).await {
+            Ok(Home::There { relay, address }) => match channel::connect(&manager, &address, &login, None).await {
                 Ok(upstream) => break Some(upstream),
                 Err(e) if e.refused() && tokio::time::Instant::now() < deadline => {
                     manager.home_refused(&relay).await;
@@ -100,52 +108,47 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUp
     })
 }
 
+/// A joined console of `owner`'s session (`?join=OWNER/ID`): served here when this relay holds it, else through the
+/// channel to the relay that does (the owner's home), which checks the invitation either way.
+async fn join_upgrade(manager: Arc<Manager>, auth: Arc<Auth>, login: super::auth::Login, owner: String, session: SessionId, ws: WebSocketUpgrade, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Response {
+    match manager.home(&owner).await {
+        Ok(Home::Here) => match manager.join_access(&login.user, &owner, session).await {
+            Ok((role, invited)) => ws.on_upgrade(move |socket| async move {
+                let open = manager.metrics().websocket_opened();
+                super::join::joined(socket, manager, login.user, owner, session, role, invited, auth, login.key).await;
+                drop((open, permit));
+            }),
+            Err(e) => {
+                tracing::warn!(joiner = %login.user, %owner, session = session.0, error = %e.message, "a join refused");
+                (StatusCode::FORBIDDEN, e.message).into_response()
+            }
+        },
+        Ok(Home::There { relay, address }) => match channel::connect(&manager, &address, &login, Some((&owner, session))).await {
+            Ok(upstream) => ws.on_upgrade(move |socket| async move {
+                let open = manager.metrics().websocket_opened();
+                channel::splice(socket, upstream).await;
+                drop((open, permit));
+            }),
+            Err(channel::ChannelError::Status { status: 403, .. }) => (StatusCode::FORBIDDEN, format!("{owner} has not shared session {} with you", session.0)).into_response(),
+            Err(e) => {
+                let text = format!("relay {relay}, which holds {owner}'s sessions, did not answer ({e}); retry in a moment");
+                (StatusCode::BAD_GATEWAY, [(axum::http::header::RETRY_AFTER, "1")], text).into_response()
+            }
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "reading a user's relay");
+            (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "1")], "the store did not answer; retry in a moment").into_response()
+        }
+    }
+}
+
 /// One connection. `auth` and `key` name its login: a message from the browser is activity on it, and when it
 /// ends (idle, expired, logged out) the connection is closed with [`CLOSE_LOGIN_ENDED`] and the reason.
 pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: String, auth: Arc<Auth>, key: String) {
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut outbox) = mpsc::channel::<ServerMessage>(OUTBOX);
-    let (close, mut closing) = tokio::sync::oneshot::channel::<String>();
-    let metrics = manager.metrics().clone();
-    let writer = tokio::spawn(async move {
-        let mut may_close = true;
-        loop {
-            tokio::select! {
-                // The login's end first: what is still queued no longer matters.
-                biased;
-                reason = &mut closing, if may_close => match reason {
-                    Ok(reason) => {
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_LOGIN_ENDED, reason: reason.into() }))).await;
-                        return;
-                    }
-                    Err(_) => may_close = false,
-                },
-                message = outbox.recv() => {
-                    let Some(message) = message else { return };
-                    // Everything already queued goes out in one flush (with TCP_NODELAY, a flush per message
-                    // would be a TCP segment per message).
-                    let mut next = Some(message);
-                    let mut fed = 0;
-                    while let Some(message) = next.take() {
-                        if let Ok(text) = serde_json::to_string(&message) {
-                            let (bytes, output) = (text.len(), matches!(message, ServerMessage::Output { .. }));
-                            if sink.feed(Message::Text(text.into())).await.is_err() {
-                                return;
-                            }
-                            metrics.sent(bytes, output);
-                            fed += 1;
-                        }
-                        if fed < OUTBOX {
-                            next = outbox.try_recv().ok();
-                        }
-                    }
-                    if sink.flush().await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    let (sink, mut stream) = socket.split();
+    let (out, outbox) = mpsc::channel::<ServerMessage>(OUTBOX);
+    let (close, closing) = tokio::sync::oneshot::channel::<(u16, String)>();
+    let writer = tokio::spawn(write(sink, outbox, closing, manager.metrics().clone()));
     // A user this relay took over (or served before it restarted): their prompt's variables and history back.
     crate::session::prompt::take_back(&manager, &user).await;
     let hello = ServerMessage::Hello { protocol: PROTOCOL_VERSION, server: env!("CARGO_PKG_VERSION").into(), user: user.clone(), admin: manager.is_admin(&user).await };
@@ -207,7 +210,7 @@ pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: S
     };
     if let Some(why) = ended {
         tracing::info!(user = %conn.user, reason = ?why, "login ended: closing its websocket");
-        let _ = close.send(auth.reason(why));
+        let _ = close.send((CLOSE_LOGIN_ENDED, auth.reason(why)));
     }
     for (_, f) in conn.followers.drain() {
         f.abort();
@@ -215,6 +218,51 @@ pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: S
     changes.abort();
     drop((conn, connected, out));
     let _ = writer.await;
+}
+
+/// Writes a connection's messages: everything already queued in one flush (with TCP_NODELAY, a flush per message
+/// would be a TCP segment per message); a close (code, reason) first when one comes, what is still queued then no
+/// longer mattering. When every sender is gone, the socket's sink is given back (none: it failed, or was closed).
+pub(super) async fn write(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut outbox: mpsc::Receiver<ServerMessage>,
+    mut closing: tokio::sync::oneshot::Receiver<(u16, String)>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Option<futures_util::stream::SplitSink<WebSocket, Message>> {
+    let mut may_close = true;
+    loop {
+        tokio::select! {
+            biased;
+            reason = &mut closing, if may_close => match reason {
+                Ok((code, reason)) => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    return None;
+                }
+                Err(_) => may_close = false,
+            },
+            message = outbox.recv() => {
+                let Some(message) = message else { return Some(sink) };
+                let mut next = Some(message);
+                let mut fed = 0;
+                while let Some(message) = next.take() {
+                    if let Ok(text) = serde_json::to_string(&message) {
+                        let (bytes, output) = (text.len(), matches!(message, ServerMessage::Output { .. }));
+                        if sink.feed(Message::Text(text.into())).await.is_err() {
+                            return None;
+                        }
+                        metrics.sent(bytes, output);
+                        fed += 1;
+                    }
+                    if fed < OUTBOX {
+                        next = outbox.try_recv().ok();
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 struct Connection {
@@ -235,7 +283,7 @@ impl Drop for Pump {
 }
 
 /// Sends a pipeline's events after `after_seq` to `out` until its last one; `Err`: the connection is gone.
-async fn pump(out: &mpsc::Sender<ServerMessage>, pipeline: PipelineId, buffer: &Buffer, after_seq: u64) -> Result<(), ()> {
+pub(super) async fn pump(out: &mpsc::Sender<ServerMessage>, pipeline: PipelineId, buffer: &Buffer, after_seq: u64) -> Result<(), ()> {
     let mut changed = buffer.subscribe();
     let mut cursor = after_seq;
     // While this follows the pipeline, the pipeline's output waits for it rather than being dropped.
@@ -268,7 +316,7 @@ async fn changes(manager: Arc<Manager>, mut changes: tokio::sync::broadcast::Rec
     let mut pumps: HashMap<PipelineId, Pump> = HashMap::new();
     loop {
         let message = match changes.recv().await {
-            Ok(change) if change.owner == user => change.message,
+            Ok(change) if change.owner == user && change.scope == Scope::All => change.message,
             Ok(_) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(%user, missed = n, "a connection fell behind the session changes");
@@ -427,6 +475,34 @@ impl Connection {
                 });
                 Ok(())
             }
+            ClientMessage::ShareSession { session, user: grantee, role } => match m.share(&user, session, &grantee, role).await {
+                Ok(shares) => {
+                    self.send(ServerMessage::SessionShares { session, shares }).await;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_message()),
+            },
+            ClientMessage::UnshareSession { session, user: grantee } => match m.unshare(&user, session, &grantee).await {
+                Ok(shares) => {
+                    self.send(ServerMessage::SessionShares { session, shares }).await;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_message()),
+            },
+            ClientMessage::GetSessionShares { session } => match m.shares(&user, session).await {
+                Ok(shares) => {
+                    self.send(ServerMessage::SessionShares { session, shares }).await;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_message()),
+            },
+            ClientMessage::GetSharedSessions {} => match m.shared_with(&user).await {
+                Ok(sessions) => {
+                    self.send(ServerMessage::SharedSessions { sessions }).await;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_message()),
+            },
             ClientMessage::Attach { session, pipeline, after_seq } => match m.buffer(&user, session, pipeline) {
                 Ok(buffer) => {
                     self.follow(session, pipeline, buffer, after_seq);

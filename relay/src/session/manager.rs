@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use psgate_shared::api::{
-    LOCAL_SESSION, Availability, Completion, DEFAULT_THROTTLE_LIMIT, OutputBufferingMode, RemoteShell, WinrmAuth, ErrorCode, InvocationRecord, InvokeHost, PipelineRecord, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport,
+    LOCAL_SESSION, Availability, Completion, DEFAULT_THROTTLE_LIMIT, OutputBufferingMode, RemoteShell, WinrmAuth, ErrorCode, InvocationRecord, InvokeHost, PipelineRecord, FieldAnswer, HostAnswer, InvocationId, PipelineId, PipelineState, RecordKind, ServerMessage, SessionId, SessionInfo, SessionState, Target, Transport, Share, ShareRole, SharedSession,
 };
 use psgate_shared::clixml::{self, Content, Object, Property, Value};
 use psgate_shared::psrp::host::{HostCall, HostMethod, HostResult};
@@ -400,6 +400,8 @@ struct Launch {
     tag: bool,
     invocation: Option<InvocationId>,
     hidden: bool,
+    /// Who runs it, when not the session's owner (a peer of a shared session), for the audit.
+    actor: Option<String>,
 }
 
 /// A host answer on its way to the session's task. The plain-text forms become SecureStrings there, with the
@@ -541,6 +543,79 @@ pub struct Change {
     pub owner: String,
     /// The message.
     pub message: ServerMessage,
+    /// Who hears it.
+    pub scope: Scope,
+}
+
+/// Who hears a [`Change`]: the owner's connections and the joiners of the session it is about (`All`), only those
+/// joiners, or one joiner (by user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The owner's connections, and the joiners of the session concerned.
+    All,
+    /// Only the joiners of the session concerned (the owner's connection that ran it follows it already).
+    Joiners,
+    /// Only this user's joined consoles of the session concerned.
+    Joiner(String),
+}
+
+/// A joiner present in a shared session.
+#[derive(Debug)]
+struct Joiner {
+    seat: u64,
+    user: String,
+    role: ShareRole,
+    /// By an invitation (else an admin's observer's seat, which only the admin's leaving ends).
+    invited: bool,
+    revoked: bool,
+}
+
+/// A joiner's presence: leaving when dropped.
+#[derive(Debug)]
+pub struct JoinGuard {
+    manager: std::sync::Weak<Manager>,
+    owner: String,
+    session: SessionId,
+    /// This joiner among the session's.
+    pub seat: u64,
+}
+
+impl Drop for JoinGuard {
+    fn drop(&mut self) {
+        let Some(m) = self.manager.upgrade() else { return };
+        let left = {
+            let mut joins = lock(&m.joins);
+            let key = (self.owner.clone(), self.session);
+            let left = joins.get(&key).and_then(|j| j.iter().find(|j| j.seat == self.seat)).map(|j| j.user.clone());
+            if let Some(j) = joins.get_mut(&key) {
+                j.retain(|j| j.seat != self.seat);
+                if j.is_empty() {
+                    joins.remove(&key);
+                }
+            }
+            left
+        };
+        if let (Some(user), Ok(computer)) = (left, m.computer_name(&self.owner, self.session)) {
+            m.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, &user).on(&self.owner, self.session.0, &computer).with(serde_json::json!({"action": "leave"})));
+        }
+        m.publish_participants(&self.owner, self.session);
+    }
+}
+
+fn role_name(role: ShareRole) -> &'static str {
+    match role {
+        ShareRole::Observer => "observer",
+        ShareRole::Peer => "peer",
+    }
+}
+
+fn role_of(name: &str) -> ShareRole {
+    if name == "peer" { ShareRole::Peer } else { ShareRole::Observer }
+}
+
+fn store_failed(e: &crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "the store");
+    ApiError::new(ErrorCode::Internal, "the store did not answer; retry in a moment")
 }
 
 #[derive(Debug, Default)]
@@ -594,6 +669,9 @@ pub struct Manager {
     users: Mutex<HashMap<String, (usize, Vec<ServerMessage>)>>,
     /// Where audit records go (none: no store, or `[audit] enabled = false`).
     audit: Option<crate::audit::Audit>,
+    /// The joiners present in each shared session here, by (owner, session).
+    joins: Mutex<HashMap<(String, SessionId), Vec<Joiner>>>,
+    next_join: std::sync::atomic::AtomicU64,
 }
 
 /// A user's connection, counted while it lasts ([`Manager::user_connected`]).
@@ -622,7 +700,7 @@ impl Manager {
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
         let limit = config.quotas.max_connections;
         let relay_id = config.relay_id();
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit: None })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit: None, joins: Mutex::default(), next_join: std::sync::atomic::AtomicU64::new(1) })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -637,7 +715,7 @@ impl Manager {
         });
         let limit = config.quotas.max_connections;
         let audit = config.audit.enabled.then(|| crate::audit::Audit::start(store.clone(), sealer.audit_key(), relay_id.clone(), config.audit.max_pipeline_kb.saturating_mul(1024)));
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit, joins: Mutex::default(), next_join: std::sync::atomic::AtomicU64::new(1) });
         if let (Some(days), Some(audit)) = (manager.config.audit.retention_days, &manager.audit) {
             spawn_audit_retention(Arc::downgrade(&manager), audit.clone(), days);
         }
@@ -1165,7 +1243,7 @@ impl Manager {
     }
 
     fn publish(&self, owner: &str, message: ServerMessage) {
-        let _ = self.changes.send(Change { owner: owner.to_owned(), message });
+        let _ = self.changes.send(Change { owner: owner.to_owned(), message, scope: Scope::All });
     }
 
     /// Tells every connection of `owner` (the prompt's state changes).
@@ -1777,6 +1855,15 @@ impl Manager {
                 tracing::info!(session = id.0, owner, "session removed");
                 let computer = lock(&entry.info).computer_name.clone();
                 self.audit(crate::audit::Event::new(crate::audit::Kind::SessionClosed, actor).on(owner, id.0, &computer));
+                // Its shares end with it.
+                if let Some((store, _)) = &self.store {
+                    let (store, owner, id) = (store.clone(), owner.to_owned(), id.0 as i64);
+                    tokio::spawn(async move {
+                        if let Err(e) = store.remove_share(&owner, id, None).await {
+                            tracing::error!(error = %e, "forgetting a session's shares");
+                        }
+                    });
+                }
                 // Every page's sessions panel drops it (whoever removed it: a page, psgate's prompt).
                 let mut info = lock(&entry.info).clone();
                 info.state = SessionState::Closed;
@@ -1813,7 +1900,133 @@ impl Manager {
             return super::prompt::run(self, owner, script);
         }
         let spec = Work::Pipeline(psgate_lang::jea::pipeline_for(&script));
-        self.start(owner, id, Launch { spec, text: script, tag: false, invocation: None, hidden: false })
+        let started = self.start(owner, id, Launch { spec, text: script, tag: false, invocation: None, hidden: false, actor: None })?;
+        // The session's joiners follow it too.
+        if self.has_joiners(owner, id) {
+            self.publish_scoped(owner, ServerMessage::PipelineStarted { session: id, pipeline: started.0 }, Scope::Joiners);
+        }
+        Ok(started)
+    }
+
+    /// A peer's command in `owner`'s shared session: run as the owner's, recorded as `actor`'s; every participant
+    /// (the owner's pages, the joiners, the peer's own console) follows it from `pipeline_started`.
+    pub fn run_as_peer(&self, actor: &str, owner: &str, id: SessionId, script: String) -> Result<PipelineId, ApiError> {
+        let spec = Work::Pipeline(psgate_lang::jea::pipeline_for(&script));
+        let (pipeline, _) = self.start(owner, id, Launch { spec, text: script, tag: false, invocation: None, hidden: false, actor: Some(actor.to_owned()) })?;
+        self.publish(owner, ServerMessage::PipelineStarted { session: id, pipeline });
+        Ok(pipeline)
+    }
+
+    /// Shares `owner`'s session `id` with `user` as `role` (again: the role changes, for a joined console at once);
+    /// the session's shares after it.
+    pub async fn share(&self, owner: &str, id: SessionId, user: &str, role: ShareRole) -> Result<Vec<Share>, ApiError> {
+        let computer = self.computer_name(owner, id)?;
+        let Some((store, _)) = &self.store else { return Err(ApiError::new(ErrorCode::NotSupported, "sharing needs the relay's store")) };
+        if user == owner {
+            return Err(ApiError::new(ErrorCode::BadMessage, "a session is its owner's already"));
+        }
+        match store.user_exists(user).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ApiError::new(ErrorCode::BadMessage, format!("there is no relay user {user}"))),
+            Err(e) => return Err(store_failed(&e)),
+        }
+        let row = crate::store::ShareRow { owner: owner.to_owned(), session_id: id.0 as i64, grantee: user.to_owned(), role: role_name(role).to_owned() };
+        store.put_share(&row, unix_ms()).await.map_err(|e| store_failed(&e))?;
+        for j in lock(&self.joins).get_mut(&(owner.to_owned(), id)).into_iter().flatten().filter(|j| j.user == user) {
+            j.role = role;
+        }
+        tracing::info!(owner, session = id.0, %user, ?role, "session shared");
+        self.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, owner).on(owner, id.0, &computer).with(serde_json::json!({"action": "share", "user": user, "role": role})));
+        self.publish_participants(owner, id);
+        self.shares(owner, id).await
+    }
+
+    /// Revokes `user`'s share of `owner`'s session `id` at once: their joined consoles are told and closed.
+    pub async fn unshare(&self, owner: &str, id: SessionId, user: &str) -> Result<Vec<Share>, ApiError> {
+        let computer = self.computer_name(owner, id)?;
+        let Some((store, _)) = &self.store else { return Err(ApiError::new(ErrorCode::NotSupported, "sharing needs the relay's store")) };
+        store.remove_share(owner, id.0 as i64, Some(user)).await.map_err(|e| store_failed(&e))?;
+        if let Some(joined) = lock(&self.joins).get_mut(&(owner.to_owned(), id)) {
+            // Not an admin's own observer's seat: only an invitation is revoked.
+            for j in joined.iter_mut().filter(|j| j.user == user && j.invited) {
+                j.revoked = true;
+            }
+        }
+        tracing::info!(owner, session = id.0, %user, "share revoked");
+        self.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, owner).on(owner, id.0, &computer).with(serde_json::json!({"action": "revoke", "user": user})));
+        self.publish_scoped(owner, ServerMessage::ShareRevoked { owner: owner.to_owned(), session: id }, Scope::Joiner(user.to_owned()));
+        self.shares(owner, id).await
+    }
+
+    /// Who `owner`'s session `id` is shared with.
+    pub async fn shares(&self, owner: &str, id: SessionId) -> Result<Vec<Share>, ApiError> {
+        self.entry(owner, id)?;
+        let Some((store, _)) = &self.store else { return Ok(Vec::new()) };
+        let rows = store.shares_of(owner, id.0 as i64).await.map_err(|e| store_failed(&e))?;
+        Ok(rows.into_iter().map(|r| Share { user: r.grantee, role: Some(role_of(&r.role)) }).collect())
+    }
+
+    /// The sessions other users shared with `user`.
+    pub async fn shared_with(&self, user: &str) -> Result<Vec<SharedSession>, ApiError> {
+        let Some((store, _)) = &self.store else { return Ok(Vec::new()) };
+        let rows = store.shares_to(user).await.map_err(|e| store_failed(&e))?;
+        Ok(rows.into_iter().filter_map(|r| Some(SharedSession { owner: r.owner, session: SessionId(u64::try_from(r.session_id).ok()?), role: role_of(&r.role) })).collect())
+    }
+
+    /// What `joiner` may do in `owner`'s session `id`, held here: their invitation's role, else an admin's
+    /// observer's seat; refused otherwise. Also whether it is an invitation.
+    pub async fn join_access(&self, joiner: &str, owner: &str, id: SessionId) -> Result<(ShareRole, bool), ApiError> {
+        self.entry(owner, id)?;
+        let refused = || ApiError::new(ErrorCode::Forbidden, format!("{owner} has not shared session {} with {joiner}", id.0));
+        if joiner == owner {
+            return Err(ApiError::new(ErrorCode::BadMessage, "the session is yours: open it in your own console"));
+        }
+        let Some((store, _)) = &self.store else { return Err(refused()) };
+        let rows = store.shares_of(owner, id.0 as i64).await.map_err(|e| store_failed(&e))?;
+        if let Some(row) = rows.iter().find(|r| r.grantee == joiner) {
+            return Ok((role_of(&row.role), true));
+        }
+        if self.is_admin(joiner).await {
+            return Ok((ShareRole::Observer, false));
+        }
+        Err(refused())
+    }
+
+    /// A joiner present in `owner`'s session `id` (until the guard drops); everyone there hears who is.
+    pub fn join(self: &Arc<Self>, joiner: &str, owner: &str, id: SessionId, role: ShareRole, invited: bool) -> JoinGuard {
+        let seat = self.next_join.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.joins).entry((owner.to_owned(), id)).or_default().push(Joiner { seat, user: joiner.to_owned(), role, invited, revoked: false });
+        if let Ok(computer) = self.computer_name(owner, id) {
+            self.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, joiner).on(owner, id.0, &computer).with(serde_json::json!({"action": "join", "role": role})));
+        }
+        self.publish_participants(owner, id);
+        JoinGuard { manager: Arc::downgrade(self), owner: owner.to_owned(), session: id, seat }
+    }
+
+    /// A joiner's role now (`None`: revoked, or gone).
+    pub fn join_role(&self, owner: &str, id: SessionId, seat: u64) -> Option<ShareRole> {
+        lock(&self.joins).get(&(owner.to_owned(), id))?.iter().find(|j| j.seat == seat && !j.revoked).map(|j| j.role)
+    }
+
+    fn has_joiners(&self, owner: &str, id: SessionId) -> bool {
+        lock(&self.joins).get(&(owner.to_owned(), id)).is_some_and(|j| !j.is_empty())
+    }
+
+    /// Who is present in `owner`'s session `id`: the owner, then each joiner.
+    pub fn participants(&self, owner: &str, id: SessionId) -> Vec<Share> {
+        let mut out = vec![Share { user: owner.to_owned(), role: None }];
+        out.extend(lock(&self.joins).get(&(owner.to_owned(), id)).into_iter().flatten().filter(|j| !j.revoked).map(|j| Share { user: j.user.clone(), role: Some(j.role) }));
+        out
+    }
+
+    fn publish_participants(&self, owner: &str, id: SessionId) {
+        let participants = self.participants(owner, id);
+        self.publish(owner, ServerMessage::Participants { session: id, participants });
+    }
+
+    /// Sends `message` to `scope` among `owner`'s connections and their sessions' joiners.
+    pub(super) fn publish_scoped(&self, owner: &str, message: ServerMessage, scope: Scope) {
+        let _ = self.changes.send(Change { owner: owner.to_owned(), message, scope });
     }
 
     /// A new pipeline's id.
@@ -1847,7 +2060,7 @@ impl Manager {
     /// session's `PSComputerName` note property.
     fn run_tagged(&self, owner: &str, id: SessionId, script: String, invocation: InvocationId) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
         let spec = Work::Pipeline(psgate_lang::jea::block_pipeline(&script, &[]));
-        self.start(owner, id, Launch { spec, text: script, tag: true, invocation: Some(invocation), hidden: false })
+        self.start(owner, id, Launch { spec, text: script, tag: true, invocation: Some(invocation), hidden: false, actor: None })
     }
 
     /// Runs a pipeline for psgate's prompt (Invoke-Command there): kept for the prompt to follow and stop, not in
@@ -1858,18 +2071,18 @@ impl Manager {
             Some(input) => Work::WithInput(spec, input),
             None => Work::Pipeline(spec),
         };
-        self.start(owner, id, Launch { spec, text, tag, invocation: None, hidden: true })
+        self.start(owner, id, Launch { spec, text, tag, invocation: None, hidden: true, actor: None })
     }
 
     /// GET_COMMAND_METADATA in a session (Import-PSSession's discovery): its answers (the count, then one object per
     /// command) are the returned pipeline's output; not in the session's console history.
     pub fn command_metadata(&self, owner: &str, id: SessionId, names: Vec<String>, namespaces: Vec<String>) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
         let text = format!("(command metadata {} in {})", names.join(", "), if namespaces.is_empty() { "every module".to_owned() } else { namespaces.join(", ") });
-        self.start(owner, id, Launch { spec: Work::Metadata { names, namespaces }, text, tag: false, invocation: None, hidden: true })
+        self.start(owner, id, Launch { spec: Work::Metadata { names, namespaces }, text, tag: false, invocation: None, hidden: true, actor: None })
     }
 
     fn start(&self, owner: &str, id: SessionId, launch: Launch) -> Result<(PipelineId, Arc<Buffer>), ApiError> {
-        let Launch { spec, text: script, tag: tagged, invocation, hidden } = launch;
+        let Launch { spec, text: script, tag: tagged, invocation, hidden, actor } = launch;
         let entry = self.entry(owner, id)?;
         let (tag, prompt, computer) = {
             let mut info = lock(&entry.info);
@@ -1883,15 +2096,15 @@ impl Manager {
         };
         let pipeline = self.next_pipeline();
         let buffer = Arc::new(Buffer::with_limit(self.output_limit(&entry)));
-        if !hidden {
-            let commands = match &spec {
-                Work::Pipeline(spec) | Work::WithInput(spec, _) => Some(crate::audit::commands_json(spec)),
-                Work::Metadata { .. } => None,
-            };
-            let mut event = crate::audit::Event::pipeline(owner, owner, id.0, &computer, pipeline.0, &script);
-            if let Some(commands) = commands {
-                event.data["commands"] = commands;
-            }
+        // Every pipeline but implicit remoting's discovery (the relay's own prompt and completion pipelines do not
+        // come here); those of psgate's prompt too (hidden from the console's history, not from the audit).
+        let commands = match &spec {
+            Work::Pipeline(spec) | Work::WithInput(spec, _) => Some(crate::audit::commands_json(spec)),
+            Work::Metadata { .. } => None,
+        };
+        if let Some(commands) = commands {
+            let mut event = crate::audit::Event::pipeline(actor.as_deref().unwrap_or(owner), owner, id.0, &computer, pipeline.0, &script);
+            event.data["commands"] = commands;
             self.audit_pipeline(&buffer, event);
         }
         {

@@ -1,0 +1,140 @@
+//! Shared sessions over the API (issue 20): no join without an invitation; an observer gets the kept backlog from
+//! the first event, then live events, nothing lost or repeated, and cannot run, stop or answer; a peer runs
+//! commands every participant sees (recorded as the peer's); everyone sees who is present; the owner's revocation
+//! closes the joiner's console at once; an admin may observe any session; and all of it whichever relay each
+//! participant's browser reaches.
+
+use std::sync::Arc;
+
+use psgate_relay::config::Config;
+use psgate_relay::store::Store;
+use psgate_shared::api::{ErrorCode, ServerMessage, SessionId, Share, ShareRole};
+use psgate_shared::clixml::Value;
+use psgate_tests::relay::{Client, Relay, outputs, relay_on};
+use serde_json::json;
+
+/// One relay on an SQLite store with alice (the owner), bob, carol and root (an admin).
+async fn relay() -> (Relay, Arc<Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a folder");
+    let store = Arc::new(Store::open(&dir.path().join("psgate.db")).expect("the store"));
+    for u in ["alice", "bob", "carol", "root"] {
+        store.set_user(u, &format!("{u}-pw")).await.expect("user");
+    }
+    store.set_admin("root", true).await.expect("admin");
+    let key = dir.path().join("seal.key");
+    let relay = relay_on(store.clone(), move |c: &mut Config| c.seal_key_file = Some(key)).await;
+    (relay, store, dir)
+}
+
+async fn shares(c: &mut Client, message: serde_json::Value) -> Vec<Share> {
+    c.send(message).await;
+    c.until(|m| match m {
+        ServerMessage::SessionShares { shares, .. } => Some(shares.clone()),
+        ServerMessage::Error { code, message } => panic!("{code:?}: {message}"),
+        _ => None,
+    })
+    .await
+}
+
+fn share(user: &str, role: Option<ShareRole>) -> Share {
+    Share { user: user.into(), role }
+}
+
+/// The texts of a joined console's outputs until `pipeline_state` of the pipeline that printed `last`.
+async fn texts_until(c: &mut Client, last: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let m = c.next().await;
+        if let ServerMessage::Output { .. } = &m {
+            let text = outputs(std::slice::from_ref(&m)).first().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let done = text == last;
+            seen.push(text);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_sees_everything_types_nothing_and_is_gone_when_revoked() {
+    let (relay, store, _dir) = relay().await;
+    let mut alice = Client::connect(&relay, "alice").await;
+    let s = alice.new_session().await;
+    let p = alice.run(s, "Write-Output 'before 1'; Write-Output 'before 2'").await;
+    alice.until_done(p).await;
+    // No join without an invitation (nor of a session that does not exist).
+    assert_eq!(Client::join_at(relay.addr, "bob", "alice", s).await.err(), Some(403));
+    assert_eq!(Client::join_at(relay.addr, "bob", "alice", SessionId(99)).await.err(), Some(403));
+    // Only the owner shares, only with a relay user.
+    alice.send(json!({"type": "share_session", "session": s, "user": "nobody", "role": "observer"})).await;
+    assert_eq!(alice.error().await.0, ErrorCode::BadMessage);
+    assert_eq!(shares(&mut alice, json!({"type": "share_session", "session": s, "user": "bob", "role": "observer"})).await, [share("bob", Some(ShareRole::Observer))]);
+    let mut carol = Client::connect(&relay, "carol").await;
+    carol.send(json!({"type": "share_session", "session": s, "user": "carol", "role": "peer"})).await;
+    assert_eq!(carol.error().await.0, ErrorCode::UnknownSession, "carol has no session 1 of her own");
+    let mut bob_lobby = Client::connect(&relay, "bob").await;
+    bob_lobby.send(json!({"type": "get_shared_sessions"})).await;
+    let shared = bob_lobby.until(|m| if let ServerMessage::SharedSessions { sessions } = m { Some(sessions.clone()) } else { None }).await;
+    assert_eq!(shared.iter().map(|x| (x.owner.as_str(), x.session, x.role)).collect::<Vec<_>>(), [("alice", s, ShareRole::Observer)]);
+
+    // Bob joins: the session, his role, who is there, the backlog from its first event.
+    let mut bob = Client::join_at(relay.addr, "bob", "alice", s).await.expect("joined");
+    let joined = bob.until(|m| if let ServerMessage::Joined { owner, session, role } = m { Some((owner.clone(), session.id, *role)) } else { None }).await;
+    assert_eq!(joined, ("alice".into(), s, ShareRole::Observer));
+    let present = bob.until(|m| if let ServerMessage::Participants { participants, .. } = m { Some(participants.clone()) } else { None }).await;
+    assert_eq!(present, [share("alice", None), share("bob", Some(ShareRole::Observer))]);
+    let seen_by_alice = alice.until(|m| if let ServerMessage::Participants { participants, .. } = m { (participants.len() == 2).then(|| participants.clone()) } else { None }).await;
+    assert_eq!(seen_by_alice, present, "the owner sees who joined");
+    assert_eq!(texts_until(&mut bob, "before 2").await, ["before 1", "before 2"]);
+    // Live: what alice runs, bob sees, once.
+    let p = alice.run(s, "Write-Output 'live 1'; Write-Output 'live 2'").await;
+    alice.until_done(p).await;
+    assert_eq!(texts_until(&mut bob, "live 2").await, ["live 1", "live 2"], "nothing lost, nothing repeated");
+    // An observer types nothing.
+    for message in [
+        json!({"type": "run", "session": s, "script": "Remove-Item C:\\x"}),
+        json!({"type": "stop", "session": s, "pipeline": p}),
+        json!({"type": "host_response", "session": s, "pipeline": p, "call_id": 1, "answer": {"kind": "value", "clixml": "<S>x</S>"}}),
+        json!({"type": "get_sessions"}),
+    ] {
+        bob.send(message.clone()).await;
+        assert_eq!(bob.error().await.0, ErrorCode::Forbidden, "{message}");
+    }
+
+    // A peer runs commands; everyone sees them.
+    assert_eq!(shares(&mut alice, json!({"type": "share_session", "session": s, "user": "bob", "role": "peer"})).await, [share("bob", Some(ShareRole::Peer))]);
+    bob.send(json!({"type": "run", "session": s, "script": "Write-Output 'from bob'"})).await;
+    assert_eq!(texts_until(&mut bob, "from bob").await, ["from bob"]);
+    let p = alice.until(|m| if let ServerMessage::PipelineStarted { session, pipeline } = m { (*session == s).then_some(*pipeline) } else { None }).await;
+    assert_eq!(outputs(&alice.until_done(p).await), [Value::string("from bob")], "the owner's console shows the peer's command");
+
+    // An admin observes any session without an invitation.
+    let mut root = Client::join_at(relay.addr, "root", "alice", s).await.expect("an admin's seat");
+    let role = root.until(|m| if let ServerMessage::Joined { role, .. } = m { Some(*role) } else { None }).await;
+    assert_eq!(role, ShareRole::Observer);
+    // Carol, not invited, still cannot.
+    assert_eq!(Client::join_at(relay.addr, "carol", "alice", s).await.err(), Some(403));
+
+    // Revoked: told, closed at once; joining again refused.
+    assert_eq!(shares(&mut alice, json!({"type": "unshare_session", "session": s, "user": "bob"})).await, []);
+    bob.until(|m| matches!(m, ServerMessage::ShareRevoked { .. }).then_some(())).await;
+    assert_eq!(bob.closed_with().await, Some(4403));
+    assert_eq!(Client::join_at(relay.addr, "bob", "alice", s).await.err(), Some(403));
+    let left = alice.until(|m| if let ServerMessage::Participants { participants, .. } = m { (participants.len() == 2).then(|| participants.clone()) } else { None }).await;
+    assert_eq!(left, [share("alice", None), share("root", Some(ShareRole::Observer))]);
+    // The session's end ends the admin's seat too.
+    alice.send(json!({"type": "remove_sessions", "ids": [s]})).await;
+    assert_eq!(root.closed_with().await, Some(4410));
+
+    // The audit has the sharing, and the peer's command as his.
+    relay.manager.flush_audit().await;
+    let records = store.audit_page(&psgate_relay::store::AuditFilter { kinds: vec!["sharing".into(), "pipeline".into()], ..Default::default() }, 0, 100).await.expect("audit");
+    let events: Vec<psgate_relay::audit::Event> = records.iter().filter_map(|r| r.event()).collect();
+    let sharing: Vec<(String, String)> = events.iter().filter(|e| e.kind == psgate_relay::audit::Kind::Sharing).map(|e| (e.actor.clone(), e.data["action"].as_str().unwrap_or_default().to_owned())).collect();
+    for expected in [("alice", "share"), ("bob", "join"), ("root", "join"), ("alice", "revoke"), ("bob", "leave")] {
+        assert!(sharing.iter().any(|(a, x)| a == expected.0 && x == expected.1), "{expected:?} in {sharing:?}");
+    }
+    let by_bob = events.iter().find(|e| e.data["command"] == "Write-Output 'from bob'").expect("recorded");
+    assert_eq!((by_bob.actor.as_str(), by_bob.owner.as_deref()), ("bob", Some("alice")));
+}
