@@ -576,6 +576,18 @@ impl Shell {
         None
     }
 
+    /// A command the target reports Done whose pipeline never told this client its final state: it ended before
+    /// this client connected to the shell (a relay that died between the end and its Signal left it there), and the
+    /// state went to the previous client. It ends here, failed, saying so, rather than waiting for ever.
+    fn ended_elsewhere(&mut self, key: Option<Uuid>) {
+        let Some(pid) = key else { return };
+        if self.commands.get(&pid).is_some_and(|c| c.done) && self.pool.pipeline_state(pid).is_some_and(|s| !s.is_terminal()) {
+            tracing::info!(%pid, "a re-attached command had ended before this client connected");
+            self.pool.fail_pipeline(pid, "The command had ended before this relay connected to the session: its final state, and any output not yet received, went to the client that held the session then.");
+            self.drain();
+        }
+    }
+
     /// Feeds what a Receive brought.
     fn feed_received(&mut self, r: ReceiveResponse) {
         for s in r.streams.iter().filter(|s| !s.data.is_empty()) {
@@ -862,6 +874,7 @@ async fn run(mut shell: Shell, target: WinrmTarget, control: WinrmClient, mut jo
                             receives.start(&mut shell);
                         }
                         shell.feed_received(received);
+                        shell.ended_elsewhere(key);
                     }
                 }
                 Err(e) => shell.broken(&format!("a Receive failed: {e}")),
