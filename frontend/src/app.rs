@@ -811,7 +811,7 @@ impl State {
             // with `pipeline_started`), or that a Stop came too late for: nothing to tell the user.
             ServerMessage::Error { code: ErrorCode::UnknownPipeline, .. } => {}
             // Sharing (issue 20): the page has no share dialog or joined console yet.
-            ServerMessage::SessionShares { .. } | ServerMessage::SharedSessions { .. } | ServerMessage::Joined { .. } | ServerMessage::Participants { .. } | ServerMessage::ShareRevoked { .. } => {}
+            ServerMessage::SessionShares { .. } | ServerMessage::SharedSessions { .. } | ServerMessage::Joined { .. } | ServerMessage::Participants { .. } | ServerMessage::ShareRevoked { .. } | ServerMessage::ApprovalRequested { .. } | ServerMessage::ApprovalDecided { .. } => {}
             ServerMessage::Error { code, message } => {
                 // A refused `run`: the command the user typed fails in its console.
                 let refused_run = matches!(code, ErrorCode::SessionNotReady | ErrorCode::UnknownSession);

@@ -58,6 +58,9 @@ pub enum Kind {
     QuotaRefused,
     /// An admin's action (`data.action`, `data.detail`).
     Admin,
+    /// A moderated session's pipeline: approval requested, approved or denied (`data.action`, `data.pipeline`,
+    /// `data.command`, `data.reason`).
+    Approval,
     /// Sharing: a session shared, a share revoked, a joiner come or gone (`data.action`: share, revoke, join,
     /// leave; `data.user`, `data.role`).
     Sharing,
@@ -79,6 +82,7 @@ impl Kind {
             Kind::QuotaRefused => "quota_refused",
             Kind::Admin => "admin",
             Kind::Sharing => "sharing",
+            Kind::Approval => "approval",
             Kind::Retention => "retention",
         }
     }

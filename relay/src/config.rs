@@ -97,6 +97,30 @@ pub struct AllowRule {
     /// Quotas for the sessions to this rule's targets, within `[quotas]` (the smaller wins).
     #[serde(default)]
     pub quotas: crate::quotas::Quotas,
+    /// Moderated sessions: each pipeline in a session to this rule's targets waits for a moderator's approval,
+    /// unless all its commands are ones that pass.
+    #[serde(default)]
+    pub moderation: Option<Moderation>,
+}
+
+/// `moderation = { moderators = ["root"], pass = ["Get-*"] }` of an `[[allow]]` rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Moderation {
+    /// The relay users who approve (or deny) a pipeline: from a console joined to the session, which they may
+    /// open as observers without an invitation.
+    pub moderators: Vec<String>,
+    /// Command name patterns (`*`, `?`; case-insensitive) that run without approval: a pipeline of such commands
+    /// only (Command objects, not script text) passes.
+    #[serde(default)]
+    pub pass: Vec<String>,
+}
+
+impl Moderation {
+    /// Whether `spec` runs without approval.
+    pub fn passes(&self, spec: &psgate_shared::psrp::messages::PipelineSpec) -> bool {
+        !spec.commands.is_empty() && spec.commands.iter().all(|c| !c.is_script && self.pass.iter().any(|p| glob_match(p, &c.text)))
+    }
 }
 
 impl AllowRule {

@@ -743,6 +743,19 @@ pub enum ClientMessage {
     /// The sessions other users shared with this one (answered by `shared_sessions`); join one with
     /// `GET /api/ws?join=OWNER/ID`.
     GetSharedSessions {},
+    /// A moderator's decision on a pipeline waiting for approval in a moderated session (from a console joined to
+    /// it): it runs, or it fails with the reason. Everyone present hears `approval_decided`.
+    Approve {
+        /// The session.
+        session: SessionId,
+        /// The pipeline waiting.
+        pipeline: PipelineId,
+        /// Run it (else deny it).
+        approve: bool,
+        /// Why (shown to the user whose command it is, and recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 relay_enum! {
@@ -1102,6 +1115,34 @@ server_message! {
         session: SessionId,
         /// The owner first, then the joiners in the order they came.
         participants: Vec<Share>,
+    },
+    /// A pipeline of a moderated session waits for a moderator's approval (to everyone present in the session, the
+    /// owner's pages included, and to a moderator joining later).
+    ApprovalRequested {
+        /// The session.
+        session: SessionId,
+        /// The pipeline (already announced by `pipeline_started`).
+        pipeline: PipelineId,
+        /// Its command text.
+        command: String,
+        /// Who typed it.
+        requested_by: String,
+        /// Who may decide.
+        moderators: Vec<String>,
+    },
+    /// A moderator decided: the pipeline runs, or ends `failed` with the reason.
+    ApprovalDecided {
+        /// The session.
+        session: SessionId,
+        /// The pipeline.
+        pipeline: PipelineId,
+        /// Whether it runs.
+        approved: bool,
+        /// The moderator.
+        by: String,
+        /// Their reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// The owner revoked this joiner's share: the joined console closes.
     ShareRevoked {

@@ -138,3 +138,64 @@ async fn an_observer_sees_everything_types_nothing_and_is_gone_when_revoked() {
     let by_bob = events.iter().find(|e| e.data["command"] == "Write-Output 'from bob'").expect("recorded");
     assert_eq!((by_bob.actor.as_str(), by_bob.owner.as_deref()), ("bob", Some("alice")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderated_sessions_pipelines_wait_for_a_moderator_each_one_and_the_decision_is_recorded() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let store = Arc::new(Store::open(&dir.path().join("psgate.db")).expect("the store"));
+    for u in ["alice", "bob", "root"] {
+        store.set_user(u, &format!("{u}-pw")).await.expect("user");
+    }
+    let key = dir.path().join("seal.key");
+    let relay = relay_on(store.clone(), move |c: &mut Config| {
+        c.seal_key_file = Some(key);
+        c.allow[0].moderation = Some(psgate_relay::config::Moderation { moderators: vec!["root".into()], pass: vec!["Get-*".into(), "Write-Output".into()] });
+    })
+    .await;
+    let mut alice = Client::connect(&relay, "alice").await;
+    let s = alice.new_session().await;
+    // Commands that pass run at once.
+    let p = alice.run(s, "Write-Output 'passes'").await;
+    assert_eq!(outputs(&alice.until_done(p).await), [Value::string("passes")]);
+    // Others wait, said in the console and to everyone present.
+    let waiting = alice.run(s, "Start-Sleep -Milliseconds 10; Write-Output 'approved'").await;
+    let (requested_by, moderators) = alice.until(|m| if let ServerMessage::ApprovalRequested { pipeline, requested_by, moderators, .. } = m { (*pipeline == waiting).then(|| (requested_by.clone(), moderators.clone())) } else { None }).await;
+    assert_eq!((requested_by.as_str(), moderators), ("alice", vec!["root".to_owned()]));
+    // Not by its owner, nor by anyone who is not a moderator.
+    alice.send(json!({"type": "approve", "session": s, "pipeline": waiting, "approve": true})).await;
+    assert_eq!(alice.error().await.0, ErrorCode::Forbidden);
+    alice.send(json!({"type": "share_session", "session": s, "user": "bob", "role": "peer"})).await;
+    alice.until(|m| matches!(m, ServerMessage::SessionShares { .. }).then_some(())).await;
+    let mut bob = Client::join_at(relay.addr, "bob", "alice", s).await.expect("joined");
+    bob.send(json!({"type": "approve", "session": s, "pipeline": waiting, "approve": true})).await;
+    assert_eq!(bob.error().await.0, ErrorCode::Forbidden, "a peer is not a moderator");
+    // The moderator joins without an invitation, sees what waits, approves it: it runs.
+    let mut root = Client::join_at(relay.addr, "root", "alice", s).await.expect("a moderator's seat");
+    let pending = root.until(|m| if let ServerMessage::ApprovalRequested { pipeline, command, .. } = m { Some((*pipeline, command.clone())) } else { None }).await;
+    assert_eq!(pending, (waiting, "Start-Sleep -Milliseconds 10; Write-Output 'approved'".to_owned()));
+    root.send(json!({"type": "approve", "session": s, "pipeline": waiting, "approve": true})).await;
+    let events = alice.until_done(waiting).await;
+    assert_eq!(outputs(&events), [Value::string("approved")]);
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: psgate_shared::api::PipelineState::Completed, .. })));
+    // Each pipeline, not the session: the next one waits again; denied, it fails with the reason.
+    let denied = alice.run(s, "Stop-Service Spooler").await;
+    root.until(|m| matches!(m, ServerMessage::ApprovalRequested { pipeline, .. } if *pipeline == denied).then_some(())).await;
+    root.send(json!({"type": "approve", "session": s, "pipeline": denied, "approve": false, "reason": "not during business hours"})).await;
+    let events = alice.until_done(denied).await;
+    let Some(ServerMessage::PipelineState { state, error: Some(error), .. }) = events.last() else { panic!("{events:?}") };
+    let error = psgate_shared::psrp::messages::ErrorRecordView::from_value(&psgate_shared::clixml::decode_message(error.as_bytes()).expect("CLIXML"));
+    assert_eq!((*state, error.message.as_str()), (psgate_shared::api::PipelineState::Failed, "The command was denied by the moderator root: not during business hours."));
+    // Ctrl+C on a waiting pipeline stops it; the session is free again.
+    let stopped = alice.run(s, "Restart-Computer").await;
+    alice.until(|m| matches!(m, ServerMessage::ApprovalRequested { pipeline, .. } if *pipeline == stopped).then_some(())).await;
+    alice.send(json!({"type": "stop", "session": s, "pipeline": stopped})).await;
+    let events = alice.until_done(stopped).await;
+    assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: psgate_shared::api::PipelineState::Stopped, .. })));
+    let p = alice.run(s, "Write-Output 'free'").await;
+    assert_eq!(outputs(&alice.until_done(p).await), [Value::string("free")]);
+    // Recorded: each request and decision, by whom.
+    relay.manager.flush_audit().await;
+    let records = store.audit_page(&psgate_relay::store::AuditFilter { kinds: vec!["approval".into()], ..Default::default() }, 0, 100).await.expect("audit");
+    let decisions: Vec<(String, String)> = records.iter().filter_map(|r| r.event()).map(|e| (e.actor, e.data["action"].as_str().unwrap_or_default().to_owned())).collect();
+    assert_eq!(decisions, [("alice".into(), "requested".into()), ("root".into(), "approved".into()), ("alice".into(), "requested".into()), ("root".into(), "denied".into()), ("alice".into(), "requested".into())]);
+}

@@ -58,6 +58,8 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
   ports = [22, 5985, 5986]               # absent: any port
   transports = [\"ssh\", \"winrm\"]          # ssh, winrm, local; absent: any
   quotas = { max_shells_per_user = 2 }   # quotas for this rule's targets, within [quotas] (the smaller wins)
+  moderation = { moderators = [\"root\"], pass = [\"Get-*\"] }   # each pipeline in these sessions waits for a
+                                         # moderator's approval (from a joined console) unless its commands pass
   [quotas]                               # PowerShell's WSMan:\\localhost\\Shell quotas, for the relay's own users
                                          # (absent: no limit)
   max_shells_per_user = 30               # MaxShellsPerUser: New-PSSession beyond it is refused

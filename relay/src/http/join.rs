@@ -68,7 +68,11 @@ fn percent_decode(s: &str) -> String {
 fn concerns(message: &ServerMessage, session: SessionId) -> bool {
     match message {
         ServerMessage::SessionChanged { session: info } => info.id == session,
-        ServerMessage::PipelineStarted { session: s, .. } | ServerMessage::Participants { session: s, .. } | ServerMessage::ShareRevoked { session: s, .. } => *s == session,
+        ServerMessage::PipelineStarted { session: s, .. }
+        | ServerMessage::Participants { session: s, .. }
+        | ServerMessage::ShareRevoked { session: s, .. }
+        | ServerMessage::ApprovalRequested { session: s, .. }
+        | ServerMessage::ApprovalDecided { session: s, .. } => *s == session,
         _ => false,
     }
 }
@@ -111,6 +115,10 @@ pub(super) async fn joined(socket: WebSocket, manager: Arc<Manager>, joiner: Str
     let _ = out.send(ServerMessage::History { pipelines: kept.clone(), invocations: Vec::new() }).await;
     for r in &kept {
         follow(&mut followers, r.pipeline, 0);
+    }
+    // What waits for a moderator now (a moderator who joins decides on it).
+    for request in manager.pending_approvals(&owner, session) {
+        let _ = out.send(request).await;
     }
     let login_ended = auth.ended(&key);
     tokio::pin!(login_ended);
@@ -203,6 +211,7 @@ pub(super) async fn joined(socket: WebSocket, manager: Arc<Manager>, joiner: Str
                             Err(forbidden("complete"))
                         }
                     }
+                    ClientMessage::Approve { session: s, pipeline, approve, reason } if s == session => manager.decide(&joiner, &owner, s, pipeline, approve, reason).map_err(|e| e.to_message()),
                     ClientMessage::Attach { session: s, pipeline, after_seq } if s == session => {
                         follow(&mut followers, pipeline, after_seq);
                         Ok(())

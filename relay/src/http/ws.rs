@@ -503,6 +503,9 @@ impl Connection {
                 }
                 Err(e) => Err(e.to_message()),
             },
+            ClientMessage::Approve { session, .. } => {
+                Err(ServerMessage::error(ErrorCode::Forbidden, format!("approve from a console joined to the session (your session {} cannot be approved by you)", session.0)))
+            }
             ClientMessage::Attach { session, pipeline, after_seq } => match m.buffer(&user, session, pipeline) {
                 Ok(buffer) => {
                     self.follow(session, pipeline, buffer, after_seq);

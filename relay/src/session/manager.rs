@@ -570,6 +570,17 @@ struct Joiner {
     revoked: bool,
 }
 
+/// A pipeline waiting for a moderator's approval: the command its session's task gets once approved.
+#[derive(Debug)]
+struct Pending {
+    entry: Arc<Entry>,
+    command: Command,
+    buffer: Arc<Buffer>,
+    text: String,
+    requested_by: String,
+    moderators: Vec<String>,
+}
+
 /// A joiner's presence: leaving when dropped.
 #[derive(Debug)]
 pub struct JoinGuard {
@@ -671,6 +682,8 @@ pub struct Manager {
     audit: Option<crate::audit::Audit>,
     /// The joiners present in each shared session here, by (owner, session).
     joins: Mutex<HashMap<(String, SessionId), Vec<Joiner>>>,
+    /// Pipelines of moderated sessions waiting for a moderator, by (owner, session, pipeline).
+    pending: Mutex<HashMap<(String, SessionId, PipelineId), Pending>>,
     next_join: std::sync::atomic::AtomicU64,
 }
 
@@ -700,7 +713,7 @@ impl Manager {
     pub fn new(config: Arc<Config>) -> Arc<Manager> {
         let limit = config.quotas.max_connections;
         let relay_id = config.relay_id();
-        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit: None, joins: Mutex::default(), next_join: std::sync::atomic::AtomicU64::new(1) })
+        Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: None, prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit: None, joins: Mutex::default(), pending: Mutex::default(), next_join: std::sync::atomic::AtomicU64::new(1) })
     }
 
     /// A manager that keeps its WinRM sessions in `store` (passwords sealed by `sealer`) and takes back those a
@@ -715,7 +728,7 @@ impl Manager {
         });
         let limit = config.quotas.max_connections;
         let audit = config.audit.enabled.then(|| crate::audit::Audit::start(store.clone(), sealer.audit_key(), relay_id.clone(), config.audit.max_pipeline_kb.saturating_mul(1024)));
-        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit, joins: Mutex::default(), next_join: std::sync::atomic::AtomicU64::new(1) });
+        let manager = Arc::new(Manager { config, inner: Mutex::new(Inner::default()), changes: broadcast::channel(CHANGES_KEPT).0, store: Some((store, sealer)), prompts: Mutex::default(), connections: crate::quotas::Connections::new(limit), time: crate::quotas::QuotaTime::default(), relay_id, metrics: Arc::default(), draining: Default::default(), drain_asked: watch::Sender::new(false), users: Mutex::default(), audit, joins: Mutex::default(), pending: Mutex::default(), next_join: std::sync::atomic::AtomicU64::new(1) });
         if let (Some(days), Some(audit)) = (manager.config.audit.retention_days, &manager.audit) {
             spawn_audit_retention(Arc::downgrade(&manager), audit.clone(), days);
         }
@@ -1986,7 +1999,8 @@ impl Manager {
         if let Some(row) = rows.iter().find(|r| r.grantee == joiner) {
             return Ok((role_of(&row.role), true));
         }
-        if self.is_admin(joiner).await {
+        let moderator = self.entry(owner, id).ok().and_then(|e| self.moderation_of(&e)).is_some_and(|m| m.moderators.iter().any(|m| m == joiner));
+        if moderator || self.is_admin(joiner).await {
             return Ok((ShareRole::Observer, false));
         }
         Err(refused())
@@ -2109,16 +2123,108 @@ impl Manager {
         }
         {
             let mut pipelines = lock(&entry.pipelines);
-            pipelines.insert(pipeline, Kept { buffer: buffer.clone(), script, prompt, invocation, hidden });
+            pipelines.insert(pipeline, Kept { buffer: buffer.clone(), script: script.clone(), prompt, invocation, hidden });
             while pipelines.len() > PIPELINES_KEPT {
                 pipelines.pop_first();
             }
         }
-        entry
-            .commands
-            .send(Command::Run { pipeline, spec, buffer: buffer.clone(), tag })
-            .map_err(|_| ApiError::new(ErrorCode::SessionNotReady, "the session has ended"))?;
+        // A moderated session: the pipeline waits for a moderator (unless all its commands pass).
+        let moderation = match &spec {
+            Work::Pipeline(p) | Work::WithInput(p, _) => self.moderation_of(&entry).filter(|m| !m.passes(p)),
+            Work::Metadata { .. } => None,
+        };
+        let command = Command::Run { pipeline, spec, buffer: buffer.clone(), tag };
+        if let Some(moderation) = moderation {
+            let requested_by = actor.unwrap_or_else(|| owner.to_owned());
+            self.request_approval(&entry, pipeline, command, &buffer, &script, &requested_by, moderation.moderators);
+            return Ok((pipeline, buffer));
+        }
+        entry.commands.send(command).map_err(|_| ApiError::new(ErrorCode::SessionNotReady, "the session has ended"))?;
         Ok((pipeline, buffer))
+    }
+
+    /// The moderation of the `[[allow]]` rule a session was opened under, if any.
+    fn moderation_of(&self, entry: &Entry) -> Option<crate::config::Moderation> {
+        entry.rule.and_then(|i| self.config.allow.get(i)).and_then(|r| r.moderation.clone())
+    }
+
+    /// Holds `command` until a moderator decides; everyone present in the session hears of it.
+    #[allow(clippy::too_many_arguments)]
+    fn request_approval(&self, entry: &Arc<Entry>, pipeline: PipelineId, command: Command, buffer: &Arc<Buffer>, text: &str, requested_by: &str, moderators: Vec<String>) {
+        let (owner, session, computer) = {
+            let info = lock(&entry.info);
+            (entry.owner.clone(), info.id, info.computer_name.clone())
+        };
+        let notice = format!("This command waits for a moderator's approval ({}).", moderators.join(", "));
+        if let Ok(clixml) = clixml::encode_message(&psgate_lang::informational("Warning", &notice)) {
+            buffer.push(|seq| ServerMessage::Record { session, pipeline, seq, kind: RecordKind::Warning, clixml });
+        }
+        tracing::info!(%owner, session = session.0, pipeline = pipeline.0, %requested_by, "a pipeline waits for a moderator");
+        self.audit(crate::audit::Event::new(crate::audit::Kind::Approval, requested_by).on(&owner, session.0, &computer).with(serde_json::json!({"action": "requested", "pipeline": pipeline.0, "command": text})));
+        let message = ServerMessage::ApprovalRequested { session, pipeline, command: text.to_owned(), requested_by: requested_by.to_owned(), moderators: moderators.clone() };
+        lock(&self.pending).insert((owner.clone(), session, pipeline), Pending { entry: entry.clone(), command, buffer: buffer.clone(), text: text.to_owned(), requested_by: requested_by.to_owned(), moderators });
+        self.publish(&owner, message);
+    }
+
+    /// The approvals waiting in `owner`'s session `id` (for a moderator who joins).
+    pub fn pending_approvals(&self, owner: &str, id: SessionId) -> Vec<ServerMessage> {
+        lock(&self.pending)
+            .iter()
+            .filter(|((o, s, _), _)| o == owner && *s == id)
+            .map(|((_, session, pipeline), p)| ServerMessage::ApprovalRequested { session: *session, pipeline: *pipeline, command: p.text.clone(), requested_by: p.requested_by.clone(), moderators: p.moderators.clone() })
+            .collect()
+    }
+
+    /// A moderator's decision on a waiting pipeline of `owner`'s session `id`.
+    pub fn decide(&self, moderator: &str, owner: &str, id: SessionId, pipeline: PipelineId, approve: bool, reason: Option<String>) -> Result<(), ApiError> {
+        let key = (owner.to_owned(), id, pipeline);
+        let pending = {
+            let mut all = lock(&self.pending);
+            match all.get(&key) {
+                None => return Err(ApiError::new(ErrorCode::UnknownPipeline, format!("no pipeline {} waits for approval in {owner}'s session {}", pipeline.0, id.0))),
+                Some(p) if !p.moderators.iter().any(|m| m == moderator) => {
+                    return Err(ApiError::new(ErrorCode::Forbidden, format!("{moderator} is not a moderator of {owner}'s session {}", id.0)));
+                }
+                Some(_) => all.remove(&key).expect("present"),
+            }
+        };
+        let computer = lock(&pending.entry.info).computer_name.clone();
+        let why = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        tracing::info!(%owner, session = id.0, pipeline = pipeline.0, %moderator, approve, "a moderator decided");
+        self.audit(crate::audit::Event::new(crate::audit::Kind::Approval, moderator).on(owner, id.0, &computer).with(serde_json::json!({"action": if approve { "approved" } else { "denied" }, "pipeline": pipeline.0, "command": pending.text, "requested_by": pending.requested_by, "reason": reason})));
+        self.publish(owner, ServerMessage::ApprovalDecided { session: id, pipeline, approved: approve, by: moderator.to_owned(), reason: reason.clone() });
+        if approve {
+            let notice = format!("Approved by {moderator}{why}.");
+            if let Ok(clixml) = clixml::encode_message(&psgate_lang::informational("Warning", &notice)) {
+                pending.buffer.push(|seq| ServerMessage::Record { session: id, pipeline, seq, kind: RecordKind::Warning, clixml });
+            }
+            if pending.entry.commands.send(pending.command).is_err() {
+                return Err(ApiError::new(ErrorCode::SessionNotReady, "the session has ended"));
+            }
+            return Ok(());
+        }
+        let spec = psgate_lang::ErrorSpec {
+            message: format!("The command was denied by the moderator {moderator}{why}."),
+            id: "ModeratorDenied".into(),
+            category: psgate_lang::Category::PermissionDenied,
+            exception: "System.UnauthorizedAccessException",
+            target: None,
+            activity: pending.text.clone(),
+            position: None,
+        };
+        let error = clixml::encode_message(&spec.record()).ok();
+        pending.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Failed, error });
+        self.update(&pending.entry, |i| i.availability = Availability::Available);
+        Ok(())
+    }
+
+    /// Ctrl+C on a pipeline still waiting for approval: it ends `stopped` (`false`: none waits).
+    fn cancel_pending(&self, owner: &str, id: SessionId, pipeline: PipelineId) -> bool {
+        let Some(pending) = lock(&self.pending).remove(&(owner.to_owned(), id, pipeline)) else { return false };
+        pending.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Stopped, error: None });
+        self.update(&pending.entry, |i| i.availability = Availability::Available);
+        self.publish(owner, ServerMessage::ApprovalDecided { session: id, pipeline, approved: false, by: owner.to_owned(), reason: Some("stopped by its user".into()) });
+        true
     }
 
     /// Invoke-Command: runs `script` on `sessions` (each once, in the order given), at most `throttle_limit` at
@@ -2217,6 +2323,9 @@ impl Manager {
             return super::prompt::of(self, owner).stop(pipeline);
         }
         self.buffer(owner, id, pipeline)?;
+        if self.cancel_pending(owner, id, pipeline) {
+            return Ok(());
+        }
         let _ = self.entry(owner, id)?.commands.send(Command::Stop(pipeline));
         Ok(())
     }
