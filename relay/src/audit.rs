@@ -221,6 +221,17 @@ impl Verifier {
     /// Checks the next record.
     pub fn check(&mut self, key: &AuditKey, r: &Record) {
         self.records += 1;
+        // In chain order: what is missing before this record, then what is wrong with it.
+        match &self.last {
+            None => self.first = Some((r.seq, r.prev.clone())),
+            Some((seq, mac)) => {
+                if r.seq != seq + 1 {
+                    self.problems.push(Problem::Missing { first: seq + 1, last: r.seq - 1 });
+                } else if r.prev != *mac {
+                    self.problems.push(Problem::Broken { seq: r.seq });
+                }
+            }
+        }
         if key.mac(chain_input(r.seq, &r.relay, &r.prev, &r.body).as_bytes()) != r.mac {
             self.problems.push(Problem::Altered { seq: r.seq });
         }
@@ -233,16 +244,6 @@ impl Verifier {
                 }
             }
             _ => self.problems.push(Problem::Columns { seq: r.seq }),
-        }
-        match &self.last {
-            None => self.first = Some((r.seq, r.prev.clone())),
-            Some((seq, mac)) => {
-                if r.seq != seq + 1 {
-                    self.problems.push(Problem::Missing { first: seq + 1, last: r.seq - 1 });
-                } else if r.prev != *mac {
-                    self.problems.push(Problem::Broken { seq: r.seq });
-                }
-            }
         }
         self.last = Some((r.seq, r.mac.clone()));
     }

@@ -93,9 +93,15 @@ pub async fn post_with_cookie(addr: std::net::SocketAddr, path: &str, cookie: &s
 
 /// A minimal HTTP/1.1 GET without a login: the status, the `Content-Type` and the body.
 pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    get_as(addr, path, None).await
+}
+
+/// [`get`] with a login's cookie (`name=value`).
+pub async fn get_as(addr: std::net::SocketAddr, path: &str, cookie: Option<&str>) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     tokio::time::timeout(STEP, s.read_to_end(&mut raw)).await.expect("an answer in time").expect("read");

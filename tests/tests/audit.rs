@@ -135,6 +135,33 @@ async fn the_audit_records_what_matters_and_psgate_audit_reads_verifies_and_expo
     let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(!has(CREDENTIAL_PASSWORD) && !has("alice-pw"), "a password in the database");
 
+    // The same over HTTP, for an admin's page: by result, one session's timeline, the chain's state.
+    let as_user = |name: &'static str| {
+        let addr = relay.addr;
+        async move { psgate_tests::relay::login_at(addr, name, &format!("{name}-pw")).await }
+    };
+    let (alice_cookie, root_cookie) = (as_user("alice").await, as_user("root").await);
+    let get = |path: String, cookie: String| {
+        let addr = relay.addr;
+        async move { psgate_tests::relay::get_as(addr, &path, Some(&cookie)).await }
+    };
+    let (status, _, _) = get("/api/audit?result_type=ServiceController&result=Name%3DSpooler".into(), alice_cookie.clone()).await;
+    assert_eq!(status, 403, "alice is no admin");
+    let (status, _, body) = get("/api/audit?result_type=ServiceController&result=Name%3DSpooler".into(), root_cookie.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let found: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(found["records"].as_array().map(Vec::len), Some(1), "{found}");
+    let event = &found["records"][0]["event"];
+    assert_eq!((event["data"]["command"].as_str(), event["owner"].as_str(), event["session"].as_u64()), (Some("Get-Service -Name Spooler, BITS"), Some("alice"), Some(s.0)));
+    let (_, _, body) = get(format!("/api/audit?owner=alice&session={}&kinds=pipeline&limit=2", s.0), root_cookie.clone()).await;
+    let page: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((page["records"].as_array().map(Vec::len), page["more"].as_bool()), (Some(2), Some(true)), "a page, and more after it");
+    let (status, _, _) = get("/api/audit?nonsense=1".into(), root_cookie.clone()).await;
+    assert_eq!(status, 400);
+    let (_, _, body) = get("/api/audit/verify".into(), root_cookie.clone()).await;
+    let verdict: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(verdict["records"].as_u64().is_some_and(|n| n >= 12) && verdict["problems"].as_array().is_some_and(Vec::is_empty), "{verdict}");
+
     // The chain verifies, and tampering is caught and named.
     let (status, verdict) = psgate_audit(&config, &["verify"]).await;
     assert_eq!(status, 0, "{verdict}");
@@ -147,4 +174,7 @@ async fn the_audit_records_what_matters_and_psgate_audit_reads_verifies_and_expo
     let (status, verdict) = psgate_audit(&config, &["verify"]).await;
     assert_eq!(status, 1, "{verdict}");
     assert!(verdict.contains("record 2 is missing") && verdict.contains(&format!("record {edited} was altered")) && verdict.contains("NOT intact"), "{verdict}");
+    let (_, _, body) = get("/api/audit/verify".into(), root_cookie.clone()).await;
+    let verdict: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(verdict["problems"], json!(["record 2 is missing", format!("record {edited} was altered: its MAC does not match its contents")]));
 }

@@ -26,7 +26,7 @@ fn like(text: &str, pattern: &str) -> bool {
 
 impl Matcher {
     /// Whether it asks anything of a record's pipeline.
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.command.is_none() && self.result_type.is_none() && self.result_property.is_none()
     }
 
@@ -71,6 +71,41 @@ impl Matcher {
         }
         true
     }
+}
+
+/// Up to `limit` records after `after_seq` that `filter` (in the store) and `matcher` (on the records) select, in
+/// chain order. A matcher that asks about pipelines narrows the store's filter to pipeline records.
+pub async fn select(store: &crate::store::Store, filter: &crate::store::AuditFilter, matcher: &Matcher, after_seq: i64, limit: usize) -> Result<Vec<Record>, crate::store::StoreError> {
+    let mut filter = filter.clone();
+    if filter.kinds.is_empty() && !matcher.is_empty() {
+        filter.kinds = vec![Kind::Pipeline.name().to_owned()];
+    }
+    let mut out = Vec::new();
+    let mut after = after_seq;
+    while out.len() < limit {
+        let page = store.audit_page(&filter, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        out.extend(page.into_iter().filter(|r| r.event().is_some_and(|e| matcher.matches(&e))));
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// The whole chain checked with `key`: the records read, the last record's number, and what is wrong.
+pub async fn verify(store: &crate::store::Store, key: &crate::seal::AuditKey) -> Result<(u64, i64, Vec<super::Problem>), crate::store::StoreError> {
+    let mut verifier = super::Verifier::default();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(&crate::store::AuditFilter::default(), after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            verifier.check(key, r);
+        }
+    }
+    let (records, problems) = verifier.finish();
+    Ok((records, after, problems))
 }
 
 /// The objects a pipeline record kept (those beyond its size cap: only the last), read back.

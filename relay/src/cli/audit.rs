@@ -7,12 +7,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::audit::export::{self, Matcher};
-use crate::audit::{Record, Verifier};
+use crate::audit::Record;
 use crate::config::Config;
 use crate::store::{AuditFilter, Store};
-
-/// Records read from the store at a time.
-const PAGE: i64 = 1000;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -140,19 +137,8 @@ impl Query {
 
 /// The records `query` selects, in chain order.
 pub async fn select(store: &Store, query: &Query) -> anyhow::Result<Vec<Record>> {
-    let (mut filter, matcher) = query.split()?;
-    if filter.kinds.is_empty() && (matcher.command.is_some() || matcher.result_type.is_some() || matcher.result_property.is_some()) {
-        filter.kinds = vec!["pipeline".into()];
-    }
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.audit_page(&filter, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        out.extend(page.into_iter().filter(|r| r.event().is_some_and(|e| matcher.matches(&e))));
-    }
-    Ok(out)
+    let (filter, matcher) = query.split()?;
+    Ok(export::select(store, &filter, &matcher, 0, usize::MAX).await?)
 }
 
 /// Runs `psgate audit …`.
@@ -205,17 +191,7 @@ async fn verify(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (store, config) = open(config).await?;
     super::serve::check_seal_key(&config)?;
     let key = super::serve::sealer(&config, &store)?.audit_key();
-    let mut verifier = Verifier::default();
-    let mut after = 0;
-    loop {
-        let page = store.audit_page(&AuditFilter::default(), after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in &page {
-            verifier.check(&key, r);
-        }
-    }
-    let (records, problems) = verifier.finish();
+    let (records, after, problems) = export::verify(&store, &key).await?;
     if problems.is_empty() {
         println!("{records} records checked: the audit chain is intact (to record {after})");
         return Ok(ExitCode::SUCCESS);

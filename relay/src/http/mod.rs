@@ -20,6 +20,7 @@ use tower_http::services::{ServeDir, ServeFile};
 use crate::config::Config;
 use crate::session::manager::Manager;
 
+mod audit;
 pub mod auth;
 pub mod channel;
 mod join;
@@ -115,6 +116,8 @@ pub fn app(config: &AppConfig) -> Router {
             .route("/api/me", get(auth::me))
             .route("/api/config", get(embed::config))
             .route("/api/ws", get(ws::upgrade))
+            .route("/api/audit", get(audit::records))
+            .route("/api/audit/verify", get(audit::verify))
             .route(channel::PATH, get(channel::accept))
             .with_state(api.clone())
             .layer(middleware::from_fn_with_state(api.clone(), limit_connections)),

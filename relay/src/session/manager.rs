@@ -1930,6 +1930,24 @@ impl Manager {
         Ok(pipeline)
     }
 
+    /// Admins: up to `limit` audit records after `after` that `filter` and `matcher` select, and whether more do.
+    pub async fn audit_records(&self, admin: &str, filter: &crate::store::AuditFilter, matcher: &crate::audit::export::Matcher, after: i64, limit: usize) -> Result<(Vec<crate::audit::Record>, bool), ApiError> {
+        self.refuse_non_admin(admin).await?;
+        let Some((store, _)) = &self.store else { return Ok((Vec::new(), false)) };
+        let mut records = crate::audit::export::select(store, filter, matcher, after, limit + 1).await.map_err(|e| store_failed(&e))?;
+        let more = records.len() > limit;
+        records.truncate(limit);
+        Ok((records, more))
+    }
+
+    /// Admins: the audit chain checked (records, the last number, what is wrong).
+    pub async fn audit_verify(&self, admin: &str) -> Result<(u64, i64, Vec<String>), ApiError> {
+        self.refuse_non_admin(admin).await?;
+        let Some((store, sealer)) = &self.store else { return Ok((0, 0, Vec::new())) };
+        let (records, end, problems) = crate::audit::export::verify(store, &sealer.audit_key()).await.map_err(|e| store_failed(&e))?;
+        Ok((records, end, problems.iter().map(ToString::to_string).collect()))
+    }
+
     /// Shares `owner`'s session `id` with `user` as `role` (again: the role changes, for a joined console at once);
     /// the session's shares after it.
     pub async fn share(&self, owner: &str, id: SessionId, user: &str, role: ShareRole) -> Result<Vec<Share>, ApiError> {
