@@ -16,6 +16,35 @@ use serde_json::json;
 const CREDENTIAL_PASSWORD: &str = "Cred-P@ss-91";
 const SECURE_TEXT: &str = "Typed-S3cret-77";
 
+/// The log, kept in memory.
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
+}
+
 /// `psgate audit <args>` on the configuration `config`: exit status and standard output.
 async fn psgate_audit(config: &std::path::Path, args: &[&str]) -> (i32, String) {
     let out = tokio::process::Command::new(psgate_tests::site::psgate_bin())
@@ -31,6 +60,9 @@ async fn psgate_audit(config: &std::path::Path, args: &[&str]) -> (i32, String) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_records_what_matters_and_psgate_audit_reads_verifies_and_exports_it() {
+    // The relay's log at debug, kept to be scanned for the passwords (the file's other test logs there too).
+    let log = Log::default();
+    let _ = tracing_subscriber::fmt().with_env_filter("psgate_relay=debug").with_writer(log.clone()).try_init();
     let dir = tempfile::tempdir().expect("a folder");
     let db = dir.path().join("psgate.db");
     let key = dir.path().join("seal.key");
@@ -134,6 +166,9 @@ async fn the_audit_records_what_matters_and_psgate_audit_reads_verifies_and_expo
     bytes.extend(std::fs::read(dir.path().join("psgate.db-wal")).unwrap_or_default());
     let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(!has(CREDENTIAL_PASSWORD) && !has("alice-pw"), "a password in the database");
+    let logged = log.text();
+    assert!(logged.contains("login") && logged.contains("session opened"), "the log was kept");
+    assert!(!logged.contains(CREDENTIAL_PASSWORD) && !logged.contains(SECURE_TEXT) && !logged.contains("alice-pw"), "a secret in the log");
 
     // The same over HTTP, for an admin's page: by result, one session's timeline, the chain's state.
     let as_user = |name: &'static str| {
@@ -177,4 +212,43 @@ async fn the_audit_records_what_matters_and_psgate_audit_reads_verifies_and_expo
     let (_, _, body) = get("/api/audit/verify".into(), root_cookie.clone()).await;
     let verdict: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(verdict["problems"], json!(["record 2 is missing", format!("record {edited} was altered: its MAC does not match its contents")]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_old_records_and_the_chain_left_still_verifies() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let store = Arc::new(Store::open(&dir.path().join("psgate.db")).expect("the store"));
+    let key_file = dir.path().join("seal.key");
+    let key = psgate_relay::seal::Sealer::load_or_create(&key_file).expect("the key").audit_key();
+    // Ten records from ten days ago, five from today.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
+    let events: Vec<psgate_relay::audit::Event> = (0..15)
+        .map(|i| {
+            let mut e = psgate_relay::audit::Event::new(psgate_relay::audit::Kind::Login, "alice");
+            e.at = if i < 10 { now - 10 * 86_400_000 + i } else { now - 1000 + i };
+            e
+        })
+        .collect();
+    store.append_audit("earlier", &events, &|input: &str| key.mac(input.as_bytes())).await.expect("appended");
+    // A relay keeping a week's records removes the old ones when it starts, and says so in the chain.
+    let relay = relay_on(store.clone(), move |c: &mut Config| {
+        c.seal_key_file = Some(key_file);
+        c.audit.retention_days = Some(7);
+    })
+    .await;
+    let deadline = std::time::Instant::now() + psgate_tests::STEP;
+    let retention = loop {
+        relay.manager.flush_audit().await;
+        let filter = psgate_relay::store::AuditFilter { kinds: vec!["retention".into()], ..Default::default() };
+        if let Some(r) = store.audit_page(&filter, 0, 10).await.expect("read").pop() {
+            break r.event().expect("an event");
+        }
+        assert!(std::time::Instant::now() < deadline, "a retention record");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((retention.data["through_seq"].as_i64(), retention.data["removed"].as_u64()), (Some(10), Some(10)));
+    let left = store.audit_page(&psgate_relay::store::AuditFilter::default(), 0, 100).await.expect("read");
+    assert_eq!(left.first().map(|r| r.seq), Some(11), "the old ones gone");
+    let (records, _, problems) = psgate_relay::audit::export::verify(&store, &key).await.expect("verified");
+    assert_eq!((records, problems), (6, vec![]), "the five left and the retention record, intact");
 }
