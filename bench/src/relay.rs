@@ -84,7 +84,7 @@ fn proc_stat(pid: u32) -> Option<(u32, f64)> {
     Some((ppid, (ticks(11) + ticks(12)) / TICKS))
 }
 
-fn cpu_of(pid: u32) -> f64 {
+pub(crate) fn cpu_of(pid: u32) -> f64 {
     proc_stat(pid).map_or(0.0, |(_, cpu)| cpu)
 }
 
@@ -256,8 +256,13 @@ pub(crate) struct WsClient {
 
 /// `POST /api/login`: the session cookie (`name=value`).
 async fn login(addr: SocketAddr) -> anyhow::Result<String> {
+    login_as(addr, USER, PASSWORD).await
+}
+
+/// `POST /api/login` as `user`: the session cookie (`name=value`).
+pub(crate) async fn login_as(addr: SocketAddr, user: &str, password: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let body = json!({"name": USER, "password": PASSWORD}).to_string();
+    let body = json!({"name": user, "password": password}).to_string();
     let mut s = TcpStream::connect(addr).await?;
     let req = format!("POST /api/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     s.write_all(req.as_bytes()).await?;
@@ -341,6 +346,19 @@ impl WsClient {
                 && let Ok(ServerMessage::Sessions { sessions }) = serde_json::from_str(&text)
             {
                 return Ok(sessions);
+            }
+        }
+    }
+
+    /// Sends `message` and reads up to the relay's `kind` answer (an `error` first is an error).
+    pub(crate) async fn request_until(&mut self, message: serde_json::Value, kind: &str) -> anyhow::Result<()> {
+        self.send(message).await?;
+        loop {
+            let text = self.text().await?;
+            match serde_json::from_str::<Head>(&text)?.kind {
+                k if k == kind => return Ok(()),
+                "error" => bail!("the relay answered {text}"),
+                _ => {}
             }
         }
     }

@@ -359,23 +359,27 @@ impl Tap {
         (crate::unix_ms() - self.started).max(0)
     }
 
-    /// An event of the pipeline; true when it was its last (the record is then written).
-    pub fn observe(&mut self, message: &ServerMessage) -> bool {
+    /// An event of the pipeline (`recent`: the events before it that its buffer still holds); true when it was its
+    /// last (the record is then written).
+    pub fn observe(&mut self, message: &ServerMessage, recent: &std::collections::VecDeque<ServerMessage>) -> bool {
         use serde_json::json;
+        if let ServerMessage::Output { clixml, .. } = message {
+            self.objects += 1;
+            let size = clixml.len() + 16;
+            if self.bytes + size <= self.cap {
+                self.bytes += size;
+                let t = self.now();
+                self.events.push(json!({"t": t, "output": redact_clixml(clixml)}));
+            } else {
+                // Over the cap (the bulk of a large output): only counted; the last one is taken from the buffer at
+                // the end (nothing copied per object).
+                self.omitted += 1;
+                self.last = None;
+            }
+            return false;
+        }
         let t = self.now();
         match message {
-            ServerMessage::Output { clixml, .. } => {
-                self.objects += 1;
-                let size = clixml.len() + 16;
-                if self.bytes + size <= self.cap {
-                    self.bytes += size;
-                    self.events.push(json!({"t": t, "output": redact_clixml(clixml)}));
-                } else {
-                    // Over the cap (the bulk of a large output): counted, and only the last one kept.
-                    self.omitted += 1;
-                    self.last = Some(Last::Output(t, clixml.clone()));
-                }
-            }
             ServerMessage::Record { kind, clixml, .. } => {
                 let clixml = redact_clixml(clixml);
                 self.keep(clixml.len() + 16, json!({"t": t, "record": kind, "clixml": clixml}));
@@ -392,6 +396,12 @@ impl Tap {
                 self.keep(size, value);
             }
             ServerMessage::PipelineState { state, error, .. } if state.is_terminal() => {
+                // The last object over the cap, when nothing came after it: the buffer holds it still.
+                if self.omitted > 0 && self.last.is_none()
+                    && let Some(ServerMessage::Output { clixml, .. }) = recent.iter().rev().find(|e| matches!(e, ServerMessage::Output { .. }))
+                {
+                    self.last = Some(Last::Output(t, clixml.clone()));
+                }
                 self.finish(*state, error.as_deref());
                 return true;
             }

@@ -208,10 +208,11 @@ impl Buffer {
             if matches!(event, ServerMessage::PipelineState { state, .. } if state.is_terminal()) {
                 b.finished = true;
             }
-            if let Some(tap) = b.tap.as_mut()
-                && tap.observe(&event)
+            let inner = &mut *b;
+            if let Some(tap) = inner.tap.as_mut()
+                && tap.observe(&event, &inner.events)
             {
-                b.tap = None;
+                inner.tap = None;
             }
             b.bytes += event_bytes(&event);
             b.events.push_back(event);
