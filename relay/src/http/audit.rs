@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::Api;
+use super::auth::json_error as error;
 use crate::audit::export::Matcher;
 use crate::store::AuditFilter;
 
@@ -30,10 +31,6 @@ pub struct AuditQuery {
     #[serde(default)]
     after_seq: i64,
     limit: Option<usize>,
-}
-
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 /// The admin the cookie names (else the answer to give).

@@ -123,16 +123,15 @@ pub async fn connect(manager: &Manager, address: &str, login: &Login, join: Opti
     let mut request = url.as_str().into_client_request().map_err(|_| ChannelError::BadAddress(address.to_owned()))?;
     let time = unix_ms();
     let from = manager.relay_id();
-    let join = join.map(|(owner, session)| format!("{owner}/{}", session.0)).unwrap_or_default();
+    let join = join.map(|(owner, session)| super::join::encode(owner, session)).unwrap_or_default();
     let signature = sealer.sign(&signed(from, &login.user, &login.key, time, &join));
     let headers = request.headers_mut();
     for (name, value) in [(FROM, from), (USER, &login.user), (LOGIN, &login.key), (TIME, &time.to_string()), (SIGNATURE, &signature)] {
         headers.insert(name, HeaderValue::from_str(value).map_err(|_| ChannelError::BadAddress(address.to_owned()))?);
     }
     if !join.is_empty() {
-        // Percent-encoded as in the browser's query (a user name may hold what a header may not).
-        let encoded: String = join.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_./".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-        headers.insert(JOIN, HeaderValue::from_str(&encoded).map_err(|_| ChannelError::BadAddress(address.to_owned()))?);
+        // Encoded as the browser's query has it (a user name may hold what a header may not).
+        headers.insert(JOIN, HeaderValue::from_str(&join).map_err(|_| ChannelError::BadAddress(address.to_owned()))?);
     }
     let address = address.to_owned();
     match tokio::time::timeout(CONNECT_LIMIT, tokio_tungstenite::connect_async(request)).await {
@@ -210,7 +209,7 @@ pub async fn accept(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUpg
     };
     let join = header(&headers, JOIN).map(|j| super::join::parse(Some(&format!("join={j}"))));
     let join_text = match &join {
-        Some(Some(Ok((owner, session)))) => format!("{owner}/{}", session.0),
+        Some(Some(Ok((owner, session)))) => super::join::encode(owner, *session),
         Some(_) => return (StatusCode::BAD_REQUEST, "a join names OWNER/ID").into_response(),
         None => String::new(),
     };
@@ -233,16 +232,7 @@ pub async fn accept(State(api): State<Api>, headers: HeaderMap, ws: WebSocketUpg
             Ok(Home::There { relay, .. }) => return (StatusCode::CONFLICT, format!("{owner} is served by relay {relay}")).into_response(),
             Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "the store did not answer").into_response(),
         }
-        let (role, invited) = match api.manager.join_access(user, &owner, session).await {
-            Ok(access) => access,
-            Err(e) => return (StatusCode::FORBIDDEN, e.message).into_response(),
-        };
-        let (manager, auth, user, key) = (api.manager.clone(), api.auth.clone(), user.to_owned(), key.to_owned());
-        return ws.on_upgrade(move |socket| async move {
-            let open = manager.metrics().websocket_opened();
-            super::join::joined(socket, manager, user, owner, session, role, invited, auth, key).await;
-            drop(open);
-        });
+        return super::join::upgrade(ws, api.manager.clone(), api.auth.clone(), user.to_owned(), key.to_owned(), owner, session, None).await;
     }
     match api.manager.home(user).await {
         Ok(Home::Here) => {}

@@ -30,38 +30,37 @@ pub const CLOSE_REVOKED: u16 = 4403;
 /// The close code of a console whose session ended.
 pub const CLOSE_SESSION_ENDED: u16 = 4410;
 
-/// `join=OWNER/ID` in a query string: the owner and the session (`Err`: a join asked, not readable).
+/// `join=OWNER/ID` in a query string (percent-encoded as a browser sends it): the owner and the session (`Err`: a
+/// join asked, not readable).
 pub fn parse(query: Option<&str>) -> Option<Result<(String, SessionId), String>> {
-    let value = query?.split('&').find_map(|pair| pair.strip_prefix("join="))?;
-    let value = percent_decode(value);
+    let value = form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "join").map(|(_, v)| v.into_owned())?;
     Some(match value.rsplit_once('/') {
         Some((owner, id)) if !owner.is_empty() => id.parse::<u64>().map(|id| (owner.to_owned(), SessionId(id))).map_err(|_| format!("join={value}: the session is OWNER/ID, as alice/3")),
         _ => Err(format!("join={value}: the session is OWNER/ID, as alice/3")),
     })
 }
 
-/// `%2F` and the like decoded (a browser encodes the slash in a query value).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
+/// `OWNER/ID` as a query value (what [`parse`] reads back).
+pub fn encode(owner: &str, session: SessionId) -> String {
+    form_urlencoded::byte_serialize(format!("{owner}/{}", session.0).as_bytes()).collect()
+}
+
+/// Serves a joined console of `owner`'s session held here to `login`'s user, once their invitation (or admin or
+/// moderator seat) is checked: 403 without one.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn upgrade(ws: axum::extract::WebSocketUpgrade, manager: Arc<Manager>, auth: Arc<Auth>, user: String, key: String, owner: String, session: SessionId, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match manager.join_access(&user, &owner, session).await {
+        Ok((role, invited)) => ws.on_upgrade(move |socket| async move {
+            let open = manager.metrics().websocket_opened();
+            joined(socket, manager, user, owner, session, role, invited, auth, key).await;
+            drop((open, permit));
+        }),
+        Err(e) => {
+            tracing::warn!(joiner = %user, %owner, session = session.0, error = %e.message, "a join refused");
+            (axum::http::StatusCode::FORBIDDEN, e.message).into_response()
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What concerns `session` among the owner's changes, for this joiner.
@@ -268,6 +267,7 @@ mod tests {
     fn join_queries() {
         assert_eq!(parse(Some("join=alice%2F3")), Some(Ok(("alice".into(), SessionId(3)))));
         assert_eq!(parse(Some("x=1&join=contoso%5Cada/12")), Some(Ok(("contoso\\ada".into(), SessionId(12)))));
+        assert_eq!(parse(Some(&format!("join={}", encode("contoso\\ada lee", SessionId(7))))), Some(Ok(("contoso\\ada lee".into(), SessionId(7)))));
         assert_eq!(parse(None), None);
         assert_eq!(parse(Some("x=1")), None);
         assert!(matches!(parse(Some("join=alice")), Some(Err(_))));

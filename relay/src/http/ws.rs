@@ -112,17 +112,7 @@ pub async fn upgrade(State(api): State<Api>, headers: HeaderMap, RawQuery(query)
 /// channel to the relay that does (the owner's home), which checks the invitation either way.
 async fn join_upgrade(manager: Arc<Manager>, auth: Arc<Auth>, login: super::auth::Login, owner: String, session: SessionId, ws: WebSocketUpgrade, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Response {
     match manager.home(&owner).await {
-        Ok(Home::Here) => match manager.join_access(&login.user, &owner, session).await {
-            Ok((role, invited)) => ws.on_upgrade(move |socket| async move {
-                let open = manager.metrics().websocket_opened();
-                super::join::joined(socket, manager, login.user, owner, session, role, invited, auth, login.key).await;
-                drop((open, permit));
-            }),
-            Err(e) => {
-                tracing::warn!(joiner = %login.user, %owner, session = session.0, error = %e.message, "a join refused");
-                (StatusCode::FORBIDDEN, e.message).into_response()
-            }
-        },
+        Ok(Home::Here) => super::join::upgrade(ws, manager, auth, login.user, login.key, owner, session, permit).await,
         Ok(Home::There { relay, address }) => match channel::connect(&manager, &address, &login, Some((&owner, session))).await {
             Ok(upstream) => ws.on_upgrade(move |socket| async move {
                 let open = manager.metrics().websocket_opened();
