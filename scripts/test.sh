@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 . scripts/env.sh
 step() { printf '\n==> %s\n' "$*"; }
+# A step that fails says how full the disk and memory were, the usual cause of a link or build failing on a CI machine.
+trap 'echo "test.sh failed at line $LINENO; disk and memory:" >&2; df -h . /tmp >&2 || true; free -m >&2 || true' ERR
 
 step "invariants"
 bash scripts/check-invariants.sh
