@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use psgate_shared::api::{LOCAL_SESSION, Availability, Completion, ErrorCode, InvocationId, InvocationRecord, InvokeHost, PipelineId, PipelineRecord, PipelineState, RecordKind, RemoteShell, ServerMessage, SessionId, SessionInfo, SessionState, Transport};
+use psgate_shared::api::{LOCAL_SESSION, Availability, Completion, ErrorCode, InvocationId, InvocationRecord, InvokeHost, PipelineId, PipelineRecord, PipelineState, RecordKind, RemoteShell, ServerMessage, SessionId, SessionInfo, SessionState, Share, ShareRole, SharedSession, Transport};
 use psgate_shared::clixml::{self, Content, Item, Object, Property, Value};
 use yew::Reducible;
 
@@ -99,6 +99,16 @@ pub struct State {
     /// The console shown was chosen by the page, not the user: a page that comes back shows the first session's
     /// console, or psgate's prompt when the prompt has been used.
     pub auto_active: bool,
+    /// This page is a console joined to another user's shared session (`/?join=OWNER/ID`): its owner and the role.
+    pub joined: Option<(String, ShareRole)>,
+    /// Who is present in shared sessions (the owner first), by session.
+    pub present: BTreeMap<SessionId, Vec<Share>>,
+    /// Who the user's sessions are shared with, by session.
+    pub shares: BTreeMap<SessionId, Vec<Share>>,
+    /// Sessions other users shared with this one.
+    pub shared_with_me: Vec<SharedSession>,
+    /// Pipelines waiting for this user's approval as a moderator: (session, pipeline, command, who typed it).
+    pub approvals: Vec<(SessionId, PipelineId, String, String)>,
 }
 
 /// psgate's own prompt, shown as a console like a session's.
@@ -669,6 +679,27 @@ impl State {
         }
         match message {
             ServerMessage::Hello { admin, .. } => self.admin = admin,
+            ServerMessage::Joined { owner, session, role } => {
+                self.joined = Some((owner, role));
+                self.active = Some(session.id);
+                self.auto_active = false;
+                self.consoles.entry(session.id).or_default();
+                self.sessions = vec![session];
+            }
+            ServerMessage::Participants { session, participants } => {
+                self.present.insert(session, participants);
+            }
+            ServerMessage::SessionShares { session, shares } => {
+                self.shares.insert(session, shares);
+            }
+            ServerMessage::SharedSessions { sessions } => self.shared_with_me = sessions,
+            ServerMessage::ShareRevoked { owner, session } => self.notices.push(format!("{owner} stopped sharing session {} with you.", session.0)),
+            ServerMessage::ApprovalRequested { session, pipeline, command, requested_by, moderators } => {
+                if matches!(&self.auth, Auth::LoggedIn(me) if moderators.contains(me)) && !self.approvals.iter().any(|a| a.1 == pipeline) {
+                    self.approvals.push((session, pipeline, command, requested_by));
+                }
+            }
+            ServerMessage::ApprovalDecided { pipeline, .. } => self.approvals.retain(|a| a.1 != pipeline),
             ServerMessage::PromptState { entered } => {
                 // Enter-PSSession shows the session's console; exit brings psgate's prompt back.
                 self.auto_active = false;
@@ -810,8 +841,6 @@ impl State {
             // stopped; the one holding the session now has re-attached the command under another id, and says so
             // with `pipeline_started`), or that a Stop came too late for: nothing to tell the user.
             ServerMessage::Error { code: ErrorCode::UnknownPipeline, .. } => {}
-            // Sharing (issue 20): the page has no share dialog or joined console yet.
-            ServerMessage::SessionShares { .. } | ServerMessage::SharedSessions { .. } | ServerMessage::Joined { .. } | ServerMessage::Participants { .. } | ServerMessage::ShareRevoked { .. } | ServerMessage::ApprovalRequested { .. } | ServerMessage::ApprovalDecided { .. } => {}
             ServerMessage::Error { code, message } => {
                 // A refused `run`: the command the user typed fails in its console.
                 let refused_run = matches!(code, ErrorCode::SessionNotReady | ErrorCode::UnknownSession);
@@ -920,6 +949,13 @@ impl Reducible for State {
             Action::Socket(Event::Garbled(e)) => s.notices.push(format!("the relay sent a message this page does not understand: {e}")),
             // The relay ended the login (idle, expired, logged out elsewhere): the login page, with the reason.
             Action::Socket(Event::LoggedOut(reason)) => s = State { auth: Auth::LoggedOut(Some(reason)), ..State::default() },
+            // A joined console is over: said, the session gone from the page.
+            Action::Socket(Event::Ended(reason)) => {
+                s.notices.push(reason);
+                s.sessions.clear();
+                s.approvals.clear();
+                s.keep_consistent();
+            }
             Action::Select(id) => {
                 s.active = Some(id);
                 s.auto_active = false;
@@ -1200,6 +1236,29 @@ mod tests {
         assert_eq!(s.active, Some(LOCAL_SESSION));
         let s = s.reduce(msg(ServerMessage::Sessions { sessions: vec![] }));
         assert_eq!(s.active, Some(LOCAL_SESSION));
+    }
+
+    #[test]
+    fn a_joined_console_shows_the_shared_session_who_is_present_and_what_waits_for_this_moderator() {
+        use psgate_shared::api::{Share, ShareRole};
+        let s = run([
+            Action::LoggedIn("root".into()),
+            msg(ServerMessage::Joined { owner: "alice".into(), session: info(3, SessionState::Opened), role: ShareRole::Observer }),
+            msg(ServerMessage::Participants { session: SessionId(3), participants: vec![Share { user: "alice".into(), role: None }, Share { user: "root".into(), role: Some(ShareRole::Observer) }] }),
+            msg(ServerMessage::ApprovalRequested { session: SessionId(3), pipeline: PipelineId(9), command: "Stop-Service x".into(), requested_by: "alice".into(), moderators: vec!["root".into()] }),
+            msg(ServerMessage::ApprovalRequested { session: SessionId(3), pipeline: PipelineId(10), command: "y".into(), requested_by: "alice".into(), moderators: vec!["ops".into()] }),
+        ]);
+        assert_eq!(s.joined, Some(("alice".to_owned(), ShareRole::Observer)));
+        assert_eq!((s.active, s.sessions.len()), (Some(SessionId(3)), 1), "the shared session's console");
+        assert_eq!(s.present[&SessionId(3)].len(), 2);
+        assert_eq!(s.approvals.iter().map(|a| a.1).collect::<Vec<_>>(), [PipelineId(9)], "only what this user moderates");
+        let s = s.reduce(msg(ServerMessage::ApprovalDecided { session: SessionId(3), pipeline: PipelineId(9), approved: true, by: "root".into(), reason: None }));
+        assert!(s.approvals.is_empty());
+        // Revoked: said, and the session leaves the page.
+        let s = s.reduce(msg(ServerMessage::ShareRevoked { owner: "alice".into(), session: SessionId(3) }));
+        let s = s.reduce(Action::Socket(Event::Ended("alice stopped sharing session 3 with you".into())));
+        assert!(s.sessions.is_empty());
+        assert_eq!(s.notices, ["alice stopped sharing session 3 with you.", "alice stopped sharing session 3 with you"]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! psgate's browser console (login, sessions, an Enter-PSSession-like console) and, at `/viewer`, a CLIXML viewer.
+//! psgate's browser console (login, sessions, an Enter-PSSession-like console) and, at `/viewer`, a CLIXML viewer;
+//! and the watch page (`/watch/`, a bundle of its own): a session shared with the user, and the audit for admins.
 //!
 //! Code map:
 //! - [`api`]: the only code that talks to the relay (HTTP login, the one reconnecting WebSocket, re-attach).
+//! - [`audit`]: the audit page's records and search, and a recorded session's replay as the console's actions.
 //! - [`app`]: the console page's state as a reducer with an [`app::Action`] enum.
 //! - [`embed`]: the embed page (`/embed`) and kiosk mode: the target, the embedded session, the `postMessage`
 //!   events and the origins they may go to.
@@ -18,6 +20,7 @@
 //! decoding is the `psgate_shared` codec, never a second parser.
 
 pub mod api;
+pub mod audit;
 pub mod app;
 pub mod components;
 pub mod embed;

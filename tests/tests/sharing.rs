@@ -36,6 +36,25 @@ async fn shares(c: &mut Client, message: serde_json::Value) -> Vec<Share> {
     .await
 }
 
+/// The shares after `message`, and who is present as last told while waiting for them (a joiner revoked leaves at
+/// once: that can come before the answer).
+async fn shares_seeing(c: &mut Client, message: serde_json::Value) -> (Vec<Share>, Option<Vec<Share>>) {
+    c.send(message).await;
+    let mut present = None;
+    let shares = c
+        .until(|m| match m {
+            ServerMessage::SessionShares { shares, .. } => Some(shares.clone()),
+            ServerMessage::Participants { participants, .. } => {
+                present = Some(participants.clone());
+                None
+            }
+            ServerMessage::Error { code, message } => panic!("{code:?}: {message}"),
+            _ => None,
+        })
+        .await;
+    (shares, present)
+}
+
 fn share(user: &str, role: Option<ShareRole>) -> Share {
     Share { user: user.into(), role }
 }
@@ -69,14 +88,19 @@ async fn an_observer_sees_everything_types_nothing_and_is_gone_when_revoked() {
     // Only the owner shares, only with a relay user.
     alice.send(json!({"type": "share_session", "session": s, "user": "nobody", "role": "observer"})).await;
     assert_eq!(alice.error().await.0, ErrorCode::BadMessage);
+    // Bob's page open on this relay is told of the invitation at once.
+    let mut bob_lobby = Client::connect(&relay, "bob").await;
     assert_eq!(shares(&mut alice, json!({"type": "share_session", "session": s, "user": "bob", "role": "observer"})).await, [share("bob", Some(ShareRole::Observer))]);
     let mut carol = Client::connect(&relay, "carol").await;
     carol.send(json!({"type": "share_session", "session": s, "user": "carol", "role": "peer"})).await;
     assert_eq!(carol.error().await.0, ErrorCode::UnknownSession, "carol has no session 1 of her own");
-    let mut bob_lobby = Client::connect(&relay, "bob").await;
-    bob_lobby.send(json!({"type": "get_shared_sessions"})).await;
     let shared = bob_lobby.until(|m| if let ServerMessage::SharedSessions { sessions } = m { Some(sessions.clone()) } else { None }).await;
     assert_eq!(shared.iter().map(|x| (x.owner.as_str(), x.session, x.role)).collect::<Vec<_>>(), [("alice", s, ShareRole::Observer)]);
+    // And a page that opens later asks for them.
+    let mut bob_later = Client::connect(&relay, "bob").await;
+    bob_later.send(json!({"type": "get_shared_sessions"})).await;
+    let asked = bob_later.until(|m| if let ServerMessage::SharedSessions { sessions } = m { Some(sessions.clone()) } else { None }).await;
+    assert_eq!(asked, shared);
 
     // Bob joins: the session, his role, who is there, the backlog from its first event.
     let mut bob = Client::join_at(relay.addr, "bob", "alice", s).await.expect("joined");
@@ -117,11 +141,15 @@ async fn an_observer_sees_everything_types_nothing_and_is_gone_when_revoked() {
     assert_eq!(Client::join_at(relay.addr, "carol", "alice", s).await.err(), Some(403));
 
     // Revoked: told, closed at once; joining again refused.
-    assert_eq!(shares(&mut alice, json!({"type": "unshare_session", "session": s, "user": "bob"})).await, []);
+    let (after, present) = shares_seeing(&mut alice, json!({"type": "unshare_session", "session": s, "user": "bob"})).await;
+    assert_eq!(after, []);
     bob.until(|m| matches!(m, ServerMessage::ShareRevoked { .. }).then_some(())).await;
     assert_eq!(bob.closed_with().await, Some(4403));
     assert_eq!(Client::join_at(relay.addr, "bob", "alice", s).await.err(), Some(403));
-    let left = alice.until(|m| if let ServerMessage::Participants { participants, .. } = m { (participants.len() == 2).then(|| participants.clone()) } else { None }).await;
+    let left = match present.filter(|p| p.len() == 2) {
+        Some(p) => p,
+        None => alice.until(|m| if let ServerMessage::Participants { participants, .. } = m { (participants.len() == 2).then(|| participants.clone()) } else { None }).await,
+    };
     assert_eq!(left, [share("alice", None), share("root", Some(ShareRole::Observer))]);
     // The session's end ends the admin's seat too.
     alice.send(json!({"type": "remove_sessions", "ids": [s]})).await;

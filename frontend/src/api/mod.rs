@@ -33,10 +33,23 @@ pub enum Event {
     /// The login has ended (idle, expired, logged out elsewhere): the relay closed the connection with this reason,
     /// or refuses the login on reconnecting. The socket does not reconnect.
     LoggedOut(String),
+    /// A joined console ended (the owner revoked the share, or closed the session): the reason. No reconnecting.
+    Ended(String),
 }
 
 /// The relay's WebSocket close code when the connection's login has ended (the reason says why).
 pub const CLOSE_LOGIN_ENDED: u16 = 4001;
+/// The close code of a joined console whose share the owner revoked.
+pub const CLOSE_REVOKED: u16 = 4403;
+/// The close code of a joined console whose session ended.
+pub const CLOSE_SESSION_ENDED: u16 = 4410;
+
+/// The session this page joins (`/?join=OWNER/ID`: a session another user shared), if any.
+pub fn joined_session() -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    let value = search.trim_start_matches('?').split('&').find_map(|p| p.strip_prefix("join="))?;
+    js_sys::decode_uri_component(value).ok()?.as_string().filter(|v| !v.is_empty())
+}
 
 /// Delay before reconnect attempt `attempt` (0-based): 250 ms doubling up to 8 s.
 pub fn backoff_ms(attempt: u32) -> u32 {
@@ -157,7 +170,8 @@ impl Socket {
     fn url() -> Option<String> {
         let location = web_sys::window()?.location();
         let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
-        Some(format!("{scheme}://{}/api/ws", location.host().ok()?))
+        let join = joined_session().map(|j| format!("?join={}", js_sys::encode_uri_component(&j))).unwrap_or_default();
+        Some(format!("{scheme}://{}/api/ws{join}", location.host().ok()?))
     }
 
     fn open(&self) {
@@ -209,6 +223,16 @@ impl Socket {
             socket.inner.borrow_mut().ws = None;
             if e.code() == CLOSE_LOGIN_ENDED {
                 socket.logged_out(Some(e.reason()).filter(|r| !r.is_empty()).unwrap_or_else(|| "logged out".into()));
+                return;
+            }
+            // A joined console whose share was revoked, or whose session ended: over, no reconnecting.
+            if matches!(e.code(), CLOSE_REVOKED | CLOSE_SESSION_ENDED) {
+                let on_event = {
+                    let mut inner = socket.inner.borrow_mut();
+                    inner.closed_by_page = true;
+                    inner.on_event.clone()
+                };
+                on_event.emit(Event::Ended(e.reason()));
                 return;
             }
             socket.retry();
@@ -301,6 +325,23 @@ pub async fn page_config() -> Option<psgate_shared::api::PageConfig> {
         return None;
     }
     serde_json::from_str(&text(&response).await?).ok()
+}
+
+/// `GET /api/audit?{query}` (relay admins): the records, or the message to show.
+pub async fn audit(query: &str) -> Result<crate::audit::Page, String> {
+    let response = fetch("GET", &format!("/api/audit?{query}"), None).await.map_err(|e| format!("the relay cannot be reached: {e}"))?;
+    let body = text(&response).await.unwrap_or_default();
+    match response.status() {
+        200 => serde_json::from_str(&body).map_err(|e| format!("the relay's answer was not understood: {e}")),
+        // The relay says why (`{"error": …}`): not logged in, not an admin, a bad query.
+        status => Err(serde_json::from_str::<ErrorBody>(&body).map(|b| b.error).unwrap_or_else(|_| format!("HTTP {status}"))),
+    }
+}
+
+/// A JSON error answer of the relay's HTTP API.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    error: String,
 }
 
 /// `POST /api/logout`.

@@ -8,6 +8,7 @@ mod embed;
 pub mod output;
 mod shell;
 mod tree;
+mod watch;
 
 use std::rc::Rc;
 
@@ -20,6 +21,15 @@ pub use console::Console;
 pub use shell::App;
 pub use editor::Editor;
 pub use tree::{ObjectTree, TreeNode};
+pub use watch::WatchApp;
+
+/// The other pages' bundle (`pages.html`, bin `psgate-pages`): `/viewer` is the CLIXML viewer, `/watch/` the watch
+/// page. Pages of their own, so the console's download does not carry them.
+#[component]
+pub fn Pages() -> Html {
+    let path = web_sys::window().and_then(|w| w.location().pathname().ok()).unwrap_or_default();
+    if path.trim_end_matches('/') == "/viewer" { html! { <Viewer /> } } else { html! { <WatchApp /> } }
+}
 
 /// The CLIXML viewer (`/viewer`): paste a document, see it decoded.
 #[component]

@@ -5,22 +5,20 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use psgate_shared::api::{LOCAL_SESSION, ClientMessage, DEFAULT_THROTTLE_LIMIT, FieldAnswer, HostAnswer, OutputBufferingMode, PipelineId, PipelineState, SessionId, SessionInfo, SessionState, Target, Transport, WinrmAuth};
+use psgate_shared::api::{LOCAL_SESSION, ClientMessage, DEFAULT_THROTTLE_LIMIT, FieldAnswer, HostAnswer, OutputBufferingMode, PipelineId, PipelineState, SessionId, SessionInfo, SessionState, ShareRole, Target, Transport, WinrmAuth};
 use web_sys::{HtmlInputElement, HtmlSelectElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use super::Viewer;
 use super::console::block;
 use crate::api::{self, Event, Socket};
 use crate::app::{Action, Auth, Completions, Console, HostPrompt, Invocation, Link, PromptKind, RemoteShells, State, availability_label, fields_answer, history_step, is_exit_line, local_info, pipeline_state_name, prompt_of, session_state_label, string_answer, transport_label};
 
-/// The page: `/viewer` is the CLIXML viewer, anything else the console.
+/// The console's bundle: `/embed` is the embed page, anything else the console (`/viewer` and `/watch/` are the
+/// other bundle's, [`super::Pages`]).
 #[component]
 pub fn App() -> Html {
     let path = web_sys::window().and_then(|w| w.location().pathname().ok()).unwrap_or_default();
-    if path.trim_end_matches('/') == "/viewer" {
-        html! { <Viewer /> }
-    } else if crate::embed::is_embed_path(&path) {
+    if crate::embed::is_embed_path(&path) {
         html! { <super::embed::EmbedPage /> }
     } else {
         html! { <ConsolePage /> }
@@ -81,6 +79,7 @@ fn ConsolePage() -> Html {
                         {
                             s.send(&ClientMessage::GetSessions { computer_name: None, name: None });
                             s.send(&ClientMessage::GetHistory { replay: first.replace(false) });
+                            s.send(&ClientMessage::GetSharedSessions {});
                         }
                         dispatch.dispatch(Action::Socket(event));
                     })
@@ -140,7 +139,8 @@ fn ConsolePage() -> Html {
             </header>
             <main class="app-layout">
                 <Sessions sessions={state.sessions.clone()} modules={state.modules.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open} admin={state.admin}
-                    kiosk={page.as_ref().filter(|c| c.kiosk).map(|c| c.kiosk_targets.clone())} remote_shells={state.remote_shells.clone()} />
+                    kiosk={page.as_ref().filter(|c| c.kiosk).map(|c| c.kiosk_targets.clone())} remote_shells={state.remote_shells.clone()} shares={state.shares.clone()} />
+                { shared_with_me(&state.shared_with_me) }
                 if !state.notices.is_empty() {
                     <div class="notices" role="alert">
                         { for state.notices.iter().map(|n| html! { <div class="notice">{ n }</div> }) }
@@ -156,6 +156,9 @@ fn ConsolePage() -> Html {
                         on_action={on_action.clone()}
                         entered={state.entered}
                     />
+                    if state.present.get(&info.id).is_some_and(|p| p.len() > 1) {
+                        { present(state.present.get(&info.id)) }
+                    }
                 }
                 <InvokePanel sessions={state.sessions.clone()} invocations={state.invocations.clone()} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open} />
 
@@ -212,6 +215,37 @@ pub(crate) fn Login(props: &LoginProps) -> Html {
     }
 }
 
+/// Who is present in a shared session: the owner, then each joiner with their role.
+pub(crate) fn present(participants: Option<&Vec<psgate_shared::api::Share>>) -> Html {
+    let Some(participants) = participants else { return html! {} };
+    let names: Vec<String> = participants
+        .iter()
+        .map(|p| match p.role {
+            None => format!("{} (owner)", p.user),
+            Some(ShareRole::Peer) => format!("{} (peer)", p.user),
+            Some(ShareRole::Observer) => format!("{} (observer)", p.user),
+        })
+        .collect();
+    html! { <p class="present" id="present">{ format!("Present: {}", names.join(", ")) }</p> }
+}
+
+/// The sessions other users shared with this one, each opened in a console of its own (a new tab).
+fn shared_with_me(sessions: &[psgate_shared::api::SharedSession]) -> Html {
+    if sessions.is_empty() {
+        return html! {};
+    }
+    html! {
+        <section class="panel shared-with-me" id="shared-with-me">
+            <h2>{ "Shared with you" }</h2>
+            { for sessions.iter().map(|x| {
+                let href = format!("/watch/?join={}", js_sys::encode_uri_component(&format!("{}/{}", x.owner, x.session.0)));
+                let role = if x.role == ShareRole::Peer { "peer" } else { "observer" };
+                html! { <p><a class="join-link" {href} target="_blank">{ format!("{}'s session {}", x.owner, x.session.0) }</a>{ format!(" ({role})") }</p> }
+            }) }
+        </section>
+    }
+}
+
 #[derive(Properties, PartialEq)]
 struct SessionsProps {
     sessions: Vec<SessionInfo>,
@@ -227,6 +261,9 @@ struct SessionsProps {
     kiosk: Option<Vec<Target>>,
     /// The last `Get-PSSession -ComputerName` answer.
     remote_shells: Option<RemoteShells>,
+    /// Who each session is shared with.
+    #[prop_or_default]
+    shares: std::collections::BTreeMap<SessionId, Vec<psgate_shared::api::Share>>,
 }
 
 /// The New-PSSession form, as typed.
@@ -314,6 +351,9 @@ fn Sessions(props: &SessionsProps) -> Html {
     // The target the remote shells were listed with: a Connect to one of them uses it.
     let shells_target = use_mut_ref(|| None::<Target>);
     let error = use_state(|| None::<String>);
+    // The share dialog: the session being shared, and its user and role fields.
+    let sharing = use_state(|| None::<SessionId>);
+    let share_refs: Rc<[NodeRef; 2]> = use_memo((), |_| Default::default());
     let read = {
         let refs = Rc::clone(&refs);
         move || Form {
@@ -451,6 +491,13 @@ fn Sessions(props: &SessionsProps) -> Html {
                                 <td class="num">{ id.0 }</td>
                                 <td>{ &s.name }{ for props.modules.iter().filter(|m| m.session == id).map(|m| html! {
                                     <span class="session-module" title={m.commands.join(", ")}>{ " " }{ &m.name }</span>
+                                }) }{ for props.shares.get(&id).into_iter().flatten().map(|x| {
+                                    let user = x.user.clone();
+                                    let unshare = props.send.reform(move |e: MouseEvent| {
+                                        e.stop_propagation();
+                                        ClientMessage::UnshareSession { session: id, user: user.clone() }
+                                    });
+                                    html! { <button type="button" class="secondary unshare-session" title="Stop sharing: their console closes at once" onclick={unshare}>{ format!("✕ {}", x.user) }</button> }
                                 }) }</td>
                                 <td>{ &s.computer_name }</td>
                                 <td>{ transport_label(s.transport) }</td>
@@ -476,6 +523,10 @@ fn Sessions(props: &SessionsProps) -> Html {
                                         <button type="button" class="secondary recreate-session" disabled={!props.online}
                                             title="Open it again on the same target, with the same name and credentials" onclick={recreate}>{ "Re-create" }</button>
                                     }
+                                    if id != LOCAL_SESSION {
+                                        <button type="button" class="secondary share-session" disabled={!props.online} onclick={{ let sharing = sharing.clone(); move |_: MouseEvent| sharing.set(Some(id)) }}
+                                            title="Share this session with another relay user, as an observer or a peer">{ "Share" }</button>
+                                    }
                                     <button type="button" class="secondary remove-session" onclick={remove}>{ "Remove" }</button>
                                 </td>
                             </tr>
@@ -483,6 +534,15 @@ fn Sessions(props: &SessionsProps) -> Html {
                     }) }
                 </tbody>
             </table>
+            if let Some(id) = *sharing {
+                <form class="share-form" id="share-form" onsubmit={share(id, &share_refs, &sharing, &props.send)}>
+                    <span>{ format!("Share session {} with", id.0) }</span>
+                    <input id="share-user" ref={share_refs[0].clone()} placeholder="a relay user" required=true spellcheck="false" />
+                    { select("as", "share-role", &share_refs[1], &[("observer", "an observer (watches)"), ("peer", "a peer (may run commands)")], None) }
+                    <button type="submit" id="share-submit">{ "Share" }</button>
+                    <button type="button" class="secondary" onclick={{ let sharing = sharing.clone(); move |_: MouseEvent| sharing.set(None) }}>{ "Cancel" }</button>
+                </form>
+            }
             if disconnect_options {
                 <div class="disconnect-options">
                     <span>{ "Disconnect-PSSession" }</span>
@@ -885,6 +945,20 @@ fn invocation_view(index: usize, run: &Invocation, send: &Callback<ClientMessage
     }
 }
 
+/// The share dialog's submit: shares session `id` with the user named, as the role chosen, and closes.
+fn share(id: SessionId, refs: &Rc<[NodeRef; 2]>, sharing: &UseStateHandle<Option<SessionId>>, send: &Callback<ClientMessage>) -> Callback<SubmitEvent> {
+    let (refs, sharing, send) = (Rc::clone(refs), sharing.clone(), send.clone());
+    Callback::from(move |e: SubmitEvent| {
+        e.prevent_default();
+        let user = value_of(&refs[0]).trim().to_owned();
+        if !user.is_empty() {
+            let role = if value_of(&refs[1]) == "peer" { ShareRole::Peer } else { ShareRole::Observer };
+            send.emit(ClientMessage::ShareSession { session: id, user, role });
+            sharing.set(None);
+        }
+    })
+}
+
 /// What a disconnected session's console says instead of taking input.
 const DISCONNECTED_LINE: &str = "disconnected — Connect to continue";
 
@@ -897,6 +971,9 @@ pub(crate) struct ConsoleProps {
     /// The session psgate's prompt entered: `exit` typed in its console goes to the prompt.
     #[prop_or_default]
     pub(crate) entered: Option<SessionId>,
+    /// An observer's joined console: it shows everything and takes no input.
+    #[prop_or_default]
+    pub(crate) read_only: bool,
 }
 
 #[component]
@@ -1026,8 +1103,8 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
                 }
                 <div class="console-input-line">
                     <label class="console-prompt" for="console-input">{ prompt }</label>
-                    <textarea id="console-input" ref={input.clone()} rows="1" spellcheck="false" autocomplete="off" {onkeydown} {oninput} disabled={disconnected}
-                        placeholder={if busy && !disconnected { "running… (Ctrl+C stops it)" } else { "" }} />
+                    <textarea id="console-input" ref={input.clone()} rows="1" spellcheck="false" autocomplete="off" {onkeydown} {oninput} disabled={disconnected || props.read_only}
+                        placeholder={if props.read_only { "you observe this session" } else if busy && !disconnected { "running… (Ctrl+C stops it)" } else { "" }} />
                 </div>
                 if let Some((c, current)) = (*cycle).clone().filter(|(c, _)| c.matches.len() > 1) {
                     <ul class="completion-list" id="completion-list" role="listbox" aria-label="Completions">

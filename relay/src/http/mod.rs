@@ -94,8 +94,10 @@ pub struct AppConfig {
 /// JavaScript or WebAssembly.
 pub fn app(config: &AppConfig) -> Router {
     let index = config.assets.join("index.html");
+    let pages = config.assets.join("pages").join("index.html");
     let page = move |req: Request| {
-        let mut index = ServeFile::new(&index);
+        // The CLIXML viewer and the watch page are the other bundle's (dist/pages/).
+        let mut index = ServeFile::new(if is_pages_route(req.uri().path()) { &pages } else { &index });
         async move {
             if has_extension(req.uri().path()) {
                 return StatusCode::NOT_FOUND.into_response();
@@ -134,6 +136,13 @@ pub fn app(config: &AppConfig) -> Router {
         .fallback_service(ServeDir::new(&config.assets).fallback(page.into_service()))
         .layer(middleware::from_fn(cache_headers))
         .layer(middleware::from_fn_with_state(embed::FramePolicy::new(config.api.as_ref().map(|a| &*a.config)), embed::frame_headers))
+}
+
+/// The pages of the second bundle (`dist/pages/index.html`): `/viewer` (the CLIXML viewer) and `/watch/…` (a shared
+/// session, the audit page). The console's download does not carry them.
+fn is_pages_route(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == "/viewer" || path == "/watch" || path.starts_with("/watch/")
 }
 
 /// Trunk names every asset after a hash of its content, so those never change and can be cached for good;
@@ -212,6 +221,8 @@ mod tests {
         write("psgate-frontend-1a339fc504889b2a_bg.wasm", b"\0asm\x01\0\0\0");
         write("psgate-frontend-1a339fc504889b2a.js", b"export default 1;");
         write("style-4b6eaa8ea15aebbd.css", b"body{}");
+        std::fs::create_dir_all(dir.join("pages")).expect("pages");
+        write("pages/index.html", b"<!doctype html><title>psgate pages</title>");
         dir
     }
 
@@ -253,6 +264,20 @@ mod tests {
             assert!(content_type.starts_with("text/html"), "{path}: {content_type}");
             assert_eq!(cache, "no-cache", "{path}");
             assert!(body.contains("<title>psgate</title>"), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_viewer_and_the_watch_page_are_the_other_bundles() {
+        let d = dist("pages");
+        for path in ["/viewer", "/viewer/", "/watch", "/watch/", "/watch/?join=alice%2F3", "/pages/"] {
+            let (status, _, cache, body) = get(&d, path).await;
+            assert_eq!((status, cache.as_str()), (StatusCode::OK, "no-cache"), "{path}");
+            assert!(body.contains("<title>psgate pages</title>"), "{path}: {body}");
+        }
+        for path in ["/", "/viewers", "/watching", "/embed"] {
+            let (_, _, _, body) = get(&d, path).await;
+            assert!(body.contains("<title>psgate</title>"), "{path}: {body}");
         }
     }
 

@@ -1970,6 +1970,10 @@ impl Manager {
         tracing::info!(owner, session = id.0, %user, ?role, "session shared");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, owner).on(owner, id.0, &computer).with(serde_json::json!({"action": "share", "user": user, "role": role})));
         self.publish_participants(owner, id);
+        // The invitee's pages on this relay see it at once (on another relay: at their next connection).
+        if let Ok(sessions) = self.shared_with(user).await {
+            self.publish(user, ServerMessage::SharedSessions { sessions });
+        }
         self.shares(owner, id).await
     }
 
