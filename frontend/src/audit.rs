@@ -67,6 +67,10 @@ pub struct Search {
     pub result: String,
     /// A result's type name: `System.ServiceProcess.ServiceController`.
     pub result_type: String,
+    /// From this time (ms since the Unix epoch).
+    pub since: Option<i64>,
+    /// Until this time.
+    pub until: Option<i64>,
 }
 
 impl Search {
@@ -77,6 +81,11 @@ impl Search {
             let value = value.trim();
             if !value.is_empty() {
                 parts.push(format!("{name}={}", encode(value)));
+            }
+        }
+        for (name, value) in [("since", self.since), ("until", self.until)] {
+            if let Some(ms) = value {
+                parts.push(format!("{name}={ms}"));
             }
         }
         // A search by command or result finds pipelines; otherwise every kind.
@@ -262,8 +271,8 @@ mod tests {
     #[test]
     fn a_search_asks_for_what_was_typed_encoded_and_pipelines_when_it_names_a_command_or_a_result() {
         assert_eq!(Search::default().query(), "");
-        let s = Search { user: "alice".into(), result: "Name=Spooler".into(), computer: " srv02 ".into(), ..Search::default() };
-        assert_eq!(s.query(), "user=alice&computer=srv02&result=Name%3DSpooler&kinds=pipeline");
+        let s = Search { user: "alice".into(), result: "Name=Spooler".into(), computer: " srv02 ".into(), since: Some(1_765_000_000_000), ..Search::default() };
+        assert_eq!(s.query(), "user=alice&computer=srv02&result=Name%3DSpooler&since=1765000000000&kinds=pipeline");
         assert_eq!(session_query("a b&c", 3), "owner=a%20b%26c&session=3");
     }
 

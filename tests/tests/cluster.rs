@@ -635,8 +635,12 @@ async fn a_session_is_shared_whichever_relay_each_participants_browser_reaches()
     let p = alice.run(s, "Write-Output 'kept'").await;
     alice.until_done(p).await;
     assert_eq!(Client::join_at(b.addr, "bob", "alice", s).await.err(), Some(403), "no invitation, through relay-b too");
+    // Bob's page, on relay-b, hears of the invitation made on relay-a (within five heartbeats: 5 s here).
+    let mut bob_page = Client::connect(&b, "bob").await;
     alice.send(json!({"type": "share_session", "session": s, "user": "bob", "role": "observer"})).await;
     alice.until(|m| matches!(m, ServerMessage::SessionShares { .. }).then_some(())).await;
+    let invited = bob_page.until(|m| if let ServerMessage::SharedSessions { sessions } = m { Some(sessions.clone()) } else { None }).await;
+    assert_eq!(invited.iter().map(|x| (x.owner.as_str(), x.session)).collect::<Vec<_>>(), [("alice", s)]);
     let mut bob = Client::join_at(b.addr, "bob", "alice", s).await.expect("joined through relay-b");
     let role = bob.until(|m| if let ServerMessage::Joined { role, .. } = m { Some(*role) } else { None }).await;
     assert_eq!(role, psgate_shared::api::ShareRole::Observer);
@@ -651,4 +655,7 @@ async fn a_session_is_shared_whichever_relay_each_participants_browser_reaches()
     // Revoked on relay-a: bob's console through relay-b closes with the same code.
     alice.send(json!({"type": "unshare_session", "session": s, "user": "bob"})).await;
     assert_eq!(bob.closed_with().await, Some(4403));
+    // And his page's list loses it.
+    let left = bob_page.until(|m| if let ServerMessage::SharedSessions { sessions } = m { Some(sessions.clone()) } else { None }).await;
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -88,6 +88,9 @@ fn dist(test: &str) -> PathBuf {
     let dir = scratch(test);
     std::fs::write(dir.join("index.html"), "<!doctype html><title>psgate</title>").expect("write");
     std::fs::write(dir.join("psgate-frontend-1a339fc504889b2a_bg.wasm"), b"\0asm\x01\0\0\0").expect("write");
+    // The other bundle's page (the CLIXML viewer, the watch page).
+    std::fs::create_dir_all(dir.join("pages")).expect("pages");
+    std::fs::write(dir.join("pages").join("index.html"), "<!doctype html><title>psgate pages</title>").expect("write");
     dir
 }
 
@@ -220,7 +223,7 @@ async fn embed_may_be_framed_by_the_configured_ancestors_and_nothing_else_may() 
         assert_eq!(r.header("x-frame-options"), None, "{path}: X-Frame-Options would forbid what the CSP allows");
     }
     assert!(http(relay.addr, "GET", "/embed", None, None).await.body.contains("<title>psgate</title>"), "the app's page");
-    for (path, status) in [("/", 200), ("/viewer", 200), ("/index.html", 200), ("/api/me", 401), ("/api/config", 200)] {
+    for (path, status) in [("/", 200), ("/viewer", 200), ("/watch/?join=alice%2F1", 200), ("/index.html", 200), ("/api/me", 401), ("/api/config", 200)] {
         let r = http(relay.addr, "GET", path, None, None).await;
         assert_eq!(r.status, status, "{path}");
         assert_eq!(r.header("content-security-policy"), Some("frame-ancestors 'none'"), "{path}");

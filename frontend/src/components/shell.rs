@@ -132,6 +132,7 @@ fn ConsolePage() -> Html {
                 <span class="brand">{ "psgate" }</span>
                 <span class="topbar-title">{ "Console" }</span>
                 <a class="topbar-link" href="/viewer">{ "Viewer" }</a>
+                if state.admin { <a class="topbar-link" id="audit-link" href="/watch/">{ "Audit" }</a> }
                 <span class="topbar-spacer"></span>
                 { link }
                 <span class="topbar-user" id="user">{ user }</span>
@@ -560,7 +561,8 @@ fn Sessions(props: &SessionsProps) -> Html {
 /// shows (so it is in the history as if typed):
 /// - Export-PSSession's files (`FileInfo` with their text in `Content`: the relay writes nothing where its users say):
 ///   a download link each;
-/// - Get-PSGateSession's sessions (admins): Close, with `Remove-PSGateSession` (audited by the relay);
+/// - Get-PSGateSession's sessions (admins): Watch (the watch page, as an observer), Close, with `Remove-PSGateSession`
+///   (audited by the relay);
 /// - Get-PSGateQuota -ComputerName's WSMan quotas: open their `WSMan:\<computer>\…` container;
 /// - a WSMan: container's settings (Get-ChildItem WSMan:\…): change one with `Set-Item`.
 ///
@@ -603,7 +605,14 @@ fn actions(items: &crate::render::log::Log<psgate_shared::clixml::Item>, on_acti
             { for files.into_iter().map(|(name, href)| html! { <a class="download" {href} download={name.clone()}>{ format!("Download {name}") }</a> }) }
             { for closes.into_iter().map(|(user, id, computer)| {
                 let script = format!("Remove-PSGateSession -User {} -Id {id}; Get-PSGateSession | Format-Table", quoted(&user));
-                html! { <button type="button" class="secondary close-user-session" onclick={at_prompt(script, on_action, send)}>{ format!("Close {user}'s session {id} ({computer})") }</button> }
+                // An admin observes any session: on the watch page.
+                let watch = format!("/watch/?join={}", js_sys::encode_uri_component(&format!("{user}/{id}")));
+                html! {
+                    <>
+                        <a class="watch-user-session" href={watch} target="_blank">{ format!("Watch {user}'s session {id}") }</a>
+                        <button type="button" class="secondary close-user-session" onclick={at_prompt(script, on_action, send)}>{ format!("Close {user}'s session {id} ({computer})") }</button>
+                    </>
+                }
             }) }
             { for scopes.into_iter().map(|scope| {
                 let script = format!("Get-ChildItem {}", quoted(&scope));

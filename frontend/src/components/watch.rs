@@ -146,7 +146,7 @@ fn time(ms: i64) -> String {
 /// The audit page: a search, its records, and a session's timeline with its replay.
 #[component]
 fn Audit() -> Html {
-    let fields: [NodeRef; 5] = Default::default();
+    let fields: [NodeRef; 7] = Default::default();
     let results = use_state(|| None::<Result<(Vec<Record>, bool), String>>);
     // The session opened: (owner, id, its records or why not).
     let timeline = use_state(|| None::<(String, u64, Result<Rc<Vec<Record>>, String>)>);
@@ -155,7 +155,9 @@ fn Audit() -> Html {
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             let value = |i: usize| fields[i].cast::<HtmlInputElement>().map(|f| f.value()).unwrap_or_default();
-            let search = Search { user: value(0), computer: value(1), command: value(2), result: value(3), result_type: value(4) };
+            // A `datetime-local` box's value (`2026-12-08T03:10`), read as UTC as the records' times are shown.
+            let time = |i: usize| Some(js_sys::Date::parse(&format!("{}Z", value(i)))).filter(|t| t.is_finite()).map(|t| t as i64);
+            let search = Search { user: value(0), computer: value(1), command: value(2), result: value(3), result_type: value(4), since: time(5), until: time(6) };
             let results = results.clone();
             yew::platform::spawn_local(async move {
                 results.set(Some(api::audit(&search.query()).await.map(|p| (p.records, p.more))));
@@ -172,15 +174,15 @@ fn Audit() -> Html {
             });
         })
     };
-    let labels = ["User", "Computer", "Command", "Result (Name=Spooler)", "Result type"];
-    let ids = ["audit-user", "audit-computer", "audit-command", "audit-result", "audit-result-type"];
+    let labels = ["User", "Computer", "Command", "Result (Name=Spooler)", "Result type", "Since (UTC)", "Until (UTC)"];
+    let ids = ["audit-user", "audit-computer", "audit-command", "audit-result", "audit-result-type", "audit-since", "audit-until"];
     html! {
         <main class="app-layout audit-page">
             <section class="panel" id="audit-search">
                 <h2>{ "Audit trail" }</h2>
                 <form class="audit-form" {onsubmit}>
-                    { for (0..5).map(|i| html! {
-                        <label>{ labels[i] }<input id={ids[i]} ref={fields[i].clone()} spellcheck="false" /></label>
+                    { for (0..7).map(|i| html! {
+                        <label>{ labels[i] }<input id={ids[i]} ref={fields[i].clone()} spellcheck="false" type={if i >= 5 { "datetime-local" } else { "text" }} /></label>
                     }) }
                     <button type="submit" id="audit-submit">{ "Search" }</button>
                 </form>

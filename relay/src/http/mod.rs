@@ -171,11 +171,13 @@ fn has_extension(path: &str) -> bool {
 
 /// `psgate-frontend-1a339fc504889b2a_bg.wasm`, `style-4b6eaa8ea15aebbd.css`: Trunk's 16 hex digits after a
 /// `-`, then `.` or `_`.
+///
+/// The hash is written without leading zeros (seen: `psgate-frontend-6771b0ea9745386_bg.wasm`, 15 digits), so 12 to 16
+/// hex digits are taken.
 fn is_fingerprinted(path: &str) -> bool {
     file_name(path).split('-').skip(1).any(|part| {
-        part.len() > 16
-            && part.as_bytes()[..16].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-            && matches!(part.as_bytes()[16], b'.' | b'_')
+        let digits = part.bytes().take_while(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)).count();
+        (12..=16).contains(&digits) && matches!(part.as_bytes().get(digits), Some(b'.' | b'_'))
     })
 }
 
@@ -296,5 +298,10 @@ mod tests {
         assert!(!is_fingerprinted("/index.html"));
         assert!(!is_fingerprinted("/my-style.css"));
         assert!(!is_fingerprinted("/a-1a339fc504889b2g.js"));
+        // The hash without its leading zero (psgate-frontend-6771b0ea9745386_bg.wasm, a real build's).
+        assert!(is_fingerprinted("/psgate-frontend-6771b0ea9745386_bg.wasm"));
+        assert!(is_fingerprinted("/pages/psgate-pages-c994ddbbbf8ac6a8.js"));
+        assert!(!is_fingerprinted("/jquery-3.js"));
+        assert!(!is_fingerprinted("/a-1a339fc504889b2a1.js"));
     }
 }

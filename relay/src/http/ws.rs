@@ -171,6 +171,7 @@ pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: S
         }
     }
     let changes = tokio::spawn(changes(manager.clone(), listener, user.clone(), out.clone()));
+    let invitations = tokio::spawn(invitations(manager.clone(), user.clone(), out.clone()));
     let login_ended = auth.ended(&key);
     tokio::pin!(login_ended);
     let ended = loop {
@@ -206,6 +207,7 @@ pub(super) async fn connection(socket: WebSocket, manager: Arc<Manager>, user: S
         f.abort();
     }
     changes.abort();
+    invitations.abort();
     drop((conn, connected, out));
     let _ = writer.await;
 }
@@ -295,6 +297,24 @@ pub(super) async fn pump(out: &mpsc::Sender<ServerMessage>, pipeline: PipelineId
         }
         if empty {
             changed.changed().await.map_err(drop)?;
+        }
+    }
+}
+
+/// Tells the user's page when the sessions shared with them change on another relay (the owner's; an invitation made
+/// or revoked on this relay is told at once): the store is looked at every five heartbeats, and `shared_sessions`
+/// sent when its answer differs from the last.
+async fn invitations(manager: Arc<Manager>, user: String, out: mpsc::Sender<ServerMessage>) {
+    let mut known = manager.shared_with(&user).await.ok();
+    let every = std::time::Duration::from_secs(manager.heartbeat_secs().saturating_mul(5));
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(now) = manager.shared_with(&user).await else { continue };
+        if known.as_ref() != Some(&now) {
+            known = Some(now.clone());
+            if out.send(ServerMessage::SharedSessions { sessions: now }).await.is_err() {
+                break;
+            }
         }
     }
 }

@@ -1970,7 +1970,7 @@ impl Manager {
         tracing::info!(owner, session = id.0, %user, ?role, "session shared");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, owner).on(owner, id.0, &computer).with(serde_json::json!({"action": "share", "user": user, "role": role})));
         self.publish_participants(owner, id);
-        // The invitee's pages on this relay see it at once (on another relay: at their next connection).
+        // The invitee's pages on this relay see it at once (on another relay: within five heartbeats, http::ws).
         if let Ok(sessions) = self.shared_with(user).await {
             self.publish(user, ServerMessage::SharedSessions { sessions });
         }
@@ -1991,6 +1991,9 @@ impl Manager {
         tracing::info!(owner, session = id.0, %user, "share revoked");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, owner).on(owner, id.0, &computer).with(serde_json::json!({"action": "revoke", "user": user})));
         self.publish_scoped(owner, ServerMessage::ShareRevoked { owner: owner.to_owned(), session: id }, Scope::Joiner(user.to_owned()));
+        if let Ok(sessions) = self.shared_with(user).await {
+            self.publish(user, ServerMessage::SharedSessions { sessions });
+        }
         self.shares(owner, id).await
     }
 
