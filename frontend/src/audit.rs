@@ -185,6 +185,14 @@ pub fn replay(records: &[Record], session: SessionId, max_gap_ms: i64) -> Vec<St
                 at(t, message(ServerMessage::Output { session, pipeline, seq, clixml: clixml.to_owned() }), &mut timed);
             } else if let (Some(kind), Some(clixml)) = (e.get("record").and_then(|k| RecordKind::deserialize(k).ok()), e.get("clixml").and_then(|c| c.as_str())) {
                 at(t, message(ServerMessage::Record { session, pipeline, seq, kind, clixml: clixml.to_owned() }), &mut timed);
+            } else if e.get("type").and_then(|k| k.as_str()) == Some("host_call") {
+                // Write-Host's lines as the console writes them; a prompt shown until its answer.
+                let call_id = e.get("call_id").and_then(|c| c.as_i64()).unwrap_or(-1);
+                let method = e.get("method").and_then(|m| m.as_str()).unwrap_or_default().to_owned();
+                let args = e.get("args").and_then(|a| a.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+                at(t, message(ServerMessage::HostCall { session, pipeline, seq, call_id, method, args }), &mut timed);
+            } else if e.get("type").and_then(|k| k.as_str()) == Some("host_answer") {
+                at(t, Action::Answered(session), &mut timed);
             }
         }
         let state = data.get("state").and_then(|s| PipelineState::deserialize(s).ok());
@@ -249,6 +257,30 @@ mod tests {
         assert_eq!(console.entries[1].state, Some(PipelineState::Failed));
         assert!(console.running.is_none(), "nothing left running");
         assert_eq!(console.entries[0].items.len(), 2, "the object and the warning, drawn by the console's own log");
+    }
+
+    #[test]
+    fn host_calls_replay_as_the_console_shows_them_a_prompt_until_its_answer() {
+        let records = vec![pipeline(4, 0, serde_json::json!({
+            "pipeline": 1, "command": "Read-Host 'Name'", "ended": 900, "state": "completed", "objects": 1,
+            "events": [
+                {"t": 10, "type": "host_call", "call_id": -1, "method": "WriteLine2", "args": ["<S>hello from Write-Host</S>"]},
+                {"t": 20, "type": "host_call", "call_id": 3, "method": "ReadLine", "args": []},
+                {"t": 700, "type": "host_answer", "call_id": 3, "answer": {"value": "<S>bob</S>"}},
+                {"t": 800, "output": "<S>bob</S>"},
+            ],
+        }))];
+        let steps = replay(&records, SESSION, 2_000);
+        let mut state = std::rc::Rc::new(State::default());
+        let mut prompted = vec![];
+        for s in steps {
+            state = state.reduce(s.action);
+            prompted.push(state.consoles[&SESSION].prompt.is_some());
+        }
+        // ran, started, the line, the prompt (shown), the answer (gone), the output, the end.
+        assert_eq!(prompted, [false, false, false, true, false, false, false]);
+        let entry = &state.consoles[&SESSION].entries[0];
+        assert_eq!(entry.items.len(), 2, "Write-Host's line and the output");
     }
 
     #[test]

@@ -199,6 +199,7 @@ describe('sharing and the audit page', { skip: !POSTGRES && 'PSGATE_TEST_POSTGRE
   test('the admin finds a command by what it returned and replays its session', async () => {
     await owner.locator('#sessions tr.session-row', { hasText: 'localhost' }).click();
     await runCommand(owner, 'Get-Service -Name Spooler');
+    await runCommand(owner, "throw 'boom in the replay'");
     // The console's Audit link (an admin's).
     await admin.goto(b.url);
     await admin.click('#audit-link');
@@ -224,6 +225,10 @@ describe('sharing and the audit page', { skip: !POSTGRES && 'PSGATE_TEST_POSTGRE
     const table = admin.locator('#timeline .console-entry', { hasText: 'Get-Service -Name Spooler' }).locator('table.format-table');
     await table.waitFor();
     assert.match(await table.textContent(), /Status.*Name.*DisplayName.*Spooler.*Print Spooler/s);
+    // The terminating error, as the console shows one, and the command's end.
+    const failed = admin.locator('#timeline .console-entry', { hasText: "throw 'boom in the replay'" });
+    await failed.locator('.stream-error', { hasText: 'boom in the replay' }).first().waitFor();
+    await failed.locator('.pipeline-end', { hasText: 'Failed' }).waitFor();
     await admin.screenshot({ path: path.join(artifacts, 'sharing-replay.png'), fullPage: true });
     assert.deepEqual(problems, []);
   });

@@ -980,9 +980,9 @@ pub(crate) struct ConsoleProps {
     /// The session psgate's prompt entered: `exit` typed in its console goes to the prompt.
     #[prop_or_default]
     pub(crate) entered: Option<SessionId>,
-    /// An observer's joined console: it shows everything and takes no input.
+    /// A console that shows everything and takes no input (an observer's, a replay's): what its input line says.
     #[prop_or_default]
-    pub(crate) read_only: bool,
+    pub(crate) read_only: Option<&'static str>,
 }
 
 #[component]
@@ -1112,8 +1112,8 @@ pub(crate) fn SessionConsole(props: &ConsoleProps) -> Html {
                 }
                 <div class="console-input-line">
                     <label class="console-prompt" for="console-input">{ prompt }</label>
-                    <textarea id="console-input" ref={input.clone()} rows="1" spellcheck="false" autocomplete="off" {onkeydown} {oninput} disabled={disconnected || props.read_only}
-                        placeholder={if props.read_only { "you observe this session" } else if busy && !disconnected { "running… (Ctrl+C stops it)" } else { "" }} />
+                    <textarea id="console-input" ref={input.clone()} rows="1" spellcheck="false" autocomplete="off" {onkeydown} {oninput} disabled={disconnected || props.read_only.is_some()}
+                        placeholder={if let Some(why) = props.read_only { why } else if busy && !disconnected { "running… (Ctrl+C stops it)" } else { "" }} />
                 </div>
                 if let Some((c, current)) = (*cycle).clone().filter(|(c, _)| c.matches.len() > 1) {
                     <ul class="completion-list" id="completion-list" role="listbox" aria-label="Completions">

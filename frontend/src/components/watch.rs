@@ -130,7 +130,7 @@ fn Joined(props: &JoinedProps) -> Html {
                     info={info.clone()}
                     {send}
                     {on_action}
-                    read_only={state.joined.as_ref().is_none_or(|(_, role)| *role == ShareRole::Observer)}
+                    read_only={state.joined.as_ref().is_none_or(|(_, role)| *role == ShareRole::Observer).then_some("you observe this session")}
                 />
             }
         </main>
@@ -343,7 +343,7 @@ fn Timeline(props: &TimelineProps) -> Html {
                 {info}
                 send={Callback::from(|_: ClientMessage| {})}
                 on_action={Callback::from(|_: Action| {})}
-                read_only=true
+                read_only={Some("a recording: replayed, nothing runs")}
             />
         </section>
     }
