@@ -11,7 +11,7 @@
 // Screenshots go to tests/e2e/artifacts/failover-*.png.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,12 +20,11 @@ import { after, before, describe, test } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { artifacts, bin, browserPath, CHROMIUM_ARGS, dist, repo, requireBuilt, startWinrmPeer, stopServer, TIMEOUT, watch } from './harness.mjs';
+import { artifacts, bin, browserPath, CHROMIUM_ARGS, POSTGRES, psql, repo, requireBuilt, startSiteRelay as startRelay, startWinrmPeer, stopServer, TIMEOUT, watch } from './harness.mjs';
 
 const WINRM_USER = 'PSGATE\\ada';
 const WINRM_PASSWORD = 'Secret-1';
 const SLOW = 45_000;
-const POSTGRES = process.env.PSGATE_TEST_POSTGRES;
 
 /** A free loopback port. */
 function freePort() {
@@ -33,42 +32,6 @@ function freePort() {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
       const { port } = s.address();
       s.close(() => resolve(port));
-    });
-  });
-}
-
-/** `psql` against the test server's database `db` (or its default one): the output. */
-function psql(sql, db) {
-  const url = db ? `${POSTGRES.replace(/\/[^/]*$/, '')}/${db}` : POSTGRES;
-  return execFileSync('psql', ['-X', '-q', '-tA', url, '-c', sql], { encoding: 'utf8', env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } }).trim();
-}
-
-/** `psgate serve` as relay `id`; resolves once it listens. */
-function startRelay(dir, id, database, allow) {
-  const file = path.join(dir, `${id}.toml`);
-  const toml = (p) => JSON.stringify(p);
-  writeFileSync(
-    file,
-    `listen = "127.0.0.1:0"\ndatabase = ${toml(database)}\nseal_key_file = ${toml(path.join(dir, 'seal.key'))}\nassets = ${toml(dist)}\n${allow}\n` +
-      `[cluster]\nrelay_id = "${id}"\nheartbeat_secs = 1\ndead_after_secs = 5\n`,
-  );
-  const server = spawn(bin, ['serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  server.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${id} did not start:\n${stderr}`)), TIMEOUT);
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/psgate listening on http:\/\/(\S+?)\/?\s/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ id, server, file, addr: m[1] });
-      }
-    });
-    server.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${id} exited with ${code}:\n${stderr}`));
     });
   });
 }

@@ -2,7 +2,7 @@
 // on a free port and stopped again.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -176,4 +176,28 @@ export async function startRelay(dir, config, { admin = false, others = [] } = {
   const server = spawn(bin, ['serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   const m = await readyLine(server, /psgate listening on (http:\/\/\S+?)\/?\s/, 'psgate serve');
   return { server, url: m[1], user: 'e2e', password };
+}
+
+/** The throwaway PostgreSQL server's URL (scripts/postgres.sh), for the tests of relays sharing a store. */
+export const POSTGRES = process.env.PSGATE_TEST_POSTGRES;
+
+/** `psql` against the test server's database `db` (or its default one): the output. */
+export function psql(sql, db) {
+  const url = db ? `${POSTGRES.replace(/\/[^/]*$/, '')}/${db}` : POSTGRES;
+  return execFileSync('psql', ['-X', '-q', '-tA', url, '-c', sql], { encoding: 'utf8', env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } }).trim();
+}
+
+/** `psgate serve` as relay `id` of a site on `database` (a `postgres://` URL; the seal key in `dir`, shared), with
+ * `config` (TOML: `[[allow]]` rules, …) and a one-second heartbeat; resolves with the process, its configuration file,
+ * its `host:port` and URL once it listens. */
+export function startSiteRelay(dir, id, database, config) {
+  const file = path.join(dir, `${id}.toml`);
+  const toml = (p) => JSON.stringify(p);
+  writeFileSync(
+    file,
+    `listen = "127.0.0.1:0"\ndatabase = ${toml(database)}\nseal_key_file = ${toml(path.join(dir, 'seal.key'))}\nassets = ${toml(dist)}\n${config}\n` +
+      `[cluster]\nrelay_id = "${id}"\nheartbeat_secs = 1\ndead_after_secs = 5\n`,
+  );
+  const server = spawn(bin, ['serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return readyLine(server, /psgate listening on http:\/\/(\S+?)\/?\s/, id).then((m) => ({ id, server, file, addr: m[1], url: `http://${m[1]}` }));
 }

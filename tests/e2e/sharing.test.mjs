@@ -12,53 +12,17 @@
 // Screenshots go to tests/e2e/artifacts/sharing-*.png.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { artifacts, bin, browserPath, CHROMIUM_ARGS, dist, python, repo, requireBuilt, runCommand, stopServer, TIMEOUT, watch } from './harness.mjs';
+import { artifacts, bin, browserPath, CHROMIUM_ARGS, POSTGRES, psql, python, repo, requireBuilt, runCommand, startSiteRelay as startRelay, stopServer, TIMEOUT, watch } from './harness.mjs';
 
-const POSTGRES = process.env.PSGATE_TEST_POSTGRES;
 const PASSWORD = 'e2e-sharing-pw';
-
-/** `psql` against the test server's default database. */
-function psql(sql) {
-  return execFileSync('psql', ['-X', '-q', '-tA', POSTGRES, '-c', sql], { encoding: 'utf8', env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } }).trim();
-}
-
-/** `psgate serve` as relay `id` on `database`; resolves with its URL once it listens. */
-function startRelay(dir, id, database, config) {
-  const file = path.join(dir, `${id}.toml`);
-  const toml = (p) => JSON.stringify(p);
-  writeFileSync(
-    file,
-    `listen = "127.0.0.1:0"\ndatabase = ${toml(database)}\nseal_key_file = ${toml(path.join(dir, 'seal.key'))}\nassets = ${toml(dist)}\n${config}\n` +
-      `[cluster]\nrelay_id = "${id}"\nheartbeat_secs = 1\ndead_after_secs = 5\n`,
-  );
-  const server = spawn(bin, ['serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  server.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${id} did not start:\n${stderr}`)), TIMEOUT);
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/psgate listening on (http:\/\/\S+?)\/?\s/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ id, server, file, url: m[1] });
-      }
-    });
-    server.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${id} exited with ${code}:\n${stderr}`));
-    });
-  });
-}
 
 describe('sharing and the audit page', { skip: !POSTGRES && 'PSGATE_TEST_POSTGRES is not set (eval "$(bash scripts/postgres.sh)")' }, () => {
   let dir;

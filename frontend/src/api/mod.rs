@@ -280,6 +280,16 @@ impl Socket {
     }
 }
 
+/// What a page sends: to its socket, while it has one.
+pub fn sender(socket: &Rc<RefCell<Option<Socket>>>) -> Callback<ClientMessage> {
+    let socket = Rc::clone(socket);
+    Callback::from(move |m: ClientMessage| {
+        if let Some(s) = socket.borrow().as_ref() {
+            s.send(&m);
+        }
+    })
+}
+
 /// The body of `POST /api/login`.
 #[derive(serde::Serialize)]
 struct Credentials<'a> {

@@ -45,6 +45,18 @@ pub fn use_page_start(dispatch: UseReducerDispatcher<State>) -> UseStateHandle<O
     page
 }
 
+/// A pipeline this page did not start came (Connect re-attached it, another tab or a joined session's owner ran it):
+/// the relay's history names its script. `wanted` is [`State::history_wanted`].
+#[hook]
+pub(crate) fn use_history_wanted(wanted: u32, send: &Callback<ClientMessage>) {
+    let send = send.clone();
+    use_effect_with(wanted, move |&wanted| {
+        if wanted > 0 {
+            send.emit(ClientMessage::GetHistory { replay: false });
+        }
+    });
+}
+
 #[component]
 fn ConsolePage() -> Html {
     let state = use_reducer(State::default);
@@ -93,23 +105,8 @@ fn ConsolePage() -> Html {
             }
         });
     }
-    let send = {
-        let socket = Rc::clone(&socket);
-        Callback::from(move |m: ClientMessage| {
-            if let Some(s) = socket.borrow().as_ref() {
-                s.send(&m);
-            }
-        })
-    };
-    {
-        // A pipeline this page did not start came (Connect re-attached it): the relay's history names its script.
-        let send = send.clone();
-        use_effect_with(state.history_wanted, move |&wanted| {
-            if wanted > 0 {
-                send.emit(ClientMessage::GetHistory { replay: false });
-            }
-        });
-    }
+    let send = api::sender(&socket);
+    use_history_wanted(state.history_wanted, &send);
     let on_action = state.dispatcher().to_callback();
     let user = match &state.auth {
         Auth::Checking => return html! { <p class="hint">{ "Loading…" }</p> },

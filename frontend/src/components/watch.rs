@@ -14,7 +14,7 @@ use psgate_shared::api::{ClientMessage, ServerMessage, SessionId, ShareRole};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::shell::{Login, SessionConsole, present, use_page_start};
+use super::shell::{Login, SessionConsole, present, use_history_wanted, use_page_start};
 use crate::api::{self, Event as SocketEvent, Socket};
 use crate::app::{Action, Auth, Link, State, local_info};
 use crate::audit::{Record, Search, Step, replay, session_query};
@@ -72,23 +72,8 @@ fn Joined(props: &JoinedProps) -> Html {
             }
         });
     }
-    let send = {
-        let socket = Rc::clone(&socket);
-        Callback::from(move |m: ClientMessage| {
-            if let Some(s) = socket.borrow().as_ref() {
-                s.send(&m);
-            }
-        })
-    };
-    {
-        // A pipeline that started after the join: the session's history names its command.
-        let send = send.clone();
-        use_effect_with(state.history_wanted, move |&wanted| {
-            if wanted > 0 {
-                send.emit(ClientMessage::GetHistory { replay: false });
-            }
-        });
-    }
+    let send = api::sender(&socket);
+    use_history_wanted(state.history_wanted, &send);
     let on_action = state.dispatcher().to_callback();
     let link = match state.link {
         Link::Connecting => "connecting…".to_owned(),
