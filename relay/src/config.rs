@@ -415,6 +415,9 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[audit]`: the audit trail.
     pub audit: AuditConfig,
+    /// `[groups]`: named groups of relay users (`ops = ["bob", "carol"]`), a session shared with `group:ops` is shared
+    /// with each. The relays of a site give the same groups.
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
     /// Serve `GET /metrics` (Prometheus text, without a login: a relay whose port is reachable by people who should
     /// not see its session counts turns it off, or keeps the path from them at its proxy).
     pub metrics: bool,
@@ -442,6 +445,7 @@ impl Default for Config {
             quotas: crate::quotas::Quotas::default(),
             cluster: ClusterConfig::default(),
             audit: AuditConfig::default(),
+            groups: std::collections::BTreeMap::new(),
             metrics: true,
         }
     }

@@ -227,3 +227,42 @@ async fn a_moderated_sessions_pipelines_wait_for_a_moderator_each_one_and_the_de
     let decisions: Vec<(String, String)> = records.iter().filter_map(|r| r.event()).map(|e| (e.actor, e.data["action"].as_str().unwrap_or_default().to_owned())).collect();
     assert_eq!(decisions, [("alice".into(), "requested".into()), ("root".into(), "approved".into()), ("alice".into(), "requested".into()), ("root".into(), "denied".into()), ("alice".into(), "requested".into())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_invited_through_its_members_and_revoking_it_ends_only_theirs() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let store = Arc::new(Store::open(&dir.path().join("psgate.db")).expect("the store"));
+    for u in ["alice", "bob", "carol", "dave"] {
+        store.set_user(u, &format!("{u}-pw")).await.expect("user");
+    }
+    let key = dir.path().join("seal.key");
+    let relay = relay_on(store.clone(), move |c: &mut Config| {
+        c.seal_key_file = Some(key);
+        c.groups.insert("ops".into(), vec!["bob".into(), "carol".into()]);
+    })
+    .await;
+    let mut alice = Client::connect(&relay, "alice").await;
+    let s = alice.new_session().await;
+    alice.send(json!({"type": "share_session", "session": s, "user": "group:nobody", "role": "observer"})).await;
+    assert_eq!(alice.error().await.0, ErrorCode::BadMessage, "a group the configuration does not name");
+    // Shared with the group: each member's page is told, and each may join; nobody else may.
+    let mut carol_page = Client::connect(&relay, "carol").await;
+    assert_eq!(shares(&mut alice, json!({"type": "share_session", "session": s, "user": "group:ops", "role": "observer"})).await, [share("group:ops", Some(ShareRole::Observer))]);
+    let told = carol_page.until(|m| if let ServerMessage::SharedSessions { sessions } = m { Some(sessions.clone()) } else { None }).await;
+    assert_eq!(told.iter().map(|x| (x.owner.as_str(), x.session, x.role)).collect::<Vec<_>>(), [("alice", s, ShareRole::Observer)]);
+    assert_eq!(Client::join_at(relay.addr, "dave", "alice", s).await.err(), Some(403), "not a member");
+    let mut carol = Client::join_at(relay.addr, "carol", "alice", s).await.expect("a member joins");
+    assert_eq!(carol.until(|m| if let ServerMessage::Joined { role, .. } = m { Some(*role) } else { None }).await, ShareRole::Observer);
+    // Bob, a member invited on his own too as a peer, has the stronger role.
+    shares(&mut alice, json!({"type": "share_session", "session": s, "user": "bob", "role": "peer"})).await;
+    let mut bob = Client::join_at(relay.addr, "bob", "alice", s).await.expect("bob joins");
+    assert_eq!(bob.until(|m| if let ServerMessage::Joined { role, .. } = m { Some(*role) } else { None }).await, ShareRole::Peer);
+    // The group revoked: carol's console is told and closed; bob's own invitation keeps his.
+    let (left, _) = shares_seeing(&mut alice, json!({"type": "unshare_session", "session": s, "user": "group:ops"})).await;
+    assert_eq!(left, [share("bob", Some(ShareRole::Peer))]);
+    carol.until(|m| matches!(m, ServerMessage::ShareRevoked { .. }).then_some(())).await;
+    assert_eq!(carol.closed_with().await, Some(4403));
+    assert_eq!(Client::join_at(relay.addr, "carol", "alice", s).await.err(), Some(403));
+    bob.send(json!({"type": "run", "session": s, "script": "Write-Output 'still a peer'"})).await;
+    assert_eq!(texts_until(&mut bob, "still a peer").await, ["still a peer"]);
+}

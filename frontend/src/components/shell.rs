@@ -535,7 +535,7 @@ fn Sessions(props: &SessionsProps) -> Html {
             if let Some(id) = *sharing {
                 <form class="share-form" id="share-form" onsubmit={share(id, &share_refs, &sharing, &props.send)}>
                     <span>{ format!("Share session {} with", id.0) }</span>
-                    <input id="share-user" ref={share_refs[0].clone()} placeholder="a relay user" required=true spellcheck="false" />
+                    <input id="share-user" ref={share_refs[0].clone()} placeholder="a relay user, or group:NAME" required=true spellcheck="false" />
                     { select("as", "share-role", &share_refs[1], &[("observer", "an observer (watches)"), ("peer", "a peer (may run commands)")], None) }
                     <button type="submit" id="share-submit">{ "Share" }</button>
                     <button type="button" class="secondary" onclick={{ let sharing = sharing.clone(); move |_: MouseEvent| sharing.set(None) }}>{ "Cancel" }</button>

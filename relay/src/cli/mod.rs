@@ -101,6 +101,8 @@ Configuration (psgate serve --config FILE, psgate user add --config FILE) is TOM
                                          # (secrets redacted), quota refusals, admin actions
   max_pipeline_kb = 1024                 # a pipeline's objects kept up to this; beyond: their count and the last
   retention_days = 365                   # remove older records (absent: keep them all)
+  [groups]                               # groups of relay users a session can be shared with (as group:ops)
+  ops = [\"bob\", \"carol\"]
   [kiosk]                                # only a pick list of targets; the relay refuses any other
   enabled = true
   targets = [{ computer = \"localhost\", transport = \"local\", name = \"Shell\" }]   # each must pass [[allow]] too

@@ -176,6 +176,9 @@ pub fn demo(port: u16, assets: PathBuf, options: DemoOptions) -> anyhow::Result<
 /// `psgate user add NAME`: the password from standard input's first line, or a prompt (not echoed) on a terminal.
 /// `admin`: make the user a relay admin (`Some(true)`), or not (`Some(false)`); `None`: as before (a new user is not).
 pub fn add_user(config_file: Option<&Path>, name: &str, admin: Option<bool>) -> anyhow::Result<()> {
+    // `group:ops` names a group of [groups] where a session is shared.
+    anyhow::ensure!(!name.starts_with("group:"), "a user name may not start with group: (a session shared with group:NAME is shared with the group NAME of [groups])");
+    anyhow::ensure!(!name.is_empty(), "a user name may not be empty");
     let config = Config::load(config_file)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = rt.block_on(Store::connect(&config.database)).with_context(|| format!("opening {}", config.database))?;

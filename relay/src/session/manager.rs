@@ -625,6 +625,21 @@ fn role_of(name: &str) -> ShareRole {
     if name == "peer" { ShareRole::Peer } else { ShareRole::Observer }
 }
 
+/// How a share names a group of `[groups]` rather than a user: `group:ops`.
+const GROUP_PREFIX: &str = "group:";
+
+/// What `user` may do by the shares `rows` of one session: their own invitation's role, else the strongest of their
+/// groups' (`groups`: `[groups]`); `None`: not invited.
+fn access_of(rows: &[crate::store::ShareRow], groups: &std::collections::BTreeMap<String, Vec<String>>, user: &str) -> Option<ShareRole> {
+    if let Some(row) = rows.iter().find(|r| r.grantee == user) {
+        return Some(role_of(&row.role));
+    }
+    rows.iter()
+        .filter(|r| r.grantee.strip_prefix(GROUP_PREFIX).and_then(|g| groups.get(g)).is_some_and(|members| members.iter().any(|m| m == user)))
+        .map(|r| role_of(&r.role))
+        .max_by_key(|role| *role == ShareRole::Peer)
+}
+
 fn store_failed(e: &crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "the store");
     ApiError::new(ErrorCode::Internal, "the store did not answer; retry in a moment")
@@ -1957,24 +1972,69 @@ impl Manager {
         if user == owner {
             return Err(ApiError::new(ErrorCode::BadMessage, "a session is its owner's already"));
         }
-        match store.user_exists(user).await {
-            Ok(true) => {}
-            Ok(false) => return Err(ApiError::new(ErrorCode::BadMessage, format!("there is no relay user {user}"))),
-            Err(e) => return Err(store_failed(&e)),
+        if let Some(group) = user.strip_prefix(GROUP_PREFIX) {
+            if !self.config.groups.contains_key(group) {
+                return Err(ApiError::new(ErrorCode::BadMessage, format!("there is no group {group} ([groups] in the relay's configuration)")));
+            }
+        } else {
+            match store.user_exists(user).await {
+                Ok(true) => {}
+                Ok(false) => return Err(ApiError::new(ErrorCode::BadMessage, format!("there is no relay user {user}"))),
+                Err(e) => return Err(store_failed(&e)),
+            }
         }
         let row = crate::store::ShareRow { owner: owner.to_owned(), session_id: id.0 as i64, grantee: user.to_owned(), role: role_name(role).to_owned() };
         store.put_share(&row, unix_ms()).await.map_err(|e| store_failed(&e))?;
-        for j in lock(&self.joins).get_mut(&(owner.to_owned(), id)).into_iter().flatten().filter(|j| j.user == user) {
-            j.role = role;
-        }
+        self.reseat(store, owner, id).await;
         tracing::info!(owner, session = id.0, %user, ?role, "session shared");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, owner).on(owner, id.0, &computer).with(serde_json::json!({"action": "share", "user": user, "role": role})));
         self.publish_participants(owner, id);
         // The invitee's pages on this relay see it at once (on another relay: within five heartbeats, http::ws).
-        if let Ok(sessions) = self.shared_with(user).await {
-            self.publish(user, ServerMessage::SharedSessions { sessions });
-        }
+        self.tell_invitees(user).await;
         self.shares(owner, id).await
+    }
+
+    /// The users a share's grantee names: the user, or the group's members.
+    fn invitees(&self, grantee: &str) -> Vec<String> {
+        match grantee.strip_prefix(GROUP_PREFIX) {
+            Some(group) => self.config.groups.get(group).cloned().unwrap_or_default(),
+            None => vec![grantee.to_owned()],
+        }
+    }
+
+    /// Tells the pages on this relay of the users `grantee` names what is shared with them now.
+    async fn tell_invitees(&self, grantee: &str) {
+        for user in self.invitees(grantee) {
+            if let Ok(sessions) = self.shared_with(&user).await {
+                self.publish(&user, ServerMessage::SharedSessions { sessions });
+            }
+        }
+    }
+
+    /// The joiners of `owner`'s session `id` given their role by the shares now kept (their own, or their groups');
+    /// those no longer invited are revoked at once: told, and their consoles closed (an admin's observer's seat that
+    /// was never invited stays).
+    async fn reseat(&self, store: &Store, owner: &str, id: SessionId) {
+        let Ok(rows) = store.shares_of(owner, id.0 as i64).await else { return };
+        let mut revoked = Vec::new();
+        for j in lock(&self.joins).get_mut(&(owner.to_owned(), id)).into_iter().flatten().filter(|j| !j.revoked) {
+            match access_of(&rows, &self.config.groups, &j.user) {
+                // Invited now (an admin's observer's seat too: its role is the invitation's until revoked).
+                Some(role) => {
+                    j.role = role;
+                    j.invited = true;
+                }
+                None if j.invited => {
+                    j.revoked = true;
+                    revoked.push(j.user.clone());
+                }
+                None => {}
+            }
+        }
+        revoked.dedup();
+        for user in revoked {
+            self.publish_scoped(owner, ServerMessage::ShareRevoked { owner: owner.to_owned(), session: id }, Scope::Joiner(user));
+        }
     }
 
     /// Revokes `user`'s share of `owner`'s session `id` at once: their joined consoles are told and closed.
@@ -1982,18 +2042,12 @@ impl Manager {
         let computer = self.computer_name(owner, id)?;
         let Some((store, _)) = &self.store else { return Err(ApiError::new(ErrorCode::NotSupported, "sharing needs the relay's store")) };
         store.remove_share(owner, id.0 as i64, Some(user)).await.map_err(|e| store_failed(&e))?;
-        if let Some(joined) = lock(&self.joins).get_mut(&(owner.to_owned(), id)) {
-            // Not an admin's own observer's seat: only an invitation is revoked.
-            for j in joined.iter_mut().filter(|j| j.user == user && j.invited) {
-                j.revoked = true;
-            }
-        }
         tracing::info!(owner, session = id.0, %user, "share revoked");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Sharing, owner).on(owner, id.0, &computer).with(serde_json::json!({"action": "revoke", "user": user})));
-        self.publish_scoped(owner, ServerMessage::ShareRevoked { owner: owner.to_owned(), session: id }, Scope::Joiner(user.to_owned()));
-        if let Ok(sessions) = self.shared_with(user).await {
-            self.publish(user, ServerMessage::SharedSessions { sessions });
-        }
+        // Its joiners not invited otherwise (their own invitation, another group's) are revoked; an admin's own
+        // observer's seat is not an invitation and stays.
+        self.reseat(store, owner, id).await;
+        self.tell_invitees(user).await;
         self.shares(owner, id).await
     }
 
@@ -2008,8 +2062,25 @@ impl Manager {
     /// The sessions other users shared with `user`.
     pub async fn shared_with(&self, user: &str) -> Result<Vec<SharedSession>, ApiError> {
         let Some((store, _)) = &self.store else { return Ok(Vec::new()) };
-        let rows = store.shares_to(user).await.map_err(|e| store_failed(&e))?;
-        Ok(rows.into_iter().filter_map(|r| Some(SharedSession { owner: r.owner, session: SessionId(u64::try_from(r.session_id).ok()?), role: role_of(&r.role) })).collect())
+        let mut rows = store.shares_to(user).await.map_err(|e| store_failed(&e))?;
+        for (group, members) in &self.config.groups {
+            if members.iter().any(|m| m == user) {
+                rows.extend(store.shares_to(&format!("{GROUP_PREFIX}{group}")).await.map_err(|e| store_failed(&e))?);
+            }
+        }
+        // One entry per session, with what the user may do there (their own invitation's role, else their groups').
+        let mut sessions: Vec<SharedSession> = Vec::new();
+        for r in &rows {
+            let Ok(id) = u64::try_from(r.session_id) else { continue };
+            if sessions.iter().any(|x| x.owner == r.owner && x.session.0 == id) {
+                continue;
+            }
+            let of_session: Vec<crate::store::ShareRow> = rows.iter().filter(|x| x.owner == r.owner && x.session_id == r.session_id).cloned().collect();
+            if let Some(role) = access_of(&of_session, &self.config.groups, user) {
+                sessions.push(SharedSession { owner: r.owner.clone(), session: SessionId(id), role });
+            }
+        }
+        Ok(sessions)
     }
 
     /// What `joiner` may do in `owner`'s session `id`, held here: their invitation's role, else an admin's
@@ -2022,8 +2093,8 @@ impl Manager {
         }
         let Some((store, _)) = &self.store else { return Err(refused()) };
         let rows = store.shares_of(owner, id.0 as i64).await.map_err(|e| store_failed(&e))?;
-        if let Some(row) = rows.iter().find(|r| r.grantee == joiner) {
-            return Ok((role_of(&row.role), true));
+        if let Some(role) = access_of(&rows, &self.config.groups, joiner) {
+            return Ok((role, true));
         }
         let moderator = self.entry(owner, id).ok().and_then(|e| self.moderation_of(&e)).is_some_and(|m| m.moderators.iter().any(|m| m == joiner));
         if moderator || self.is_admin(joiner).await {

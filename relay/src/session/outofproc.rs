@@ -146,8 +146,24 @@ impl Session {
 
     /// Ends the session's task at once, sending nothing more to the target: the shell stays there, held by a client
     /// that is gone (what a relay killed leaves; also what a relay must do with a session another relay took over).
+    ///
+    /// The handles are dropped only once the task has stopped: `abort` takes effect at the task's next await, and a
+    /// task running meanwhile on another thread that saw its jobs' channel closed would take it for every handle
+    /// gone, and close the session at the target (a WinRM shell deleted under the relay that took it over: seen as
+    /// `shell not found` in `winrm_session.rs::a_shell_whose_client_died_is_taken_over_as_that_client`, under load).
     pub fn abandon(self) {
-        self.task.abort();
+        let Session { jobs, events, task } = self;
+        task.abort();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = task.await;
+                    drop((jobs, events));
+                });
+            }
+            // No runtime: no task runs either.
+            Err(_) => drop((jobs, events, task)),
+        }
     }
 
     /// Waits for the task to end (after the session closed or the transport ended).
