@@ -108,7 +108,22 @@ pub struct State {
     /// Sessions other users shared with this one.
     pub shared_with_me: Vec<SharedSession>,
     /// Pipelines waiting for this user's approval as a moderator: (session, pipeline, command, who typed it).
-    pub approvals: Vec<(SessionId, PipelineId, String, String)>,
+    pub approvals: Vec<Approval>,
+}
+
+/// A pipeline waiting for this user's approval as a moderator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// The session's owner.
+    pub owner: String,
+    /// The owner's session.
+    pub session: SessionId,
+    /// The pipeline.
+    pub pipeline: PipelineId,
+    /// Its command.
+    pub command: String,
+    /// Who typed it.
+    pub requested_by: String,
 }
 
 /// psgate's own prompt, shown as a console like a session's.
@@ -694,12 +709,12 @@ impl State {
             }
             ServerMessage::SharedSessions { sessions } => self.shared_with_me = sessions,
             ServerMessage::ShareRevoked { owner, session } => self.notices.push(format!("{owner} stopped sharing session {} with you.", session.0)),
-            ServerMessage::ApprovalRequested { session, pipeline, command, requested_by, moderators } => {
-                if matches!(&self.auth, Auth::LoggedIn(me) if moderators.contains(me)) && !self.approvals.iter().any(|a| a.1 == pipeline) {
-                    self.approvals.push((session, pipeline, command, requested_by));
+            ServerMessage::ApprovalRequested { owner, session, pipeline, command, requested_by, moderators } => {
+                if matches!(&self.auth, Auth::LoggedIn(me) if moderators.contains(me)) && !self.approvals.iter().any(|a| a.pipeline == pipeline && a.owner == owner) {
+                    self.approvals.push(Approval { owner, session, pipeline, command, requested_by });
                 }
             }
-            ServerMessage::ApprovalDecided { pipeline, .. } => self.approvals.retain(|a| a.1 != pipeline),
+            ServerMessage::ApprovalDecided { owner, pipeline, .. } => self.approvals.retain(|a| !(a.pipeline == pipeline && a.owner == owner)),
             ServerMessage::PromptState { entered } => {
                 // Enter-PSSession shows the session's console; exit brings psgate's prompt back.
                 self.auto_active = false;
@@ -1245,14 +1260,14 @@ mod tests {
             Action::LoggedIn("root".into()),
             msg(ServerMessage::Joined { owner: "alice".into(), session: info(3, SessionState::Opened), role: ShareRole::Observer }),
             msg(ServerMessage::Participants { session: SessionId(3), participants: vec![Share { user: "alice".into(), role: None }, Share { user: "root".into(), role: Some(ShareRole::Observer) }] }),
-            msg(ServerMessage::ApprovalRequested { session: SessionId(3), pipeline: PipelineId(9), command: "Stop-Service x".into(), requested_by: "alice".into(), moderators: vec!["root".into()] }),
-            msg(ServerMessage::ApprovalRequested { session: SessionId(3), pipeline: PipelineId(10), command: "y".into(), requested_by: "alice".into(), moderators: vec!["ops".into()] }),
+            msg(ServerMessage::ApprovalRequested { owner: "alice".into(), session: SessionId(3), pipeline: PipelineId(9), command: "Stop-Service x".into(), requested_by: "alice".into(), moderators: vec!["root".into()] }),
+            msg(ServerMessage::ApprovalRequested { owner: "alice".into(), session: SessionId(3), pipeline: PipelineId(10), command: "y".into(), requested_by: "alice".into(), moderators: vec!["ops".into()] }),
         ]);
         assert_eq!(s.joined, Some(("alice".to_owned(), ShareRole::Observer)));
         assert_eq!((s.active, s.sessions.len()), (Some(SessionId(3)), 1), "the shared session's console");
         assert_eq!(s.present[&SessionId(3)].len(), 2);
-        assert_eq!(s.approvals.iter().map(|a| a.1).collect::<Vec<_>>(), [PipelineId(9)], "only what this user moderates");
-        let s = s.reduce(msg(ServerMessage::ApprovalDecided { session: SessionId(3), pipeline: PipelineId(9), approved: true, by: "root".into(), reason: None }));
+        assert_eq!(s.approvals.iter().map(|a| a.pipeline).collect::<Vec<_>>(), [PipelineId(9)], "only what this user moderates");
+        let s = s.reduce(msg(ServerMessage::ApprovalDecided { owner: "alice".into(), session: SessionId(3), pipeline: PipelineId(9), approved: true, by: "root".into(), reason: None }));
         assert!(s.approvals.is_empty());
         // Revoked: said, and the session leaves the page.
         let s = s.reduce(msg(ServerMessage::ShareRevoked { owner: "alice".into(), session: SessionId(3) }));

@@ -1117,8 +1117,11 @@ server_message! {
         participants: Vec<Share>,
     },
     /// A pipeline of a moderated session waits for a moderator's approval (to everyone present in the session, the
-    /// owner's pages included, and to a moderator joining later).
+    /// owner's pages included, the moderators' own pages on the owner's relay, and a moderator joining later).
     ApprovalRequested {
+        /// The session's owner (a moderator's own pages hear of it too: the session is the owner's).
+        #[serde(default)]
+        owner: String,
         /// The session.
         session: SessionId,
         /// The pipeline (already announced by `pipeline_started`).
@@ -1132,6 +1135,9 @@ server_message! {
     },
     /// A moderator decided: the pipeline runs, or ends `failed` with the reason.
     ApprovalDecided {
+        /// The session's owner.
+        #[serde(default)]
+        owner: String,
         /// The session.
         session: SessionId,
         /// The pipeline.

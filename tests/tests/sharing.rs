@@ -185,8 +185,11 @@ async fn a_moderated_sessions_pipelines_wait_for_a_moderator_each_one_and_the_de
     // Commands that pass run at once.
     let p = alice.run(s, "Write-Output 'passes'").await;
     assert_eq!(outputs(&alice.until_done(p).await), [Value::string("passes")]);
-    // Others wait, said in the console and to everyone present.
+    // Others wait, said in the console, to everyone present, and to the moderator's own page.
+    let mut root_page = Client::connect(&relay, "root").await;
     let waiting = alice.run(s, "Start-Sleep -Milliseconds 10; Write-Output 'approved'").await;
+    let asked = root_page.until(|m| if let ServerMessage::ApprovalRequested { owner, session, pipeline, .. } = m { Some((owner.clone(), *session, *pipeline)) } else { None }).await;
+    assert_eq!(asked, ("alice".to_owned(), s, waiting), "the moderator's page names the owner's session");
     let (requested_by, moderators) = alice.until(|m| if let ServerMessage::ApprovalRequested { pipeline, requested_by, moderators, .. } = m { (*pipeline == waiting).then(|| (requested_by.clone(), moderators.clone())) } else { None }).await;
     assert_eq!((requested_by.as_str(), moderators), ("alice", vec!["root".to_owned()]));
     // Not by its owner, nor by anyone who is not a moderator.
@@ -202,6 +205,8 @@ async fn a_moderated_sessions_pipelines_wait_for_a_moderator_each_one_and_the_de
     let pending = root.until(|m| if let ServerMessage::ApprovalRequested { pipeline, command, .. } = m { Some((*pipeline, command.clone())) } else { None }).await;
     assert_eq!(pending, (waiting, "Start-Sleep -Milliseconds 10; Write-Output 'approved'".to_owned()));
     root.send(json!({"type": "approve", "session": s, "pipeline": waiting, "approve": true})).await;
+    let decided = root_page.until(|m| if let ServerMessage::ApprovalDecided { owner, pipeline, approved, .. } = m { Some((owner.clone(), *pipeline, *approved)) } else { None }).await;
+    assert_eq!(decided, ("alice".to_owned(), waiting, true), "and of the decision");
     let events = alice.until_done(waiting).await;
     assert_eq!(outputs(&events), [Value::string("approved")]);
     assert!(matches!(events.last(), Some(ServerMessage::PipelineState { state: psgate_shared::api::PipelineState::Completed, .. })));

@@ -132,13 +132,23 @@ fn ConsolePage() -> Html {
                 if state.admin { <a class="topbar-link" id="audit-link" href="/watch/">{ "Audit" }</a> }
                 <span class="topbar-spacer"></span>
                 { link }
-                <span class="topbar-user" id="user">{ user }</span>
+                <span class="topbar-user" id="user">{ &user }</span>
                 <button type="button" class="secondary" id="logout" onclick={logout}>{ "Log out" }</button>
             </header>
             <main class="app-layout">
                 <Sessions sessions={state.sessions.clone()} modules={state.modules.clone()} active={state.active} send={send.clone()} on_action={on_action.clone()} online={state.link == Link::Open} admin={state.admin}
                     kiosk={page.as_ref().filter(|c| c.kiosk).map(|c| c.kiosk_targets.clone())} remote_shells={state.remote_shells.clone()} shares={state.shares.clone()} />
                 { shared_with_me(&state.shared_with_me) }
+                // Commands waiting for this user's approval as a moderator: decided on the watch page, joined to the session.
+                { for state.approvals.iter().filter(|a| a.owner != user).map(|a| {
+                    let href = format!("/watch/?join={}", js_sys::encode_uri_component(&format!("{}/{}", a.owner, a.session.0)));
+                    html! {
+                        <div class="notices approval-waiting" role="alert">
+                            { format!("{} asks to run ", a.requested_by) }<code>{ &a.command }</code>{ format!(" in {}'s session {}, which you moderate. ", a.owner, a.session.0) }
+                            <a class="decide" {href} target="_blank">{ "Open it to decide" }</a>
+                        </div>
+                    }
+                }) }
                 if !state.notices.is_empty() {
                     <div class="notices" role="alert">
                         { for state.notices.iter().map(|n| html! { <div class="notice">{ n }</div> }) }

@@ -92,8 +92,8 @@ fn Joined(props: &JoinedProps) -> Html {
                 }
                 <p class="hint link-state">{ link }</p>
             </section>
-            { for state.approvals.iter().map(|(session, pipeline, command, by)| {
-                let (session, pipeline) = (*session, *pipeline);
+            { for state.approvals.iter().filter(|a| state.joined.as_ref().is_some_and(|(owner, _)| *owner == a.owner)).map(|a| {
+                let (session, pipeline, command, by) = (a.session, a.pipeline, &a.command, &a.requested_by);
                 let decide = |approve: bool| send.reform(move |_: MouseEvent| ClientMessage::Approve { session, pipeline, approve, reason: None });
                 html! {
                     <div class="notices approval" role="alert" data-pipeline={pipeline.0.to_string()}>

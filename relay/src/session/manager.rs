@@ -2258,7 +2258,11 @@ impl Manager {
         }
         tracing::info!(%owner, session = session.0, pipeline = pipeline.0, %requested_by, "a pipeline waits for a moderator");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Approval, requested_by).on(&owner, session.0, &computer).with(serde_json::json!({"action": "requested", "pipeline": pipeline.0, "command": text})));
-        let message = ServerMessage::ApprovalRequested { session, pipeline, command: text.to_owned(), requested_by: requested_by.to_owned(), moderators: moderators.clone() };
+        let message = ServerMessage::ApprovalRequested { owner: owner.clone(), session, pipeline, command: text.to_owned(), requested_by: requested_by.to_owned(), moderators: moderators.clone() };
+        // The moderators' own pages on this relay hear of it too (they decide from a console joined to the session).
+        for m in moderators.iter().filter(|m| **m != owner) {
+            self.publish(m, message.clone());
+        }
         lock(&self.pending).insert((owner.clone(), session, pipeline), Pending { entry: entry.clone(), command, buffer: buffer.clone(), text: text.to_owned(), requested_by: requested_by.to_owned(), moderators });
         self.publish(&owner, message);
     }
@@ -2268,7 +2272,7 @@ impl Manager {
         lock(&self.pending)
             .iter()
             .filter(|((o, s, _), _)| o == owner && *s == id)
-            .map(|((_, session, pipeline), p)| ServerMessage::ApprovalRequested { session: *session, pipeline: *pipeline, command: p.text.clone(), requested_by: p.requested_by.clone(), moderators: p.moderators.clone() })
+            .map(|((owner, session, pipeline), p)| ServerMessage::ApprovalRequested { owner: owner.clone(), session: *session, pipeline: *pipeline, command: p.text.clone(), requested_by: p.requested_by.clone(), moderators: p.moderators.clone() })
             .collect()
     }
 
@@ -2289,7 +2293,7 @@ impl Manager {
         let why = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
         tracing::info!(%owner, session = id.0, pipeline = pipeline.0, %moderator, approve, "a moderator decided");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Approval, moderator).on(owner, id.0, &computer).with(serde_json::json!({"action": if approve { "approved" } else { "denied" }, "pipeline": pipeline.0, "command": pending.text, "requested_by": pending.requested_by, "reason": reason})));
-        self.publish(owner, ServerMessage::ApprovalDecided { session: id, pipeline, approved: approve, by: moderator.to_owned(), reason: reason.clone() });
+        self.decided(owner, &pending.moderators, ServerMessage::ApprovalDecided { owner: owner.to_owned(), session: id, pipeline, approved: approve, by: moderator.to_owned(), reason: reason.clone() });
         if approve {
             let notice = format!("Approved by {moderator}{why}.");
             if let Ok(clixml) = clixml::encode_message(&psgate_lang::informational("Warning", &notice)) {
@@ -2320,8 +2324,17 @@ impl Manager {
         let Some(pending) = lock(&self.pending).remove(&(owner.to_owned(), id, pipeline)) else { return false };
         pending.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Stopped, error: None });
         self.update(&pending.entry, |i| i.availability = Availability::Available);
-        self.publish(owner, ServerMessage::ApprovalDecided { session: id, pipeline, approved: false, by: owner.to_owned(), reason: Some("stopped by its user".into()) });
+        self.decided(owner, &pending.moderators, ServerMessage::ApprovalDecided { owner: owner.to_owned(), session: id, pipeline, approved: false, by: owner.to_owned(), reason: Some("stopped by its user".into()) });
         true
+    }
+
+    /// Tells a decision (or a waiting pipeline stopped) to everyone present in `owner`'s session and to the
+    /// moderators' own pages, which heard of the request.
+    fn decided(&self, owner: &str, moderators: &[String], message: ServerMessage) {
+        for m in moderators.iter().filter(|m| *m != owner) {
+            self.publish(m, message.clone());
+        }
+        self.publish(owner, message);
     }
 
     /// Invoke-Command: runs `script` on `sessions` (each once, in the order given), at most `throttle_limit` at
