@@ -87,6 +87,11 @@ fn Joined(props: &JoinedProps) -> Html {
                 if let Some((owner, role)) = &state.joined {
                     <h2>{ format!("{owner}'s session, shared with you: you are {}", if *role == ShareRole::Peer { "a peer (you may run commands)" } else { "an observer" }) }</h2>
                     { present(state.active.and_then(|a| state.present.get(&a))) }
+                } else if matches!(state.link, Link::Retrying(ms) if ms >= 1000) {
+                    // The relay refuses the join (HTTP 403, which a browser's WebSocket does not show) or cannot be
+                    // reached: after a few tries, said; the page keeps trying.
+                    <h2 id="join-refused">{ format!("Could not join {}", api::joined_session().unwrap_or_default()) }</h2>
+                    <p class="hint">{ "The session is not shared with you, it has ended, or the relay cannot be reached. Its owner shares it from their console; an admin or a moderator may observe it." }</p>
                 } else {
                     <h2>{ "Joining…" }</h2>
                 }
