@@ -32,6 +32,7 @@ describe('sharing and the audit page', { skip: !POSTGRES && 'PSGATE_TEST_POSTGRE
   let owner;
   let observer;
   let admin;
+  let moderator;
   const db = `psgate_e2e_sharing_${process.pid}`;
   const problems = [];
 
@@ -70,10 +71,10 @@ describe('sharing and the audit page', { skip: !POSTGRES && 'PSGATE_TEST_POSTGRE
     const config =
       `local_command = [${JSON.stringify(python)}, ${host}]\n` +
       `[[allow]]\nhosts = ["localhost"]\ntransports = ["local"]\n` +
-      `[[allow]]\nhosts = ["moderated"]\ntransports = ["local"]\nmoderation = { moderators = ["root"], pass = ["Get-*"] }\n`;
+      `[[allow]]\nhosts = ["moderated"]\ntransports = ["local"]\nmoderation = { moderators = ["root", "mod"], pass = ["Get-*"] }\n`;
     a = await startRelay(dir, 'relay-a', database, config);
     b = await startRelay(dir, 'relay-b', database, config);
-    for (const [name, flags] of [['e2e', []], ['bob', []], ['root', ['--admin']]]) {
+    for (const [name, flags] of [['e2e', []], ['bob', []], ['root', ['--admin']], ['mod', []]]) {
       const add = spawnSync(bin, ['user', 'add', name, ...flags, '--config', a.file], { input: `${PASSWORD}\n`, encoding: 'utf8' });
       assert.equal(add.status, 0, add.stderr);
     }
@@ -82,6 +83,8 @@ describe('sharing and the audit page', { skip: !POSTGRES && 'PSGATE_TEST_POSTGRE
     owner = await login(a, 'e2e');
     observer = await login(b, 'bob');
     admin = await login(b, 'root');
+    // A second moderator, whose console is served by the owner's relay.
+    moderator = await login(a, 'mod');
   });
 
   after(async () => {
@@ -159,9 +162,14 @@ describe('sharing and the audit page', { skip: !POSTGRES && 'PSGATE_TEST_POSTGRE
     await owner.locator('.console-entry', { hasText: "waits for a moderator's approval" }).waitFor();
     const prompt = admin.locator('.approval', { hasText: "e2e asks to run: Write-Output 'approved output'" });
     await prompt.waitFor();
+    // The other moderator's console says what waits, with a link to the session.
+    const waiting = moderator.locator('.approval-waiting', { hasText: "e2e asks to run Write-Output 'approved output' in e2e's session" });
+    await waiting.waitFor();
+    assert.equal(await waiting.locator('a.decide').getAttribute('href'), `/watch/?join=e2e%2F${sessionId.trim()}`);
     await admin.screenshot({ path: path.join(artifacts, 'sharing-approval.png'), fullPage: true });
     await prompt.locator('.approve').click();
     await prompt.waitFor({ state: 'detached' });
+    await waiting.waitFor({ state: 'detached' });
     await owner.locator('.console-entry .block', { hasText: 'approved output' }).waitFor();
     // The moderator's console names the command it approved and shows what it wrote.
     const approved = admin.locator('.console-entry', { hasText: "Write-Output 'approved output'" });
