@@ -51,6 +51,11 @@ pub fn joined_session() -> Option<String> {
     js_sys::decode_uri_component(value).ok()?.as_string().filter(|v| !v.is_empty())
 }
 
+/// The watch page joined to `owner`'s session `session` (`/watch/?join=OWNER%2FID`).
+pub fn watch_href(owner: &str, session: SessionId) -> String {
+    format!("/watch/?join={}", js_sys::encode_uri_component(&format!("{owner}/{}", session.0)))
+}
+
 /// Delay before reconnect attempt `attempt` (0-based): 250 ms doubling up to 8 s.
 pub fn backoff_ms(attempt: u32) -> u32 {
     250u32.saturating_mul(1 << attempt.min(5)).min(8_000)

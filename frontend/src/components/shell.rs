@@ -141,7 +141,7 @@ fn ConsolePage() -> Html {
                 { shared_with_me(&state.shared_with_me) }
                 // Commands waiting for this user's approval as a moderator: decided on the watch page, joined to the session.
                 { for state.approvals.iter().filter(|a| a.owner != user).map(|a| {
-                    let href = format!("/watch/?join={}", js_sys::encode_uri_component(&format!("{}/{}", a.owner, a.session.0)));
+                    let href = api::watch_href(&a.owner, a.session);
                     html! {
                         <div class="notices approval-waiting" role="alert">
                             { format!("{} asks to run ", a.requested_by) }<code>{ &a.command }</code>{ format!(" in {}'s session {}, which you moderate. ", a.owner, a.session.0) }
@@ -246,7 +246,7 @@ fn shared_with_me(sessions: &[psgate_shared::api::SharedSession]) -> Html {
         <section class="panel shared-with-me" id="shared-with-me">
             <h2>{ "Shared with you" }</h2>
             { for sessions.iter().map(|x| {
-                let href = format!("/watch/?join={}", js_sys::encode_uri_component(&format!("{}/{}", x.owner, x.session.0)));
+                let href = api::watch_href(&x.owner, x.session);
                 let role = if x.role == ShareRole::Peer { "peer" } else { "observer" };
                 html! { <p><a class="join-link" {href} target="_blank">{ format!("{}'s session {}", x.owner, x.session.0) }</a>{ format!(" ({role})") }</p> }
             }) }
@@ -588,7 +588,7 @@ fn actions(items: &crate::render::log::Log<psgate_shared::clixml::Item>, on_acti
                 }
             } else if o.is_type("psgate.UserSession") {
                 let state = text("State").unwrap_or_default();
-                if let (Some(user), Some(id)) = (text("User"), o.property("Id").and_then(|v| v.as_i64()))
+                if let (Some(user), Some(id)) = (text("User"), o.property("Id").and_then(|v| v.as_i64()).and_then(|i| u64::try_from(i).ok()))
                     && state != "Closed"
                 {
                     closes.push((user, id, text("ComputerName").unwrap_or_default()));
@@ -613,7 +613,7 @@ fn actions(items: &crate::render::log::Log<psgate_shared::clixml::Item>, on_acti
             { for closes.into_iter().map(|(user, id, computer)| {
                 let script = format!("Remove-PSGateSession -User {} -Id {id}; Get-PSGateSession | Format-Table", quoted(&user));
                 // An admin observes any session: on the watch page.
-                let watch = format!("/watch/?join={}", js_sys::encode_uri_component(&format!("{user}/{id}")));
+                let watch = api::watch_href(&user, SessionId(id));
                 html! {
                     <>
                         <a class="watch-user-session" href={watch} target="_blank">{ format!("Watch {user}'s session {id}") }</a>

@@ -2031,6 +2031,8 @@ impl Manager {
                 None => {}
             }
         }
+        // Once per user (their consoles in several tabs are seats of their own).
+        revoked.sort();
         revoked.dedup();
         for user in revoked {
             self.publish_scoped(owner, ServerMessage::ShareRevoked { owner: owner.to_owned(), session: id }, Scope::Joiner(user));
@@ -2068,19 +2070,23 @@ impl Manager {
                 rows.extend(store.shares_to(&format!("{GROUP_PREFIX}{group}")).await.map_err(|e| store_failed(&e))?);
             }
         }
-        // One entry per session, with what the user may do there (their own invitation's role, else their groups').
-        let mut sessions: Vec<SharedSession> = Vec::new();
-        for r in &rows {
-            let Ok(id) = u64::try_from(r.session_id) else { continue };
-            if sessions.iter().any(|x| x.owner == r.owner && x.session.0 == id) {
-                continue;
-            }
-            let of_session: Vec<crate::store::ShareRow> = rows.iter().filter(|x| x.owner == r.owner && x.session_id == r.session_id).cloned().collect();
-            if let Some(role) = access_of(&of_session, &self.config.groups, user) {
-                sessions.push(SharedSession { owner: r.owner.clone(), session: SessionId(id), role });
+        // One entry per session, with what the user may do there (their own invitation's role, else their groups'),
+        // in the order first shared.
+        let mut by_session: Vec<((String, i64), Vec<crate::store::ShareRow>)> = Vec::new();
+        for r in rows {
+            let key = (r.owner.clone(), r.session_id);
+            match by_session.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, of_session)) => of_session.push(r),
+                None => by_session.push((key, vec![r])),
             }
         }
-        Ok(sessions)
+        Ok(by_session
+            .into_iter()
+            .filter_map(|((owner, id), of_session)| {
+                let role = access_of(&of_session, &self.config.groups, user)?;
+                Some(SharedSession { owner, session: SessionId(u64::try_from(id).ok()?), role })
+            })
+            .collect())
     }
 
     /// What `joiner` may do in `owner`'s session `id`, held here: their invitation's role, else an admin's
@@ -2259,12 +2265,8 @@ impl Manager {
         tracing::info!(%owner, session = session.0, pipeline = pipeline.0, %requested_by, "a pipeline waits for a moderator");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Approval, requested_by).on(&owner, session.0, &computer).with(serde_json::json!({"action": "requested", "pipeline": pipeline.0, "command": text})));
         let message = ServerMessage::ApprovalRequested { owner: owner.clone(), session, pipeline, command: text.to_owned(), requested_by: requested_by.to_owned(), moderators: moderators.clone() };
-        // The moderators' own pages on this relay hear of it too (they decide from a console joined to the session).
-        for m in moderators.iter().filter(|m| **m != owner) {
-            self.publish(m, message.clone());
-        }
+        self.tell_moderators(&owner, &moderators, message);
         lock(&self.pending).insert((owner.clone(), session, pipeline), Pending { entry: entry.clone(), command, buffer: buffer.clone(), text: text.to_owned(), requested_by: requested_by.to_owned(), moderators });
-        self.publish(&owner, message);
     }
 
     /// The approvals waiting in `owner`'s session `id` (for a moderator who joins).
@@ -2293,7 +2295,7 @@ impl Manager {
         let why = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
         tracing::info!(%owner, session = id.0, pipeline = pipeline.0, %moderator, approve, "a moderator decided");
         self.audit(crate::audit::Event::new(crate::audit::Kind::Approval, moderator).on(owner, id.0, &computer).with(serde_json::json!({"action": if approve { "approved" } else { "denied" }, "pipeline": pipeline.0, "command": pending.text, "requested_by": pending.requested_by, "reason": reason})));
-        self.decided(owner, &pending.moderators, ServerMessage::ApprovalDecided { owner: owner.to_owned(), session: id, pipeline, approved: approve, by: moderator.to_owned(), reason: reason.clone() });
+        self.tell_moderators(owner, &pending.moderators, ServerMessage::ApprovalDecided { owner: owner.to_owned(), session: id, pipeline, approved: approve, by: moderator.to_owned(), reason: reason.clone() });
         if approve {
             let notice = format!("Approved by {moderator}{why}.");
             if let Ok(clixml) = clixml::encode_message(&psgate_lang::informational("Warning", &notice)) {
@@ -2324,13 +2326,13 @@ impl Manager {
         let Some(pending) = lock(&self.pending).remove(&(owner.to_owned(), id, pipeline)) else { return false };
         pending.buffer.push(|seq| ServerMessage::PipelineState { session: id, pipeline, seq, state: PipelineState::Stopped, error: None });
         self.update(&pending.entry, |i| i.availability = Availability::Available);
-        self.decided(owner, &pending.moderators, ServerMessage::ApprovalDecided { owner: owner.to_owned(), session: id, pipeline, approved: false, by: owner.to_owned(), reason: Some("stopped by its user".into()) });
+        self.tell_moderators(owner, &pending.moderators, ServerMessage::ApprovalDecided { owner: owner.to_owned(), session: id, pipeline, approved: false, by: owner.to_owned(), reason: Some("stopped by its user".into()) });
         true
     }
 
-    /// Tells a decision (or a waiting pipeline stopped) to everyone present in `owner`'s session and to the
-    /// moderators' own pages, which heard of the request.
-    fn decided(&self, owner: &str, moderators: &[String], message: ServerMessage) {
+    /// Tells an approval's request or its end (decided, or the pipeline stopped) to everyone present in `owner`'s
+    /// session and to the moderators' own pages on this relay (they decide from a console joined to the session).
+    fn tell_moderators(&self, owner: &str, moderators: &[String], message: ServerMessage) {
         for m in moderators.iter().filter(|m| *m != owner) {
             self.publish(m, message.clone());
         }
